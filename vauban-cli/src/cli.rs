@@ -1,0 +1,118 @@
+//! The command line: global options (declared once, `global = true`) and one
+//! variant per subcommand; each subcommand lives in `commands/<name>.rs`.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Parser, Subcommand};
+
+use crate::commands;
+
+/// vauban: build bootable Linux images with Ansible, rootless, as OCI images.
+#[derive(Debug, Parser)]
+#[command(name = "vauban", version, about, propagate_version = true)]
+pub struct Cli {
+    /// The image store (an OCI image layout) [default: $XDG_DATA_HOME/vauban or ~/.local/share/vauban].
+    #[arg(
+        long,
+        global = true,
+        env = "VAUBAN_STORE",
+        value_name = "DIR",
+        help_heading = "Global options"
+    )]
+    pub store: Option<PathBuf>,
+
+    /// More logs: -v info, -vv debug, -vvv trace (RUST_LOG overrides).
+    #[arg(short, long, global = true, action = ArgAction::Count, help_heading = "Global options")]
+    pub verbose: u8,
+
+    /// Debug logs (same as -vv).
+    #[arg(long, global = true, help_heading = "Global options")]
+    pub debug: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Import a rootfs tarball (plain, .gz, .xz, .zst) or a directory as a one-layer image.
+    Import(commands::import::Args),
+    /// List the images of the store.
+    Images(commands::images::Args),
+    /// Show an image as JSON: manifest digest, config, layers with sizes.
+    Inspect(commands::inspect::Args),
+    /// Extract an image's filesystem (all layers applied) into a directory.
+    Unpack(commands::unpack::Args),
+    /// Give an image another name.
+    Tag(commands::tag::Args),
+    /// Remove an image name (its blobs go at the next `vauban gc`).
+    Rm(commands::rm::Args),
+    /// Remove blobs and cached layer directories no image refers to.
+    Gc(commands::gc::Args),
+    /// Re-verify every blob and reference of the store.
+    Fsck(commands::fsck::Args),
+    /// Run a command in a sandbox over an image (rootless), optionally committing its changes.
+    Run(commands::run::Args),
+    /// Push an image of the store to a registry.
+    Push(commands::push::Args),
+    /// Pull an image from a registry (or, through skopeo, an archive or layout) into the store.
+    Pull(commands::pull::Args),
+    /// Check credentials against a registry and store them in the auth file.
+    Login(commands::login::Args),
+    /// Apply Ansible playbooks to an image for one host: one layer per playbook.
+    Stage(commands::stage::Args),
+}
+
+/// What every command gets besides its own arguments.
+#[derive(Debug)]
+pub struct Globals {
+    /// `--store` / `$VAUBAN_STORE`, if given.
+    pub store: Option<PathBuf>,
+}
+
+impl Globals {
+    /// Opens (creating if needed) the store chosen by `--store`, `$VAUBAN_STORE`,
+    /// `$XDG_DATA_HOME/vauban` or `~/.local/share/vauban`.
+    pub fn open_store(&self) -> anyhow::Result<vauban_oci::store::Store> {
+        let root = match &self.store {
+            Some(dir) => dir.clone(),
+            None => vauban_oci::store::Store::default_root()?,
+        };
+        Ok(vauban_oci::store::Store::open(&root)?)
+    }
+}
+
+impl Cli {
+    /// Runs the chosen subcommand.
+    pub fn run(self) -> anyhow::Result<()> {
+        let globals = Globals { store: self.store };
+        match self.command {
+            Command::Import(args) => commands::import::run(&globals, args),
+            Command::Images(args) => commands::images::run(&globals, args),
+            Command::Inspect(args) => commands::inspect::run(&globals, args),
+            Command::Unpack(args) => commands::unpack::run(&globals, args),
+            Command::Tag(args) => commands::tag::run(&globals, args),
+            Command::Rm(args) => commands::rm::run(&globals, args),
+            Command::Gc(args) => commands::gc::run(&globals, args),
+            Command::Fsck(args) => commands::fsck::run(&globals, args),
+            Command::Run(args) => commands::run::run(&globals, args),
+            Command::Push(args) => commands::push::run(&globals, args),
+            Command::Pull(args) => commands::pull::run(&globals, args),
+            Command::Login(args) => commands::login::run(&globals, args),
+            Command::Stage(args) => commands::stage::run(&globals, args),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,16 @@
+//! One module per subcommand: each has clap `Args` and `run(&Globals, Args)`.
+
+pub mod fsck;
+pub mod gc;
+pub mod images;
+pub mod import;
+pub mod inspect;
+pub mod login;
+pub mod progress;
+pub mod pull;
+pub mod push;
+pub mod rm;
+pub mod run;
+pub mod stage;
+pub mod tag;
+pub mod unpack;

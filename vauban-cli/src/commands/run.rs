@@ -1,0 +1,140 @@
+//! `vauban run IMAGE [--hostname H] [--commit NAME[:TAG]] [--env K=V]... -- CMD ARGS...`:
+//! runs a command chrooted in a sandbox over an image (rootless when not root),
+//! optionally commits what it changed as a new image. The command's exit status is
+//! vauban's; a failed command commits nothing; SIGINT/SIGTERM kill the command's
+//! whole process tree and leave nothing behind (exit 128 + signal).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use vauban_core::sandbox::{exit_code, CommitOptions, Program, Sandbox, SandboxOptions};
+use vauban_oci::Reference;
+
+use crate::cli::Globals;
+
+/// Arguments of `vauban run`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The image to run in (NAME[:TAG]).
+    pub image: String,
+
+    /// Host name seen by the command (`hostname`, /etc/hostname, /etc/hosts).
+    #[arg(long, default_value = "vauban")]
+    pub hostname: String,
+
+    /// Store the changes as a new image of this name when the command succeeds.
+    #[arg(long, value_name = "NAME[:TAG]")]
+    pub commit: Option<String>,
+
+    /// Set an environment variable for the command (repeatable).
+    #[arg(short, long = "env", value_name = "K=V", value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
+
+    /// Leave this path out of the committed layer, besides the defaults
+    /// (tmp/*, var/tmp/*, run/*, root/.ansible); `dir/*` keeps the dir itself.
+    #[arg(long, value_name = "PATH")]
+    pub exclude: Vec<PathBuf>,
+
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not of the form KEY=VALUE")),
+    }
+}
+
+/// Runs `vauban run`; exits with the command's status when it is not 0.
+pub fn run(globals: &Globals, args: Args) -> anyhow::Result<()> {
+    match run_sandbox(globals, args) {
+        Ok(0) => Ok(()),
+        Ok(code) => std::process::exit(code),
+        Err(err) => {
+            let interrupted = err.chain().find_map(|c| match c.downcast_ref() {
+                Some(vauban_core::Error::Interrupted { signal }) => Some(*signal),
+                _ => None,
+            });
+            if let Some(signal) = interrupted {
+                std::process::exit(128 + signal);
+            }
+            Err(err)
+        }
+    }
+}
+
+fn run_sandbox(globals: &Globals, args: Args) -> anyhow::Result<i32> {
+    let store = globals.open_store()?;
+    let image = Reference::parse(&args.image)?;
+    let name = args.commit.as_deref().map(Reference::parse).transpose()?;
+    let opts = SandboxOptions {
+        hostname: args.hostname,
+        env: args.env,
+    };
+    let sandbox = Sandbox::prepare(&store, &image, opts)
+        .with_context(|| format!("preparing a sandbox over {image}"))?;
+    let status = match sandbox.run(&Program::Chroot(args.command.clone())) {
+        Ok(status) => status,
+        Err(e) => {
+            if let vauban_core::Error::Interrupted { signal } = &e {
+                // Said now: once the sandbox is cleaned up, the signal is re-raised.
+                eprintln!("vauban: interrupted by signal {signal}; the command was killed, nothing stored");
+            }
+            return Err(e.into());
+        }
+    };
+    let code = exit_code(status);
+    if code != 0 {
+        if name.is_some() {
+            eprintln!("vauban: command failed ({status}); nothing committed");
+        }
+        return Ok(code);
+    }
+    if let Some(name) = name {
+        let mut opts = CommitOptions::new(name.clone(), created_by(&args.command));
+        opts.exclude.extend(args.exclude);
+        let new = sandbox
+            .commit(&opts)
+            .with_context(|| format!("committing {name}"))?;
+        println!("{name} {}", new.manifest_digest);
+    }
+    Ok(0)
+}
+
+/// The history entry of a committed run: the command line, shell-quoted.
+fn created_by(argv: &[String]) -> String {
+    let words: Vec<String> = argv
+        .iter()
+        .map(|w| {
+            if !w.is_empty()
+                && w.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+            {
+                w.clone()
+            } else {
+                format!("'{}'", w.replace('\'', r"'\''"))
+            }
+        })
+        .collect();
+    format!("vauban run -- {}", words.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_pairs() {
+        assert_eq!(parse_env("A=b=c").unwrap(), ("A".into(), "b=c".into()));
+        assert!(parse_env("=x").is_err());
+        assert!(parse_env("nope").is_err());
+    }
+
+    #[test]
+    fn created_by_quotes_words() {
+        let argv = ["sh", "-c", "echo it's"].map(String::from);
+        assert_eq!(created_by(&argv), r"vauban run -- sh -c 'echo it'\''s'");
+    }
+}

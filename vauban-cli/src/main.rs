@@ -1,0 +1,57 @@
+//! The `vauban` binary: parses the command line, sets up logging, runs the
+//! command and maps its error to an exit code (1: user error, 2: internal error).
+//!
+//! Architecture invariant: the CLI holds no logic; it parses, reports progress
+//! and maps errors to exit codes.
+
+mod cli;
+mod commands;
+mod exit;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout and succeed; usage errors are user errors.
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(exit::USER_ERROR)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    init_tracing(cli.verbose, cli.debug);
+    match std::panic::catch_unwind(move || cli.run()) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(err)) => {
+            eprintln!("vauban: error: {}", exit::message(&err));
+            ExitCode::from(exit::code_for(&err))
+        }
+        // The panic message was already printed by the default hook.
+        Err(_) => ExitCode::from(exit::INTERNAL_ERROR),
+    }
+}
+
+/// Logs to stderr: `RUST_LOG` wins, else `-v` (info), `-vv`/`--debug` (debug), `-vvv` (trace).
+fn init_tracing(verbose: u8, debug: bool) {
+    let level = match (verbose, debug) {
+        (0, false) => "warn",
+        (1, false) => "info",
+        (0..=2, _) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(debug || verbose > 1)
+        .init();
+}

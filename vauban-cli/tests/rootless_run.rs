@@ -1,0 +1,472 @@
+//! `vauban run` as an unprivileged user (run by `cargo xtask test` as `vauban-test`):
+//! a change set committed and unpacked, apt inside Debian, the host's files and mount
+//! table untouched after success, failure and SIGTERM, a 100-layer image.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use vauban_oci::image::{HistoryEntry, NewLayer};
+use vauban_oci::layer::{pack, LayerSource, PackOptions};
+use vauban_oci::store::Store;
+use vauban_oci::Reference;
+
+fn unprivileged() {
+    assert!(
+        !nix::unistd::geteuid().is_root(),
+        "rootless tests must run as an unprivileged user: use cargo xtask test"
+    );
+}
+
+fn vauban_bin() -> PathBuf {
+    std::env::var_os("VAUBAN_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_vauban")))
+}
+
+fn fixture(name: &str) -> PathBuf {
+    let dir = std::env::var_os("VAUBAN_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/fixtures"));
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "fixture {} missing: run `cargo xtask fixtures`",
+        path.display()
+    );
+    path
+}
+
+/// A store of its own in a temp dir, removed inside the user namespace (it holds
+/// files owned by subordinate ids).
+struct TestStore {
+    dir: PathBuf,
+}
+
+impl TestStore {
+    fn new() -> Self {
+        unprivileged();
+        let dir = tempfile::Builder::new()
+            .prefix("vauban-run-")
+            .tempdir()
+            .unwrap();
+        TestStore { dir: dir.keep() }
+    }
+
+    /// A store at a fixed path, emptied first (for the shared store, which static
+    /// storage never drops: at most one is left behind).
+    fn at(dir: PathBuf) -> Self {
+        unprivileged();
+        if dir.exists() {
+            remove_tree(&dir);
+        }
+        std::fs::create_dir(&dir).unwrap();
+        TestStore { dir }
+    }
+
+    fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(vauban_bin());
+        c.args(args).env("VAUBAN_STORE", self.path());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("cannot start vauban")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "vauban {args:?} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn import(&self, fixture_name: &str, name: &str) {
+        self.ok(&[
+            "import",
+            "-t",
+            name,
+            fixture(fixture_name).to_str().unwrap(),
+        ]);
+    }
+
+    /// Entries of `STORE/tmp` (sandbox dirs, temp blobs).
+    fn tmp_entries(&self) -> Vec<String> {
+        std::fs::read_dir(self.path().join("tmp"))
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Mount points of this process's mount table under the store.
+    fn mounts(&self) -> Vec<String> {
+        let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let needle = self.path().to_string_lossy().into_owned();
+        table
+            .lines()
+            .filter(|l| l.contains(&needle))
+            .map(String::from)
+            .collect()
+    }
+
+    fn assert_clean(&self, when: &str) {
+        assert_eq!(
+            self.mounts(),
+            Vec::<String>::new(),
+            "mounts left after {when}"
+        );
+        assert_eq!(
+            self.tmp_entries(),
+            Vec::<String>::new(),
+            "STORE/tmp not empty after {when}"
+        );
+    }
+
+    /// The last layer of image `name` as a map path -> (header, pax xattrs, content).
+    fn last_layer(&self, name: &str) -> BTreeMap<String, Entry> {
+        let store = Store::open(self.path()).unwrap();
+        let image = store.image(&Reference::parse(name).unwrap()).unwrap();
+        let desc = image.layers().last().unwrap();
+        let digest = vauban_oci::image::digest_of(desc).unwrap();
+        let blob = store.open_blob(&digest).unwrap();
+        let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(
+            std::io::BufReader::new(blob),
+        ));
+        let mut out = BTreeMap::new();
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let path = entry
+                .path()
+                .unwrap()
+                .to_string_lossy()
+                .trim_end_matches('/')
+                .to_string();
+            let mut xattrs = BTreeMap::new();
+            if let Some(exts) = entry.pax_extensions().unwrap() {
+                for ext in exts {
+                    let ext = ext.unwrap();
+                    if let Some(name) = ext.key().unwrap().strip_prefix("SCHILY.xattr.") {
+                        xattrs.insert(name.to_string(), ext.value_bytes().to_vec());
+                    }
+                }
+            }
+            let h = entry.header();
+            let (uid, gid) = (h.uid().unwrap(), h.gid().unwrap());
+            let mut content = Vec::new();
+            entry.read_to_end(&mut content).unwrap();
+            out.insert(
+                path,
+                Entry {
+                    uid,
+                    gid,
+                    xattrs,
+                    content,
+                },
+            );
+        }
+        out
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    uid: u64,
+    gid: u64,
+    xattrs: BTreeMap<String, Vec<u8>>,
+    content: Vec<u8>,
+}
+
+impl Drop for TestStore {
+    fn drop(&mut self) {
+        remove_tree(&self.dir);
+    }
+}
+
+/// Removes a store (it holds files owned by subordinate ids).
+fn remove_tree(dir: &Path) {
+    vauban_core::sandbox::remove_dir_all(dir)
+        .unwrap_or_else(|e| panic!("cannot remove {}: {e}", dir.display()));
+}
+
+/// One Debian store shared by the tests that need it (import + extraction are slow).
+fn debian() -> &'static TestStore {
+    static STORE: OnceLock<TestStore> = OnceLock::new();
+    STORE.get_or_init(|| {
+        let s = TestStore::at(std::env::temp_dir().join("vauban-run-debian"));
+        s.import("debian.tar", "debian");
+        s
+    })
+}
+
+fn host_files() -> Vec<(&'static str, Vec<u8>)> {
+    ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"]
+        .into_iter()
+        .map(|p| (p, std::fs::read(p).unwrap_or_default()))
+        .collect()
+}
+
+const CHANGES: &str = r#"set -e
+test "$(hostname)" = web01
+grep -q web01 /etc/hosts
+mkdir -p /srv/new && echo hello > /srv/new/file
+echo owned > /srv/owned && chown 2001:2001 /srv/owned
+echo cap > /srv/cap && chmod 755 /srv/cap
+python3 -c "import os; os.setxattr('/srv/cap', 'security.capability', bytes.fromhex('0100000200040000000000000000000000000000'))"
+rm /etc/issue.net
+rm -rf /etc/apt/apt.conf.d && mkdir /etc/apt/apt.conf.d && echo new > /etc/apt/apt.conf.d/99new
+echo built-host > /etc/hostname
+echo junk > /tmp/junk && echo junk > /var/tmp/junk
+test -x /usr/sbin/policy-rc.d && ! /usr/sbin/policy-rc.d
+"#;
+
+#[test]
+fn change_set_is_committed_and_unpacks() {
+    let s = debian();
+    let before = host_files();
+    s.ok(&[
+        "run",
+        "--hostname",
+        "web01",
+        "--commit",
+        "changed",
+        "debian",
+        "--",
+        "sh",
+        "-c",
+        CHANGES,
+    ]);
+    assert_eq!(host_files(), before, "the host's files changed");
+
+    let layer = s.last_layer("changed");
+    let names: Vec<&String> = layer.keys().collect();
+    assert_eq!(layer["srv/new/file"].content, b"hello\n");
+    let owned = &layer["srv/owned"];
+    assert_eq!((owned.uid, owned.gid), (2001, 2001));
+    let cap = &layer["srv/cap"].xattrs["security.capability"];
+    assert_eq!(cap.len(), 20, "capability not packed as v2: {cap:02x?}");
+    let magic = u32::from_le_bytes(cap[0..4].try_into().unwrap());
+    assert_eq!(
+        magic & 0xff00_0000,
+        0x0200_0000,
+        "not a v2 capability: {cap:02x?}"
+    );
+    assert_eq!(u32::from_le_bytes(cap[4..8].try_into().unwrap()), 1 << 10);
+    assert!(
+        layer.contains_key("etc/.wh.issue.net"),
+        "no whiteout in {names:?}"
+    );
+    assert!(
+        layer.contains_key("etc/apt/apt.conf.d/.wh..wh..opq"),
+        "no opaque marker in {names:?}"
+    );
+    assert_eq!(layer["etc/hostname"].content, b"built-host\n");
+    for left_out in [
+        "tmp/junk",
+        "var/tmp/junk",
+        "usr/sbin/policy-rc.d",
+        "etc/resolv.conf",
+        "dev/null",
+        "dev/pts",
+        "proc",
+        "sys",
+    ] {
+        assert!(
+            !layer.contains_key(left_out),
+            "{left_out} in the layer: {names:?}"
+        );
+    }
+    assert!(!names.iter().any(|n| n.contains("overlay")), "{names:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    s.ok(&["unpack", "changed", root.to_str().unwrap()]);
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+    assert_eq!(read("srv/new/file"), "hello\n");
+    assert_eq!(read("etc/hostname"), "built-host\n");
+    assert!(!root.join("etc/issue.net").exists());
+    assert!(
+        root.join("etc/issue").exists(),
+        "a lower file next to the deleted one is gone"
+    );
+    let conf: Vec<_> = std::fs::read_dir(root.join("etc/apt/apt.conf.d"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(conf, ["99new"]);
+    assert!(!root.join("tmp/junk").exists());
+    assert!(!root.join("usr/sbin/policy-rc.d").exists());
+    assert!(root.join("usr/bin/python3").exists());
+}
+
+#[test]
+fn apt_get_install_works_rootless() {
+    let s = debian();
+    s.ok(&[
+        "run",
+        "--commit",
+        "with-sl",
+        "debian",
+        "--",
+        "sh",
+        "-c",
+        "apt-get update -q && apt-get install -y -q --no-install-recommends sl && test -x /usr/games/sl",
+    ]);
+    let layer = s.last_layer("with-sl");
+    assert!(
+        layer.contains_key("usr/games/sl"),
+        "the layer lacks the package"
+    );
+    assert!(layer.keys().any(|k| k.starts_with("var/lib/dpkg/info/sl.")));
+}
+
+#[test]
+fn host_untouched_and_nothing_left_after_success_and_failure() {
+    let s = TestStore::new();
+    s.import("busybox.tar", "bb");
+    let before = host_files();
+    let write_etc = "echo x >> /etc/hosts; echo y > /etc/hostname; echo z >> /etc/resolv.conf";
+    s.ok(&["run", "bb", "--", "sh", "-c", write_etc]);
+    assert_eq!(host_files(), before);
+    s.assert_clean("success");
+
+    let out = s.run(&[
+        "run",
+        "--commit",
+        "failed",
+        "bb",
+        "--",
+        "sh",
+        "-c",
+        "touch /new; exit 7",
+    ]);
+    assert_eq!(out.status.code(), Some(7), "exit status not passed through");
+    s.assert_clean("failure");
+    let images = s.ok(&["images"]);
+    assert!(
+        !images.contains("failed"),
+        "a failed command committed: {images}"
+    );
+
+    let out = s.run(&["run", "bb", "--", "sh", "-c", "kill -9 $$"]);
+    assert_eq!(out.status.code(), Some(128 + 9));
+    s.assert_clean("a killed command");
+    assert_eq!(host_files(), before);
+}
+
+#[test]
+fn sigterm_mid_run_kills_everything_and_leaves_nothing() {
+    let s = TestStore::new();
+    s.import("busybox.tar", "bb");
+    let mut child = s
+        .cmd(&[
+            "run",
+            "--commit",
+            "never",
+            "bb",
+            "--",
+            "sh",
+            "-c",
+            "echo started; busybox sleep 6123; echo survived",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "started\n");
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "vauban run did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Killed by the re-raised SIGTERM once the sandbox is cleaned up (or 143).
+    use std::os::unix::process::ExitStatusExt;
+    assert!(
+        status.signal() == Some(15) || status.code() == Some(128 + 15),
+        "{status}"
+    );
+    s.assert_clean("SIGTERM");
+    assert!(!sleeper_alive(), "the sandboxed command survived SIGTERM");
+    assert!(!s.ok(&["images"]).contains("never"));
+}
+
+fn sleeper_alive() -> bool {
+    std::fs::read_dir("/proc").unwrap().any(|e| {
+        let p = e.unwrap().path().join("cmdline");
+        std::fs::read(p).is_ok_and(|c| c == b"busybox\0sleep\x006123\0")
+    })
+}
+
+#[test]
+fn hundred_layer_image_mounts_and_runs() {
+    let s = TestStore::new();
+    s.import("busybox.tar", "bb");
+    {
+        let store = Store::open(s.path()).unwrap();
+        let base = store.image(&Reference::parse("bb").unwrap()).unwrap();
+        let mut layers = Vec::new();
+        for i in 0..100 {
+            let tree = tempfile::tempdir().unwrap();
+            std::fs::create_dir(tree.path().join("l")).unwrap();
+            std::fs::write(tree.path().join(format!("l/{i:03}")), format!("{i}\n")).unwrap();
+            let mut w = store.blob_writer().unwrap();
+            let packed = pack(
+                LayerSource::Tree(tree.path()),
+                &PackOptions::default(),
+                &mut w,
+            )
+            .unwrap();
+            w.commit(Some(&packed.digest)).unwrap();
+            layers.push(NewLayer {
+                digest: packed.digest,
+                size: packed.size,
+                diff_id: packed.diff_id,
+                media_type: packed.media_type,
+            });
+        }
+        let history = HistoryEntry {
+            created_by: "test: 100 layers".into(),
+            created: vauban_oci::image::created_now(),
+            comment: None,
+        };
+        let name = Reference::parse("hundred").unwrap();
+        vauban_oci::image::commit(&store, Some(&base), &layers, &history, &name).unwrap();
+    }
+    let out = s.ok(&[
+        "run",
+        "hundred",
+        "--",
+        "sh",
+        "-c",
+        "busybox ls /l; busybox cat /l/000 /l/099",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 102, "{out}");
+    assert_eq!(&lines[100..], ["0", "99"]);
+    s.assert_clean("a 100-layer run");
+}

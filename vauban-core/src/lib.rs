@@ -1,0 +1,10 @@
+//! The builder of vauban: the rootless sandbox (user namespace, overlay of cached
+//! layer directories, chroot), and the Ansible stages built on it.
+//!
+//! Architecture invariant: `sandbox` is the only module with `unsafe` code.
+
+pub mod error;
+pub mod sandbox;
+pub mod stage;
+
+pub use error::{Error, Result};

@@ -1,0 +1,283 @@
+//! Committing a sandbox: inside the user namespace, the upper dir is made into a
+//! clean change set (what the build wrote into the private `/etc` files copied in,
+//! mount-point placeholders taken out, `/toslash/*` moved onto `/`), packed into a
+//! layer blob of the store; then the new image (base + layer, history entry) is
+//! stored under its name.
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use vauban_oci::image::{created_now, source_date_epoch, HistoryEntry, NewLayer};
+use vauban_oci::layer::{pack, Compression, LayerSource, PackOptions};
+use vauban_oci::{Digest, Image, Reference};
+
+use super::rootfs::{PLACEHOLDER_DIRS, PLACEHOLDER_FILES, PLACEHOLDER_LINKS, PRIVATE_FILES};
+use super::run::Sandbox;
+use super::userns::{in_namespaces, Spawn};
+use crate::error::{IoContext, Result};
+
+/// Build leftovers never committed (relative to `/`; `dir/*` keeps the dir).
+pub const DEFAULT_EXCLUDES: [&str; 4] = ["tmp/*", "var/tmp/*", "run/*", "root/.ansible"];
+
+/// How to commit a sandbox.
+#[derive(Debug, Clone)]
+pub struct CommitOptions {
+    /// The name of the new image.
+    pub name: Reference,
+    /// The history entry's `created_by` (the command).
+    pub created_by: String,
+    /// Compression of the new layer.
+    pub compression: Compression,
+    /// Paths left out of the layer; see [`DEFAULT_EXCLUDES`].
+    pub exclude: Vec<PathBuf>,
+}
+
+impl CommitOptions {
+    /// Options with the default compression and excludes.
+    pub fn new(name: Reference, created_by: impl Into<String>) -> Self {
+        CommitOptions {
+            name,
+            created_by: created_by.into(),
+            compression: Compression::default(),
+            exclude: DEFAULT_EXCLUDES.iter().map(PathBuf::from).collect(),
+        }
+    }
+}
+
+/// The packed layer as sent back from the user namespace.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Packed {
+    digest: String,
+    size: u64,
+    diff_id: String,
+    media_type: String,
+}
+
+impl Sandbox<'_> {
+    /// Packs the upper dir into a layer and stores the new image under
+    /// `opts.name`; the sandbox dir is removed afterwards.
+    pub fn commit(mut self, opts: &CommitOptions) -> Result<Image> {
+        let upper = self.upper_dir();
+        let private = self.private_dir();
+        let initial = self.initial.clone();
+        let lower = self.lower.clone();
+        let store = self.store;
+        let pack_opts = PackOptions {
+            compression: opts.compression,
+            source_date_epoch: source_date_epoch(),
+            exclude: opts.exclude.clone(),
+        };
+        let spawn = Spawn {
+            what: "commit",
+            interruptible: true,
+            ..Spawn::default()
+        };
+        let packed: Packed = in_namespaces(&self.ns, &spawn, || {
+            finish_upper(&upper, &private, &initial, &lower)?;
+            let mut w = store.blob_writer()?;
+            let layer = pack(LayerSource::Upper(&upper), &pack_opts, &mut w)?;
+            w.commit(Some(&layer.digest))?;
+            Ok(Packed {
+                digest: layer.digest.to_string(),
+                size: layer.size,
+                diff_id: layer.diff_id.to_string(),
+                media_type: layer.media_type,
+            })
+        })?;
+        let layer = NewLayer {
+            digest: Digest::parse(&packed.digest)?,
+            size: packed.size,
+            diff_id: Digest::parse(&packed.diff_id)?,
+            media_type: packed.media_type,
+        };
+        let history = HistoryEntry {
+            created_by: opts.created_by.clone(),
+            created: created_now(),
+            comment: None,
+        };
+        let image =
+            vauban_oci::image::commit(store, Some(&self.image), &[layer], &history, &opts.name)?;
+        tracing::info!(name = %opts.name, digest = %image.manifest_digest, "committed");
+        self.remove()?;
+        Ok(image)
+    }
+}
+
+/// Makes the upper dir the change set of the build (runs in the user namespace).
+fn finish_upper(
+    upper: &Path,
+    private: &Path,
+    initial: &[(String, Vec<u8>)],
+    lower: &[PathBuf],
+) -> Result<()> {
+    remove_placeholders(upper, lower)?;
+    for (name, rel) in PRIVATE_FILES {
+        let now = std::fs::read(private.join(name)).at("read", private.join(name))?;
+        let before = initial
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, c)| c.as_slice());
+        if before != Some(now.as_slice()) {
+            let target = upper.join(rel);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent).at("mkdir", parent)?;
+            }
+            std::fs::write(&target, &now).at("write", &target)?;
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644))
+                .at("chmod", &target)?;
+        }
+    }
+    let toslash = upper.join("toslash");
+    if toslash.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+        move_onto(&toslash, upper)?;
+        std::fs::remove_dir_all(&toslash).at("remove", &toslash)?;
+    }
+    Ok(())
+}
+
+/// Takes out what the sandbox created as mount points (see [`super::rootfs`]).
+fn remove_placeholders(upper: &Path, lower: &[PathBuf]) -> Result<()> {
+    for rel in PLACEHOLDER_FILES {
+        let p = upper.join(rel);
+        // An empty regular file at a mount point is ours (the build wrote into what
+        // was mounted over it, never into it).
+        if p.symlink_metadata()
+            .is_ok_and(|m| m.is_file() && m.len() == 0)
+        {
+            std::fs::remove_file(&p).at("remove", &p)?;
+        }
+    }
+    for (rel, target) in PLACEHOLDER_LINKS {
+        let p = upper.join(rel);
+        if std::fs::read_link(&p).is_ok_and(|t| t == Path::new(target)) && !in_lower(lower, rel) {
+            std::fs::remove_file(&p).at("remove", &p)?;
+        }
+    }
+    for rel in PLACEHOLDER_DIRS {
+        let p = upper.join(rel);
+        let empty = std::fs::read_dir(&p).is_ok_and(|mut d| d.next().is_none());
+        if empty && !is_opaque(&p) {
+            std::fs::remove_dir(&p).at("rmdir", &p)?;
+        }
+    }
+    Ok(())
+}
+
+fn in_lower(lower: &[PathBuf], rel: &str) -> bool {
+    lower.iter().any(|l| l.join(rel).symlink_metadata().is_ok())
+}
+
+fn is_opaque(dir: &Path) -> bool {
+    ["user.overlay.opaque", "trusted.overlay.opaque"]
+        .iter()
+        .any(|name| {
+            let mut buf = [0u8; 4];
+            rustix::fs::lgetxattr(dir, *name, &mut buf).is_ok_and(|n| n == 1 && buf[0] == b'y')
+        })
+}
+
+/// Moves the content of `from` onto `to` (merging directories, replacing files);
+/// whiteouts in `from` are dropped.
+fn move_onto(from: &Path, to: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(from).at("read dir", from)? {
+        let entry = entry.at("read dir", from)?;
+        let src = entry.path();
+        let dst = to.join(entry.file_name());
+        let md = src.symlink_metadata().at("stat", &src)?;
+        if md.file_type().is_char_device() && md.rdev() == 0 {
+            continue;
+        }
+        let dst_md = dst.symlink_metadata().ok();
+        match dst_md {
+            Some(d) if d.is_dir() && md.is_dir() => move_onto(&src, &dst)?,
+            Some(d) => {
+                if d.is_dir() {
+                    std::fs::remove_dir_all(&dst).at("remove", &dst)?;
+                } else {
+                    std::fs::remove_file(&dst).at("remove", &dst)?;
+                }
+                std::fs::rename(&src, &dst).at("rename", &src)?;
+            }
+            None => std::fs::rename(&src, &dst).at("rename", &src)?,
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(root: &Path, rel: &str, content: &str) {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+
+    #[test]
+    fn upper_becomes_the_change_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let (upper, private, lower) = (
+            dir.path().join("up"),
+            dir.path().join("priv"),
+            dir.path().join("low"),
+        );
+        // Placeholders the sandbox made, and the build's own files.
+        for rel in [
+            "dev/null",
+            "dev/tty",
+            "etc/hosts",
+            "etc/resolv.conf",
+            "usr/sbin/policy-rc.d",
+        ] {
+            write(&upper, rel, "");
+        }
+        std::os::unix::fs::symlink("/proc/self/fd", upper.join("dev/fd")).unwrap();
+        for d in ["proc", "sys", "tmp", "dev/pts"] {
+            std::fs::create_dir_all(upper.join(d)).unwrap();
+        }
+        write(&upper, "dev/made-by-build", "x");
+        write(&upper, "toslash/etc/motd", "moved\n");
+        write(&upper, "etc/motd", "old\n");
+        write(&upper, "srv/keep", "k");
+        std::fs::create_dir_all(&lower).unwrap();
+        // Private files: hostname changed by the build, hosts unchanged.
+        write(&private, "hosts", "h\n");
+        write(&private, "resolv.conf", "r\n");
+        write(&private, "hostname", "built\n");
+        let initial = vec![
+            ("hosts".to_string(), b"h\n".to_vec()),
+            ("resolv.conf".to_string(), b"r\n".to_vec()),
+            ("hostname".to_string(), b"web01\n".to_vec()),
+        ];
+
+        finish_upper(&upper, &private, &initial, &[lower]).unwrap();
+
+        let exists = |rel: &str| upper.join(rel).symlink_metadata().is_ok();
+        for gone in [
+            "dev/null",
+            "dev/tty",
+            "dev/fd",
+            "dev/pts",
+            "proc",
+            "sys",
+            "tmp",
+            "etc/hosts",
+            "etc/resolv.conf",
+            "usr/sbin/policy-rc.d",
+            "toslash",
+        ] {
+            assert!(!exists(gone), "{gone} left in the upper dir");
+        }
+        assert!(exists("dev/made-by-build"));
+        assert!(exists("srv/keep"));
+        assert_eq!(
+            std::fs::read_to_string(upper.join("etc/hostname")).unwrap(),
+            "built\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(upper.join("etc/motd")).unwrap(),
+            "moved\n"
+        );
+    }
+}

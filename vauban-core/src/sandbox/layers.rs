@@ -1,0 +1,205 @@
+//! The store's cached layer dirs: each layer of an image is extracted once into
+//! `STORE/layers/<diff_id hex>` (overlay format: whiteouts as char devices 0/0,
+//! opaque dirs marked `user.overlay.opaque=y`) and shared by every build.
+//!
+//! Extraction runs inside the user namespace, so the layer's owners map to the
+//! subordinate ids; it goes into a temp dir under `STORE/tmp` renamed into place,
+//! so a half-extracted layer is never seen (and two builds racing on one layer both
+//! succeed: the loser removes its copy).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+use vauban_oci::layer::{apply_blob, ApplyOptions, BlobInfo, Owners, WhiteoutMode};
+use vauban_oci::store::Store;
+use vauban_oci::{Digest, Image};
+
+use super::userns::{in_namespaces, NsConfig, Spawn};
+use crate::error::{IoContext, Result};
+
+/// Makes sure every layer dir of `image` exists; returns them base first.
+pub fn ensure_layer_dirs(store: &Store, ns: &NsConfig, image: &Image) -> Result<Vec<PathBuf>> {
+    let layers = image.layers_with_diff_ids()?;
+    let mut seen = std::collections::HashSet::new();
+    let missing: Vec<Layer> = layers
+        .iter()
+        .filter(|(_, diff_id)| !store.layer_dir(diff_id).exists() && seen.insert(diff_id.clone()))
+        .map(|(desc, diff_id)| {
+            Ok(Layer {
+                media_type: desc.media_type().to_string(),
+                digest: vauban_oci::image::digest_of(desc)?,
+                size: desc.size(),
+                diff_id: diff_id.clone(),
+                tmp: temp_dir_for(store, diff_id),
+            })
+        })
+        .collect::<Result<_>>()?;
+    if !missing.is_empty() {
+        tracing::info!(count = missing.len(), "extracting layers");
+        let spawn = Spawn {
+            what: "extract layers",
+            interruptible: true,
+            ..Spawn::default()
+        };
+        let owners = if ns.rootless() {
+            // Ids beyond the mapped range cannot be represented: counted, not fatal.
+            Owners::BestEffort
+        } else {
+            Owners::Preserve
+        };
+        let result = in_namespaces(ns, &spawn, || extract_all(store, &missing, owners));
+        if result.is_err() {
+            // Killed mid-way (interrupted): its temp dirs have known names.
+            let leftovers: Vec<PathBuf> = missing
+                .iter()
+                .map(|l| l.tmp.clone())
+                .filter(|p| p.exists())
+                .collect();
+            if !leftovers.is_empty() {
+                let spawn = Spawn {
+                    what: "remove partial layer dirs",
+                    ..Spawn::default()
+                };
+                let _ = in_namespaces(ns, &spawn, || {
+                    for p in &leftovers {
+                        std::fs::remove_dir_all(p).at("remove", p)?;
+                    }
+                    Ok(())
+                });
+            }
+        }
+        result?;
+    }
+    Ok(layers.iter().map(|(_, d)| store.layer_dir(d)).collect())
+}
+
+/// A layer to extract.
+struct Layer {
+    media_type: String,
+    digest: Digest,
+    size: u64,
+    diff_id: Digest,
+    /// Where it is extracted before the rename (named by the parent process).
+    tmp: PathBuf,
+}
+
+/// Extracts the layers on a few threads (each layer dir is independent).
+fn extract_all(store: &Store, layers: &[Layer], owners: Owners) -> Result<()> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(layers.len())
+        .clamp(1, 4);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    match layers.get(i) {
+                        Some(layer) => extract_one(store, layer, owners)?,
+                        None => return Ok(()),
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join().unwrap_or_else(|_| {
+                    Err(crate::Error::InSandbox {
+                        what: "extract layers".into(),
+                        message: "an extraction thread panicked".into(),
+                    })
+                })
+            })
+            .collect::<Result<Vec<()>>>()
+            .map(|_| ())
+    })
+}
+
+/// `STORE/tmp/layer-<diff_id>-<pid>`: where the calling process extracts a layer.
+fn temp_dir_for(store: &Store, diff_id: &Digest) -> PathBuf {
+    store
+        .tmp_dir()
+        .join(format!("layer-{}-{}", diff_id.hex(), std::process::id()))
+}
+
+/// A temp dir removed on drop unless kept.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn keep(mut self) -> PathBuf {
+        std::mem::take(&mut self.0)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !self.0.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn extract_one(store: &Store, layer: &Layer, owners: Owners) -> Result<()> {
+    let diff_id = &layer.diff_id;
+    let target = store.layer_dir(diff_id);
+    if target.exists() {
+        return Ok(());
+    }
+    let tmp = TempDir(layer.tmp.clone());
+    if tmp.0.exists() {
+        std::fs::remove_dir_all(&tmp.0).at("remove", &tmp.0)?;
+    }
+    std::fs::create_dir(&tmp.0).at("mkdir", &tmp.0)?;
+    std::fs::set_permissions(&tmp.0, std::fs::Permissions::from_mode(0o755)).at("chmod", &tmp.0)?;
+    let blob = store.open_blob(&layer.digest)?;
+    let info = BlobInfo {
+        media_type: &layer.media_type,
+        digest: &layer.digest,
+        size: layer.size,
+        diff_id,
+    };
+    let opts = ApplyOptions {
+        whiteouts: WhiteoutMode::Overlay,
+        owners,
+    };
+    let report = apply_blob(std::io::BufReader::new(blob), &info, &tmp.0, &opts)?;
+    tracing::debug!(%diff_id, ?report, "layer extracted");
+    let tmp = tmp.keep();
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent).at("mkdir", parent)?;
+    }
+    if let Err(e) = std::fs::rename(&tmp, &target) {
+        std::fs::remove_dir_all(&tmp).at("remove", &tmp)?;
+        if !target.exists() {
+            return Err(crate::Error::io("rename into place", &target, e));
+        }
+    }
+    Ok(())
+}
+
+/// Removes a directory tree that may hold files owned by subordinate ids (a layer
+/// dir, a sandbox dir): inside the user namespace when rootless, directly as root.
+/// Meant for [`Store::gc_with`]: `store.gc_with(&vauban_core::sandbox::remove_dir_all)`.
+pub fn remove_dir_all(path: &std::path::Path) -> vauban_oci::Result<()> {
+    let remove = || std::fs::remove_dir_all(path).at("remove", path);
+    let result = match NsConfig::detect() {
+        Ok(ns) if ns.rootless() => {
+            let spawn = Spawn {
+                what: "remove a directory",
+                ..Spawn::default()
+            };
+            in_namespaces(&ns, &spawn, remove)
+        }
+        _ => remove(),
+    };
+    result.map_err(|e| match e {
+        crate::Error::Oci(e) => e,
+        other => vauban_oci::Error::io(
+            "remove",
+            path,
+            std::io::Error::other(super::userns::render(&other)),
+        ),
+    })
+}

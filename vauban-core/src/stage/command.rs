@@ -1,0 +1,305 @@
+//! The `ansible-playbook` command line of a stage, built by a pure function from a
+//! typed configuration so that every argument is unit-tested without running Ansible.
+//!
+//! What the original did, kept here: `--diff -v --limit HOST`,
+//! `ANSIBLE_ANY_ERRORS_FATAL=True`, extra vars `in_vauban` and `in_conffs_build`, the
+//! host added to the inventory. What vauban adds: the host's connection variables are
+//! passed as extra vars (the highest precedence in Ansible) so that whatever the
+//! inventory says about the real machine (`ansible_host`, `ansible_connection: ssh`)
+//! never leaks into the build: the build runs through `community.general.chroot` into
+//! the sandbox's merged root.
+//!
+//! Known limit of that choice: extra vars apply to every host, so in a template
+//! `hostvars['other'].ansible_host` also reads the merged root, and a task delegated
+//! to `localhost` runs in the image too. `--limit HOST` keeps the play on the host
+//! being built.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+/// The connection plugin Ansible uses to reach the image.
+pub const CHROOT_CONNECTION: &str = "community.general.chroot";
+
+/// `PATH` given to Ansible. The chroot connection runs commands in the image with
+/// Ansible's own environment, and dpkg refuses to work without the `sbin` directories.
+pub const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A command to run: program, arguments, environment additions and working directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandLine {
+    /// The program (an absolute path when resolved).
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<OsString>,
+    /// Variables set on top of the inherited environment, in order.
+    pub env: Vec<(String, OsString)>,
+    /// The working directory.
+    pub cwd: PathBuf,
+}
+
+impl CommandLine {
+    /// The whole command as `env K=V... PROGRAM ARGS...`, ready to be exec'd by a
+    /// shell wrapper that already changed to [`CommandLine::cwd`].
+    pub fn env_argv(&self, env_program: &Path) -> Vec<OsString> {
+        let mut argv = vec![env_program.as_os_str().to_owned()];
+        for (key, value) in &self.env {
+            let mut kv = OsString::from(key);
+            kv.push("=");
+            kv.push(value);
+            argv.push(kv);
+        }
+        argv.push(self.program.as_os_str().to_owned());
+        argv.extend(self.args.iter().cloned());
+        argv
+    }
+
+    /// A readable rendering for logs and error messages (not for a shell).
+    pub fn display(&self) -> String {
+        std::iter::once(self.program.as_os_str())
+            .chain(self.args.iter().map(|a| a.as_os_str()))
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// Everything the `ansible-playbook` command of one stage depends on.
+#[derive(Debug, Clone)]
+pub struct AnsibleConfig {
+    /// The `ansible-playbook` program (resolved on the host).
+    pub ansible_playbook: PathBuf,
+    /// The host's `chroot` program, used by the chroot connection
+    /// (`/usr/sbin` is not in an ordinary user's `PATH`).
+    pub chroot_exe: PathBuf,
+    /// The Ansible root (where `ansible.cfg`, the inventory and playbooks are): the
+    /// working directory.
+    pub ansible_root: PathBuf,
+    /// The playbook, relative to the Ansible root.
+    pub playbook: String,
+    /// The host being built: `--limit` and the inventory host whose variables apply.
+    pub host: String,
+    /// The repository's inventories (each becomes a `-i`).
+    pub inventories: Vec<PathBuf>,
+    /// The inventory vauban generates, which adds the host when missing.
+    pub generated_inventory: PathBuf,
+    /// The image's root as seen by Ansible (the sandbox's merged directory).
+    pub image_root: String,
+    /// The extra var `in_conffs_build`.
+    pub in_conffs_build: bool,
+    /// The Python interpreter in the image.
+    pub python_interpreter: String,
+    /// Extra arguments for `ansible-playbook`, given by the user.
+    pub extra_args: Vec<String>,
+    /// `ANSIBLE_LOCAL_TEMP`: a private directory on the host.
+    pub local_temp: PathBuf,
+    /// `ANSIBLE_REMOTE_TEMP`: a directory inside the image.
+    pub remote_temp: String,
+}
+
+/// The extra vars of a stage, as one JSON object (`-e '{...}'`).
+pub fn extra_vars(config: &AnsibleConfig) -> serde_json::Value {
+    serde_json::json!({
+        "in_vauban": true,
+        "in_conffs_build": config.in_conffs_build,
+        "ansible_connection": CHROOT_CONNECTION,
+        "ansible_host": config.image_root,
+        "ansible_python_interpreter": config.python_interpreter,
+    })
+}
+
+/// Builds the `ansible-playbook` command of a stage.
+pub fn ansible_playbook(config: &AnsibleConfig) -> CommandLine {
+    let mut args: Vec<OsString> = Vec::new();
+    for inventory in &config.inventories {
+        args.push("-i".into());
+        args.push(inventory.as_os_str().to_owned());
+    }
+    args.push("-i".into());
+    args.push(config.generated_inventory.as_os_str().to_owned());
+    args.extend(["--limit".into(), config.host.clone().into()]);
+    args.push("--diff".into());
+    args.push("-v".into());
+    // The user's arguments come before vauban's extra vars: for extra vars the last
+    // `-e` wins, and the connection variables must win.
+    args.extend(config.extra_args.iter().map(OsString::from));
+    args.push("-e".into());
+    args.push(extra_vars(config).to_string().into());
+    args.push(config.playbook.clone().into());
+
+    let env = [
+        ("ANSIBLE_ANY_ERRORS_FATAL", OsString::from("True")),
+        ("ANSIBLE_HOST_KEY_CHECKING", "False".into()),
+        ("ANSIBLE_BECOME_ALLOW_SAME_USER", "False".into()),
+        ("ANSIBLE_RETRY_FILES_ENABLED", "False".into()),
+        ("ANSIBLE_NOCOLOR", "True".into()),
+        (
+            "ANSIBLE_LOCAL_TEMP",
+            config.local_temp.as_os_str().to_owned(),
+        ),
+        ("ANSIBLE_REMOTE_TEMP", config.remote_temp.clone().into()),
+        (
+            "ANSIBLE_CHROOT_EXE",
+            config.chroot_exe.as_os_str().to_owned(),
+        ),
+        ("PATH", SYSTEM_PATH.into()),
+        // Ansible refuses to start without a UTF-8 locale; C.UTF-8 exists everywhere.
+        ("LC_ALL", "C.UTF-8".into()),
+        ("PYTHONUNBUFFERED", "1".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+
+    CommandLine {
+        program: config.ansible_playbook.clone(),
+        args,
+        env,
+        cwd: config.ansible_root.clone(),
+    }
+}
+
+/// Finds `program` in `path` (a `PATH`-like list), then in the system directories.
+pub fn which(program: &str, path: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
+    if program.contains('/') {
+        return Some(PathBuf::from(program)).filter(|p| is_executable(p));
+    }
+    let system = std::ffi::OsString::from(SYSTEM_PATH);
+    path.into_iter()
+        .chain(std::iter::once(system.as_os_str()))
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(program))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> AnsibleConfig {
+        AnsibleConfig {
+            ansible_playbook: "/usr/bin/ansible-playbook".into(),
+            chroot_exe: "/usr/sbin/chroot".into(),
+            ansible_root: "/cache/wt/ansible".into(),
+            playbook: "web.yml".into(),
+            host: "web01".into(),
+            inventories: vec!["/cache/wt/ansible/inventory".into()],
+            generated_inventory: "/tmp/s/vauban-inventory.yml".into(),
+            image_root: "/run/vauban/merged".into(),
+            in_conffs_build: false,
+            python_interpreter: "/usr/bin/python3".into(),
+            extra_args: vec!["--tags".into(), "base".into()],
+            local_temp: "/tmp/s/ansible-local".into(),
+            remote_temp: "/tmp".into(),
+        }
+    }
+
+    fn strings(args: &[OsString]) -> Vec<String> {
+        args.iter()
+            .map(|a| a.to_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn argv_is_exactly_this() {
+        let cmd = ansible_playbook(&config());
+        assert_eq!(cmd.program, Path::new("/usr/bin/ansible-playbook"));
+        assert_eq!(cmd.cwd, Path::new("/cache/wt/ansible"));
+        let args = strings(&cmd.args);
+        let json = args[args.len() - 2].clone();
+        assert_eq!(
+            args,
+            [
+                "-i",
+                "/cache/wt/ansible/inventory",
+                "-i",
+                "/tmp/s/vauban-inventory.yml",
+                "--limit",
+                "web01",
+                "--diff",
+                "-v",
+                "--tags",
+                "base",
+                "-e",
+                &json,
+                "web.yml",
+            ]
+        );
+        let vars: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            vars,
+            serde_json::json!({
+                "in_vauban": true,
+                "in_conffs_build": false,
+                "ansible_connection": "community.general.chroot",
+                "ansible_host": "/run/vauban/merged",
+                "ansible_python_interpreter": "/usr/bin/python3",
+            })
+        );
+    }
+
+    #[test]
+    fn conffs_build_flag() {
+        let mut c = config();
+        c.in_conffs_build = true;
+        assert_eq!(extra_vars(&c)["in_conffs_build"], true);
+    }
+
+    #[test]
+    fn user_extra_vars_cannot_override_the_connection() {
+        let mut c = config();
+        c.extra_args = vec!["-e".into(), "ansible_host=10.0.0.1".into()];
+        let args = strings(&ansible_playbook(&c).args);
+        let user = args
+            .iter()
+            .position(|a| a == "ansible_host=10.0.0.1")
+            .unwrap();
+        let ours = args.iter().rposition(|a| a == "-e").unwrap();
+        assert!(user < ours, "vauban's -e must come last: {args:?}");
+    }
+
+    #[test]
+    fn environment() {
+        let cmd = ansible_playbook(&config());
+        let env: std::collections::HashMap<_, _> = cmd
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.to_str().unwrap()))
+            .collect();
+        assert_eq!(env["ANSIBLE_ANY_ERRORS_FATAL"], "True");
+        assert_eq!(env["ANSIBLE_HOST_KEY_CHECKING"], "False");
+        assert_eq!(env["ANSIBLE_LOCAL_TEMP"], "/tmp/s/ansible-local");
+        assert_eq!(env["ANSIBLE_REMOTE_TEMP"], "/tmp");
+        assert_eq!(env["ANSIBLE_CHROOT_EXE"], "/usr/sbin/chroot");
+        assert!(env["PATH"].split(':').any(|d| d == "/usr/sbin"));
+        assert_eq!(env["LC_ALL"], "C.UTF-8");
+    }
+
+    #[test]
+    fn env_argv_prefixes_variables() {
+        let mut cmd = ansible_playbook(&config());
+        cmd.env.truncate(1);
+        cmd.args.truncate(1);
+        let argv = strings(&cmd.env_argv(Path::new("/usr/bin/env")));
+        assert_eq!(
+            argv,
+            [
+                "/usr/bin/env",
+                "ANSIBLE_ANY_ERRORS_FATAL=True",
+                "/usr/bin/ansible-playbook",
+                "-i"
+            ]
+        );
+    }
+
+    #[test]
+    fn which_finds_system_programs() {
+        assert!(which("sh", Some("/nonexistent".as_ref())).is_some());
+        assert!(which("no-such-program-vauban", None).is_none());
+        assert_eq!(which("/bin/sh", None), Some(PathBuf::from("/bin/sh")));
+    }
+}

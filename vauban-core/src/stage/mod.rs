@@ -1,0 +1,30 @@
+//! Ansible stages: one playbook applied to an image gives one new layer.
+//!
+//! Users keep their playbooks and inventory; the only thing a playbook may know is
+//! that it runs in vauban (`in_vauban`, `in_conffs_build`). The host's
+//! `ansible-playbook` runs inside the sandbox's namespaces and reaches the image
+//! through the `community.general.chroot` connection; the connection variables of
+//! the host being built override whatever the inventory says about the real machine.
+//!
+//! Code map: [`spec`] (what a stage is), [`repo`] (the Ansible repository and its
+//! checkouts), [`inventory`] and [`command`] (the `ansible-playbook` command line,
+//! pure), [`hooks`] (the shell wrapper and the pre/post hooks), [`output`] (log
+//! following and failure parsing), [`metadata`] (`/imginfo`, `/packages`), and
+//! [`apply_stages`] which puts them together on a [`crate::sandbox::Sandbox`].
+
+pub mod command;
+pub mod hooks;
+pub mod inventory;
+pub mod metadata;
+pub mod options;
+pub mod output;
+pub mod repo;
+mod run;
+pub mod spec;
+
+pub use hooks::Hooks;
+pub use options::StageOptions;
+pub use output::Echo;
+pub use repo::{AnsibleRepo, AnsibleSource};
+pub use run::apply_stages;
+pub use spec::Stage;

@@ -1,0 +1,324 @@
+//! Ansible's output: followed line by line from the stage's log file while the
+//! playbook runs, echoed with a `[stage playbook.yml]` prefix, and scanned for the
+//! task and host that failed (`TASK [name]`, `fatal: [host]: FAILED! => {...}`).
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::error::{IoContext, Result};
+
+/// How many lines of output an error carries.
+pub const TAIL_LINES: usize = 25;
+
+/// Where the lines of a running stage go, besides the log file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Echo {
+    /// As `tracing` events (target `vauban::ansible`, level INFO).
+    #[default]
+    Tracing,
+    /// Printed on standard output.
+    Stdout,
+    /// Nowhere (the log file still has everything).
+    Quiet,
+}
+
+/// A failure Ansible reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The task that failed (`TASK [name]` or `RUNNING HANDLER [name]`), if seen.
+    pub task: Option<String>,
+    /// The host in `fatal: [host]` / `failed: [host]`, if any.
+    pub host: Option<String>,
+    /// The `msg` of Ansible's result, or the text of an `ERROR!` line.
+    pub message: Option<String>,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.task, &self.host) {
+            (Some(task), Some(host)) => write!(f, "task {task:?} failed on host {host}")?,
+            (Some(task), None) => write!(f, "task {task:?} failed")?,
+            (None, Some(host)) => write!(f, "failed on host {host}")?,
+            (None, None) => f.write_str("Ansible reported an error")?,
+        }
+        if let Some(message) = &self.message {
+            write!(f, ": {message}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads Ansible's lines one by one: remembers the current task, the first failure and
+/// the last lines.
+#[derive(Debug, Default)]
+pub struct Scanner {
+    task: Option<String>,
+    failure: Option<Failure>,
+    tail: VecDeque<String>,
+}
+
+impl Scanner {
+    /// Feeds one line (without its newline).
+    pub fn feed(&mut self, line: &str) {
+        if self.tail.len() == TAIL_LINES {
+            self.tail.pop_front();
+        }
+        self.tail.push_back(line.to_owned());
+        if let Some(task) = header(line, "TASK [").or_else(|| header(line, "RUNNING HANDLER [")) {
+            self.task = Some(task.to_owned());
+            return;
+        }
+        if self.failure.as_ref().is_some_and(|f| f.host.is_some()) {
+            return;
+        }
+        if let Some((host, rest)) = failed_host(line) {
+            self.failure = Some(Failure {
+                task: self.task.clone(),
+                host: Some(host.to_owned()),
+                message: result_message(rest),
+            });
+        } else if let Some(error) = line.strip_prefix("ERROR! ") {
+            if self.failure.is_none() {
+                self.failure = Some(Failure {
+                    task: self.task.clone(),
+                    host: None,
+                    message: Some(error.trim().to_owned()),
+                });
+            }
+        }
+    }
+
+    /// The first failure seen, if any.
+    pub fn failure(&self) -> Option<&Failure> {
+        self.failure.as_ref()
+    }
+
+    /// The last [`TAIL_LINES`] lines.
+    pub fn tail(&self) -> String {
+        self.tail
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// `TASK [name] ****` → `name`.
+fn header<'a>(line: &'a str, prefix: &str) -> Option<&'a str> {
+    let rest = line.strip_prefix(prefix)?;
+    let end = rest.rfind(']')?;
+    Some(&rest[..end])
+}
+
+/// `fatal: [host]: FAILED! => ...`, `failed: [host] (item=x) => ...`,
+/// `fatal: [host]: UNREACHABLE! => ...` → `(host, rest)`.
+fn failed_host(line: &str) -> Option<(&str, &str)> {
+    let rest = line
+        .strip_prefix("fatal: [")
+        .or_else(|| line.strip_prefix("failed: ["))?;
+    let end = rest.find(']')?;
+    let host = &rest[..end];
+    // `[web01 -> localhost]` when delegated: the host is the first name.
+    let host = host.split(" -> ").next().unwrap_or(host);
+    Some((host, &rest[end + 1..]))
+}
+
+/// The `msg` of the JSON result after `=> `, if it parses.
+fn result_message(rest: &str) -> Option<String> {
+    let json = rest.split_once("=> ")?.1;
+    let value: serde_json::Value = serde_json::from_str(json.trim()).ok()?;
+    match value.get("msg")? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// Follows a log file that another process appends to, feeding each complete line to a
+/// [`Scanner`] and echoing it with a prefix, until [`Follower::finish`].
+pub struct Follower {
+    done: Arc<AtomicBool>,
+    handle: JoinHandle<Result<Scanner>>,
+}
+
+impl Follower {
+    /// Starts following `log` (which must exist) in a thread.
+    pub fn start(log: &Path, prefix: String, echo: Echo) -> Result<Self> {
+        let file = File::open(log).at("open", log)?;
+        let done = Arc::new(AtomicBool::new(false));
+        let flag = done.clone();
+        let path = log.to_owned();
+        let handle = std::thread::Builder::new()
+            .name("vauban-ansible-log".into())
+            .spawn(move || follow(file, &path, &prefix, echo, &flag))
+            .at("spawn a thread for", log)?;
+        Ok(Follower { done, handle })
+    }
+
+    /// Stops following once the file is read to its end, and returns what was seen.
+    pub fn finish(self) -> Result<Scanner> {
+        self.done.store(true, Ordering::Release);
+        self.handle
+            .join()
+            .unwrap_or_else(|_| Ok(Scanner::default()))
+    }
+}
+
+fn follow(
+    mut file: File,
+    path: &Path,
+    prefix: &str,
+    echo: Echo,
+    done: &AtomicBool,
+) -> Result<Scanner> {
+    let mut scanner = Scanner::default();
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        // Read `done` before reading the file: after it is set, one more full read
+        // drains what the writer left.
+        let finished = done.load(Ordering::Acquire);
+        loop {
+            let n = file.read(&mut buf).at("read", path)?;
+            if n == 0 {
+                break;
+            }
+            pending.extend_from_slice(&buf[..n]);
+            while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=pos).collect();
+                emit(&mut scanner, &line[..line.len() - 1], prefix, echo);
+            }
+        }
+        if finished {
+            if !pending.is_empty() {
+                emit(&mut scanner, &std::mem::take(&mut pending), prefix, echo);
+            }
+            return Ok(scanner);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn emit(scanner: &mut Scanner, line: &[u8], prefix: &str, echo: Echo) {
+    let line = String::from_utf8_lossy(line);
+    let line = line.trim_end_matches('\r');
+    match echo {
+        Echo::Tracing => tracing::info!(target: "vauban::ansible", "{prefix} {line}"),
+        Echo::Stdout => println!("{prefix} {line}"),
+        Echo::Quiet => {}
+    }
+    scanner.feed(line);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FAILED_RUN: &str = r#"
+PLAY [Failing stage] ***********************************************************
+
+TASK [Gathering Facts] *********************************************************
+ok: [db01]
+
+TASK [Leave a marker [with brackets]] ******************************************
+changed: [db01] => {"changed": true}
+
+TASK [This task always fails] **************************************************
+fatal: [db01]: FAILED! => {"changed": false, "cmd": ["/bin/false"], "msg": "non-zero return code", "rc": 1}
+
+NO MORE HOSTS LEFT *************************************************************
+
+PLAY RECAP *********************************************************************
+db01                       : ok=2    changed=1    unreachable=0    failed=1
+"#;
+
+    fn scan(text: &str) -> Scanner {
+        let mut s = Scanner::default();
+        text.lines().for_each(|l| s.feed(l));
+        s
+    }
+
+    #[test]
+    fn finds_the_failed_task_and_host() {
+        let s = scan(FAILED_RUN);
+        let f = s.failure().unwrap();
+        assert_eq!(f.task.as_deref(), Some("This task always fails"));
+        assert_eq!(f.host.as_deref(), Some("db01"));
+        assert_eq!(f.message.as_deref(), Some("non-zero return code"));
+        assert_eq!(
+            f.to_string(),
+            "task \"This task always fails\" failed on host db01: non-zero return code"
+        );
+        assert!(s.tail().ends_with("failed=1"));
+    }
+
+    #[test]
+    fn brackets_in_task_names() {
+        let mut s = Scanner::default();
+        s.feed("TASK [Leave a marker [with brackets]] ****");
+        s.feed("failed: [web01 -> localhost] (item=a) => {\"msg\": {\"k\": 1}}");
+        let f = s.failure().unwrap();
+        assert_eq!(f.task.as_deref(), Some("Leave a marker [with brackets]"));
+        assert_eq!(f.host.as_deref(), Some("web01"));
+        assert_eq!(f.message.as_deref(), Some("{\"k\":1}"));
+    }
+
+    #[test]
+    fn unreachable_and_handlers() {
+        let s = scan("RUNNING HANDLER [restart web] ***\nfatal: [web01]: UNREACHABLE! => {\"msg\": \"no route\", \"unreachable\": true}\n");
+        let f = s.failure().unwrap();
+        assert_eq!(f.task.as_deref(), Some("restart web"));
+        assert_eq!(f.message.as_deref(), Some("no route"));
+    }
+
+    #[test]
+    fn errors_before_any_task() {
+        let s = scan("ERROR! the playbook: nope.yml could not be found\n");
+        let f = s.failure().unwrap();
+        assert_eq!(f.task, None);
+        assert_eq!(f.host, None);
+        assert_eq!(
+            f.to_string(),
+            "Ansible reported an error: the playbook: nope.yml could not be found"
+        );
+    }
+
+    #[test]
+    fn first_host_failure_wins_and_success_has_none() {
+        let s = scan("TASK [a] *\nfatal: [h1]: FAILED! => {\"msg\": \"one\"}\nTASK [b] *\nfatal: [h2]: FAILED! => {\"msg\": \"two\"}\n");
+        assert_eq!(s.failure().unwrap().host.as_deref(), Some("h1"));
+        assert!(scan("TASK [a] *\nok: [h1]\n").failure().is_none());
+    }
+
+    #[test]
+    fn tail_is_bounded() {
+        let text: String = (0..100).map(|i| format!("line {i}\n")).collect();
+        let s = scan(&text);
+        assert_eq!(s.tail().lines().count(), TAIL_LINES);
+        assert!(s.tail().ends_with("line 99"));
+    }
+
+    #[test]
+    fn follows_a_growing_file() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let mut w = File::create(&log).unwrap();
+        let follower = Follower::start(&log, "[stage t.yml]".into(), Echo::Quiet).unwrap();
+        write!(w, "TASK [one] ***\npartial").unwrap();
+        std::thread::sleep(Duration::from_millis(120));
+        write!(w, " line\nfatal: [h]: FAILED! => {{\"msg\": \"m\"}}").unwrap();
+        drop(w);
+        let scanner = follower.finish().unwrap();
+        assert_eq!(
+            scanner.tail(),
+            "TASK [one] ***\npartial line\nfatal: [h]: FAILED! => {\"msg\": \"m\"}"
+        );
+        assert_eq!(scanner.failure().unwrap().task.as_deref(), Some("one"));
+    }
+}

@@ -1,0 +1,389 @@
+//! [`apply_stages`]: for each stage, a sandbox over the previous image, the host's
+//! `ansible-playbook` run in it through the chroot connection, the metadata written,
+//! and the upper dir committed as one layer named `<prefix>/<playbook>`.
+
+use std::ffi::OsString;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+
+use vauban_oci::store::Store;
+use vauban_oci::{Image, Reference};
+
+use super::command::{self, AnsibleConfig};
+use super::hooks::{self, WrapperOutcome};
+use super::inventory;
+use super::metadata::{self, ImgInfo};
+use super::options::StageOptions;
+use super::output::Follower;
+use super::repo::{AnsibleRepo, Checkout};
+use super::spec::Stage;
+use crate::error::{AnsibleFailure, Error, IoContext, Result};
+use crate::sandbox::{CommitOptions, Program, Sandbox, SandboxOptions};
+
+/// `ANSIBLE_REMOTE_TEMP` in the image: the sandbox's `/tmp` is a tmpfs, so nothing
+/// Ansible leaves there reaches the layer.
+const REMOTE_TEMP: &str = "/tmp";
+
+/// Host programs a stage needs.
+#[derive(Debug)]
+struct Tools {
+    ansible_playbook: PathBuf,
+    chroot: PathBuf,
+    env: PathBuf,
+    sh: PathBuf,
+}
+
+impl Tools {
+    fn find() -> Result<Self> {
+        let path = std::env::var_os("PATH");
+        let find = |tool: &str, hint: &'static str| {
+            command::which(tool, path.as_deref()).ok_or_else(|| Error::ToolMissing {
+                tool: tool.to_owned(),
+                hint,
+            })
+        };
+        Ok(Tools {
+            ansible_playbook: find(
+                "ansible-playbook",
+                "install Ansible with the community.general collection (`apt-get install ansible`)",
+            )?,
+            chroot: find("chroot", "install coreutils")?,
+            env: find("env", "install coreutils")?,
+            sh: find("sh", "install a POSIX shell")?,
+        })
+    }
+}
+
+/// Applies `stages` in order to the image `image` for `host`; each stage becomes one
+/// layer and one image named by [`StageOptions::stage_reference`]. Returns the last
+/// image (also named [`StageOptions::final_name`] when set). A failed stage commits
+/// nothing and leaves no sandbox behind; the images of the stages before it stay.
+pub fn apply_stages(
+    store: &Store,
+    image: &Reference,
+    stages: &[Stage],
+    host: &str,
+    opts: &StageOptions,
+) -> Result<Image> {
+    inventory::check_host(host)?;
+    if stages.is_empty() {
+        return Err(Error::BadStage {
+            spec: String::new(),
+            reason: "no stage given".into(),
+        });
+    }
+    let tools = Tools::find()?;
+    let mut repo = AnsibleRepo::new(opts.ansible.clone(), &opts.ansible_root, &opts.cache_dir);
+    repo.sync()?;
+    let build_logs = opts.log_dir.join(format!(
+        "{}-{host}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+    ));
+    std::fs::create_dir_all(&build_logs).at("create the log dir", &build_logs)?;
+
+    let mut source = image.clone();
+    let mut last = None;
+    for (index, stage) in stages.iter().enumerate() {
+        let branch = stage.branch.as_deref().or(opts.branch.as_deref());
+        let checkout = repo.checkout(branch, &stage.to_string())?;
+        let log = build_logs.join(format!(
+            "{:02}-{}.log",
+            index + 1,
+            super::options::name_component(&stage.playbook).replace('/', "_")
+        ));
+        let ctx = StageRun {
+            store,
+            tools: &tools,
+            stage,
+            host,
+            opts,
+            checkout: &checkout,
+            log: &log,
+        };
+        let built = ctx.run(&source)?;
+        source = opts.stage_reference(&stage.playbook)?;
+        last = Some(built);
+    }
+    let last = last.expect("at least one stage");
+    if let Some(name) = &opts.final_name {
+        store.tag(name, &last.descriptor())?;
+    }
+    Ok(last)
+}
+
+/// One stage being applied.
+struct StageRun<'a> {
+    store: &'a Store,
+    tools: &'a Tools,
+    stage: &'a Stage,
+    host: &'a str,
+    opts: &'a StageOptions,
+    checkout: &'a Checkout,
+    log: &'a Path,
+}
+
+impl StageRun<'_> {
+    fn run(&self, source: &Reference) -> Result<Image> {
+        let stage = self.stage.to_string();
+        let playbook = self.checkout.root.join(&self.stage.playbook);
+        if !playbook.is_file() {
+            return Err(Error::NoPlaybook {
+                playbook: self.stage.playbook.clone(),
+                root: self.checkout.root.clone(),
+                branch: self.checkout.branch.clone().unwrap_or_else(|| "-".into()),
+            });
+        }
+        tracing::info!(%stage, host = self.host, %source, "applying stage");
+        let sandbox_opts = SandboxOptions {
+            hostname: self.host.to_owned(),
+            env: Vec::new(),
+        };
+        let sandbox = Sandbox::prepare(self.store, source, sandbox_opts)?;
+        let work = tempfile::Builder::new()
+            .prefix("vauban-stage-")
+            .tempdir()
+            .at("create a temp dir in", std::env::temp_dir())?;
+
+        self.check_python(&sandbox, source)?;
+        let before = self.dpkg_list(&sandbox, &work.path().join("dpkg-before"))?;
+        self.run_ansible(&sandbox, work.path())?;
+        let after = self.dpkg_list(&sandbox, &work.path().join("dpkg-after"))?;
+        let diff = match (&before, &after) {
+            (Some(b), Some(a)) => Some(metadata::package_diff(b, a)),
+            _ => None,
+        };
+        self.write_metadata(&sandbox, diff.as_deref())?;
+
+        let name = self.opts.stage_reference(&self.stage.playbook)?;
+        let mut commit = CommitOptions::new(name, self.created_by());
+        commit.compression = self.opts.compression;
+        commit.exclude.extend(self.opts.exclude.iter().cloned());
+        sandbox.commit(&commit)
+    }
+
+    fn created_by(&self) -> String {
+        format!(
+            "vauban stage {} --host {}{}",
+            self.stage,
+            self.host,
+            self.checkout
+                .commit
+                .as_deref()
+                .map(|c| format!(" (ansible {c})"))
+                .unwrap_or_default()
+        )
+    }
+
+    fn step(&self, step: &'static str, status: ExitStatus) -> Error {
+        Error::StageStep {
+            stage: self.stage.to_string(),
+            step,
+            status: status.to_string(),
+        }
+    }
+
+    fn check_python(&self, sandbox: &Sandbox<'_>, source: &Reference) -> Result<()> {
+        let python = &self.opts.python_interpreter;
+        let status = sandbox.run(&Program::Chroot(vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "[ -x \"$1\" ] && exec \"$1\" -I -B -c ''".into(),
+            "vauban-check-python".into(),
+            python.clone(),
+        ]))?;
+        if !status.success() {
+            return Err(Error::NoPython {
+                image: source.to_string(),
+                interpreter: python.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// `dpkg-query -W` in the image, its output redirected by a host shell into `out`;
+    /// `None` when the image has no dpkg-query.
+    fn dpkg_list(&self, sandbox: &Sandbox<'_>, out: &Path) -> Result<Option<String>> {
+        let mut argv = vec![
+            path_string(&self.tools.sh)?,
+            "-c".into(),
+            "out=$1; shift; exec \"$@\" >\"$out\"".into(),
+            "vauban-dpkg-query".into(),
+            path_string(out)?,
+            path_string(&self.tools.chroot)?,
+            path_string(&sandbox.merged_dir())?,
+            "/usr/bin/env".into(),
+            "-i".into(),
+            format!("PATH={}", command::SYSTEM_PATH),
+            "LC_ALL=C".into(),
+        ];
+        argv.extend(metadata::dpkg_query_argv());
+        let status = sandbox.run(&Program::Host(argv))?;
+        match status.code() {
+            Some(0) => Ok(Some(std::fs::read_to_string(out).at("read", out)?)),
+            Some(127) => {
+                tracing::warn!(
+                    "no dpkg-query in the image: /packages will not list package changes"
+                );
+                Ok(None)
+            }
+            _ => Err(self.step("dpkg-query", status)),
+        }
+    }
+
+    fn run_ansible(&self, sandbox: &Sandbox<'_>, work: &Path) -> Result<()> {
+        let root = &self.checkout.root;
+        let generated = work.join("vauban-inventory.yml");
+        std::fs::write(&generated, inventory::generated_inventory(self.host))
+            .at("write", &generated)?;
+        let local_temp = work.join("ansible-local");
+        std::fs::create_dir(&local_temp).at("create", &local_temp)?;
+        let image_root = sandbox.merged_dir();
+        let config = AnsibleConfig {
+            ansible_playbook: self.tools.ansible_playbook.clone(),
+            chroot_exe: self.tools.chroot.clone(),
+            ansible_root: root.clone(),
+            playbook: self.stage.playbook.clone(),
+            host: self.host.to_owned(),
+            inventories: inventory::repo_inventories(root, &self.opts.inventories)?,
+            generated_inventory: generated,
+            image_root: path_string(&image_root)?,
+            in_conffs_build: self.opts.in_conffs_build,
+            python_interpreter: self.opts.python_interpreter.clone(),
+            extra_args: self.opts.extra_args.clone(),
+            local_temp,
+            remote_temp: REMOTE_TEMP.into(),
+        };
+        let cmd = command::ansible_playbook(&config);
+        let header = format!(
+            "vauban: stage {} for host {} on {}, Ansible {} (branch {})\nvauban: {}\n",
+            self.stage,
+            self.host,
+            sandbox.image().manifest_digest,
+            self.checkout
+                .commit
+                .as_deref()
+                .unwrap_or("(not a git checkout)"),
+            self.checkout.branch.as_deref().unwrap_or("-"),
+            cmd.display(),
+        );
+        if let Some(parent) = self.log.parent() {
+            std::fs::create_dir_all(parent).at("create", parent)?;
+        }
+        std::fs::write(self.log, header).at("write", self.log)?;
+        let argv = hooks::wrapper_argv(
+            &self.tools.sh,
+            &self.tools.env,
+            &self.opts.hooks,
+            self.log,
+            &cmd,
+        );
+        let argv = argv
+            .into_iter()
+            .map(os_string)
+            .collect::<Result<Vec<_>>>()?;
+
+        let follower =
+            Follower::start(self.log, format!("[stage {}]", self.stage), self.opts.echo)?;
+        let result = sandbox.run(&Program::Host(argv));
+        let scanner = follower.finish()?;
+        let status = result?;
+        let stage = self.stage.to_string();
+        let log = self.log.to_owned();
+        let hook_failed = |hook: &'static str| Error::HookFailed {
+            stage: stage.clone(),
+            hook,
+            status: status.to_string(),
+            log: log.clone(),
+        };
+        match WrapperOutcome::from_code(status.code()) {
+            WrapperOutcome::Success => Ok(()),
+            WrapperOutcome::PreHookFailed => Err(hook_failed("pre-ansible")),
+            WrapperOutcome::PostHookFailed => Err(hook_failed("post-ansible")),
+            WrapperOutcome::EndedEarly => {
+                Err(hook_failed("pre- or post-ansible (it called `exit`)"))
+            }
+            WrapperOutcome::NoWorkingDirectory => Err(Error::io(
+                "enter the Ansible root",
+                root,
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            )),
+            WrapperOutcome::AnsibleFailed(_) => {
+                Err(Error::AnsibleFailed(Box::new(AnsibleFailure {
+                    stage,
+                    host: self.host.to_owned(),
+                    status: status.to_string(),
+                    failure: scanner.failure().map(|f| f.to_string()),
+                    log,
+                    tail: scanner.tail(),
+                })))
+            }
+        }
+    }
+
+    /// Appends to `/imginfo` and `/packages`, and puts `/etc/hostname` in the layer
+    /// when the image's differs (through `/toslash`, which the commit moves onto `/`:
+    /// the sandbox mounts its own `/etc/hostname`).
+    fn write_metadata(&self, sandbox: &Sandbox<'_>, diff: Option<&[String]>) -> Result<()> {
+        let info = ImgInfo {
+            date: chrono::Utc::now(),
+            playbook: self.stage.playbook.clone(),
+            hostname: self.host.to_owned(),
+            source: sandbox.image().manifest_digest.to_string(),
+            git_sha1: self.checkout.commit.clone(),
+            git_branch: self.checkout.branch.clone(),
+            vauban_version: env!("CARGO_PKG_VERSION").to_owned(),
+        };
+        let packages = metadata::packages_entry(&self.stage.playbook, self.host, diff);
+        let hostname = format!("{}\n", self.host);
+        let write_hostname = image_file(self.store, sandbox.image(), "etc/hostname")?.as_deref()
+            != Some(hostname.as_bytes());
+        let script = "umask 022\n\
+             printf '%s' \"$1\" >>/imginfo\n\
+             printf '%s' \"$2\" >>/packages\n\
+             if [ \"$3\" = yes ]; then mkdir -p /toslash/etc && printf '%s' \"$4\" >/toslash/etc/hostname; fi\n";
+        let status = sandbox.run(&Program::Chroot(vec![
+            "/bin/sh".into(),
+            "-ec".into(),
+            script.into(),
+            "vauban-metadata".into(),
+            info.to_yaml(),
+            packages,
+            if write_hostname { "yes" } else { "no" }.into(),
+            hostname,
+        ]))?;
+        if !status.success() {
+            return Err(self.step("writing /imginfo and /packages", status));
+        }
+        Ok(())
+    }
+}
+
+/// The content of the regular file `rel` in `image` as its extracted layer dirs hold
+/// it (`None`: absent, deleted or not a regular file).
+fn image_file(store: &Store, image: &Image, rel: &str) -> Result<Option<Vec<u8>>> {
+    for diff_id in image.diff_ids()?.iter().rev() {
+        let path = store.layer_dir(diff_id).join(rel);
+        match path.symlink_metadata() {
+            Ok(m) if m.is_file() => return Ok(std::fs::read(&path).ok()),
+            Ok(m) if m.file_type().is_char_device() => return Ok(None),
+            Ok(_) => return Ok(None),
+            Err(_) => continue,
+        }
+    }
+    Ok(None)
+}
+
+fn os_string(s: OsString) -> Result<String> {
+    s.into_string().map_err(|s| {
+        Error::io(
+            "use a non-UTF-8 argument",
+            PathBuf::from(s),
+            std::io::Error::from(std::io::ErrorKind::InvalidData),
+        )
+    })
+}
+
+fn path_string(p: &Path) -> Result<String> {
+    os_string(p.as_os_str().to_owned())
+}

@@ -1,0 +1,16 @@
+//! The sandbox through the library: prepare, two runs over one upper dir, a host
+//! program seeing the overlay at `merged_dir()`, a failing run, commit. In CI this
+//! runs as root (no user namespace: the root path); `rootless_sandbox` runs the same
+//! scenarios as an unprivileged user.
+
+mod sandbox_common;
+
+#[test]
+fn run_twice_then_commit() {
+    sandbox_common::run_twice_then_commit();
+}
+
+#[test]
+fn failed_prepare_leaves_nothing_and_missing_image_is_named() {
+    sandbox_common::failed_prepare_leaves_nothing_and_missing_image_is_named();
+}

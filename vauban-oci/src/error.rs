@@ -1,0 +1,199 @@
+//! The one error type of `vauban-oci`: every variant names the thing at fault
+//! (a path, a digest, an entry, a reference, a registry).
+
+use std::path::PathBuf;
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the store, the layer codec and the registry client.
+///
+/// Sections are owned by modules: add new variants to your module's section.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    // ---- generic I/O, always with the path at fault ----
+    /// An I/O operation on a path failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done ("open", "write", "rename", ...).
+        op: &'static str,
+        /// The path at fault.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    // ---- digests ----
+    /// A string is not a valid `sha256:<64 hex>` digest.
+    #[error("invalid digest {0:?}: expected sha256:<64 lowercase hex digits>")]
+    InvalidDigest(String),
+    /// Content does not hash to the digest it was announced with.
+    #[error("digest mismatch for {what}: expected {expected}, found {found}")]
+    DigestMismatch {
+        /// What was being verified (a blob, a layer's diff_id, ...).
+        what: String,
+        /// The announced digest.
+        expected: String,
+        /// The digest of the bytes actually seen.
+        found: String,
+    },
+    /// Content does not have the size it was announced with.
+    #[error("size mismatch for {what}: expected {expected} bytes, found {found}")]
+    SizeMismatch {
+        /// What was being verified.
+        what: String,
+        /// The announced size.
+        expected: u64,
+        /// The size actually seen.
+        found: u64,
+    },
+    /// A JSON document could not be read or written.
+    #[error("invalid JSON in {what}: {source}")]
+    Json {
+        /// The document (a path, a manifest digest, ...).
+        what: String,
+        /// The underlying error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A document is larger than we accept.
+    #[error("{what} is {size} bytes, more than the {limit} bytes accepted")]
+    TooLarge {
+        /// The document.
+        what: String,
+        /// Its size.
+        size: u64,
+        /// The cap.
+        limit: u64,
+    },
+
+    // ---- layer codec (module `layer`) ----
+    /// A tar entry cannot be applied safely or is malformed.
+    #[error("layer entry {entry:?}: {reason}")]
+    UnsafeEntry {
+        /// The entry's name as found in the tar stream.
+        entry: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The tar stream itself is malformed.
+    #[error("malformed layer {what}: {source}")]
+    Tar {
+        /// The layer (a blob digest or a path).
+        what: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A media type we do not know how to handle.
+    #[error("unsupported media type {0:?}")]
+    UnsupportedMediaType(String),
+
+    // ---- store (module `store`) ----
+    /// A reference is not of the form NAME[:TAG].
+    #[error("invalid image reference {reference:?}: {reason}")]
+    InvalidReference {
+        /// The reference as written.
+        reference: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No image of that name in the store.
+    #[error("image {0} not found in the store")]
+    ImageNotFound(String),
+    /// A blob is missing from the store.
+    #[error("blob {0} not found in the store")]
+    BlobNotFound(String),
+    /// Another vauban process has the store open, so gc cannot run now.
+    #[error("store {path} is in use by another vauban process; retry when it is done")]
+    StoreBusy {
+        /// The store root.
+        path: PathBuf,
+    },
+    /// The store directory is not a usable OCI layout.
+    #[error("store {path} is not a usable OCI image layout: {reason}")]
+    BadStore {
+        /// The store root.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    // ---- registry (module `registry`) ----
+    /// A registry answered with an error or could not be reached.
+    #[error("registry {registry}: {message}")]
+    Registry {
+        /// The registry, `HOST[:PORT]`.
+        registry: String,
+        /// What went wrong, in a sentence.
+        message: String,
+    },
+    /// Credentials were refused.
+    #[error("registry {registry} refused the credentials{user}: {message}")]
+    Unauthorized {
+        /// The registry, `HOST[:PORT]`.
+        registry: String,
+        /// " of USER" when a user was given, else empty.
+        user: String,
+        /// The registry's answer.
+        message: String,
+    },
+    /// Credentials given or found are malformed, or cannot be stored.
+    #[error("credentials: {0}")]
+    InvalidCredentials(String),
+    /// A registry sent us somewhere we refuse to go (another host, a downgrade).
+    #[error("registry {registry}: refused redirect to {location}: {reason}")]
+    RefusedRedirect {
+        /// The registry, `HOST[:PORT]`.
+        registry: String,
+        /// The `Location` it answered with.
+        location: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// No manifest of an image index matches the requested platform.
+    #[error("{reference}: no image for platform {platform} (available: {available})")]
+    PlatformNotFound {
+        /// The remote reference.
+        reference: String,
+        /// The requested `os/arch[/variant]`.
+        platform: String,
+        /// The platforms the index offers.
+        available: String,
+    },
+    /// A tool needed for a transport is not installed.
+    #[error("{transport} needs {tool}, which is not installed: {hint}")]
+    MissingTool {
+        /// The transport or feature.
+        transport: String,
+        /// The missing program.
+        tool: String,
+        /// How to install it.
+        hint: String,
+    },
+}
+
+impl Error {
+    /// Builds an [`Error::Io`] naming the operation and the path.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Extension to attach a path to an `io::Result`.
+pub trait IoContext<T> {
+    /// Maps an `io::Error` into [`Error::Io`] naming `op` and `path`.
+    fn at(self, op: &'static str, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, op: &'static str, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|e| Error::io(op, path, e))
+    }
+}

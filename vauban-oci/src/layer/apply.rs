@@ -1,0 +1,439 @@
+//! Applying an uncompressed layer onto a directory, safely: the `tar` crate is
+//! only a parser; parents resolve inside the target (`openat2` IN_ROOT), the
+//! last component is created, replaced, chowned, chmod-ed and timed with `*at`
+//! calls that never follow it. OCI whiteouts are applied or kept in overlay form.
+
+use std::collections::HashSet;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid};
+use rustix::io::Errno;
+
+use super::entry::{Attrs, EntryParser, Parsed};
+use super::path::{unsafe_entry, EntryPath};
+use super::resolve::{open_dir_at, remove_all_at, type_at, Root};
+use super::writer::Kind;
+use super::xattr;
+use super::{ApplyOptions, ApplyReport, Owners, WHITEOUT_PREFIX};
+use crate::error::{Error, Result};
+
+/// Applies the uncompressed layer `tar` onto `target`, reading the stream to
+/// its very end. Entries that cannot be applied safely are refused with
+/// [`Error::UnsafeEntry`]; nothing outside `target` is ever changed.
+pub fn apply(tar: impl Read, target: &Path, opts: &ApplyOptions) -> Result<ApplyReport> {
+    let mut applier = Applier {
+        root: Root::open(target)?,
+        opts: *opts,
+        report: ApplyReport::default(),
+        created: HashSet::new(),
+        dirs: Vec::new(),
+        buf: vec![0; 256 * 1024],
+        parser: EntryParser::default(),
+    };
+    let tar_err = |source: io::Error| Error::Tar {
+        what: target.display().to_string(),
+        source,
+    };
+    let mut archive = tar::Archive::new(tar);
+    for entry in archive.entries().map_err(tar_err)?.raw(true) {
+        let mut entry = entry.map_err(tar_err)?;
+        applier.entry(&mut entry)?;
+    }
+    if applier.parser.dangling() {
+        return Err(tar_err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "metadata entry without an entry",
+        )));
+    }
+    applier.finish_dirs();
+    // Hash-through-EOF: the caller's diff_id covers the padding after the end marker.
+    io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(tar_err)?;
+    let r = &applier.report;
+    if r.skipped_devices + r.skipped_owners + r.skipped_xattrs > 0 {
+        tracing::warn!(
+            target = %target.display(),
+            devices = r.skipped_devices,
+            owners = r.skipped_owners,
+            xattrs = r.skipped_xattrs,
+            "layer applied without some device nodes, owners or xattrs (not permitted here)"
+        );
+    }
+    Ok(applier.report)
+}
+
+pub(super) struct Applier {
+    pub(super) root: Root,
+    pub(super) opts: ApplyOptions,
+    pub(super) report: ApplyReport,
+    /// (dev, ino) of everything this layer created or touched: its own whiteouts
+    /// never remove them.
+    pub(super) created: HashSet<(u64, u64)>,
+    /// Directories whose mtime is set at the end (children change it).
+    dirs: Vec<(Vec<Vec<u8>>, i64)>,
+    buf: Vec<u8>,
+    parser: EntryParser,
+}
+
+impl Applier {
+    fn entry<R: Read>(&mut self, e: &mut tar::Entry<'_, R>) -> Result<()> {
+        let Some(Parsed {
+            raw,
+            path,
+            kind,
+            attrs,
+        }) = self.parser.parse(e)?
+        else {
+            return Ok(());
+        };
+        self.report.entries += 1;
+        let Some((parent, name)) = path.split_last() else {
+            if kind != Kind::Dir {
+                return Err(unsafe_entry(
+                    &raw,
+                    "the root `.` may only change attributes, not its type",
+                ));
+            }
+            return self.root_attrs(&raw, &attrs);
+        };
+        if parent
+            .iter()
+            .any(|c| c.starts_with(WHITEOUT_PREFIX.as_bytes()))
+        {
+            return Err(unsafe_entry(&raw, "whiteout name as a parent directory"));
+        }
+        if let Some(target) = name.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+            return self.whiteout(&raw, parent, name, target);
+        }
+        let dir = self.parent(parent, &raw)?;
+        match kind {
+            Kind::Dir => self.dir(&dir, &path, name, &raw, &attrs),
+            Kind::File(_) => self.file(&dir, name, &raw, &attrs, e),
+            Kind::Symlink(target) => {
+                self.clear(&dir, name, &raw)?;
+                rustix::fs::symlinkat(target.as_slice(), &dir, name)
+                    .map_err(|err| self.err("symlink", &raw, err))?;
+                self.node_attrs(&dir, name, &raw, &attrs, true)
+            }
+            Kind::HardLink(target) => self.hard_link(&dir, name, &raw, &target),
+            Kind::Char(ma, mi) => {
+                self.node(&dir, name, &raw, &attrs, FileType::CharacterDevice, ma, mi)
+            }
+            Kind::Block(ma, mi) => {
+                self.node(&dir, name, &raw, &attrs, FileType::BlockDevice, ma, mi)
+            }
+            Kind::Fifo => self.node(&dir, name, &raw, &attrs, FileType::Fifo, 0, 0),
+        }
+    }
+
+    fn parent(&self, comps: &[Vec<u8>], raw: &[u8]) -> Result<OwnedFd> {
+        self.root
+            .dir(comps, true, raw)?
+            .ok_or_else(|| unsafe_entry(raw, "parent directory could not be created"))
+    }
+
+    pub(super) fn err(&self, op: &'static str, raw: &[u8], e: impl Into<io::Error>) -> Error {
+        let rel = EntryPath::parse(raw)
+            .map(|p| p.to_bytes())
+            .unwrap_or_default();
+        Error::io(
+            op,
+            self.root.path().join(std::ffi::OsStr::from_bytes(&rel)),
+            e.into(),
+        )
+    }
+
+    fn mark_created(&mut self, dir: impl AsFd, name: &[u8]) {
+        if let Ok(Some(st)) = type_at(dir, name) {
+            self.created.insert((st.st_dev, st.st_ino));
+        }
+    }
+
+    pub(super) fn is_created(&self, st: &rustix::fs::Stat) -> bool {
+        self.created.contains(&(st.st_dev, st.st_ino))
+    }
+
+    /// Removes whatever is at `name` (a link is removed, never written through).
+    fn clear(&self, dir: &OwnedFd, name: &[u8], raw: &[u8]) -> Result<()> {
+        remove_all_at(dir, name).map_err(|e| self.err("remove", raw, e))
+    }
+
+    fn root_attrs(&mut self, raw: &[u8], attrs: &Attrs) -> Result<()> {
+        let fd = self
+            .root
+            .fd()
+            .try_clone()
+            .map_err(|e| self.err("open", raw, e))?;
+        self.fd_attrs(&fd, raw, attrs)?;
+        self.dirs.push((Vec::new(), attrs.mtime));
+        Ok(())
+    }
+
+    fn dir(
+        &mut self,
+        parent: &OwnedFd,
+        path: &EntryPath,
+        name: &[u8],
+        raw: &[u8],
+        attrs: &Attrs,
+    ) -> Result<()> {
+        match type_at(parent, name).map_err(|e| self.err("stat", raw, e))? {
+            Some(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
+            existing => {
+                if existing.is_some() {
+                    self.clear(parent, name, raw)?;
+                }
+                rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o700))
+                    .map_err(|e| self.err("mkdir", raw, e))?;
+            }
+        }
+        let fd = open_dir_at(parent, name).map_err(|e| self.err("open", raw, e))?;
+        self.fd_attrs(&fd, raw, attrs)?;
+        self.mark_created(parent, name);
+        self.dirs.push((path.0.clone(), attrs.mtime));
+        Ok(())
+    }
+
+    fn file(
+        &mut self,
+        parent: &OwnedFd,
+        name: &[u8],
+        raw: &[u8],
+        attrs: &Attrs,
+        data: &mut dyn Read,
+    ) -> Result<()> {
+        self.clear(parent, name, raw)?;
+        let fd = rustix::fs::openat(
+            parent,
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| self.err("create", raw, e))?;
+        let mut file = std::fs::File::from(fd);
+        loop {
+            let n = match data.read(&mut self.buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(Error::Tar {
+                        what: String::from_utf8_lossy(raw).into_owned(),
+                        source: e,
+                    })
+                }
+            };
+            io::Write::write_all(&mut file, &self.buf[..n])
+                .map_err(|e| self.err("write", raw, e))?;
+        }
+        let fd = OwnedFd::from(file);
+        self.fd_attrs(&fd, raw, attrs)?;
+        set_times(rustix::fs::futimens(&fd, &times(attrs.mtime)), || {
+            self.err("set times of", raw, Errno::INVAL)
+        })?;
+        self.mark_created(parent, name);
+        Ok(())
+    }
+
+    /// Owner, mode, xattrs through an open file or directory (in that order:
+    /// chown clears setuid bits and capabilities).
+    fn fd_attrs(&mut self, fd: &OwnedFd, raw: &[u8], attrs: &Attrs) -> Result<()> {
+        let r = rustix::fs::fchown(
+            fd,
+            Some(Uid::from_raw(attrs.uid)),
+            Some(Gid::from_raw(attrs.gid)),
+        );
+        self.owner_result(r, raw)?;
+        rustix::fs::fchmod(fd, Mode::from_raw_mode(attrs.mode & 0o7777))
+            .map_err(|e| self.err("chmod", raw, e))?;
+        for (n, v) in &attrs.xattrs {
+            let r = xattr::set_fd(fd, &xattr::escape_overlay(n), v);
+            self.xattr_result(r, raw)?;
+        }
+        Ok(())
+    }
+
+    /// Owner, mode (not for links), xattrs and times of `name` in `parent`,
+    /// never following it.
+    fn node_attrs(
+        &mut self,
+        parent: &OwnedFd,
+        name: &[u8],
+        raw: &[u8],
+        attrs: &Attrs,
+        link: bool,
+    ) -> Result<()> {
+        let r = rustix::fs::chownat(
+            parent,
+            name,
+            Some(Uid::from_raw(attrs.uid)),
+            Some(Gid::from_raw(attrs.gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        );
+        self.owner_result(r, raw)?;
+        if !link {
+            // fchmodat cannot refuse to follow: check it is the node we just made.
+            let st = type_at(parent, name).map_err(|e| self.err("stat", raw, e))?;
+            if st.is_some_and(|st| FileType::from_raw_mode(st.st_mode) != FileType::Symlink) {
+                rustix::fs::chmodat(
+                    parent,
+                    name,
+                    Mode::from_raw_mode(attrs.mode & 0o7777),
+                    AtFlags::empty(),
+                )
+                .map_err(|e| self.err("chmod", raw, e))?;
+            }
+        }
+        for (n, v) in &attrs.xattrs {
+            let r = xattr::set_at(parent, name, &xattr::escape_overlay(n), v);
+            self.xattr_result(r, raw)?;
+        }
+        let r = rustix::fs::utimensat(parent, name, &times(attrs.mtime), AtFlags::SYMLINK_NOFOLLOW);
+        set_times(r, || self.err("set times of", raw, Errno::INVAL))?;
+        self.mark_created(parent, name);
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn node(
+        &mut self,
+        parent: &OwnedFd,
+        name: &[u8],
+        raw: &[u8],
+        attrs: &Attrs,
+        ft: FileType,
+        ma: u32,
+        mi: u32,
+    ) -> Result<()> {
+        self.clear(parent, name, raw)?;
+        let dev = rustix::fs::makedev(ma, mi);
+        match rustix::fs::mknodat(
+            parent,
+            name,
+            ft,
+            Mode::from_raw_mode(attrs.mode & 0o777),
+            dev,
+        ) {
+            Ok(()) => {}
+            Err(Errno::PERM) if ft != FileType::Fifo => {
+                self.report.skipped_devices += 1;
+                tracing::debug!(entry = %String::from_utf8_lossy(raw), "device node not permitted, skipped");
+                return Ok(());
+            }
+            Err(e) => return Err(self.err("mknod", raw, e)),
+        }
+        self.node_attrs(parent, name, raw, attrs, false)
+    }
+
+    fn hard_link(
+        &mut self,
+        parent: &OwnedFd,
+        name: &[u8],
+        raw: &[u8],
+        target: &[u8],
+    ) -> Result<()> {
+        let tpath = EntryPath::parse(target)
+            .map_err(|_| unsafe_entry(raw, "hard link target with `..`"))?;
+        let Some((tparent, tname)) = tpath.split_last() else {
+            return Err(unsafe_entry(raw, "hard link to the root"));
+        };
+        let tdir = self
+            .root
+            .dir(tparent, false, raw)?
+            .ok_or_else(|| unsafe_entry(raw, "hard link target does not exist"))?;
+        let tst = type_at(&tdir, tname)
+            .map_err(|e| self.err("stat", raw, e))?
+            .ok_or_else(|| unsafe_entry(raw, "hard link target does not exist"))?;
+        if FileType::from_raw_mode(tst.st_mode) == FileType::Directory {
+            return Err(unsafe_entry(raw, "hard link to a directory"));
+        }
+        if let Some(st) = type_at(parent, name).map_err(|e| self.err("stat", raw, e))? {
+            if (st.st_dev, st.st_ino) == (tst.st_dev, tst.st_ino) {
+                return Ok(());
+            }
+            self.clear(parent, name, raw)?;
+        }
+        rustix::fs::linkat(&tdir, tname, parent, name, AtFlags::empty())
+            .map_err(|e| self.err("link", raw, e))?;
+        self.mark_created(parent, name);
+        Ok(())
+    }
+
+    fn owner_result(&mut self, r: rustix::io::Result<()>, raw: &[u8]) -> Result<()> {
+        match r {
+            Ok(()) => Ok(()),
+            Err(Errno::PERM | Errno::INVAL) if self.opts.owners == Owners::BestEffort => {
+                self.report.skipped_owners += 1;
+                Ok(())
+            }
+            Err(e) => Err(self.err("chown", raw, e)),
+        }
+    }
+
+    fn xattr_result(&mut self, r: io::Result<()>, raw: &[u8]) -> Result<()> {
+        match r {
+            Ok(()) => Ok(()),
+            Err(e)
+                if matches!(
+                    Errno::from_io_error(&e),
+                    Some(Errno::PERM | Errno::NOTSUP | Errno::ACCESS)
+                ) =>
+            {
+                self.report.skipped_xattrs += 1;
+                tracing::debug!(entry = %String::from_utf8_lossy(raw), error = %e, "xattr not set");
+                Ok(())
+            }
+            Err(e) => Err(self.err("set xattr on", raw, e)),
+        }
+    }
+
+    /// Sets directory mtimes, deepest last-seen first; best effort.
+    fn finish_dirs(&mut self) {
+        for (comps, mtime) in self.dirs.drain(..).rev() {
+            let r = match comps.split_last() {
+                None => {
+                    rustix::fs::futimens(self.root.fd(), &times(mtime)).map_err(io::Error::from)
+                }
+                Some((name, parent)) => match self.root.dir(parent, false, b"") {
+                    Ok(Some(d)) => rustix::fs::utimensat(
+                        &d,
+                        name.as_slice(),
+                        &times(mtime),
+                        AtFlags::SYMLINK_NOFOLLOW,
+                    )
+                    .map_err(io::Error::from),
+                    _ => Ok(()),
+                },
+            };
+            if let Err(e) = r {
+                let p: PathBuf = comps
+                    .iter()
+                    .map(|c| std::ffi::OsStr::from_bytes(c))
+                    .collect();
+                tracing::debug!(dir = %p.display(), error = %e, "directory mtime not set");
+            }
+        }
+    }
+}
+
+fn times(mtime: i64) -> Timestamps {
+    let t = Timespec {
+        tv_sec: mtime,
+        tv_nsec: 0,
+    };
+    Timestamps {
+        last_access: t,
+        last_modification: t,
+    }
+}
+
+fn set_times(r: rustix::io::Result<()>, err: impl FnOnce() -> Error) -> Result<()> {
+    match r {
+        Ok(()) => Ok(()),
+        // Times outside what the filesystem stores are not worth failing for.
+        Err(Errno::INVAL | Errno::OVERFLOW) => Ok(()),
+        Err(_) => Err(err()),
+    }
+}

@@ -1,0 +1,119 @@
+//! The layer codec: OCI layers (tar + gzip/zstd) written from a directory tree or
+//! an overlayfs upper dir, repacked from a rootfs tarball, and applied safely onto
+//! a directory with OCI whiteout semantics.
+//!
+//! Writing is one streaming pass that computes the compressed digest and size and
+//! the diff_id of the uncompressed tar. Applying resolves every path inside the
+//! target as if it were `/` (containment) and never follows the last component.
+
+mod apply;
+mod compression;
+mod encoder;
+mod entry;
+mod pack;
+mod path;
+mod repack;
+mod resolve;
+mod verify;
+mod whiteout;
+mod writer;
+mod xattr;
+
+use std::path::{Path, PathBuf};
+
+pub use apply::apply;
+pub use compression::{decompressor, open_tarball, sniff_decompressor, Compression};
+pub use pack::pack;
+pub use repack::repack_tar;
+pub use verify::{apply_blob, BlobInfo};
+
+use crate::Digest;
+
+/// Prefix of an OCI whiteout entry's file name.
+pub const WHITEOUT_PREFIX: &str = ".wh.";
+/// File name of the OCI opaque-directory marker.
+pub const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
+
+/// What to pack into a layer.
+#[derive(Debug, Clone, Copy)]
+pub enum LayerSource<'a> {
+    /// A whole tree: every file under the directory, the root itself as `./`.
+    Tree(&'a Path),
+    /// An overlayfs upper dir (a change set): char devices 0/0 become `.wh.NAME`,
+    /// directories marked opaque (`trusted.overlay.opaque` or `user.overlay.opaque`
+    /// = `y`) get a `.wh..wh..opq` entry. The root itself is not packed.
+    Upper(&'a Path),
+}
+
+/// How to write a layer.
+#[derive(Debug, Clone, Default)]
+pub struct PackOptions {
+    /// Compression of the blob.
+    pub compression: Compression,
+    /// `SOURCE_DATE_EPOCH`: when set, mtimes later than it are clamped to it.
+    pub source_date_epoch: Option<i64>,
+    /// Paths relative to the root left out: a directory excludes its subtree; a
+    /// trailing `/*` keeps the directory but drops its content.
+    pub exclude: Vec<PathBuf>,
+}
+
+/// A layer written by [`pack`] or [`repack_tar`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackedLayer {
+    /// Digest of the compressed blob.
+    pub digest: Digest,
+    /// Size of the compressed blob in bytes.
+    pub size: u64,
+    /// Digest of the uncompressed tar stream (the config's `diff_ids` entry).
+    pub diff_id: Digest,
+    /// OCI media type of the blob.
+    pub media_type: String,
+    /// Number of tar entries written (PAX headers not counted).
+    pub entries: u64,
+}
+
+/// What to do with whiteouts found in a layer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WhiteoutMode {
+    /// Delete the whited-out paths in the target (unpacking a full image).
+    #[default]
+    Apply,
+    /// Keep them in overlay form, for a single cached layer dir used as an overlay
+    /// lower dir: `.wh.x` becomes a char device 0/0, an opaque marker becomes the
+    /// xattr `user.overlay.opaque=y` on its directory.
+    Overlay,
+}
+
+/// What to do with the owners recorded in a layer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Owners {
+    /// chown to the recorded uid/gid; failure is an error.
+    #[default]
+    Preserve,
+    /// chown when permitted; `EPERM`/`EINVAL` are counted, not fatal.
+    BestEffort,
+}
+
+/// How to apply a layer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApplyOptions {
+    /// Whiteout handling.
+    pub whiteouts: WhiteoutMode,
+    /// Owner handling.
+    pub owners: Owners,
+}
+
+/// What [`apply`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// Tar entries applied (whiteouts included).
+    pub entries: u64,
+    /// Whiteout and opaque entries seen.
+    pub whiteouts: u64,
+    /// Device nodes that could not be created (not permitted) and were skipped.
+    pub skipped_devices: u64,
+    /// Entries whose owner could not be set (best effort only).
+    pub skipped_owners: u64,
+    /// Extended attributes that could not be set (not permitted or unsupported).
+    pub skipped_xattrs: u64,
+}

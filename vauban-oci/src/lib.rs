@@ -1,0 +1,19 @@
+//! OCI side of vauban: a content-addressed image store in OCI image-layout form,
+//! the layer codec (tar + gzip/zstd, OCI whiteouts, safe application), image
+//! references and the registry client.
+//!
+//! Architecture invariant: this crate never spawns a process except through
+//! `containers-image-proxy` (skopeo transports), and contains no `unsafe`.
+
+pub mod digest;
+pub mod error;
+pub mod layer;
+pub mod image;
+pub mod reference;
+pub mod registry;
+pub mod store;
+
+pub use digest::Digest;
+pub use error::{Error, Result};
+pub use image::Image;
+pub use reference::Reference;

@@ -1,0 +1,153 @@
+//! Content-addressed blobs: written through a [`BlobWriter`] (temp file in
+//! `STORE/tmp`, hashed while written, fsynced, verified, renamed to its digest),
+//! read back whole with a size cap or streamed.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+use serde::de::DeserializeOwned;
+
+use super::layout::sync_parent;
+use super::Store;
+use crate::digest::{Digest, HashingWriter};
+use crate::error::{Error, IoContext, Result};
+
+/// Writes one blob into the store. Nothing appears under `blobs/` until
+/// [`BlobWriter::commit`] succeeds; dropped before that, it leaves nothing behind.
+pub struct BlobWriter {
+    out: HashingWriter<BufWriter<tempfile::NamedTempFile>>,
+    blobs_dir: PathBuf,
+}
+
+impl std::fmt::Debug for BlobWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobWriter")
+            .field("bytes", &self.out.bytes())
+            .finish()
+    }
+}
+
+impl BlobWriter {
+    /// Bytes written so far.
+    pub fn bytes(&self) -> u64 {
+        self.out.bytes()
+    }
+
+    /// Finishes the blob: flushes and fsyncs it, checks it against `expected`
+    /// (when given), renames it to `blobs/sha256/<hex>` and fsyncs the
+    /// directory. Returns its digest and size. On any error the temp file is
+    /// removed and `blobs/` is unchanged.
+    pub fn commit(self, expected: Option<&Digest>) -> Result<(Digest, u64)> {
+        let (buf, digest, size) = self.out.finish();
+        let tmp = buf
+            .into_inner()
+            .map_err(|e| Error::io("write", PathBuf::from("blob temp file"), e.into_error()))?;
+        if let Some(expected) = expected {
+            expected.verify(&digest, format_args!("blob {expected}"))?;
+        }
+        let file = tmp.as_file();
+        file.set_permissions(fs::Permissions::from_mode(0o644))
+            .at("chmod", tmp.path().to_path_buf())?;
+        file.sync_all().at("fsync", tmp.path().to_path_buf())?;
+        let target = self.blobs_dir.join(digest.hex());
+        if target.exists() {
+            // Same content already stored; the temp file goes on drop.
+            tracing::trace!(%digest, "blob already present");
+            return Ok((digest, size));
+        }
+        tmp.persist(&target)
+            .map_err(|e| Error::io("rename into place", &target, e.error))?;
+        sync_parent(&target)?;
+        tracing::debug!(%digest, size, "blob stored");
+        Ok((digest, size))
+    }
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.out.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+impl Store {
+    /// Starts a new blob: a temp file in `STORE/tmp` hashed while written.
+    pub fn blob_writer(&self) -> Result<BlobWriter> {
+        let tmp_dir = self.tmp_dir();
+        let tmp = tempfile::Builder::new()
+            .prefix(".blob-")
+            .tempfile_in(&tmp_dir)
+            .at("create a temporary file in", &tmp_dir)?;
+        Ok(BlobWriter {
+            out: HashingWriter::new(BufWriter::with_capacity(256 << 10, tmp)),
+            blobs_dir: self.blobs_dir(),
+        })
+    }
+
+    /// Stores `bytes` as a blob and returns its digest and size.
+    pub fn write_blob(&self, bytes: &[u8]) -> Result<(Digest, u64)> {
+        let mut w = self.blob_writer()?;
+        w.write_all(bytes).at("write", self.tmp_dir())?;
+        w.commit(None)
+    }
+
+    /// Serialises `value` as JSON and stores it as a blob; returns the digest,
+    /// the size and the bytes.
+    pub fn write_json_blob<T: serde::Serialize>(&self, value: &T) -> Result<(Digest, u64)> {
+        let bytes = serde_json::to_vec(value).map_err(|e| Error::Json {
+            what: "a new blob".into(),
+            source: e,
+        })?;
+        self.write_blob(&bytes)
+    }
+
+    /// Whether the blob is present.
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.blob_path(digest).is_file()
+    }
+
+    /// Opens a blob for streaming (the caller verifies what it reads).
+    pub fn open_blob(&self, digest: &Digest) -> Result<File> {
+        let path = self.blob_path(digest);
+        File::open(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::BlobNotFound(digest.to_string())
+            } else {
+                Error::io("open", path, e)
+            }
+        })
+    }
+
+    /// Reads a whole blob of at most `limit` bytes and checks its digest.
+    pub fn read_blob(&self, digest: &Digest, limit: u64) -> Result<Vec<u8>> {
+        let path = self.blob_path(digest);
+        let file = self.open_blob(digest)?;
+        let size = file.metadata().at("stat", &path)?.len();
+        if size > limit {
+            return Err(Error::TooLarge {
+                what: format!("blob {digest}"),
+                size,
+                limit,
+            });
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
+        file.take(limit + 1)
+            .read_to_end(&mut bytes)
+            .at("read", &path)?;
+        digest.verify(&Digest::of_bytes(&bytes), format_args!("blob {digest}"))?;
+        Ok(bytes)
+    }
+
+    /// Reads, verifies and parses a JSON blob of at most `limit` bytes.
+    pub fn read_json_blob<T: DeserializeOwned>(&self, digest: &Digest, limit: u64) -> Result<T> {
+        let bytes = self.read_blob(digest, limit)?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::Json {
+            what: format!("blob {digest}"),
+            source: e,
+        })
+    }
+}

@@ -1,0 +1,163 @@
+//! Garbage collection: removes the blobs no named image reaches, the cached
+//! layer directories whose diff_id no named image uses, and leftovers in `tmp/`.
+//! Runs with `STORE/lock` exclusive, so no other vauban process is mid-write.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest, MediaType};
+
+use super::{Store, CONFIG_LIMIT, MANIFEST_LIMIT};
+use crate::digest::Digest;
+use crate::error::{Error, IoContext, Result};
+use crate::image::digest_of;
+
+/// What a gc removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct GcReport {
+    /// Blobs removed.
+    pub blobs: Vec<Digest>,
+    /// Their total size.
+    pub bytes: u64,
+    /// Layer directories removed (by diff_id hex or odd name).
+    pub layer_dirs: Vec<String>,
+    /// Entries removed from `tmp/`.
+    pub tmp_entries: usize,
+}
+
+/// What the named images reach.
+#[derive(Default)]
+struct Reachable {
+    blobs: HashSet<Digest>,
+    diff_ids: HashSet<String>,
+}
+
+impl Store {
+    /// Collects garbage, removing directories with `std::fs::remove_dir_all`.
+    pub fn gc(&self) -> Result<GcReport> {
+        self.gc_with(&|p: &Path| std::fs::remove_dir_all(p).at("remove directory", p))
+    }
+
+    /// Collects garbage, removing directories (layer dirs, tmp dirs) with
+    /// `remove_dir` — e.g. one that works inside a user namespace, since rootless
+    /// layer directories are owned by subordinate ids.
+    pub fn gc_with(&self, remove_dir: &dyn Fn(&Path) -> Result<()>) -> Result<GcReport> {
+        self.with_exclusive(|| {
+            let _guard = self.lock()?;
+            let reach = self.reachable()?;
+            let mut report = GcReport::default();
+            self.gc_blobs(&reach, &mut report)?;
+            self.gc_layer_dirs(&reach, remove_dir, &mut report)?;
+            report.tmp_entries = self.gc_tmp(remove_dir)?;
+            tracing::info!(
+                blobs = report.blobs.len(),
+                bytes = report.bytes,
+                layer_dirs = report.layer_dirs.len(),
+                tmp = report.tmp_entries,
+                "gc done"
+            );
+            Ok(report)
+        })
+    }
+
+    /// Marks everything reachable from `index.json`. A missing or unreadable
+    /// manifest or config stops the gc: we could not know what it protects.
+    fn reachable(&self) -> Result<Reachable> {
+        let mut reach = Reachable::default();
+        let index = self.read_index()?;
+        let mut todo: Vec<_> = index.manifests().to_vec();
+        while let Some(desc) = todo.pop() {
+            let digest = digest_of(&desc)?;
+            if !reach.blobs.insert(digest.clone()) {
+                continue;
+            }
+            if *desc.media_type() == MediaType::ImageIndex {
+                let idx: ImageIndex = self.read_json_blob(&digest, MANIFEST_LIMIT)?;
+                todo.extend(idx.manifests().iter().cloned());
+                continue;
+            }
+            let manifest: ImageManifest = self.read_json_blob(&digest, MANIFEST_LIMIT)?;
+            let config_digest = digest_of(manifest.config())?;
+            reach.blobs.insert(config_digest.clone());
+            for l in manifest.layers() {
+                reach.blobs.insert(digest_of(l)?);
+            }
+            let config: ImageConfiguration = self.read_json_blob(&config_digest, CONFIG_LIMIT)?;
+            for d in config.rootfs().diff_ids() {
+                reach.diff_ids.insert(Digest::parse(d)?.hex().to_string());
+            }
+        }
+        Ok(reach)
+    }
+
+    fn gc_blobs(&self, reach: &Reachable, report: &mut GcReport) -> Result<()> {
+        let dir = self.blobs_dir();
+        for entry in std::fs::read_dir(&dir).at("read directory", &dir)? {
+            let entry = entry.at("read directory", &dir)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let keep = Digest::parse(&format!("sha256:{name}"))
+                .map(|d| reach.blobs.contains(&d))
+                .unwrap_or(false);
+            if keep {
+                continue;
+            }
+            let path = entry.path();
+            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            std::fs::remove_file(&path).at("remove blob", &path)?;
+            tracing::debug!(blob = %name, size, "removed");
+            report.bytes += size;
+            if let Ok(d) = Digest::parse(&format!("sha256:{name}")) {
+                report.blobs.push(d);
+            }
+        }
+        Ok(())
+    }
+
+    fn gc_layer_dirs(
+        &self,
+        reach: &Reachable,
+        remove_dir: &dyn Fn(&Path) -> Result<()>,
+        report: &mut GcReport,
+    ) -> Result<()> {
+        let dir = self.layers_dir();
+        for entry in std::fs::read_dir(&dir).at("read directory", &dir)? {
+            let entry = entry.at("read directory", &dir)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if reach.diff_ids.contains(&name) {
+                continue;
+            }
+            remove_entry(&entry.path(), remove_dir)?;
+            tracing::debug!(layer = %name, "removed layer directory");
+            report.layer_dirs.push(name);
+        }
+        Ok(())
+    }
+
+    /// Empties `tmp/`: with `STORE/lock` exclusive nobody else is writing there.
+    fn gc_tmp(&self, remove_dir: &dyn Fn(&Path) -> Result<()>) -> Result<usize> {
+        let dir = self.tmp_dir();
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).at("read directory", &dir)? {
+            let entry = entry.at("read directory", &dir)?;
+            remove_entry(&entry.path(), remove_dir)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+fn remove_entry(path: &PathBuf, remove_dir: &dyn Fn(&Path) -> Result<()>) -> Result<()> {
+    let meta = std::fs::symlink_metadata(path).at("stat", path)?;
+    if meta.is_dir() {
+        remove_dir(path)?;
+        if path.exists() {
+            return Err(Error::BadStore {
+                path: path.clone(),
+                reason: "the directory remover left it in place".into(),
+            });
+        }
+        Ok(())
+    } else {
+        std::fs::remove_file(path).at("remove", path)
+    }
+}

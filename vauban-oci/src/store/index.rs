@@ -1,0 +1,129 @@
+//! `index.json`: the named images. Read with a size cap; replaced whole and
+//! atomically under the index lock. Names live in the
+//! `org.opencontainers.image.ref.name` annotation, exactly `NAME:TAG`.
+
+use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, ANNOTATION_REF_NAME};
+
+use super::layout::{write_atomic, INDEX};
+use super::{Store, INDEX_LIMIT};
+use crate::error::{Error, IoContext, Result};
+use crate::reference::Reference;
+
+/// An index with no image.
+pub(super) fn empty_index() -> ImageIndex {
+    ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(oci_spec::image::MediaType::ImageIndex)
+        .manifests(Vec::<Descriptor>::new())
+        .build()
+        .expect("an index with every required field set")
+}
+
+/// Writes `index` as `STORE/index.json`, atomically. The caller holds the lock.
+pub(super) fn write_index(store: &Store, index: &ImageIndex) -> Result<()> {
+    let path = store.root.join(INDEX);
+    let bytes = serde_json::to_vec(index).map_err(|e| Error::Json {
+        what: path.display().to_string(),
+        source: e,
+    })?;
+    write_atomic(store, &path, &bytes)
+}
+
+/// The reference named by a descriptor's annotation, if any.
+pub(super) fn ref_name(desc: &Descriptor) -> Option<&str> {
+    desc.annotations()
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_REF_NAME))
+        .map(String::as_str)
+}
+
+impl Store {
+    /// Reads `index.json` (at most [`INDEX_LIMIT`] bytes).
+    pub fn read_index(&self) -> Result<ImageIndex> {
+        let path = self.root.join(INDEX);
+        let size = std::fs::metadata(&path).at("stat", &path)?.len();
+        if size > INDEX_LIMIT {
+            return Err(Error::TooLarge {
+                what: path.display().to_string(),
+                size,
+                limit: INDEX_LIMIT,
+            });
+        }
+        let bytes = std::fs::read(&path).at("read", &path)?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::Json {
+            what: path.display().to_string(),
+            source: e,
+        })
+    }
+
+    /// Every named image, sorted by reference. Entries without a valid
+    /// `ref.name` annotation are skipped (they still protect their blobs from gc).
+    pub fn list(&self) -> Result<Vec<(Reference, Descriptor)>> {
+        let index = self.read_index()?;
+        let mut out: Vec<(Reference, Descriptor)> = index
+            .manifests()
+            .iter()
+            .filter_map(|d| {
+                let r = Reference::parse(ref_name(d)?).ok()?;
+                Some((r, d.clone()))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.dedup_by(|later, earlier| later.0 == earlier.0);
+        Ok(out)
+    }
+
+    /// The manifest descriptor named `reference`.
+    pub fn resolve(&self, reference: &Reference) -> Result<Descriptor> {
+        let wanted = reference.to_string();
+        let index = self.read_index()?;
+        index
+            .manifests()
+            .iter()
+            .rev()
+            .find(|d| ref_name(d) == Some(wanted.as_str()))
+            .cloned()
+            .ok_or(Error::ImageNotFound(wanted))
+    }
+
+    /// Names the manifest `descriptor` `reference`, replacing any previous
+    /// image of that name. The manifest blob must be in the store.
+    pub fn tag(&self, reference: &Reference, descriptor: &Descriptor) -> Result<()> {
+        let digest = crate::image::digest_of(descriptor)?;
+        if !self.has_blob(&digest) {
+            return Err(Error::BlobNotFound(digest.to_string()));
+        }
+        let name = reference.to_string();
+        let mut desc = descriptor.clone();
+        let mut annotations = desc.annotations().clone().unwrap_or_default();
+        annotations.insert(ANNOTATION_REF_NAME.to_string(), name.clone());
+        desc.set_annotations(Some(annotations));
+
+        let _guard = self.lock()?;
+        let mut index = self.read_index()?;
+        let mut manifests = index.manifests().clone();
+        manifests.retain(|d| ref_name(d) != Some(name.as_str()));
+        manifests.push(desc);
+        index.set_manifests(manifests);
+        write_index(self, &index)?;
+        tracing::info!(reference = %name, %digest, "tagged");
+        Ok(())
+    }
+
+    /// Removes the name `reference`; its blobs stay until the next gc.
+    pub fn untag(&self, reference: &Reference) -> Result<()> {
+        let name = reference.to_string();
+        let _guard = self.lock()?;
+        let mut index = self.read_index()?;
+        let before = index.manifests().len();
+        let mut manifests = index.manifests().clone();
+        manifests.retain(|d| ref_name(d) != Some(name.as_str()));
+        if manifests.len() == before {
+            return Err(Error::ImageNotFound(name));
+        }
+        index.set_manifests(manifests);
+        write_index(self, &index)?;
+        tracing::info!(reference = %name, "untagged");
+        Ok(())
+    }
+}

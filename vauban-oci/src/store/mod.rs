@@ -1,0 +1,122 @@
+//! The local image store: an OCI image layout (`oci-layout`, `index.json`,
+//! `blobs/sha256/…`) that skopeo and umoci read as it is, plus `tmp/` (where
+//! every write starts) and `layers/` (extracted layer directories keyed by
+//! diff_id, used as overlay lower dirs).
+//!
+//! Architecture invariants:
+//! - a blob file under `blobs/sha256/` always holds content hashing to its name
+//!   (written to `tmp/`, verified, fsynced, renamed);
+//! - `index.json` is only ever replaced whole, by rename, under the index lock;
+//! - every open [`Store`] holds a shared lock on `STORE/lock`; [`Store::gc`]
+//!   needs it exclusive, so it never removes a blob another process is about
+//!   to reference.
+
+mod blobs;
+mod fsck;
+mod gc;
+mod index;
+mod layout;
+mod lock;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+pub use blobs::BlobWriter;
+pub use fsck::{FsckProblem, FsckReport};
+pub use gc::GcReport;
+pub use lock::StoreLock;
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+
+/// Largest `index.json` we read.
+pub const INDEX_LIMIT: u64 = 64 << 20;
+/// Largest manifest (or image index) blob we read.
+pub const MANIFEST_LIMIT: u64 = 4 << 20;
+/// Largest image config blob we read.
+pub const CONFIG_LIMIT: u64 = 16 << 20;
+
+/// An open image store.
+#[derive(Debug)]
+pub struct Store {
+    root: PathBuf,
+    /// `STORE/lock`, held shared while this handle lives (exclusive during gc).
+    in_use: File,
+}
+
+impl Store {
+    /// Opens the store at `root`, creating the layout if it does not exist yet.
+    pub fn open(root: impl AsRef<Path>) -> Result<Self> {
+        let root = root.as_ref();
+        let root = if root.is_absolute() {
+            root.to_path_buf()
+        } else {
+            std::env::current_dir()
+                .map_err(|e| Error::io("get the current directory for", root, e))?
+                .join(root)
+        };
+        layout::create_dirs(&root)?;
+        let in_use = lock::hold_shared(&root)?;
+        let store = Store { root, in_use };
+        {
+            let _guard = store.lock()?;
+            layout::init_files(&store)?;
+        }
+        tracing::debug!(root = %store.root.display(), "store opened");
+        Ok(store)
+    }
+
+    /// The default store location: `$VAUBAN_STORE`, else `$XDG_DATA_HOME/vauban`,
+    /// else `~/.local/share/vauban`.
+    pub fn default_root() -> Result<PathBuf> {
+        let env = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        if let Some(dir) = env("VAUBAN_STORE") {
+            return Ok(dir);
+        }
+        if let Some(dir) = env("XDG_DATA_HOME") {
+            return Ok(dir.join("vauban"));
+        }
+        if let Some(home) = env("HOME") {
+            return Ok(home.join(".local/share/vauban"));
+        }
+        Err(Error::BadStore {
+            path: PathBuf::from("~/.local/share/vauban"),
+            reason: "none of --store, VAUBAN_STORE, XDG_DATA_HOME or HOME is set".into(),
+        })
+    }
+
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `STORE/tmp`: scratch space on the store's filesystem (renames from it are atomic).
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join(layout::TMP)
+    }
+
+    /// `STORE/layers/<hex>`: the extracted (overlay-format) directory of the layer
+    /// whose uncompressed digest is `diff_id`. It may not exist yet.
+    pub fn layer_dir(&self, diff_id: &Digest) -> PathBuf {
+        self.root.join(layout::LAYERS).join(diff_id.hex())
+    }
+
+    /// `STORE/layers`.
+    pub fn layers_dir(&self) -> PathBuf {
+        self.root.join(layout::LAYERS)
+    }
+
+    /// `STORE/blobs/sha256/<hex>`.
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join(layout::BLOBS).join(digest.hex())
+    }
+
+    /// `STORE/blobs/sha256`.
+    pub fn blobs_dir(&self) -> PathBuf {
+        self.root.join(layout::BLOBS)
+    }
+}

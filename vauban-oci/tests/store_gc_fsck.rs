@@ -1,0 +1,224 @@
+//! gc removes exactly what no named image reaches; fsck finds a corrupted blob
+//! and a missing one and names them.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use vauban_oci::image::{self, HistoryEntry, NewLayer};
+use vauban_oci::store::Store;
+use vauban_oci::{Digest, Image, Reference};
+
+fn names(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+fn layer(store: &Store, content: &[u8]) -> NewLayer {
+    let (digest, size) = store.write_blob(content).unwrap();
+    NewLayer {
+        digest,
+        size,
+        diff_id: Digest::of_bytes(&[content, b"-plain"].concat()),
+        media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+    }
+}
+
+fn history(by: &str) -> HistoryEntry {
+    HistoryEntry {
+        created_by: by.into(),
+        created: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+        comment: None,
+    }
+}
+
+fn blobs_of(img: &Image) -> BTreeSet<String> {
+    let mut s: BTreeSet<String> = img
+        .layers()
+        .iter()
+        .map(|l| l.digest().digest().to_string())
+        .collect();
+    s.insert(img.manifest_digest.hex().to_string());
+    s.insert(img.manifest.config().digest().digest().to_string());
+    s
+}
+
+#[test]
+fn gc_removes_exactly_the_unreferenced() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let base_layer = layer(&store, b"base");
+    let base = image::commit(
+        &store,
+        None,
+        std::slice::from_ref(&base_layer),
+        &history("base"),
+        &Reference::parse("base").unwrap(),
+    )
+    .unwrap();
+    let child_layer = layer(&store, b"child");
+    let child = image::commit(
+        &store,
+        Some(&base),
+        std::slice::from_ref(&child_layer),
+        &history("child"),
+        &Reference::parse("child:1").unwrap(),
+    )
+    .unwrap();
+    assert_eq!(child.layers().len(), 2);
+    assert_eq!(
+        child.diff_ids().unwrap(),
+        vec![base_layer.diff_id.clone(), child_layer.diff_id.clone()]
+    );
+    assert_eq!(child.config.history().as_ref().unwrap().len(), 2);
+    let doomed = image::commit(
+        &store,
+        Some(&base),
+        &[layer(&store, b"doomed")],
+        &history("doomed"),
+        &Reference::parse("doomed").unwrap(),
+    )
+    .unwrap();
+    let stray = store.write_blob(b"stray").unwrap().0;
+    // Layer dirs: two referenced, one of the doomed image, one stray name.
+    for d in [
+        &base_layer.diff_id,
+        &child_layer.diff_id,
+        &doomed.diff_ids().unwrap()[1],
+    ] {
+        std::fs::create_dir_all(store.layer_dir(d).join("etc")).unwrap();
+    }
+    std::fs::create_dir_all(store.layers_dir().join("junk")).unwrap();
+    std::fs::write(store.tmp_dir().join(".blob-leftover"), b"crash").unwrap();
+    std::fs::create_dir_all(store.tmp_dir().join("extract-leftover/x")).unwrap();
+
+    store.untag(&Reference::parse("doomed").unwrap()).unwrap();
+    let before = names(&store.blobs_dir());
+    let report = store.gc().unwrap();
+
+    let expected: BTreeSet<String> = blobs_of(&base).union(&blobs_of(&child)).cloned().collect();
+    assert_eq!(names(&store.blobs_dir()), expected);
+    let removed: BTreeSet<String> = report.blobs.iter().map(|d| d.hex().to_string()).collect();
+    assert_eq!(removed, before.difference(&expected).cloned().collect());
+    assert!(removed.contains(stray.hex()));
+    assert!(removed.contains(doomed.manifest_digest.hex()));
+    assert_eq!(
+        removed.len(),
+        4,
+        "doomed manifest, config, layer and the stray blob"
+    );
+    assert_eq!(
+        names(&store.layers_dir()),
+        [
+            base_layer.diff_id.hex().to_string(),
+            child_layer.diff_id.hex().to_string()
+        ]
+        .into()
+    );
+    assert_eq!(report.layer_dirs.len(), 2);
+    assert!(names(&store.tmp_dir()).is_empty());
+    assert_eq!(report.tmp_entries, 2);
+    // Still sound, and a second gc has nothing to do.
+    assert!(store.fsck().unwrap().is_ok());
+    let again = store.gc().unwrap();
+    assert!(again.blobs.is_empty() && again.layer_dirs.is_empty());
+}
+
+#[test]
+fn gc_with_uses_the_given_remover() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    std::fs::create_dir_all(store.layers_dir().join("junk/sub")).unwrap();
+    let calls = std::cell::RefCell::new(Vec::new());
+    store
+        .gc_with(&|p: &Path| {
+            calls.borrow_mut().push(p.to_path_buf());
+            std::fs::remove_dir_all(p).map_err(|e| vauban_oci::Error::io("remove", p, e))
+        })
+        .unwrap();
+    assert_eq!(calls.into_inner(), vec![store.layers_dir().join("junk")]);
+    // A remover that leaves the directory is an error, not a silent success.
+    std::fs::create_dir_all(store.layers_dir().join("stays")).unwrap();
+    assert!(store.gc_with(&|_: &Path| Ok(())).is_err());
+}
+
+#[test]
+fn fsck_finds_corrupt_and_missing_blobs_and_names_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let l1 = layer(&store, b"one");
+    let l2 = layer(&store, b"two");
+    let img = image::commit(
+        &store,
+        None,
+        &[l1.clone(), l2.clone()],
+        &history("x"),
+        &Reference::parse("x").unwrap(),
+    )
+    .unwrap();
+    let report = store.fsck().unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!((report.blobs, report.images), (4, 1));
+
+    // Corrupt layer 1 (same size, other bytes), delete layer 2.
+    std::fs::write(store.blob_path(&l1.digest), b"eno").unwrap();
+    std::fs::remove_file(store.blob_path(&l2.digest)).unwrap();
+    let report = store.fsck().unwrap();
+    let text: Vec<String> = report.problems.iter().map(|p| p.to_string()).collect();
+    let text = text.join("\n");
+    assert!(!report.is_ok());
+    assert!(
+        text.contains(&format!("blob {}: corrupt", l1.digest)),
+        "corrupt blob not named:\n{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "image x:latest: layer 1 blob {} is missing",
+            l2.digest
+        )),
+        "missing blob not named:\n{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "image x:latest: layer 0 blob {} is corrupt",
+            l1.digest
+        )),
+        "image with a corrupt layer not named:\n{text}"
+    );
+    assert!(!text.contains(&img.manifest_digest.to_string()), "{text}");
+}
+
+#[test]
+fn fsck_checks_diff_ids_against_layers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let img = image::commit(
+        &store,
+        None,
+        &[layer(&store, b"one")],
+        &history("x"),
+        &Reference::parse("bad").unwrap(),
+    )
+    .unwrap();
+    // A manifest with the same config but an extra layer.
+    let mut manifest = img.manifest.clone();
+    let mut layers = manifest.layers().clone();
+    layers.push(layers[0].clone());
+    manifest.set_layers(layers);
+    let (d, size) = store.write_json_blob(&manifest).unwrap();
+    let desc = oci_spec::image::Descriptor::new(
+        oci_spec::image::MediaType::ImageManifest,
+        size,
+        image::oci_digest(&d),
+    );
+    store.tag(&Reference::parse("bad").unwrap(), &desc).unwrap();
+    let report = store.fsck().unwrap();
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    assert!(report.problems[0]
+        .to_string()
+        .starts_with("image bad:latest: config "));
+    assert!(report.problems[0]
+        .to_string()
+        .ends_with("has 1 diff_ids for 2 layers"));
+}

@@ -1,0 +1,61 @@
+//! `cargo xtask TASK`: project automation for vauban, as a table of named
+//! tasks (see [`TASKS`]). Run `cargo xtask help` for the list.
+
+mod bench;
+mod demo;
+mod deps;
+mod fixtures;
+mod rootless;
+mod test;
+mod util;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+/// One named task.
+struct Task {
+    name: &'static str,
+    help: &'static str,
+    run: fn(&[String]) -> Result<()>,
+}
+
+/// Every task, in the order `help` lists them.
+const TASKS: &[Task] = &[
+    Task { name: "deps", help: "install the Debian packages tests and demo need (root), or print the command", run: deps::task },
+    Task { name: "fixtures", help: "build the test fixtures into target/fixtures (cached by recipe)", run: fixtures::task },
+    Task { name: "test", help: "deps, fixtures, cargo test --workspace, then the rootless tests as an unprivileged user [--rootless-only] [-- ARGS]", run: test::task },
+    Task { name: "demo", help: "import the Debian base into target/demo-store and show it", run: demo::task },
+    Task { name: "bench", help: "vauban against umoci, skopeo and buildah on the Debian fixture [--debug]", run: bench::task },
+];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((name, rest)) = args.split_first() else {
+        usage();
+        return ExitCode::from(2);
+    };
+    if matches!(name.as_str(), "help" | "-h" | "--help") {
+        usage();
+        return ExitCode::SUCCESS;
+    }
+    let Some(task) = TASKS.iter().find(|t| t.name == name) else {
+        eprintln!("xtask: unknown task `{name}`\n");
+        usage();
+        return ExitCode::from(2);
+    };
+    match (task.run)(rest) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask {}: error: {e:#}", task.name);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn usage() {
+    eprintln!("usage: cargo xtask TASK [ARGS]\n\ntasks:");
+    for task in TASKS {
+        eprintln!("  {:<9} {}", task.name, task.help);
+    }
+}

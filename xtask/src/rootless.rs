@@ -1,0 +1,489 @@
+//! The rootless half of `cargo xtask test`: find the `rootless_*` test
+//! targets, build them with `--features rootless-tests`, stage them with the
+//! `vauban` binary, the fixtures and `testdata/` in a world-readable temp dir,
+//! and run each as the unprivileged test user (or as ourselves when not root).
+//!
+//! The clone itself is never made readable to anyone: it may live under
+//! `/root` (mode 700), so everything the test user runs or reads is copied (or
+//! hard-linked when already world-readable) into the staging dir.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+use crate::util;
+
+/// The cargo feature that turns the rootless test targets on.
+pub const FEATURE: &str = "rootless-tests";
+/// The prefix of rootless test target names.
+pub const PREFIX: &str = "rootless_";
+
+/// One crate's rootless test targets.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Targets {
+    /// The package name (for `-p`).
+    pub package: String,
+    /// Its `rootless_*` test target names.
+    pub tests: Vec<String>,
+}
+
+/// What [`discover`] found: the crates to build, and manifest mistakes (a
+/// `rootless_*` target in a crate without the `rootless-tests` feature), which
+/// fail the run but do not stop the other crates' tests.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Discovery {
+    /// Crates with rootless targets and the feature.
+    pub crates: Vec<Targets>,
+    /// One message per misdeclared crate.
+    pub problems: Vec<String>,
+}
+
+/// A built test binary: `(target name, executable path)`.
+pub type TestBinary = (String, PathBuf);
+
+/// Finds the workspace crates with `rootless_*` test targets from
+/// `cargo metadata --no-deps` output.
+pub fn discover(metadata: &Value) -> Result<Discovery> {
+    let mut found = Discovery::default();
+    let packages = metadata["packages"]
+        .as_array()
+        .context("cargo metadata: no packages")?;
+    for package in packages {
+        let name = package["name"].as_str().unwrap_or_default().to_string();
+        let tests: Vec<String> = package["targets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| {
+                t["kind"]
+                    .as_array()
+                    .is_some_and(|k| k.iter().any(|k| k == "test"))
+            })
+            .filter_map(|t| t["name"].as_str())
+            .filter(|n| n.starts_with(PREFIX))
+            .map(String::from)
+            .collect();
+        if tests.is_empty() {
+            continue;
+        }
+        if package["features"].get(FEATURE).is_none() {
+            found.problems.push(format!(
+                "crate {name} has tests {tests:?} but no `{FEATURE}` feature in its Cargo.toml"
+            ));
+            continue;
+        }
+        found.crates.push(Targets {
+            package: name,
+            tests,
+        });
+    }
+    Ok(found)
+}
+
+/// `cargo test -p PKG --features rootless-tests --no-run --message-format=json… --test …`.
+pub fn build_command(targets: &Targets) -> Command {
+    let mut cmd = util::cargo();
+    cmd.args([
+        "test",
+        "-p",
+        &targets.package,
+        "--features",
+        FEATURE,
+        "--no-run",
+    ]);
+    cmd.arg("--message-format=json-render-diagnostics");
+    for test in &targets.tests {
+        cmd.args(["--test", test]);
+    }
+    cmd
+}
+
+/// The `(target name, executable)` of every rootless test binary in cargo's
+/// JSON messages.
+pub fn executables(messages: &str) -> Vec<(String, PathBuf)> {
+    messages
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["profile"]["test"] == true)
+        .filter(|m| {
+            m["target"]["kind"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k == "test"))
+        })
+        .filter_map(|m| {
+            let name = m["target"]["name"].as_str()?;
+            let exe = m["executable"].as_str()?;
+            name.starts_with(PREFIX)
+                .then(|| (name.to_string(), PathBuf::from(exe)))
+        })
+        .collect()
+}
+
+/// Builds every rootless test binary; fails when there is none. Returns the
+/// binaries and the manifest problems found on the way.
+pub fn build_tests() -> Result<(Vec<TestBinary>, Vec<String>)> {
+    let metadata =
+        util::output(util::cargo().args(["metadata", "--no-deps", "--format-version=1"]))?;
+    let metadata: Value = serde_json::from_str(&metadata).context("parse cargo metadata")?;
+    let found = discover(&metadata)?;
+    for problem in &found.problems {
+        eprintln!("error: {problem}");
+    }
+    let mut exes = Vec::new();
+    for targets in &found.crates {
+        let mut cmd = build_command(targets);
+        exes.extend(executables(&util::stdout_of(&mut cmd)?));
+    }
+    if exes.is_empty() {
+        bail!("no rootless test binary found (test targets named `{PREFIX}*` with feature `{FEATURE}`)");
+    }
+    Ok((exes, found.problems))
+}
+
+/// Builds the `vauban` binary (debug, like the tests) and returns its path.
+pub fn build_vauban(release: bool) -> Result<PathBuf> {
+    let mut cmd = util::cargo();
+    cmd.args(["build", "-p", "vauban-cli", "--bin", "vauban"]);
+    cmd.arg("--message-format=json-render-diagnostics");
+    if release {
+        cmd.arg("--release");
+    }
+    let messages = util::stdout_of(&mut cmd)?;
+    messages
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "vauban")
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .context("cargo built no `vauban` executable")
+}
+
+/// Who runs the rootless tests.
+#[derive(Debug, Clone)]
+pub struct Runner {
+    /// `Some((name, uid, gid))` to switch to that user with setpriv (we are
+    /// root); `None` to run as ourselves.
+    pub switch_to: Option<(String, u32, u32)>,
+}
+
+/// The staging dir: what the test user may read, and its own HOME and TMPDIR.
+#[derive(Debug)]
+pub struct Stage {
+    /// The staging root (removed on drop).
+    pub root: PathBuf,
+}
+
+impl Stage {
+    /// Where the test executables and `vauban` go.
+    pub fn bin(&self) -> PathBuf {
+        self.root.join("bin")
+    }
+    /// `$VAUBAN_FIXTURES`.
+    pub fn fixtures(&self) -> PathBuf {
+        self.root.join("fixtures")
+    }
+    /// `$VAUBAN_TESTDATA`.
+    pub fn testdata(&self) -> PathBuf {
+        self.root.join("testdata")
+    }
+    /// `$HOME` of the test user.
+    pub fn home(&self) -> PathBuf {
+        self.root.join("home")
+    }
+    /// `$TMPDIR` of the test user.
+    pub fn tmp(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// Creates the staging dir and fills it.
+    pub fn create(
+        runner: &Runner,
+        tests: &[(String, PathBuf)],
+        vauban: &Path,
+        fixtures: &[PathBuf],
+    ) -> Result<Stage> {
+        let base = std::env::temp_dir();
+        check_traversable(&base)?;
+        let root = tempfile::Builder::new()
+            .prefix("vauban-xtask-test.")
+            .tempdir_in(&base)
+            .with_context(|| format!("create a staging dir in {}", base.display()))?
+            .keep();
+        let stage = Stage { root };
+        util::chmod(&stage.root, 0o755)?;
+        for dir in [stage.bin(), stage.fixtures(), stage.home(), stage.tmp()] {
+            std::fs::create_dir(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
+            util::chmod(&dir, 0o755)?;
+        }
+        for (name, exe) in tests {
+            util::copy_readable(exe, &stage.bin().join(name))?;
+        }
+        util::copy_readable(vauban, &stage.bin().join("vauban"))?;
+        for fixture in fixtures {
+            let name = fixture.file_name().context("fixture without a name")?;
+            util::link_or_copy_readable(fixture, &stage.fixtures().join(name))?;
+        }
+        util::copy_tree_readable(&util::workspace_root().join("testdata"), &stage.testdata())?;
+        if let Some((_, uid, gid)) = &runner.switch_to {
+            for dir in [stage.home(), stage.tmp()] {
+                std::os::unix::fs::chown(&dir, Some(*uid), Some(*gid))
+                    .with_context(|| format!("chown {uid}:{gid} {}", dir.display()))?;
+                util::chmod(&dir, 0o700)?;
+            }
+        }
+        Ok(stage)
+    }
+}
+
+impl Drop for Stage {
+    fn drop(&mut self) {
+        if std::fs::remove_dir_all(&self.root).is_ok() {
+            return;
+        }
+        // Rootless tests may leave files owned by our subordinate ids: remove
+        // them as root of a user namespace with our full mapping.
+        let status = Command::new("unshare")
+            .args([
+                "--user",
+                "--map-root-user",
+                "--map-auto",
+                "--",
+                "rm",
+                "-rf",
+                "--",
+            ])
+            .arg(&self.root)
+            .status();
+        if !matches!(status, Ok(s) if s.success()) || self.root.exists() {
+            eprintln!(
+                "warning: could not remove the staging dir {}",
+                self.root.display()
+            );
+        }
+    }
+}
+
+/// Fails unless every ancestor of `dir` can be traversed by other users.
+fn check_traversable(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for ancestor in dir.ancestors() {
+        let mode = std::fs::metadata(ancestor)
+            .with_context(|| format!("stat {}", ancestor.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o001 == 0 {
+            bail!(
+                "{} (mode {:o}) is not traversable by the test user: set TMPDIR to a world-traversable dir such as /tmp",
+                ancestor.display(),
+                mode & 0o7777
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The command running one staged test binary with the test environment.
+pub fn test_command(runner: &Runner, stage: &Stage, exe: &Path, args: &[String]) -> Command {
+    let mut cmd = match &runner.switch_to {
+        Some((_, uid, gid)) => {
+            let mut c = Command::new("setpriv");
+            c.args([format!("--reuid={uid}"), format!("--regid={gid}")]);
+            c.args(["--init-groups", "--"]).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    cmd.args(args).current_dir(&stage.root).env_clear();
+    cmd.env(
+        "PATH",
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    )
+    .env("HOME", stage.home())
+    .env("TMPDIR", stage.tmp())
+    .env("LANG", "C.UTF-8")
+    .env("RUST_BACKTRACE", "1")
+    .env("VAUBAN_BIN", stage.bin().join("vauban"))
+    .env("VAUBAN_FIXTURES", stage.fixtures())
+    .env("VAUBAN_TESTDATA", stage.testdata());
+    if let Some((name, _, _)) = &runner.switch_to {
+        cmd.env("USER", name).env("LOGNAME", name);
+    } else {
+        for var in ["USER", "LOGNAME"] {
+            if let Some(v) = std::env::var_os(var) {
+                cmd.env(var, v);
+            }
+        }
+    }
+    for var in ["RUST_LOG", "RUST_TEST_THREADS", "NO_COLOR"] {
+        if let Some(v) = std::env::var_os(var) {
+            cmd.env(var, v);
+        }
+    }
+    cmd
+}
+
+/// Passed and failed test counts.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    /// Tests that passed.
+    pub passed: u32,
+    /// Tests that failed (a binary that dies without a result line counts one).
+    pub failed: u32,
+}
+
+/// Reads libtest's `test result: ok. 3 passed; 1 failed; …` line.
+pub fn parse_result(line: &str) -> Option<Counts> {
+    let rest = line.trim().strip_prefix("test result: ")?;
+    let count = |what: &str| {
+        rest.split(';').find_map(|part| {
+            part.trim()
+                .strip_suffix(what)?
+                .trim()
+                .rsplit(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+    };
+    Some(Counts {
+        passed: count(" passed")?,
+        failed: count(" failed")?,
+    })
+}
+
+/// Runs one staged test binary, streaming its output, and counts its tests.
+pub fn run_one(cmd: &mut Command) -> Result<Counts> {
+    eprintln!("$ {}", util::display(cmd));
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start `{}`", util::display(cmd)))?;
+    let mut counts = None;
+    let stdout = child.stdout.take().context("no stdout pipe")?;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("read test output")?;
+        println!("{line}");
+        if let Some(c) = parse_result(&line) {
+            counts = Some(c);
+        }
+    }
+    let status = child.wait().context("wait for the test binary")?;
+    let mut counts = counts.unwrap_or_default();
+    if !status.success() && counts.failed == 0 {
+        eprintln!("test binary exited with {status} without a failed test: counted as one failure");
+        counts.failed = 1;
+    }
+    Ok(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovery_reads_targets_and_requires_the_feature() {
+        let meta = serde_json::json!({"packages": [
+            {"name": "vauban-core", "features": {"rootless-tests": []}, "targets": [
+                {"name": "vauban_core", "kind": ["lib"]},
+                {"name": "rootless_sandbox", "kind": ["test"]},
+                {"name": "sandbox_args", "kind": ["test"]}]},
+            {"name": "vauban-oci", "features": {}, "targets": [{"name": "tidy", "kind": ["test"]}]}
+        ]});
+        let found = discover(&meta).unwrap();
+        assert_eq!(
+            found.crates,
+            [Targets {
+                package: "vauban-core".into(),
+                tests: vec!["rootless_sandbox".into()]
+            }]
+        );
+        assert!(found.problems.is_empty());
+        let bad = serde_json::json!({"packages": [
+            {"name": "x", "features": {}, "targets": [{"name": "rootless_a", "kind": ["test"]}]}]});
+        let found = discover(&bad).unwrap();
+        assert!(found.crates.is_empty());
+        assert!(
+            found.problems[0].contains("rootless-tests"),
+            "{:?}",
+            found.problems
+        );
+    }
+
+    #[test]
+    fn build_command_selects_the_feature_and_targets() {
+        let cmd = build_command(&Targets {
+            package: "vauban-cli".into(),
+            tests: vec!["rootless_a".into(), "rootless_b".into()],
+        });
+        let line = util::display(&cmd);
+        assert!(
+            line.ends_with(
+                "test -p vauban-cli --features rootless-tests --no-run \
+             --message-format=json-render-diagnostics --test rootless_a --test rootless_b"
+            ),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn executables_keep_only_rootless_test_binaries() {
+        let messages = [
+            r#"{"reason":"compiler-artifact","target":{"name":"rootless_run","kind":["test"]},"profile":{"test":true},"executable":"/t/rootless_run-1"}"#,
+            r#"{"reason":"compiler-artifact","target":{"name":"cli_import","kind":["test"]},"profile":{"test":true},"executable":"/t/cli_import-1"}"#,
+            r#"{"reason":"compiler-artifact","target":{"name":"vauban","kind":["bin"]},"profile":{"test":false},"executable":"/t/vauban"}"#,
+            r#"{"reason":"build-finished","success":true}"#,
+        ]
+        .join("\n");
+        assert_eq!(
+            executables(&messages),
+            [("rootless_run".into(), PathBuf::from("/t/rootless_run-1"))]
+        );
+    }
+
+    #[test]
+    fn result_lines_are_counted() {
+        let line = "test result: FAILED. 3 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.2s";
+        assert_eq!(
+            parse_result(line),
+            Some(Counts {
+                passed: 3,
+                failed: 2
+            })
+        );
+        assert_eq!(parse_result("running 5 tests"), None);
+    }
+
+    #[test]
+    fn test_user_runs_through_setpriv_with_a_clean_env() {
+        let stage = Stage {
+            root: PathBuf::from("/nonexistent/stage"),
+        };
+        let runner = Runner {
+            switch_to: Some(("vauban-test".into(), 1001, 1001)),
+        };
+        let cmd = test_command(
+            &runner,
+            &stage,
+            Path::new("/s/bin/rootless_x"),
+            &["filter".into()],
+        );
+        assert_eq!(
+            util::display(&cmd),
+            "setpriv --reuid=1001 --regid=1001 --init-groups -- /s/bin/rootless_x filter"
+        );
+        let env: std::collections::HashMap<_, _> = cmd.get_envs().collect();
+        let get = |k: &str| env.get(std::ffi::OsStr::new(k)).copied().flatten();
+        assert_eq!(
+            get("HOME"),
+            Some(Path::new("/nonexistent/stage/home").as_os_str())
+        );
+        assert_eq!(
+            get("VAUBAN_BIN"),
+            Some(Path::new("/nonexistent/stage/bin/vauban").as_os_str())
+        );
+        assert_eq!(get("USER"), Some(std::ffi::OsStr::new("vauban-test")));
+        std::mem::forget(stage); // nothing to remove
+    }
+}

@@ -1,0 +1,163 @@
+//! `cargo xtask test [--rootless-only] [-- TEST-ARGS]`: deps, fixtures,
+//! `cargo test --workspace`, then the rootless tests as the unprivileged user
+//! `vauban-test` (created with subordinate id ranges when we are root and it is
+//! missing), or as ourselves when not root. Ends with the plain line
+//! `rootless: N passed, M failed`.
+
+use std::fs;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::rootless::{self, Counts, Runner, Stage};
+use crate::{deps, fixtures, util};
+
+/// The unprivileged user the rootless tests run as.
+pub const TEST_USER: &str = "vauban-test";
+/// How many subordinate ids the test user gets (a full 16-bit range).
+pub const SUBID_COUNT: u64 = 65536;
+
+/// Runs the task.
+pub fn task(args: &[String]) -> Result<()> {
+    let (flags, test_args) = match args.iter().position(|a| a == "--") {
+        Some(i) => (&args[..i], &args[i + 1..]),
+        None => (args, &[][..]),
+    };
+    let mut rootless_only = false;
+    for flag in flags {
+        match flag.as_str() {
+            "--rootless-only" => rootless_only = true,
+            other => bail!(
+                "unknown option {other}: usage: cargo xtask test [--rootless-only] [-- TEST-ARGS]"
+            ),
+        }
+    }
+    deps::ensure()?;
+    let fixtures = fixtures::ensure()?;
+
+    let mut failures = Vec::new();
+    if !rootless_only {
+        let mut cmd = util::cargo();
+        cmd.args(["test", "--workspace"]);
+        if !test_args.is_empty() {
+            cmd.arg("--").args(test_args);
+        }
+        if let Err(e) = util::run(&mut cmd) {
+            eprintln!("error: {e:#}");
+            failures.push("cargo test --workspace".to_string());
+        }
+    }
+
+    let counts = rootless_tests(&fixtures, test_args);
+    match &counts {
+        Ok(c) => println!("rootless: {} passed, {} failed", c.passed, c.failed),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            println!("rootless: could not run: {e}");
+        }
+    }
+    match counts {
+        Ok(c) if c.failed > 0 => failures.push(format!("{} rootless test(s)", c.failed)),
+        Ok(_) => {}
+        Err(_) => failures.push("the rootless tests".to_string()),
+    }
+    if !failures.is_empty() {
+        bail!("failed: {}", failures.join(", "));
+    }
+    Ok(())
+}
+
+/// Builds, stages and runs every rootless test binary; sums the counts (a
+/// misdeclared crate counts as one failure).
+fn rootless_tests(fixtures: &[std::path::PathBuf], args: &[String]) -> Result<Counts> {
+    let runner = if util::is_root() {
+        let (uid, gid) = ensure_test_user()?;
+        Runner {
+            switch_to: Some((TEST_USER.to_string(), uid, gid)),
+        }
+    } else {
+        Runner { switch_to: None }
+    };
+    let (tests, problems) = rootless::build_tests()?;
+    let vauban = rootless::build_vauban(false)?;
+    let stage = Stage::create(&runner, &tests, &vauban, fixtures)?;
+    eprintln!("rootless: staged in {}", stage.root.display());
+    let mut total = Counts {
+        passed: 0,
+        failed: problems.len() as u32,
+    };
+    for (name, _) in &tests {
+        let exe = stage.bin().join(name);
+        let c = rootless::run_one(&mut rootless::test_command(&runner, &stage, &exe, args))?;
+        eprintln!("rootless: {name}: {} passed, {} failed", c.passed, c.failed);
+        total.passed += c.passed;
+        total.failed += c.failed;
+    }
+    Ok(total)
+}
+
+/// Makes sure `vauban-test` exists with subuid and subgid ranges; returns its
+/// uid and gid. Only called as root.
+fn ensure_test_user() -> Result<(u32, u32)> {
+    if nix::unistd::User::from_name(TEST_USER)?.is_none() {
+        util::run(Command::new("useradd").args([
+            "--user-group",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            TEST_USER,
+        ]))?;
+    }
+    for (file, flag) in [
+        ("/etc/subuid", "--add-subuids"),
+        ("/etc/subgid", "--add-subgids"),
+    ] {
+        let contents = fs::read_to_string(file).unwrap_or_default();
+        if has_range(&contents, TEST_USER) {
+            continue;
+        }
+        let start = next_free_start(&contents);
+        let range = format!("{start}-{}", start + SUBID_COUNT - 1);
+        util::run(Command::new("usermod").args([flag, &range, TEST_USER]))?;
+    }
+    let user = nix::unistd::User::from_name(TEST_USER)?
+        .with_context(|| format!("user {TEST_USER} missing after useradd"))?;
+    Ok((user.uid.as_raw(), user.gid.as_raw()))
+}
+
+/// Whether a subuid/subgid file gives `user` a range of at least [`SUBID_COUNT`].
+pub fn has_range(contents: &str, user: &str) -> bool {
+    ranges(contents).any(|(name, _, count)| name == user && count >= SUBID_COUNT)
+}
+
+/// The first id after every range of the file (at least 100000).
+pub fn next_free_start(contents: &str) -> u64 {
+    ranges(contents)
+        .map(|(_, start, count)| start + count)
+        .fold(100_000, u64::max)
+}
+
+fn ranges(contents: &str) -> impl Iterator<Item = (&str, u64, u64)> {
+    contents.lines().filter_map(|line| {
+        let mut parts = line.trim().split(':');
+        let name = parts.next()?;
+        let start = parts.next()?.parse().ok()?;
+        let count = parts.next()?.parse().ok()?;
+        Some((name, start, count))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subid_ranges_are_found_and_new_ones_do_not_overlap() {
+        let file = "alice:100000:65536\nvauban-test:165536:65536\n# junk\n";
+        assert!(has_range(file, "vauban-test"));
+        assert!(!has_range(file, "bob"));
+        assert!(!has_range("vauban-test:100000:1000\n", "vauban-test"));
+        assert_eq!(next_free_start(file), 231_072);
+        assert_eq!(next_free_start(""), 100_000);
+    }
+}
