@@ -1,9 +1,11 @@
 //! Exit codes: which errors are the user's (bad input, unknown image, missing
-//! file, corrupt tarball) and which are vauban's or the machine's (a corrupt
-//! store, a failed disk, a bug).
+//! file, corrupt tarball, refused credentials, a failed playbook, a machine not
+//! set up for rootless builds) and which are vauban's or the machine's (a
+//! corrupt store, a failed disk, a failed system call, a bug).
 
 use std::io::ErrorKind;
 
+use vauban_core::Error as CoreError;
 use vauban_oci::Error as OciError;
 
 /// The user asked for something that cannot be done: fix the input and retry.
@@ -15,6 +17,11 @@ pub const INTERNAL_ERROR: u8 = 2;
 /// messages written by the commands themselves (`bail!`) are user errors.
 pub fn code_for(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
+        // Before the OCI error: `CoreError::Oci` is transparent, so the OCI
+        // error it wraps never shows as a cause of its own.
+        if let Some(e) = cause.downcast_ref::<CoreError>() {
+            return core_code(e);
+        }
         if let Some(e) = cause.downcast_ref::<OciError>() {
             return oci_code(e);
         }
@@ -46,6 +53,8 @@ pub fn message(err: &anyhow::Error) -> String {
 fn oci_code(e: &OciError) -> u8 {
     match e {
         OciError::Io { source, .. } => io_code(source.kind()),
+        // What the user typed or gave us: references, digests, tarballs,
+        // registries, credentials, platforms, tools to install, a busy store.
         OciError::InvalidReference { .. }
         | OciError::ImageNotFound(_)
         | OciError::InvalidDigest(_)
@@ -54,8 +63,56 @@ fn oci_code(e: &OciError) -> u8 {
         | OciError::UnsupportedMediaType(_)
         | OciError::Registry { .. }
         | OciError::Unauthorized { .. }
+        | OciError::InvalidCredentials(_)
+        | OciError::RefusedRedirect { .. }
+        | OciError::PlatformNotFound { .. }
         | OciError::MissingTool { .. }
         | OciError::StoreBusy { .. } => USER_ERROR,
+        // Content that does not verify, a broken store, oversized documents.
+        OciError::DigestMismatch { .. }
+        | OciError::SizeMismatch { .. }
+        | OciError::Json { .. }
+        | OciError::TooLarge { .. }
+        | OciError::BlobNotFound(_)
+        | OciError::BadStore { .. } => INTERNAL_ERROR,
+        // `#[non_exhaustive]`: a variant added later is internal until listed here.
+        _ => INTERNAL_ERROR,
+    }
+}
+
+fn core_code(e: &CoreError) -> u8 {
+    match e {
+        CoreError::Io { source, .. } => io_code(source.kind()),
+        CoreError::Oci(e) => oci_code(e),
+        // The machine is not set up for rootless builds: the user fixes it.
+        CoreError::NoSubIdRange { .. }
+        | CoreError::BadSubIdLine { .. }
+        | CoreError::UidmapMissing { .. }
+        | CoreError::UserNamespacesDisabled { .. }
+        | CoreError::ToolMissing { .. }
+        // Bad input: commands, images, stages, hosts, repositories, playbooks.
+        | CoreError::EmptyCommand
+        | CoreError::BadImage { .. }
+        | CoreError::BadStage { .. }
+        | CoreError::BadHost { .. }
+        | CoreError::Git { .. }
+        | CoreError::NoSuchBranch { .. }
+        | CoreError::BranchOfDirectory { .. }
+        | CoreError::NoPlaybook { .. }
+        | CoreError::NoPython { .. }
+        // The user's hooks and playbooks failed, or the user stopped the run.
+        | CoreError::HookFailed { .. }
+        | CoreError::AnsibleFailed(_)
+        | CoreError::Interrupted { .. } => USER_ERROR,
+        // System calls, mounts, helpers and vauban's own steps.
+        CoreError::Sys { .. }
+        | CoreError::Mount { .. }
+        | CoreError::OverlayRefused { .. }
+        | CoreError::Command { .. }
+        | CoreError::InSandbox { .. }
+        | CoreError::ChildDied { .. }
+        | CoreError::StageStep { .. } => INTERNAL_ERROR,
+        // `#[non_exhaustive]`: a variant added later is internal until listed here.
         _ => INTERNAL_ERROR,
     }
 }
@@ -82,23 +139,340 @@ fn io_code(kind: ErrorKind) -> u8 {
 mod tests {
     use super::*;
 
+    fn io(kind: ErrorKind) -> std::io::Error {
+        std::io::Error::from(kind)
+    }
+
+    fn s(text: &str) -> String {
+        text.to_owned()
+    }
+
+    /// Every variant of `vauban_oci::Error`, with its exit code.
+    fn oci_table() -> Vec<(OciError, u8)> {
+        vec![
+            (
+                OciError::io("open", "/nope", io(ErrorKind::NotFound)),
+                USER_ERROR,
+            ),
+            (
+                OciError::io("write", "/s", io(ErrorKind::Other)),
+                INTERNAL_ERROR,
+            ),
+            (OciError::InvalidDigest(s("sha256:x")), USER_ERROR),
+            (
+                OciError::DigestMismatch {
+                    what: s("blob"),
+                    expected: s("a"),
+                    found: s("b"),
+                },
+                INTERNAL_ERROR,
+            ),
+            (
+                OciError::SizeMismatch {
+                    what: s("blob"),
+                    expected: 1,
+                    found: 2,
+                },
+                INTERNAL_ERROR,
+            ),
+            (
+                OciError::Json {
+                    what: s("index.json"),
+                    source: serde_json::from_str::<u8>("x").unwrap_err(),
+                },
+                INTERNAL_ERROR,
+            ),
+            (
+                OciError::TooLarge {
+                    what: s("manifest"),
+                    size: 9,
+                    limit: 1,
+                },
+                INTERNAL_ERROR,
+            ),
+            (
+                OciError::UnsafeEntry {
+                    entry: s("../x"),
+                    reason: s("escapes"),
+                },
+                USER_ERROR,
+            ),
+            (
+                OciError::Tar {
+                    what: s("rootfs.tar"),
+                    source: io(ErrorKind::InvalidData),
+                },
+                USER_ERROR,
+            ),
+            (OciError::UnsupportedMediaType(s("x/y")), USER_ERROR),
+            (
+                OciError::InvalidReference {
+                    reference: s("A"),
+                    reason: s("upper case"),
+                },
+                USER_ERROR,
+            ),
+            (OciError::ImageNotFound(s("x:latest")), USER_ERROR),
+            (OciError::BlobNotFound(s("sha256:00")), INTERNAL_ERROR),
+            (OciError::StoreBusy { path: "/s".into() }, USER_ERROR),
+            (
+                OciError::BadStore {
+                    path: "/s".into(),
+                    reason: s("no oci-layout"),
+                },
+                INTERNAL_ERROR,
+            ),
+            (
+                OciError::Registry {
+                    registry: s("r:5000"),
+                    message: s("unreachable"),
+                },
+                USER_ERROR,
+            ),
+            (
+                OciError::Unauthorized {
+                    registry: s("r:5000"),
+                    user: s(" of u"),
+                    message: s("401"),
+                },
+                USER_ERROR,
+            ),
+            (OciError::InvalidCredentials(s("no colon")), USER_ERROR),
+            (
+                OciError::RefusedRedirect {
+                    registry: s("r:5000"),
+                    location: s("http://10.0.0.1/"),
+                    reason: s("private address of another host"),
+                },
+                USER_ERROR,
+            ),
+            (
+                OciError::PlatformNotFound {
+                    reference: s("r/x:1"),
+                    platform: s("linux/s390x"),
+                    available: s("linux/amd64"),
+                },
+                USER_ERROR,
+            ),
+            (
+                OciError::MissingTool {
+                    transport: s("oci-archive"),
+                    tool: s("skopeo"),
+                    hint: s("apt-get install skopeo"),
+                },
+                USER_ERROR,
+            ),
+        ]
+    }
+
+    /// Every variant of `vauban_core::Error`, with its exit code.
+    fn core_table() -> Vec<(CoreError, u8)> {
+        let failure = vauban_core::error::AnsibleFailure {
+            stage: s("second.yml"),
+            host: s("web01"),
+            status: s("exit status: 2"),
+            failure: Some(s("TASK [boom]")),
+            log: "/log".into(),
+            tail: s("fatal"),
+        };
+        vec![
+            (
+                CoreError::io("mount", "/m", io(ErrorKind::PermissionDenied)),
+                USER_ERROR,
+            ),
+            (
+                CoreError::io("read", "/m", io(ErrorKind::Other)),
+                INTERNAL_ERROR,
+            ),
+            (CoreError::Oci(OciError::ImageNotFound(s("x"))), USER_ERROR),
+            (
+                CoreError::Oci(OciError::BlobNotFound(s("d"))),
+                INTERNAL_ERROR,
+            ),
+            (
+                CoreError::NoSubIdRange {
+                    kind: "uid",
+                    user: s("u"),
+                    file: "/etc/subuid".into(),
+                },
+                USER_ERROR,
+            ),
+            (
+                CoreError::BadSubIdLine {
+                    file: "/etc/subuid".into(),
+                    line: 1,
+                    text: s("u"),
+                },
+                USER_ERROR,
+            ),
+            (CoreError::UidmapMissing { tool: "newuidmap" }, USER_ERROR),
+            (
+                CoreError::UserNamespacesDisabled {
+                    hint: s("sysctl"),
+                    source: io(ErrorKind::PermissionDenied),
+                },
+                USER_ERROR,
+            ),
+            (CoreError::sys("fork", io(ErrorKind::Other)), INTERNAL_ERROR),
+            (
+                CoreError::Mount {
+                    what: s("proc"),
+                    target: "/m/proc".into(),
+                    source: io(ErrorKind::Other),
+                },
+                INTERNAL_ERROR,
+            ),
+            (
+                CoreError::OverlayRefused {
+                    target: "/m".into(),
+                    layers: 3,
+                    hint: s("?"),
+                    source: io(ErrorKind::Other),
+                },
+                INTERNAL_ERROR,
+            ),
+            (
+                CoreError::Command {
+                    command: s("newuidmap 1"),
+                    status: s("exit status: 1"),
+                    stderr: s("no"),
+                },
+                INTERNAL_ERROR,
+            ),
+            (
+                CoreError::InSandbox {
+                    what: s("extract"),
+                    message: s("x"),
+                },
+                INTERNAL_ERROR,
+            ),
+            (
+                CoreError::ChildDied {
+                    what: s("run"),
+                    status: s("signal 9"),
+                },
+                INTERNAL_ERROR,
+            ),
+            (CoreError::Interrupted { signal: 15 }, USER_ERROR),
+            (CoreError::EmptyCommand, USER_ERROR),
+            (
+                CoreError::BadImage {
+                    image: s("x"),
+                    reason: s("diff_ids"),
+                },
+                USER_ERROR,
+            ),
+            (
+                CoreError::BadStage {
+                    spec: s("@"),
+                    reason: s("empty"),
+                },
+                USER_ERROR,
+            ),
+            (
+                CoreError::BadHost {
+                    host: s("a b"),
+                    reason: s("space"),
+                },
+                USER_ERROR,
+            ),
+            (
+                CoreError::ToolMissing {
+                    tool: s("ansible-playbook"),
+                    hint: "apt-get install ansible",
+                },
+                USER_ERROR,
+            ),
+            (
+                CoreError::Git {
+                    repo: s("file:///r"),
+                    command: s("git fetch"),
+                    status: s("exit status: 128"),
+                    stderr: s("no repo"),
+                },
+                USER_ERROR,
+            ),
+            (
+                CoreError::NoSuchBranch {
+                    repo: s("r"),
+                    branch: s("b"),
+                },
+                USER_ERROR,
+            ),
+            (
+                CoreError::BranchOfDirectory {
+                    stage: s("b@x.yml"),
+                    branch: s("b"),
+                    dir: "/r".into(),
+                },
+                USER_ERROR,
+            ),
+            (
+                CoreError::NoPlaybook {
+                    playbook: s("x.yml"),
+                    root: "/r".into(),
+                    branch: s("main"),
+                },
+                USER_ERROR,
+            ),
+            (
+                CoreError::NoPython {
+                    image: s("busybox"),
+                    interpreter: s("python3"),
+                },
+                USER_ERROR,
+            ),
+            (
+                CoreError::StageStep {
+                    stage: s("x.yml"),
+                    step: "dpkg-query",
+                    status: s("exit status: 1"),
+                },
+                INTERNAL_ERROR,
+            ),
+            (
+                CoreError::HookFailed {
+                    stage: s("x.yml"),
+                    hook: "pre-ansible",
+                    status: s("exit status: 1"),
+                    log: "/log".into(),
+                },
+                USER_ERROR,
+            ),
+            (CoreError::AnsibleFailed(Box::new(failure)), USER_ERROR),
+        ]
+    }
+
     #[test]
-    fn user_and_internal_errors() {
-        let e = anyhow::Error::new(OciError::ImageNotFound("x:latest".into()));
-        assert_eq!(code_for(&e), USER_ERROR);
-        let e = anyhow::Error::new(OciError::BlobNotFound("sha256:00".into()))
-            .context("reading image x");
-        assert_eq!(code_for(&e), INTERNAL_ERROR);
-        let e = anyhow::Error::new(OciError::io(
-            "open",
-            "/nope",
-            std::io::Error::from(ErrorKind::NotFound),
-        ));
-        assert_eq!(code_for(&e), USER_ERROR);
+    fn every_oci_error_has_its_code() {
+        for (err, code) in oci_table() {
+            let text = err.to_string();
+            // Bare, and under a command's context.
+            let e = anyhow::Error::new(err).context("pushing x");
+            assert_eq!(code_for(&e), code, "{text}");
+        }
+    }
+
+    #[test]
+    fn every_core_error_has_its_code() {
+        for (err, code) in core_table() {
+            let text = err.to_string();
+            let e = anyhow::Error::new(err).context("applying 1 stage(s)");
+            assert_eq!(code_for(&e), code, "{text}");
+        }
+    }
+
+    #[test]
+    fn chains_without_library_errors() {
+        // Commands' own messages are user errors; bare io errors by their kind.
         assert_eq!(
             code_for(&anyhow::anyhow!("directory not empty")),
             USER_ERROR
         );
+        let e = anyhow::Error::new(io(ErrorKind::NotFound)).context("reading the password");
+        assert_eq!(code_for(&e), USER_ERROR);
+        let e = anyhow::Error::new(io(ErrorKind::Other)).context("starting the runtime");
+        assert_eq!(code_for(&e), INTERNAL_ERROR);
     }
 
     #[test]

@@ -7,8 +7,8 @@
 
 pub mod digest;
 pub mod error;
-pub mod layer;
 pub mod image;
+pub mod layer;
 pub mod reference;
 pub mod registry;
 pub mod store;

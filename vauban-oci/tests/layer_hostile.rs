@@ -9,7 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use common::*;
-use vauban_oci::layer::{apply, ApplyOptions, Owners};
+use vauban_oci::layer::{apply, ApplyOptions, Owners, WhiteoutMode};
 use vauban_oci::Error;
 
 /// What a case expects.
@@ -18,6 +18,8 @@ enum Expect {
     Ok(fn(&Path, &str)),
     /// Refused with `UnsafeEntry` naming this entry.
     Refused(&'static str),
+    /// Refused as a malformed stream (`Error::Tar`).
+    Malformed,
 }
 use Expect::*;
 
@@ -83,6 +85,40 @@ fn cases() -> Vec<(&'static str, Vec<Vec<E>>, Expect)> {
         ("opaque through a link to / clears the root only", vec![vec![file("f", "x"), sym("l", "/")], vec![file("l/.wh..wh..opq", "")]], Ok(|r, _| assert!(!r.join("f").exists()))),
         ("uid -1 refused", vec![vec![file("f", "x").owner(u32::MAX as u64, 0)]], Refused("f")),
         ("whiteout name as a parent", vec![vec![file(".wh.d/x", "x")]], Refused(".wh.d/x")),
+        // Added by the security review (each failed before its fix, or documents a safe path).
+        ("opaque marker after children hides lower grandchildren", vec![vec![dir("d"), dir("d/sub"), file("d/sub/old", "o")], vec![dir("d"), dir("d/sub"), file("d/sub/new", "n"), file("d/.wh..wh..opq", "")]], Ok(|r, _| { assert!(!r.join("d/sub/old").exists()); assert_eq!(read(r.join("d/sub/new")), "n") })),
+        ("two PAX headers for one entry", vec![vec![pax_hdr(&[("path", "../escape")]), pax_hdr(&[("path", "ok")]), file("f", "x")]], Refused("././@PaxHeader")),
+        ("two GNU long names for one entry", vec![vec![gnu_long_name("../escape"), gnu_long_name("ok"), file("f", "x")]], Refused("././@LongLink")),
+        ("duplicate path records in one PAX header", vec![vec![file("f", "x").pax_rec("path", "a").pax_rec("path", "b")]], Refused("f")),
+        ("GNU long name and PAX path disagree", vec![vec![gnu_long_name("a"), file("f", "x").pax_rec("path", "b")]], Refused("a")),
+        ("GNU long name and PAX path agree", vec![vec![gnu_long_name("a"), file("f", "x").pax_rec("path", "a")]], Ok(|r, _| assert_eq!(read(r.join("a")), "x"))),
+        ("GNU long name with dotdot", vec![vec![gnu_long_name("../escape"), file("f", "x")]], Refused("../escape")),
+        ("global PAX header path is ignored", vec![vec![global_hdr(&[("path", "../escape")]), file("f", "x")]], Ok(|r, _| assert_eq!(read(r.join("f")), "x"))),
+        ("PAX header before the end marker", vec![vec![file("f", "x"), pax_hdr(&[("path", "g")])]], Malformed),
+        ("opaque keeps implicit parents made by the same layer", vec![vec![dir("d"), file("d/old", "o")], vec![file("d/sub/new", "n"), file("d/.wh..wh..opq", "")]], Ok(|r, _| { assert_eq!(read(r.join("d/sub/new")), "n"); assert!(!r.join("d/old").exists()) })),
+        ("whiteout keeps an implicit parent made by the same layer", vec![vec![dir("d")], vec![file("x/y", "n"), wh("x")]], Ok(|r, _| assert_eq!(read(r.join("x/y")), "n"))),
+        ("negative PAX uid", vec![vec![file("f", "x").pax_rec("uid", "-1")]], Refused("f")),
+        ("huge PAX gid", vec![vec![file("f", "x").pax_rec("gid", "99999999999")]], Refused("f")),
+        ("huge PAX size", vec![vec![file("f", "x").pax_rec("size", "99999999999999999")]], Refused("f")),
+        ("NUL in PAX path", vec![vec![file("f", "x").pax_rec("path", "a\0b")]], Refused("a")),
+        ("NUL in PAX linkpath of a hard link", vec![vec![file("a", "x"), hard("h", "a").pax_rec("linkpath", "a\0/../../x")]], Refused("h")),
+        ("newline in a name is just a name", vec![vec![file("a\nb", "x")]], Ok(|r, _| assert_eq!(read(r.join("a\nb")), "x"))),
+        ("path longer than PATH_MAX", vec![vec![file(&format!("{}f", "d/".repeat(2100)), "x")]], Refused("d/d/")),
+        ("deep tree removed by a whiteout", vec![vec![file(&format!("{}f", "d/".repeat(1500)), "x")], vec![wh("d")]], Ok(|r, _| assert!(!r.join("d").exists()))),
+        ("xattr on a link to outside", vec![vec![sym("s", "$OUT/passwd").xattr("user.x", b"v").xattr("trusted.x", b"v")]], Ok(|r, _| assert!(is_link(&r.join("s"))))),
+        ("escaped overlay xattr is escaped again", vec![vec![dir("d").xattr("user.overlay.overlay.opaque", b"y")]], Ok(|r, _| { let x = xattrs(&r.join("d")); assert!(!x.contains_key(&b"user.overlay.overlay.opaque"[..])); assert!(x.contains_key(&b"user.overlay.overlay.overlay.opaque"[..])) })),
+        ("overlay xattr on the root is escaped", vec![vec![dir(".").xattr("user.overlay.opaque", b"y").xattr("trusted.overlay.redirect", b"/x")]], Ok(|r, _| { let x = xattrs(r); assert!(!x.contains_key(&b"user.overlay.opaque"[..]) && !x.contains_key(&b"trusted.overlay.redirect"[..])) })),
+        ("overlay whiteout xattr on a file is escaped", vec![vec![file("f", "").xattr("user.overlay.whiteout", b"y")]], Ok(|r, _| assert!(!xattrs(&r.join("f")).contains_key(&b"user.overlay.whiteout"[..])))),
+        ("hard link to a link to outside, then file over it", vec![vec![sym("s", "$OUT/passwd"), hard("h", "s"), file("h", "pwned")]], Ok(|r, _| { assert_eq!(read(r.join("h")), "pwned"); assert!(is_link(&r.join("s"))) })),
+        ("hard link to a link to outside, then chmod via a dir entry", vec![vec![sym("s", "$OUT"), hard("h", "s"), dir("h").mode(0o777)]], Ok(|r, _| assert!(r.join("h").is_dir() && is_link(&r.join("s"))))),
+        ("setuid file then a link over it", vec![vec![file("s", "x").mode(0o4755)], vec![sym("s", "$OUT/passwd")]], Ok(|r, _| assert!(is_link(&r.join("s"))))),
+        ("dir over a file with children", vec![vec![file("d", "x")], vec![dir("d"), file("d/f", "y")]], Ok(|r, _| assert_eq!(read(r.join("d/f")), "y"))),
+        ("opaque marker as a directory", vec![vec![dir("d"), file("d/old", "o")], vec![dir("d/.wh..wh..opq")]], Ok(|r, _| assert!(!r.join("d/old").exists() && !r.join("d/.wh..wh..opq").exists()))),
+        ("opaque through dangling link, same layer", vec![vec![sym("l", "$OUT"), file("l/.wh..wh..opq", "")]], Ok(|r, _| assert!(is_link(&r.join("l"))))),
+        ("whiteout of a parent through a link to outside", vec![vec![sym("l", "$OUT")], vec![wh("l/dir/file")]], Ok(|r, _| assert!(is_link(&r.join("l"))))),
+        ("same-layer whiteout keeps the layer's file", vec![vec![file("f", "new"), wh("f")]], Ok(|r, _| assert_eq!(read(r.join("f")), "new"))),
+        ("fifo over a link to outside", vec![vec![sym("p", "$OUT/passwd")], vec![E { ty: tar::EntryType::Fifo, ..file("p", "") }]], Ok(|r, _| assert!(!is_link(&r.join("p"))))),
+        ("dir then file at the same path keeps the file's mtime", vec![vec![dir("d"), E { mtime: 1_234, ..file("d", "x") }]], Ok(|r, _| assert_eq!(std::fs::symlink_metadata(r.join("d")).unwrap().mtime(), 1_234))),
         ("long name with dotdot", vec![vec![file(&format!("{}/../../x", "a".repeat(120)), "x")]], Refused("aaaa")),
     ]
 }
@@ -101,16 +137,23 @@ fn setup(base: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
 #[test]
 fn hostile_layers_stay_inside_the_target() {
     let host_passwd = std::fs::read("/etc/passwd").unwrap();
-    let opts = ApplyOptions {
-        owners: if is_root() {
-            Owners::Preserve
-        } else {
-            Owners::BestEffort
-        },
-        ..Default::default()
-    };
     let mut failures = Vec::new();
-    for (name, layers, expect) in cases() {
+    // Overlay mode (whiteouts kept as char devices and xattrs) takes other
+    // paths through the same entries: containment is checked there too.
+    let modes = [WhiteoutMode::Apply, WhiteoutMode::Overlay];
+    for (whiteouts, (name, layers, expect)) in modes
+        .into_iter()
+        .flat_map(|m| cases().into_iter().map(move |c| (m, c)))
+    {
+        let opts = ApplyOptions {
+            whiteouts,
+            owners: if is_root() {
+                Owners::Preserve
+            } else {
+                Owners::BestEffort
+            },
+        };
+        let name = format!("{name} ({whiteouts:?})");
         let tmp = tempfile::tempdir().unwrap();
         let (sentinel, root) = setup(tmp.path());
         let out = sentinel.to_str().unwrap().to_string();
@@ -139,8 +182,21 @@ fn hostile_layers_stay_inside_the_target() {
             host_passwd,
             "case {name:?}: /etc/passwd changed"
         );
+        if whiteouts == WhiteoutMode::Overlay {
+            // The expectations below describe Apply mode.
+            continue;
+        }
         match (expect, result) {
-            (Ok(check), std::result::Result::Ok(())) => check(&root, &out),
+            (Ok(check), std::result::Result::Ok(())) => {
+                if let Err(p) = std::panic::catch_unwind(|| check(&root, &out)) {
+                    let why = p
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    failures.push(format!("{name}: check failed: {why}"));
+                }
+            }
             (
                 Refused(entry),
                 Err(Error::UnsafeEntry {
@@ -154,7 +210,9 @@ fn hostile_layers_stay_inside_the_target() {
                     ));
                 }
             }
+            (Malformed, Err(Error::Tar { .. })) => {}
             (Ok(_), Err(e)) => failures.push(format!("{name}: expected success, got {e}")),
+            (Malformed, r) => failures.push(format!("{name}: expected Error::Tar, got {r:?}")),
             (Refused(entry), r) => {
                 failures.push(format!("{name}: expected UnsafeEntry {entry:?}, got {r:?}"))
             }
@@ -166,4 +224,83 @@ fn hostile_layers_stay_inside_the_target() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// One listed tar entry: name, type, link target, xattr names.
+type Listed = (String, tar::EntryType, String, Vec<String>);
+
+/// Packs `root` uncompressed and lists its entries.
+fn pack_list(source: vauban_oci::layer::LayerSource<'_>) -> vauban_oci::Result<Vec<Listed>> {
+    let opts = vauban_oci::layer::PackOptions {
+        compression: vauban_oci::layer::Compression::None,
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    vauban_oci::layer::pack(source, &opts, &mut out)?;
+    std::result::Result::Ok(list_tar(&out))
+}
+
+#[test]
+fn pack_never_follows_links_out_of_the_tree_nor_emits_overlay_xattrs() {
+    use std::os::unix::fs::symlink;
+    use vauban_oci::layer::LayerSource;
+    let tmp = tempfile::tempdir().unwrap();
+    let (sentinel, tree) = setup(tmp.path());
+    symlink(&sentinel, tree.join("outdir")).unwrap();
+    symlink(sentinel.join("passwd"), tree.join("outfile")).unwrap();
+    symlink("../sentinel", tree.join("reldir")).unwrap();
+    std::fs::create_dir(tree.join("d")).unwrap();
+    std::fs::write(tree.join("d/f"), "x").unwrap();
+    std::fs::hard_link(tree.join("d/f"), tree.join("h")).unwrap();
+    set_xattr(&tree.join("d"), "user.overlay.opaque", b"y");
+    set_xattr(&tree.join("d/f"), "user.overlay.origin", b"junk");
+    set_xattr(&tree.join("d/f"), "user.overlay.overlay.x", b"escaped");
+    set_xattr(&tree.join("d/f"), "user.keep", b"v");
+    if is_root() {
+        set_xattr(&tree.join("d"), "trusted.overlay.opaque", b"y");
+        set_xattr(&tree, "trusted.overlay.origin", b"junk");
+    }
+    for source in [LayerSource::Tree(&tree), LayerSource::Upper(&tree)] {
+        let entries = pack_list(source).unwrap();
+        let names: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
+        let mut expected = vec!["d/", "d/f", "h", "outdir", "outfile", "reldir"];
+        if matches!(source, LayerSource::Tree(_)) {
+            expected.insert(0, "./");
+        } else {
+            // user.overlay.opaque=y on `d` is what an upper dir's opaque dir carries.
+            expected.insert(1, "d/.wh..wh..opq");
+        }
+        assert_eq!(names, expected, "{source:?}");
+        for (name, ty, link, xs) in &entries {
+            assert!(
+                xs.iter().all(|x| !x.contains(".overlay.")),
+                "{name} carries {xs:?}"
+            );
+            if name.starts_with("out") || name == "reldir" {
+                assert_eq!(*ty, tar::EntryType::Symlink, "{name}");
+                assert!(!link.is_empty());
+            }
+        }
+        let f = entries.iter().find(|e| e.0 == "d/f").unwrap();
+        assert_eq!(f.3, vec!["user.keep".to_string()]);
+    }
+}
+
+#[test]
+fn pack_refuses_files_named_like_whiteouts() {
+    use vauban_oci::layer::LayerSource;
+    for name in [".wh.victim", ".wh..wh..opq"] {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir(tmp.path().join("d")).unwrap();
+        std::fs::write(tmp.path().join("d").join(name), "").unwrap();
+        for source in [
+            LayerSource::Tree(tmp.path()),
+            LayerSource::Upper(tmp.path()),
+        ] {
+            match pack_list(source) {
+                Err(Error::UnsafeEntry { entry, .. }) => assert_eq!(entry, format!("d/{name}")),
+                r => panic!("{name} in {source:?}: expected UnsafeEntry, got {r:?}"),
+            }
+        }
+    }
 }

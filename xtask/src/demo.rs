@@ -1,7 +1,8 @@
 //! `cargo xtask demo`: deps, fixtures, then a list of steps run with the real
-//! `vauban` binary against a demo store in `target/demo-store`. Today: import
-//! the Debian fixture and show it; later steps (stages, push, rootfs) are one
-//! more entry in [`steps`].
+//! `vauban` binary against a demo store in `target/demo-store`: import the
+//! Debian fixture and show it, apply the two Ansible stages of
+//! `testdata/ansible` for host `web01`, and run a command in the result.
+//! Later steps (push, rootfs, conffs) are one more entry in [`steps`].
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -13,6 +14,8 @@ use crate::{deps, fixtures, rootless, util};
 
 /// The image name the demo imports the Debian base as.
 pub const BASE: &str = "debian:bookworm";
+/// The image the Ansible stages produce.
+pub const BUILT: &str = "web01:demo";
 
 /// What every step gets.
 pub struct Demo {
@@ -22,6 +25,8 @@ pub struct Demo {
     pub store: PathBuf,
     /// The fixtures directory.
     pub fixtures: PathBuf,
+    /// The test inputs (`testdata/`, with the Ansible repository).
+    pub testdata: PathBuf,
 }
 
 impl Demo {
@@ -66,6 +71,29 @@ pub fn steps() -> Vec<Step> {
             title: "inspect the base image",
             commands: |d| vec![d.vauban(["inspect", BASE])],
         },
+        Step {
+            title: "apply two Ansible stages for host web01 (one layer each)",
+            commands: |d| {
+                let mut stage = d.vauban(["stage", BASE, "--ansible"]);
+                stage.arg(d.testdata.join("ansible"));
+                stage.args([
+                    "--host",
+                    "web01",
+                    "--commit",
+                    BUILT,
+                    "base.yml",
+                    "second.yml",
+                ]);
+                vec![stage, d.vauban(["images"])]
+            },
+        },
+        Step {
+            title: "run a command in the built image",
+            commands: |d| {
+                let script = "cat /etc/vauban-greeting && hello && id deploy";
+                vec![d.vauban(["run", BUILT, "--", "sh", "-c", script])]
+            },
+        },
     ]
 }
 
@@ -77,6 +105,9 @@ pub fn task(_args: &[String]) -> Result<()> {
         vauban: rootless::build_vauban(false)?,
         store: util::target_dir().join("demo-store"),
         fixtures: fixtures::dir(),
+        testdata: std::env::var_os("VAUBAN_TESTDATA")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| util::workspace_root().join("testdata")),
     };
     std::fs::create_dir_all(&demo.store)
         .with_context(|| format!("mkdir {}", demo.store.display()))?;
@@ -103,6 +134,7 @@ mod tests {
             vauban: "/b/vauban".into(),
             store: "/s".into(),
             fixtures: "/f".into(),
+            testdata: "/t".into(),
         };
         let lines: Vec<String> = steps()
             .iter()
@@ -115,6 +147,11 @@ mod tests {
                 "/b/vauban --store /s import /f/debian.tar --tag debian:bookworm",
                 "/b/vauban --store /s images",
                 "/b/vauban --store /s inspect debian:bookworm",
+                "/b/vauban --store /s stage debian:bookworm --ansible /t/ansible --host web01 \
+                 --commit web01:demo base.yml second.yml",
+                "/b/vauban --store /s images",
+                "/b/vauban --store /s run web01:demo -- sh -c \
+                 'cat /etc/vauban-greeting && hello && id deploy'",
             ]
         );
     }

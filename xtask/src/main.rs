@@ -25,7 +25,7 @@ const TASKS: &[Task] = &[
     Task { name: "deps", help: "install the Debian packages tests and demo need (root), or print the command", run: deps::task },
     Task { name: "fixtures", help: "build the test fixtures into target/fixtures (cached by recipe)", run: fixtures::task },
     Task { name: "test", help: "deps, fixtures, cargo test --workspace, then the rootless tests as an unprivileged user [--rootless-only] [-- ARGS]", run: test::task },
-    Task { name: "demo", help: "import the Debian base into target/demo-store and show it", run: demo::task },
+    Task { name: "demo", help: "import the Debian base into target/demo-store, apply two Ansible stages, run the result", run: demo::task },
     Task { name: "bench", help: "vauban against umoci, skopeo and buildah on the Debian fixture [--debug]", run: bench::task },
 ];
 

@@ -9,7 +9,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::rootless::{self, Counts, Runner, Stage};
+use crate::rootless;
+use crate::rootless::stage::{self, Counts, Runner, Stage};
 use crate::{deps, fixtures, util};
 
 /// The unprivileged user the rootless tests run as.
@@ -88,7 +89,7 @@ fn rootless_tests(fixtures: &[std::path::PathBuf], args: &[String]) -> Result<Co
     };
     for (name, _) in &tests {
         let exe = stage.bin().join(name);
-        let c = rootless::run_one(&mut rootless::test_command(&runner, &stage, &exe, args))?;
+        let c = stage::run_one(&mut stage::test_command(&runner, &stage, &exe, args))?;
         eprintln!("rootless: {name}: {} passed, {} failed", c.passed, c.failed);
         total.passed += c.passed;
         total.failed += c.failed;

@@ -12,7 +12,9 @@ pub struct Args {}
 /// Collects garbage and says what went.
 pub fn run(globals: &Globals, _args: Args) -> Result<()> {
     let store = globals.open_store()?;
-    let report = store.gc()?;
+    // Rootless layer dirs belong to subordinate ids: remove them from inside
+    // the user namespace.
+    let report = store.gc_with(&vauban_core::sandbox::remove_dir_all)?;
     println!(
         "removed {} blobs ({}), {} layer directories, {} temporary entries",
         report.blobs.len(),

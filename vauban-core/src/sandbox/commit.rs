@@ -67,9 +67,10 @@ impl Sandbox<'_> {
             source_date_epoch: source_date_epoch(),
             exclude: opts.exclude.clone(),
         };
+        // Not interrupted mid-way (that would leave a temp blob behind): a signal
+        // received while packing is acted on right after, before the image is named.
         let spawn = Spawn {
             what: "commit",
-            interruptible: true,
             ..Spawn::default()
         };
         let packed: Packed = in_namespaces(&self.ns, &spawn, || {
@@ -84,6 +85,9 @@ impl Sandbox<'_> {
                 media_type: layer.media_type,
             })
         })?;
+        if let Some(signal) = super::signals::pending() {
+            return Err(crate::Error::Interrupted { signal });
+        }
         let layer = NewLayer {
             digest: Digest::parse(&packed.digest)?,
             size: packed.size,

@@ -3,7 +3,7 @@
 //! last component is created, replaced, chowned, chmod-ed and timed with `*at`
 //! calls that never follow it. OCI whiteouts are applied or kept in overlay form.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -29,7 +29,7 @@ pub fn apply(tar: impl Read, target: &Path, opts: &ApplyOptions) -> Result<Apply
         opts: *opts,
         report: ApplyReport::default(),
         created: HashSet::new(),
-        dirs: Vec::new(),
+        dirs: HashMap::new(),
         buf: vec![0; 256 * 1024],
         parser: EntryParser::default(),
     };
@@ -71,8 +71,9 @@ pub(super) struct Applier {
     /// (dev, ino) of everything this layer created or touched: its own whiteouts
     /// never remove them.
     pub(super) created: HashSet<(u64, u64)>,
-    /// Directories whose mtime is set at the end (children change it).
-    dirs: Vec<(Vec<Vec<u8>>, i64)>,
+    /// Directories whose mtime is set at the end (children change it), by
+    /// path: a layer repeating one directory entry does not grow memory.
+    dirs: HashMap<Vec<Vec<u8>>, i64>,
     buf: Vec<u8>,
     parser: EntryParser,
 }
@@ -108,6 +109,10 @@ impl Applier {
             return self.whiteout(&raw, parent, name, target);
         }
         let dir = self.parent(parent, &raw)?;
+        if kind != Kind::Dir {
+            // A directory replaced by this entry keeps no pending mtime.
+            self.dirs.remove(&path.0);
+        }
         match kind {
             Kind::Dir => self.dir(&dir, &path, name, &raw, &attrs),
             Kind::File(_) => self.file(&dir, name, &raw, &attrs, e),
@@ -128,10 +133,21 @@ impl Applier {
         }
     }
 
-    fn parent(&self, comps: &[Vec<u8>], raw: &[u8]) -> Result<OwnedFd> {
-        self.root
-            .dir(comps, true, raw)?
+    fn parent(&mut self, comps: &[Vec<u8>], raw: &[u8]) -> Result<OwnedFd> {
+        self.dir_in_root(comps, true, raw)?
             .ok_or_else(|| unsafe_entry(raw, "parent directory could not be created"))
+    }
+
+    /// [`Root::dir`], the directories it makes counted as this layer's own.
+    pub(super) fn dir_in_root(
+        &mut self,
+        comps: &[Vec<u8>],
+        create: bool,
+        raw: &[u8],
+    ) -> Result<Option<OwnedFd>> {
+        let r = self.root.dir(comps, create, raw);
+        self.created.extend(self.root.take_made());
+        r
     }
 
     pub(super) fn err(&self, op: &'static str, raw: &[u8], e: impl Into<io::Error>) -> Error {
@@ -167,7 +183,7 @@ impl Applier {
             .try_clone()
             .map_err(|e| self.err("open", raw, e))?;
         self.fd_attrs(&fd, raw, attrs)?;
-        self.dirs.push((Vec::new(), attrs.mtime));
+        self.dirs.insert(Vec::new(), attrs.mtime);
         Ok(())
     }
 
@@ -192,7 +208,7 @@ impl Applier {
         let fd = open_dir_at(parent, name).map_err(|e| self.err("open", raw, e))?;
         self.fd_attrs(&fd, raw, attrs)?;
         self.mark_created(parent, name);
-        self.dirs.push((path.0.clone(), attrs.mtime));
+        self.dirs.insert(path.0.clone(), attrs.mtime);
         Ok(())
     }
 
@@ -389,9 +405,11 @@ impl Applier {
         }
     }
 
-    /// Sets directory mtimes, deepest last-seen first; best effort.
+    /// Sets directory mtimes (in any order: setting a child's times does not
+    /// change its parent's); best effort.
     fn finish_dirs(&mut self) {
-        for (comps, mtime) in self.dirs.drain(..).rev() {
+        let dirs = std::mem::take(&mut self.dirs);
+        for (comps, mtime) in dirs {
             let r = match comps.split_last() {
                 None => {
                     rustix::fs::futimens(self.root.fd(), &times(mtime)).map_err(io::Error::from)

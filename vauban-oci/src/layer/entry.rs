@@ -70,6 +70,14 @@ impl EntryParser {
         e.read_to_end(&mut data)
             .map_err(|_| unsafe_entry(&raw, "truncated metadata entry"))?;
         if let Some(slot) = slot {
+            // Readers disagree on which of two headers wins (tar-rs refuses two
+            // PAX headers, GNU tar takes the last): an ambiguous name is refused.
+            if slot.is_some() {
+                return Err(unsafe_entry(
+                    &raw,
+                    "two metadata headers of the same type for one entry",
+                ));
+            }
             if ty != tar::EntryType::XHeader {
                 while data.last() == Some(&0) {
                     data.pop();
@@ -84,18 +92,32 @@ impl EntryParser {
         let pax = self.pax.take().map(|p| parse_pax(&p)).transpose();
         let long_name = self.long_name.take();
         let long_link = self.long_link.take();
-        let mut raw = long_name.unwrap_or_else(|| e.path_bytes().into_owned());
-        let mut link = long_link.or_else(|| e.link_name_bytes().map(|l| l.into_owned()));
+        let mut raw = long_name
+            .clone()
+            .unwrap_or_else(|| e.path_bytes().into_owned());
+        let mut link = long_link
+            .clone()
+            .or_else(|| e.link_name_bytes().map(|l| l.into_owned()));
         let pax = pax
             .map_err(|why| unsafe_entry(&raw, why))?
             .unwrap_or_default();
         let h = e.header();
         let bad = |raw: &[u8], what: &str| unsafe_entry(raw, format!("bad {what} field"));
         for (k, v) in &pax {
-            match k.as_slice() {
-                b"path" => raw = v.clone(),
-                b"linkpath" => link = Some(v.clone()),
-                _ => {}
+            let long = match k.as_slice() {
+                b"path" => &long_name,
+                b"linkpath" => &long_link,
+                _ => continue,
+            };
+            // A GNU long name and a PAX record naming different things: readers
+            // disagree on which one wins, so neither is trusted.
+            if long.as_ref().is_some_and(|l| l != v) {
+                return Err(unsafe_entry(&raw, "GNU long name and PAX record disagree"));
+            }
+            if k == b"path" {
+                raw = v.clone();
+            } else {
+                link = Some(v.clone());
             }
         }
         let mode = h.mode().map_err(|_| bad(&raw, "mode"))?;
@@ -200,6 +222,7 @@ impl EntryParser {
 /// Parses PAX records into (key, value) pairs `"<len> <key>=<value>\n"`, values being arbitrary bytes.
 fn parse_pax(mut data: &[u8]) -> std::result::Result<Vec<Xattr>, &'static str> {
     let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     while !data.is_empty() {
         let sp = data
             .iter()
@@ -217,7 +240,12 @@ fn parse_pax(mut data: &[u8]) -> std::result::Result<Vec<Xattr>, &'static str> {
             .iter()
             .position(|&b| b == b'=')
             .ok_or("malformed PAX record")?;
-        out.push((kv[..eq].to_vec(), kv[eq + 1..].to_vec()));
+        let key = &kv[..eq];
+        // tar-rs takes the first of two records, GNU tar the last: refuse both.
+        if !seen.insert(key) {
+            return Err("duplicate PAX record");
+        }
+        out.push((key.to_vec(), kv[eq + 1..].to_vec()));
         data = &data[len..];
     }
     Ok(out)
@@ -235,5 +263,6 @@ mod tests {
         assert_eq!(p[1], (b"path".to_vec(), b"abc".to_vec()));
         assert!(parse_pax(b"99 path=x\n").is_err());
         assert!(parse_pax(b"x path=x\n").is_err());
+        assert!(parse_pax(b"12 path=abc\n12 path=abd\n").is_err());
     }
 }

@@ -9,7 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
-use super::path::EntryPath;
+use super::path::{unsafe_entry, EntryPath};
 use super::writer::{Kind, LayerWriter, Meta};
 use super::xattr::{self, Xattr};
 use super::{LayerSource, PackOptions, PackedLayer, OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
@@ -47,6 +47,16 @@ pub fn pack(source: LayerSource<'_>, opts: &PackOptions, out: impl Write) -> Res
     Ok(layer)
 }
 
+/// A directory entry waiting to be packed.
+struct Child {
+    /// Its name in the layer (`.wh.NAME` for a whiteout).
+    key: Vec<u8>,
+    path: std::path::PathBuf,
+    md: Metadata,
+    raw: Vec<Xattr>,
+    whiteout: bool,
+}
+
 struct Packer<W: Write> {
     upper: bool,
     writer: LayerWriter<W>,
@@ -55,13 +65,59 @@ struct Packer<W: Write> {
 }
 
 impl<W: Write> Packer<W> {
-    fn walk(&mut self, dir: &Path, comps: &mut Vec<Vec<u8>>) -> Result<()> {
-        if self.excludes.content.contains(comps.as_slice()) {
-            return Ok(());
+    /// Packs everything under `root` (whose components are `comps`), depth
+    /// first in name order. Iterative: a tree of any depth (a build step may
+    /// make one) cannot overflow the stack.
+    fn walk(&mut self, root: &Path, comps: &mut Vec<Vec<u8>>) -> Result<()> {
+        let base = comps.len();
+        // One level per open directory: its children still to pack, last first.
+        let mut stack = vec![self.children(root, comps)?];
+        while let Some(level) = stack.last_mut() {
+            let Some(Child {
+                key,
+                path,
+                md,
+                raw,
+                whiteout,
+            }) = level.pop()
+            else {
+                stack.pop();
+                if comps.len() > base {
+                    comps.pop();
+                }
+                continue;
+            };
+            comps.push(key);
+            if whiteout {
+                self.marker(&path, comps, &md)?;
+                comps.pop();
+                continue;
+            }
+            let opaque = self.upper && md.is_dir() && is_opaque(&raw);
+            self.emit(&path, comps, &md, raw)?;
+            if !md.is_dir() {
+                comps.pop();
+                continue;
+            }
+            if opaque {
+                comps.push(OPAQUE_WHITEOUT.as_bytes().to_vec());
+                self.marker(&path, comps, &md)?;
+                comps.pop();
+            }
+            // `comps` keeps this directory until its level is done.
+            stack.push(self.children(&path, comps)?);
         }
-        // Stat every child first: entries are sorted by the name they get in
-        // the layer (a whiteout `x` sorts as `.wh.x`).
+        Ok(())
+    }
+
+    /// The children of `dir` (components `comps`) to pack, stat-ed and sorted
+    /// by the name they get in the layer (a whiteout `x` sorts as `.wh.x`),
+    /// reversed so that popping yields them in order.
+    fn children(&self, dir: &Path, comps: &mut Vec<Vec<u8>>) -> Result<Vec<Child>> {
         let mut children = Vec::new();
+        if self.excludes.content.contains(comps.as_slice()) {
+            return Ok(children);
+        }
         for e in fs::read_dir(dir).at("read directory", dir)? {
             let name = e.at("read directory", dir)?.file_name();
             comps.push(name.as_bytes().to_vec());
@@ -74,33 +130,29 @@ impl<W: Write> Packer<W> {
             let md = fs::symlink_metadata(&path).at("stat", &path)?;
             let raw = xattr::read_all(&path).at("read xattrs of", &path)?;
             let whiteout = self.upper && is_whiteout(&md, &raw);
+            if !whiteout && name.as_bytes().starts_with(WHITEOUT_PREFIX.as_bytes()) {
+                // It would be read back as a whiteout (or an opaque marker) and
+                // delete lower content: a whiteout name cannot be a file.
+                return Err(unsafe_entry(
+                    path_of(comps, name.as_bytes()).as_slice(),
+                    "a file named like a whiteout cannot be packed",
+                ));
+            }
             let key = if whiteout {
                 [WHITEOUT_PREFIX.as_bytes(), name.as_bytes()].concat()
             } else {
                 name.as_bytes().to_vec()
             };
-            children.push((key, path, md, raw, whiteout));
+            children.push(Child {
+                key,
+                path,
+                md,
+                raw,
+                whiteout,
+            });
         }
-        children.sort_by(|a, b| a.0.cmp(&b.0));
-        for (key, path, md, raw, whiteout) in children {
-            comps.push(key);
-            if whiteout {
-                self.marker(&path, comps, &md)?;
-            } else {
-                let opaque = self.upper && md.is_dir() && is_opaque(&raw);
-                self.emit(&path, comps, &md, raw)?;
-                if md.is_dir() {
-                    if opaque {
-                        comps.push(OPAQUE_WHITEOUT.as_bytes().to_vec());
-                        self.marker(&path, comps, &md)?;
-                        comps.pop();
-                    }
-                    self.walk(&path, comps)?;
-                }
-            }
-            comps.pop();
-        }
-        Ok(())
+        children.sort_by(|a, b| b.key.cmp(&a.key));
+        Ok(children)
     }
 
     /// Writes a whiteout or opaque marker (an empty regular file, mode 0).
@@ -187,6 +239,16 @@ impl<W: Write> Packer<W> {
             .append(&meta, data)
             .at("write layer entry for", path)
     }
+}
+
+/// `comps/name` joined with `/`, for messages.
+fn path_of(comps: &[Vec<u8>], name: &[u8]) -> Vec<u8> {
+    let mut p = comps.join(&b'/');
+    if !p.is_empty() {
+        p.push(b'/');
+    }
+    p.extend_from_slice(name);
+    p
 }
 
 fn overlay_value<'a>(raw: &'a [Xattr], suffix: &[u8]) -> Option<&'a [u8]> {

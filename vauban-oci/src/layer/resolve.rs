@@ -24,6 +24,8 @@ const RESOLVE: ResolveFlags = ResolveFlags::IN_ROOT
 pub(crate) struct Root {
     fd: OwnedFd,
     path: PathBuf,
+    /// (dev, ino) of the directories [`Root::dir`] made, until taken.
+    made: Vec<(u64, u64)>,
 }
 
 impl Root {
@@ -39,6 +41,7 @@ impl Root {
         Ok(Root {
             fd,
             path: path.to_path_buf(),
+            made: Vec::new(),
         })
     }
 
@@ -56,7 +59,7 @@ impl Root {
     /// `create`, missing directories are made (mode 0755); else `Ok(None)` when
     /// something is missing. `raw` names the entry in errors.
     pub(crate) fn dir(
-        &self,
+        &mut self,
         comps: &[Vec<u8>],
         create: bool,
         raw: &[u8],
@@ -67,38 +70,52 @@ impl Root {
             Err(Errno::NOENT) => return Ok(None),
             Err(e) => return Err(self.resolve_error(raw, comps, e)),
         }
-        // Create the missing components one by one; each mkdirat works on the
-        // last component only and never follows it.
-        for i in 1..=comps.len() {
-            match open_in_root(&self.fd, &comps[..i]) {
-                Ok(_) => continue,
-                Err(Errno::NOENT) => {
-                    let parent = open_in_root(&self.fd, &comps[..i - 1])
-                        .map_err(|e| self.resolve_error(raw, &comps[..i - 1], e))?;
-                    match rustix::fs::mkdirat(
-                        &parent,
-                        comps[i - 1].as_slice(),
-                        Mode::from_raw_mode(0o755),
-                    ) {
-                        Ok(()) => {}
-                        Err(Errno::EXIST) => {
-                            return Err(unsafe_entry(
-                                raw,
-                                format!(
-                                    "parent {:?} is a dangling link",
-                                    String::from_utf8_lossy(&comps[..i].join(&b'/'))
-                                ),
-                            ))
-                        }
-                        Err(e) => return Err(self.resolve_error(raw, &comps[..i], e)),
-                    }
-                }
-                Err(e) => return Err(self.resolve_error(raw, &comps[..i], e)),
+        // The longest existing prefix: prefixes that resolve are monotone, so a
+        // binary search keeps a deep entry at O(depth log depth) lookups.
+        let (mut lo, mut hi) = (0, comps.len());
+        let mut fd = open_in_root(&self.fd, &[]).map_err(|e| self.resolve_error(raw, &[], e))?;
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            match open_in_root(&self.fd, &comps[..mid]) {
+                Ok(f) => (lo, fd) = (mid, f),
+                Err(Errno::NOENT) => hi = mid,
+                Err(e) => return Err(self.resolve_error(raw, &comps[..mid], e)),
             }
         }
-        open_in_root(&self.fd, comps)
-            .map(Some)
-            .map_err(|e| self.resolve_error(raw, comps, e))
+        // Then create the missing components one by one, each in the directory
+        // just made (mkdirat never follows the last component, and a fresh
+        // directory holds no link).
+        for (i, comp) in comps.iter().enumerate().skip(lo) {
+            match rustix::fs::mkdirat(&fd, comp.as_slice(), Mode::from_raw_mode(0o755)) {
+                Ok(()) => {}
+                Err(Errno::EXIST) => {
+                    return Err(unsafe_entry(
+                        raw,
+                        format!(
+                            "parent {:?} is a dangling link",
+                            String::from_utf8_lossy(&comps[..=i].join(&b'/'))
+                        ),
+                    ))
+                }
+                Err(e) => return Err(self.resolve_error(raw, &comps[..=i], e)),
+            }
+            fd = rustix::fs::openat(
+                &fd,
+                comp.as_slice(),
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| self.resolve_error(raw, &comps[..=i], e))?;
+            if let Ok(st) = rustix::fs::fstat(&fd) {
+                self.made.push(id(&st));
+            }
+        }
+        Ok(Some(fd))
+    }
+
+    /// The (dev, ino) of the directories made by [`Root::dir`] since the last call.
+    pub(crate) fn take_made(&mut self) -> Vec<(u64, u64)> {
+        std::mem::take(&mut self.made)
     }
 
     fn resolve_error(&self, raw: &[u8], comps: &[Vec<u8>], e: Errno) -> Error {
@@ -106,6 +123,7 @@ impl Root {
         match e {
             Errno::NOTDIR => unsafe_entry(raw, format!("parent {at:?} is not a directory")),
             Errno::LOOP => unsafe_entry(raw, format!("too many links resolving {at:?}")),
+            Errno::NAMETOOLONG => unsafe_entry(raw, "path or name too long"),
             Errno::XDEV => unsafe_entry(
                 raw,
                 format!("{at:?} crosses a mount point or escapes the root"),
@@ -140,6 +158,24 @@ fn open_in_root(root: &OwnedFd, comps: &[Vec<u8>]) -> std::result::Result<OwnedF
     }
 }
 
+/// Opens the directory `rel` (components joined by `/`) below `dir` for
+/// reading, following no link at all and crossing no mount point.
+pub(crate) fn open_beneath(dir: impl AsFd, rel: &[u8]) -> io::Result<OwnedFd> {
+    let dir = dir.as_fd();
+    loop {
+        match rustix::fs::openat2(
+            dir,
+            rel,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_XDEV,
+        ) {
+            Err(Errno::AGAIN) | Err(Errno::INTR) => continue,
+            r => return Ok(r?),
+        }
+    }
+}
+
 /// The type of `name` in `dir`, not following it; None when absent.
 pub(crate) fn type_at(dir: impl AsFd, name: &[u8]) -> io::Result<Option<rustix::fs::Stat>> {
     match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
@@ -150,33 +186,88 @@ pub(crate) fn type_at(dir: impl AsFd, name: &[u8]) -> io::Result<Option<rustix::
 }
 
 /// Removes `name` in `dir` and, for a directory, everything under it; links
-/// are removed, never followed.
+/// are removed, never followed, and mount points are refused. The walk is
+/// iterative and holds one directory fd at a time (it climbs back with `..`,
+/// checking the inode), so a crafted tree of any depth can neither overflow the
+/// stack nor exhaust file descriptors.
 pub(crate) fn remove_all_at(dir: impl AsFd, name: &[u8]) -> io::Result<()> {
     let dir = dir.as_fd();
     let Some(st) = type_at(dir, name)? else {
         return Ok(());
     };
-    if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-        if st.st_dev != rustix::fs::fstat(dir)?.st_dev {
-            return Err(io::Error::other(format!(
-                "{:?} is a mount point: not removed",
-                String::from_utf8_lossy(name)
-            )));
+    if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+        return Ok(rustix::fs::unlinkat(dir, name, AtFlags::empty())?);
+    }
+    let dev = rustix::fs::fstat(dir)?.st_dev;
+    let mut cur = open_subdir(dir, name, &st, dev)?;
+    // One level per directory being emptied: its identity, its name in its
+    // parent and the children still to remove.
+    let mut stack = vec![(id(&st), name.to_vec(), list_dir(&cur)?)];
+    loop {
+        let Some((_, _, pending)) = stack.last_mut() else {
+            return Ok(());
+        };
+        if let Some(child) = pending.pop() {
+            match type_at(&cur, &child)? {
+                None => {}
+                Some(cst) if FileType::from_raw_mode(cst.st_mode) == FileType::Directory => {
+                    let sub = open_subdir(&cur, &child, &cst, dev)?;
+                    let children = list_dir(&sub)?;
+                    stack.push((id(&cst), child, children));
+                    cur = sub;
+                }
+                Some(_) => rustix::fs::unlinkat(&cur, child.as_slice(), AtFlags::empty())?,
+            }
+            continue;
         }
-        let sub = rustix::fs::openat(
-            dir,
-            name,
+        let Some((_, done, _)) = stack.pop() else {
+            return Ok(());
+        };
+        let Some((parent_id, _, _)) = stack.last() else {
+            drop(cur);
+            rustix::fs::unlinkat(dir, done.as_slice(), AtFlags::REMOVEDIR)?;
+            return Ok(());
+        };
+        let parent = rustix::fs::openat(
+            &cur,
+            "..",
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
-        for child in list_dir(&sub)? {
-            remove_all_at(&sub, &child)?;
+        if id(&rustix::fs::fstat(&parent)?) != *parent_id {
+            return Err(io::Error::other("directory moved while it was removed"));
         }
-        rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)?;
-    } else {
-        rustix::fs::unlinkat(dir, name, AtFlags::empty())?;
+        rustix::fs::unlinkat(&parent, done.as_slice(), AtFlags::REMOVEDIR)?;
+        cur = parent;
     }
-    Ok(())
+}
+
+fn id(st: &rustix::fs::Stat) -> (u64, u64) {
+    (st.st_dev, st.st_ino)
+}
+
+/// Opens the directory `name` (stat-ed as `st`) in `dir` for reading, refusing
+/// a mount point (another device than `dev`) or a swapped inode.
+fn open_subdir(
+    dir: impl AsFd,
+    name: &[u8],
+    st: &rustix::fs::Stat,
+    dev: u64,
+) -> io::Result<OwnedFd> {
+    if st.st_dev != dev {
+        return Err(io::Error::other(format!(
+            "{:?} is a mount point: not removed",
+            String::from_utf8_lossy(name)
+        )));
+    }
+    let fd = open_dir_at(dir, name)?;
+    if id(&rustix::fs::fstat(&fd)?) != id(st) {
+        return Err(io::Error::other(format!(
+            "{:?} changed while it was removed",
+            String::from_utf8_lossy(name)
+        )));
+    }
+    Ok(fd)
 }
 
 /// Names in a directory (opened readable), without `.` and `..`.

@@ -65,8 +65,33 @@ impl Source {
                 });
             }
         }
-        Ok(Source::Registry(RemoteReference::parse(s)?))
+        RemoteReference::parse(s)
+            .map(Source::Registry)
+            .map_err(|e| {
+                // `docker-daemon:x`, `ostree:x`, ...: say which transports there are.
+                match s.split_once(':') {
+                    Some((t, rest)) if looks_like_transport(t, rest) => Error::InvalidReference {
+                        reference: s.to_string(),
+                        reason: format!(
+                            "unknown transport \"{t}:\" (vauban pulls from \
+                         docker://HOST[:PORT]/REPOSITORY[:TAG] and, through skopeo, from {}:)",
+                            PROXY_TRANSPORTS.join(":, ")
+                        ),
+                    },
+                    _ => e,
+                }
+            })
     }
+}
+
+/// Whether `t` in `t:rest` reads as a transport name (a lowercase word) rather
+/// than a host followed by a port.
+fn looks_like_transport(t: &str, rest: &str) -> bool {
+    t.starts_with(|c: char| c.is_ascii_lowercase())
+        && t.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !rest.starts_with("//")
+        && !rest.starts_with(|c: char| c.is_ascii_digit())
 }
 
 /// Finds `program` in the directories of `path_var` (a `$PATH` value).
@@ -315,6 +340,16 @@ mod tests {
             Source::Registry(_)
         ));
         assert!(Source::parse("oci-archive:").is_err());
+        for unknown in ["docker-daemon:busybox:latest", "ostree:x@/repo"] {
+            let err = Source::parse(unknown).unwrap_err().to_string();
+            assert!(err.contains("unknown transport"), "{err}");
+            assert!(err.contains("docker-archive:"), "{err}");
+        }
+        // A host with a port, a scheme, a plain name: not taken for transports.
+        let err = Source::parse("localhost:5000").unwrap_err().to_string();
+        assert!(!err.contains("transport"), "{err}");
+        let err = Source::parse("ftp://x/y").unwrap_err().to_string();
+        assert!(!err.contains("transport"), "{err}");
     }
 
     #[test]

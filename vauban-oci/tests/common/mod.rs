@@ -305,6 +305,36 @@ pub fn wh(name: &str) -> E {
     file(&format!("{d}.wh.{b}"), "")
 }
 
+/// A bare PAX extended header (type `x`) holding `records`, applying to the next entry.
+pub fn pax_hdr(records: &[(&str, &str)]) -> E {
+    meta_hdr(b"././@PaxHeader", tar::EntryType::XHeader, records)
+}
+/// A PAX global header (type `g`) holding `records`.
+pub fn global_hdr(records: &[(&str, &str)]) -> E {
+    meta_hdr(b"././@GlobalHead", tar::EntryType::XGlobalHeader, records)
+}
+/// A GNU long-name entry (type `L`) naming the next entry.
+pub fn gnu_long_name(name: &str) -> E {
+    let mut data = name.as_bytes().to_vec();
+    data.push(0);
+    E {
+        name: b"././@LongLink".to_vec(),
+        data,
+        ..e("", tar::EntryType::GNULongName)
+    }
+}
+fn meta_hdr(name: &[u8], ty: tar::EntryType, records: &[(&str, &str)]) -> E {
+    let mut data = Vec::new();
+    for (k, v) in records {
+        pax_record(&mut data, k.as_bytes(), v.as_bytes());
+    }
+    E {
+        name: name.to_vec(),
+        data,
+        ..e("", ty)
+    }
+}
+
 impl E {
     /// With an xattr.
     pub fn xattr(mut self, name: &str, value: &[u8]) -> E {

@@ -187,12 +187,12 @@ fn import_tarball(ctx: &mut Ctx) -> Result<Vec<Comparison>> {
             .args(["--tag", IMAGE]),
     )?;
     ctx.state.store = Some(store);
-    Ok(vec![Comparison {
-        label: "import (tarball)".into(),
+    Ok(vec![Comparison::new(
+        "import (tarball)",
         ours,
-        peer: "umoci repack".into(),
+        "umoci repack",
         theirs,
-    }])
+    )])
 }
 
 fn import_tree(ctx: &mut Ctx) -> Result<Vec<Comparison>> {
@@ -209,12 +209,12 @@ fn import_tree(ctx: &mut Ctx) -> Result<Vec<Comparison>> {
             .args(["--tag", IMAGE]),
     )?;
     remove_all(&store)?;
-    Ok(vec![Comparison {
-        label: "import (tree)".into(),
+    Ok(vec![Comparison::new(
+        "import (tree)",
         ours,
-        peer: "umoci repack".into(),
+        "umoci repack",
         theirs,
-    }])
+    )])
 }
 
 fn unpack(ctx: &mut Ctx) -> Result<Vec<Comparison>> {
@@ -234,12 +234,7 @@ fn unpack(ctx: &mut Ctx) -> Result<Vec<Comparison>> {
     } else {
         "umoci unpack --rootless"
     };
-    Ok(vec![Comparison {
-        label: "unpack".into(),
-        ours,
-        peer: peer.into(),
-        theirs,
-    }])
+    Ok(vec![Comparison::new("unpack", ours, peer, theirs)])
 }
 
 /// The two registries, started on first use.
@@ -270,12 +265,12 @@ fn push(ctx: &mut Ctx) -> Result<Vec<Comparison>> {
     skopeo.arg(format!("oci:{}:{IMAGE}", store.display()));
     skopeo.arg(format!("docker://{theirs_addr}/bench/debian:latest"));
     let theirs = measure(ctx, &skopeo)?;
-    Ok(vec![Comparison {
-        label: "push".into(),
+    Ok(vec![Comparison::new(
+        "push",
         ours,
-        peer: "skopeo copy oci: docker://".into(),
+        "skopeo copy oci: docker://",
         theirs,
-    }])
+    )])
 }
 
 fn pull(ctx: &mut Ctx) -> Result<Vec<Comparison>> {
@@ -297,12 +292,12 @@ fn pull(ctx: &mut Ctx) -> Result<Vec<Comparison>> {
     let theirs = measure(ctx, &skopeo)?;
     remove_all(&store)?;
     remove_all(&layout)?;
-    Ok(vec![Comparison {
-        label: "pull".into(),
+    Ok(vec![Comparison::new(
+        "pull",
         ours,
-        peer: "skopeo copy docker:// oci:".into(),
+        "skopeo copy docker:// oci:",
         theirs,
-    }])
+    )])
 }
 
 /// `buildah --root R --runroot RR ARGS…`.
@@ -391,17 +386,10 @@ fn run_commit(ctx: &mut Ctx) -> Result<Vec<Comparison>> {
     let peer = "buildah from+run+commit";
     Ok(vec![
         Comparison {
-            label: "run --commit (cold)".into(),
-            ours: ours_cold,
-            peer: peer.into(),
-            theirs: theirs_cold,
+            checked: false,
+            ..Comparison::new("run --commit (cold)", ours_cold, peer, theirs_cold)
         },
-        Comparison {
-            label: "run --commit (warm)".into(),
-            ours: ours_warm,
-            peer: peer.into(),
-            theirs: theirs_warm,
-        },
+        Comparison::new("run --commit (warm)", ours_warm, peer, theirs_warm),
     ])
 }
 

@@ -1,0 +1,227 @@
+//! The rootless half of `cargo xtask test`, part one: find the `rootless_*`
+//! test targets of the workspace and build them with `--features
+//! rootless-tests`, and build the `vauban` binary they drive. [`stage`] then
+//! stages and runs them.
+//!
+//! The clone itself is never made readable to anyone: it may live under
+//! `/root` (mode 700), so everything the test user runs or reads is copied (or
+//! hard-linked when already world-readable) into the staging dir.
+
+pub mod stage;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+use crate::util;
+
+/// The cargo feature that turns the rootless test targets on.
+pub const FEATURE: &str = "rootless-tests";
+/// The prefix of rootless test target names.
+pub const PREFIX: &str = "rootless_";
+
+/// One crate's rootless test targets.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Targets {
+    /// The package name (for `-p`).
+    pub package: String,
+    /// Its `rootless_*` test target names.
+    pub tests: Vec<String>,
+}
+
+/// What [`discover`] found: the crates to build, and manifest mistakes (a
+/// `rootless_*` target in a crate without the `rootless-tests` feature), which
+/// fail the run but do not stop the other crates' tests.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Discovery {
+    /// Crates with rootless targets and the feature.
+    pub crates: Vec<Targets>,
+    /// One message per misdeclared crate.
+    pub problems: Vec<String>,
+}
+
+/// A built test binary: `(target name, executable path)`.
+pub type TestBinary = (String, PathBuf);
+
+/// Finds the workspace crates with `rootless_*` test targets from
+/// `cargo metadata --no-deps` output.
+pub fn discover(metadata: &Value) -> Result<Discovery> {
+    let mut found = Discovery::default();
+    let packages = metadata["packages"]
+        .as_array()
+        .context("cargo metadata: no packages")?;
+    for package in packages {
+        let name = package["name"].as_str().unwrap_or_default().to_string();
+        let tests: Vec<String> = package["targets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| {
+                t["kind"]
+                    .as_array()
+                    .is_some_and(|k| k.iter().any(|k| k == "test"))
+            })
+            .filter_map(|t| t["name"].as_str())
+            .filter(|n| n.starts_with(PREFIX))
+            .map(String::from)
+            .collect();
+        if tests.is_empty() {
+            continue;
+        }
+        if package["features"].get(FEATURE).is_none() {
+            found.problems.push(format!(
+                "crate {name} has tests {tests:?} but no `{FEATURE}` feature in its Cargo.toml"
+            ));
+            continue;
+        }
+        found.crates.push(Targets {
+            package: name,
+            tests,
+        });
+    }
+    Ok(found)
+}
+
+/// `cargo test -p PKG --features rootless-tests --no-run --message-format=json… --test …`.
+pub fn build_command(targets: &Targets) -> Command {
+    let mut cmd = util::cargo();
+    cmd.args([
+        "test",
+        "-p",
+        &targets.package,
+        "--features",
+        FEATURE,
+        "--no-run",
+    ]);
+    cmd.arg("--message-format=json-render-diagnostics");
+    for test in &targets.tests {
+        cmd.args(["--test", test]);
+    }
+    cmd
+}
+
+/// The `(target name, executable)` of every rootless test binary in cargo's
+/// JSON messages.
+pub fn executables(messages: &str) -> Vec<TestBinary> {
+    messages
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["profile"]["test"] == true)
+        .filter(|m| {
+            m["target"]["kind"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k == "test"))
+        })
+        .filter_map(|m| {
+            let name = m["target"]["name"].as_str()?;
+            let exe = m["executable"].as_str()?;
+            name.starts_with(PREFIX)
+                .then(|| (name.to_string(), PathBuf::from(exe)))
+        })
+        .collect()
+}
+
+/// Builds every rootless test binary; fails when there is none. Returns the
+/// binaries and the manifest problems found on the way.
+pub fn build_tests() -> Result<(Vec<TestBinary>, Vec<String>)> {
+    let metadata =
+        util::output(util::cargo().args(["metadata", "--no-deps", "--format-version=1"]))?;
+    let metadata: Value = serde_json::from_str(&metadata).context("parse cargo metadata")?;
+    let found = discover(&metadata)?;
+    for problem in &found.problems {
+        eprintln!("error: {problem}");
+    }
+    let mut exes = Vec::new();
+    for targets in &found.crates {
+        let mut cmd = build_command(targets);
+        exes.extend(executables(&util::stdout_of(&mut cmd)?));
+    }
+    if exes.is_empty() {
+        bail!("no rootless test binary found (test targets named `{PREFIX}*` with feature `{FEATURE}`)");
+    }
+    Ok((exes, found.problems))
+}
+
+/// Builds the `vauban` binary (debug, like the tests) and returns its path.
+pub fn build_vauban(release: bool) -> Result<PathBuf> {
+    let mut cmd = util::cargo();
+    cmd.args(["build", "-p", "vauban-cli", "--bin", "vauban"]);
+    cmd.arg("--message-format=json-render-diagnostics");
+    if release {
+        cmd.arg("--release");
+    }
+    let messages = util::stdout_of(&mut cmd)?;
+    messages
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "vauban")
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .context("cargo built no `vauban` executable")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovery_reads_targets_and_requires_the_feature() {
+        let meta = serde_json::json!({"packages": [
+            {"name": "vauban-core", "features": {"rootless-tests": []}, "targets": [
+                {"name": "vauban_core", "kind": ["lib"]},
+                {"name": "rootless_sandbox", "kind": ["test"]},
+                {"name": "sandbox_args", "kind": ["test"]}]},
+            {"name": "vauban-oci", "features": {}, "targets": [{"name": "tidy", "kind": ["test"]}]}
+        ]});
+        let found = discover(&meta).unwrap();
+        assert_eq!(
+            found.crates,
+            [Targets {
+                package: "vauban-core".into(),
+                tests: vec!["rootless_sandbox".into()]
+            }]
+        );
+        assert!(found.problems.is_empty());
+        let bad = serde_json::json!({"packages": [
+            {"name": "x", "features": {}, "targets": [{"name": "rootless_a", "kind": ["test"]}]}]});
+        let found = discover(&bad).unwrap();
+        assert!(found.crates.is_empty());
+        assert!(
+            found.problems[0].contains("rootless-tests"),
+            "{:?}",
+            found.problems
+        );
+    }
+
+    #[test]
+    fn build_command_selects_the_feature_and_targets() {
+        let cmd = build_command(&Targets {
+            package: "vauban-cli".into(),
+            tests: vec!["rootless_a".into(), "rootless_b".into()],
+        });
+        let line = util::display(&cmd);
+        assert!(
+            line.ends_with(
+                "test -p vauban-cli --features rootless-tests --no-run \
+             --message-format=json-render-diagnostics --test rootless_a --test rootless_b"
+            ),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn executables_keep_only_rootless_test_binaries() {
+        let messages = [
+            r#"{"reason":"compiler-artifact","target":{"name":"rootless_run","kind":["test"]},"profile":{"test":true},"executable":"/t/rootless_run-1"}"#,
+            r#"{"reason":"compiler-artifact","target":{"name":"cli_import","kind":["test"]},"profile":{"test":true},"executable":"/t/cli_import-1"}"#,
+            r#"{"reason":"compiler-artifact","target":{"name":"vauban","kind":["bin"]},"profile":{"test":false},"executable":"/t/vauban"}"#,
+            r#"{"reason":"build-finished","success":true}"#,
+        ]
+        .join("\n");
+        assert_eq!(
+            executables(&messages),
+            [("rootless_run".into(), PathBuf::from("/t/rootless_run-1"))]
+        );
+    }
+}
