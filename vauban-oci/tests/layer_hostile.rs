@@ -1,7 +1,11 @@
 //! Hostile layers, table-driven: each case is one line. Every case asserts that
 //! nothing outside the target changed (a sentinel directory beside the target,
 //! and the host's `/etc/passwd`), then either the expected in-root result or a
-//! clean `UnsafeEntry` error naming the entry.
+//! clean `UnsafeEntry` error naming the entry. The table runs in both whiteout
+//! modes (containment is asserted in both, results in Apply mode). Then the
+//! pack side: links are never followed out of the tree, overlay xattrs never
+//! leave, names that would read back as whiteouts are refused, and trees of
+//! any depth neither pack nor apply by recursion.
 
 mod common;
 
@@ -303,4 +307,30 @@ fn pack_refuses_files_named_like_whiteouts() {
             }
         }
     }
+}
+
+#[test]
+fn deep_trees_pack_and_apply_without_overflowing_the_stack() {
+    use vauban_oci::layer::LayerSource;
+    // A build step can make a tree as deep as PATH_MAX allows; a test thread
+    // has a small stack, so recursion of this depth would abort the process.
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("t");
+    let deep = "d/".repeat(1900);
+    std::fs::create_dir_all(tree.join(&deep)).unwrap();
+    std::fs::write(tree.join(&deep).join("f"), "x").unwrap();
+    let opts = vauban_oci::layer::PackOptions {
+        compression: vauban_oci::layer::Compression::None,
+        ..Default::default()
+    };
+    let mut layer = Vec::new();
+    let packed = vauban_oci::layer::pack(LayerSource::Tree(&tree), &opts, &mut layer).unwrap();
+    assert_eq!(packed.entries, 1900 + 2);
+    let out = tmp.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    apply(&layer[..], &out, &ApplyOptions::default()).unwrap();
+    assert_eq!(read(out.join(&deep).join("f")), "x");
+    // And a whiteout removes it all again.
+    apply(&tar_of(&[wh("d")])[..], &out, &ApplyOptions::default()).unwrap();
+    assert!(!out.join("d").exists());
 }

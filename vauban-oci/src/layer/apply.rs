@@ -172,8 +172,17 @@ impl Applier {
     }
 
     /// Removes whatever is at `name` (a link is removed, never written through).
-    fn clear(&self, dir: &OwnedFd, name: &[u8], raw: &[u8]) -> Result<()> {
-        remove_all_at(dir, name).map_err(|e| self.err("remove", raw, e))
+    fn clear(&mut self, dir: &OwnedFd, name: &[u8], raw: &[u8]) -> Result<()> {
+        let st = type_at(dir, name).map_err(|e| self.err("stat", raw, e))?;
+        remove_all_at(dir, name).map_err(|e| self.err("remove", raw, e))?;
+        // A file whose last link went is forgotten: a layer repeating one
+        // entry must not grow memory (some filesystems never reuse inodes).
+        if let Some(st) = st.filter(|st| {
+            st.st_nlink == 1 && FileType::from_raw_mode(st.st_mode) != FileType::Directory
+        }) {
+            self.created.remove(&(st.st_dev, st.st_ino));
+        }
+        Ok(())
     }
 
     fn root_attrs(&mut self, raw: &[u8], attrs: &Attrs) -> Result<()> {
