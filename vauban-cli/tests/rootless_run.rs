@@ -470,3 +470,156 @@ fn hundred_layer_image_mounts_and_runs() {
     assert_eq!(&lines[100..], ["0", "99"]);
     s.assert_clean("a 100-layer run");
 }
+
+/// Entries of a store subdirectory (`layers`, `blobs/sha256`).
+fn entries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// How many entries under `dir` are owned by another user than ours (walking
+/// only into our own directories).
+fn foreign_owned(dir: &Path) -> usize {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::getuid().as_raw();
+    let mut n = 0;
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let md = e.path().symlink_metadata().unwrap();
+            if md.uid() != me {
+                n += 1;
+            }
+            if md.is_dir() && md.uid() == me {
+                todo.push(e.path());
+            }
+        }
+    }
+    n
+}
+
+#[test]
+fn gc_after_rm_removes_the_subuid_owned_layer_dirs() {
+    let s = TestStore::new();
+    s.import("busybox.tar", "bb");
+    s.ok(&[
+        "run",
+        "--commit",
+        "bb2",
+        "bb",
+        "--",
+        "sh",
+        "-c",
+        "mkdir -p /srv/d && echo x > /srv/d/x && chown -R 2001:2001 /srv/d && chmod 755 /srv/d",
+    ]);
+    let layers = s.path().join("layers");
+    assert_eq!(entries(&layers).len(), 1, "{:?}", entries(&layers));
+    // Extracted as root of the user namespace: /srv/d is owned by a subordinate id,
+    // and the host user cannot empty it.
+    s.ok(&["run", "bb2", "--", "true"]);
+    assert_eq!(entries(&layers).len(), 2);
+    assert!(
+        foreign_owned(&layers) > 0,
+        "no layer dir holds a subuid-owned file: the test proves nothing"
+    );
+
+    s.ok(&["rm", "bb2"]);
+    let out = s.ok(&["gc"]);
+    assert_eq!(entries(&layers).len(), 1, "bb's layer must stay: {out}");
+    s.ok(&["rm", "bb"]);
+    let out = s.ok(&["gc"]);
+    assert_eq!(entries(&layers), Vec::<String>::new(), "{out}");
+    assert_eq!(
+        entries(&s.path().join("blobs/sha256")),
+        Vec::<String>::new()
+    );
+    s.assert_clean("gc");
+}
+
+#[test]
+fn sigkill_of_vauban_kills_the_command_and_gc_cleans_up() {
+    let s = TestStore::new();
+    s.import("busybox.tar", "bb");
+    let mut child = s
+        .cmd(&[
+            "run",
+            "bb",
+            "--",
+            "sh",
+            "-c",
+            "echo started; busybox sleep 6124; echo survived",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "started\n");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sleeper_alive_with(b"busybox\0sleep\x006124\0") {
+        assert!(
+            Instant::now() < deadline,
+            "the sandboxed command outlived SIGKILL of vauban"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(s.mounts(), Vec::<String>::new());
+    // The sandbox dir could not be removed by a killed process: gc does it.
+    s.ok(&["gc"]);
+    s.assert_clean("SIGKILL and gc");
+}
+
+fn sleeper_alive_with(cmdline: &[u8]) -> bool {
+    std::fs::read_dir("/proc").unwrap().any(|e| {
+        let p = e.unwrap().path().join("cmdline");
+        std::fs::read(p).is_ok_and(|c| c == cmdline)
+    })
+}
+
+#[test]
+fn sigterm_during_layer_extraction_leaves_no_partial_layer() {
+    let s = TestStore::new();
+    s.import("debian.tar", "deb");
+    let mut child = s
+        .cmd(&["run", "deb", "--", "true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for the extraction's temp dir (`STORE/tmp/layer-*`), then interrupt.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !s.tmp_entries().iter().any(|e| e.starts_with("layer-")) {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "vauban run ended before its extraction was seen"
+        );
+        assert!(Instant::now() < deadline, "no extraction started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = child.wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert!(
+        status.signal() == Some(15) || status.code() == Some(128 + 15),
+        "{status}"
+    );
+    s.assert_clean("SIGTERM during extraction");
+    assert_eq!(
+        entries(&s.path().join("layers")),
+        Vec::<String>::new(),
+        "a layer dir was left by an interrupted extraction"
+    );
+    // The next run extracts it afresh.
+    s.ok(&["run", "deb", "--", "test", "-x", "/usr/bin/python3"]);
+}

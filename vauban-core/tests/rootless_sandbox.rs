@@ -21,3 +21,21 @@ fn rootless_failed_prepare_leaves_nothing() {
     unprivileged();
     sandbox_common::failed_prepare_leaves_nothing_and_missing_image_is_named();
 }
+
+#[test]
+fn rootless_inherited_fds_do_not_reach_the_command() {
+    unprivileged();
+    sandbox_common::inherited_fds_do_not_reach_the_command();
+}
+
+#[test]
+fn rootless_sys_is_read_only_with_its_submounts() {
+    unprivileged();
+    sandbox_common::sys_is_read_only_with_its_submounts();
+}
+
+#[test]
+fn rootless_resolv_conf_link_into_run_gets_the_private_copy() {
+    unprivileged();
+    sandbox_common::resolv_conf_link_into_run_gets_the_private_copy();
+}

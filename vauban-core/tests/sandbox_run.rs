@@ -14,3 +14,18 @@ fn run_twice_then_commit() {
 fn failed_prepare_leaves_nothing_and_missing_image_is_named() {
     sandbox_common::failed_prepare_leaves_nothing_and_missing_image_is_named();
 }
+
+#[test]
+fn inherited_fds_do_not_reach_the_command() {
+    sandbox_common::inherited_fds_do_not_reach_the_command();
+}
+
+#[test]
+fn sys_is_read_only_with_its_submounts() {
+    sandbox_common::sys_is_read_only_with_its_submounts();
+}
+
+#[test]
+fn resolv_conf_link_into_run_gets_the_private_copy() {
+    sandbox_common::resolv_conf_link_into_run_gets_the_private_copy();
+}

@@ -9,10 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use registry_common::*;
-use vauban_oci::reference::Reference;
-use vauban_oci::registry::{
-    self, AuthEnv, AuthSource, Credentials, RegistryOptions, RemoteReference,
-};
+use vauban_oci::registry::{self, AuthEnv, AuthSource, Credentials, RegistryOptions};
 use vauban_oci::Error;
 
 /// (variable, environment for a dir, file path in that dir)
@@ -25,61 +22,49 @@ fn creds(password: &str) -> Credentials {
     }
 }
 
-fn with_auth(cache: &Path, auth: AuthSource) -> RegistryOptions {
+/// `base` with credentials taken from `auth`.
+fn with_auth(base: &RegistryOptions, auth: AuthSource) -> RegistryOptions {
     RegistryOptions {
         auth,
-        ..options(cache)
+        ..base.clone()
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_from_every_source() {
-    let reg = Registry::with_auth();
-    let imgs = test_images(100_000);
-    let cache = tempfile::tempdir().unwrap();
-    let local = Reference::parse("app:1").unwrap();
-    let dest = RemoteReference::parse(&format!("{}/vauban/app:1", reg.host())).unwrap();
+    let fx = RegistryFixture::with_auth(100_000);
+    let (reg, store) = (&fx.reg, &fx.imgs.store);
+    let dest = fx.direct("vauban/app:1");
 
     // No credentials at all.
-    let err = registry::push(
-        &imgs.store,
-        &local,
-        &dest,
-        &[],
-        &options(cache.path()),
-        quiet(),
-    )
-    .await
-    .unwrap_err();
+    let err = push_local(store, "app:1", &dest, &fx.opts)
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Unauthorized { .. }), "{err}");
     assert!(err.to_string().contains(&reg.host()), "{err}");
 
     // A wrong password: an error naming the registry and the user.
     let wrong = with_auth(
-        cache.path(),
+        &fx.opts,
         AuthSource {
             creds: Some(creds("wrong")),
             ..AuthSource::default()
         },
     );
-    let err = registry::push(&imgs.store, &local, &dest, &[], &wrong, quiet())
-        .await
-        .unwrap_err();
+    let err = push_local(store, "app:1", &dest, &wrong).await.unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, Error::Unauthorized { .. }), "{msg}");
     assert!(msg.contains(&reg.host()) && msg.contains(USER), "{msg}");
 
     // The right one as --creds.
     let right = with_auth(
-        cache.path(),
+        &fx.opts,
         AuthSource {
             creds: Some(creds(PASSWORD)),
             ..AuthSource::default()
         },
     );
-    registry::push(&imgs.store, &local, &dest, &[], &right, quiet())
-        .await
-        .unwrap();
+    push_local(store, "app:1", &dest, &right).await.unwrap();
 
     // login: a wrong password is refused and writes nothing; the right one writes 0600.
     let dir = tempfile::tempdir().unwrap();
@@ -115,11 +100,9 @@ async fn credentials_from_every_source() {
     );
 
     // --authfile.
-    let (_d, store) = empty_store();
-    let o = with_auth(cache.path(), src.clone());
-    registry::pull(&store, &dest, None, &o, quiet())
-        .await
-        .unwrap();
+    let (_d, pulled) = empty_store();
+    let o = with_auth(&fx.opts, src.clone());
+    pull_into(&pulled, &dest, &o).await.unwrap();
 
     // Each default location, alone.
     let auth_json = std::fs::read(&file).unwrap();
@@ -155,14 +138,14 @@ async fn credentials_from_every_source() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, &auth_json).unwrap();
         let o = with_auth(
-            cache.path(),
+            &fx.opts,
             AuthSource {
                 env: env(d.path()),
                 ..AuthSource::default()
             },
         );
-        let (_sd, store) = empty_store();
-        registry::pull(&store, &dest, None, &o, quiet())
+        let (_sd, pulled) = empty_store();
+        pull_into(&pulled, &dest, &o)
             .await
             .unwrap_or_else(|e| panic!("credentials from {name} ({rel}) not used: {e}"));
     }
@@ -170,29 +153,15 @@ async fn credentials_from_every_source() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bearer_token_is_fetched_and_refreshed_mid_push() {
-    let reg = Registry::open();
-    let proxy = FaultProxy::start(reg.port);
+    let fx = RegistryFixture::open(200_000);
     {
-        let mut f = proxy.faults.lock().unwrap();
+        let mut f = fx.proxy.faults.lock().unwrap();
         f.bearer = true;
         // The token "expires" when the config blob's upload is committed.
         f.expire_on = vec![("digest=".into(), 1)];
     }
-    let imgs = test_images(200_000);
-    let cache = tempfile::tempdir().unwrap();
-    let opts = options(cache.path());
-    let dest = RemoteReference::parse(&format!("{}/vauban/app:1", proxy.host())).unwrap();
-    registry::push(
-        &imgs.store,
-        &Reference::parse("app:1").unwrap(),
-        &dest,
-        &[],
-        &opts,
-        quiet(),
-    )
-    .await
-    .unwrap();
-    let seen = proxy.seen();
+    let dest = fx.push_app_through_proxy().await;
+    let seen = fx.proxy.seen();
     let tokens = seen.iter().filter(|s| s.path.starts_with("/token")).count();
     assert!(
         tokens >= 2,
@@ -203,8 +172,6 @@ async fn bearer_token_is_fetched_and_refreshed_mid_push() {
         "a PUT was refused with the expired token: {seen:#?}"
     );
     let (_d, store) = empty_store();
-    let r = registry::pull(&store, &dest, None, &opts, quiet())
-        .await
-        .unwrap();
-    assert_eq!(r.manifest_digest, imgs.app.manifest_digest);
+    let r = pull_into(&store, &dest, &fx.opts).await.unwrap();
+    assert_eq!(r.manifest_digest, fx.imgs.app.manifest_digest);
 }

@@ -6,50 +6,23 @@
 mod registry_common;
 
 use registry_common::*;
-use vauban_oci::reference::Reference;
-use vauban_oci::registry::{self, RemoteReference};
 use vauban_oci::Error;
-
-/// Pushes `app:1` through the proxy; returns the remote reference.
-async fn pushed(
-    proxy: &FaultProxy,
-    imgs: &TestImages,
-    opts: &vauban_oci::registry::RegistryOptions,
-) -> RemoteReference {
-    let dest = RemoteReference::parse(&format!("{}/vauban/app:1", proxy.host())).unwrap();
-    registry::push(
-        &imgs.store,
-        &Reference::parse("app:1").unwrap(),
-        &dest,
-        &[],
-        opts,
-        quiet(),
-    )
-    .await
-    .unwrap();
-    dest
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_500_is_retried() {
-    let reg = Registry::open();
-    let proxy = FaultProxy::start(reg.port);
-    let imgs = test_images(300_000);
-    let cache = tempfile::tempdir().unwrap();
-    let opts = options(cache.path());
+    let fx = RegistryFixture::open(300_000);
+    let (proxy, imgs, opts) = (&fx.proxy, &fx.imgs, &fx.opts);
     // One 500 on a manifest PUT and one on an upload session start.
     proxy.faults.lock().unwrap().fail =
         vec![("/manifests/".into(), 1), ("/blobs/uploads/".into(), 1)];
-    let dest = pushed(&proxy, &imgs, &opts).await;
+    let dest = fx.push_app_through_proxy().await;
     assert_eq!(proxy.seen().iter().filter(|s| s.status == 500).count(), 2);
 
     // And on pull: one 500 on a blob GET.
     let layer = imgs.app.layers()[0].digest().to_string();
     proxy.faults.lock().unwrap().fail = vec![(layer.clone(), 1)];
     let (_d, store) = empty_store();
-    let r = registry::pull(&store, &dest, None, &opts, quiet())
-        .await
-        .unwrap();
+    let r = pull_into(&store, &dest, opts).await.unwrap();
     assert_eq!(r.manifest_digest, imgs.app.manifest_digest);
     assert!(proxy
         .seen()
@@ -59,15 +32,12 @@ async fn a_500_is_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_cut_short_is_sent_again() {
-    let reg = Registry::open();
-    let proxy = FaultProxy::start(reg.port);
-    let imgs = test_images(1 << 20);
-    let cache = tempfile::tempdir().unwrap();
-    let opts = options(cache.path());
+    let fx = RegistryFixture::open(1 << 20);
+    let (proxy, imgs, opts) = (&fx.proxy, &fx.imgs, &fx.opts);
     let base = imgs.base.layers()[0].digest().to_string();
     proxy.faults.lock().unwrap().cut_request =
         vec![(format!("digest={}", base.replace(':', "%3A")), 300_000)];
-    let dest = pushed(&proxy, &imgs, &opts).await;
+    let dest = fx.push_app_through_proxy().await;
     let puts: Vec<_> = proxy
         .seen()
         .into_iter()
@@ -76,26 +46,19 @@ async fn an_upload_cut_short_is_sent_again() {
     assert!(puts.len() >= 2 && puts[0].status == 0, "{puts:#?}");
     assert_eq!(puts.last().unwrap().status, 201, "{puts:#?}");
     let (_d, store) = empty_store();
-    let r = registry::pull(&store, &dest, None, &opts, quiet())
-        .await
-        .unwrap();
+    let r = pull_into(&store, &dest, opts).await.unwrap();
     assert_eq!(r.manifest_digest, imgs.app.manifest_digest);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_waits_for_retry_after() {
-    let reg = Registry::open();
-    let proxy = FaultProxy::start(reg.port);
-    let imgs = test_images(100_000);
-    let cache = tempfile::tempdir().unwrap();
-    let opts = options(cache.path());
-    let dest = pushed(&proxy, &imgs, &opts).await;
+    let fx = RegistryFixture::open(100_000);
+    let (proxy, opts) = (&fx.proxy, &fx.opts);
+    let dest = fx.push_app_through_proxy().await;
     proxy.faults.lock().unwrap().throttle = vec![("/manifests/".into(), 1)];
     let (_d, store) = empty_store();
     let start = std::time::Instant::now();
-    registry::pull(&store, &dest, None, &opts, quiet())
-        .await
-        .unwrap();
+    pull_into(&store, &dest, opts).await.unwrap();
     // The policy's own backoff is 20 ms: only Retry-After explains a 1 s wait.
     assert!(
         start.elapsed() >= std::time::Duration::from_secs(1),
@@ -107,22 +70,16 @@ async fn a_429_waits_for_retry_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_connection_resumes_with_range() {
-    let reg = Registry::open();
-    let proxy = FaultProxy::start(reg.port);
-    let base_size = 1 << 20;
-    let imgs = test_images(base_size);
-    let cache = tempfile::tempdir().unwrap();
-    let opts = options(cache.path());
-    let dest = pushed(&proxy, &imgs, &opts).await;
+    let fx = RegistryFixture::open(1 << 20);
+    let (proxy, imgs, opts) = (&fx.proxy, &fx.imgs, &fx.opts);
+    let dest = fx.push_app_through_proxy().await;
 
     let base = imgs.base.layers()[0].digest().to_string();
     let cut = 400_000u64;
     proxy.faults.lock().unwrap().drop_after = vec![(base.clone(), cut)];
     proxy.reset();
     let (_d, store) = empty_store();
-    let r = registry::pull(&store, &dest, None, &opts, quiet())
-        .await
-        .unwrap();
+    let r = pull_into(&store, &dest, opts).await.unwrap();
     assert_eq!(r.manifest_digest, imgs.app.manifest_digest);
     let gets: Vec<_> = proxy
         .seen()
@@ -136,21 +93,16 @@ async fn a_dropped_connection_resumes_with_range() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupted_blob_fails_and_leaves_the_store_unchanged() {
-    let reg = Registry::open();
-    let proxy = FaultProxy::start(reg.port);
-    let imgs = test_images(500_000);
-    let cache = tempfile::tempdir().unwrap();
-    let opts = options(cache.path());
-    let dest = pushed(&proxy, &imgs, &opts).await;
+    let fx = RegistryFixture::open(500_000);
+    let (proxy, imgs, opts) = (&fx.proxy, &fx.imgs, &fx.opts);
+    let dest = fx.push_app_through_proxy().await;
 
     let base = imgs.base.layers()[0].digest().to_string();
     proxy.faults.lock().unwrap().corrupt = vec![base.clone()];
     let (_d, store) = empty_store();
     let before = blobs_of(&store);
     let index_before = std::fs::read(store.root().join("index.json")).unwrap();
-    let err = registry::pull(&store, &dest, None, &opts, quiet())
-        .await
-        .unwrap_err();
+    let err = pull_into(&store, &dest, opts).await.unwrap_err();
     match &err {
         Error::DigestMismatch { what, expected, .. } => {
             assert_eq!(*expected, base);
@@ -169,17 +121,14 @@ async fn a_corrupted_blob_fails_and_leaves_the_store_unchanged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redirect_to_another_host_is_refused() {
-    let reg = Registry::open();
-    let proxy = FaultProxy::start(reg.port);
-    let imgs = test_images(100_000);
-    let cache = tempfile::tempdir().unwrap();
-    let opts = options(cache.path());
-    let dest = pushed(&proxy, &imgs, &opts).await;
+    let fx = RegistryFixture::open(100_000);
+    let (proxy, imgs, opts) = (&fx.proxy, &fx.imgs, &fx.opts);
+    let dest = fx.push_app_through_proxy().await;
     let config = imgs.app.manifest.config().digest().to_string();
     let (_d, store) = empty_store();
     // Another port, another loopback address: refused, nothing stored.
     for location in [
-        format!("http://{}/v2/vauban/app/blobs/{config}", reg.host()),
+        format!("http://{}/v2/vauban/app/blobs/{config}", fx.reg.host()),
         format!(
             "http://127.0.0.2:{}/v2/vauban/app/blobs/{config}",
             proxy.port
@@ -187,9 +136,7 @@ async fn a_redirect_to_another_host_is_refused() {
     ] {
         proxy.faults.lock().unwrap().redirect =
             vec![(format!("/blobs/{config}"), location.clone())];
-        let err = registry::pull(&store, &dest, None, &opts, quiet())
-            .await
-            .unwrap_err();
+        let err = pull_into(&store, &dest, opts).await.unwrap_err();
         assert!(
             matches!(err, Error::RefusedRedirect { .. }),
             "{location}: {err}"
@@ -201,8 +148,6 @@ async fn a_redirect_to_another_host_is_refused() {
         format!("/blobs/{config}"),
         format!("/v2/vauban/app/blobs/{config}"),
     )];
-    registry::pull(&store, &dest, None, &opts, quiet())
-        .await
-        .unwrap();
+    pull_into(&store, &dest, opts).await.unwrap();
     assert!(proxy.seen().iter().any(|s| s.status == 307));
 }

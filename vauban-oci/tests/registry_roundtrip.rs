@@ -10,10 +10,8 @@ use vauban_oci::registry::{self, RemoteReference};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_delete_pull_gives_the_same_image() {
-    let reg = Registry::open();
-    let imgs = test_images(1 << 20);
-    let cache = tempfile::tempdir().unwrap();
-    let opts = options(cache.path());
+    let fx = RegistryFixture::open(1 << 20);
+    let (reg, imgs, opts) = (&fx.reg, &fx.imgs, &fx.opts);
     let dest = RemoteReference::parse(&format!("docker://{}/vauban/app:1", reg.host())).unwrap();
     let local = Reference::parse("app:1").unwrap();
 
@@ -22,7 +20,7 @@ async fn push_delete_pull_gives_the_same_image() {
         &local,
         &dest,
         &["latest".into(), "v1.0".into()],
-        &opts,
+        opts,
         quiet(),
     )
     .await
@@ -36,9 +34,7 @@ async fn push_delete_pull_gives_the_same_image() {
 
     // Pull into a fresh store: identical manifest digest and blobs.
     let (_d2, store2) = empty_store();
-    let pulled = registry::pull(&store2, &dest, None, &opts, quiet())
-        .await
-        .unwrap();
+    let pulled = pull_into(&store2, &dest, opts).await.unwrap();
     assert_eq!(pulled.manifest_digest, imgs.app.manifest_digest);
     assert_eq!(
         pulled.reference.to_string(),
@@ -72,7 +68,7 @@ async fn push_delete_pull_gives_the_same_image() {
         &imgs.store,
         &dest.with_tag("v1.0").unwrap(),
         Some(&local),
-        &opts,
+        opts,
         quiet(),
     )
     .await
@@ -84,7 +80,7 @@ async fn push_delete_pull_gives_the_same_image() {
     );
 
     // A pull of what is already there downloads nothing.
-    let third = registry::pull(&imgs.store, &dest, Some(&local), &opts, quiet())
+    let third = registry::pull(&imgs.store, &dest, Some(&local), opts, quiet())
         .await
         .unwrap();
     assert!(third.downloaded.is_empty(), "{third:?}");
@@ -92,25 +88,13 @@ async fn push_delete_pull_gives_the_same_image() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shared_base_layer_is_never_uploaded_twice() {
-    let reg = Registry::open();
-    let proxy = FaultProxy::start(reg.port);
-    let base_size = 2 << 20;
-    let imgs = test_images(base_size);
+    let fx = RegistryFixture::open(2 << 20);
+    let (proxy, imgs, opts) = (&fx.proxy, &fx.imgs, &fx.opts);
     let base_layer = imgs.base.layers()[0].clone();
-    let cache = tempfile::tempdir().unwrap();
-    let opts = options(cache.path());
 
-    let base_dest = RemoteReference::parse(&format!("{}/vauban/base:1", proxy.host())).unwrap();
-    registry::push(
-        &imgs.store,
-        &Reference::parse("base:1").unwrap(),
-        &base_dest,
-        &[],
-        &opts,
-        quiet(),
-    )
-    .await
-    .unwrap();
+    push_local(&imgs.store, "base:1", &fx.proxied("vauban/base:1"), opts)
+        .await
+        .unwrap();
     assert!(
         proxy.uploaded_bytes() >= base_layer.size(),
         "the base was uploaded once"
@@ -118,44 +102,18 @@ async fn shared_base_layer_is_never_uploaded_twice() {
 
     // Same repository: HEAD says the base is there.
     proxy.reset();
-    let same = RemoteReference::parse(&format!("{}/vauban/base:app", proxy.host())).unwrap();
-    let r = registry::push(
-        &imgs.store,
-        &Reference::parse("app:1").unwrap(),
-        &same,
-        &[],
-        &opts,
-        quiet(),
-    )
-    .await
-    .unwrap();
-    let sent = proxy.uploaded_bytes();
-    assert!(
-        sent < base_layer.size() / 4,
-        "{sent} bytes sent, base layer is {}",
-        base_layer.size()
-    );
+    let r = push_local(&imgs.store, "app:1", &fx.proxied("vauban/base:app"), opts)
+        .await
+        .unwrap();
+    assert_base_layer_not_sent(proxy, base_layer.size());
     assert_eq!(r.existing.len(), 1, "{r:?}");
 
     // Another repository of the same registry: mounted, not uploaded.
     proxy.reset();
-    let other = RemoteReference::parse(&format!("{}/vauban/app:1", proxy.host())).unwrap();
-    let r = registry::push(
-        &imgs.store,
-        &Reference::parse("app:1").unwrap(),
-        &other,
-        &[],
-        &opts,
-        quiet(),
-    )
-    .await
-    .unwrap();
-    let sent = proxy.uploaded_bytes();
-    assert!(
-        sent < base_layer.size() / 4,
-        "{sent} bytes sent, base layer is {}",
-        base_layer.size()
-    );
+    let r = push_local(&imgs.store, "app:1", &fx.proxied("vauban/app:1"), opts)
+        .await
+        .unwrap();
+    assert_base_layer_not_sent(proxy, base_layer.size());
     let base_digest = base_layer.digest().to_string();
     assert!(
         r.mounted.iter().any(|d| d.to_string() == base_digest),
@@ -166,21 +124,24 @@ async fn shared_base_layer_is_never_uploaded_twice() {
         .iter()
         .any(|s| s.method == "POST" && s.path.contains("mount=") && s.status == 201));
     // What was mounted is really there: skopeo reads it back.
-    let out = skopeo(&[
-        "inspect",
-        "--tls-verify=false",
-        &format!("docker://{}/vauban/app:1", reg.host()),
-    ]);
+    let out = skopeo_inspect(fx.direct("vauban/app:1"), &[]);
     assert!(out.contains(&base_digest), "{out}");
+}
+
+/// Far fewer bytes than the base layer's `base_size` went through `proxy`
+/// since its last reset.
+fn assert_base_layer_not_sent(proxy: &FaultProxy, base_size: u64) {
+    let sent = proxy.uploaded_bytes();
+    assert!(
+        sent < base_size / 4,
+        "{sent} bytes sent, base layer is {base_size}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mount_answered_202_falls_back_to_upload() {
-    let reg = Registry::open();
-    let proxy = FaultProxy::start(reg.port);
-    let imgs = test_images(300_000);
-    let cache = tempfile::tempdir().unwrap();
-    let opts = options(cache.path());
+    let fx = RegistryFixture::open(300_000);
+    let (proxy, imgs, opts) = (&fx.proxy, &fx.imgs, &fx.opts);
     // A stale hint: the cache says the blobs are in a repository that lacks them.
     let mut hints = registry::BlobLocations::load(opts.blob_cache.as_deref());
     for d in imgs
@@ -193,17 +154,9 @@ async fn a_mount_answered_202_falls_back_to_upload() {
         hints.record(&d, &proxy.host(), "elsewhere/empty");
     }
     hints.save().unwrap();
-    let dest = RemoteReference::parse(&format!("{}/vauban/app:1", proxy.host())).unwrap();
-    let r = registry::push(
-        &imgs.store,
-        &Reference::parse("app:1").unwrap(),
-        &dest,
-        &[],
-        &opts,
-        quiet(),
-    )
-    .await
-    .unwrap();
+    let r = push_local(&imgs.store, "app:1", &fx.proxied("vauban/app:1"), opts)
+        .await
+        .unwrap();
     assert_eq!(r.uploaded.len(), 3, "{r:?}");
     let seen = proxy.seen();
     assert!(
@@ -211,32 +164,17 @@ async fn a_mount_answered_202_falls_back_to_upload() {
             .any(|s| s.path.contains("mount=") && s.status == 202),
         "{seen:#?}"
     );
-    let out = skopeo(&[
-        "inspect",
-        "--tls-verify=false",
-        &format!("docker://{}/vauban/app:1", reg.host()),
-    ]);
+    let out = skopeo_inspect(fx.direct("vauban/app:1"), &[]);
     assert!(out.contains(&imgs.app.manifest_digest.to_string()), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_index_is_resolved_for_the_platform() {
-    let reg = Registry::open();
-    let imgs = test_images(100_000);
-    let cache = tempfile::tempdir().unwrap();
-    let opts = options(cache.path());
+    let fx = RegistryFixture::open(100_000);
+    let (reg, imgs, opts) = (&fx.reg, &fx.imgs, &fx.opts);
     for (local, tag) in [("app:1", "amd"), ("base:1", "arm")] {
-        let dest = RemoteReference::parse(&format!("{}/vauban/multi:{tag}", reg.host())).unwrap();
-        registry::push(
-            &imgs.store,
-            &Reference::parse(local).unwrap(),
-            &dest,
-            &[],
-            &opts,
-            quiet(),
-        )
-        .await
-        .unwrap();
+        let dest = fx.direct(&format!("vauban/multi:{tag}"));
+        push_local(&imgs.store, local, &dest, opts).await.unwrap();
     }
     let entry = |img: &vauban_oci::Image, arch: &str| {
         serde_json::json!({
@@ -263,11 +201,9 @@ async fn an_index_is_resolved_for_the_platform() {
         .unwrap();
     assert_eq!(resp.status(), 201);
 
-    let src = RemoteReference::parse(&format!("{}/vauban/multi:all", reg.host())).unwrap();
+    let src = fx.direct("vauban/multi:all");
     let (_d, store) = empty_store();
-    let r = registry::pull(&store, &src, None, &opts, quiet())
-        .await
-        .unwrap();
+    let r = pull_into(&store, &src, opts).await.unwrap();
     assert_eq!(
         r.manifest_digest, imgs.app.manifest_digest,
         "linux/amd64 by default"
@@ -288,11 +224,9 @@ async fn an_index_is_resolved_for_the_platform() {
     assert_eq!(r.manifest_digest, imgs.base.manifest_digest);
     let s390 = registry::RegistryOptions {
         platform: "linux/s390x".parse().unwrap(),
-        ..opts
+        ..opts.clone()
     };
-    let err = registry::pull(&store, &src, None, &s390, quiet())
-        .await
-        .unwrap_err();
+    let err = pull_into(&store, &src, &s390).await.unwrap_err();
     assert!(
         err.to_string().contains("linux/arm64, linux/amd64"),
         "{err}"

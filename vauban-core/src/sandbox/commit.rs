@@ -116,19 +116,20 @@ fn finish_upper(
 ) -> Result<()> {
     remove_placeholders(upper, lower)?;
     for (name, rel) in PRIVATE_FILES {
-        let now = std::fs::read(private.join(name)).at("read", private.join(name))?;
+        let path = private.join(name);
+        let now = std::fs::read(&path).at("read", &path)?;
         let before = initial
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, c)| c.as_slice());
-        if before != Some(now.as_slice()) {
-            let target = upper.join(rel);
-            if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent).at("mkdir", parent)?;
-            }
-            std::fs::write(&target, &now).at("write", &target)?;
-            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644))
-                .at("chmod", &target)?;
+        // Made with an mtime of 0 (see `Sandbox::prepare`): any write moves it, so
+        // a file rewritten with the same content (the host name it already had) is
+        // kept too.
+        let touched = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t != std::time::UNIX_EPOCH);
+        if touched || before != Some(now.as_slice()) {
+            write_in_upper(upper, rel, &now)?;
         }
     }
     let toslash = upper.join("toslash");
@@ -137,6 +138,50 @@ fn finish_upper(
         std::fs::remove_dir_all(&toslash).at("remove", &toslash)?;
     }
     Ok(())
+}
+
+/// Writes `content` at `upper/rel` without following any symlink: the build may
+/// have left links in the upper dir (`/etc` moved away and replaced by a link to
+/// `/`), and this code runs on the host's file system, as root when vauban is.
+/// A parent that is not a directory means the build replaced it: nothing written.
+fn write_in_upper(upper: &Path, rel: &str, content: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut path = upper.to_path_buf();
+    let parts: Vec<&str> = rel.split('/').collect();
+    for part in &parts[..parts.len() - 1] {
+        path.push(part);
+        match path.symlink_metadata() {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                tracing::warn!(
+                    "/{rel}: {} is not a directory in the build's result; the build's \
+                     /{rel} is not kept",
+                    path.display()
+                );
+                return Ok(());
+            }
+            Err(_) => std::fs::create_dir(&path).at("mkdir", &path)?,
+        }
+    }
+    let target = upper.join(rel);
+    match target.symlink_metadata() {
+        Ok(m) if m.is_dir() => {
+            tracing::warn!("/{rel} is a directory in the build's result: not replaced");
+            return Ok(());
+        }
+        Ok(_) => std::fs::remove_file(&target).at("remove", &target)?,
+        Err(_) => {}
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&target)
+        .at("create", &target)?;
+    f.write_all(content).at("write", &target)?;
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).at("chmod", &target)
 }
 
 /// Takes out what the sandbox created as mount points (see [`super::rootfs`]).
@@ -249,6 +294,13 @@ mod tests {
         write(&private, "hosts", "h\n");
         write(&private, "resolv.conf", "r\n");
         write(&private, "hostname", "built\n");
+        for name in ["hosts", "resolv.conf"] {
+            let f = std::fs::File::options()
+                .write(true)
+                .open(private.join(name))
+                .unwrap();
+            f.set_modified(std::time::UNIX_EPOCH).unwrap();
+        }
         let initial = vec![
             ("hosts".to_string(), b"h\n".to_vec()),
             ("resolv.conf".to_string(), b"r\n".to_vec()),
@@ -283,5 +335,75 @@ mod tests {
             std::fs::read_to_string(upper.join("etc/motd")).unwrap(),
             "moved\n"
         );
+    }
+
+    fn private_dir(root: &Path, hostname: &str) -> (PathBuf, Vec<(String, Vec<u8>)>) {
+        let private = root.join("priv");
+        let mut initial = Vec::new();
+        for (name, content) in [
+            ("hosts", "h\n".to_string()),
+            ("resolv.conf", "r\n".into()),
+            ("hostname", format!("{hostname}\n")),
+        ] {
+            write(&private, name, &content);
+            let f = std::fs::File::options()
+                .write(true)
+                .open(private.join(name))
+                .unwrap();
+            f.set_modified(std::time::UNIX_EPOCH).unwrap();
+            initial.push((name.to_string(), content.into_bytes()));
+        }
+        (private, initial)
+    }
+
+    #[test]
+    fn rewritten_with_the_same_content_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let upper = dir.path().join("up");
+        std::fs::create_dir(&upper).unwrap();
+        let (private, initial) = private_dir(dir.path(), "web01");
+        // The build (e.g. Ansible's hostname module) writes the name it already had.
+        std::fs::write(private.join("hostname"), "web01\n").unwrap();
+        finish_upper(&upper, &private, &initial, &[]).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(upper.join("etc/hostname")).unwrap(),
+            "web01\n"
+        );
+        assert!(!upper.join("etc/hosts").exists(), "an untouched file kept");
+    }
+
+    #[test]
+    fn links_left_by_the_build_are_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("hostname"), "host's\n").unwrap();
+        let (private, initial) = private_dir(dir.path(), "web01");
+        std::fs::write(private.join("hostname"), "built\n").unwrap();
+        std::fs::write(private.join("hosts"), "changed\n").unwrap();
+
+        // `/etc` replaced by a link out of the tree.
+        let upper = dir.path().join("up");
+        std::fs::create_dir(&upper).unwrap();
+        std::os::unix::fs::symlink(&outside, upper.join("etc")).unwrap();
+        finish_upper(&upper, &private, &initial, &[]).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(outside.join("hostname")).unwrap(),
+            "host's\n"
+        );
+        assert!(!outside.join("hosts").exists());
+
+        // `/etc/hostname` itself a link out of the tree: replaced by the file.
+        let upper = dir.path().join("up2");
+        std::fs::create_dir_all(upper.join("etc")).unwrap();
+        std::os::unix::fs::symlink(outside.join("hostname"), upper.join("etc/hostname")).unwrap();
+        finish_upper(&upper, &private, &initial, &[]).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(outside.join("hostname")).unwrap(),
+            "host's\n"
+        );
+        let kept = upper.join("etc/hostname");
+        assert!(!kept.symlink_metadata().unwrap().file_type().is_symlink());
+        assert_eq!(std::fs::read_to_string(kept).unwrap(), "built\n");
     }
 }

@@ -144,11 +144,15 @@ fn find_tool(name: &'static str) -> Result<PathBuf> {
 
 /// Says which sysctl keeps unprivileged user namespaces off on this machine, if any.
 pub fn userns_hint() -> String {
-    let read = |p: &str| {
+    hint_from(|p: &str| {
         std::fs::read_to_string(p)
             .ok()
             .map(|s| s.trim().to_string())
-    };
+    })
+}
+
+/// [`userns_hint`] given a reader of `/proc/sys` files.
+fn hint_from(read: impl Fn(&str) -> Option<String>) -> String {
     if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
         return "unprivileged user namespaces are disabled: \
                 `sysctl -w kernel.unprivileged_userns_clone=1`"
@@ -206,6 +210,39 @@ mod tests {
         let c = "u:10:5\nu:20:100\nu:500:7\n";
         let r = parse_subid(c, Path::new(FILE), "u", 9).unwrap().unwrap();
         assert_eq!((r.start, r.count), (20, 100));
+    }
+
+    #[test]
+    fn userns_hint_names_the_sysctl_to_change() {
+        let only = |file: &'static str, value: &'static str| {
+            move |p: &str| (p == file).then(|| value.to_string())
+        };
+        let h = hint_from(only("/proc/sys/kernel/unprivileged_userns_clone", "0"));
+        assert!(
+            h.contains("sysctl -w kernel.unprivileged_userns_clone=1"),
+            "{h}"
+        );
+        let h = hint_from(only("/proc/sys/user/max_user_namespaces", "0"));
+        assert!(h.contains("sysctl -w user.max_user_namespaces="), "{h}");
+        let h = hint_from(only(
+            "/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
+            "1",
+        ));
+        assert!(h.contains("apparmor_restrict_unprivileged_userns=0"), "{h}");
+        let h = hint_from(|_| None);
+        assert!(h.contains("user.max_user_namespaces"), "{h}");
+        let err = Error::UserNamespacesDisabled {
+            hint: hint_from(only("/proc/sys/user/max_user_namespaces", "0")),
+            source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+        }
+        .to_string();
+        assert!(!err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn missing_tools_name_the_package() {
+        let err = Error::UidmapMissing { tool: "newuidmap" }.to_string();
+        assert!(err.contains("apt-get install uidmap"), "{err}");
     }
 
     #[test]

@@ -182,7 +182,30 @@ fn extract_one(store: &Store, layer: &Layer, owners: Owners) -> Result<()> {
 /// Removes a directory tree that may hold files owned by subordinate ids (a layer
 /// dir, a sandbox dir): inside the user namespace when rootless, directly as root.
 /// Meant for [`Store::gc_with`]: `store.gc_with(&vauban_core::sandbox::remove_dir_all)`.
+///
+/// Never leaves a half-removed tree under its name (a half-removed layer dir would
+/// be taken as a whole one by the next build): the tree is first renamed to a
+/// hidden sibling (`.removing-NAME-PID`, which the next gc removes as an unknown
+/// entry if this one is cut short), then removed by a child that blocks SIGINT and
+/// SIGTERM.
 pub fn remove_dir_all(path: &std::path::Path) -> vauban_oci::Result<()> {
+    let aside = match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) if !name.to_string_lossy().starts_with(".removing-") => {
+            let aside = parent.join(format!(
+                ".removing-{}-{}",
+                name.to_string_lossy(),
+                std::process::id()
+            ));
+            match std::fs::rename(path, &aside) {
+                Ok(()) => aside,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                // Not renamable (a mount point, a read-only parent): removed in place.
+                Err(_) => path.to_path_buf(),
+            }
+        }
+        _ => path.to_path_buf(),
+    };
+    let path = aside.as_path();
     let remove = || std::fs::remove_dir_all(path).at("remove", path);
     let result = match NsConfig::detect() {
         Ok(ns) if ns.rootless() => {

@@ -12,7 +12,10 @@
 //! mount namespace: when its processes die, they are gone.
 //!
 //! Architecture invariant: this is the only module of the workspace with `unsafe`
-//! code (`userns.rs`: fork; `signals.rs`: sigaction), each block with its `SAFETY:`.
+//! code (`userns.rs`: fork, `_exit`, `close_range`; `signals.rs`: sigaction;
+//! `mount.rs`: `mount_setattr`), each block with its `SAFETY:`. The fork invariant
+//! callers must hold (no other thread that may hold a lock: no tokio runtime alive)
+//! is in [`userns`].
 
 mod commit;
 pub mod idmap;

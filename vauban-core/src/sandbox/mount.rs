@@ -227,6 +227,58 @@ pub fn remount_read_only(source: &Path, target: &Path) -> Result<()> {
     rustix::mount::mount_remount(target, flags, "").map_err(err)
 }
 
+/// `struct mount_attr` of `mount_setattr(2)`.
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// Makes the mount at `target` and every mount below it read-only
+/// (`mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY)`, Linux >= 5.12): a recursive
+/// bind of `/sys` carries the host's cgroup file systems, which a remount of the
+/// top mount alone leaves writable. Falls back to [`remount_read_only`] of the top
+/// mount on older kernels.
+#[allow(unsafe_code)]
+pub fn make_read_only_recursive(source: &Path, target: &Path) -> Result<()> {
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    let err = |e: std::io::Error| Error::Mount {
+        what: format!("read-only {}", source.display()),
+        target: target.into(),
+        source: e,
+    };
+    let path = std::ffi::CString::new(target.as_os_str().as_encoded_bytes())
+        .map_err(|e| err(std::io::Error::other(e)))?;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: `path` is a NUL-terminated string and `attr` a `struct mount_attr`
+    // whose size is passed; both outlive the call, which only reads them.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            (libc::AT_RECURSIVE | libc::AT_SYMLINK_NOFOLLOW) as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::ENOSYS) {
+        return remount_read_only(source, target);
+    }
+    Err(err(e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

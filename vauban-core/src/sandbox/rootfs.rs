@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::mount::MountFlags;
 
-use super::mount::{bind, mount_fs, remount_read_only};
+use super::mount::{bind, make_read_only_recursive, mount_fs};
 use crate::error::{Error, IoContext, Result};
 
 /// The files of the sandbox's private dir bind-mounted over the image's, with the
@@ -96,7 +96,7 @@ pub fn setup(merged: &Path, private: &Path) -> Result<()> {
 
     let sys = ensure_dir(merged, "sys")?;
     bind(Path::new("/sys"), &sys, true)?;
-    remount_read_only(Path::new("/sys"), &sys)?;
+    make_read_only_recursive(Path::new("/sys"), &sys)?;
     let tmp = ensure_dir(merged, "tmp")?;
     mount_fs(
         "tmpfs",
@@ -123,19 +123,79 @@ pub fn setup(merged: &Path, private: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Binds a private file over `rel`, unless the image has a symlink there (a link
-/// to elsewhere in the image: the build then uses the image's file, as it asked).
+/// Binds a private file over `rel`. When the image has a symlink there, the link
+/// is kept and the private file is bound at its target (resolved inside the merged
+/// tree, never on the host): into `/run` or `/tmp` (e.g. systemd-resolved's
+/// `../run/systemd/resolve/stub-resolv.conf`) the target is made on the sandbox's
+/// own tmpfs; elsewhere it must be a regular file of the image (covered, not
+/// changed). A dangling link elsewhere is left alone: the build sees what the
+/// image has.
 fn bind_private(merged: &Path, source: &Path, rel: &str) -> Result<()> {
     let path = checked(merged, rel)?;
     if path
         .symlink_metadata()
         .is_ok_and(|m| m.file_type().is_symlink())
     {
-        tracing::warn!("/{rel} is a symlink in the image: not replaced by the sandbox's copy");
-        return Ok(());
+        let link = std::fs::read_link(&path).at("read link", &path)?;
+        let dir = Path::new(rel).parent().unwrap_or(Path::new(""));
+        let target = resolve_in_root(dir, &link);
+        let on_tmpfs = target
+            .components()
+            .next()
+            .is_some_and(|c| c.as_os_str() == "run" || c.as_os_str() == "tmp");
+        let target_str = target.to_string_lossy();
+        if !on_tmpfs
+            && !target_str.is_empty()
+            && checked(merged, &target_str)
+                .is_ok_and(|p| p.symlink_metadata().is_ok_and(|m| m.is_file()))
+        {
+            // A file of the image: covered, not changed (the layer keeps it).
+            return bind(source, &checked(merged, &target_str)?, false);
+        }
+        if !on_tmpfs || target.components().count() < 2 {
+            tracing::warn!(
+                "/{rel} is a symlink to {} in the image: not replaced by the sandbox's copy",
+                link.display()
+            );
+            return Ok(());
+        }
+        let target = target.to_string_lossy().into_owned();
+        let mut prefix = String::new();
+        let parts: Vec<&str> = target.split('/').collect();
+        for part in &parts[..parts.len() - 1] {
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(part);
+            ensure_dir(merged, &prefix)?;
+        }
+        let file = ensure_file(merged, &target)?;
+        return bind(source, &file, false);
     }
     let target = ensure_file(merged, rel)?;
     bind(source, &target, false)
+}
+
+/// Where the link `target`, found in the directory `dir` of the image, points,
+/// relative to the image's root (chroot semantics: `..` stops at the root, an
+/// absolute target starts from it). Only the link's own text is resolved: a
+/// symlink met on the way is refused later by [`checked`].
+pub fn resolve_in_root(dir: &Path, target: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out: Vec<std::ffi::OsString> = Vec::new();
+    if target.is_relative() {
+        out.extend(dir.iter().map(|c| c.to_os_string()));
+    }
+    for c in target.components() {
+        match c {
+            Component::Normal(n) => out.push(n.to_os_string()),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out.iter().collect()
 }
 
 /// `merged/rel` after checking that no component of `rel` but the last is a
@@ -217,6 +277,23 @@ mod tests {
         assert!(checked(dir.path(), "dev/null").is_err());
         assert!(checked(dir.path(), "dev").is_ok());
         assert!(ensure_dir(dir.path(), "dev").is_err());
+    }
+
+    #[test]
+    fn links_resolve_inside_the_root() {
+        let etc = Path::new("etc");
+        let want = Path::new("run/systemd/resolve/stub-resolv.conf");
+        for link in [
+            "../run/systemd/resolve/stub-resolv.conf",
+            "/run/systemd/resolve/stub-resolv.conf",
+            "../../../../run/systemd/./resolve/stub-resolv.conf",
+        ] {
+            assert_eq!(resolve_in_root(etc, Path::new(link)), want, "{link}");
+        }
+        assert_eq!(
+            resolve_in_root(etc, Path::new("resolvconf/resolv.conf")),
+            Path::new("etc/resolvconf/resolv.conf")
+        );
     }
 
     #[test]

@@ -125,6 +125,13 @@ impl<'s> Sandbox<'s> {
             let p = self.private_dir().join(name);
             std::fs::write(&p, &content).at("write", &p)?;
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).at("chmod", &p)?;
+            // mtime 0: any write by the build moves it (see `commit`), even one
+            // that writes the same bytes.
+            std::fs::File::options()
+                .write(true)
+                .open(&p)
+                .and_then(|f| f.set_modified(std::time::UNIX_EPOCH))
+                .at("set the mtime of", &p)?;
             self.initial.push((name.to_string(), content));
         }
         let p = self.private_dir().join(POLICY_RC_D.0);
@@ -246,7 +253,20 @@ impl Sandbox<'_> {
             ..Spawn::default()
         };
         in_namespaces(&self.ns, &spawn, || {
-            std::fs::remove_dir_all(&dir).at("remove", &dir)
+            // After an interrupted run the sandbox's processes are being killed by
+            // the kernel (their pid namespace lost its init) and may still write
+            // for a few milliseconds: try again before giving up.
+            let mut tries = 0;
+            loop {
+                match std::fs::remove_dir_all(&dir) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound && tries < 20 => {
+                        tries += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                    res => return res.at("remove", &dir),
+                }
+            }
         })
     }
 }

@@ -34,15 +34,27 @@ impl SignalGuard {
         let mut saved = SAVED.lock().unwrap_or_else(|e| e.into_inner());
         if GUARDS.fetch_add(1, Ordering::SeqCst) == 0 {
             PENDING.store(0, Ordering::SeqCst);
+            // SA_RESTART: other threads' blocking calls are not cut short by EINTR;
+            // the code waiting on a sandbox polls `pending()` on a timeout anyway.
             let action = SigAction::new(
                 SigHandler::Handler(record),
-                SaFlags::empty(),
+                SaFlags::SA_RESTART,
                 SigSet::empty(),
             );
             for sig in SIGNALS {
-                // SAFETY: `record` is async-signal-safe: it only stores into an atomic.
-                let old =
-                    unsafe { sigaction(sig, &action) }.map_err(|e| Error::sys("sigaction", e))?;
+                // SAFETY: `record` is async-signal-safe: it only stores into an atomic
+                // (lock-free on every target we build for), no allocation, no lock.
+                let old = match unsafe { sigaction(sig, &action) } {
+                    Ok(old) => old,
+                    Err(e) => {
+                        for (sig, old) in saved.drain(..) {
+                            // SAFETY: puts back the disposition found.
+                            let _ = unsafe { sigaction(sig, &old) };
+                        }
+                        GUARDS.fetch_sub(1, Ordering::SeqCst);
+                        return Err(Error::sys("sigaction", e));
+                    }
+                };
                 if old.handler() == SigHandler::SigIgn {
                     // Ignored by whoever started us (a background job): keep it so.
                     // SAFETY: puts back the disposition found.
@@ -92,4 +104,16 @@ pub(crate) fn reset_in_child() {
         // SAFETY: installing the default disposition has no memory-safety requirement.
         let _ = unsafe { sigaction(sig, &action) };
     }
+}
+
+/// In a freshly forked child doing work that must not be cut in half: SIGINT,
+/// SIGTERM and SIGHUP stay blocked (pending signals are dropped at `_exit`). A
+/// program started from it gets an empty mask back (`std::process::Command`
+/// clears it).
+pub(crate) fn block_in_child() {
+    let mut set = SigSet::empty();
+    for sig in SIGNALS {
+        set.add(sig);
+    }
+    let _ = set.thread_block();
 }

@@ -8,6 +8,33 @@
 //! grandchild G (pid 1 of it) runs the closure. Every child has `PR_SET_PDEATHSIG`
 //! = SIGKILL, so nothing outlives the caller; when G dies the kernel kills the whole
 //! pid namespace; the mounts live in the mount namespace and vanish with it.
+//!
+//! # The fork invariant (callers must hold it)
+//!
+//! The child is forked, not exec'd: it runs Rust code (allocation, JSON, the
+//! codec, `tracing`) in a copy of the caller's memory holding only the calling
+//! thread. glibc makes `malloc` usable after `fork`, but any other lock held by
+//! another thread at that instant stays held forever in the child. So while a
+//! sandbox function runs, the calling process must have no other thread that may
+//! hold a lock the child takes: no async runtime (tokio) alive, no thread logging
+//! or writing to stdout/stderr, none changing the environment (`set_var`). The
+//! `vauban` CLI is single-threaded when it calls the sandbox, but for the Ansible
+//! log follower of a stage; test harness threads run whole sandbox calls, each on
+//! its own. To keep such threads harmless, the child never logs (a no-op `tracing`
+//! dispatcher is set right after the fork: the subscriber's writer and stderr
+//! locks are the ones a logging thread holds) and never prints. A child stuck on a
+//! lock anyway is still killed by Ctrl-C (the parent polls for signals) and by the
+//! parent's death.
+//!
+//! Signals: children of interruptible work die of SIGINT/SIGTERM/SIGHUP (the
+//! parent then kills the tree and cleans up); children doing work that must not be
+//! cut in half (commit, removal) block them: Ctrl-C reaches the whole process
+//! group, and the parent acts on it once the work is done.
+//!
+//! File descriptors: every pipe is `O_CLOEXEC`, and before a program is started in
+//! the sandbox every inherited descriptor above 2 is marked close-on-exec, so a
+//! descriptor the caller left inheritable (a directory of the host would be a way
+//! out of the chroot) never reaches it.
 #![allow(unsafe_code)]
 
 use std::io::{Read, Write};
@@ -99,9 +126,16 @@ where
     let (sync_r, sync_w) = pipe2(cloexec).map_err(|e| Error::sys("pipe", e))?;
     let (go_r, go_w) = pipe2(cloexec).map_err(|e| Error::sys("pipe", e))?;
     let parent = nix::unistd::getpid();
-    // SAFETY: the child only runs the sandbox set-up and `f`, then leaves with
-    // `_exit` without returning into the caller's stack; glibc's fork handlers keep
-    // malloc usable in the child.
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let threads = std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count());
+        tracing::debug!(threads, what = spawn.what, "forking a sandbox child");
+    }
+    // SAFETY: the child never returns into the caller's stack: `child_main` ends
+    // with `_exit`, so no destructor of the parent's state runs twice. The child
+    // holds only this thread; it takes no lock another thread may hold, given the
+    // invariant of the module docs (no runtime or logging thread alive; glibc's
+    // fork handlers reset malloc's locks). The fds it needs are owned values moved
+    // into it; the others are CLOEXEC.
     match unsafe { fork() }.map_err(|e| Error::sys("fork", e))? {
         ForkResult::Child => {
             drop((result_r, sync_r, go_w));
@@ -292,8 +326,17 @@ where
     T: Serialize,
     F: FnOnce() -> Result<T>,
 {
-    signals::reset_in_child();
+    // Events go through the parent's subscriber, whose locks (its writer, stderr)
+    // another thread may have held at the fork: the child logs nothing. The guard
+    // lives until `_exit`.
+    let _quiet = tracing::dispatcher::set_default(&tracing::Dispatch::none());
+    if spawn.interruptible {
+        signals::reset_in_child();
+    } else {
+        signals::block_in_child();
+    }
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    // The parent may have died before the prctl: then no signal will ever come.
     if getppid() != parent {
         exit_now(1);
     }
@@ -363,6 +406,15 @@ fn enter(
 /// the closure and sends the reply itself; C only waits for it and leaves with its
 /// status (P sees no reply if G died without one).
 fn fork_init<T: Serialize, F: FnOnce() -> Result<T>>(result_w: OwnedFd, f: F) -> ! {
+    // G cannot check `getppid()` after its prctl (its parent is outside its pid
+    // namespace: always 0), so C holds the write end of this pipe until it dies.
+    let (alive_r, alive_w) = match pipe2(OFlag::O_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => {
+            send(result_w, &Reply::<T>::Err(render(&Error::sys("pipe", e))));
+            exit_now(1)
+        }
+    };
     // SAFETY: C is single-threaded (it was forked); G runs the closure and leaves
     // with `_exit`.
     match unsafe { fork() } {
@@ -371,13 +423,19 @@ fn fork_init<T: Serialize, F: FnOnce() -> Result<T>>(result_w: OwnedFd, f: F) ->
             exit_now(1)
         }
         Ok(ForkResult::Child) => {
+            drop(alive_w);
             let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+            if parent_gone(&alive_r) {
+                exit_now(1);
+            }
+            drop(alive_r);
+            cloexec_inherited_fds();
             let reply = run_closure(f);
             send(result_w, &reply);
             exit_now(0)
         }
         Ok(ForkResult::Parent { child }) => {
-            drop(result_w);
+            drop((result_w, alive_r));
             let code = loop {
                 match waitpid(child, None) {
                     Err(nix::errno::Errno::EINTR) => continue,
@@ -385,7 +443,36 @@ fn fork_init<T: Serialize, F: FnOnce() -> Result<T>>(result_w: OwnedFd, f: F) ->
                     Ok(status) => break wait_code(status),
                 }
             };
+            drop(alive_w);
             exit_now(code)
+        }
+    }
+}
+
+/// True when every write end of `alive` is closed: the process holding it died.
+fn parent_gone(alive: &OwnedFd) -> bool {
+    let mut fds = [PollFd::new(alive.as_fd(), PollFlags::POLLIN)];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+}
+
+/// Marks every descriptor above 2 close-on-exec: the program started in the
+/// sandbox gets stdin, stdout and stderr only, whatever the caller left open.
+fn cloexec_inherited_fds() {
+    // SAFETY: `close_range` with CLOSE_RANGE_CLOEXEC closes nothing and touches no
+    // memory; it only sets a flag on descriptors of this (single-threaded) process.
+    let rc = unsafe { libc::close_range(3, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
+    if rc != 0 {
+        // Kernels before 5.11: set the flag one by one.
+        if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+            let fds: Vec<i32> = dir
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .filter(|fd| *fd > 2)
+                .collect();
+            for fd in fds {
+                // SAFETY: F_SETFD on a descriptor number has no memory effect; a
+                // number already closed (the read_dir's own) fails with EBADF.
+                unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+            }
         }
     }
 }
@@ -458,6 +545,24 @@ mod tests {
         assert_eq!(framed(&frame), Some(&body[..]));
         assert_eq!(framed(&frame[..frame.len() - 1]), None);
         assert_eq!(framed(&frame[..3]), None);
+    }
+
+    /// Ctrl-C reaches the whole process group: a child doing work that must not
+    /// be cut in half (commit, removal) finishes it and reports.
+    #[test]
+    fn uninterruptible_children_survive_sigint_and_sigterm() {
+        let ns = NsConfig::detect().expect("namespaces for this test");
+        let spawn = Spawn {
+            what: "signal test",
+            ..Spawn::default()
+        };
+        let done: i32 = in_namespaces(&ns, &spawn, || {
+            nix::sys::signal::raise(Signal::SIGINT).map_err(|e| Error::sys("raise", e))?;
+            nix::sys::signal::raise(Signal::SIGTERM).map_err(|e| Error::sys("raise", e))?;
+            Ok(42)
+        })
+        .unwrap();
+        assert_eq!(done, 42);
     }
 
     #[test]

@@ -161,3 +161,154 @@ pub fn failed_prepare_leaves_nothing_and_missing_image_is_named() {
     assert!(err.contains("nope"), "{err}");
     assert_eq!(std::fs::read_dir(store.tmp_dir()).unwrap().count(), 0);
 }
+
+/// A store with the busybox image, removed (inside the user namespace) on drop.
+pub struct BbStore {
+    dir: Option<tempfile::TempDir>,
+    pub store: Store,
+    pub base: Reference,
+}
+
+impl BbStore {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let base = import_busybox(&store);
+        BbStore {
+            dir: Some(dir),
+            store,
+            base,
+        }
+    }
+
+    /// Adds a layer holding the symlink `rel -> target` on top of the base image.
+    pub fn with_link(&self, rel: &str, target: &str, name: &str) -> Reference {
+        let tree = tempfile::tempdir().unwrap();
+        let link = tree.path().join(rel);
+        std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(target, &link).unwrap();
+        let mut w = self.store.blob_writer().unwrap();
+        let packed = vauban_oci::layer::pack(
+            vauban_oci::layer::LayerSource::Tree(tree.path()),
+            &PackOptions::default(),
+            &mut w,
+        )
+        .unwrap();
+        w.commit(Some(&packed.digest)).unwrap();
+        let layer = NewLayer {
+            digest: packed.digest,
+            size: packed.size,
+            diff_id: packed.diff_id,
+            media_type: packed.media_type,
+        };
+        let history = HistoryEntry {
+            created_by: format!("ln -s {target} {rel}"),
+            created: vauban_oci::image::created_now(),
+            comment: None,
+        };
+        let base = self.store.image(&self.base).unwrap();
+        let name = Reference::parse(name).unwrap();
+        vauban_oci::image::commit(&self.store, Some(&base), &[layer], &history, &name).unwrap();
+        name
+    }
+}
+
+impl Drop for BbStore {
+    fn drop(&mut self) {
+        let path = self.dir.take().unwrap().keep();
+        let _ = vauban_core::sandbox::remove_dir_all(&path);
+    }
+}
+
+/// A file descriptor the caller left inheritable (no CLOEXEC) never reaches the
+/// sandboxed command: a directory fd of the host would be a way out of the chroot.
+pub fn inherited_fds_do_not_reach_the_command() {
+    let s = BbStore::new();
+    let fd = nix::fcntl::open(
+        "/",
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY,
+        nix::sys::stat::Mode::empty(),
+    )
+    .unwrap();
+    use std::os::fd::AsRawFd;
+    let n = fd.as_raw_fd();
+    let sandbox = Sandbox::prepare(&s.store, &s.base, SandboxOptions::default()).unwrap();
+    let script = format!("test ! -e /proc/$$/fd/{n}");
+    let status = sandbox.run(&sh(&script)).unwrap();
+    assert!(
+        status.success(),
+        "fd {n} (the host's /) leaked into the chroot"
+    );
+    let host = Program::Host(vec!["/bin/sh".into(), "-c".into(), script]);
+    assert!(
+        sandbox.run(&host).unwrap().success(),
+        "fd {n} leaked into a host program"
+    );
+    drop(fd);
+}
+
+/// Every mount under `/sys` is read-only in the sandbox, submounts included
+/// (cgroup file systems of the host are mounted there).
+pub fn sys_is_read_only_with_its_submounts() {
+    let s = BbStore::new();
+    let sandbox = Sandbox::prepare(&s.store, &s.base, SandboxOptions::default()).unwrap();
+    let status = sandbox
+        .run(&sh(
+            "! grep -E '^[^ ]+ [^ ]+ [^ ]+ [^ ]+ /sys(/[^ ]*)? rw' /proc/self/mountinfo",
+        ))
+        .unwrap();
+    assert!(
+        status.success(),
+        "a mount under /sys is writable in the sandbox"
+    );
+}
+
+/// An image whose `/etc/resolv.conf` is a link into `/run` (systemd-resolved's
+/// stub, relative or absolute) still gets the host's resolver config; the link is
+/// not changed in the layer and nothing lands outside the merged tree.
+pub fn resolv_conf_link_into_run_gets_the_private_copy() {
+    let s = BbStore::new();
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let want = host.trim_end_matches('\n').to_string();
+    for (i, target) in [
+        "../run/systemd/resolve/stub-resolv.conf",
+        "/run/systemd/resolve/stub-resolv.conf",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let image = s.with_link("etc/resolv.conf", target, &format!("linked{i}"));
+        let opts = SandboxOptions {
+            env: vec![("WANT".into(), want.clone())],
+            ..SandboxOptions::default()
+        };
+        let sandbox = Sandbox::prepare(&s.store, &image, opts).unwrap();
+        let status = sandbox
+            .run(&sh(
+                "test -L /etc/resolv.conf && test \"$(cat /etc/resolv.conf)\" = \"$WANT\"",
+            ))
+            .unwrap();
+        assert!(
+            status.success(),
+            "{target}: the build does not see the host's resolv.conf"
+        );
+        let new = sandbox
+            .commit(&CommitOptions::new(
+                Reference::parse(&format!("after{i}")).unwrap(),
+                "test",
+            ))
+            .unwrap();
+        let layer = last_layer(&s.store, &new);
+        let names: Vec<&String> = layer.keys().collect();
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.starts_with("etc/") || n.starts_with("run")),
+            "{target}: {names:?}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        host
+    );
+}

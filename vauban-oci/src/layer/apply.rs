@@ -32,6 +32,12 @@ pub fn apply(tar: impl Read, target: &Path, opts: &ApplyOptions) -> Result<Apply
         dirs: HashMap::new(),
         buf: vec![0; 256 * 1024],
         parser: EntryParser::default(),
+        parent: None,
+        removed: false,
+        ids: (
+            rustix::process::geteuid().as_raw(),
+            rustix::process::getegid().as_raw(),
+        ),
     };
     let tar_err = |source: io::Error| Error::Tar {
         what: target.display().to_string(),
@@ -76,6 +82,15 @@ pub(super) struct Applier {
     dirs: HashMap<Vec<Vec<u8>>, i64>,
     buf: Vec<u8>,
     parser: EntryParser,
+    /// The parent directory of the last entry (tar streams list a directory's
+    /// files together): reused while nothing was removed since it was resolved,
+    /// as only a removal or a replacement can change what a path resolves to.
+    parent: Option<(Vec<Vec<u8>>, OwnedFd)>,
+    /// Set when the current entry removed something (the cached parent is then
+    /// dropped).
+    removed: bool,
+    /// Our effective uid and gid (what new files belong to).
+    ids: (u32, u32),
 }
 
 impl Applier {
@@ -106,14 +121,16 @@ impl Applier {
             return Err(unsafe_entry(&raw, "whiteout name as a parent directory"));
         }
         if let Some(target) = name.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+            self.parent = None;
             return self.whiteout(&raw, parent, name, target);
         }
-        let dir = self.parent(parent, &raw)?;
+        let (comps, dir) = self.parent(parent, &raw)?;
         if kind != Kind::Dir {
             // A directory replaced by this entry keeps no pending mtime.
             self.dirs.remove(&path.0);
         }
-        match kind {
+        self.removed = false;
+        let r = match kind {
             Kind::Dir => self.dir(&dir, &path, name, &raw, &attrs),
             Kind::File(_) => self.file(&dir, name, &raw, &attrs, e),
             Kind::Symlink(target) => {
@@ -130,12 +147,25 @@ impl Applier {
                 self.node(&dir, name, &raw, &attrs, FileType::BlockDevice, ma, mi)
             }
             Kind::Fifo => self.node(&dir, name, &raw, &attrs, FileType::Fifo, 0, 0),
+        };
+        if r.is_ok() && !self.removed {
+            self.parent = Some((comps, dir));
         }
+        r
     }
 
-    fn parent(&mut self, comps: &[Vec<u8>], raw: &[u8]) -> Result<OwnedFd> {
-        self.dir_in_root(comps, true, raw)?
-            .ok_or_else(|| unsafe_entry(raw, "parent directory could not be created"))
+    /// The parent directory `comps` (created if missing), from the cache when
+    /// the previous entry had the same one.
+    fn parent(&mut self, comps: &[Vec<u8>], raw: &[u8]) -> Result<(Vec<Vec<u8>>, OwnedFd)> {
+        if let Some((cached, fd)) = self.parent.take() {
+            if cached == comps {
+                return Ok((cached, fd));
+            }
+        }
+        let fd = self
+            .dir_in_root(comps, true, raw)?
+            .ok_or_else(|| unsafe_entry(raw, "parent directory could not be created"))?;
+        Ok((comps.to_vec(), fd))
     }
 
     /// [`Root::dir`], the directories it makes counted as this layer's own.
@@ -174,6 +204,10 @@ impl Applier {
     /// Removes whatever is at `name` (a link is removed, never written through).
     fn clear(&mut self, dir: &OwnedFd, name: &[u8], raw: &[u8]) -> Result<()> {
         let st = type_at(dir, name).map_err(|e| self.err("stat", raw, e))?;
+        if st.is_none() {
+            return Ok(());
+        }
+        self.removed = true;
         remove_all_at(dir, name).map_err(|e| self.err("remove", raw, e))?;
         // A file whose last link went is forgotten: a layer repeating one
         // entry must not grow memory (some filesystems never reuse inodes).
@@ -191,7 +225,8 @@ impl Applier {
             .fd()
             .try_clone()
             .map_err(|e| self.err("open", raw, e))?;
-        self.fd_attrs(&fd, raw, attrs)?;
+        let st = rustix::fs::fstat(&fd).map_err(|e| self.err("stat", raw, e))?;
+        self.fd_attrs(&fd, &st, raw, attrs)?;
         self.dirs.insert(Vec::new(), attrs.mtime);
         Ok(())
     }
@@ -204,19 +239,25 @@ impl Applier {
         raw: &[u8],
         attrs: &Attrs,
     ) -> Result<()> {
-        match type_at(parent, name).map_err(|e| self.err("stat", raw, e))? {
-            Some(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
-            existing => {
-                if existing.is_some() {
+        // Made first (the common case in a fresh target), looked at only when
+        // something is in the way; mkdirat never follows the last component.
+        let mode = self.initial_mode(attrs, 0o700);
+        match rustix::fs::mkdirat(parent, name, mode) {
+            Ok(()) => {}
+            Err(Errno::EXIST) => match type_at(parent, name).map_err(|e| self.err("stat", raw, e))? {
+                Some(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
+                _ => {
                     self.clear(parent, name, raw)?;
+                    rustix::fs::mkdirat(parent, name, mode)
+                        .map_err(|e| self.err("mkdir", raw, e))?;
                 }
-                rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o700))
-                    .map_err(|e| self.err("mkdir", raw, e))?;
-            }
+            },
+            Err(e) => return Err(self.err("mkdir", raw, e)),
         }
         let fd = open_dir_at(parent, name).map_err(|e| self.err("open", raw, e))?;
-        self.fd_attrs(&fd, raw, attrs)?;
-        self.mark_created(parent, name);
+        let st = rustix::fs::fstat(&fd).map_err(|e| self.err("stat", raw, e))?;
+        self.fd_attrs(&fd, &st, raw, attrs)?;
+        self.created.insert((st.st_dev, st.st_ino));
         self.dirs.insert(path.0.clone(), attrs.mtime);
         Ok(())
     }
@@ -229,13 +270,24 @@ impl Applier {
         attrs: &Attrs,
         data: &mut dyn Read,
     ) -> Result<()> {
-        self.clear(parent, name, raw)?;
-        let fd = rustix::fs::openat(
-            parent,
-            name,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )
+        // Created first (the common case in a fresh target); whatever is in
+        // the way is removed, never written through (O_EXCL | O_NOFOLLOW).
+        let mode = self.initial_mode(attrs, 0o600);
+        let create = |parent: &OwnedFd| {
+            rustix::fs::openat(
+                parent,
+                name,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                mode,
+            )
+        };
+        let fd = match create(parent) {
+            Err(Errno::EXIST) => {
+                self.clear(parent, name, raw)?;
+                create(parent)
+            }
+            r => r,
+        }
         .map_err(|e| self.err("create", raw, e))?;
         let mut file = std::fs::File::from(fd);
         loop {
@@ -254,25 +306,50 @@ impl Applier {
                 .map_err(|e| self.err("write", raw, e))?;
         }
         let fd = OwnedFd::from(file);
-        self.fd_attrs(&fd, raw, attrs)?;
+        let st = rustix::fs::fstat(&fd).map_err(|e| self.err("stat", raw, e))?;
+        self.fd_attrs(&fd, &st, raw, attrs)?;
         set_times(rustix::fs::futimens(&fd, &times(attrs.mtime)), || {
             self.err("set times of", raw, Errno::INVAL)
         })?;
-        self.mark_created(parent, name);
+        self.created.insert((st.st_dev, st.st_ino));
         Ok(())
     }
 
-    /// Owner, mode, xattrs through an open file or directory (in that order:
-    /// chown clears setuid bits and capabilities).
-    fn fd_attrs(&mut self, fd: &OwnedFd, raw: &[u8], attrs: &Attrs) -> Result<()> {
-        let r = rustix::fs::fchown(
-            fd,
-            Some(Uid::from_raw(attrs.uid)),
-            Some(Gid::from_raw(attrs.gid)),
-        );
-        self.owner_result(r, raw)?;
-        rustix::fs::fchmod(fd, Mode::from_raw_mode(attrs.mode & 0o7777))
-            .map_err(|e| self.err("chmod", raw, e))?;
+    /// The mode to create a file or directory with: its final permission bits
+    /// (no setuid, setgid or sticky bit) when it will belong to whom we create
+    /// it as, so that no chown or chmod follows in the common case; else the
+    /// owner-only `private`, until the chown.
+    fn initial_mode(&self, attrs: &Attrs, private: u32) -> Mode {
+        if (attrs.uid, attrs.gid) == self.ids {
+            Mode::from_raw_mode(attrs.mode & 0o777)
+        } else {
+            Mode::from_raw_mode(private)
+        }
+    }
+
+    /// Owner, mode, xattrs through an open file or directory whose current
+    /// state is `st` (in that order: chown clears setuid bits and
+    /// capabilities). An owner or mode already right is left alone.
+    fn fd_attrs(
+        &mut self,
+        fd: &OwnedFd,
+        st: &rustix::fs::Stat,
+        raw: &[u8],
+        attrs: &Attrs,
+    ) -> Result<()> {
+        let chown = (st.st_uid, st.st_gid) != (attrs.uid, attrs.gid);
+        if chown {
+            let r = rustix::fs::fchown(
+                fd,
+                Some(Uid::from_raw(attrs.uid)),
+                Some(Gid::from_raw(attrs.gid)),
+            );
+            self.owner_result(r, raw)?;
+        }
+        if chown || st.st_mode & 0o7777 != attrs.mode & 0o7777 {
+            rustix::fs::fchmod(fd, Mode::from_raw_mode(attrs.mode & 0o7777))
+                .map_err(|e| self.err("chmod", raw, e))?;
+        }
         for (n, v) in &attrs.xattrs {
             let r = xattr::set_fd(fd, &xattr::escape_overlay(n), v);
             self.xattr_result(r, raw)?;
@@ -290,17 +367,22 @@ impl Applier {
         attrs: &Attrs,
         link: bool,
     ) -> Result<()> {
-        let r = rustix::fs::chownat(
-            parent,
-            name,
-            Some(Uid::from_raw(attrs.uid)),
-            Some(Gid::from_raw(attrs.gid)),
-            AtFlags::SYMLINK_NOFOLLOW,
-        );
-        self.owner_result(r, raw)?;
+        let st = type_at(parent, name).map_err(|e| self.err("stat", raw, e))?;
+        let chown = st.is_none_or(|st| (st.st_uid, st.st_gid) != (attrs.uid, attrs.gid));
+        if chown {
+            let r = rustix::fs::chownat(
+                parent,
+                name,
+                Some(Uid::from_raw(attrs.uid)),
+                Some(Gid::from_raw(attrs.gid)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            );
+            self.owner_result(r, raw)?;
+        }
         if !link {
-            // fchmodat cannot refuse to follow: check it is the node we just made.
-            let st = type_at(parent, name).map_err(|e| self.err("stat", raw, e))?;
+            // fchmodat cannot refuse to follow: check it is the node we just
+            // made (the name is never replaced by a link in between: the
+            // target is ours while a layer is applied).
             if st.is_some_and(|st| FileType::from_raw_mode(st.st_mode) != FileType::Symlink) {
                 rustix::fs::chmodat(
                     parent,
@@ -317,7 +399,9 @@ impl Applier {
         }
         let r = rustix::fs::utimensat(parent, name, &times(attrs.mtime), AtFlags::SYMLINK_NOFOLLOW);
         set_times(r, || self.err("set times of", raw, Errno::INVAL))?;
-        self.mark_created(parent, name);
+        if let Some(st) = st {
+            self.created.insert((st.st_dev, st.st_ino));
+        }
         Ok(())
     }
 

@@ -12,6 +12,7 @@ mod encoder;
 mod entry;
 mod pack;
 mod path;
+mod pipe;
 mod repack;
 mod resolve;
 mod verify;

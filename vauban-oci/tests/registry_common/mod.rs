@@ -1,9 +1,11 @@
 //! Test harness of the registry tests: Debian's real `docker-registry` on a free
 //! 127.0.0.1 port (open, or with htpasswd basic auth), stopped in `Drop`; a
 //! loopback HTTP proxy that injects faults and counts bytes; small test images
-//! built in a temp store.
+//! built in a temp store; a [`RegistryFixture`] bundling the three, and the
+//! push, pull and skopeo calls the tests share.
 #![allow(dead_code, unused_imports)]
 
+mod fixture;
 mod images;
 mod proxy;
 mod server;
@@ -13,6 +15,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use fixture::*;
 pub use images::*;
 pub use proxy::*;
 pub use server::*;
@@ -53,6 +56,15 @@ pub fn skopeo(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `skopeo inspect --tls-verify=false FLAGS docker://IMAGE`; its output.
+pub fn skopeo_inspect(image: impl std::fmt::Display, flags: &[&str]) -> String {
+    let image = format!("docker://{image}");
+    let mut args = vec!["inspect", "--tls-verify=false"];
+    args.extend_from_slice(flags);
+    args.push(&image);
+    skopeo(&args)
 }
 
 /// A progress that records nothing.

@@ -151,6 +151,49 @@ fn take_match<T>(list: &mut Vec<(String, T)>, path: &str) -> Option<T> {
     Some(list.remove(i).1)
 }
 
+/// Counts down the first entry with a count left whose pattern is in `path`;
+/// whether there was one.
+fn take_counted(list: &mut [(String, u32)], path: &str) -> bool {
+    match list
+        .iter_mut()
+        .find(|(p, n)| *n > 0 && path.contains(p.as_str()))
+    {
+        Some((_, n)) => {
+            *n -= 1;
+            true
+        }
+        None => false,
+    }
+}
+
+/// Records a request and the status it got.
+fn record(seen: &Mutex<Vec<Seen>>, method: &str, path: &str, body_bytes: u64, status: u16) {
+    seen.lock().unwrap().push(Seen {
+        method: method.to_string(),
+        path: path.to_string(),
+        body_bytes,
+        status,
+    });
+}
+
+/// Reads and drops the request body, answers `HTTP/1.1 {status} {rest}`
+/// (`rest`: the reason phrase, then any header lines) with an empty body;
+/// returns the request body's size.
+fn answer_empty(
+    head: &[String],
+    reader: &mut impl BufRead,
+    client: &mut TcpStream,
+    status: u16,
+    rest: &str,
+) -> std::io::Result<u64> {
+    let body = relay_body(head, reader, &mut std::io::sink())?;
+    write!(
+        client,
+        "HTTP/1.1 {status} {rest}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    Ok(body)
+}
+
 fn handle(
     client: TcpStream,
     upstream: u16,
@@ -175,77 +218,31 @@ fn handle(
     )? {
         return Ok(done);
     }
-    let fail = {
-        let mut f = faults.lock().unwrap();
-        let hit = f
-            .fail
-            .iter_mut()
-            .find(|(p, n)| *n > 0 && path.contains(p.as_str()));
-        match hit {
-            Some((_, n)) => {
-                *n -= 1;
-                true
-            }
-            None => false,
-        }
-    };
+    // Counted first: a request cut short still uses up a 500.
+    let fail = take_counted(&mut faults.lock().unwrap().fail, &path);
     let cut = take_match(&mut faults.lock().unwrap().cut_request, &path);
     if let Some(n) = cut {
         let got = std::io::copy(&mut (&mut reader).take(n), &mut std::io::sink())?;
         let _ = client_w.shutdown(Shutdown::Both);
-        seen.lock().unwrap().push(Seen {
-            method,
-            path,
-            body_bytes: got,
-            status: 0,
-        });
+        record(seen, &method, &path, got, 0);
         return Ok(());
     }
-    let redirect = {
+    // Faults the proxy answers itself, without asking the registry.
+    let answer: Option<(u16, String)> = {
         let mut f = faults.lock().unwrap();
-        take_match(&mut f.redirect, &path)
+        if let Some(location) = take_match(&mut f.redirect, &path) {
+            Some((307, format!("Temporary Redirect\r\nLocation: {location}")))
+        } else if take_counted(&mut f.throttle, &path) {
+            Some((429, "Too Many Requests\r\nRetry-After: 1".into()))
+        } else if fail {
+            Some((500, "Internal Server Error".into()))
+        } else {
+            None
+        }
     };
-    if let Some(location) = redirect {
-        let body = relay_body(&head, &mut reader, &mut std::io::sink())?;
-        write!(client_w, "HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
-        seen.lock().unwrap().push(Seen {
-            method,
-            path,
-            body_bytes: body,
-            status: 307,
-        });
-        return Ok(());
-    }
-    let throttle = {
-        let mut f = faults.lock().unwrap();
-        let hit = f
-            .throttle
-            .iter_mut()
-            .find(|(p, n)| *n > 0 && path.contains(p.as_str()));
-        hit.map(|(_, n)| *n -= 1).is_some()
-    };
-    if throttle {
-        let body = relay_body(&head, &mut reader, &mut std::io::sink())?;
-        client_w.write_all(b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
-        seen.lock().unwrap().push(Seen {
-            method,
-            path,
-            body_bytes: body,
-            status: 429,
-        });
-        return Ok(());
-    }
-    if fail {
-        let body = relay_body(&head, &mut reader, &mut std::io::sink())?;
-        client_w.write_all(
-            b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-        )?;
-        seen.lock().unwrap().push(Seen {
-            method,
-            path,
-            body_bytes: body,
-            status: 500,
-        });
+    if let Some((status, rest)) = answer {
+        let body = answer_empty(&head, &mut reader, &mut client_w, status, &rest)?;
+        record(seen, &method, &path, body, status);
         return Ok(());
     }
 
@@ -271,12 +268,7 @@ fn handle(
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    seen.lock().unwrap().push(Seen {
-        method: method.clone(),
-        path: path.clone(),
-        body_bytes,
-        status,
-    });
+    record(seen, &method, &path, body_bytes, status);
 
     let (drop_after, corrupt) = {
         let mut f = faults.lock().unwrap();
@@ -333,29 +325,16 @@ fn bearer_gate(
         return Ok(None);
     }
     let host = header(head, "host").unwrap_or("").to_string();
-    let record = |status: u16, body_bytes: u64| {
-        seen.lock().unwrap().push(Seen {
-            method: method.to_string(),
-            path: path.to_string(),
-            body_bytes,
-            status,
-        });
-    };
     if path.starts_with("/token") {
         f.issued += 1;
         let token = format!("tok-{}", f.issued);
         f.tokens.push(token.clone());
         let body = format!("{{\"token\":\"{token}\",\"expires_in\":300}}");
         write!(client, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())?;
-        record(200, 0);
+        record(seen, method, path, 0, 200);
         return Ok(Some(()));
     }
-    if let Some(hit) = f
-        .expire_on
-        .iter_mut()
-        .find(|(p, n)| *n > 0 && path.contains(p.as_str()))
-    {
-        hit.1 -= 1;
+    if take_counted(&mut f.expire_on, path) {
         f.tokens.clear();
     }
     let ok = header(head, "authorization")
@@ -365,11 +344,9 @@ fn bearer_gate(
         return Ok(None);
     }
     drop(f);
-    let body = relay_body(head, reader, &mut std::io::sink())?;
-    write!(
-        client,
-        "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://{host}/token\",service=\"vauban-test\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )?;
-    record(401, body);
+    let challenge =
+        format!("Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://{host}/token\",service=\"vauban-test\"");
+    let body = answer_empty(head, reader, client, 401, &challenge)?;
+    record(seen, method, path, body, 401);
     Ok(Some(()))
 }
