@@ -562,6 +562,11 @@ fn sigkill_of_vauban_kills_the_command_and_gc_cleans_up() {
     let mut out = BufReader::new(child.stdout.take().unwrap());
     out.read_line(&mut line).unwrap();
     assert_eq!(line, "started\n");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sleeper_alive_with(b"busybox\0sleep\x006124\0") {
+        assert!(Instant::now() < deadline, "the command never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     child.kill().unwrap();
     child.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);

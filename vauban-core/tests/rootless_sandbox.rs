@@ -39,3 +39,9 @@ fn rootless_resolv_conf_link_into_run_gets_the_private_copy() {
     unprivileged();
     sandbox_common::resolv_conf_link_into_run_gets_the_private_copy();
 }
+
+#[test]
+fn rootless_image_without_layers_runs() {
+    unprivileged();
+    sandbox_common::image_without_layers_runs();
+}

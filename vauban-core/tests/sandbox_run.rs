@@ -29,3 +29,8 @@ fn sys_is_read_only_with_its_submounts() {
 fn resolv_conf_link_into_run_gets_the_private_copy() {
     sandbox_common::resolv_conf_link_into_run_gets_the_private_copy();
 }
+
+#[test]
+fn image_without_layers_runs() {
+    sandbox_common::image_without_layers_runs();
+}

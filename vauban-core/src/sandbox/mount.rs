@@ -45,7 +45,7 @@ impl Overlay {
     /// Mounts the overlay on `target`.
     pub fn mount(&self, target: &Path) -> Result<()> {
         if self.lower.is_empty() {
-            // An image without layers: an overlay needs one lower dir, use an empty one.
+            // The caller gives an empty dir for an image without layers.
             return Err(Error::OverlayRefused {
                 target: target.into(),
                 layers: 0,

@@ -108,7 +108,7 @@ impl<'s> Sandbox<'s> {
     fn make_dirs(&mut self) -> Result<()> {
         std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o755))
             .at("chmod", &self.dir)?;
-        for d in ["upper", "work", "merged", "private"] {
+        for d in ["upper", "work", "merged", "private", "empty"] {
             let p = self.dir.join(d);
             std::fs::create_dir(&p).at("mkdir", &p)?;
         }
@@ -168,8 +168,14 @@ impl<'s> Sandbox<'s> {
         if argv.is_empty() {
             return Err(Error::EmptyCommand);
         }
+        // An image without layers (`FROM scratch`): the overlay needs a lower dir.
+        let lower = if self.lower.is_empty() {
+            vec![self.dir.join("empty")]
+        } else {
+            self.lower.clone()
+        };
         let overlay = Overlay {
-            lower: self.lower.clone(),
+            lower,
             upper: self.upper_dir(),
             work: self.dir.join("work"),
         };

@@ -158,7 +158,8 @@ fn parent_main<T: DeserializeOwned>(
 ) -> Result<T> {
     let kill_child = |err: Error| {
         let _ = kill(child, Signal::SIGKILL);
-        let _ = waitpid(child, None);
+        // Reaped for sure (EINTR retried): no zombie left behind.
+        let _ = wait_blocking(child);
         err
     };
     if let Some(mapping) = &ns.mapping {

@@ -183,10 +183,17 @@ impl BbStore {
 
     /// Adds a layer holding the symlink `rel -> target` on top of the base image.
     pub fn with_link(&self, rel: &str, target: &str, name: &str) -> Reference {
+        self.with_layer(name, &format!("ln -s {target} {rel}"), |tree| {
+            let link = tree.join(rel);
+            std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+            std::os::unix::fs::symlink(target, &link).unwrap();
+        })
+    }
+
+    /// Adds a layer made by `make` (given the layer's root) on top of the base image.
+    pub fn with_layer(&self, name: &str, created_by: &str, make: impl FnOnce(&Path)) -> Reference {
         let tree = tempfile::tempdir().unwrap();
-        let link = tree.path().join(rel);
-        std::fs::create_dir_all(link.parent().unwrap()).unwrap();
-        std::os::unix::fs::symlink(target, &link).unwrap();
+        make(tree.path());
         let mut w = self.store.blob_writer().unwrap();
         let packed = vauban_oci::layer::pack(
             vauban_oci::layer::LayerSource::Tree(tree.path()),
@@ -202,7 +209,7 @@ impl BbStore {
             media_type: packed.media_type,
         };
         let history = HistoryEntry {
-            created_by: format!("ln -s {target} {rel}"),
+            created_by: created_by.into(),
             created: vauban_oci::image::created_now(),
             comment: None,
         };
@@ -307,8 +314,73 @@ pub fn resolv_conf_link_into_run_gets_the_private_copy() {
             "{target}: {names:?}"
         );
     }
+    // A link to a file of the image: the private copy covers that file, which the
+    // layer does not change.
+    let image = s.with_layer("linked-file", "resolvconf", |tree| {
+        std::fs::create_dir_all(tree.join("etc/resolvconf")).unwrap();
+        std::fs::write(
+            tree.join("etc/resolvconf/resolv.conf"),
+            "nameserver 192.0.2.1\n",
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("resolvconf/resolv.conf", tree.join("etc/resolv.conf")).unwrap();
+    });
+    let opts = SandboxOptions {
+        env: vec![("WANT".into(), want.clone())],
+        ..SandboxOptions::default()
+    };
+    let sandbox = Sandbox::prepare(&s.store, &image, opts).unwrap();
+    let status = sandbox
+        .run(&sh(
+            "test -L /etc/resolv.conf && test \"$(cat /etc/resolv.conf)\" = \"$WANT\"",
+        ))
+        .unwrap();
+    assert!(
+        status.success(),
+        "a link to an image file: not the host's resolv.conf"
+    );
+    let new = sandbox
+        .commit(&CommitOptions::new(
+            Reference::parse("after-file").unwrap(),
+            "test",
+        ))
+        .unwrap();
+    let layer = last_layer(&s.store, &new);
+    let names: Vec<&String> = layer.keys().collect();
+    assert!(!names.iter().any(|n| n.starts_with("etc/")), "{names:?}");
     assert_eq!(
         std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
         host
     );
+}
+
+/// An image without layers still gets a sandbox (an empty lower dir): a host
+/// program runs in it and a commit makes its first layer.
+pub fn image_without_layers_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let history = HistoryEntry {
+        created_by: "scratch".into(),
+        created: vauban_oci::image::created_now(),
+        comment: None,
+    };
+    let name = Reference::parse("scratch").unwrap();
+    vauban_oci::image::commit(&store, None, &[], &history, &name).unwrap();
+    let sandbox = Sandbox::prepare(&store, &name, SandboxOptions::default()).unwrap();
+    let script = format!("echo made > {}/made", sandbox.merged_dir().display());
+    let status = sandbox
+        .run(&Program::Host(vec!["/bin/sh".into(), "-c".into(), script]))
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let image = sandbox
+        .commit(&CommitOptions::new(
+            Reference::parse("first").unwrap(),
+            "test",
+        ))
+        .unwrap();
+    let layer = last_layer(&store, &image);
+    assert_eq!(layer["made"].2, b"made\n");
+    drop(store);
+    let path = dir.keep();
+    vauban_core::sandbox::remove_dir_all(&path).unwrap();
 }
