@@ -166,6 +166,14 @@ fn extract_one(store: &Store, layer: &Layer, owners: Owners) -> Result<()> {
     };
     let report = apply_blob(std::io::BufReader::new(blob), &info, &tmp.0, &opts)?;
     tracing::debug!(%diff_id, ?report, "layer extracted");
+    // The tree must be on disk before its name says it is whole: a crash after
+    // the rename must never leave a half-written layer dir that the next build
+    // takes as complete. One syncfs flushes the whole tree.
+    let dir = std::fs::File::open(&tmp.0).at("open", &tmp.0)?;
+    rustix::fs::syncfs(&dir)
+        .map_err(std::io::Error::from)
+        .at("syncfs", &tmp.0)?;
+    drop(dir);
     let tmp = tmp.keep();
     if let Some(parent) = target.parent() {
         std::fs::create_dir_all(parent).at("mkdir", parent)?;

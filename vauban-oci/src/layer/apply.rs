@@ -244,14 +244,16 @@ impl Applier {
         let mode = self.initial_mode(attrs, 0o700);
         match rustix::fs::mkdirat(parent, name, mode) {
             Ok(()) => {}
-            Err(Errno::EXIST) => match type_at(parent, name).map_err(|e| self.err("stat", raw, e))? {
-                Some(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
-                _ => {
-                    self.clear(parent, name, raw)?;
-                    rustix::fs::mkdirat(parent, name, mode)
-                        .map_err(|e| self.err("mkdir", raw, e))?;
+            Err(Errno::EXIST) => {
+                match type_at(parent, name).map_err(|e| self.err("stat", raw, e))? {
+                    Some(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
+                    _ => {
+                        self.clear(parent, name, raw)?;
+                        rustix::fs::mkdirat(parent, name, mode)
+                            .map_err(|e| self.err("mkdir", raw, e))?;
+                    }
                 }
-            },
+            }
             Err(e) => return Err(self.err("mkdir", raw, e)),
         }
         let fd = open_dir_at(parent, name).map_err(|e| self.err("open", raw, e))?;
