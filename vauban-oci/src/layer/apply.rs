@@ -83,11 +83,13 @@ pub(super) struct Applier {
     buf: Vec<u8>,
     parser: EntryParser,
     /// The parent directory of the last entry (tar streams list a directory's
-    /// files together): reused while nothing was removed since it was resolved,
-    /// as only a removal or a replacement can change what a path resolves to.
+    /// files together), reused by the next entry with the same parent. Only a
+    /// removal can change what a path resolves to, and an entry removes names
+    /// inside its parent only; still, to keep the argument local, the cache is
+    /// dropped after any removal and before any whiteout (the hostile table
+    /// has parents replaced between two of their files).
     parent: Option<(Vec<Vec<u8>>, OwnedFd)>,
-    /// Set when the current entry removed something (the cached parent is then
-    /// dropped).
+    /// Set when the current entry removed something.
     removed: bool,
     /// Our effective uid and gid (what new files belong to).
     ids: (u32, u32),

@@ -1,8 +1,10 @@
 //! Helpers shared by the layer codec tests: tree snapshots and comparisons,
-//! a raw tar builder that writes any name (hostile ones too), privilege checks
-//! and fixtures.
+//! a raw tar builder that writes any name (hostile ones too), privilege checks,
+//! fixtures, and the hostile-layer table ([`hostile`]).
 
 #![allow(dead_code)]
+
+pub mod hostile;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
@@ -248,6 +250,8 @@ pub struct E {
     pub pax_path: bool,
     /// Extra raw PAX records.
     pub pax_extra: Vec<(String, Vec<u8>)>,
+    /// Device major and minor numbers (char and block devices).
+    pub dev: (u32, u32),
 }
 
 fn e(name: &str, ty: tar::EntryType) -> E {
@@ -267,6 +271,7 @@ fn e(name: &str, ty: tar::EntryType) -> E {
         xattrs: Vec::new(),
         pax_path: false,
         pax_extra: Vec::new(),
+        dev: (0, 0),
     }
 }
 
@@ -295,6 +300,24 @@ pub fn hard(name: &str, target: &str) -> E {
         link: target.as_bytes().to_vec(),
         ..e(name, tar::EntryType::Link)
     }
+}
+/// A character device node.
+pub fn chardev(name: &str, major: u32, minor: u32) -> E {
+    E {
+        dev: (major, minor),
+        ..e(name, tar::EntryType::Char)
+    }
+}
+/// A block device node.
+pub fn blockdev(name: &str, major: u32, minor: u32) -> E {
+    E {
+        dev: (major, minor),
+        ..e(name, tar::EntryType::Block)
+    }
+}
+/// A FIFO.
+pub fn fifo(name: &str) -> E {
+    e(name, tar::EntryType::Fifo)
 }
 /// A whiteout of `name` (in its directory).
 pub fn wh(name: &str) -> E {
@@ -344,6 +367,11 @@ impl E {
     /// With a mode.
     pub fn mode(mut self, mode: u32) -> E {
         self.mode = mode;
+        self
+    }
+    /// With an mtime.
+    pub fn mtime(mut self, mtime: u64) -> E {
+        self.mtime = mtime;
         self
     }
     /// With an owner.
@@ -434,6 +462,10 @@ pub fn tar_of(entries: &[E]) -> Vec<u8> {
         h.set_uid(en.uid);
         h.set_gid(en.gid);
         h.set_mtime(en.mtime);
+        if matches!(en.ty, tar::EntryType::Char | tar::EntryType::Block) {
+            h.set_device_major(en.dev.0).unwrap();
+            h.set_device_minor(en.dev.1).unwrap();
+        }
         h.set_cksum();
         out.extend_from_slice(h.as_bytes());
         out.extend_from_slice(&en.data);
