@@ -115,6 +115,8 @@ pub struct Ctx {
     pub root: bool,
     /// Lazily prepared resources, owned by the rows module.
     pub state: rows::State,
+    /// Counter making every fresh path unique (see [`Ctx::fresh_path`]).
+    pub fresh: std::cell::Cell<u32>,
 }
 
 impl Ctx {
@@ -127,15 +129,20 @@ impl Ctx {
 
     /// A fresh empty directory under the scratch dir.
     pub fn fresh_dir(&self, name: &str) -> Result<PathBuf> {
-        let dir = self.scratch.join(name);
-        remove_all(&dir)?;
+        let dir = self.fresh_path(name)?;
         fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
         Ok(dir)
     }
 
-    /// A path under the scratch dir that does not exist.
+    /// A new path under the scratch dir that does not exist. Every call gets its
+    /// own name and nothing is deleted here: removing the previous run's 10k
+    /// files right before a timed run makes the filesystem slower for the next
+    /// one (ext4 avoids recently freed inodes), which skews both tools. The
+    /// whole scratch dir goes at the end.
     pub fn fresh_path(&self, name: &str) -> Result<PathBuf> {
-        let path = self.scratch.join(name);
+        let n = self.fresh.get();
+        self.fresh.set(n + 1);
+        let path = self.scratch.join(format!("{name}-{n}"));
         remove_all(&path)?;
         Ok(path)
     }
@@ -277,6 +284,7 @@ pub fn task(args: &[String]) -> Result<()> {
         scratch,
         root: util::is_root(),
         state: rows::State::default(),
+        fresh: std::cell::Cell::new(0),
     };
     let header = format!(
         "bench: {} ({} MiB), vauban {} build, {}, best of {runs}",
