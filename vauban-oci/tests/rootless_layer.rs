@@ -3,7 +3,9 @@
 //! `layer_hostile` holds; with `Owners::BestEffort` device nodes are skipped and
 //! owners counted while modes, mtimes, contents, links and fifos come out
 //! right; with `Owners::Preserve` a chown to another id fails naming the entry;
-//! overlay whiteouts (0/0 char devices) and opaque xattrs are made unprivileged.
+//! overlay whiteouts (0/0 char devices) and opaque xattrs are made unprivileged;
+//! read-only directories (Fedora's 0555 `/usr/bin`) take children, removals
+//! and whiteouts, and end with their exact modes.
 
 mod common;
 
@@ -271,6 +273,149 @@ fn read_only_dirs_still_take_their_children_unprivileged() {
     for (d, mode) in ["ro", "ro/sub"].iter().zip(modes) {
         let mode = mode.unwrap_or_else(|e| panic!("{d}: {e}"));
         assert_eq!(mode, 0o555, "{d}: mode {mode:o}");
+    }
+}
+
+/// Every way an unprivileged apply writes into a read-only directory: a
+/// file replaced in it, a new directory made in it, a child reached through a
+/// link to it, a dir entry over a lower directory we may not read, a whiteout
+/// of a read-only tree, an opaque marker in a read-only directory, a
+/// read-only root. Modes come out exact, and the mtimes of the directories
+/// the second layer did not touch are kept.
+#[test]
+fn read_only_dirs_are_written_through_and_their_modes_put_back() {
+    unprivileged();
+    let t = 1_600_000_000;
+    let layers = vec![
+        vec![
+            dir(".").mode(0o555).mtime(t),
+            dir("ro").mode(0o555).mtime(t),
+            file("ro/f", "old"),
+            file("ro/old", "o"),
+            dir("ro/sub").mode(0o555).mtime(t),
+            dir("ro/sub/inner").mode(0o500).mtime(t),
+            file("ro/sub/inner/z", "z"),
+            dir("noread").mode(0o311).mtime(t),
+            file("noread/n", "n"),
+            dir("gone").mode(0o555),
+            dir("gone/sub").mode(0o500),
+            file("gone/sub/f", "f"),
+            dir("opq").mode(0o555).mtime(t),
+            file("opq/old", "o"),
+            sym("alias", "/ro/sub"),
+        ],
+        vec![
+            file("ro/f", "new"),
+            file("ro/newdir/x", "nx"),
+            wh("ro/old"),
+            file("alias/via", "v"),
+            dir("noread").mode(0o711).mtime(t + 1),
+            file("noread/m", "m"),
+            wh("gone"),
+            file("opq/.wh..wh..opq", ""),
+            file("opq/new", "n"),
+            file("top", "t"),
+        ],
+    ];
+    let (tmp, r) = apply_all(&layers, &BEST_EFFORT);
+    let root = tmp.path().join("root");
+    let snap = snapshot_with(
+        &root,
+        SnapOpts {
+            dir_mtimes: true,
+            root: true,
+        },
+    );
+    make_writable(&root);
+    r.unwrap_or_else(|e| panic!("layers with read-only dirs failed unprivileged: {e}"));
+    for (p, content) in [
+        ("ro/f", "new"),
+        ("ro/newdir/x", "nx"),
+        ("ro/sub/via", "v"),
+        ("ro/sub/inner/z", "z"),
+        ("noread/n", "n"),
+        ("noread/m", "m"),
+        ("opq/new", "n"),
+        ("top", "t"),
+    ] {
+        assert_eq!(read(root.join(p)), content, "{p}");
+    }
+    for p in ["ro/old", "gone", "opq/old", "opq/.wh..wh..opq"] {
+        assert!(!snap.nodes.contains_key(Path::new(p)), "{p} still there");
+    }
+    let node = |p: &str| {
+        snap.nodes
+            .get(Path::new(p))
+            .unwrap_or_else(|| panic!("{p} missing; tree: {:?}", snap.nodes.keys()))
+    };
+    // (dir, mode, mtime when the second layer left it alone)
+    for (p, mode, mtime) in [
+        ("", 0o555, None),
+        ("ro", 0o555, None),
+        ("ro/newdir", 0o755, None),
+        ("ro/sub", 0o555, None),
+        ("ro/sub/inner", 0o500, Some(t)),
+        ("noread", 0o711, Some(t + 1)),
+        ("opq", 0o555, None),
+    ] {
+        let n = node(p);
+        assert_eq!(n.mode, mode, "{p:?}: mode {:o}", n.mode);
+        if let Some(mtime) = mtime {
+            assert_eq!(n.mtime, mtime as i64, "{p:?}: mtime");
+        }
+    }
+    assert_eq!(node("alias").link.as_deref(), Some(&b"/ro/sub"[..]));
+}
+
+/// The same in overlay form (a single layer's directory): whiteout devices
+/// and the opaque xattr are made in read-only directories, which keep their
+/// modes.
+#[test]
+fn read_only_dirs_take_overlay_whiteouts_unprivileged() {
+    unprivileged();
+    let opts = ApplyOptions {
+        whiteouts: WhiteoutMode::Overlay,
+        owners: Owners::BestEffort,
+    };
+    let layer = vec![
+        dir("ro").mode(0o555),
+        file("ro/keep", "k"),
+        wh("ro/old"),
+        dir("o").mode(0o555),
+        file("o/.wh..wh..opq", ""),
+        file("o/new", "n"),
+        wh("implicit/gone"),
+    ];
+    let (tmp, r) = apply_all(&[layer], &opts);
+    let root = tmp.path().join("root");
+    let modes: Vec<_> = ["ro", "o", "implicit"]
+        .iter()
+        .map(|d| std::fs::metadata(root.join(d)).map(|m| m.mode() & 0o7777))
+        .collect();
+    let opaque = xattrs(&root.join("o"));
+    make_writable(&root);
+    let r = r
+        .unwrap_or_else(|e| panic!("overlay-mode apply with read-only dirs failed: {e}"))
+        .remove(0);
+    assert_eq!(r.whiteouts, 3, "{r:?}");
+    for p in ["ro/old", "implicit/gone"] {
+        let md = std::fs::symlink_metadata(root.join(p))
+            .unwrap_or_else(|e| panic!("whiteout {p} missing: {e}"));
+        assert!(md.file_type().is_char_device() && md.rdev() == 0, "{p}");
+    }
+    assert_eq!(read(root.join("ro/keep")), "k");
+    assert_eq!(read(root.join("o/new")), "n");
+    assert_eq!(
+        opaque.get(&b"user.overlay.opaque"[..]).map(Vec::as_slice),
+        Some(&b"y"[..]),
+        "read-only opaque dir without user.overlay.opaque=y"
+    );
+    for (d, (mode, want)) in ["ro", "o", "implicit"]
+        .iter()
+        .zip(modes.into_iter().zip([0o555, 0o555, 0o755]))
+    {
+        let mode = mode.unwrap_or_else(|e| panic!("{d}: {e}"));
+        assert_eq!(mode, want, "{d}: mode {mode:o}");
     }
 }
 

@@ -2,19 +2,25 @@
 //! only a parser; parents resolve inside the target (`openat2` IN_ROOT), the
 //! last component is created, replaced, chowned, chmod-ed and timed with `*at`
 //! calls that never follow it. OCI whiteouts are applied or kept in overlay form.
+//!
+//! Unprivileged, permissions are not bypassed: directories keep owner rwx
+//! while the layer is applied, and a read-only directory something is made or
+//! removed in is given them for the time being; their exact modes are put
+//! back at the end, with their mtimes. As root none of this happens.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid};
 use rustix::io::Errno;
 
+use super::dirfix::{Comps, DirFix};
 use super::entry::{Attrs, EntryParser, Parsed};
 use super::path::{unsafe_entry, EntryPath};
-use super::resolve::{open_dir_at, remove_all_at, type_at, Root};
+use super::resolve::{open_dir_at, remove_all_at, type_at, unlock_dir, Root};
 use super::writer::Kind;
 use super::xattr;
 use super::{ApplyOptions, ApplyReport, Owners, WHITEOUT_PREFIX};
@@ -24,8 +30,9 @@ use crate::error::{Error, Result};
 /// its very end. Entries that cannot be applied safely are refused with
 /// [`Error::UnsafeEntry`]; nothing outside `target` is ever changed.
 pub fn apply(tar: impl Read, target: &Path, opts: &ApplyOptions) -> Result<ApplyReport> {
+    let privileged = rustix::process::geteuid().is_root();
     let mut applier = Applier {
-        root: Root::open(target)?,
+        root: Root::open(target, !privileged)?,
         opts: *opts,
         report: ApplyReport::default(),
         created: HashSet::new(),
@@ -38,6 +45,7 @@ pub fn apply(tar: impl Read, target: &Path, opts: &ApplyOptions) -> Result<Apply
             rustix::process::geteuid().as_raw(),
             rustix::process::getegid().as_raw(),
         ),
+        privileged,
     };
     let tar_err = |source: io::Error| Error::Tar {
         what: target.display().to_string(),
@@ -77,9 +85,10 @@ pub(super) struct Applier {
     /// (dev, ino) of everything this layer created or touched: its own whiteouts
     /// never remove them.
     pub(super) created: HashSet<(u64, u64)>,
-    /// Directories whose mtime is set at the end (children change it), by
-    /// path: a layer repeating one directory entry does not grow memory.
-    dirs: HashMap<Vec<Vec<u8>>, i64>,
+    /// Directories whose mtime and mode are set at the end (children change
+    /// the mtime; unprivileged, they keep owner rwx until then), by path: a
+    /// layer repeating one directory entry does not grow memory.
+    pub(super) dirs: HashMap<Comps, DirFix>,
     buf: Vec<u8>,
     parser: EntryParser,
     /// The parent directory of the last entry (tar streams list a directory's
@@ -93,6 +102,8 @@ pub(super) struct Applier {
     removed: bool,
     /// Our effective uid and gid (what new files belong to).
     ids: (u32, u32),
+    /// Whether we are root (permissions bypassed: no directory is unlocked).
+    pub(super) privileged: bool,
 }
 
 impl Applier {
@@ -167,10 +178,12 @@ impl Applier {
         let fd = self
             .dir_in_root(comps, true, raw)?
             .ok_or_else(|| unsafe_entry(raw, "parent directory could not be created"))?;
+        self.unlock(&fd, comps, raw)?;
         Ok((comps.to_vec(), fd))
     }
 
-    /// [`Root::dir`], the directories it makes counted as this layer's own.
+    /// [`Root::dir`], the directories it makes counted as this layer's own
+    /// (and those it unlocks recorded).
     pub(super) fn dir_in_root(
         &mut self,
         comps: &[Vec<u8>],
@@ -179,6 +192,7 @@ impl Applier {
     ) -> Result<Option<OwnedFd>> {
         let r = self.root.dir(comps, create, raw);
         self.created.extend(self.root.take_made());
+        self.record_unlocked();
         r
     }
 
@@ -210,7 +224,7 @@ impl Applier {
             return Ok(());
         }
         self.removed = true;
-        remove_all_at(dir, name).map_err(|e| self.err("remove", raw, e))?;
+        remove_all_at(dir, name, self.unlocking()).map_err(|e| self.err("remove", raw, e))?;
         // A file whose last link went is forgotten: a layer repeating one
         // entry must not grow memory (some filesystems never reuse inodes).
         if let Some(st) = st.filter(|st| {
@@ -228,8 +242,9 @@ impl Applier {
             .try_clone()
             .map_err(|e| self.err("open", raw, e))?;
         let st = rustix::fs::fstat(&fd).map_err(|e| self.err("stat", raw, e))?;
-        self.fd_attrs(&fd, &st, raw, attrs)?;
-        self.dirs.insert(Vec::new(), attrs.mtime);
+        self.fd_attrs(&fd, &st, raw, attrs, self.dir_mode_now(attrs.mode))?;
+        let fix = self.entry_fix(&st, attrs);
+        self.dirs.insert(Vec::new(), fix);
         Ok(())
     }
 
@@ -243,7 +258,14 @@ impl Applier {
     ) -> Result<()> {
         // Made first (the common case in a fresh target), looked at only when
         // something is in the way; mkdirat never follows the last component.
-        let mode = self.initial_mode(attrs, 0o700);
+        // Unprivileged, it keeps owner rwx until the end (its children are
+        // made in it).
+        let now = self.dir_mode_now(attrs.mode);
+        let mode = if (attrs.uid, attrs.gid) == self.ids {
+            Mode::from_raw_mode(now & 0o777)
+        } else {
+            Mode::from_raw_mode(0o700)
+        };
         match rustix::fs::mkdirat(parent, name, mode) {
             Ok(()) => {}
             Err(Errno::EXIST) => {
@@ -258,11 +280,28 @@ impl Applier {
             }
             Err(e) => return Err(self.err("mkdir", raw, e)),
         }
-        let fd = open_dir_at(parent, name).map_err(|e| self.err("open", raw, e))?;
+        let fd = match open_dir_at(parent, name) {
+            // A lower layer's directory we may not read: unlocked through an
+            // O_PATH fd of it (the name is not followed), its mode set below.
+            Err(e) if !self.privileged && Errno::from_io_error(&e) == Some(Errno::ACCESS) => {
+                let p = rustix::fs::openat(
+                    parent,
+                    name,
+                    OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| self.err("open", raw, e))?;
+                unlock_dir(&p).map_err(|e| self.err("chmod", raw, e))?;
+                open_dir_at(&p, b"")
+            }
+            r => r,
+        }
+        .map_err(|e| self.err("open", raw, e))?;
         let st = rustix::fs::fstat(&fd).map_err(|e| self.err("stat", raw, e))?;
-        self.fd_attrs(&fd, &st, raw, attrs)?;
+        self.fd_attrs(&fd, &st, raw, attrs, now)?;
         self.created.insert((st.st_dev, st.st_ino));
-        self.dirs.insert(path.0.clone(), attrs.mtime);
+        let fix = self.entry_fix(&st, attrs);
+        self.dirs.insert(path.0.clone(), fix);
         Ok(())
     }
 
@@ -311,7 +350,7 @@ impl Applier {
         }
         let fd = OwnedFd::from(file);
         let st = rustix::fs::fstat(&fd).map_err(|e| self.err("stat", raw, e))?;
-        self.fd_attrs(&fd, &st, raw, attrs)?;
+        self.fd_attrs(&fd, &st, raw, attrs, attrs.mode & 0o7777)?;
         set_times(rustix::fs::futimens(&fd, &times(attrs.mtime)), || {
             self.err("set times of", raw, Errno::INVAL)
         })?;
@@ -319,7 +358,7 @@ impl Applier {
         Ok(())
     }
 
-    /// The mode to create a file or directory with: its final permission bits
+    /// The mode to create a file with: its final permission bits
     /// (no setuid, setgid or sticky bit) when it will belong to whom we create
     /// it as, so that no chown or chmod follows in the common case; else the
     /// owner-only `private`, until the chown.
@@ -331,15 +370,17 @@ impl Applier {
         }
     }
 
-    /// Owner, mode, xattrs through an open file or directory whose current
-    /// state is `st` (in that order: chown clears setuid bits and
-    /// capabilities). An owner or mode already right is left alone.
+    /// Owner, `mode` (the entry's, or for a directory while applying
+    /// [`Applier::dir_mode_now`]), xattrs through an open file or directory
+    /// whose current state is `st` (in that order: chown clears setuid bits
+    /// and capabilities). An owner or mode already right is left alone.
     fn fd_attrs(
         &mut self,
         fd: &OwnedFd,
         st: &rustix::fs::Stat,
         raw: &[u8],
         attrs: &Attrs,
+        mode: u32,
     ) -> Result<()> {
         let chown = (st.st_uid, st.st_gid) != (attrs.uid, attrs.gid);
         if chown {
@@ -350,8 +391,8 @@ impl Applier {
             );
             self.owner_result(r, raw)?;
         }
-        if chown || st.st_mode & 0o7777 != attrs.mode & 0o7777 {
-            rustix::fs::fchmod(fd, Mode::from_raw_mode(attrs.mode & 0o7777))
+        if chown || st.st_mode & 0o7777 != mode {
+            rustix::fs::fchmod(fd, Mode::from_raw_mode(mode))
                 .map_err(|e| self.err("chmod", raw, e))?;
         }
         for (n, v) in &attrs.xattrs {
@@ -501,39 +542,9 @@ impl Applier {
             Err(e) => Err(self.err("set xattr on", raw, e)),
         }
     }
-
-    /// Sets directory mtimes (in any order: setting a child's times does not
-    /// change its parent's); best effort.
-    fn finish_dirs(&mut self) {
-        let dirs = std::mem::take(&mut self.dirs);
-        for (comps, mtime) in dirs {
-            let r = match comps.split_last() {
-                None => {
-                    rustix::fs::futimens(self.root.fd(), &times(mtime)).map_err(io::Error::from)
-                }
-                Some((name, parent)) => match self.root.dir(parent, false, b"") {
-                    Ok(Some(d)) => rustix::fs::utimensat(
-                        &d,
-                        name.as_slice(),
-                        &times(mtime),
-                        AtFlags::SYMLINK_NOFOLLOW,
-                    )
-                    .map_err(io::Error::from),
-                    _ => Ok(()),
-                },
-            };
-            if let Err(e) = r {
-                let p: PathBuf = comps
-                    .iter()
-                    .map(|c| std::ffi::OsStr::from_bytes(c))
-                    .collect();
-                tracing::debug!(dir = %p.display(), error = %e, "directory mtime not set");
-            }
-        }
-    }
 }
 
-fn times(mtime: i64) -> Timestamps {
+pub(super) fn times(mtime: i64) -> Timestamps {
     let t = Timespec {
         tv_sec: mtime,
         tv_nsec: 0,

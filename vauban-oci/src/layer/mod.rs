@@ -8,6 +8,7 @@
 
 mod apply;
 mod compression;
+mod dirfix;
 mod encoder;
 mod entry;
 mod pack;

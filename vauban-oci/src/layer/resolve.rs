@@ -2,6 +2,11 @@
 //! `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`, so `..` and absolute
 //! symlinks stay inside the root as if it were `/`; the last component is then
 //! handled with `*at` calls that never follow it.
+//!
+//! Unprivileged (no `CAP_DAC_OVERRIDE`), a directory without owner write or
+//! search (Fedora's 0555 `/usr/bin`) is "unlocked" (given owner rwx) through
+//! its own fd before anything is made or removed in it; the applier puts the
+//! recorded mode back at the end.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -26,11 +31,30 @@ pub(crate) struct Root {
     path: PathBuf,
     /// (dev, ino) of the directories [`Root::dir`] made, until taken.
     made: Vec<(u64, u64)>,
+    /// Whether directories are unlocked before being written (unprivileged).
+    unlock: bool,
+    /// The directories unlocked since the last [`Root::take_unlocked`].
+    unlocked: Vec<Unlocked>,
+}
+
+/// A directory's identity: (dev, ino).
+pub(crate) type DirId = (u64, u64);
+
+/// A directory given owner rwx for the time of an apply.
+pub(crate) struct Unlocked {
+    /// The path it was resolved from (inside the root, links followed in it).
+    pub(crate) comps: Vec<Vec<u8>>,
+    /// Its (dev, ino).
+    pub(crate) id: DirId,
+    /// The mode to put back (permission bits and setuid, setgid, sticky).
+    pub(crate) mode: u32,
 }
 
 impl Root {
     /// Opens the target directory (which the caller chose, so it may be a link).
-    pub(crate) fn open(path: &Path) -> Result<Root> {
+    /// With `unlock`, directories lacking owner rwx are unlocked before
+    /// anything is created in them (see [`Root::unlock`]).
+    pub(crate) fn open(path: &Path, unlock: bool) -> Result<Root> {
         let fd = rustix::fs::open(
             path,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -42,6 +66,8 @@ impl Root {
             fd,
             path: path.to_path_buf(),
             made: Vec::new(),
+            unlock,
+            unlocked: Vec::new(),
         })
     }
 
@@ -84,7 +110,9 @@ impl Root {
         }
         // Then create the missing components one by one, each in the directory
         // just made (mkdirat never follows the last component, and a fresh
-        // directory holds no link).
+        // directory holds no link); the existing one may be read-only.
+        self.unlock(&fd, &comps[..lo])
+            .map_err(|e| self.resolve_error(raw, &comps[..lo], e))?;
         for (i, comp) in comps.iter().enumerate().skip(lo) {
             match rustix::fs::mkdirat(&fd, comp.as_slice(), Mode::from_raw_mode(0o755)) {
                 Ok(()) => {}
@@ -118,6 +146,32 @@ impl Root {
         std::mem::take(&mut self.made)
     }
 
+    /// When unlocking (unprivileged), gives the owner rwx on the directory
+    /// `fd` (resolved from `comps`) if it lacks them, recording it for
+    /// [`Root::take_unlocked`].
+    pub(crate) fn unlock(
+        &mut self,
+        fd: &OwnedFd,
+        comps: &[Vec<u8>],
+    ) -> std::result::Result<(), Errno> {
+        if !self.unlock {
+            return Ok(());
+        }
+        if let Some((id, mode)) = unlock_dir(fd)? {
+            self.unlocked.push(Unlocked {
+                comps: comps.to_vec(),
+                id,
+                mode,
+            });
+        }
+        Ok(())
+    }
+
+    /// The directories unlocked since the last call.
+    pub(crate) fn take_unlocked(&mut self) -> Vec<Unlocked> {
+        std::mem::take(&mut self.unlocked)
+    }
+
     fn resolve_error(&self, raw: &[u8], comps: &[Vec<u8>], e: Errno) -> Error {
         let at = String::from_utf8_lossy(&comps.join(&b'/')).into_owned();
         match e {
@@ -134,6 +188,25 @@ impl Root {
                 e.into(),
             ),
         }
+    }
+}
+
+/// Gives the owner rwx on the directory `fd` (any fd, `O_PATH` included) when
+/// it lacks them: the chmod is of `.` through the fd, so no name is looked up
+/// and nothing is followed. Returns its (dev, ino) and former mode when
+/// changed; a directory that is not ours (`EPERM`) is left as it is (what
+/// needed it then fails with `EACCES`, naming the entry).
+pub(crate) fn unlock_dir(fd: impl AsFd) -> std::result::Result<Option<(DirId, u32)>, Errno> {
+    let fd = fd.as_fd();
+    let st = rustix::fs::fstat(fd)?;
+    if st.st_mode & 0o700 == 0o700 {
+        return Ok(None);
+    }
+    let mode = st.st_mode & 0o7777;
+    match rustix::fs::chmodat(fd, ".", Mode::from_raw_mode(mode | 0o700), AtFlags::empty()) {
+        Ok(()) => Ok(Some((id(&st), mode))),
+        Err(Errno::PERM) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -189,8 +262,10 @@ pub(crate) fn type_at(dir: impl AsFd, name: &[u8]) -> io::Result<Option<rustix::
 /// are removed, never followed, and mount points are refused. The walk is
 /// iterative and holds one directory fd at a time (it climbs back with `..`,
 /// checking the inode), so a crafted tree of any depth can neither overflow the
-/// stack nor exhaust file descriptors.
-pub(crate) fn remove_all_at(dir: impl AsFd, name: &[u8]) -> io::Result<()> {
+/// stack nor exhaust file descriptors. With `unlock` (unprivileged), the
+/// directories emptied are first given owner rwx (they are removed anyway);
+/// `dir` itself must already be writable.
+pub(crate) fn remove_all_at(dir: impl AsFd, name: &[u8], unlock: bool) -> io::Result<()> {
     let dir = dir.as_fd();
     let Some(st) = type_at(dir, name)? else {
         return Ok(());
@@ -199,7 +274,7 @@ pub(crate) fn remove_all_at(dir: impl AsFd, name: &[u8]) -> io::Result<()> {
         return Ok(rustix::fs::unlinkat(dir, name, AtFlags::empty())?);
     }
     let dev = rustix::fs::fstat(dir)?.st_dev;
-    let mut cur = open_subdir(dir, name, &st, dev)?;
+    let mut cur = open_subdir(dir, name, &st, dev, unlock)?;
     // One level per directory being emptied: its identity, its name in its
     // parent and the children still to remove.
     let mut stack = vec![(id(&st), name.to_vec(), list_dir(&cur)?)];
@@ -211,7 +286,7 @@ pub(crate) fn remove_all_at(dir: impl AsFd, name: &[u8]) -> io::Result<()> {
             match type_at(&cur, &child)? {
                 None => {}
                 Some(cst) if FileType::from_raw_mode(cst.st_mode) == FileType::Directory => {
-                    let sub = open_subdir(&cur, &child, &cst, dev)?;
+                    let sub = open_subdir(&cur, &child, &cst, dev, unlock)?;
                     let children = list_dir(&sub)?;
                     stack.push((id(&cst), child, children));
                     cur = sub;
@@ -247,12 +322,15 @@ fn id(st: &rustix::fs::Stat) -> (u64, u64) {
 }
 
 /// Opens the directory `name` (stat-ed as `st`) in `dir` for reading, refusing
-/// a mount point (another device than `dev`) or a swapped inode.
+/// a mount point (another device than `dev`) or a swapped inode; with
+/// `unlock`, one lacking owner rwx is given them first (through an `O_PATH`
+/// fd of it, not following `name`).
 fn open_subdir(
     dir: impl AsFd,
     name: &[u8],
     st: &rustix::fs::Stat,
     dev: u64,
+    unlock: bool,
 ) -> io::Result<OwnedFd> {
     if st.st_dev != dev {
         return Err(io::Error::other(format!(
@@ -260,7 +338,20 @@ fn open_subdir(
             String::from_utf8_lossy(name)
         )));
     }
-    let fd = open_dir_at(dir, name)?;
+    let fd = if unlock && st.st_mode & 0o700 != 0o700 {
+        let p = rustix::fs::openat(
+            dir,
+            name,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        if id(&rustix::fs::fstat(&p)?) == id(st) {
+            unlock_dir(&p)?;
+        }
+        open_dir_at(&p, b"")?
+    } else {
+        open_dir_at(dir, name)?
+    };
     if id(&rustix::fs::fstat(&fd)?) != id(st) {
         return Err(io::Error::other(format!(
             "{:?} changed while it was removed",

@@ -1,7 +1,8 @@
 //! OCI whiteouts during apply: `.wh.NAME` removes NAME from lower layers,
 //! `.wh..wh..opq` hides a directory's lower content; or, in overlay form, a
 //! char device 0/0 and the `user.overlay.opaque=y` xattr. A layer's whiteouts
-//! never remove that layer's own entries.
+//! never remove that layer's own entries. Unprivileged, a read-only directory
+//! is unlocked first (its mode put back at the end of the apply).
 
 use rustix::fs::{FileType, Mode};
 
@@ -28,6 +29,7 @@ impl Applier {
             let Some(dir) = self.dir_in_root(parent, overlay, raw)? else {
                 return Ok(());
             };
+            self.unlock(&dir, parent, raw)?;
             let dir = open_dir_at(&dir, b"").map_err(|e| self.err("open", raw, e))?;
             if overlay {
                 let r = xattr::set_fd(&dir, b"user.overlay.opaque", b"y");
@@ -46,9 +48,12 @@ impl Applier {
                 // Whiteouts hide lower layers only, never this layer's own entries.
                 return Ok(());
             }
-            remove_all_at(&dir, target).map_err(|e| self.err("remove", raw, e))?;
+            self.unlock(&dir, parent, raw)?;
+            remove_all_at(&dir, target, self.unlocking())
+                .map_err(|e| self.err("remove", raw, e))?;
         }
         if overlay {
+            self.unlock(&dir, parent, raw)?;
             rustix::fs::mknodat(&dir, target, FileType::CharacterDevice, Mode::empty(), 0)
                 .map_err(|e| self.err("mknod whiteout", raw, e))?;
         }
@@ -76,7 +81,8 @@ impl Applier {
                     continue;
                 };
                 if !self.is_created(&st) {
-                    remove_all_at(&d, &child).map_err(|e| self.err("remove", raw, e))?;
+                    remove_all_at(&d, &child, self.unlocking())
+                        .map_err(|e| self.err("remove", raw, e))?;
                 } else if FileType::from_raw_mode(st.st_mode) == FileType::Directory
                     && st.st_dev == dev
                 {
