@@ -241,7 +241,7 @@ mod tests {
             (
                 OciError::RefusedRedirect {
                     registry: s("r:5000"),
-                    location: s("http://10.0.0.1/"),
+                    location: s("http://127.0.0.2/"),
                     reason: s("private address of another host"),
                 },
                 USER_ERROR,

@@ -263,7 +263,7 @@ fn unknown_transport_and_missing_images_are_one_clear_line() {
     let out = work.run(&mut work.cmd(&["push", "nope:1", &missing, "--tls-verify=false"]));
     assert_user_error(&out, "push of a missing image", &["nope:1", "not found"]);
 
-    for source in ["docker-daemon:busybox:latest", "ftp://example.org/x"] {
+    for source in ["docker-daemon:busybox:latest", "ftp://127.0.0.1/x"] {
         let out = work.run(&mut work.cmd(&["pull", source]));
         assert_user_error(&out, source, &[source]);
     }

@@ -252,11 +252,11 @@ mod tests {
     #[test]
     fn user_extra_vars_cannot_override_the_connection() {
         let mut c = config();
-        c.extra_args = vec!["-e".into(), "ansible_host=10.0.0.1".into()];
+        c.extra_args = vec!["-e".into(), "ansible_host=127.0.0.98".into()];
         let args = strings(&ansible_playbook(&c).args);
         let user = args
             .iter()
-            .position(|a| a == "ansible_host=10.0.0.1")
+            .position(|a| a == "ansible_host=127.0.0.98")
             .unwrap();
         let ours = args.iter().rposition(|a| a == "-e").unwrap();
         assert!(user < ours, "vauban's -e must come last: {args:?}");

@@ -320,7 +320,7 @@ pub fn resolv_conf_link_into_run_gets_the_private_copy() {
         std::fs::create_dir_all(tree.join("etc/resolvconf")).unwrap();
         std::fs::write(
             tree.join("etc/resolvconf/resolv.conf"),
-            "nameserver 192.0.2.1\n",
+            "nameserver 127.0.0.53\n",
         )
         .unwrap();
         std::os::unix::fs::symlink("resolvconf/resolv.conf", tree.join("etc/resolv.conf")).unwrap();
