@@ -14,31 +14,9 @@ use vauban_oci::layer::{pack, LayerSource, PackOptions};
 use vauban_oci::store::Store;
 use vauban_oci::Reference;
 
-fn unprivileged() {
-    assert!(
-        !nix::unistd::geteuid().is_root(),
-        "rootless tests must run as an unprivileged user: use cargo xtask test"
-    );
-}
+mod cli_support;
 
-fn vauban_bin() -> PathBuf {
-    std::env::var_os("VAUBAN_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_vauban")))
-}
-
-fn fixture(name: &str) -> PathBuf {
-    let dir = std::env::var_os("VAUBAN_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/fixtures"));
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "fixture {} missing: run `cargo xtask fixtures`",
-        path.display()
-    );
-    path
-}
+use cli_support::{fixture, stdout_if_ok, tar_listing, unprivileged, vauban_bin};
 
 /// A store of its own in a temp dir, removed inside the user namespace (it holds
 /// files owned by subordinate ids).
@@ -82,15 +60,7 @@ impl TestStore {
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "vauban {args:?} failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        stdout_if_ok(args, self.run(args))
     }
 
     fn import(&self, fixture_name: &str, name: &str) {
@@ -143,18 +113,8 @@ impl TestStore {
         let desc = image.layers().last().unwrap();
         let digest = vauban_oci::image::digest_of(desc).unwrap();
         let blob = store.open_blob(&digest).unwrap();
-        let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(
-            std::io::BufReader::new(blob),
-        ));
-        let mut out = BTreeMap::new();
-        for entry in archive.entries().unwrap() {
-            let mut entry = entry.unwrap();
-            let path = entry
-                .path()
-                .unwrap()
-                .to_string_lossy()
-                .trim_end_matches('/')
-                .to_string();
+        let gz = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(blob));
+        tar_listing(gz, |entry| {
             let mut xattrs = BTreeMap::new();
             if let Some(exts) = entry.pax_extensions().unwrap() {
                 for ext in exts {
@@ -168,17 +128,13 @@ impl TestStore {
             let (uid, gid) = (h.uid().unwrap(), h.gid().unwrap());
             let mut content = Vec::new();
             entry.read_to_end(&mut content).unwrap();
-            out.insert(
-                path,
-                Entry {
-                    uid,
-                    gid,
-                    xattrs,
-                    content,
-                },
-            );
-        }
-        out
+            Entry {
+                uid,
+                gid,
+                xattrs,
+                content,
+            }
+        })
     }
 }
 
@@ -442,12 +398,7 @@ fn hundred_layer_image_mounts_and_runs() {
             )
             .unwrap();
             w.commit(Some(&packed.digest)).unwrap();
-            layers.push(NewLayer {
-                digest: packed.digest,
-                size: packed.size,
-                diff_id: packed.diff_id,
-                media_type: packed.media_type,
-            });
+            layers.push(NewLayer::from(&packed));
         }
         let history = HistoryEntry {
             created_by: "test: 100 layers".into(),

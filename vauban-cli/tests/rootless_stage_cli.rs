@@ -5,53 +5,24 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
+mod cli_support;
+
+use cli_support::{fixture, stdout_if_ok, testdata, unprivileged, vauban_bin};
+
 /// One build at a time: one shared store, two cores.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn unprivileged() {
-    assert!(
-        !rustix::process::geteuid().is_root(),
-        "rootless tests must run as an unprivileged user: use cargo xtask test"
-    );
-}
 
 fn serial() -> MutexGuard<'static, ()> {
     unprivileged();
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn vauban_bin() -> PathBuf {
-    std::env::var_os("VAUBAN_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_vauban")))
-}
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn fixture(name: &str) -> PathBuf {
-    let dir = std::env::var_os("VAUBAN_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target/fixtures"));
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "fixture {} missing: run `cargo xtask fixtures`",
-        path.display()
-    );
-    path
-}
-
 fn ansible_repo() -> PathBuf {
-    let dir = std::env::var_os("VAUBAN_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("testdata"))
-        .join("ansible");
+    let dir = testdata().join("ansible");
     assert!(
         dir.join("second.yml").is_file(),
         "test Ansible repository {} missing (set VAUBAN_TESTDATA)",
@@ -116,15 +87,7 @@ impl Work {
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "vauban {args:?} failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        stdout_if_ok(args, self.run(args))
     }
 
     fn inspect(&self, image: &str) -> serde_json::Value {

@@ -14,10 +14,7 @@ use cli_support::{fixture, snapshot, vauban, vauban_ok, Node};
 
 /// Panics unless unprivileged; returns our (uid, gid).
 fn unprivileged() -> (u32, u32) {
-    assert!(
-        !rustix::process::geteuid().is_root(),
-        "rootless tests must run as an unprivileged user: use cargo xtask test"
-    );
+    cli_support::unprivileged();
     (
         rustix::process::geteuid().as_raw(),
         rustix::process::getegid().as_raw(),

@@ -3,12 +3,7 @@
 
 mod sandbox_common;
 
-fn unprivileged() {
-    assert!(
-        !nix::unistd::geteuid().is_root(),
-        "rootless tests must run as an unprivileged user: use cargo xtask test"
-    );
-}
+use sandbox_common::prelude::unprivileged;
 
 #[test]
 fn rootless_run_twice_then_commit() {

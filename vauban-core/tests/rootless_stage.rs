@@ -11,6 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
+#[path = "sandbox_common/prelude.rs"]
+mod prelude;
+
+use prelude::{fixture, testdata, unprivileged};
+
 use vauban_core::stage::{apply_stages, AnsibleSource, Echo, Hooks, Stage, StageOptions};
 use vauban_core::Error;
 use vauban_oci::image::{self, HistoryEntry, NewLayer};
@@ -24,34 +29,8 @@ static SERIAL: Mutex<()> = Mutex::new(());
 static STORE: OnceLock<PathBuf> = OnceLock::new();
 
 fn serial() -> MutexGuard<'static, ()> {
-    assert!(
-        !nix::unistd::geteuid().is_root(),
-        "rootless tests must run as an unprivileged user: use cargo xtask test"
-    );
+    unprivileged();
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn fixture(name: &str) -> PathBuf {
-    let dir = std::env::var_os("VAUBAN_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target/fixtures"));
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "fixture {} missing: run `cargo xtask fixtures`",
-        path.display()
-    );
-    path
-}
-
-fn testdata() -> PathBuf {
-    std::env::var_os("VAUBAN_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("testdata"))
 }
 
 fn import(store: &Store, tarball: &Path, name: &str) {
@@ -65,12 +44,7 @@ fn import(store: &Store, tarball: &Path, name: &str) {
     let input = layer::sniff_decompressor(BufReader::new(file)).unwrap();
     let packed = layer::repack_tar(input, &opts, &mut blob).unwrap();
     blob.commit(Some(&packed.digest)).unwrap();
-    let layer = NewLayer {
-        digest: packed.digest,
-        size: packed.size,
-        diff_id: packed.diff_id,
-        media_type: packed.media_type,
-    };
+    let layer = NewLayer::from(&packed);
     let history = HistoryEntry {
         created_by: format!("test import {}", tarball.display()),
         created: image::created_now(),
@@ -155,16 +129,7 @@ fn layer_entries(store: &Store, image: &Image, index: isize) -> BTreeMap<String,
     let digest = image::digest_of(desc).unwrap();
     let blob = store.open_blob(&digest).unwrap();
     let reader = layer::decompressor(desc.media_type().as_ref(), blob).unwrap();
-    let mut archive = tar::Archive::new(reader);
-    let mut out = BTreeMap::new();
-    for entry in archive.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        let path = entry
-            .path()
-            .unwrap()
-            .to_string_lossy()
-            .trim_end_matches('/')
-            .to_owned();
+    prelude::tar_listing(reader, |entry| {
         let h = entry.header();
         let (kind, uid, gid, mode) = (
             h.entry_type(),
@@ -176,19 +141,14 @@ fn layer_entries(store: &Store, image: &Image, index: isize) -> BTreeMap<String,
         if kind.is_file() && entry.size() < 1 << 20 {
             entry.read_to_end(&mut content).unwrap();
         }
-        let path = path.trim_start_matches("./").to_owned();
-        out.insert(
-            path,
-            Entry {
-                kind,
-                uid,
-                gid,
-                mode,
-                content,
-            },
-        );
-    }
-    out
+        Entry {
+            kind,
+            uid,
+            gid,
+            mode,
+            content,
+        }
+    })
 }
 
 /// The one log file the build wrote under `tmp/logs`.

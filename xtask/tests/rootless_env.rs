@@ -6,6 +6,9 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+#[path = "../src/rootless/userns.rs"]
+mod userns;
+
 fn env_path(var: &str) -> PathBuf {
     let value = std::env::var_os(var).unwrap_or_else(|| {
         panic!("${var} is not set: run the rootless tests with cargo xtask test")
@@ -67,15 +70,7 @@ fn full_subid_mapping_lets_root_of_the_namespace_chown() {
     let file = dir.path().join("owned");
     std::fs::write(&file, b"x").unwrap();
     // With a single-id mapping this chown fails; with the subuid range it works.
-    let out = Command::new("unshare")
-        .args([
-            "--user",
-            "--map-root-user",
-            "--map-auto",
-            "--",
-            "chown",
-            "2001:2001",
-        ])
+    let out = userns::as_root(&["chown", "2001:2001"])
         .arg(&file)
         .output()
         .expect("run unshare (package util-linux)");
@@ -86,17 +81,7 @@ fn full_subid_mapping_lets_root_of_the_namespace_chown() {
         String::from_utf8_lossy(&out.stderr)
     );
     // Cleanup needs the namespace too: the file now belongs to a subordinate id.
-    let status = Command::new("unshare")
-        .args([
-            "--user",
-            "--map-root-user",
-            "--map-auto",
-            "--",
-            "rm",
-            "-rf",
-            "--",
-        ])
-        .arg(dir.path())
+    let status = userns::remove_command(dir.path())
         .status()
         .expect("run unshare");
     assert!(status.success());

@@ -9,6 +9,13 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[path = "../../../vauban-core/tests/sandbox_common/prelude.rs"]
+mod prelude;
+
+// Each test target uses some of these: the rest are not unused code.
+#[allow(unused_imports)]
+pub use prelude::{fixture, tar_listing, testdata, unprivileged};
+
 /// The `vauban` binary under test: `$VAUBAN_BIN`, else the one cargo built.
 pub fn vauban_bin() -> PathBuf {
     std::env::var_os("VAUBAN_BIN")
@@ -41,18 +48,16 @@ pub fn vauban_ok(store: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
-/// A fixture file from `$VAUBAN_FIXTURES` (default `<workspace>/target/fixtures`).
-pub fn fixture(name: &str) -> PathBuf {
-    let dir = std::env::var_os("VAUBAN_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/fixtures"));
-    let path = dir.join(name);
+/// Panics with both outputs of `vauban ARGS` unless it succeeded; returns stdout.
+pub fn stdout_if_ok(args: &[&str], out: Output) -> String {
     assert!(
-        path.is_file(),
-        "fixture {} is missing: run `cargo xtask fixtures`",
-        path.display()
+        out.status.success(),
+        "vauban {args:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
-    path
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Panics with the install hint when `tool` is not on the PATH.

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use vauban_core::sandbox::{exit_code, CommitOptions, Program, Sandbox, SandboxOptions};
 use vauban_oci::image::{HistoryEntry, NewLayer};
@@ -11,18 +11,9 @@ use vauban_oci::layer::{repack_tar, PackOptions};
 use vauban_oci::store::Store;
 use vauban_oci::Reference;
 
-fn fixture(name: &str) -> PathBuf {
-    let dir = std::env::var_os("VAUBAN_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/fixtures"));
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "fixture {} missing: run `cargo xtask fixtures`",
-        path.display()
-    );
-    path
-}
+pub mod prelude;
+
+use prelude::fixture;
 
 fn import_busybox(store: &Store) -> Reference {
     let tar = std::fs::File::open(fixture("busybox.tar")).unwrap();
@@ -34,12 +25,7 @@ fn import_busybox(store: &Store) -> Reference {
     )
     .unwrap();
     w.commit(Some(&packed.digest)).unwrap();
-    let layer = NewLayer {
-        digest: packed.digest,
-        size: packed.size,
-        diff_id: packed.diff_id,
-        media_type: packed.media_type,
-    };
+    let layer = NewLayer::from(&packed);
     let history = HistoryEntry {
         created_by: "test import".into(),
         created: vauban_oci::image::created_now(),
@@ -58,22 +44,12 @@ fn sh(script: &str) -> Program {
 fn last_layer(store: &Store, image: &vauban_oci::Image) -> BTreeMap<String, (u64, u64, Vec<u8>)> {
     let digest = vauban_oci::image::digest_of(image.layers().last().unwrap()).unwrap();
     let blob = std::io::BufReader::new(store.open_blob(&digest).unwrap());
-    let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(blob));
-    let mut out = BTreeMap::new();
-    for e in archive.entries().unwrap() {
-        let mut e = e.unwrap();
-        let path = e
-            .path()
-            .unwrap()
-            .to_string_lossy()
-            .trim_end_matches('/')
-            .to_string();
+    prelude::tar_listing(flate2::read::MultiGzDecoder::new(blob), |e| {
         let (uid, gid) = (e.header().uid().unwrap(), e.header().gid().unwrap());
         let mut content = Vec::new();
         e.read_to_end(&mut content).unwrap();
-        out.insert(path, (uid, gid, content));
-    }
-    out
+        (uid, gid, content)
+    })
 }
 
 /// Prepare, two runs, a host program, a failing run, commit; checks the layer.
@@ -202,12 +178,7 @@ impl BbStore {
         )
         .unwrap();
         w.commit(Some(&packed.digest)).unwrap();
-        let layer = NewLayer {
-            digest: packed.digest,
-            size: packed.size,
-            diff_id: packed.diff_id,
-            media_type: packed.media_type,
-        };
+        let layer = NewLayer::from(&packed);
         let history = HistoryEntry {
             created_by: created_by.into(),
             created: vauban_oci::image::created_now(),

@@ -172,6 +172,22 @@ pub fn parse_document(bytes: &[u8], content_type: Option<&str>, what: &str) -> R
     }
 }
 
+/// Parses `bytes` (stored or fetched without a content type) as an image
+/// manifest: its media type, config and layers; an index is refused.
+pub fn parse_image_manifest(
+    bytes: &[u8],
+    what: &str,
+) -> Result<(String, WireDescriptor, Vec<WireDescriptor>)> {
+    match parse_document(bytes, None, what)? {
+        Document::Manifest {
+            media_type,
+            config,
+            layers,
+        } => Ok((media_type, config, layers)),
+        Document::Index { .. } => Err(Error::UnsupportedMediaType(format!("{what}: an index"))),
+    }
+}
+
 /// Picks the entry of an index for `platform` (a missing variant matches any).
 pub fn choose_platform<'a>(
     manifests: &'a [WireDescriptor],

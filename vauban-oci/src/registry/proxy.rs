@@ -13,7 +13,7 @@ use oci_spec::image::{Descriptor, MediaType};
 use sha2::Digest as _;
 use tokio::io::AsyncReadExt;
 
-use super::manifest::{self, Document};
+use super::manifest;
 use super::progress::{BlobOutcome, Progress};
 use super::pull::{pull, PullReport};
 use super::reference::RemoteReference;
@@ -199,14 +199,7 @@ async fn pull_proxy(
         .await
         .map_err(|e| proxy_err(transport, e))?;
     let what = format!("manifest of {full}");
-    let Document::Manifest {
-        media_type,
-        config,
-        layers,
-    } = manifest::parse_document(&manifest_bytes, None, &what)?
-    else {
-        return Err(Error::UnsupportedMediaType(format!("{what}: an index")));
-    };
+    let (media_type, config, layers) = manifest::parse_image_manifest(&manifest_bytes, &what)?;
     let mut writers = Vec::new();
     let mut downloaded = Vec::new();
     let mut cached = Vec::new();

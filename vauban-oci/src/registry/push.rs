@@ -15,7 +15,7 @@ use reqwest::{Response, StatusCode, Url};
 
 use super::blobcache::BlobLocations;
 use super::client::{repo_scope, Session};
-use super::manifest::{self, Document};
+use super::manifest;
 use super::progress::{BlobOutcome, Progress};
 use super::reference::RemoteReference;
 use super::RegistryOptions;
@@ -233,14 +233,7 @@ pub async fn push(
     let image = Image::load(store, local)?;
     let manifest_bytes = store.read_blob(&image.manifest_digest, MANIFEST_LIMIT)?;
     let what = format!("manifest of {local}");
-    let Document::Manifest {
-        media_type,
-        config,
-        layers,
-    } = manifest::parse_document(&manifest_bytes, None, &what)?
-    else {
-        return Err(Error::UnsupportedMediaType(format!("{what}: an index")));
-    };
+    let (media_type, config, layers) = manifest::parse_image_manifest(&manifest_bytes, &what)?;
     let mut targets = vec![dest.clone()];
     for t in tags {
         let r = dest.with_tag(t)?;

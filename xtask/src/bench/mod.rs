@@ -162,19 +162,7 @@ pub fn remove_all(path: &Path) -> Result<()> {
     if fs::remove_dir_all(path).is_ok() || fs::remove_file(path).is_ok() {
         return Ok(());
     }
-    util::run(
-        Command::new("unshare")
-            .args([
-                "--user",
-                "--map-root-user",
-                "--map-auto",
-                "--",
-                "rm",
-                "-rf",
-                "--",
-            ])
-            .arg(path),
-    )
+    util::run(&mut rootless::userns::remove_command(path))
 }
 
 /// `/usr/bin/time -f '%e %M' -o OUT PROGRAM ARGS…` with the command's env and cwd.

@@ -8,6 +8,7 @@
 //! hard-linked when already world-readable) into the staging dir.
 
 pub mod stage;
+pub mod userns;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -164,6 +165,15 @@ pub fn build_vauban(release: bool) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn userns_remove_runs_rm_as_root_of_a_mapped_namespace() {
+        let cmd = userns::remove_command(std::path::Path::new("/tmp/x y"));
+        assert_eq!(
+            util::display(&cmd),
+            "unshare --user --map-root-user --map-auto -- rm -rf -- '/tmp/x y'"
+        );
+    }
 
     #[test]
     fn discovery_reads_targets_and_requires_the_feature() {

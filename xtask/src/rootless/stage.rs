@@ -95,18 +95,7 @@ impl Drop for Stage {
         }
         // Rootless tests may leave files owned by our subordinate ids: remove
         // them as root of a user namespace with our full mapping.
-        let status = Command::new("unshare")
-            .args([
-                "--user",
-                "--map-root-user",
-                "--map-auto",
-                "--",
-                "rm",
-                "-rf",
-                "--",
-            ])
-            .arg(&self.root)
-            .status();
+        let status = super::userns::remove_command(&self.root).status();
         if !matches!(status, Ok(s) if s.success()) || self.root.exists() {
             eprintln!(
                 "warning: could not remove the staging dir {}",

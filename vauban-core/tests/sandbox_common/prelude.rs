@@ -1,0 +1,66 @@
+//! The prelude of the tests of vauban-core and vauban-cli (the CLI tests
+//! include this file by path): the unprivileged check of rootless tests and
+//! where fixtures and test data are, the entries of a layer by path. Only std
+//! and crates every includer has.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Panics unless we run unprivileged (first thing of every rootless test).
+pub fn unprivileged() {
+    assert!(
+        !rustix::process::geteuid().is_root(),
+        "rootless tests must run as an unprivileged user: use cargo xtask test"
+    );
+}
+
+/// The workspace root (every includer's crate is one level below it).
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A fixture file from `$VAUBAN_FIXTURES` (default `<workspace>/target/fixtures`).
+pub fn fixture(name: &str) -> PathBuf {
+    let dir = std::env::var_os("VAUBAN_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/fixtures"));
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "fixture {} is missing: run `cargo xtask fixtures`",
+        path.display()
+    );
+    path
+}
+
+/// Test inputs of the repository: `$VAUBAN_TESTDATA` (default `<workspace>/testdata`).
+pub fn testdata() -> PathBuf {
+    std::env::var_os("VAUBAN_TESTDATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("testdata"))
+}
+
+/// The entries of the uncompressed tar stream `tar` by path (without leading
+/// `./` nor trailing `/`), each described by `describe`.
+pub fn tar_listing<R: Read, T>(
+    tar: R,
+    mut describe: impl FnMut(&mut tar::Entry<'_, R>) -> T,
+) -> BTreeMap<String, T> {
+    let mut archive = tar::Archive::new(tar);
+    let mut out = BTreeMap::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry
+            .path()
+            .unwrap()
+            .to_string_lossy()
+            .trim_end_matches('/')
+            .trim_start_matches("./")
+            .to_owned();
+        out.insert(path, describe(&mut entry));
+    }
+    out
+}
