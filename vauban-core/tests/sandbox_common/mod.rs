@@ -256,28 +256,7 @@ pub fn resolv_conf_link_into_run_gets_the_private_copy() {
     .enumerate()
     {
         let image = s.with_link("etc/resolv.conf", target, &format!("linked{i}"));
-        let opts = SandboxOptions {
-            env: vec![("WANT".into(), want.clone())],
-            ..SandboxOptions::default()
-        };
-        let sandbox = Sandbox::prepare(&s.store, &image, opts).unwrap();
-        let status = sandbox
-            .run(&sh(
-                "test -L /etc/resolv.conf && test \"$(cat /etc/resolv.conf)\" = \"$WANT\"",
-            ))
-            .unwrap();
-        assert!(
-            status.success(),
-            "{target}: the build does not see the host's resolv.conf"
-        );
-        let new = sandbox
-            .commit(&CommitOptions::new(
-                Reference::parse(&format!("after{i}")).unwrap(),
-                "test",
-            ))
-            .unwrap();
-        let layer = last_layer(&s.store, &new);
-        let names: Vec<&String> = layer.keys().collect();
+        let names = sees_host_resolv_conf(&s, &image, &want, &format!("after{i}"), target);
         assert!(
             !names
                 .iter()
@@ -296,11 +275,28 @@ pub fn resolv_conf_link_into_run_gets_the_private_copy() {
         .unwrap();
         std::os::unix::fs::symlink("resolvconf/resolv.conf", tree.join("etc/resolv.conf")).unwrap();
     });
+    let names = sees_host_resolv_conf(&s, &image, &want, "after-file", "a link to an image file");
+    assert!(!names.iter().any(|n| n.starts_with("etc/")), "{names:?}");
+    assert_eq!(
+        std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        host
+    );
+}
+
+/// Runs a check in `image` that `/etc/resolv.conf` is still a link and reads as
+/// `want` (the host's), commits as `name`, and returns the new layer's entries.
+fn sees_host_resolv_conf(
+    s: &BbStore,
+    image: &Reference,
+    want: &str,
+    name: &str,
+    what: &str,
+) -> Vec<String> {
     let opts = SandboxOptions {
-        env: vec![("WANT".into(), want.clone())],
+        env: vec![("WANT".into(), want.to_string())],
         ..SandboxOptions::default()
     };
-    let sandbox = Sandbox::prepare(&s.store, &image, opts).unwrap();
+    let sandbox = Sandbox::prepare(&s.store, image, opts).unwrap();
     let status = sandbox
         .run(&sh(
             "test -L /etc/resolv.conf && test \"$(cat /etc/resolv.conf)\" = \"$WANT\"",
@@ -308,21 +304,12 @@ pub fn resolv_conf_link_into_run_gets_the_private_copy() {
         .unwrap();
     assert!(
         status.success(),
-        "a link to an image file: not the host's resolv.conf"
+        "{what}: the build does not see the host's resolv.conf"
     );
     let new = sandbox
-        .commit(&CommitOptions::new(
-            Reference::parse("after-file").unwrap(),
-            "test",
-        ))
+        .commit(&CommitOptions::new(Reference::parse(name).unwrap(), "test"))
         .unwrap();
-    let layer = last_layer(&s.store, &new);
-    let names: Vec<&String> = layer.keys().collect();
-    assert!(!names.iter().any(|n| n.starts_with("etc/")), "{names:?}");
-    assert_eq!(
-        std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
-        host
-    );
+    last_layer(&s.store, &new).into_keys().collect()
 }
 
 /// An image without layers still gets a sandbox (an empty lower dir): a host
