@@ -7,8 +7,8 @@ use std::path::Path;
 
 use vauban_core::sandbox::{exit_code, CommitOptions, Program, Sandbox, SandboxOptions};
 use vauban_oci::image::{HistoryEntry, NewLayer};
-use vauban_oci::layer::{repack_tar, PackOptions};
-use vauban_oci::store::Store;
+use vauban_oci::layer::{repack_tar, PackOptions, PackedLayer};
+use vauban_oci::store::{BlobWriter, Store};
 use vauban_oci::Reference;
 
 pub mod prelude;
@@ -17,22 +17,31 @@ use prelude::fixture;
 
 fn import_busybox(store: &Store) -> Reference {
     let tar = std::fs::File::open(fixture("busybox.tar")).unwrap();
+    commit_layer(store, None, "bb", "test import", |w| {
+        repack_tar(std::io::BufReader::new(tar), &PackOptions::default(), w)
+    })
+}
+
+/// Writes the layer made by `pack` into the store and commits it as image `name`
+/// on top of `base` (or as a first layer).
+fn commit_layer(
+    store: &Store,
+    base: Option<&vauban_oci::Image>,
+    name: &str,
+    created_by: &str,
+    pack: impl FnOnce(&mut BlobWriter) -> vauban_oci::Result<PackedLayer>,
+) -> Reference {
     let mut w = store.blob_writer().unwrap();
-    let packed = repack_tar(
-        std::io::BufReader::new(tar),
-        &PackOptions::default(),
-        &mut w,
-    )
-    .unwrap();
+    let packed = pack(&mut w).unwrap();
     w.commit(Some(&packed.digest)).unwrap();
-    let layer = NewLayer::from(&packed);
     let history = HistoryEntry {
-        created_by: "test import".into(),
+        created_by: created_by.into(),
         created: vauban_oci::image::created_now(),
         comment: None,
     };
-    let name = Reference::parse("bb").unwrap();
-    vauban_oci::image::commit(store, None, &[layer], &history, &name).unwrap();
+    let name = Reference::parse(name).unwrap();
+    let layer = NewLayer::from(&packed);
+    vauban_oci::image::commit(store, base, &[layer], &history, &name).unwrap();
     name
 }
 
@@ -170,24 +179,11 @@ impl BbStore {
     pub fn with_layer(&self, name: &str, created_by: &str, make: impl FnOnce(&Path)) -> Reference {
         let tree = tempfile::tempdir().unwrap();
         make(tree.path());
-        let mut w = self.store.blob_writer().unwrap();
-        let packed = vauban_oci::layer::pack(
-            vauban_oci::layer::LayerSource::Tree(tree.path()),
-            &PackOptions::default(),
-            &mut w,
-        )
-        .unwrap();
-        w.commit(Some(&packed.digest)).unwrap();
-        let layer = NewLayer::from(&packed);
-        let history = HistoryEntry {
-            created_by: created_by.into(),
-            created: vauban_oci::image::created_now(),
-            comment: None,
-        };
         let base = self.store.image(&self.base).unwrap();
-        let name = Reference::parse(name).unwrap();
-        vauban_oci::image::commit(&self.store, Some(&base), &[layer], &history, &name).unwrap();
-        name
+        commit_layer(&self.store, Some(&base), name, created_by, |w| {
+            let source = vauban_oci::layer::LayerSource::Tree(tree.path());
+            vauban_oci::layer::pack(source, &PackOptions::default(), w)
+        })
     }
 }
 
