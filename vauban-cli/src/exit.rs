@@ -1,11 +1,10 @@
-//! Exit codes: which errors are the user's (bad input, unknown image, missing
-//! file, corrupt tarball, refused credentials, a failed playbook, a machine not
-//! set up for rootless builds) and which are vauban's or the machine's (a
-//! corrupt store, a failed disk, a failed system call, a bug).
+//! Exit codes: the libraries say who is to blame for an error
+//! ([`Blame`]); this maps it. 1: the user's input or machine (fix it and retry),
+//! 2: vauban's own failure or a broken store. A command that cannot be started
+//! in the sandbox exits 127 (not found) or 126 (not executable), as shells and
+//! podman do; an interrupted command 128 + the signal (130, 143).
 
-use std::io::ErrorKind;
-
-use vauban_core::Error as CoreError;
+use vauban_core::{Blame, Error as CoreError};
 use vauban_oci::Error as OciError;
 
 /// The user asked for something that cannot be done: fix the input and retry.
@@ -17,19 +16,31 @@ pub const INTERNAL_ERROR: u8 = 2;
 /// messages written by the commands themselves (`bail!`) are user errors.
 pub fn code_for(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
-        // Before the OCI error: `CoreError::Oci` is transparent, so the OCI
-        // error it wraps never shows as a cause of its own.
         if let Some(e) = cause.downcast_ref::<CoreError>() {
-            return core_code(e);
+            return match e {
+                CoreError::Interrupted { signal } => (128 + signal) as u8,
+                CoreError::Exec { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                    127
+                }
+                CoreError::Exec { .. } => 126,
+                other => blame_code(other.blame()),
+            };
         }
         if let Some(e) = cause.downcast_ref::<OciError>() {
-            return oci_code(e);
+            return blame_code(e.blame());
         }
         if let Some(e) = cause.downcast_ref::<std::io::Error>() {
-            return io_code(e.kind());
+            return blame_code(Blame::of_io(e.kind()));
         }
     }
     USER_ERROR
+}
+
+fn blame_code(blame: Blame) -> u8 {
+    match blame {
+        Blame::User | Blame::Environment => USER_ERROR,
+        Blame::Internal => INTERNAL_ERROR,
+    }
 }
 
 /// The error chain on one line, like `{:#}`, but without repeating a cause
@@ -50,94 +61,10 @@ pub fn message(err: &anyhow::Error) -> String {
     out.replace('\n', " ")
 }
 
-fn oci_code(e: &OciError) -> u8 {
-    match e {
-        OciError::Io { source, .. } => io_code(source.kind()),
-        // What the user typed or gave us: references, digests, tarballs,
-        // registries, credentials, platforms, tools to install, a busy store.
-        OciError::InvalidReference { .. }
-        | OciError::ImageNotFound(_)
-        | OciError::InvalidDigest(_)
-        | OciError::UnsafeEntry { .. }
-        | OciError::Tar { .. }
-        | OciError::UnsupportedMediaType(_)
-        | OciError::Registry { .. }
-        | OciError::Unauthorized { .. }
-        | OciError::InvalidCredentials(_)
-        | OciError::RefusedRedirect { .. }
-        | OciError::PlatformNotFound { .. }
-        | OciError::MissingTool { .. }
-        | OciError::StoreBusy { .. } => USER_ERROR,
-        // Content that does not verify, a broken store, oversized documents.
-        OciError::DigestMismatch { .. }
-        | OciError::SizeMismatch { .. }
-        | OciError::Json { .. }
-        | OciError::TooLarge { .. }
-        | OciError::BlobNotFound(_)
-        | OciError::BadStore { .. } => INTERNAL_ERROR,
-        // `#[non_exhaustive]`: a variant added later is internal until listed here.
-        _ => INTERNAL_ERROR,
-    }
-}
-
-fn core_code(e: &CoreError) -> u8 {
-    match e {
-        CoreError::Io { source, .. } => io_code(source.kind()),
-        CoreError::Oci(e) => oci_code(e),
-        // The machine is not set up for rootless builds: the user fixes it.
-        CoreError::NoSubIdRange { .. }
-        | CoreError::BadSubIdLine { .. }
-        | CoreError::UidmapMissing { .. }
-        | CoreError::UserNamespacesDisabled { .. }
-        | CoreError::ToolMissing { .. }
-        // Bad input: commands, images, stages, hosts, repositories, playbooks.
-        | CoreError::EmptyCommand
-        | CoreError::BadImage { .. }
-        | CoreError::BadStage { .. }
-        | CoreError::BadHost { .. }
-        | CoreError::Git { .. }
-        | CoreError::NoSuchBranch { .. }
-        | CoreError::BranchOfDirectory { .. }
-        | CoreError::NoPlaybook { .. }
-        | CoreError::NoPython { .. }
-        // The user's hooks and playbooks failed, or the user stopped the run.
-        | CoreError::HookFailed { .. }
-        | CoreError::AnsibleFailed(_)
-        | CoreError::Interrupted { .. } => USER_ERROR,
-        // System calls, mounts, helpers and vauban's own steps.
-        CoreError::Sys { .. }
-        | CoreError::Mount { .. }
-        | CoreError::OverlayRefused { .. }
-        | CoreError::Command { .. }
-        | CoreError::InSandbox { .. }
-        | CoreError::ChildDied { .. }
-        | CoreError::StageStep { .. } => INTERNAL_ERROR,
-        // `#[non_exhaustive]`: a variant added later is internal until listed here.
-        _ => INTERNAL_ERROR,
-    }
-}
-
-fn io_code(kind: ErrorKind) -> u8 {
-    match kind {
-        ErrorKind::NotFound
-        | ErrorKind::PermissionDenied
-        | ErrorKind::AlreadyExists
-        | ErrorKind::InvalidInput
-        | ErrorKind::InvalidData
-        | ErrorKind::UnexpectedEof
-        | ErrorKind::NotADirectory
-        | ErrorKind::IsADirectory
-        | ErrorKind::DirectoryNotEmpty
-        | ErrorKind::ReadOnlyFilesystem
-        | ErrorKind::StorageFull
-        | ErrorKind::QuotaExceeded => USER_ERROR,
-        _ => INTERNAL_ERROR,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::ErrorKind;
 
     fn io(kind: ErrorKind) -> std::io::Error {
         std::io::Error::from(kind)
@@ -313,14 +240,15 @@ mod tests {
                 },
                 USER_ERROR,
             ),
-            (CoreError::sys("fork", io(ErrorKind::Other)), INTERNAL_ERROR),
+            // The machine (kernel, tools, namespaces) cannot do it: the user's to fix.
+            (CoreError::sys("fork", io(ErrorKind::Other)), USER_ERROR),
             (
                 CoreError::Mount {
                     what: s("proc"),
                     target: "/m/proc".into(),
                     source: io(ErrorKind::Other),
                 },
-                INTERNAL_ERROR,
+                USER_ERROR,
             ),
             (
                 CoreError::OverlayRefused {
@@ -329,7 +257,7 @@ mod tests {
                     hint: s("?"),
                     source: io(ErrorKind::Other),
                 },
-                INTERNAL_ERROR,
+                USER_ERROR,
             ),
             (
                 CoreError::Command {
@@ -337,12 +265,28 @@ mod tests {
                     status: s("exit status: 1"),
                     stderr: s("no"),
                 },
-                INTERNAL_ERROR,
+                USER_ERROR,
+            ),
+            // A helper's error keeps the blame it had in the helper.
+            (
+                CoreError::InSandbox {
+                    what: s("extract"),
+                    source: Box::new(vauban_core::error::RemoteError {
+                        blame: Blame::User,
+                        message: s("layer entry \"../x\": escapes"),
+                        source: None,
+                    }),
+                },
+                USER_ERROR,
             ),
             (
                 CoreError::InSandbox {
                     what: s("extract"),
-                    message: s("x"),
+                    source: Box::new(vauban_core::error::RemoteError {
+                        blame: Blame::Internal,
+                        message: s("digest mismatch"),
+                        source: None,
+                    }),
                 },
                 INTERNAL_ERROR,
             ),
@@ -350,10 +294,26 @@ mod tests {
                 CoreError::ChildDied {
                     what: s("run"),
                     status: s("signal 9"),
+                    stderr: String::new(),
                 },
                 INTERNAL_ERROR,
             ),
-            (CoreError::Interrupted { signal: 15 }, USER_ERROR),
+            (CoreError::Interrupted { signal: 15 }, 143),
+            (CoreError::Interrupted { signal: 2 }, 130),
+            (
+                CoreError::Exec {
+                    program: s("/no/such"),
+                    source: io(ErrorKind::NotFound),
+                },
+                127,
+            ),
+            (
+                CoreError::Exec {
+                    program: s("/etc/passwd"),
+                    source: io(ErrorKind::PermissionDenied),
+                },
+                126,
+            ),
             (CoreError::EmptyCommand, USER_ERROR),
             (
                 CoreError::BadImage {

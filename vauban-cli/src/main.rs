@@ -14,6 +14,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // The sandbox's processes are fresh execs of this binary.
+    vauban_core::sandbox::run_helper_if_asked();
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -16,7 +16,9 @@ use vauban_oci::Reference;
 
 mod cli_support;
 
-use cli_support::{fixture, stdout_if_ok, tar_listing, unprivileged, vauban_bin};
+use cli_support::{
+    fixture, sandbox_leftovers, stdout_if_ok, tar_listing, unprivileged, vauban_bin,
+};
 
 /// A store of its own in a temp dir, removed inside the user namespace (it holds
 /// files owned by subordinate ids).
@@ -82,22 +84,11 @@ impl TestStore {
             .unwrap_or_default()
     }
 
-    /// Mount points of this process's mount table under the store.
-    fn mounts(&self) -> Vec<String> {
-        let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        let needle = self.path().to_string_lossy().into_owned();
-        table
-            .lines()
-            .filter(|l| l.contains(&needle))
-            .map(String::from)
-            .collect()
-    }
-
     fn assert_clean(&self, when: &str) {
         assert_eq!(
-            self.mounts(),
+            sandbox_leftovers(self.path()),
             Vec::<String>::new(),
-            "mounts left after {when}"
+            "a process still holds the sandbox's mounts after {when}"
         );
         assert_eq!(
             self.tmp_entries(),
@@ -154,7 +145,7 @@ impl Drop for TestStore {
 
 /// Removes a store (it holds files owned by subordinate ids).
 fn remove_tree(dir: &Path) {
-    vauban_core::sandbox::remove_dir_all(dir)
+    vauban_core::sandbox::remove_dir_all(dir, &vauban_core::sandbox::Helper::at(vauban_bin()))
         .unwrap_or_else(|e| panic!("cannot remove {}: {e}", dir.display()));
 }
 
@@ -347,6 +338,13 @@ fn sigterm_mid_run_kills_everything_and_leaves_nothing() {
         .read_line(&mut line)
         .unwrap();
     assert_eq!(line, "started\n");
+    // The command must really be running (its sleep started) when the signal
+    // comes, or "it did not survive" would prove nothing.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sleeper_alive() {
+        assert!(Instant::now() < deadline, "the command never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -528,7 +526,7 @@ fn sigkill_of_vauban_kills_the_command_and_gc_cleans_up() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(s.mounts(), Vec::<String>::new());
+    assert_eq!(sandbox_leftovers(s.path()), Vec::<String>::new());
     // The sandbox dir could not be removed by a killed process: gc does it.
     s.ok(&["gc"]);
     s.assert_clean("SIGKILL and gc");

@@ -46,8 +46,11 @@ impl Work {
             unprivileged();
             let dir = std::env::temp_dir().join("vauban-stage-cli");
             if dir.exists() {
-                vauban_core::sandbox::remove_dir_all(&dir)
-                    .unwrap_or_else(|e| panic!("cannot remove {}: {e}", dir.display()));
+                vauban_core::sandbox::remove_dir_all(
+                    &dir,
+                    &vauban_core::sandbox::Helper::at(cli_support::vauban_bin()),
+                )
+                .unwrap_or_else(|e| panic!("cannot remove {}: {e}", dir.display()));
             }
             for sub in ["home", "cache", "logs"] {
                 std::fs::create_dir_all(dir.join(sub)).unwrap();

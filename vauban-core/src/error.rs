@@ -3,6 +3,9 @@
 
 use std::path::PathBuf;
 
+use serde::{Deserialize, Serialize};
+pub use vauban_oci::Blame;
+
 /// Result alias of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -112,22 +115,64 @@ pub enum Error {
         /// The tail of its standard error.
         stderr: String,
     },
-    /// Work done in the sandbox's child process failed; the message is the child's error chain.
-    #[error("{what} (in the sandbox): {message}")]
+    /// Work done in a sandbox helper failed; its error comes back as data.
+    #[error("{what} (in the sandbox)")]
     InSandbox {
-        /// What the child was doing.
+        /// What the helper was doing.
         what: String,
-        /// The child's error, rendered.
-        message: String,
+        /// The helper's error.
+        #[source]
+        source: Box<RemoteError>,
     },
-    /// The sandbox's child process died without reporting a result.
-    #[error("{what}: sandbox process ended without a result ({status})")]
+    /// A sandbox helper died without reporting a result.
+    #[error(
+        "{what}: the sandbox helper ended without a result ({status}){}",
+        tail(stderr)
+    )]
     ChildDied {
-        /// What the child was doing.
+        /// What the helper was doing.
         what: String,
         /// Its wait status.
         status: String,
+        /// The last lines it wrote on its standard error.
+        stderr: String,
     },
+    /// A sandbox helper said something it should not have.
+    #[error("sandbox helper: {message}")]
+    ChildProtocol {
+        /// What was wrong.
+        message: String,
+    },
+    /// The channel to a sandbox helper failed.
+    #[error("the channel to a sandbox helper failed")]
+    Channel(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The helper executable cannot be started.
+    #[error("cannot start the sandbox helper {helper}")]
+    HelperFailed {
+        /// The executable.
+        helper: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No helper executable is known to this program.
+    #[error(
+        "no sandbox helper: call vauban_core::sandbox::run_helper_if_asked() first in main, \
+         or set VAUBAN_HELPER to a vauban binary"
+    )]
+    NoHelper,
+    /// The program to run in the sandbox cannot be started.
+    #[error("cannot run {program} in the sandbox")]
+    Exec {
+        /// The program.
+        program: String,
+        /// `execve`'s error (not found: exit 127, not executable: 126).
+        #[source]
+        source: std::io::Error,
+    },
+    /// A thread of vauban panicked.
+    #[error("{0} panicked")]
+    Panicked(&'static str),
     /// The run was interrupted by a signal; everything it started was killed.
     #[error("interrupted by signal {signal}")]
     Interrupted {
@@ -297,7 +342,58 @@ impl std::fmt::Display for AnsibleFailure {
     }
 }
 
+fn tail(stderr: &str) -> String {
+    if stderr.is_empty() {
+        String::new()
+    } else {
+        format!("; it said: {}", stderr.replace('\n', " / "))
+    }
+}
+
 impl Error {
+    /// Who has to act on this error.
+    pub fn blame(&self) -> Blame {
+        match self {
+            Error::Io { source, .. } => Blame::of_io(source.kind()),
+            Error::Oci(e) => e.blame(),
+            Error::InSandbox { source, .. } => source.blame,
+            Error::Exec { .. }
+            | Error::Interrupted { .. }
+            | Error::EmptyCommand
+            | Error::BadImage { .. }
+            | Error::BadStage { .. }
+            | Error::BadHost { .. }
+            | Error::Git { .. }
+            | Error::NoSuchBranch { .. }
+            | Error::BranchOfDirectory { .. }
+            | Error::NoPlaybook { .. }
+            | Error::NoPython { .. }
+            | Error::HookFailed { .. }
+            | Error::AnsibleFailed(_) => Blame::User,
+            Error::NoSubIdRange { .. }
+            | Error::BadSubIdLine { .. }
+            | Error::UidmapMissing { .. }
+            | Error::UserNamespacesDisabled { .. }
+            | Error::ToolMissing { .. }
+            | Error::NoHelper
+            | Error::HelperFailed { .. }
+            | Error::Sys { .. }
+            | Error::Mount { .. }
+            | Error::OverlayRefused { .. }
+            | Error::Command { .. } => Blame::Environment,
+            Error::ChildDied { .. }
+            | Error::ChildProtocol { .. }
+            | Error::Channel(_)
+            | Error::Panicked(_)
+            | Error::StageStep { .. } => Blame::Internal,
+        }
+    }
+
+    /// Wraps a failure of the channel to a helper.
+    pub(crate) fn channel(e: crate::sandbox::helper::channel::ChannelError) -> Self {
+        Error::Channel(Box::new(e))
+    }
+
     /// Builds an [`Error::Io`] naming the operation and the path.
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
@@ -325,5 +421,60 @@ pub trait IoContext<T> {
 impl<T> IoContext<T> for std::io::Result<T> {
     fn at(self, op: &'static str, path: impl Into<PathBuf>) -> Result<T> {
         self.map_err(|e| Error::io(op, path, e))
+    }
+}
+
+/// An error of a helper process, as data: who is to blame, its message and its
+/// source's, so the chain prints as it would have in the helper.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteError {
+    /// Who has to act.
+    pub blame: Blame,
+    /// The error's own message.
+    pub message: String,
+    /// The error it came from.
+    pub source: Option<Box<RemoteError>>,
+}
+
+impl RemoteError {
+    /// A crate error and its sources, as data.
+    pub(crate) fn of(e: &crate::Error) -> Self {
+        let blame = e.blame();
+        let mut messages = vec![e.to_string()];
+        let mut cur = std::error::Error::source(e);
+        while let Some(s) = cur {
+            messages.push(s.to_string());
+            cur = s.source();
+        }
+        let mut out: Option<Box<RemoteError>> = None;
+        for message in messages.into_iter().rev() {
+            out = Some(Box::new(RemoteError {
+                blame,
+                message,
+                source: out,
+            }));
+        }
+        *out.expect("at least the error's own message")
+    }
+
+    /// An error of the helper's own making.
+    pub(crate) fn new(blame: Blame, message: impl Into<String>) -> Self {
+        RemoteError {
+            blame,
+            message: message.into(),
+            source: None,
+        }
+    }
+}
+
+impl std::fmt::Display for RemoteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for RemoteError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as _)
     }
 }

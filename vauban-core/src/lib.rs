@@ -7,4 +7,4 @@ pub mod error;
 pub mod sandbox;
 pub mod stage;
 
-pub use error::{Error, Result};
+pub use error::{Blame, Error, RemoteError, Result};

@@ -94,6 +94,11 @@ fn options(tmp: &Path, source: AnsibleSource, prefix: &str) -> StageOptions {
     o.cache_dir = tmp.join("cache");
     o.log_dir = tmp.join("logs");
     o.echo = Echo::Stdout;
+    o.helper = Some(vauban_core::sandbox::Helper::at(
+        std::env::var_os("VAUBAN_HELPER")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_vauban-sandbox").into()),
+    ));
     o
 }
 
@@ -194,7 +199,9 @@ fn base_then_second_stage_two_layers_with_exactly_the_change() {
 
     let built = apply_stages(
         &store,
-        &Reference::parse("debian:test").unwrap(),
+        &store
+            .image(&Reference::parse("debian:test").unwrap())
+            .unwrap(),
         &stages(&["base.yml", "second.yml"]),
         "web01",
         &opts,
@@ -399,7 +406,9 @@ fn branch_at_playbook_takes_that_branch_and_unknown_hosts_are_added() {
     // `newhost` is in no inventory: the generated one adds it.
     let built = apply_stages(
         &store,
-        &Reference::parse("debian:test").unwrap(),
+        &store
+            .image(&Reference::parse("debian:test").unwrap())
+            .unwrap(),
         &stages(&["second.yml", "feature@second.yml"]),
         "newhost",
         &opts,
@@ -440,7 +449,9 @@ fn failing_task_commits_nothing_and_names_the_task() {
 
     let err = apply_stages(
         &store,
-        &Reference::parse("debian:test").unwrap(),
+        &store
+            .image(&Reference::parse("debian:test").unwrap())
+            .unwrap(),
         &stages(&["failing.yml"]),
         "web01",
         &opts,
@@ -483,7 +494,9 @@ fn ssh_host_of_the_inventory_is_built_in_the_chroot() {
 
     let built = apply_stages(
         &store,
-        &Reference::parse("debian:test").unwrap(),
+        &store
+            .image(&Reference::parse("debian:test").unwrap())
+            .unwrap(),
         &stages(&["second.yml"]),
         "db01",
         &opts,
@@ -514,7 +527,9 @@ fn image_without_python_is_a_clear_error() {
     let opts = options(tmp.path(), AnsibleSource::Dir(repo), "nopython");
     let err = apply_stages(
         &store,
-        &Reference::parse("busybox:test").unwrap(),
+        &store
+            .image(&Reference::parse("busybox:test").unwrap())
+            .unwrap(),
         &stages(&["second.yml"]),
         "web01",
         &opts,

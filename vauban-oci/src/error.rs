@@ -6,6 +6,55 @@ use std::path::PathBuf;
 /// Result alias of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Who has to act on an error: what a command-line tool turns into an exit code
+/// and a build server into "fix the input", "fix the machine" or "report a bug".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Blame {
+    /// The input is wrong: a reference, a file, a layer, credentials, a playbook.
+    User,
+    /// The machine is not able to do it: a missing tool or permission, a full disk,
+    /// user namespaces turned off, a registry that cannot be reached.
+    Environment,
+    /// vauban itself or its store is broken: a bug, a corrupt blob.
+    Internal,
+}
+
+impl Blame {
+    /// The blame of an I/O error by its kind: missing or refused paths and bad data
+    /// are the input's; full disks and read-only file systems the machine's.
+    pub fn of_io(kind: std::io::ErrorKind) -> Blame {
+        use std::io::ErrorKind as K;
+        match kind {
+            K::NotFound
+            | K::PermissionDenied
+            | K::AlreadyExists
+            | K::InvalidInput
+            | K::InvalidData
+            | K::UnexpectedEof
+            | K::NotADirectory
+            | K::IsADirectory
+            | K::DirectoryNotEmpty
+            | K::InvalidFilename => Blame::User,
+            K::StorageFull
+            | K::QuotaExceeded
+            | K::ReadOnlyFilesystem
+            | K::OutOfMemory
+            | K::ResourceBusy
+            | K::ConnectionRefused
+            | K::ConnectionReset
+            | K::ConnectionAborted
+            | K::NotConnected
+            | K::HostUnreachable
+            | K::NetworkUnreachable
+            | K::NetworkDown
+            | K::TimedOut
+            | K::Unsupported => Blame::Environment,
+            _ => Blame::Internal,
+        }
+    }
+}
+
 /// Everything that can go wrong in the store, the layer codec and the registry client.
 ///
 /// Sections are owned by modules: add new variants to your module's section.
@@ -176,6 +225,31 @@ pub enum Error {
 }
 
 impl Error {
+    /// Who has to act on this error.
+    pub fn blame(&self) -> Blame {
+        match self {
+            Error::Io { source, .. } => Blame::of_io(source.kind()),
+            Error::InvalidReference { .. }
+            | Error::ImageNotFound(_)
+            | Error::InvalidDigest(_)
+            | Error::UnsafeEntry { .. }
+            | Error::Tar { .. }
+            | Error::UnsupportedMediaType(_)
+            | Error::Registry { .. }
+            | Error::Unauthorized { .. }
+            | Error::InvalidCredentials(_)
+            | Error::RefusedRedirect { .. }
+            | Error::PlatformNotFound { .. } => Blame::User,
+            Error::MissingTool { .. } | Error::StoreBusy { .. } => Blame::Environment,
+            Error::DigestMismatch { .. }
+            | Error::SizeMismatch { .. }
+            | Error::Json { .. }
+            | Error::TooLarge { .. }
+            | Error::BlobNotFound(_)
+            | Error::BadStore { .. } => Blame::Internal,
+        }
+    }
+
     /// Builds an [`Error::Io`] naming the operation and the path.
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {

@@ -183,16 +183,30 @@ pub fn source_date_epoch() -> Option<i64> {
         .and_then(|s| s.trim().parse::<i64>().ok())
 }
 
-/// Builds a new image: the base's config (or a fresh one for this machine's
-/// os/architecture) with `layers` appended to its rootfs and one history entry
-/// per layer (one `empty_layer` entry when there is none); stores config and
-/// manifest and names the image `reference`. Layer blobs must be in the store.
+/// Builds a new image and names it `reference`: [`build`], then
+/// [`Store::tag`].
 pub fn commit(
     store: &Store,
     base: Option<&Image>,
     layers: &[NewLayer],
     history: &HistoryEntry,
     reference: &Reference,
+) -> Result<Image> {
+    let image = build(store, base, layers, history)?;
+    store.tag(reference, &image.descriptor())?;
+    Ok(image)
+}
+
+/// Builds a new image: the base's config (or a fresh one for this machine's
+/// os/architecture) with `layers` appended to its rootfs and one history entry
+/// per layer (one `empty_layer` entry when there is none); stores config and
+/// manifest, unnamed (an open [`Store`] keeps gc away from it until it is
+/// named). Layer blobs must be in the store.
+pub fn build(
+    store: &Store,
+    base: Option<&Image>,
+    layers: &[NewLayer],
+    history: &HistoryEntry,
 ) -> Result<Image> {
     for l in layers {
         if !store.has_blob(&l.digest) {
@@ -258,14 +272,12 @@ pub fn commit(
             reason: format!("cannot build a manifest: {e}"),
         })?;
     let (manifest_digest, manifest_size) = store.write_json_blob(&manifest)?;
-    let image = Image {
+    Ok(Image {
         manifest_digest,
         manifest_size,
         manifest,
         config,
-    };
-    store.tag(reference, &image.descriptor())?;
-    Ok(image)
+    })
 }
 
 impl Store {

@@ -7,6 +7,7 @@
 
 pub mod digest;
 pub mod error;
+pub mod fs;
 pub mod image;
 pub mod layer;
 pub mod reference;
@@ -14,6 +15,6 @@ pub mod registry;
 pub mod store;
 
 pub use digest::Digest;
-pub use error::{Error, Result};
+pub use error::{Blame, Error, Result};
 pub use image::Image;
 pub use reference::Reference;

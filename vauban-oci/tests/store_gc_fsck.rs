@@ -222,3 +222,38 @@ fn fsck_checks_diff_ids_against_layers() {
         .to_string()
         .ends_with("has 1 diff_ids for 2 layers"));
 }
+
+/// A new store is private to its owner whatever the umask (its layer dirs hold
+/// images' setuid files); fsck warns about one that other users can enter.
+#[test]
+fn stores_are_private_and_fsck_warns_when_not() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("a/new/store");
+    let old = rustix::process::umask(rustix::fs::Mode::empty());
+    let store = Store::open(&root);
+    rustix::process::umask(old);
+    let store = store.unwrap();
+    for d in [
+        root.clone(),
+        root.join("blobs"),
+        root.join("blobs/sha256"),
+        root.join("tmp"),
+        root.join("layers"),
+        dir.path().join("a"),
+    ] {
+        let mode = std::fs::metadata(&d).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{} is {mode:o}", d.display());
+    }
+    assert!(store.fsck().unwrap().warnings.is_empty());
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let report = store.fsck().unwrap();
+    assert!(report.is_ok());
+    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    assert!(report.warnings[0].contains("0755"), "{:?}", report.warnings);
+    assert!(
+        report.warnings[0].contains("chmod 700"),
+        "{:?}",
+        report.warnings
+    );
+}

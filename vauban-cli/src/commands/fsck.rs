@@ -12,6 +12,9 @@ pub struct Args {}
 pub fn run(globals: &Globals, _args: Args) -> Result<()> {
     let store = globals.open_store()?;
     let report = store.fsck()?;
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
     for p in &report.problems {
         println!("{p}");
     }

@@ -14,7 +14,8 @@ pub fn run(globals: &Globals, _args: Args) -> Result<()> {
     let store = globals.open_store()?;
     // Rootless layer dirs belong to subordinate ids: remove them from inside
     // the user namespace.
-    let report = store.gc_with(&vauban_core::sandbox::remove_dir_all)?;
+    let helper = vauban_core::sandbox::Helper::current_exe()?;
+    let report = store.gc_with(&|p| vauban_core::sandbox::remove_dir_all(p, &helper))?;
     println!(
         "removed {} blobs ({}), {} layer directories, {} temporary entries",
         report.blobs.len(),

@@ -49,42 +49,25 @@ fn parse_env(s: &str) -> Result<(String, String), String> {
 
 /// Runs `vauban run`; exits with the command's status when it is not 0.
 pub fn run(globals: &Globals, args: Args) -> anyhow::Result<()> {
-    match run_sandbox(globals, args) {
-        Ok(0) => Ok(()),
-        Ok(code) => std::process::exit(code),
-        Err(err) => {
-            let interrupted = err.chain().find_map(|c| match c.downcast_ref() {
-                Some(vauban_core::Error::Interrupted { signal }) => Some(*signal),
-                _ => None,
-            });
-            if let Some(signal) = interrupted {
-                std::process::exit(128 + signal);
-            }
-            Err(err)
-        }
+    match run_sandbox(globals, args)? {
+        0 => Ok(()),
+        code => std::process::exit(code),
     }
 }
 
 fn run_sandbox(globals: &Globals, args: Args) -> anyhow::Result<i32> {
     let store = globals.open_store()?;
-    let image = Reference::parse(&args.image)?;
+    let reference = Reference::parse(&args.image)?;
     let name = args.commit.as_deref().map(Reference::parse).transpose()?;
+    let image = store.image(&reference)?;
     let opts = SandboxOptions {
         hostname: args.hostname,
         env: args.env,
+        helper: None,
     };
     let sandbox = Sandbox::prepare(&store, &image, opts)
-        .with_context(|| format!("preparing a sandbox over {image}"))?;
-    let status = match sandbox.run(&Program::Chroot(args.command.clone())) {
-        Ok(status) => status,
-        Err(e) => {
-            if let vauban_core::Error::Interrupted { signal } = &e {
-                // Said now: once the sandbox is cleaned up, the signal is re-raised.
-                eprintln!("vauban: interrupted by signal {signal}; the command was killed, nothing stored");
-            }
-            return Err(e.into());
-        }
-    };
+        .with_context(|| format!("preparing a sandbox over {reference}"))?;
+    let status = sandbox.run(&Program::Image(args.command.clone()))?;
     let code = exit_code(status);
     if code != 0 {
         if name.is_some() {
@@ -93,11 +76,12 @@ fn run_sandbox(globals: &Globals, args: Args) -> anyhow::Result<i32> {
         return Ok(code);
     }
     if let Some(name) = name {
-        let mut opts = CommitOptions::new(name.clone(), created_by(&args.command));
+        let mut opts = CommitOptions::new(created_by(&args.command));
         opts.exclude.extend(args.exclude);
         let new = sandbox
             .commit(&opts)
             .with_context(|| format!("committing {name}"))?;
+        store.tag(&name, &new.descriptor())?;
         println!("{name} {}", new.manifest_digest);
     }
     Ok(0)

@@ -110,7 +110,8 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
 
     let store = globals.open_store()?;
     let quiet = args.quiet;
-    let built = apply_stages(&store, &image, &stages, &args.host, &opts)
+    let base = store.image(&image)?;
+    let built = apply_stages(&store, &base, &stages, &args.host, &opts)
         .map_err(|err| match err {
             // The error's message is printed on one line: show the output's last
             // lines here, as lines (unless they were just streamed).

@@ -8,24 +8,32 @@
 //! succeed: the loser removes its copy).
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use vauban_oci::layer::{apply_blob, ApplyOptions, BlobInfo, Owners, WhiteoutMode};
+use vauban_oci::layer::{apply_blob, ApplyOptions, ApplyReport, BlobInfo, Owners, WhiteoutMode};
 use vauban_oci::store::Store;
 use vauban_oci::{Digest, Image};
 
-use super::userns::{in_namespaces, NsConfig, Spawn};
-use crate::error::{IoContext, Result};
+use super::helper::protocol::{FromHelper, Job, LayerJob, Reply};
+use super::helper::spawn::{call, Call};
+use super::helper::Helper;
+use super::ns::NsConfig;
+use crate::error::{Error, IoContext, Result};
 
 /// Makes sure every layer dir of `image` exists; returns them base first.
-pub fn ensure_layer_dirs(store: &Store, ns: &NsConfig, image: &Image) -> Result<Vec<PathBuf>> {
+pub fn ensure_layer_dirs(
+    store: &Store,
+    ns: &NsConfig,
+    helper: &Helper,
+    image: &Image,
+) -> Result<Vec<PathBuf>> {
     let layers = image.layers_with_diff_ids()?;
     let mut seen = std::collections::HashSet::new();
-    let missing: Vec<Layer> = layers
+    let missing: Vec<LayerJob> = layers
         .iter()
         .filter(|(_, diff_id)| !store.layer_dir(diff_id).exists() && seen.insert(diff_id.clone()))
         .map(|(desc, diff_id)| {
-            Ok(Layer {
+            Ok(LayerJob {
                 media_type: desc.media_type().to_string(),
                 digest: vauban_oci::image::digest_of(desc)?,
                 size: desc.size(),
@@ -36,18 +44,32 @@ pub fn ensure_layer_dirs(store: &Store, ns: &NsConfig, image: &Image) -> Result<
         .collect::<Result<_>>()?;
     if !missing.is_empty() {
         tracing::info!(count = missing.len(), "extracting layers");
-        let spawn = Spawn {
-            what: "extract layers",
-            interruptible: true,
-            ..Spawn::default()
-        };
         let owners = if ns.rootless() {
             // Ids beyond the mapped range cannot be represented: counted, not fatal.
             Owners::BestEffort
         } else {
             Owners::Preserve
         };
-        let result = in_namespaces(ns, &spawn, || extract_all(store, &missing, owners));
+        let job = Job::Extract {
+            store: store.root().to_path_buf(),
+            layers: missing.clone(),
+            owners,
+        };
+        let result = call(
+            helper,
+            ns,
+            job,
+            Call::quiet("extract layers", true),
+            &mut |msg, _| {
+                if let FromHelper::Extracted { index, report } = msg {
+                    if let Some(layer) = missing.get(index) {
+                        tracing::debug!(diff_id = %layer.diff_id, ?report, "layer extracted");
+                    }
+                }
+                Ok(())
+            },
+        )
+        .and_then(|reply| done(reply, "extract layers"));
         if result.is_err() {
             // Killed mid-way (interrupted): its temp dirs have known names.
             let leftovers: Vec<PathBuf> = missing
@@ -56,16 +78,7 @@ pub fn ensure_layer_dirs(store: &Store, ns: &NsConfig, image: &Image) -> Result<
                 .filter(|p| p.exists())
                 .collect();
             if !leftovers.is_empty() {
-                let spawn = Spawn {
-                    what: "remove partial layer dirs",
-                    ..Spawn::default()
-                };
-                let _ = in_namespaces(ns, &spawn, || {
-                    for p in &leftovers {
-                        std::fs::remove_dir_all(p).at("remove", p)?;
-                    }
-                    Ok(())
-                });
+                let _ = remove_in_namespace(helper, ns, leftovers, "remove partial layer dirs");
             }
         }
         result?;
@@ -73,30 +86,46 @@ pub fn ensure_layer_dirs(store: &Store, ns: &NsConfig, image: &Image) -> Result<
     Ok(layers.iter().map(|(_, d)| store.layer_dir(d)).collect())
 }
 
-/// A layer to extract.
-struct Layer {
-    media_type: String,
-    digest: Digest,
-    size: u64,
-    diff_id: Digest,
-    /// Where it is extracted before the rename (named by the parent process).
-    tmp: PathBuf,
+/// A helper's reply to a job that gives nothing back.
+fn done(reply: Reply, what: &str) -> Result<()> {
+    match reply {
+        Reply::Done => Ok(()),
+        Reply::Failed(e) => Err(Error::InSandbox {
+            what: what.to_string(),
+            source: Box::new(e),
+        }),
+        other => Err(Error::ChildProtocol {
+            message: format!("unexpected reply to {what}: {other:?}"),
+        }),
+    }
 }
 
-/// Extracts the layers on a few threads (each layer dir is independent).
-fn extract_all(store: &Store, layers: &[Layer], owners: Owners) -> Result<()> {
+/// In the helper: extracts the layers on a few threads (each layer dir is
+/// independent), reporting each one done.
+pub(crate) fn extract_all(
+    store: &Path,
+    layers: &[LayerJob],
+    owners: Owners,
+    on_done: &mut (dyn FnMut(usize, ApplyReport) + Send),
+) -> Result<()> {
+    let store = Store::open(store)?;
     let next = std::sync::atomic::AtomicUsize::new(0);
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(layers.len())
         .clamp(1, 4);
+    let on_done = std::sync::Mutex::new(on_done);
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     match layers.get(i) {
-                        Some(layer) => extract_one(store, layer, owners)?,
+                        Some(layer) => {
+                            let report = extract_one(&store, layer, owners)?;
+                            let mut f = on_done.lock().unwrap_or_else(|e| e.into_inner());
+                            (*f)(i, report);
+                        }
                         None => return Ok(()),
                     }
                 })
@@ -105,12 +134,8 @@ fn extract_all(store: &Store, layers: &[Layer], owners: Owners) -> Result<()> {
         workers
             .into_iter()
             .map(|w| {
-                w.join().unwrap_or_else(|_| {
-                    Err(crate::Error::InSandbox {
-                        what: "extract layers".into(),
-                        message: "an extraction thread panicked".into(),
-                    })
-                })
+                w.join()
+                    .unwrap_or(Err(Error::Panicked("an extraction thread")))
             })
             .collect::<Result<Vec<()>>>()
             .map(|_| ())
@@ -141,11 +166,11 @@ impl Drop for TempDir {
     }
 }
 
-fn extract_one(store: &Store, layer: &Layer, owners: Owners) -> Result<()> {
+fn extract_one(store: &Store, layer: &LayerJob, owners: Owners) -> Result<ApplyReport> {
     let diff_id = &layer.diff_id;
     let target = store.layer_dir(diff_id);
     if target.exists() {
-        return Ok(());
+        return Ok(ApplyReport::default());
     }
     let tmp = TempDir(layer.tmp.clone());
     if tmp.0.exists() {
@@ -165,7 +190,6 @@ fn extract_one(store: &Store, layer: &Layer, owners: Owners) -> Result<()> {
         owners,
     };
     let report = apply_blob(std::io::BufReader::new(blob), &info, &tmp.0, &opts)?;
-    tracing::debug!(%diff_id, ?report, "layer extracted");
     // The tree must be on disk before its name says it is whole: a crash after
     // the rename must never leave a half-written layer dir that the next build
     // takes as complete. One syncfs flushes the whole tree.
@@ -184,19 +208,65 @@ fn extract_one(store: &Store, layer: &Layer, owners: Owners) -> Result<()> {
             return Err(crate::Error::io("rename into place", &target, e));
         }
     }
+    Ok(report)
+}
+
+/// Removes directory trees that may hold files owned by subordinate ids, in a
+/// helper that finishes its work whatever signal vauban gets meanwhile.
+pub(crate) fn remove_in_namespace(
+    helper: &Helper,
+    ns: &NsConfig,
+    paths: Vec<PathBuf>,
+    what: &str,
+) -> Result<()> {
+    if !ns.rootless() {
+        return remove_trees(&paths);
+    }
+    let reply = call(
+        helper,
+        ns,
+        Job::Remove { paths },
+        Call::quiet(what, false),
+        &mut |_, _| Ok(()),
+    )?;
+    done(reply, what)
+}
+
+/// In the helper (or as root): removes each tree. After an interrupted run the
+/// sandbox's processes are being killed by the kernel (their pid namespace
+/// lost its init) and may still write for a few milliseconds: each removal is
+/// tried again before giving up.
+pub(crate) fn remove_trees(paths: &[PathBuf]) -> Result<()> {
+    for dir in paths {
+        let mut tries = 0;
+        loop {
+            match std::fs::remove_dir_all(dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound && tries < 20 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                res => {
+                    res.at("remove", dir)?;
+                    break;
+                }
+            }
+        }
+    }
     Ok(())
 }
 
 /// Removes a directory tree that may hold files owned by subordinate ids (a layer
-/// dir, a sandbox dir): inside the user namespace when rootless, directly as root.
-/// Meant for [`Store::gc_with`]: `store.gc_with(&vauban_core::sandbox::remove_dir_all)`.
+/// dir, a sandbox dir, a whole store): inside the user namespace when rootless,
+/// directly as root. Meant for [`Store::gc_with`]:
+/// `store.gc_with(&|p| vauban_core::sandbox::remove_dir_all(p, &helper))`.
 ///
 /// Never leaves a half-removed tree under its name (a half-removed layer dir would
 /// be taken as a whole one by the next build): the tree is first renamed to a
 /// hidden sibling (`.removing-NAME-PID`, which the next gc removes as an unknown
-/// entry if this one is cut short), then removed by a child that blocks SIGINT and
-/// SIGTERM.
-pub fn remove_dir_all(path: &std::path::Path) -> vauban_oci::Result<()> {
+/// entry if this one is cut short), then removed by a helper that finishes
+/// whatever signal vauban gets.
+pub fn remove_dir_all(path: &Path, helper: &Helper) -> vauban_oci::Result<()> {
     let aside = match (path.parent(), path.file_name()) {
         (Some(parent), Some(name)) if !name.to_string_lossy().starts_with(".removing-") => {
             let aside = parent.join(format!(
@@ -213,24 +283,10 @@ pub fn remove_dir_all(path: &std::path::Path) -> vauban_oci::Result<()> {
         }
         _ => path.to_path_buf(),
     };
-    let path = aside.as_path();
-    let remove = || std::fs::remove_dir_all(path).at("remove", path);
-    let result = match NsConfig::detect() {
-        Ok(ns) if ns.rootless() => {
-            let spawn = Spawn {
-                what: "remove a directory",
-                ..Spawn::default()
-            };
-            in_namespaces(&ns, &spawn, remove)
-        }
-        _ => remove(),
-    };
+    let result = NsConfig::detect()
+        .and_then(|ns| remove_in_namespace(helper, &ns, vec![aside.clone()], "remove a directory"));
     result.map_err(|e| match e {
-        crate::Error::Oci(e) => e,
-        other => vauban_oci::Error::io(
-            "remove",
-            path,
-            std::io::Error::other(super::userns::render(&other)),
-        ),
+        Error::Oci(e) => e,
+        other => vauban_oci::Error::io("remove", &aside, std::io::Error::other(other)),
     })
 }

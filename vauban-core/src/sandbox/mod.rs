@@ -1,32 +1,47 @@
 //! The rootless build sandbox: an image's cached layer dirs stacked as overlay
-//! lower dirs under a fresh upper dir, a process run chrooted in the merged tree
-//! inside new user (unless real root), mount, pid and uts namespaces, and the upper
+//! lower dirs under a fresh upper dir, a program run in the merged tree inside
+//! new user (unless real root), pid, mount, uts and ipc namespaces, and the upper
 //! dir committed as a new layer.
 //!
-//! Life of a sandbox: [`Sandbox::prepare`] extracts the missing layer dirs (inside
-//! the user namespace, so owners map) and creates `STORE/tmp/sandbox-*/{upper,work,
-//! merged,private}`; each [`Sandbox::run`] is a fresh set of namespaces over the same
-//! upper dir; [`Sandbox::commit`] packs the upper dir into a layer and names the new
-//! image; dropping the sandbox removes its directory (inside the user namespace, since
-//! it holds files owned by subordinate ids). Mounts only ever exist in the sandbox's
-//! mount namespace: when its processes die, they are gone.
+//! Life of a sandbox: [`Sandbox::prepare`] extracts the missing layer dirs (in a
+//! helper inside the user namespace, so owners map) and creates
+//! `STORE/tmp/sandbox-*/{upper,work,merged,private}`; each [`Sandbox::run`] is a
+//! fresh set of namespaces over the same upper dir; [`Sandbox::commit`] packs the
+//! upper dir into a layer and writes the new image; dropping the sandbox removes
+//! its directory. Mounts only ever exist in the sandbox's mount namespaces: when
+//! its processes die, they are gone.
+//!
+//! What runs in a sandbox is hostile until proven otherwise: see [`helper`] for
+//! the process tree (nothing of vauban's is inherited: every sandbox process is
+//! a fresh exec), [`confine`] for what holds the image's processes in the image
+//! (pivot_root, masked `/proc`, bounded capabilities), and `ARCHITECTURE.md`
+//! for what a build can still reach.
 //!
 //! Architecture invariant: this is the only module of the workspace with `unsafe`
-//! code (`userns.rs`: fork, `_exit`, `close_range`; `signals.rs`: sigaction;
-//! `mount.rs`: `mount_setattr`), each block with its `SAFETY:`. The fork invariant
-//! callers must hold (no other thread that may hold a lock: no tokio runtime alive)
-//! is in [`userns`].
+//! code (descriptors given to helpers between fork and exec, `mount_setattr`,
+//! signal handlers, descriptors received over the channel), each block with its
+//! `SAFETY:`.
 
 mod commit;
-pub mod idmap;
+pub(crate) mod confine;
+pub mod helper;
+mod idmap;
 mod layers;
-pub mod mount;
-pub mod rootfs;
-mod run;
-pub mod signals;
-pub mod userns;
+pub(crate) mod mount;
+mod ns;
+mod program;
+mod pty;
+pub(crate) mod rootfs;
+#[allow(clippy::module_inception)]
+mod sandbox;
+mod signals;
 
 pub use commit::{CommitOptions, DEFAULT_EXCLUDES};
+pub use confine::{ALLOWED_CAPABILITIES, MASKED_DIRS, MASKED_FILES, READ_ONLY};
+pub use helper::{run_helper_if_asked, Helper, HELPER_ENV};
+pub use idmap::{parse_subid, IdMapping, SubIdRange};
 pub use layers::{ensure_layer_dirs, remove_dir_all};
-pub use run::{Program, Sandbox, SandboxOptions};
-pub use userns::{exit_code, in_user_namespace, NsConfig};
+pub use ns::{exit_code, NsConfig};
+pub use program::{Io, Program, RunIo, DEFAULT_ENV, HOST_ENV_KEPT};
+pub use sandbox::{Sandbox, SandboxOptions};
+pub use signals::{pending as pending_signal, SignalGuard};

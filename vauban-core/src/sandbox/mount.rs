@@ -3,7 +3,10 @@
 //!
 //! The overlay is mounted with `userxattr` (inside a user namespace the kernel
 //! requires it; as real root it keeps the same on-disk format: whiteouts are char
-//! devices 0/0, opaque dirs carry `user.overlay.opaque`), never with `index=on`.
+//! devices 0/0, opaque dirs carry `user.overlay.opaque`), never with `index=on`,
+//! and `nodev`: a device node an image carries (a node of the host's disk) is
+//! never usable, as real root too; the sandbox's `/dev` nodes are bind mounts of
+//! the host's harmless ones.
 //! Lower dirs are passed one by one with `fsconfig(lowerdir+)` (Linux >= 6.6), so the
 //! one-page limit of the classic option string does not cap the number of layers; on
 //! older kernels the classic `mount(2)` is used with paths relative to the layers'
@@ -20,21 +23,21 @@ use rustix::mount::{
 use crate::error::{Error, Result};
 
 /// An overlay to mount.
-#[derive(Debug, Clone)]
-pub struct Overlay {
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Overlay {
     /// Lower dirs, topmost first.
-    pub lower: Vec<PathBuf>,
+    pub(crate) lower: Vec<PathBuf>,
     /// The upper dir (receives every change).
-    pub upper: PathBuf,
+    pub(crate) upper: PathBuf,
     /// The work dir (same file system as `upper`, empty).
-    pub work: PathBuf,
+    pub(crate) work: PathBuf,
 }
 
 const HINT: &str = "the store must be on a file system overlayfs accepts as upper \
                     (not overlayfs itself, not NFS); see `dmesg` for the kernel's reason";
 
 /// The classic `mount(2)` data string for an overlay, lower dirs given as written.
-pub fn overlay_options(lower: &[String], upper: &str, work: &str) -> String {
+pub(crate) fn overlay_options(lower: &[String], upper: &str, work: &str) -> String {
     format!(
         "lowerdir={},upperdir={upper},workdir={work},userxattr,index=off",
         lower.join(":")
@@ -43,7 +46,7 @@ pub fn overlay_options(lower: &[String], upper: &str, work: &str) -> String {
 
 impl Overlay {
     /// Mounts the overlay on `target`.
-    pub fn mount(&self, target: &Path) -> Result<()> {
+    pub(crate) fn mount(&self, target: &Path) -> Result<()> {
         if self.lower.is_empty() {
             // The caller gives an empty dir for an image without layers.
             return Err(Error::OverlayRefused {
@@ -92,8 +95,12 @@ impl Overlay {
         fsconfig_set_flag(&fs, "userxattr").map_err(failed)?;
         fsconfig_set_string(&fs, "index", "off").map_err(failed)?;
         fsconfig_create(&fs).map_err(failed)?;
-        let mnt =
-            fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty()).map_err(failed)?;
+        let mnt = fsmount(
+            &fs,
+            FsMountFlags::FSMOUNT_CLOEXEC,
+            MountAttrFlags::MOUNT_ATTR_NODEV,
+        )
+        .map_err(failed)?;
         move_mount(
             mnt.as_fd(),
             "",
@@ -143,7 +150,7 @@ impl Overlay {
             "vauban",
             target,
             "overlay",
-            MountFlags::empty(),
+            MountFlags::NODEV,
             data.as_c_str(),
         )
         .map_err(|e| refused(e.into()))
@@ -173,7 +180,7 @@ fn fs_log(fs: &impl AsFd) -> String {
 }
 
 /// Mounts a file system of type `fstype` on `target`.
-pub fn mount_fs(fstype: &str, target: &Path, flags: MountFlags, data: &str) -> Result<()> {
+pub(crate) fn mount_fs(fstype: &str, target: &Path, flags: MountFlags, data: &str) -> Result<()> {
     let err = |source: std::io::Error| Error::Mount {
         what: fstype.to_string(),
         target: target.into(),
@@ -188,7 +195,7 @@ pub fn mount_fs(fstype: &str, target: &Path, flags: MountFlags, data: &str) -> R
 }
 
 /// Bind-mounts `source` on `target` (recursively when `recursive`).
-pub fn bind(source: &Path, target: &Path, recursive: bool) -> Result<()> {
+pub(crate) fn bind(source: &Path, target: &Path, recursive: bool) -> Result<()> {
     let res = if recursive {
         rustix::mount::mount_bind_recursive(source, target)
     } else {
@@ -203,7 +210,7 @@ pub fn bind(source: &Path, target: &Path, recursive: bool) -> Result<()> {
 
 /// Makes the bind mount at `target` read-only, keeping the flags the kernel locks
 /// (nosuid, nodev, noexec) as they are on `source`.
-pub fn remount_read_only(source: &Path, target: &Path) -> Result<()> {
+pub(crate) fn remount_read_only(source: &Path, target: &Path) -> Result<()> {
     use rustix::fs::StatVfsMountFlags as S;
     let err = |e: rustix::io::Errno| Error::Mount {
         what: format!("read-only {}", source.display()),
@@ -242,7 +249,7 @@ struct MountAttr {
 /// top mount alone leaves writable. Falls back to [`remount_read_only`] of the top
 /// mount on older kernels.
 #[allow(unsafe_code)]
-pub fn make_read_only_recursive(source: &Path, target: &Path) -> Result<()> {
+pub(crate) fn make_read_only_recursive(source: &Path, target: &Path) -> Result<()> {
     const MOUNT_ATTR_RDONLY: u64 = 0x1;
     let err = |e: std::io::Error| Error::Mount {
         what: format!("read-only {}", source.display()),

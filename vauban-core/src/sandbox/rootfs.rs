@@ -61,7 +61,7 @@ pub const PLACEHOLDER_DIRS: [&str; 7] = ["dev/pts", "dev/shm", "dev", "proc", "s
 
 /// Sets up everything under `merged` (the mounted overlay); `private` holds the
 /// sandbox's own copies of [`PRIVATE_FILES`] and [`POLICY_RC_D`].
-pub fn setup(merged: &Path, private: &Path) -> Result<()> {
+pub(crate) fn setup(merged: &Path, private: &Path) -> Result<()> {
     let nosuid_nodev_noexec = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
     let proc = ensure_dir(merged, "proc")?;
     mount_fs("proc", &proc, nosuid_nodev_noexec, "")?;
@@ -180,7 +180,7 @@ fn bind_private(merged: &Path, source: &Path, rel: &str) -> Result<()> {
 /// relative to the image's root (chroot semantics: `..` stops at the root, an
 /// absolute target starts from it). Only the link's own text is resolved: a
 /// symlink met on the way is refused later by [`checked`].
-pub fn resolve_in_root(dir: &Path, target: &Path) -> PathBuf {
+pub(crate) fn resolve_in_root(dir: &Path, target: &Path) -> PathBuf {
     use std::path::Component;
     let mut out: Vec<std::ffi::OsString> = Vec::new();
     if target.is_relative() {
@@ -254,7 +254,7 @@ fn ensure_file(merged: &Path, rel: &str) -> Result<PathBuf> {
 }
 
 /// The content of the private `/etc/hosts` for `hostname`.
-pub fn hosts_file(hostname: &str) -> String {
+pub(crate) fn hosts_file(hostname: &str) -> String {
     format!(
         "127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n\
          ff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"

@@ -1,6 +1,6 @@
 //! SIGINT/SIGTERM/SIGHUP while a sandbox lives: the handler only records the
-//! signal; the code waiting on the sandbox's process sees it, kills the process
-//! tree (the pid namespace dies with its init) and returns
+//! signal; the code waiting on a sandbox helper sees it, kills the helper (and
+//! with it the pid namespace it made) and returns
 //! [`Error::Interrupted`](crate::Error::Interrupted), so the sandbox's directories
 //! are removed on the way out instead of the process dying on the spot. When the
 //! last guard goes, the signal is raised again with the previous disposition.
@@ -94,26 +94,4 @@ pub fn pending() -> Option<i32> {
         0 => None,
         sig => Some(sig),
     }
-}
-
-/// In a freshly forked child: default dispositions, so the child dies of the signals
-/// sent to it rather than recording them.
-pub(crate) fn reset_in_child() {
-    let action = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    for sig in SIGNALS {
-        // SAFETY: installing the default disposition has no memory-safety requirement.
-        let _ = unsafe { sigaction(sig, &action) };
-    }
-}
-
-/// In a freshly forked child doing work that must not be cut in half: SIGINT,
-/// SIGTERM and SIGHUP stay blocked (pending signals are dropped at `_exit`). A
-/// program started from it gets an empty mask back (`std::process::Command`
-/// clears it).
-pub(crate) fn block_in_child() {
-    let mut set = SigSet::empty();
-    for sig in SIGNALS {
-        set.add(sig);
-    }
-    let _ = set.thread_block();
 }

@@ -68,8 +68,9 @@ impl CommandLine {
 pub struct AnsibleConfig {
     /// The `ansible-playbook` program (resolved on the host).
     pub ansible_playbook: PathBuf,
-    /// The host's `chroot` program, used by the chroot connection
-    /// (`/usr/sbin` is not in an ordinary user's `PATH`).
+    /// What the chroot connection runs instead of `chroot(8)`: the sandbox's
+    /// `vauban-chroot`, which confines the command in the image
+    /// ([`crate::sandbox::Sandbox::chroot_exe`]).
     pub chroot_exe: PathBuf,
     /// The Ansible root (where `ansible.cfg`, the inventory and playbooks are): the
     /// working directory.
@@ -183,7 +184,7 @@ mod tests {
     fn config() -> AnsibleConfig {
         AnsibleConfig {
             ansible_playbook: "/usr/bin/ansible-playbook".into(),
-            chroot_exe: "/usr/sbin/chroot".into(),
+            chroot_exe: "/s/private/vauban-chroot".into(),
             ansible_root: "/cache/wt/ansible".into(),
             playbook: "web.yml".into(),
             host: "web01".into(),
@@ -274,7 +275,7 @@ mod tests {
         assert_eq!(env["ANSIBLE_HOST_KEY_CHECKING"], "False");
         assert_eq!(env["ANSIBLE_LOCAL_TEMP"], "/tmp/s/ansible-local");
         assert_eq!(env["ANSIBLE_REMOTE_TEMP"], "/tmp");
-        assert_eq!(env["ANSIBLE_CHROOT_EXE"], "/usr/sbin/chroot");
+        assert_eq!(env["ANSIBLE_CHROOT_EXE"], "/s/private/vauban-chroot");
         assert!(env["PATH"].split(':').any(|d| d == "/usr/sbin"));
         assert_eq!(env["LC_ALL"], "C.UTF-8");
     }

@@ -52,6 +52,8 @@ pub struct StageOptions {
     pub compression: Compression,
     /// Paths left out of every layer, on top of the sandbox's defaults.
     pub exclude: Vec<PathBuf>,
+    /// The sandbox helper; `None`: [`crate::sandbox::Helper::from_env`].
+    pub helper: Option<crate::sandbox::Helper>,
 }
 
 impl StageOptions {
@@ -76,6 +78,7 @@ impl StageOptions {
             echo: Echo::default(),
             compression: Compression::default(),
             exclude: Vec::new(),
+            helper: None,
         }
     }
 

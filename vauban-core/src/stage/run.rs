@@ -4,11 +4,12 @@
 
 use std::ffi::OsString;
 use std::os::unix::fs::FileTypeExt;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 
 use vauban_oci::store::Store;
-use vauban_oci::{Image, Reference};
+use vauban_oci::Image;
 
 use super::command::{self, AnsibleConfig};
 use super::hooks::{self, WrapperOutcome};
@@ -19,7 +20,7 @@ use super::output::Follower;
 use super::repo::{AnsibleRepo, Checkout};
 use super::spec::Stage;
 use crate::error::{AnsibleFailure, Error, IoContext, Result};
-use crate::sandbox::{CommitOptions, Program, Sandbox, SandboxOptions};
+use crate::sandbox::{CommitOptions, Io, Program, RunIo, Sandbox, SandboxOptions};
 
 /// `ANSIBLE_REMOTE_TEMP` in the image: the sandbox's `/tmp` is a tmpfs, so nothing
 /// Ansible leaves there reaches the layer.
@@ -29,7 +30,6 @@ const REMOTE_TEMP: &str = "/tmp";
 #[derive(Debug)]
 struct Tools {
     ansible_playbook: PathBuf,
-    chroot: PathBuf,
     env: PathBuf,
     sh: PathBuf,
 }
@@ -48,20 +48,21 @@ impl Tools {
                 "ansible-playbook",
                 "install Ansible with the community.general collection (`apt-get install ansible`)",
             )?,
-            chroot: find("chroot", "install coreutils")?,
             env: find("env", "install coreutils")?,
             sh: find("sh", "install a POSIX shell")?,
         })
     }
 }
 
-/// Applies `stages` in order to the image `image` for `host`; each stage becomes one
-/// layer and one image named by [`StageOptions::stage_reference`]. Returns the last
-/// image (also named [`StageOptions::final_name`] when set). A failed stage commits
-/// nothing and leaves no sandbox behind; the images of the stages before it stay.
+/// Applies `stages` in order to `image` for `host`; each stage becomes one layer
+/// and one image, the next stage starting from the image the previous one built
+/// (never from a name looked up again). Once every stage is built, the images
+/// are named at once ([`StageOptions::stage_reference`], and
+/// [`StageOptions::final_name`] for the last). Returns the last image. A failed
+/// stage names nothing and leaves no sandbox behind.
 pub fn apply_stages(
     store: &Store,
-    image: &Reference,
+    image: &Image,
     stages: &[Stage],
     host: &str,
     opts: &StageOptions,
@@ -83,7 +84,7 @@ pub fn apply_stages(
     std::fs::create_dir_all(&build_logs).at("create the log dir", &build_logs)?;
 
     let mut source = image.clone();
-    let mut last = None;
+    let mut names = Vec::with_capacity(stages.len() + 1);
     for (index, stage) in stages.iter().enumerate() {
         let branch = stage.branch.as_deref().or(opts.branch.as_deref());
         let checkout = repo.checkout(branch, &stage.to_string())?;
@@ -102,14 +103,14 @@ pub fn apply_stages(
             log: &log,
         };
         let built = ctx.run(&source)?;
-        source = opts.stage_reference(&stage.playbook)?;
-        last = Some(built);
+        names.push((opts.stage_reference(&stage.playbook)?, built.descriptor()));
+        source = built;
     }
-    let last = last.expect("at least one stage");
     if let Some(name) = &opts.final_name {
-        store.tag(name, &last.descriptor())?;
+        names.push((name.clone(), source.descriptor()));
     }
-    Ok(last)
+    store.tag_all(&names)?;
+    Ok(source)
 }
 
 /// One stage being applied.
@@ -124,7 +125,7 @@ struct StageRun<'a> {
 }
 
 impl StageRun<'_> {
-    fn run(&self, source: &Reference) -> Result<Image> {
+    fn run(&self, source: &Image) -> Result<Image> {
         let stage = self.stage.to_string();
         let playbook = self.checkout.root.join(&self.stage.playbook);
         if !playbook.is_file() {
@@ -134,10 +135,11 @@ impl StageRun<'_> {
                 branch: self.checkout.branch.clone().unwrap_or_else(|| "-".into()),
             });
         }
-        tracing::info!(%stage, host = self.host, %source, "applying stage");
+        tracing::info!(%stage, host = self.host, source = %source.manifest_digest, "applying stage");
         let sandbox_opts = SandboxOptions {
             hostname: self.host.to_owned(),
             env: Vec::new(),
+            helper: self.opts.helper.clone(),
         };
         let sandbox = Sandbox::prepare(self.store, source, sandbox_opts)?;
         let work = tempfile::Builder::new()
@@ -145,7 +147,7 @@ impl StageRun<'_> {
             .tempdir()
             .at("create a temp dir in", std::env::temp_dir())?;
 
-        self.check_python(&sandbox, source)?;
+        self.check_python(&sandbox)?;
         let before = self.dpkg_list(&sandbox, &work.path().join("dpkg-before"))?;
         self.run_ansible(&sandbox, work.path())?;
         let after = self.dpkg_list(&sandbox, &work.path().join("dpkg-after"))?;
@@ -155,8 +157,7 @@ impl StageRun<'_> {
         };
         self.write_metadata(&sandbox, diff.as_deref())?;
 
-        let name = self.opts.stage_reference(&self.stage.playbook)?;
-        let mut commit = CommitOptions::new(name, self.created_by());
+        let mut commit = CommitOptions::new(self.created_by());
         commit.compression = self.opts.compression;
         commit.exclude.extend(self.opts.exclude.iter().cloned());
         sandbox.commit(&commit)
@@ -183,9 +184,9 @@ impl StageRun<'_> {
         }
     }
 
-    fn check_python(&self, sandbox: &Sandbox<'_>, source: &Reference) -> Result<()> {
+    fn check_python(&self, sandbox: &Sandbox<'_>) -> Result<()> {
         let python = &self.opts.python_interpreter;
-        let status = sandbox.run(&Program::Chroot(vec![
+        let status = sandbox.run(&Program::Image(vec![
             "/bin/sh".into(),
             "-c".into(),
             "[ -x \"$1\" ] && exec \"$1\" -I -B -c ''".into(),
@@ -194,40 +195,40 @@ impl StageRun<'_> {
         ]))?;
         if !status.success() {
             return Err(Error::NoPython {
-                image: source.to_string(),
+                image: sandbox.image().manifest_digest.to_string(),
                 interpreter: python.clone(),
             });
         }
         Ok(())
     }
 
-    /// `dpkg-query -W` in the image, its output redirected by a host shell into `out`;
-    /// `None` when the image has no dpkg-query.
+    /// `dpkg-query -W` in the image, its output written into `out`; `None` when
+    /// the image has no dpkg-query.
     fn dpkg_list(&self, sandbox: &Sandbox<'_>, out: &Path) -> Result<Option<String>> {
-        let mut argv = vec![
-            path_string(&self.tools.sh)?,
-            "-c".into(),
-            "out=$1; shift; exec \"$@\" >\"$out\"".into(),
-            "vauban-dpkg-query".into(),
-            path_string(out)?,
-            path_string(&self.tools.chroot)?,
-            path_string(&sandbox.merged_dir())?,
-            "/usr/bin/env".into(),
-            "-i".into(),
-            format!("PATH={}", command::SYSTEM_PATH),
-            "LC_ALL=C".into(),
-        ];
+        let file = std::fs::File::create(out).at("create", out)?;
+        let mut argv = vec!["/usr/bin/env".to_string(), "LC_ALL=C".into()];
         argv.extend(metadata::dpkg_query_argv());
-        let status = sandbox.run(&Program::Host(argv))?;
-        match status.code() {
+        let io = RunIo {
+            stdin: Io::Null,
+            stdout: Io::File(file),
+            stderr: Io::Null,
+        };
+        let status = match sandbox.run_with(&Program::Image(argv), io) {
+            Err(Error::Exec { .. }) => None,
+            other => Some(other?),
+        };
+        match status.and_then(|s| s.code()) {
             Some(0) => Ok(Some(std::fs::read_to_string(out).at("read", out)?)),
-            Some(127) => {
+            None | Some(127) => {
                 tracing::warn!(
                     "no dpkg-query in the image: /packages will not list package changes"
                 );
                 Ok(None)
             }
-            _ => Err(self.step("dpkg-query", status)),
+            _ => Err(self.step(
+                "dpkg-query",
+                status.unwrap_or_else(|| std::process::ExitStatus::from_raw(127 << 8)),
+            )),
         }
     }
 
@@ -241,7 +242,7 @@ impl StageRun<'_> {
         let image_root = sandbox.merged_dir();
         let config = AnsibleConfig {
             ansible_playbook: self.tools.ansible_playbook.clone(),
-            chroot_exe: self.tools.chroot.clone(),
+            chroot_exe: sandbox.chroot_exe(),
             ansible_root: root.clone(),
             playbook: self.stage.playbook.clone(),
             host: self.host.to_owned(),
@@ -342,7 +343,7 @@ impl StageRun<'_> {
              printf '%s' \"$1\" >>/imginfo\n\
              printf '%s' \"$2\" >>/packages\n\
              if [ \"$3\" = yes ]; then mkdir -p /toslash/etc && printf '%s' \"$4\" >/toslash/etc/hostname; fi\n";
-        let status = sandbox.run(&Program::Chroot(vec![
+        let status = sandbox.run(&Program::Image(vec![
             "/bin/sh".into(),
             "-ec".into(),
             script.into(),

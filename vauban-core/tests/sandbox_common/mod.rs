@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 
-use vauban_core::sandbox::{exit_code, CommitOptions, Program, Sandbox, SandboxOptions};
+use vauban_core::sandbox::{exit_code, CommitOptions, Helper, Program, Sandbox, SandboxOptions};
 use vauban_oci::image::{HistoryEntry, NewLayer};
 use vauban_oci::layer::{repack_tar, PackOptions, PackedLayer};
 use vauban_oci::store::{BlobWriter, Store};
@@ -45,8 +45,41 @@ fn commit_layer(
     name
 }
 
-fn sh(script: &str) -> Program {
-    Program::Chroot(vec!["sh".into(), "-c".into(), script.into()])
+pub fn sh(script: &str) -> Program {
+    Program::Image(vec!["sh".into(), "-c".into(), script.into()])
+}
+
+/// The sandbox helper under test: `$VAUBAN_HELPER` (the staged copy), else the
+/// `vauban-sandbox` cargo built.
+pub fn helper() -> Helper {
+    Helper::at(
+        std::env::var_os("VAUBAN_HELPER")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_vauban-sandbox").into()),
+    )
+}
+
+/// Sandbox options with the test helper.
+pub fn options() -> SandboxOptions {
+    SandboxOptions {
+        helper: Some(helper()),
+        ..SandboxOptions::default()
+    }
+}
+
+/// A sandbox over the image named `name`.
+pub fn sandbox<'s>(store: &'s Store, name: &Reference, opts: SandboxOptions) -> Sandbox<'s> {
+    let image = store.image(name).unwrap();
+    Sandbox::prepare(store, &image, opts).unwrap()
+}
+
+/// Commits `sandbox` and names the image `name`.
+pub fn commit_as(store: &Store, sandbox: Sandbox<'_>, name: &str) -> vauban_oci::Image {
+    let image = sandbox.commit(&CommitOptions::new("test")).unwrap();
+    store
+        .tag(&Reference::parse(name).unwrap(), &image.descriptor())
+        .unwrap();
+    image
 }
 
 /// Path -> (uid, gid, content) of the last layer of `image`.
@@ -69,8 +102,9 @@ pub fn run_twice_then_commit() {
     let opts = SandboxOptions {
         hostname: "web01".into(),
         env: vec![("MARK".into(), "m1".into())],
+        helper: Some(helper()),
     };
-    let sandbox = Sandbox::prepare(&store, &base, opts).unwrap();
+    let sandbox = sandbox(&store, &base, opts);
 
     let first = "set -e; test \"$(hostname)\" = web01; test \"$MARK\" = m1; \
                  echo one > /created; chown 2001:2001 /created; rm /etc/group; \
@@ -100,10 +134,7 @@ pub fn run_twice_then_commit() {
     let status = sandbox.run(&sh("exit 5")).unwrap();
     assert_eq!(exit_code(status), 5);
 
-    let name = Reference::parse("bb-changed").unwrap();
-    let image = sandbox
-        .commit(&CommitOptions::new(name.clone(), "test"))
-        .unwrap();
+    let image = commit_as(&store, sandbox, "bb-changed");
     assert_eq!(image.layers().len(), 2);
     let layer = last_layer(&store, &image);
     let names: Vec<&String> = layer.keys().collect();
@@ -122,28 +153,32 @@ pub fn run_twice_then_commit() {
     );
     let tmp: Vec<_> = std::fs::read_dir(store.tmp_dir()).unwrap().collect();
     assert!(tmp.is_empty(), "sandbox dir left in STORE/tmp");
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(!mounts.contains(&dir.path().to_string_lossy().into_owned()));
+    assert_eq!(
+        prelude::sandbox_leftovers(dir.path()),
+        Vec::<String>::new(),
+        "a process still holds the sandbox's mounts"
+    );
     drop(store);
     let path = dir.keep();
-    vauban_core::sandbox::in_user_namespace("remove the test store", || {
-        std::fs::remove_dir_all(&path).map_err(|e| vauban_core::Error::io("remove", &path, e))
-    })
-    .unwrap();
+    vauban_core::sandbox::remove_dir_all(&path, &helper()).unwrap();
 }
 
-/// A missing image is named in the error and leaves nothing in STORE/tmp.
+/// A missing image is named in the error; a prepare that fails (a layer blob
+/// gone from the store) leaves nothing in STORE/tmp.
 pub fn failed_prepare_leaves_nothing_and_missing_image_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let err = Sandbox::prepare(
-        &store,
-        &Reference::parse("nope").unwrap(),
-        SandboxOptions::default(),
-    )
-    .unwrap_err()
-    .to_string();
+    let err = store
+        .image(&Reference::parse("nope").unwrap())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("nope"), "{err}");
+    let base = import_busybox(&store);
+    let image = store.image(&base).unwrap();
+    let blob = vauban_oci::image::digest_of(&image.layers()[0]).unwrap();
+    std::fs::remove_file(store.blob_path(&blob)).unwrap();
+    let err = Sandbox::prepare(&store, &image, options()).unwrap_err();
+    assert!(err.to_string().contains("extract"), "{err}");
     assert_eq!(std::fs::read_dir(store.tmp_dir()).unwrap().count(), 0);
 }
 
@@ -190,30 +225,60 @@ impl BbStore {
 impl Drop for BbStore {
     fn drop(&mut self) {
         let path = self.dir.take().unwrap().keep();
-        let _ = vauban_core::sandbox::remove_dir_all(&path);
+        let _ = vauban_core::sandbox::remove_dir_all(&path, &helper());
     }
 }
 
-/// A file descriptor the caller left inheritable (no CLOEXEC) never reaches the
-/// sandboxed command: a directory fd of the host would be a way out of the chroot.
+/// Runs `program` in `sandbox` and returns its exit status and what it wrote
+/// on its standard output and error.
+pub fn output(sandbox: &Sandbox<'_>, program: &Program) -> (std::process::ExitStatus, String) {
+    let file = tempfile::tempfile().unwrap();
+    let io = vauban_core::sandbox::RunIo {
+        stdin: vauban_core::sandbox::Io::Null,
+        stdout: vauban_core::sandbox::Io::File(file.try_clone().unwrap()),
+        stderr: vauban_core::sandbox::Io::File(file.try_clone().unwrap()),
+    };
+    let status = sandbox.run_with(program, io).unwrap();
+    let mut text = String::new();
+    use std::io::Seek;
+    let mut file = file;
+    file.rewind().unwrap();
+    file.read_to_string(&mut text).unwrap();
+    (status, text)
+}
+
+/// A directory of the host the caller left open without close-on-exec never
+/// reaches any process of the sandbox: every descriptor of every process it
+/// can see is tried as a way to the host's marker file.
 pub fn inherited_fds_do_not_reach_the_command() {
     let s = BbStore::new();
+    let outside = tempfile::tempdir().unwrap();
+    let marker = format!("host-marker-{}", std::process::id());
+    std::fs::write(outside.path().join("marker"), &marker).unwrap();
     let fd = nix::fcntl::open(
-        "/",
+        outside.path(),
         nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY,
         nix::sys::stat::Mode::empty(),
     )
     .unwrap();
     use std::os::fd::AsRawFd;
     let n = fd.as_raw_fd();
-    let sandbox = Sandbox::prepare(&s.store, &s.base, SandboxOptions::default()).unwrap();
-    let script = format!("test ! -e /proc/$$/fd/{n}");
-    let status = sandbox.run(&sh(&script)).unwrap();
+    let sandbox = sandbox(&s.store, &s.base, options());
+    let script = "for f in /proc/[0-9]*/fd/* /proc/[0-9]*/cwd /proc/[0-9]*/root; do \
+                  cat \"$f/marker\" 2>/dev/null; done; ls /proc/[0-9]*/fd/ 2>&1; exit 0";
+    let (status, out) = output(&sandbox, &sh(script));
+    assert!(status.success(), "{status}: {out}");
     assert!(
-        status.success(),
-        "fd {n} (the host's /) leaked into the chroot"
+        !out.contains(&marker),
+        "fd {n} (a host dir) reached the image:\n{out}"
     );
-    let host = Program::Host(vec!["/bin/sh".into(), "-c".into(), script]);
+    // The walk really ran: it listed its own descriptors.
+    assert!(out.contains("/proc/"), "{out}");
+    let host = Program::Host(vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        format!("test ! -e /proc/self/fd/{n} || ! test -d /proc/self/fd/{n}"),
+    ]);
     assert!(
         sandbox.run(&host).unwrap().success(),
         "fd {n} leaked into a host program"
@@ -225,7 +290,7 @@ pub fn inherited_fds_do_not_reach_the_command() {
 /// (cgroup file systems of the host are mounted there).
 pub fn sys_is_read_only_with_its_submounts() {
     let s = BbStore::new();
-    let sandbox = Sandbox::prepare(&s.store, &s.base, SandboxOptions::default()).unwrap();
+    let sandbox = sandbox(&s.store, &s.base, options());
     let status = sandbox
         .run(&sh(
             "! grep -E '^[^ ]+ [^ ]+ [^ ]+ [^ ]+ /sys(/[^ ]*)? rw' /proc/self/mountinfo",
@@ -290,9 +355,9 @@ fn sees_host_resolv_conf(
 ) -> Vec<String> {
     let opts = SandboxOptions {
         env: vec![("WANT".into(), want.to_string())],
-        ..SandboxOptions::default()
+        ..options()
     };
-    let sandbox = Sandbox::prepare(&s.store, image, opts).unwrap();
+    let sandbox = sandbox(&s.store, image, opts);
     let status = sandbox
         .run(&sh(
             "test -L /etc/resolv.conf && test \"$(cat /etc/resolv.conf)\" = \"$WANT\"",
@@ -302,9 +367,7 @@ fn sees_host_resolv_conf(
         status.success(),
         "{what}: the build does not see the host's resolv.conf"
     );
-    let new = sandbox
-        .commit(&CommitOptions::new(Reference::parse(name).unwrap(), "test"))
-        .unwrap();
+    let new = commit_as(&s.store, sandbox, name);
     last_layer(&s.store, &new).into_keys().collect()
 }
 
@@ -320,21 +383,16 @@ pub fn image_without_layers_runs() {
     };
     let name = Reference::parse("scratch").unwrap();
     vauban_oci::image::commit(&store, None, &[], &history, &name).unwrap();
-    let sandbox = Sandbox::prepare(&store, &name, SandboxOptions::default()).unwrap();
+    let sandbox = sandbox(&store, &name, options());
     let script = format!("echo made > {}/made", sandbox.merged_dir().display());
     let status = sandbox
         .run(&Program::Host(vec!["/bin/sh".into(), "-c".into(), script]))
         .unwrap();
     assert!(status.success(), "{status}");
-    let image = sandbox
-        .commit(&CommitOptions::new(
-            Reference::parse("first").unwrap(),
-            "test",
-        ))
-        .unwrap();
+    let image = commit_as(&store, sandbox, "first");
     let layer = last_layer(&store, &image);
     assert_eq!(layer["made"].2, b"made\n");
     drop(store);
     let path = dir.keep();
-    vauban_core::sandbox::remove_dir_all(&path).unwrap();
+    vauban_core::sandbox::remove_dir_all(&path, &helper()).unwrap();
 }

@@ -64,3 +64,36 @@ pub fn tar_listing<R: Read, T>(
     }
     out
 }
+
+/// What any process of this machine still holds of `store`: a mount under it
+/// (a live mount namespace of a sandbox), or a working directory or root in it.
+/// Every process is looked at, not only ours: a sandbox's mounts are only seen
+/// from inside its own namespaces.
+pub fn sandbox_leftovers(store: &Path) -> Vec<String> {
+    let needle = store.to_string_lossy().into_owned();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let dir = entry.path();
+        if let Ok(table) = std::fs::read_to_string(dir.join("mountinfo")) {
+            for line in table.lines().filter(|l| l.contains(&needle)) {
+                found.push(format!("pid {pid} mounts {line}"));
+            }
+        }
+        for link in ["cwd", "root"] {
+            if let Ok(target) = std::fs::read_link(dir.join(link)) {
+                if target.starts_with(store) {
+                    found.push(format!("pid {pid} {link} {}", target.display()));
+                }
+            }
+        }
+    }
+    found
+}

@@ -18,7 +18,9 @@ pub const MEDIA_TYPE_TAR_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zs
 const ZSTD_WINDOW_LOG_MAX: u32 = 27;
 
 /// Compression of a layer blob.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum Compression {
     /// gzip (the default, the most widely understood).
     #[default]

@@ -15,7 +15,7 @@ mod pack;
 mod path;
 mod pipe;
 mod repack;
-mod resolve;
+pub(crate) mod resolve;
 mod verify;
 mod whiteout;
 mod writer;
@@ -48,7 +48,7 @@ pub enum LayerSource<'a> {
 }
 
 /// How to write a layer.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct PackOptions {
     /// Compression of the blob.
     pub compression: Compression,
@@ -75,7 +75,7 @@ pub struct PackedLayer {
 }
 
 /// What to do with whiteouts found in a layer.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum WhiteoutMode {
     /// Delete the whited-out paths in the target (unpacking a full image).
     #[default]
@@ -87,7 +87,7 @@ pub enum WhiteoutMode {
 }
 
 /// What to do with the owners recorded in a layer.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Owners {
     /// chown to the recorded uid/gid; failure is an error.
     #[default]
@@ -106,7 +106,7 @@ pub struct ApplyOptions {
 }
 
 /// What [`apply`] did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ApplyReport {
     /// Tar entries applied (whiteouts included).
     pub entries: u64,

@@ -233,7 +233,7 @@ fn open_in_root(root: &OwnedFd, comps: &[Vec<u8>]) -> std::result::Result<OwnedF
 
 /// Opens the directory `rel` (components joined by `/`) below `dir` for
 /// reading, following no link at all and crossing no mount point.
-pub(crate) fn open_beneath(dir: impl AsFd, rel: &[u8]) -> io::Result<OwnedFd> {
+pub fn open_beneath(dir: impl AsFd, rel: &[u8]) -> io::Result<OwnedFd> {
     let dir = dir.as_fd();
     loop {
         match rustix::fs::openat2(
@@ -250,7 +250,7 @@ pub(crate) fn open_beneath(dir: impl AsFd, rel: &[u8]) -> io::Result<OwnedFd> {
 }
 
 /// The type of `name` in `dir`, not following it; None when absent.
-pub(crate) fn type_at(dir: impl AsFd, name: &[u8]) -> io::Result<Option<rustix::fs::Stat>> {
+pub fn type_at(dir: impl AsFd, name: &[u8]) -> io::Result<Option<rustix::fs::Stat>> {
     match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) => Ok(Some(st)),
         Err(Errno::NOENT) => Ok(None),
@@ -265,7 +265,7 @@ pub(crate) fn type_at(dir: impl AsFd, name: &[u8]) -> io::Result<Option<rustix::
 /// stack nor exhaust file descriptors. With `unlock` (unprivileged), the
 /// directories emptied are first given owner rwx (they are removed anyway);
 /// `dir` itself must already be writable.
-pub(crate) fn remove_all_at(dir: impl AsFd, name: &[u8], unlock: bool) -> io::Result<()> {
+pub fn remove_all_at(dir: impl AsFd, name: &[u8], unlock: bool) -> io::Result<()> {
     let dir = dir.as_fd();
     let Some(st) = type_at(dir, name)? else {
         return Ok(());
@@ -362,7 +362,7 @@ fn open_subdir(
 }
 
 /// Names in a directory (opened readable), without `.` and `..`.
-pub(crate) fn list_dir(dir: impl AsFd) -> io::Result<Vec<Vec<u8>>> {
+pub fn list_dir(dir: impl AsFd) -> io::Result<Vec<Vec<u8>>> {
     let mut out = Vec::new();
     let mut d = rustix::fs::Dir::read_from(dir)?;
     while let Some(e) = d.read() {
@@ -377,7 +377,7 @@ pub(crate) fn list_dir(dir: impl AsFd) -> io::Result<Vec<Vec<u8>>> {
 
 /// Opens a directory for reading (listing, xattrs, times) relative to `dir`
 /// without following `name`; `name` empty opens `dir` itself.
-pub(crate) fn open_dir_at(dir: impl AsFd, name: &[u8]) -> io::Result<OwnedFd> {
+pub fn open_dir_at(dir: impl AsFd, name: &[u8]) -> io::Result<OwnedFd> {
     let name: &[u8] = if name.is_empty() { b"." } else { name };
     Ok(rustix::fs::openat(
         dir,

@@ -39,6 +39,8 @@ pub struct FsckReport {
     pub images: usize,
     /// Everything found wrong; empty when the store is sound.
     pub problems: Vec<FsckProblem>,
+    /// What is not wrong but unsafe (a store other users can enter).
+    pub warnings: Vec<String>,
 }
 
 impl FsckReport {
@@ -62,6 +64,14 @@ impl Store {
     /// be read at all; what is wrong inside it is in the report.
     pub fn fsck(&self) -> Result<FsckReport> {
         let mut report = FsckReport::default();
+        if let Some(mode) = super::layout::open_to_others(&self.root) {
+            report.warnings.push(format!(
+                "store {} is open to other users (mode {mode:04o}): its layer dirs hold \
+                 images' setuid files, which they could run or rewrite; `chmod 700 {}`",
+                self.root.display(),
+                self.root.display()
+            ));
+        }
         let good = self.fsck_blobs(&mut report)?;
         let index = self.read_index()?;
         for desc in index.manifests() {

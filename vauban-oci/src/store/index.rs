@@ -89,24 +89,38 @@ impl Store {
     /// Names the manifest `descriptor` `reference`, replacing any previous
     /// image of that name. The manifest blob must be in the store.
     pub fn tag(&self, reference: &Reference, descriptor: &Descriptor) -> Result<()> {
-        let digest = crate::image::digest_of(descriptor)?;
-        if !self.has_blob(&digest) {
-            return Err(Error::BlobNotFound(digest.to_string()));
-        }
-        let name = reference.to_string();
-        let mut desc = descriptor.clone();
-        let mut annotations = desc.annotations().clone().unwrap_or_default();
-        annotations.insert(ANNOTATION_REF_NAME.to_string(), name.clone());
-        desc.set_annotations(Some(annotations));
+        self.tag_all(&[(reference.clone(), descriptor.clone())])
+    }
 
+    /// Gives every name of `names` to its manifest in one replacement of
+    /// `index.json`: a reader sees all of them or none. Manifest blobs must be
+    /// in the store.
+    pub fn tag_all(&self, names: &[(Reference, Descriptor)]) -> Result<()> {
+        let mut named = Vec::with_capacity(names.len());
+        for (reference, descriptor) in names {
+            let digest = crate::image::digest_of(descriptor)?;
+            if !self.has_blob(&digest) {
+                return Err(Error::BlobNotFound(digest.to_string()));
+            }
+            let name = reference.to_string();
+            let mut desc = descriptor.clone();
+            let mut annotations = desc.annotations().clone().unwrap_or_default();
+            annotations.insert(ANNOTATION_REF_NAME.to_string(), name.clone());
+            desc.set_annotations(Some(annotations));
+            named.push((name, digest, desc));
+        }
         let _guard = self.lock()?;
         let mut index = self.read_index()?;
         let mut manifests = index.manifests().clone();
-        manifests.retain(|d| ref_name(d) != Some(name.as_str()));
-        manifests.push(desc);
+        for (name, _, desc) in &named {
+            manifests.retain(|d| ref_name(d) != Some(name.as_str()));
+            manifests.push(desc.clone());
+        }
         index.set_manifests(manifests);
         write_index(self, &index)?;
-        tracing::info!(reference = %name, %digest, "tagged");
+        for (name, digest, _) in &named {
+            tracing::info!(reference = %name, %digest, "tagged");
+        }
         Ok(())
     }
 

@@ -22,13 +22,42 @@ pub(super) const INDEX: &str = "index.json";
 
 const LAYOUT_VERSION: &str = "1.0.0";
 
-/// Creates the store's directories if missing.
+/// The mode of every directory the store creates, whatever the umask: the
+/// cached layer dirs hold images' setuid and file-capability binaries, which
+/// no other user may reach (run, or rewrite to poison later builds).
+pub const PRIVATE_DIR_MODE: u32 = 0o700;
+
+/// Creates the store's directories if missing, private to their owner.
 pub(super) fn create_dirs(root: &Path) -> Result<()> {
-    for dir in [BLOBS, TMP, LAYERS] {
+    let mut missing: Vec<&Path> = root.ancestors().take_while(|p| !p.exists()).collect();
+    missing.reverse();
+    for dir in missing {
+        make_private_dir(dir)?;
+    }
+    for dir in ["blobs", BLOBS, TMP, LAYERS] {
         let p = root.join(dir);
-        fs::create_dir_all(&p).at("create directory", &p)?;
+        if !p.exists() {
+            make_private_dir(&p)?;
+        }
     }
     Ok(())
+}
+
+fn make_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match fs::DirBuilder::new().mode(PRIVATE_DIR_MODE).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(Error::io("create directory", dir, e)),
+    }
+    // The umask may have taken bits away; never adds any.
+    fs::set_permissions(dir, fs::Permissions::from_mode(PRIVATE_DIR_MODE)).at("chmod", dir)
+}
+
+/// The store root's permission bits when other users may enter it.
+pub(super) fn open_to_others(root: &Path) -> Option<u32> {
+    let mode = fs::metadata(root).ok()?.permissions().mode() & 0o7777;
+    (mode & 0o077 != 0).then_some(mode)
 }
 
 /// Writes `oci-layout` and an empty `index.json` when missing; checks the

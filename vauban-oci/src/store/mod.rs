@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 pub use blobs::BlobWriter;
 pub use fsck::{FsckProblem, FsckReport};
 pub use gc::GcReport;
+pub use layout::PRIVATE_DIR_MODE;
 pub use lock::StoreLock;
 
 use crate::digest::Digest;
@@ -61,6 +62,12 @@ impl Store {
         {
             let _guard = store.lock()?;
             layout::init_files(&store)?;
+        }
+        if let Some(mode) = layout::open_to_others(&store.root) {
+            tracing::warn!(
+                "store {} is open to other users (mode {mode:04o}); `vauban fsck` says why that matters",
+                store.root.display()
+            );
         }
         tracing::debug!(root = %store.root.display(), "store opened");
         Ok(store)

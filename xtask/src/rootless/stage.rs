@@ -145,6 +145,8 @@ pub fn test_command(runner: &Runner, stage: &Stage, exe: &Path, args: &[String])
     .env("LANG", "C.UTF-8")
     .env("RUST_BACKTRACE", "1")
     .env("VAUBAN_BIN", stage.bin().join("vauban"))
+    // The staged `vauban` is also the sandbox's helper (it calls the hook).
+    .env("VAUBAN_HELPER", stage.bin().join("vauban"))
     .env("VAUBAN_FIXTURES", stage.fixtures())
     .env("VAUBAN_TESTDATA", stage.testdata());
     if let Some((name, _, _)) = &runner.switch_to {
@@ -261,6 +263,10 @@ mod tests {
         );
         assert_eq!(
             get("VAUBAN_BIN"),
+            Some(Path::new("/nonexistent/stage/bin/vauban").as_os_str())
+        );
+        assert_eq!(
+            get("VAUBAN_HELPER"),
             Some(Path::new("/nonexistent/stage/bin/vauban").as_os_str())
         );
         assert_eq!(get("USER"), Some(std::ffi::OsStr::new("vauban-test")));

@@ -1,0 +1,144 @@
+//! What vauban and its helper processes say to each other (see [`super`]): the
+//! job vauban asks for, the helper's steps, and the typed reply, with the error's
+//! blame and message chain (an error crosses the channel as data, never as
+//! prose to be parsed again).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use vauban_oci::layer::{ApplyReport, Owners, PackOptions};
+use vauban_oci::Digest;
+
+pub(crate) use crate::error::RemoteError;
+
+use super::init::InitJob;
+
+/// vauban → helper.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ToHelper {
+    /// The work to do (the first message).
+    Job(Box<Job>),
+    /// The id maps of the helper's user namespace are written (rootless only).
+    Mapped,
+}
+
+/// helper → vauban.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum FromHelper {
+    /// The helper is in its new user namespace and waits for its id maps.
+    Unshared,
+    /// A layer dir is extracted (`index` in the job's list).
+    Extracted {
+        /// Position in [`Job::Extract`]'s list.
+        index: usize,
+        /// What the extraction did.
+        report: ApplyReport,
+    },
+    /// An interactive run's pty master comes with this message.
+    Pty,
+    /// The command started (its pid in the sandbox's pid namespace).
+    Started,
+    /// The end: what the job gave.
+    Done(Reply),
+}
+
+/// The work a helper does in the namespaces.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Job {
+    /// Extract layers into cached layer dirs.
+    Extract {
+        /// The store root.
+        store: PathBuf,
+        /// The layers.
+        layers: Vec<LayerJob>,
+        /// Owner handling.
+        owners: Owners,
+    },
+    /// Make the upper dir a clean change set, pack it into a layer blob.
+    Commit(CommitJob),
+    /// Remove directory trees (files owned by subordinate ids).
+    Remove {
+        /// The trees; each is retried for a while (processes still dying).
+        paths: Vec<PathBuf>,
+    },
+    /// Run a program in the sandbox.
+    Run(InitJob),
+}
+
+/// One layer to extract.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct LayerJob {
+    /// Its media type.
+    pub media_type: String,
+    /// The blob's digest.
+    pub digest: Digest,
+    /// The blob's size.
+    pub size: u64,
+    /// The diff_id (names the layer dir).
+    pub diff_id: Digest,
+    /// Where it is extracted before the rename.
+    pub tmp: PathBuf,
+}
+
+/// What a commit needs.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct CommitJob {
+    /// The store root.
+    pub store: PathBuf,
+    /// The upper dir.
+    pub upper: PathBuf,
+    /// The sandbox's private files.
+    pub private: PathBuf,
+    /// What the private files held at the start, by name.
+    pub initial: Vec<(String, Vec<u8>)>,
+    /// The lower dirs (to tell the sandbox's placeholders from the image's).
+    pub lower: Vec<PathBuf>,
+    /// How to pack the layer.
+    pub pack: PackOptions,
+}
+
+/// A program and its environment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct CommandSpec {
+    /// Program and arguments.
+    pub argv: Vec<String>,
+    /// The whole environment.
+    pub env: Vec<(String, String)>,
+    /// The working directory.
+    pub cwd: PathBuf,
+}
+
+/// What a finished job gives.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Reply {
+    /// Extraction or removal done.
+    Done,
+    /// The packed layer.
+    Packed(Packed),
+    /// The program ended with this raw wait status.
+    Exited(i32),
+    /// The program could not be started.
+    ExecFailed {
+        /// The program.
+        program: String,
+        /// `errno` of `execve`.
+        errno: i32,
+    },
+    /// The kernel refused a user namespace (errno of `unshare`).
+    UserNamespace(i32),
+    /// The job failed.
+    Failed(RemoteError),
+}
+
+/// A packed layer, as the helper reports it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Packed {
+    /// The blob's digest.
+    pub digest: Digest,
+    /// Its size.
+    pub size: u64,
+    /// The tar's digest.
+    pub diff_id: Digest,
+    /// Its media type.
+    pub media_type: String,
+}

@@ -1,0 +1,186 @@
+//! The helper process (H): a fresh exec of the helper executable with its
+//! channel as descriptor 3. It reads one job, enters a new user namespace when
+//! not root (vauban writes its id maps), does the job and sends the reply.
+//!
+//! File work (extraction, packing, removal) is done here, as root of the user
+//! namespace so the layers' owners map to the subordinate ids. A run unshares a
+//! pid namespace and starts the sandbox's [`init`](super::init) as its pid 1;
+//! what init reports is passed on, the pty descriptor of an interactive run
+//! included.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
+use nix::sched::CloneFlags;
+use nix::unistd::{Gid, Uid};
+use vauban_oci::Blame;
+
+use super::channel::{self, Channel};
+use super::init::InitJob;
+use super::protocol::{FromHelper, Job, RemoteError, Reply, ToHelper};
+use super::{CHANNEL_FD, INIT_ARG};
+use crate::error::Error;
+
+/// H's `main`: never returns.
+pub(crate) fn main() -> ! {
+    // SAFETY: vauban started us with our end of the channel as descriptor 3
+    // (see `spawn`); nothing else in this fresh process owns it.
+    #[allow(unsafe_code)]
+    let fd = unsafe { OwnedFd::from_raw_fd(CHANNEL_FD) };
+    if !is_socket(&fd) {
+        eprintln!("vauban: this is the sandbox helper; it is started by vauban itself");
+        std::process::exit(2);
+    }
+    let mut chan = Channel::new(fd);
+    let job = match chan.recv::<ToHelper>() {
+        Ok(Some(ToHelper::Job(job))) => *job,
+        _ => std::process::exit(2),
+    };
+    let reply = match enter_user_namespace(&mut chan) {
+        Ok(()) => run_job(job, &mut chan),
+        Err(reply) => reply,
+    };
+    let _ = chan.send(&FromHelper::Done(reply), &[]);
+    std::process::exit(0)
+}
+
+fn is_socket(fd: &OwnedFd) -> bool {
+    rustix::fs::fstat(fd).is_ok_and(|st| {
+        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Socket
+    })
+}
+
+/// Not root: a new user namespace, mapped by vauban, and root in it.
+fn enter_user_namespace(chan: &mut Channel) -> Result<(), Reply> {
+    if nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    nix::sched::unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| Reply::UserNamespace(e as i32))?;
+    let failed = |e: Error| Reply::Failed(RemoteError::of(&e));
+    chan.send(&FromHelper::Unshared, &[])
+        .map_err(|e| failed(Error::channel(e)))?;
+    match chan.recv::<ToHelper>() {
+        Ok(Some(ToHelper::Mapped)) => {}
+        // vauban could not write the maps (it reports why) or died.
+        _ => std::process::exit(1),
+    }
+    let _ = nix::unistd::setgroups(&[]);
+    nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+        .map_err(|e| failed(Error::sys("setresgid", e)))?;
+    nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+        .map_err(|e| failed(Error::sys("setresuid", e)))?;
+    Ok(())
+}
+
+fn run_job(job: Job, chan: &mut Channel) -> Reply {
+    let result = match job {
+        Job::Extract {
+            store,
+            layers,
+            owners,
+        } => super::super::layers::extract_all(&store, &layers, owners, &mut |index, report| {
+            let _ = chan.send(&FromHelper::Extracted { index, report }, &[]);
+        })
+        .map(|()| Reply::Done),
+        Job::Commit(commit) => super::super::commit::pack_upper(&commit).map(Reply::Packed),
+        Job::Remove { paths } => super::super::layers::remove_trees(&paths).map(|()| Reply::Done),
+        Job::Run(run) => return start_init(run, chan),
+    };
+    result.unwrap_or_else(|e| Reply::Failed(RemoteError::of(&e)))
+}
+
+/// A new pid namespace with init as its pid 1; relays init's messages.
+fn start_init(run: InitJob, chan: &mut Channel) -> Reply {
+    let failed = |e: Error| Reply::Failed(RemoteError::of(&e));
+    if let Err(e) = nix::sched::unshare(CloneFlags::CLONE_NEWPID) {
+        return failed(Error::sys("unshare a pid namespace", e));
+    }
+    let mut init = match spawn_init(&run) {
+        Ok(pair) => pair,
+        Err(e) => return failed(e),
+    };
+    let reply = relay(&mut init.1, chan);
+    let status = loop {
+        match init.0.wait() {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => break other,
+        }
+    };
+    reply.unwrap_or_else(|| {
+        Reply::Failed(RemoteError::new(
+            Blame::Internal,
+            format!(
+                "the sandbox's init ended without a report ({})",
+                status.map_or_else(|e| e.to_string(), |s| s.to_string())
+            ),
+        ))
+    })
+}
+
+/// Starts init (a fresh exec of this executable, empty environment, standard
+/// streams inherited: they are the command's) with the job on its channel.
+pub(crate) fn spawn_init(run: &InitJob) -> Result<(std::process::Child, Channel), Error> {
+    let (ours, theirs) = channel::pair().map_err(|e| Error::sys("socketpair", e))?;
+    let fd = theirs.into_fd();
+    let raw = fd.as_raw_fd();
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg0("vauban-init")
+        .arg(INIT_ARG)
+        .env_clear()
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit());
+    // SAFETY: between fork and exec only `dup2`, `fcntl`, `prctl` and
+    // `close_range` run: plain system calls, async-signal-safe.
+    #[allow(unsafe_code)]
+    unsafe {
+        cmd.pre_exec(move || {
+            if raw == CHANNEL_FD {
+                if libc::fcntl(raw, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            } else if libc::dup2(raw, CHANNEL_FD) != CHANNEL_FD {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // Whatever else the caller left inheritable stays behind.
+            let above = (CHANNEL_FD + 1) as libc::c_uint;
+            if libc::close_range(above, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd
+        .spawn()
+        .map_err(|e| Error::sys("start the sandbox's init", e))?;
+    drop(fd);
+    ours.send(run, &[]).map_err(Error::channel)?;
+    Ok((child, ours))
+}
+
+/// Passes init's messages on (the pty descriptor with its message) until its
+/// reply or its end.
+pub(crate) fn relay(from: &mut Channel, to: &mut Channel) -> Option<Reply> {
+    loop {
+        match from.recv::<FromHelper>() {
+            Ok(Some(FromHelper::Done(reply))) => return Some(reply),
+            Ok(Some(FromHelper::Pty)) => {
+                let Some(fd) = from.take_fd() else {
+                    return Some(Reply::Failed(RemoteError::new(
+                        Blame::Internal,
+                        "init announced a pty without sending it",
+                    )));
+                };
+                let _ = to.send(&FromHelper::Pty, &[fd.as_raw_fd()]);
+            }
+            Ok(Some(other)) => {
+                let _ = to.send(&other, &[]);
+            }
+            Ok(None) | Err(_) => return None,
+        }
+    }
+}
