@@ -3,6 +3,7 @@
 //!
 //! Architecture invariant: `sandbox` is the only module with `unsafe` code.
 
+pub mod config;
 pub mod error;
 pub mod sandbox;
 pub mod stage;

@@ -1,0 +1,323 @@
+//! Masters: every mapping nested in a release is a master built `FROM` its parent,
+//! by applying its own `stages` on top of the parent's image. A release is read as
+//! the root master of its tree (the original treats it as a master without a parent:
+//! it has a `name`, may have `stages`, `conffs` and `branch`, and `--name` finds it).
+//!
+//! Keys of a master: `name`, `stages`, `conffs`, `branch`, and the original
+//! scheduler's `schedule` and `schedule_options`. A key whose value is a mapping is a
+//! child master; any other key is an error. Reserved names (those keys, and a
+//! release's source keys) are never children.
+
+use std::collections::HashMap;
+
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use super::error::{ConfigError, KeyContext};
+use super::location::{Located, Location};
+use super::read::Reader;
+use super::release::RELEASE_KEYS;
+use super::source::SourceKeys;
+use super::yaml::{Entry, Value};
+use crate::stage::spec::check_branch_name;
+use crate::stage::Stage;
+
+/// The keys a master (and a release) may hold besides child masters.
+pub const MASTER_KEYS: &[&str] = &[
+    "name",
+    "stages",
+    "conffs",
+    "branch",
+    "schedule",
+    "schedule_options",
+];
+
+/// A master (or, at the top of a release, the release itself).
+#[derive(Debug, Clone, JsonSchema)]
+pub struct Master {
+    /// The key this master is written under.
+    #[schemars(skip)]
+    pub key: String,
+    /// The name `--name` takes, which the built image is named after; `name:` when
+    /// written, the key otherwise. A release's name names its base image (the
+    /// original's `debian-12/iso`). Unique in the config.
+    #[schemars(with = "Option<String>")]
+    pub name: String,
+    /// The playbooks applied, in order, on top of the parent's image, one stage (one
+    /// image layer) each: `playbook.yml`, or `branch@playbook.yml` to take that
+    /// playbook from another branch of the Ansible repository. The conffs of a host
+    /// re-applies the stages of the whole chain, release first.
+    #[schemars(default)]
+    pub stages: Vec<Located<Stage>>,
+    /// The hosts this master's conffs are built for: an Ansible `--limit` pattern
+    /// (`web-fr*`, `backend:&prod`). No conffs without it.
+    pub conffs: Option<Located<String>>,
+    /// The Ansible branch this master's stages are taken from (not inherited by its
+    /// children, as in the original, where it defaults to `master`).
+    pub branch: Option<Located<String>>,
+    /// When the original's scheduler rebuilds this master: a 5-field cron expression
+    /// (minute hour day month weekday), e.g. `0 3 * * 1`.
+    pub schedule: Option<Located<String>>,
+    /// How the scheduled build runs.
+    pub schedule_options: Option<Located<ScheduleOptions>>,
+    /// The child masters, built `FROM` this one, in file order.
+    #[schemars(flatten, with = "std::collections::BTreeMap<String, Master>")]
+    pub children: Vec<Master>,
+    /// The name of the parent master; `None` for a release.
+    #[schemars(skip)]
+    pub parent: Option<String>,
+    /// The key of the release at the top of this master's chain.
+    #[schemars(skip)]
+    pub release: String,
+    /// Where the master's key is written.
+    #[schemars(skip)]
+    pub location: Location,
+}
+
+impl Master {
+    /// Whether this is the root of a release rather than a master built on a parent.
+    pub fn is_release(&self) -> bool {
+        self.parent.is_none()
+    }
+
+    /// The stages alone, without their locations.
+    pub fn stage_list(&self) -> impl Iterator<Item = &Stage> {
+        self.stages.iter().map(|s| &s.value)
+    }
+}
+
+/// `schedule_options:` of a scheduled master.
+#[derive(Debug, Clone, PartialEq, Eq, Default, JsonSchema)]
+#[schemars(default, deny_unknown_fields)]
+pub struct ScheduleOptions {
+    /// What the scheduled build builds (`--stage`).
+    pub stage: ScheduledStage,
+    /// How many parents it rebuilds first (`--build-parents`; `-1` for the whole chain).
+    pub build_parents: i64,
+}
+
+/// The `--stage` of a scheduled build, as the original names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, JsonSchema, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduledStage {
+    /// The master's image.
+    Rootfs,
+    /// The conffs of its hosts.
+    Conffs,
+    /// The initramfs and kernel.
+    Initramfs,
+    /// The original's custom kernel build.
+    Kernel,
+    /// Rootfs, conffs and initramfs.
+    #[default]
+    All,
+    /// All, and the custom kernel.
+    TrueAll,
+}
+
+impl ScheduledStage {
+    const NAMES: [(&'static str, ScheduledStage); 6] = [
+        ("rootfs", ScheduledStage::Rootfs),
+        ("conffs", ScheduledStage::Conffs),
+        ("initramfs", ScheduledStage::Initramfs),
+        ("kernel", ScheduledStage::Kernel),
+        ("all", ScheduledStage::All),
+        ("trueall", ScheduledStage::TrueAll),
+    ];
+}
+
+/// Reads masters and registers their names, so that two masters cannot share one.
+pub(crate) struct MasterReader<'r> {
+    pub reader: &'r Reader,
+    /// Every name seen so far and where it was given.
+    pub names: HashMap<String, Location>,
+    /// The names in file order (depth first).
+    pub order: Vec<String>,
+}
+
+impl MasterReader<'_> {
+    /// Reads the master written as `entry` in the mapping at `parent_path`. `parent` is
+    /// `None` for a release, whose source keys go to `source`.
+    pub(crate) fn master(
+        &mut self,
+        entry: &Entry,
+        parent_path: &str,
+        parent: Option<&Master>,
+        mut source: Option<&mut SourceKeys>,
+    ) -> Result<Master, ConfigError> {
+        let r = self.reader;
+        let path = Location::child_path(parent_path, &entry.key);
+        let location = r.at(entry.key_pos, &path);
+        let Value::Map(entries) = &entry.value.value else {
+            return Err(ConfigError::WrongType {
+                location: r.at(entry.value.pos, &path),
+                expected: "a mapping (a release)",
+                found: entry.value.value.kind(),
+            });
+        };
+        let mut master = Master {
+            key: entry.key.clone(),
+            name: entry.key.clone(),
+            stages: Vec::new(),
+            conffs: None,
+            branch: None,
+            schedule: None,
+            schedule_options: None,
+            children: Vec::new(),
+            parent: parent.map(|p| p.name.clone()),
+            release: parent.map_or_else(|| entry.key.clone(), |p| p.release.clone()),
+            location: location.clone(),
+        };
+        let mut name_location = location.clone();
+        let mut child_entries = Vec::new();
+        for e in entries {
+            let vpath = Location::child_path(&path, &e.key);
+            match e.key.as_str() {
+                "name" => {
+                    if let Some(name) = r.opt_string(&e.value, &vpath)? {
+                        master.name = name.value;
+                        name_location = name.location;
+                    }
+                }
+                "stages" => {
+                    for (item, item_path) in r.list(&e.value, &vpath)? {
+                        let spec = r.string(item, &item_path)?;
+                        master.stages.push(stage(spec)?);
+                    }
+                }
+                "conffs" => master.conffs = r.opt_string(&e.value, &vpath)?,
+                "branch" => {
+                    master.branch = r.opt_string(&e.value, &vpath)?;
+                    if let Some(branch) = &master.branch {
+                        check_branch_name(branch).map_err(|message| ConfigError::InvalidValue {
+                            location: branch.location.clone(),
+                            message,
+                        })?;
+                    }
+                }
+                "schedule" => {
+                    master.schedule = r.opt_string(&e.value, &vpath)?;
+                    if let Some(cron) = &master.schedule {
+                        check_cron(cron)?;
+                    }
+                }
+                "schedule_options" => master.schedule_options = schedule_options(r, e, &vpath)?,
+                key if RELEASE_KEYS.contains(&key) => match source.as_deref_mut() {
+                    Some(source) => source.read(r, e, &vpath)?,
+                    None => {
+                        return Err(ConfigError::MisplacedKey {
+                            location: r.at(e.key_pos, &vpath),
+                            key: e.key.clone(),
+                            reason: "is only valid on a release (a top-level key), not on a master",
+                        })
+                    }
+                },
+                _ if matches!(e.value.value, Value::Map(_)) => child_entries.push(e),
+                _ => {
+                    let within = if source.is_some() {
+                        KeyContext::Release
+                    } else {
+                        KeyContext::Master
+                    };
+                    return Err(r.unknown_key(e, &path, within));
+                }
+            }
+        }
+        if parent.is_some() && master.stages.is_empty() && child_entries.is_empty() {
+            return Err(ConfigError::NoStages {
+                location,
+                master: master.name,
+            });
+        }
+        self.register(&master.name, name_location)?;
+        for child in child_entries {
+            let child = self.master(child, &path, Some(&master), None)?;
+            master.children.push(child);
+        }
+        Ok(master)
+    }
+
+    fn register(&mut self, name: &str, location: Location) -> Result<(), ConfigError> {
+        if let Some(first) = self.names.get(name) {
+            return Err(ConfigError::DuplicateName {
+                name: name.to_owned(),
+                location,
+                first: Box::new(first.clone()),
+            });
+        }
+        self.names.insert(name.to_owned(), location);
+        self.order.push(name.to_owned());
+        Ok(())
+    }
+}
+
+/// Reads a stage entry (`playbook.yml` or `branch@playbook.yml`).
+pub(crate) fn stage(spec: Located<String>) -> Result<Located<Stage>, ConfigError> {
+    match Stage::parse(&spec) {
+        Ok(stage) => Ok(Located::new(stage, spec.location)),
+        Err(e) => Err(ConfigError::BadStage {
+            location: spec.location,
+            source: Box::new(e),
+        }),
+    }
+}
+
+/// The scheduler split a schedule into exactly five fields.
+fn check_cron(cron: &Located<String>) -> Result<(), ConfigError> {
+    let fields = cron.split_whitespace().count();
+    if fields != 5 {
+        return Err(ConfigError::InvalidValue {
+            location: cron.location.clone(),
+            message: format!(
+                "a schedule is a cron expression of 5 fields (minute hour day month weekday), `{}` has {fields}",
+                cron.value
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn schedule_options(
+    r: &Reader,
+    entry: &Entry,
+    path: &str,
+) -> Result<Option<Located<ScheduleOptions>>, ConfigError> {
+    if matches!(entry.value.value, Value::Null) {
+        return Ok(None);
+    }
+    let mut options = ScheduleOptions::default();
+    for e in r.map(&entry.value, path)? {
+        let vpath = Location::child_path(path, &e.key);
+        match e.key.as_str() {
+            "stage" => {
+                let text = r.string(&e.value, &vpath)?;
+                options.stage = ScheduledStage::NAMES
+                    .iter()
+                    .find(|(name, _)| *name == text.value)
+                    .map(|(_, stage)| *stage)
+                    .ok_or_else(|| ConfigError::InvalidValue {
+                        location: text.location.clone(),
+                        message: format!(
+                            "unknown stage `{}`: one of rootfs, conffs, initramfs, kernel, all, trueall",
+                            text.value
+                        ),
+                    })?;
+            }
+            "build_parents" => {
+                let text = r.string(&e.value, &vpath)?;
+                options.build_parents =
+                    text.trim().parse().map_err(|_| ConfigError::InvalidValue {
+                        location: text.location.clone(),
+                        message: format!(
+                            "`build_parents` is a whole number (-1 for the whole chain), not `{}`",
+                            text.value
+                        ),
+                    })?;
+            }
+            _ => {
+                return Err(r.unknown_key(e, path, KeyContext::ScheduleOptions));
+            }
+        }
+    }
+    Ok(Some(Located::new(options, r.at(entry.value.pos, path))))
+}

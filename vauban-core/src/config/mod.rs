@@ -1,0 +1,176 @@
+//! `config.yml`: what `vauban build` builds, read as the original vauban reads it, with
+//! vauban's additions, and errors that name the file, line, column and key at fault.
+//!
+//! # The file
+//!
+//! ```yaml
+//! configuration:                 # optional: settings of every build
+//!   ignore_stage_in_conffs: [packages.yml]
+//!   never_upload: [web-staging]
+//!   conffs_size_limit: 50MiB
+//! bookworm:                      # a release: a base image and the masters built on it
+//!   name: debian-12/iso          #   the base image's name (the key when absent)
+//!   mmdebstrap: {suite: bookworm, variant: minbase, include: [python3]}
+//!   base:                        # a master, built FROM its parent (here the release)
+//!     stages: [base.yml]         #   playbooks, one stage each; `branch@playbook.yml`
+//!     web:                       #   a child master, built FROM `base`
+//!       stages: [web.yml]
+//!       conffs: "web-*"          #   the hosts whose conffs are built (Ansible --limit)
+//!       branch: main             #   the Ansible branch of its stages
+//! ```
+//!
+//! Top-level keys are releases ([`release`]), every nested mapping a master
+//! ([`master`]), `configuration:` the settings ([`configuration`]). The same file works
+//! with the original: its keys (`url`, `sha512sums`, `name`, `stages`, `conffs`,
+//! `branch`, the scheduler's `schedule` and `schedule_options`, and
+//! `configuration:`'s three lists) mean what they meant there. What the original
+//! silently ignored is an error here: an unknown key, a duplicate key, a master that
+//! builds nothing, two masters with one name (the original built the first).
+//!
+//! [`json_schema`] describes the file for editors; it is generated from these types.
+//!
+//! # The YAML parser
+//!
+//! `saphyr-parser`, the maintained YAML 1.2 parser of the saphyr project (successor
+//! of `yaml-rust`/`yaml-rust2`, by the same maintainers), read through its event API:
+//! each event carries a span, so `yaml` builds a tree of nodes that all know their
+//! line and column, and the loader reads that tree by hand into the types. That gives
+//! a location on every value and error messages of our own wording, which a serde
+//! front end (`serde_yaml_ng`, `serde-saphyr`) would make harder to get for "unknown
+//! key, did you mean", or for a mapping that is a child master beside reserved keys.
+//! `serde_yaml` is unmaintained. Anchors, aliases and merge keys (`<<`) work: the
+//! original read the file with PyYAML, which has them, and users rely on them.
+//!
+//! # Code map
+//!
+//! `yaml` (text to positioned nodes), `read` (typed reads, unknown keys),
+//! [`location`] ([`Location`], [`Located`]), [`release`] and `source` (reading its
+//! source keys), [`master`],
+//! [`configuration`], `navigate` (finding masters, chains), `playbooks`
+//! ([`Config::check_playbooks`]), `schema` ([`json_schema`]), [`error`]
+//! ([`ConfigError`]).
+
+pub mod configuration;
+pub mod error;
+pub mod location;
+pub mod master;
+mod navigate;
+mod playbooks;
+mod read;
+pub mod release;
+mod schema;
+mod source;
+mod suggest;
+mod yaml;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+
+pub use configuration::{Configuration, DracutConf, SquashfsCompression};
+pub use error::{ConfigError, KeyContext};
+pub use location::{Located, Location};
+pub use master::{Master, ScheduleOptions, ScheduledStage};
+pub use navigate::Masters;
+pub use playbooks::check_playbook;
+pub use release::{Checksum, Mmdebstrap, Release, ReleaseSource, Sha512Sums, TarballLocation};
+pub use schema::json_schema;
+
+use master::MasterReader;
+use read::Reader;
+use source::SourceKeys;
+use yaml::Value;
+
+/// A loaded `config.yml`.
+#[derive(Debug, Clone, JsonSchema)]
+#[schemars(title = "vauban config.yml")]
+pub struct Config {
+    /// The file it was read from (absolute).
+    #[schemars(skip)]
+    pub path: PathBuf,
+    /// The settings of every build (`configuration:`).
+    #[schemars(default)]
+    pub configuration: Configuration,
+    /// The releases, in file order.
+    #[schemars(flatten, with = "std::collections::BTreeMap<String, Release>")]
+    pub releases: Vec<Release>,
+}
+
+impl Config {
+    /// Reads and checks the config file at `path`.
+    pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Checks `text` as the content of the config file at `path` (which need not
+    /// exist: it names the file in errors and anchors the config's relative paths).
+    pub fn parse(text: &str, path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        let path = path.as_ref();
+        let file = std::path::absolute(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let r = Reader::new(&file);
+        let Some(root) = yaml::parse(text, &file)? else {
+            return Err(ConfigError::Empty { file });
+        };
+        let entries = match &root.value {
+            Value::Map(entries) => entries,
+            Value::Null => return Err(ConfigError::Empty { file }),
+            other => {
+                return Err(ConfigError::WrongType {
+                    location: r.at(root.pos, ""),
+                    expected: "a mapping of releases",
+                    found: other.kind(),
+                })
+            }
+        };
+        let mut configuration = Configuration::default();
+        let mut releases = Vec::new();
+        let mut masters = MasterReader {
+            reader: &r,
+            names: HashMap::new(),
+            order: Vec::new(),
+        };
+        for entry in entries {
+            if entry.key == "configuration" {
+                configuration = configuration::configuration(&r, &entry.value, "configuration")?;
+                continue;
+            }
+            let mut source = SourceKeys::default();
+            let root = masters.master(entry, "", None, Some(&mut source))?;
+            let (source, source_location) = source.resolve(&r, &entry.key, &root.location)?;
+            releases.push(Release {
+                source,
+                source_location,
+                root,
+            });
+        }
+        if releases.is_empty() {
+            return Err(ConfigError::Empty { file });
+        }
+        if let Some(name) = &configuration.initramfs_release {
+            if !masters.names.contains_key(&name.value) {
+                return Err(ConfigError::UnknownMaster {
+                    location: name.location.clone(),
+                    name: name.value.clone(),
+                    known: masters.order,
+                });
+            }
+        }
+        Ok(Config {
+            path: file,
+            configuration,
+            releases,
+        })
+    }
+}
