@@ -40,3 +40,9 @@ fn rootless_image_without_layers_runs() {
     unprivileged();
     sandbox_common::image_without_layers_runs();
 }
+
+#[test]
+fn rootless_put_files_and_the_bare_tree() {
+    unprivileged();
+    sandbox_common::put_files_and_the_bare_tree();
+}

@@ -34,3 +34,8 @@ fn resolv_conf_link_into_run_gets_the_private_copy() {
 fn image_without_layers_runs() {
     sandbox_common::image_without_layers_runs();
 }
+
+#[test]
+fn put_files_and_the_bare_tree() {
+    sandbox_common::put_files_and_the_bare_tree();
+}

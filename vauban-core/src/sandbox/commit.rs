@@ -193,6 +193,19 @@ fn parent_of<'r>(root: &OwnedFd, rel: &'r str) -> Option<(OwnedFd, &'r str)> {
     open_beneath(root, dir.as_bytes()).ok().map(|fd| (fd, name))
 }
 
+/// [`Sandbox::put_file`]: `content` at `upper/rel` with `mode`.
+pub(crate) fn put_in_upper(upper: &Path, rel: &str, content: &[u8], mode: u32) -> Result<()> {
+    let root = open_upper(upper)?;
+    let rel = rel.trim_start_matches('/');
+    write_in_upper(&root, upper, rel, content)?;
+    let Some((parent, name)) = parent_of(&root, rel) else {
+        return Ok(());
+    };
+    rustix::fs::chmodat(&parent, name, Mode::from_raw_mode(mode), AtFlags::empty())
+        .map_err(std::io::Error::from)
+        .at("chmod", upper.join(rel))
+}
+
 /// Writes `content` at `upper/rel` without following any symlink: the build may
 /// have left links in the upper dir (`/etc` moved away and replaced by a link to
 /// `/`). A parent that is not a directory means the build replaced it: nothing

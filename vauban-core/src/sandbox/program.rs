@@ -21,14 +21,23 @@ pub enum Program {
     /// `ansible-playbook` with the chroot connection, whose commands in the
     /// image go through `vauban-chroot` and are confined like [`Program::Image`].
     Host(Vec<String>),
+    /// Runs a host program like [`Program::Host`], with the merged tree as the
+    /// image has it: no `/proc`, `/dev`, `/sys`, tmpfs or private files mounted
+    /// in it. For exports that read (or tidy) the image's own files.
+    OnTree(Vec<String>),
 }
 
 impl Program {
     /// Program and arguments.
     pub fn argv(&self) -> &[String] {
         match self {
-            Program::Image(a) | Program::Host(a) => a,
+            Program::Image(a) | Program::Host(a) | Program::OnTree(a) => a,
         }
+    }
+
+    /// Whether the merged tree gets the sandbox's mounts (`/proc`, `/dev`, ...).
+    pub(crate) fn mounts_rootfs(&self) -> bool {
+        !matches!(self, Program::OnTree(_))
     }
 
     /// Whether it runs inside the image.

@@ -158,6 +158,14 @@ impl<'s> Sandbox<'s> {
         &self.image
     }
 
+    /// Puts a file at `rel` (relative to `/`) of the merged tree, owned by root,
+    /// before programs run (a config file for a tool run in the image). Missing
+    /// parent directories are made in the upper dir (mode 0755); nothing is
+    /// followed out of it.
+    pub fn put_file(&self, rel: &str, content: &[u8], mode: u32) -> Result<()> {
+        super::commit::put_in_upper(&self.upper_dir(), rel, content, mode)
+    }
+
     /// Runs `program` with vauban's standard streams; see [`Sandbox::run_with`].
     pub fn run(&self, program: &Program) -> Result<ExitStatus> {
         self.run_with(program, RunIo::default())
@@ -202,6 +210,7 @@ impl<'s> Sandbox<'s> {
                 merged: self.merged_dir(),
                 private: self.private_dir(),
                 hostname: self.opts.hostname.clone(),
+                rootfs: program.mounts_rootfs(),
             },
             in_image,
             tty,

@@ -396,3 +396,32 @@ pub fn image_without_layers_runs() {
     let path = dir.keep();
     vauban_core::sandbox::remove_dir_all(&path, &helper()).unwrap();
 }
+
+/// A file put before the run is the image's (root's, with its mode); a program
+/// on the bare tree sees the image's files and none of the sandbox's mounts
+/// (the mount points an earlier run made stay empty placeholders until commit).
+pub fn put_files_and_the_bare_tree() {
+    let s = BbStore::new();
+    let sandbox = sandbox(&s.store, &s.base, options());
+    sandbox
+        .put_file("/etc/vauban/tool.conf", b"setting=1\n", 0o600)
+        .unwrap();
+    let (status, out) = output(
+        &sandbox,
+        &sh("stat -c '%a %u' /etc/vauban/tool.conf; cat /etc/vauban/tool.conf"),
+    );
+    assert!(status.success(), "{out}");
+    assert_eq!(out, "600 0\nsetting=1\n");
+    let merged = sandbox.merged_dir();
+    let check = format!(
+        "test -f {m}/bin/busybox && test -f {m}/etc/vauban/tool.conf && \
+         test ! -e {m}/proc/self && test ! -c {m}/dev/null && test ! -s {m}/etc/hostname",
+        m = merged.display()
+    );
+    let bare = Program::OnTree(vec!["/bin/sh".into(), "-c".into(), check]);
+    let (status, out) = output(&sandbox, &bare);
+    assert!(
+        status.success(),
+        "the bare tree holds the sandbox's mounts: {out}"
+    );
+}

@@ -40,6 +40,9 @@ pub(crate) enum Setup {
         private: std::path::PathBuf,
         /// The host name.
         hostname: String,
+        /// Whether `/proc`, `/dev`, the private files... are mounted in the tree
+        /// (not for a program working on the image's files as they are).
+        rootfs: bool,
     },
     /// Into an already mounted sandbox tree (a command Ansible runs "in the
     /// chroot"): a new mount namespace, a `/proc` of this pid namespace, masks.
@@ -168,6 +171,7 @@ fn set_up(setup: &Setup, in_image: bool) -> Result<()> {
             merged,
             private,
             hostname,
+            rootfs,
         } => {
             nix::sched::unshare(
                 F::CLONE_NEWNS | F::CLONE_NEWUTS | F::CLONE_NEWIPC | F::CLONE_NEWCGROUP,
@@ -176,8 +180,10 @@ fn set_up(setup: &Setup, in_image: bool) -> Result<()> {
             confine::make_mounts_private()?;
             nix::unistd::sethostname(hostname).map_err(|e| Error::sys("sethostname", e))?;
             overlay.mount(merged)?;
-            rootfs::setup(merged, private)?;
-            confine::mask_proc(merged)?;
+            if *rootfs {
+                rootfs::setup(merged, private)?;
+                confine::mask_proc(merged)?;
+            }
             if in_image {
                 confine::pivot_into(merged)?;
             }
