@@ -4,6 +4,7 @@
 //! Architecture invariant: `sandbox` is the only module with `unsafe` code.
 
 pub mod error;
+pub mod keys;
 pub mod sandbox;
 pub mod stage;
 
