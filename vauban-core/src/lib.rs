@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod error;
+pub mod keys;
 pub mod sandbox;
 pub mod stage;
 

@@ -1,0 +1,262 @@
+//! The key store: one age-encrypted file holding every host's sshd keys, so a
+//! rebuilt host keeps its identity.
+//!
+//! Inside the age file is a JSON document `{"version":1,"hosts":{HOST:{"ed25519":
+//! PEM,"ecdsa":PEM,"rsa":PEM}}}` of OpenSSH private keys; the public keys are
+//! derived from them. That form is private to this module: nothing else can
+//! serialize a [`HostKeys`].
+//!
+//! Concurrency: [`KeyStore::open`] takes an exclusive `flock` on the sibling
+//! `NAME.lock` file and the store keeps it until dropped, so a second `vauban
+//! build` opening the same store waits for the first to save and drop it, then
+//! reads what the first saved: keys made by one process are never lost by the
+//! other. Open the store late and drop it right after [`KeyStore::save`].
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::atomic::write_atomically;
+use super::cipher;
+use super::error::{KeyStoreError, Result};
+use super::host::{check_host, HostKeys, KeyKind};
+use super::lock::{lock_path, StoreLock};
+use super::parallel::generate_all;
+use super::secret::KeySecret;
+
+/// The version of the plaintext format.
+const FORMAT_VERSION: u32 = 1;
+
+/// The plaintext of the store file; `S` is `&str` to write, a zeroizing `String`
+/// to read.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredFile<S> {
+    version: u32,
+    hosts: BTreeMap<String, StoredHost<S>>,
+}
+
+/// One host's private keys in OpenSSH format.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredHost<S> {
+    ed25519: S,
+    ecdsa: S,
+    rsa: S,
+}
+
+/// An open key store, locked against other processes until dropped.
+///
+/// Its `Debug` shows the path and the host names only.
+pub struct KeyStore {
+    path: PathBuf,
+    secret: KeySecret,
+    hosts: BTreeMap<String, HostKeys>,
+    changed: bool,
+    _lock: StoreLock,
+}
+
+impl KeyStore {
+    /// Opens the store file at `path` with the user's `secret`, waiting for any
+    /// other process that holds it. A missing file is an empty store (written on
+    /// the first [`save`](Self::save)); the parent directory is created if needed.
+    ///
+    /// Decrypts once: microseconds with an identity, about a second with a
+    /// passphrase. A secret that does not open the file is
+    /// [`KeyStoreError::WrongKey`]; a damaged file is [`KeyStoreError::Corrupt`].
+    pub fn open(path: impl Into<PathBuf>, secret: KeySecret) -> Result<Self> {
+        let path = path.into();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(KeyStoreError::io("create", dir))?;
+        }
+        let lock = StoreLock::acquire(&lock_path(&path))?;
+        let hosts = match fs::read(&path) {
+            Ok(ciphertext) => load(&secret, &ciphertext, &path)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(KeyStoreError::io("read", &path)(e)),
+        };
+        tracing::debug!(path = %path.display(), hosts = hosts.len(), "opened the key store");
+        Ok(KeyStore {
+            path,
+            secret,
+            hosts,
+            changed: false,
+            _lock: lock,
+        })
+    }
+
+    /// The store file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The keys of `host`, generated now if the store has none (the 3072-bit RSA
+    /// key takes one to several seconds; see [`ensure_hosts`](Self::ensure_hosts)). New keys are kept only once [`save`](Self::save)d.
+    pub fn host_keys(&mut self, host: &str) -> Result<&HostKeys> {
+        check_host(host)?;
+        if !self.hosts.contains_key(host) {
+            let keys = HostKeys::generate(host)?;
+            tracing::info!(host, store = %self.path.display(), "generated sshd host keys");
+            self.hosts.insert(host.to_owned(), keys);
+            self.changed = true;
+        }
+        Ok(&self.hosts[host])
+    }
+
+    /// Generates the keys of every host of `hosts` that has none, on all cores;
+    /// returns how many hosts got keys. Call it before a build's per-host steps
+    /// so that the first build of a fleet does not make its RSA keys one by one.
+    /// New keys are kept only once [`save`](Self::save)d, even when one fails.
+    pub fn ensure_hosts<'a>(&mut self, hosts: impl IntoIterator<Item = &'a str>) -> Result<usize> {
+        let mut missing: Vec<&str> = Vec::new();
+        for host in hosts {
+            check_host(host)?;
+            if !self.hosts.contains_key(host) && !missing.contains(&host) {
+                missing.push(host);
+            }
+        }
+        let mut first_error = None;
+        let mut generated = 0;
+        for (host, keys) in missing.iter().zip(generate_all(&missing)) {
+            match keys {
+                Ok(keys) => {
+                    self.hosts.insert((*host).to_owned(), keys);
+                    self.changed = true;
+                    generated += 1;
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if generated > 0 {
+            tracing::info!(hosts = generated, store = %self.path.display(), "generated sshd host keys");
+        }
+        first_error.map_or(Ok(generated), Err)
+    }
+
+    /// The keys of `host` if the store has them; never generates.
+    pub fn get(&self, host: &str) -> Option<&HostKeys> {
+        self.hosts.get(host)
+    }
+
+    /// The hosts that have keys, sorted.
+    pub fn hosts(&self) -> impl Iterator<Item = &str> {
+        self.hosts.keys().map(String::as_str)
+    }
+
+    /// Forgets the keys of `host` (a rebuild then gives it new ones); `true` if it
+    /// had some. Takes effect on [`save`](Self::save).
+    pub fn remove(&mut self, host: &str) -> bool {
+        let removed = self.hosts.remove(host).is_some();
+        self.changed |= removed;
+        removed
+    }
+
+    /// Encrypts the store with `secret` from the next [`save`](Self::save) on:
+    /// to change its key, or to move from a passphrase to an identity.
+    pub fn set_secret(&mut self, secret: KeySecret) {
+        self.secret = secret;
+        self.changed = true;
+    }
+
+    /// Whether keys were generated or removed, or the secret changed, since the
+    /// last open or save.
+    pub fn is_changed(&self) -> bool {
+        self.changed
+    }
+
+    /// Encrypts and writes the store if anything changed (temp file, fsync,
+    /// rename; mode 0600 whatever the umask); `true` if it wrote. Encrypts once:
+    /// about a second with a passphrase. The lock stays held until drop.
+    pub fn save(&mut self) -> Result<bool> {
+        if !self.changed {
+            return Ok(false);
+        }
+        let stored = StoredFile {
+            version: FORMAT_VERSION,
+            hosts: self
+                .hosts
+                .iter()
+                .map(|(host, keys)| {
+                    let stored = StoredHost {
+                        ed25519: keys.private_key(KeyKind::Ed25519),
+                        ecdsa: keys.private_key(KeyKind::Ecdsa),
+                        rsa: keys.private_key(KeyKind::Rsa),
+                    };
+                    (host.clone(), stored)
+                })
+                .collect(),
+        };
+        // Sized up front so that the plaintext is not copied around by reallocation.
+        let mut plaintext = Zeroizing::new(Vec::with_capacity(8192 * (self.hosts.len() + 1)));
+        serde_json::to_writer(&mut *plaintext, &stored)
+            .expect("serializing strings to memory cannot fail");
+        let ciphertext = cipher::encrypt(&self.secret, &plaintext, &self.path)?;
+        write_atomically(&self.path, &ciphertext)?;
+        self.changed = false;
+        tracing::debug!(path = %self.path.display(), hosts = self.hosts.len(), "saved the key store");
+        Ok(true)
+    }
+}
+
+impl Drop for KeyStore {
+    fn drop(&mut self) {
+        if self.changed {
+            tracing::warn!(
+                path = %self.path.display(),
+                "the key store was closed without saving: its new host keys are lost"
+            );
+        }
+    }
+}
+
+impl std::fmt::Debug for KeyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyStore")
+            .field("path", &self.path)
+            .field("hosts", &self.hosts.keys().collect::<Vec<_>>())
+            .field("changed", &self.changed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Decrypts and parses the store file read from `path`.
+fn load(secret: &KeySecret, ciphertext: &[u8], path: &Path) -> Result<BTreeMap<String, HostKeys>> {
+    let corrupt = |what: String| KeyStoreError::Corrupt {
+        path: path.to_owned(),
+        what,
+    };
+    let plaintext = cipher::decrypt(secret, ciphertext, path)?;
+    // serde_json's messages may quote the text at fault: keep only where it is.
+    let stored: StoredFile<Zeroizing<String>> =
+        serde_json::from_slice(&plaintext).map_err(|e| {
+            corrupt(format!(
+                "bad contents at line {}, column {}",
+                e.line(),
+                e.column()
+            ))
+        })?;
+    if stored.version != FORMAT_VERSION {
+        return Err(corrupt(format!(
+            "unknown format version {}",
+            stored.version
+        )));
+    }
+    let mut hosts = BTreeMap::new();
+    for (host, keys) in &stored.hosts {
+        check_host(host).map_err(|_| corrupt(format!("invalid host name {host:?}")))?;
+        let keys = HostKeys::from_stored(host, [&keys.ed25519, &keys.ecdsa, &keys.rsa]).map_err(
+            |kind| KeyStoreError::BadStoredKey {
+                path: path.to_owned(),
+                host: host.clone(),
+                kind: kind.name(),
+            },
+        )?;
+        hosts.insert(host.clone(), keys);
+    }
+    Ok(hosts)
+}
