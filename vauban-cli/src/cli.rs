@@ -3,9 +3,13 @@
 
 use std::path::PathBuf;
 
+use std::sync::Arc;
+
 use clap::{ArgAction, Parser, Subcommand};
+use vauban_core::Events;
 
 use crate::commands;
+use crate::render::{EventsMode, Renderer};
 
 /// vauban: build bootable Linux images with Ansible, rootless, as OCI images.
 #[derive(Debug, Parser)]
@@ -28,6 +32,17 @@ pub struct Cli {
     /// Debug logs (same as -vv).
     #[arg(long, global = true, help_heading = "Global options")]
     pub debug: bool,
+
+    /// How progress is shown: for people, or as JSON lines on stdout (one event
+    /// per line; see ARCHITECTURE.md, "Events").
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "human",
+        help_heading = "Global options"
+    )]
+    pub events: EventsMode,
 
     /// What to do.
     #[command(subcommand)]
@@ -70,6 +85,8 @@ pub enum Command {
 pub struct Globals {
     /// `--store` / `$VAUBAN_STORE`, if given.
     pub store: Option<PathBuf>,
+    /// `--events`.
+    pub events: EventsMode,
 }
 
 impl Globals {
@@ -84,10 +101,23 @@ impl Globals {
     }
 }
 
+impl Globals {
+    /// The renderer of the event stream (`quiet`: no Ansible lines), and the
+    /// handle libraries report into.
+    pub fn renderer(&self, quiet: bool) -> (Arc<Renderer>, Events) {
+        let renderer = Arc::new(Renderer::new(self.events, quiet));
+        let events = Events::to(renderer.clone());
+        (renderer, events)
+    }
+}
+
 impl Cli {
     /// Runs the chosen subcommand.
     pub fn run(self) -> anyhow::Result<()> {
-        let globals = Globals { store: self.store };
+        let globals = Globals {
+            store: self.store,
+            events: self.events,
+        };
         match self.command {
             Command::Import(args) => commands::import::run(&globals, args),
             Command::Images(args) => commands::images::run(&globals, args),

@@ -43,22 +43,51 @@ fn blame_code(blame: Blame) -> u8 {
     }
 }
 
-/// The error chain on one line, like `{:#}`, but without repeating a cause
-/// whose text its parent's message already ends with (library errors that
-/// embed their source in their message).
+/// The error chain on one line: each error says its own words once, so the
+/// chain is joined as it is.
 pub fn message(err: &anyhow::Error) -> String {
-    let mut out = String::new();
+    format!("{err:#}").replace('\n', " ")
+}
+
+/// What to do about `err`, in the CLI's own terms (flags, commands), when the
+/// error says something a flag fixes.
+pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
+    use vauban_oci::Unreachable;
     for cause in err.chain() {
-        let text = cause.to_string();
-        if out.ends_with(&text) {
-            continue;
+        let oci =
+            cause
+                .downcast_ref::<OciError>()
+                .or_else(|| match cause.downcast_ref::<CoreError>() {
+                    Some(CoreError::Oci(e)) => Some(e),
+                    _ => None,
+                });
+        match oci {
+            Some(OciError::Unreachable {
+                reason: Unreachable::PlainHttp,
+                ..
+            }) => return Some("a plain-HTTP registry needs --tls-verify=false"),
+            Some(OciError::Unreachable {
+                reason: Unreachable::Refused,
+                ..
+            }) => return Some("check the registry's address and port: nothing listens there"),
+            Some(OciError::Unreachable {
+                reason: Unreachable::Tls,
+                ..
+            }) => {
+                return Some(
+                    "for a registry with a self-signed certificate, --tls-verify=false \
+                     (or add its CA to the system's)",
+                )
+            }
+            Some(OciError::Unauthorized { user: None, .. }) => {
+                return Some(
+                    "give credentials: --creds USER:PASS, --authfile FILE or `vauban login`",
+                )
+            }
+            _ => {}
         }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
     }
-    out.replace('\n', " ")
+    None
 }
 
 #[cfg(test)]
@@ -89,8 +118,8 @@ mod tests {
             (
                 OciError::DigestMismatch {
                     what: s("blob"),
-                    expected: s("a"),
-                    found: s("b"),
+                    expected: vauban_oci::Digest::of_bytes(b"a"),
+                    found: vauban_oci::Digest::of_bytes(b"b"),
                 },
                 INTERNAL_ERROR,
             ),
@@ -140,7 +169,10 @@ mod tests {
                 USER_ERROR,
             ),
             (OciError::ImageNotFound(s("x:latest")), USER_ERROR),
-            (OciError::BlobNotFound(s("sha256:00")), INTERNAL_ERROR),
+            (
+                OciError::BlobNotFound(vauban_oci::Digest::of_bytes(b"")),
+                INTERNAL_ERROR,
+            ),
             (OciError::StoreBusy { path: "/s".into() }, USER_ERROR),
             (
                 OciError::BadStore {
@@ -159,12 +191,44 @@ mod tests {
             (
                 OciError::Unauthorized {
                     registry: s("r:5000"),
-                    user: s(" of u"),
+                    user: Some(s("u")),
                     message: s("401"),
                 },
                 USER_ERROR,
             ),
             (OciError::InvalidCredentials(s("no colon")), USER_ERROR),
+            (
+                OciError::RegistryStatus {
+                    registry: s("r:5000"),
+                    request: s("GET /v2/"),
+                    status: 500,
+                    detail: s("boom"),
+                },
+                USER_ERROR,
+            ),
+            (
+                OciError::Unreachable {
+                    registry: s("127.0.0.1:5001"),
+                    url: s("http://127.0.0.1:5001/v2/"),
+                    reason: vauban_oci::Unreachable::Refused,
+                    source: Box::new(io(ErrorKind::ConnectionRefused)),
+                },
+                USER_ERROR,
+            ),
+            (OciError::NoStoreDir, USER_ERROR),
+            (
+                OciError::BadImage {
+                    manifest: vauban_oci::Digest::of_bytes(b"m"),
+                    reason: s("2 layers but 1 diff_ids"),
+                },
+                INTERNAL_ERROR,
+            ),
+            (
+                OciError::NotRemoved {
+                    path: "/s/layers/x".into(),
+                },
+                INTERNAL_ERROR,
+            ),
             (
                 OciError::RefusedRedirect {
                     registry: s("r:5000"),
@@ -213,7 +277,7 @@ mod tests {
             ),
             (CoreError::Oci(OciError::ImageNotFound(s("x"))), USER_ERROR),
             (
-                CoreError::Oci(OciError::BlobNotFound(s("d"))),
+                CoreError::Oci(OciError::BlobNotFound(vauban_oci::Digest::of_bytes(b"d"))),
                 INTERNAL_ERROR,
             ),
             (
@@ -221,6 +285,7 @@ mod tests {
                     kind: "uid",
                     user: s("u"),
                     file: "/etc/subuid".into(),
+                    free: 100_000,
                 },
                 USER_ERROR,
             ),
@@ -315,13 +380,6 @@ mod tests {
                 126,
             ),
             (CoreError::EmptyCommand, USER_ERROR),
-            (
-                CoreError::BadImage {
-                    image: s("x"),
-                    reason: s("diff_ids"),
-                },
-                USER_ERROR,
-            ),
             (
                 CoreError::BadStage {
                     spec: s("@"),
@@ -436,7 +494,7 @@ mod tests {
     }
 
     #[test]
-    fn message_does_not_repeat_embedded_causes() {
+    fn message_says_each_cause_once() {
         let e = anyhow::Error::new(OciError::io(
             "open",
             "/nope",
@@ -444,5 +502,29 @@ mod tests {
         ))
         .context("cannot import /nope");
         assert_eq!(message(&e), "cannot import /nope: open /nope: gone");
+    }
+
+    #[test]
+    fn registry_errors_point_at_the_flag() {
+        let e = anyhow::Error::new(OciError::Unauthorized {
+            registry: s("r:5000"),
+            user: None,
+            message: s("401"),
+        });
+        assert!(hint(&e).unwrap().contains("--creds"));
+        assert_eq!(
+            message(&e),
+            "registry r:5000 asks for credentials and none were given: 401"
+        );
+        let e = anyhow::Error::new(OciError::Unauthorized {
+            registry: s("r:5000"),
+            user: Some(s("me")),
+            message: s("401"),
+        });
+        assert_eq!(hint(&e), None);
+        assert_eq!(
+            message(&e),
+            "registry r:5000 refused the credentials of me: 401"
+        );
     }
 }

@@ -7,6 +7,7 @@
 mod cli;
 mod commands;
 mod exit;
+mod render;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -33,6 +34,9 @@ fn main() -> ExitCode {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(err)) => {
             eprintln!("vauban: error: {}", exit::message(&err));
+            if let Some(hint) = exit::hint(&err) {
+                eprintln!("vauban: hint: {hint}");
+            }
             ExitCode::from(exit::code_for(&err))
         }
         // The panic message was already printed by the default hook.

@@ -17,7 +17,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     // ---- generic ----
     /// An I/O operation on a path failed.
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}")]
     Io {
         /// What was being done ("open", "write", "mount", ...).
         op: &'static str,
@@ -35,7 +35,8 @@ pub enum Error {
     /// This user has no subordinate id range in `/etc/subuid` or `/etc/subgid`.
     #[error(
         "no subordinate {kind} range for user {user} in {file}: add a line like \
-         `{user}:100000:65536` to {file} (as root: `usermod --add-sub{kind}s 100000-165535 {user}`)"
+         `{user}:{free}:65536` to {file} (as root: `usermod --add-sub{kind}s {free}-{} {user}`)",
+        free + 65535
     )]
     NoSubIdRange {
         /// `uid` or `gid`.
@@ -44,6 +45,8 @@ pub enum Error {
         user: String,
         /// The file that lacks the range.
         file: PathBuf,
+        /// The first id after every range of the file (at least 100000).
+        free: u64,
     },
     /// A line of `/etc/subuid` or `/etc/subgid` cannot be parsed.
     #[error("{file}:{line}: malformed subordinate id range {text:?}")]
@@ -64,7 +67,7 @@ pub enum Error {
         tool: &'static str,
     },
     /// The kernel refuses unprivileged user namespaces.
-    #[error("cannot create a user namespace ({source}): {hint}")]
+    #[error("cannot create a user namespace: {hint}")]
     UserNamespacesDisabled {
         /// What to change.
         hint: String,
@@ -73,7 +76,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A namespace or process set-up call failed.
-    #[error("sandbox: {op} failed: {source}")]
+    #[error("sandbox: {op} failed")]
     Sys {
         /// The call ("fork", "unshare", "pipe", ...).
         op: &'static str,
@@ -82,7 +85,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A mount inside the sandbox failed.
-    #[error("mount {what} on {target}: {source}")]
+    #[error("mount {what} on {target}")]
     Mount {
         /// What was mounted (a file system type or a source path).
         what: String,
@@ -93,7 +96,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The kernel refused the overlay mount.
-    #[error("overlay mount on {target} refused ({layers} lower layers): {source}; {hint}")]
+    #[error("overlay mount on {target} refused ({layers} lower layers); {hint}")]
     OverlayRefused {
         /// The mount point.
         target: PathBuf,
@@ -182,15 +185,12 @@ pub enum Error {
     /// A program to run was given as an empty argument list.
     #[error("empty command line")]
     EmptyCommand,
-    /// An image has a layer whose diff_id is missing from its config.
-    #[error("image {image}: {reason}")]
-    BadImage {
-        /// The image reference.
-        image: String,
-        /// What is wrong.
-        reason: String,
+    /// No user directory of that kind can be derived from the environment.
+    #[error("no {what} directory: set XDG_{}_HOME or HOME", what.to_uppercase())]
+    NoUserDir {
+        /// `cache` or `state`.
+        what: &'static str,
     },
-
     // ---- Ansible stages (module `stage`) ----
     /// A stage is not `playbook.yml` or `branch@playbook.yml`.
     #[error("invalid stage {spec:?}: {reason}")]
@@ -360,7 +360,6 @@ impl Error {
             Error::Exec { .. }
             | Error::Interrupted { .. }
             | Error::EmptyCommand
-            | Error::BadImage { .. }
             | Error::BadStage { .. }
             | Error::BadHost { .. }
             | Error::Git { .. }
@@ -376,6 +375,7 @@ impl Error {
             | Error::UserNamespacesDisabled { .. }
             | Error::ToolMissing { .. }
             | Error::NoHelper
+            | Error::NoUserDir { .. }
             | Error::HelperFailed { .. }
             | Error::Sys { .. }
             | Error::Mount { .. }

@@ -4,9 +4,13 @@
 //! Architecture invariant: `sandbox` is the only module with `unsafe` code.
 
 pub mod config;
+pub mod env;
 pub mod error;
+pub mod events;
 pub mod keys;
 pub mod sandbox;
 pub mod stage;
 
+pub use env::Env;
 pub use error::{Blame, Error, RemoteError, Result};
+pub use events::{Event, EventSink, Events};

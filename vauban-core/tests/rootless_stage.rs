@@ -16,7 +16,8 @@ mod prelude;
 
 use prelude::{fixture, testdata, unprivileged};
 
-use vauban_core::stage::{apply_stages, AnsibleSource, Echo, Hooks, Stage, StageOptions};
+use vauban_core::stage::{apply_stages, AnsibleSource, Hooks, Stage, StageSpec};
+use vauban_core::Env;
 use vauban_core::Error;
 use vauban_oci::image::{self, HistoryEntry, NewLayer};
 use vauban_oci::layer::{self, Compression, PackOptions};
@@ -89,17 +90,31 @@ fn ansible_copy(tmp: &Path) -> PathBuf {
     dest
 }
 
-fn options(tmp: &Path, source: AnsibleSource, prefix: &str) -> StageOptions {
-    let mut o = StageOptions::new(source, prefix);
-    o.cache_dir = tmp.join("cache");
-    o.log_dir = tmp.join("logs");
-    o.echo = Echo::Stdout;
-    o.helper = Some(vauban_core::sandbox::Helper::at(
-        std::env::var_os("VAUBAN_HELPER")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| env!("CARGO_BIN_EXE_vauban-sandbox").into()),
-    ));
-    o
+/// A stage spec, and an environment of the test's own (its cache and logs,
+/// Ansible's lines printed, the test helper).
+fn options(tmp: &Path, source: AnsibleSource, prefix: &str) -> (StageSpec, Env) {
+    let env = Env {
+        cache_dir: tmp.join("cache"),
+        log_dir: tmp.join("logs"),
+        helper: Some(vauban_core::sandbox::Helper::at(
+            std::env::var_os("VAUBAN_HELPER")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| env!("CARGO_BIN_EXE_vauban-sandbox").into()),
+        )),
+        events: vauban_core::Events::to(std::sync::Arc::new(PrintLines)),
+    };
+    (StageSpec::new(source, prefix), env)
+}
+
+/// Prints Ansible's lines, as `vauban stage` does.
+struct PrintLines;
+
+impl vauban_core::EventSink for PrintLines {
+    fn emit(&self, event: &vauban_core::Event) {
+        if let vauban_core::Event::AnsibleLine { stage, line, .. } = event {
+            println!("[stage {stage}] {line}");
+        }
+    }
 }
 
 fn stages(specs: &[&str]) -> Vec<Stage> {
@@ -191,7 +206,7 @@ fn base_then_second_stage_two_layers_with_exactly_the_change() {
     let store = store();
     let tmp = tempfile::tempdir().unwrap();
     let repo = ansible_copy(tmp.path());
-    let mut opts = options(tmp.path(), AnsibleSource::Dir(repo), "web");
+    let (mut opts, env) = options(tmp.path(), AnsibleSource::Dir(repo), "web");
     opts.final_name = Some(Reference::parse("web:final").unwrap());
     let base = store
         .image(&Reference::parse("debian:test").unwrap())
@@ -205,6 +220,7 @@ fn base_then_second_stage_two_layers_with_exactly_the_change() {
         &stages(&["base.yml", "second.yml"]),
         "web01",
         &opts,
+        &env,
     )
     .unwrap();
 
@@ -401,7 +417,7 @@ fn branch_at_playbook_takes_that_branch_and_unknown_hosts_are_added() {
     let main_commit = git_out(&repo, &["rev-parse", "main"]);
     let feature_commit = git_out(&repo, &["rev-parse", "feature"]);
     let url = format!("file://{}", repo.display());
-    let opts = options(tmp.path(), AnsibleSource::Git(url), "newhost");
+    let (opts, env) = options(tmp.path(), AnsibleSource::Git(url), "newhost");
 
     // `newhost` is in no inventory: the generated one adds it.
     let built = apply_stages(
@@ -412,6 +428,7 @@ fn branch_at_playbook_takes_that_branch_and_unknown_hosts_are_added() {
         &stages(&["second.yml", "feature@second.yml"]),
         "newhost",
         &opts,
+        &env,
     )
     .unwrap();
 
@@ -444,7 +461,7 @@ fn failing_task_commits_nothing_and_names_the_task() {
     let store = store();
     let tmp = tempfile::tempdir().unwrap();
     let repo = ansible_copy(tmp.path());
-    let opts = options(tmp.path(), AnsibleSource::Dir(repo), "failing");
+    let (opts, env) = options(tmp.path(), AnsibleSource::Dir(repo), "failing");
     let before = store.list().unwrap();
 
     let err = apply_stages(
@@ -455,6 +472,7 @@ fn failing_task_commits_nothing_and_names_the_task() {
         &stages(&["failing.yml"]),
         "web01",
         &opts,
+        &env,
     )
     .unwrap_err();
 
@@ -481,7 +499,7 @@ fn ssh_host_of_the_inventory_is_built_in_the_chroot() {
     let repo = ansible_copy(tmp.path());
     let inventory = std::fs::read_to_string(repo.join("inventory")).unwrap();
     assert!(inventory.contains("db01 ansible_host=127.0.0.99 ansible_connection=ssh"));
-    let mut opts = options(tmp.path(), AnsibleSource::Dir(repo), "db");
+    let (mut opts, env) = options(tmp.path(), AnsibleSource::Dir(repo), "db");
     // The hooks run around ansible-playbook in the Ansible root; what the pre hook
     // exports reaches Ansible.
     opts.hooks = Hooks {
@@ -500,6 +518,7 @@ fn ssh_host_of_the_inventory_is_built_in_the_chroot() {
         &stages(&["second.yml"]),
         "db01",
         &opts,
+        &env,
     )
     .unwrap();
 
@@ -524,7 +543,7 @@ fn image_without_python_is_a_clear_error() {
     let store = store();
     let tmp = tempfile::tempdir().unwrap();
     let repo = ansible_copy(tmp.path());
-    let opts = options(tmp.path(), AnsibleSource::Dir(repo), "nopython");
+    let (opts, env) = options(tmp.path(), AnsibleSource::Dir(repo), "nopython");
     let err = apply_stages(
         &store,
         &store
@@ -533,6 +552,7 @@ fn image_without_python_is_a_clear_error() {
         &stages(&["second.yml"]),
         "web01",
         &opts,
+        &env,
     )
     .unwrap_err();
     assert!(matches!(err, Error::NoPython { .. }), "{err}");

@@ -61,8 +61,8 @@ impl Digest {
         } else {
             Err(Error::DigestMismatch {
                 what: what.to_string(),
-                expected: self.to_string(),
-                found: found.to_string(),
+                expected: self.clone(),
+                found: found.clone(),
             })
         }
     }

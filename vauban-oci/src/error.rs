@@ -63,7 +63,7 @@ impl Blame {
 pub enum Error {
     // ---- generic I/O, always with the path at fault ----
     /// An I/O operation on a path failed.
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}")]
     Io {
         /// What was being done ("open", "write", "rename", ...).
         op: &'static str,
@@ -84,9 +84,9 @@ pub enum Error {
         /// What was being verified (a blob, a layer's diff_id, ...).
         what: String,
         /// The announced digest.
-        expected: String,
+        expected: crate::Digest,
         /// The digest of the bytes actually seen.
-        found: String,
+        found: crate::Digest,
     },
     /// Content does not have the size it was announced with.
     #[error("size mismatch for {what}: expected {expected} bytes, found {found}")]
@@ -99,7 +99,7 @@ pub enum Error {
         found: u64,
     },
     /// A JSON document could not be read or written.
-    #[error("invalid JSON in {what}: {source}")]
+    #[error("invalid JSON in {what}")]
     Json {
         /// The document (a path, a manifest digest, ...).
         what: String,
@@ -128,7 +128,7 @@ pub enum Error {
         reason: String,
     },
     /// The tar stream itself is malformed.
-    #[error("malformed layer {what}: {source}")]
+    #[error("malformed layer {what}")]
     Tar {
         /// The layer (a blob digest or a path).
         what: String,
@@ -154,7 +154,7 @@ pub enum Error {
     ImageNotFound(String),
     /// A blob is missing from the store.
     #[error("blob {0} not found in the store")]
-    BlobNotFound(String),
+    BlobNotFound(crate::Digest),
     /// Another vauban process has the store open, so gc cannot run now.
     #[error("store {path} is in use by another vauban process; retry when it is done")]
     StoreBusy {
@@ -169,9 +169,27 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// No directory for the store was given and none can be derived.
+    #[error("no store directory: set VAUBAN_STORE, XDG_DATA_HOME or HOME")]
+    NoStoreDir,
+    /// An image of the store is inconsistent (its manifest and config disagree).
+    #[error("image {manifest}: {reason}")]
+    BadImage {
+        /// The manifest's digest.
+        manifest: crate::Digest,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A directory remover given to gc left the directory in place.
+    #[error("gc: {path} is still there after its removal")]
+    NotRemoved {
+        /// The directory.
+        path: PathBuf,
+    },
 
     // ---- registry (module `registry`) ----
-    /// A registry answered with an error or could not be reached.
+    /// A registry broke the protocol (a bad address, a missing header, a
+    /// malformed answer).
     #[error("registry {registry}: {message}")]
     Registry {
         /// The registry, `HOST[:PORT]`.
@@ -179,13 +197,44 @@ pub enum Error {
         /// What went wrong, in a sentence.
         message: String,
     },
-    /// Credentials were refused.
-    #[error("registry {registry} refused the credentials{user}: {message}")]
+    /// A registry answered a request with a status we cannot go on with.
+    #[error(
+        "registry {registry}: {request} answered {status}{}",
+        detail_of(detail)
+    )]
+    RegistryStatus {
+        /// The registry, `HOST[:PORT]`.
+        registry: String,
+        /// The request (`GET /v2/`, `PUT manifest web:1`).
+        request: String,
+        /// The HTTP status code.
+        status: u16,
+        /// The registry's own explanation, when it gave one.
+        detail: String,
+    },
+    /// A registry could not be reached or the exchange broke off.
+    #[error("registry {registry}: {url}: {reason}")]
+    Unreachable {
+        /// The registry, `HOST[:PORT]`.
+        registry: String,
+        /// The URL tried last.
+        url: String,
+        /// What that means.
+        reason: Unreachable,
+        /// The transport's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Credentials were refused, or none were given to a registry that wants them.
+    #[error("registry {registry} {}: {message}", match user {
+        Some(u) => format!("refused the credentials of {u}"),
+        None => "asks for credentials and none were given".to_string(),
+    })]
     Unauthorized {
         /// The registry, `HOST[:PORT]`.
         registry: String,
-        /// " of USER" when a user was given, else empty.
-        user: String,
+        /// The user of the credentials given, if any.
+        user: Option<String>,
         /// The registry's answer.
         message: String,
     },
@@ -224,6 +273,47 @@ pub enum Error {
     },
 }
 
+/// Why a registry could not be reached: what a user can check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreachable {
+    /// Nothing listens on that port (connection refused).
+    Refused,
+    /// The registry speaks plain HTTP while HTTPS was asked.
+    PlainHttp,
+    /// The TLS handshake or certificate check failed.
+    Tls,
+    /// The host name does not resolve.
+    Dns,
+    /// No answer in time.
+    Timeout,
+    /// The connection broke off.
+    Other,
+}
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Unreachable::Refused => "connection refused: nothing listens on that port",
+            Unreachable::PlainHttp => {
+                "the registry answered in plain HTTP where HTTPS was expected; \
+                 allow insecure registries to use it"
+            }
+            Unreachable::Tls => "TLS failed (a certificate this machine does not trust?)",
+            Unreachable::Dns => "the host name does not resolve",
+            Unreachable::Timeout => "no answer in time",
+            Unreachable::Other => "the connection failed",
+        })
+    }
+}
+
+fn detail_of(detail: &str) -> String {
+    if detail.is_empty() {
+        String::new()
+    } else {
+        format!(": {detail}")
+    }
+}
+
 impl Error {
     /// Who has to act on this error.
     pub fn blame(&self) -> Blame {
@@ -236,17 +326,23 @@ impl Error {
             | Error::Tar { .. }
             | Error::UnsupportedMediaType(_)
             | Error::Registry { .. }
+            | Error::RegistryStatus { .. }
             | Error::Unauthorized { .. }
             | Error::InvalidCredentials(_)
             | Error::RefusedRedirect { .. }
             | Error::PlatformNotFound { .. } => Blame::User,
-            Error::MissingTool { .. } | Error::StoreBusy { .. } => Blame::Environment,
+            Error::MissingTool { .. }
+            | Error::StoreBusy { .. }
+            | Error::NoStoreDir
+            | Error::Unreachable { .. } => Blame::Environment,
             Error::DigestMismatch { .. }
             | Error::SizeMismatch { .. }
             | Error::Json { .. }
             | Error::TooLarge { .. }
             | Error::BlobNotFound(_)
-            | Error::BadStore { .. } => Blame::Internal,
+            | Error::BadStore { .. }
+            | Error::BadImage { .. }
+            | Error::NotRemoved { .. } => Blame::Internal,
         }
     }
 

@@ -114,8 +114,8 @@ impl Image {
     pub fn layers_with_diff_ids(&self) -> Result<Vec<(Descriptor, Digest)>> {
         let diff_ids = self.diff_ids()?;
         if diff_ids.len() != self.layers().len() {
-            return Err(Error::BadStore {
-                path: format!("manifest {}", self.manifest_digest).into(),
+            return Err(Error::BadImage {
+                manifest: self.manifest_digest.clone(),
                 reason: format!(
                     "{} layers but {} diff_ids in the config",
                     self.layers().len(),
@@ -210,7 +210,7 @@ pub fn build(
 ) -> Result<Image> {
     for l in layers {
         if !store.has_blob(&l.digest) {
-            return Err(Error::BlobNotFound(l.digest.to_string()));
+            return Err(Error::BlobNotFound(l.digest.clone()));
         }
     }
     let created = history.created.to_rfc3339_opts(SecondsFormat::Secs, true);

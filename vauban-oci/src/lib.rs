@@ -6,6 +6,7 @@
 //! `containers-image-proxy` (skopeo transports), and contains no `unsafe`.
 
 pub mod digest;
+pub mod dirs;
 pub mod error;
 pub mod fs;
 pub mod image;
@@ -15,6 +16,6 @@ pub mod registry;
 pub mod store;
 
 pub use digest::Digest;
-pub use error::{Blame, Error, Result};
+pub use error::{Blame, Error, Result, Unreachable};
 pub use image::Image;
 pub use reference::Reference;

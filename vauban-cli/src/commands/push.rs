@@ -10,7 +10,6 @@ use vauban_oci::registry::{
     self, AuthEnv, AuthSource, Credentials, RegistryOptions, RemoteReference,
 };
 
-use super::pull::TransferProgress;
 use crate::cli::Globals;
 
 /// Registry options, named as in skopeo, podman and buildah.
@@ -73,7 +72,7 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
     let local = Reference::parse(&args.image)?;
     let dest = RemoteReference::parse(&args.destination)?;
     let opts = args.registry.options()?;
-    let progress = Arc::new(TransferProgress::new());
+    let (renderer, events) = globals.renderer(false);
     let report = runtime()?
         .block_on(registry::push(
             &store,
@@ -81,22 +80,22 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
             &dest,
             &args.tags,
             &opts,
-            progress.clone(),
+            Arc::new(events.registry_progress()),
         ))
         .with_context(|| format!("pushing {local} to {dest}"))?;
-    progress.finish();
-    eprintln!(
+    renderer.finish();
+    renderer.note(&format!(
         "pushed {} blob(s) ({} bytes), mounted {}, already there {}",
         report.uploaded.len(),
         report.bytes,
         report.mounted.len(),
         report.existing.len()
-    );
+    ));
     for r in &report.pushed {
-        eprintln!("  {r}");
+        renderer.note(&format!("  {r}"));
     }
     if let Some(d) = report.manifest_digest {
-        println!("{d}");
+        renderer.result(&d.to_string());
     }
     Ok(())
 }

@@ -64,6 +64,7 @@ fn run_sandbox(globals: &Globals, args: Args) -> anyhow::Result<i32> {
         hostname: args.hostname,
         env: args.env,
         helper: None,
+        events: globals.renderer(false).1,
     };
     let sandbox = Sandbox::prepare(&store, &image, opts)
         .with_context(|| format!("preparing a sandbox over {reference}"))?;

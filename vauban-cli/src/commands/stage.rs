@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use vauban_core::stage::{apply_stages, AnsibleSource, Echo, Hooks, Stage, StageOptions};
+use vauban_core::sandbox::Helper;
+use vauban_core::stage::{apply_stages, AnsibleSource, Hooks, Stage, StageSpec};
+use vauban_core::Env;
 use vauban_oci::Reference;
 
 use crate::cli::Globals;
@@ -84,34 +86,36 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
         .iter()
         .map(|s| Stage::parse(s))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut opts = StageOptions::new(AnsibleSource::parse(&args.ansible), commit.name());
-    opts.tag = commit.tag().to_owned();
-    opts.final_name = Some(commit.clone());
-    opts.branch = args.branch;
-    opts.ansible_root = args.ansible_root.unwrap_or_default();
-    opts.inventories = args.inventories;
-    opts.extra_args = args.ansible_args;
-    opts.hooks = Hooks {
+    let mut spec = StageSpec::new(ansible_source(&args.ansible)?, commit.name());
+    spec.tag = commit.tag().to_owned();
+    spec.final_name = Some(commit.clone());
+    spec.branch = args.branch;
+    spec.ansible_root = args.ansible_root.unwrap_or_default();
+    spec.inventories = args.inventories;
+    spec.extra_args = args.ansible_args;
+    spec.hooks = Hooks {
         pre: args.hook_pre,
         post: args.hook_post,
     };
-    opts.in_conffs_build = args.conffs;
+    spec.in_conffs_build = args.conffs;
+
+    let (renderer, events) = globals.renderer(args.quiet);
+    let mut env = Env::from_user_dirs()?;
     if let Some(dir) = args.cache_dir {
-        opts.cache_dir = dir;
+        env.cache_dir = std::path::absolute(&dir)?;
     }
     if let Some(dir) = args.log_dir {
-        opts.log_dir = dir;
+        env.log_dir = std::path::absolute(&dir)?;
     }
-    opts.echo = if args.quiet {
-        Echo::Quiet
-    } else {
-        Echo::Stdout
-    };
+    env.helper = Some(Helper::current_exe()?);
+    env.events = events;
 
     let store = globals.open_store()?;
     let quiet = args.quiet;
     let base = store.image(&image)?;
-    let built = apply_stages(&store, &base, &stages, &args.host, &opts)
+    let built = apply_stages(&store, &base, &stages, &args.host, &spec, &env);
+    renderer.finish();
+    let built = built
         .map_err(|err| match err {
             // The error's message is printed on one line: show the output's last
             // lines here, as lines (unless they were just streamed).
@@ -133,6 +137,19 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
                 args.host
             )
         })?;
-    println!("{commit} {}", built.manifest_digest);
+    renderer.result(&format!("{commit} {}", built.manifest_digest));
     Ok(())
+}
+
+/// `--ansible`: a git URL as it is, a directory made absolute here, once (the
+/// stage runs from inside the Ansible root, where a relative path means
+/// something else).
+fn ansible_source(arg: &str) -> Result<AnsibleSource> {
+    Ok(match AnsibleSource::parse(arg) {
+        AnsibleSource::Dir(dir) => AnsibleSource::Dir(
+            std::path::absolute(&dir)
+                .with_context(|| format!("cannot resolve --ansible {}", dir.display()))?,
+        ),
+        git => git,
+    })
 }

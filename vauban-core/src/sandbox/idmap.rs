@@ -89,7 +89,21 @@ fn read_range(file: &Path, kind: &'static str, user: &str, uid: u32) -> Result<S
         kind,
         user: user.to_string(),
         file: file.to_path_buf(),
+        free: first_free(&content),
     })
+}
+
+/// The first id after every range of a subid file, at least 100000: a range
+/// starting there belongs to no other user.
+pub fn first_free(content: &str) -> u64 {
+    content
+        .lines()
+        .filter_map(|line| {
+            let mut f = line.trim().split(':');
+            let (_, start, count) = (f.next()?, f.next()?, f.next()?);
+            Some(start.parse::<u64>().ok()? + count.parse::<u64>().ok()?)
+        })
+        .fold(100_000, u64::max)
 }
 
 /// Finds the range of `user` (by name or uid) in the content of a subid file.
@@ -262,5 +276,22 @@ mod tests {
         let err = read_range(&f, "uid", "me", 5).unwrap_err().to_string();
         assert!(err.contains("me:100000:65536"), "{err}");
         assert!(err.contains("subuid"), "{err}");
+    }
+
+    /// The hint never suggests a range another user owns.
+    #[test]
+    fn the_suggested_range_is_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("subuid");
+        std::fs::write(&f, "barsuser:100000:65536\nfoo:165536:1000\n").unwrap();
+        let err = read_range(&f, "uid", "nosubuser", 5)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nosubuser:166536:65536"), "{err}");
+        assert!(
+            err.contains("--add-subuids 166536-232071 nosubuser"),
+            "{err}"
+        );
+        assert_eq!(first_free(""), 100_000);
     }
 }

@@ -26,6 +26,7 @@ pub fn ensure_layer_dirs(
     ns: &NsConfig,
     helper: &Helper,
     image: &Image,
+    events: &crate::events::Events,
 ) -> Result<Vec<PathBuf>> {
     let layers = image.layers_with_diff_ids()?;
     let mut seen = std::collections::HashSet::new();
@@ -64,6 +65,12 @@ pub fn ensure_layer_dirs(
                 if let FromHelper::Extracted { index, report } = msg {
                     if let Some(layer) = missing.get(index) {
                         tracing::debug!(diff_id = %layer.diff_id, ?report, "layer extracted");
+                        events.emit(crate::events::Event::LayerExtracted {
+                            diff_id: layer.diff_id.clone(),
+                            entries: report.entries,
+                            skipped_devices: report.skipped_devices,
+                            skipped_owners: report.skipped_owners,
+                        });
                     }
                 }
                 Ok(())

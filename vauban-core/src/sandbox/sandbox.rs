@@ -32,6 +32,8 @@ pub struct SandboxOptions {
     pub env: Vec<(String, String)>,
     /// The helper executable; `None`: [`Helper::from_env`].
     pub helper: Option<Helper>,
+    /// Who hears about layer extraction.
+    pub events: crate::events::Events,
 }
 
 impl Default for SandboxOptions {
@@ -40,6 +42,7 @@ impl Default for SandboxOptions {
             hostname: "vauban".into(),
             env: Vec::new(),
             helper: None,
+            events: crate::events::Events::default(),
         }
     }
 }
@@ -71,7 +74,7 @@ impl<'s> Sandbox<'s> {
             Some(h) => h.clone(),
             None => Helper::from_env()?,
         };
-        let mut lower = ensure_layer_dirs(store, &ns, &helper, image)?;
+        let mut lower = ensure_layer_dirs(store, &ns, &helper, image, &opts.events)?;
         lower.reverse();
         let tmp = store.tmp_dir();
         let dir = tempfile::Builder::new()

@@ -22,7 +22,7 @@ pub const EXIT_CWD: i32 = 203;
 pub const EXIT_EARLY: i32 = 204;
 
 /// Shell snippets run around `ansible-playbook`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Hooks {
     /// Evaluated before `ansible-playbook`.
     pub pre: Option<String>,

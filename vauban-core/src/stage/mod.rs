@@ -23,8 +23,7 @@ mod run;
 pub mod spec;
 
 pub use hooks::Hooks;
-pub use options::StageOptions;
-pub use output::Echo;
+pub use options::StageSpec;
 pub use repo::{AnsibleRepo, AnsibleSource};
 pub use run::apply_stages;
 pub use spec::Stage;

@@ -1,23 +1,25 @@
-//! [`StageOptions`]: everything a build of stages depends on besides the image, the
-//! stages and the host; and how the image of each stage is named.
+//! What a build of stages is ([`StageSpec`]: plain data that can be planned,
+//! hashed for the cache, sent to another process or machine) and how the image
+//! of each stage is named. Where this machine keeps things is [`crate::Env`].
 
 use std::path::PathBuf;
 
+use serde::{Deserialize, Serialize};
 use vauban_oci::layer::Compression;
 use vauban_oci::Reference;
 
 use super::hooks::Hooks;
-use super::output::Echo;
 use super::repo::AnsibleSource;
 use crate::error::{Error, Result};
 
 /// The interpreter Ansible uses in the image.
 pub const DEFAULT_PYTHON: &str = "/usr/bin/python3";
 
-/// How stages are applied.
-#[derive(Debug, Clone)]
-pub struct StageOptions {
-    /// The Ansible repository.
+/// What a build of stages is: everything it depends on besides the image, the
+/// stages and the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageSpec {
+    /// The Ansible repository (a directory as an absolute path, or a git URL).
     pub ansible: AnsibleSource,
     /// The Ansible root inside the repository (the original's `ANSIBLE_ROOT_DIR`);
     /// empty for the top.
@@ -25,8 +27,6 @@ pub struct StageOptions {
     /// The build's branch (stages written `branch@playbook.yml` override it); `None`:
     /// the remote's default branch.
     pub branch: Option<String>,
-    /// Where git clones are cached.
-    pub cache_dir: PathBuf,
     /// The repository's inventories, relative to the Ansible root; empty: found from
     /// `ansible.cfg` or the usual names.
     pub inventories: Vec<PathBuf>,
@@ -44,28 +44,20 @@ pub struct StageOptions {
     pub tag: String,
     /// A name also given to the last stage's image.
     pub final_name: Option<Reference>,
-    /// Where the logs of the stages are saved (one directory per build).
-    pub log_dir: PathBuf,
-    /// Where Ansible's lines go while it runs.
-    pub echo: Echo,
     /// Compression of the new layers.
     pub compression: Compression,
     /// Paths left out of every layer, on top of the sandbox's defaults.
     pub exclude: Vec<PathBuf>,
-    /// The sandbox helper; `None`: [`crate::sandbox::Helper::from_env`].
-    pub helper: Option<crate::sandbox::Helper>,
 }
 
-impl StageOptions {
-    /// Options with defaults: the remote's default branch, no hooks, cache and logs
-    /// in the user's directories (`$XDG_CACHE_HOME/vauban/ansible`,
-    /// `$XDG_STATE_HOME/vauban/logs`), stage images named `<name_prefix>/<playbook>`.
+impl StageSpec {
+    /// A spec with defaults: the remote's default branch, no hooks, stage images
+    /// named `<name_prefix>/<playbook>`.
     pub fn new(ansible: AnsibleSource, name_prefix: impl Into<String>) -> Self {
-        StageOptions {
+        StageSpec {
             ansible,
             ansible_root: PathBuf::new(),
             branch: None,
-            cache_dir: user_dir("XDG_CACHE_HOME", ".cache").join("vauban/ansible"),
             inventories: Vec::new(),
             extra_args: Vec::new(),
             hooks: Hooks::default(),
@@ -74,11 +66,8 @@ impl StageOptions {
             name_prefix: name_prefix.into(),
             tag: vauban_oci::reference::DEFAULT_TAG.into(),
             final_name: None,
-            log_dir: user_dir("XDG_STATE_HOME", ".local/state").join("vauban/logs"),
-            echo: Echo::default(),
             compression: Compression::default(),
             exclude: Vec::new(),
-            helper: None,
         }
     }
 
@@ -86,17 +75,6 @@ impl StageOptions {
     pub fn stage_reference(&self, playbook: &str) -> Result<Reference> {
         let name = format!("{}/{}", self.name_prefix, name_component(playbook));
         Reference::new(&name, &self.tag).map_err(Error::from)
-    }
-}
-
-/// `$VAR`, else `$HOME/fallback`, else the temp dir.
-fn user_dir(var: &str, fallback: &str) -> PathBuf {
-    match std::env::var_os(var).filter(|v| !v.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-            Some(home) => PathBuf::from(home).join(fallback),
-            None => std::env::temp_dir(),
-        },
     }
 }
 
@@ -150,7 +128,7 @@ mod tests {
 
     #[test]
     fn stage_names() {
-        let mut o = StageOptions::new(AnsibleSource::Dir("/a".into()), "web");
+        let mut o = StageSpec::new(AnsibleSource::Dir("/a".into()), "web");
         assert_eq!(
             o.stage_reference("base.yml").unwrap().to_string(),
             "web/base.yml:latest"
@@ -160,5 +138,14 @@ mod tests {
             o.stage_reference("Site.YML").unwrap().to_string(),
             "web/site.yml:v1"
         );
+    }
+
+    #[test]
+    fn a_spec_crosses_a_process_boundary() {
+        let mut o = StageSpec::new(AnsibleSource::Git("file:///r".into()), "web");
+        o.final_name = Some(Reference::parse("web:final").unwrap());
+        o.hooks.pre = Some("echo pre".into());
+        let json = serde_json::to_string(&o).unwrap();
+        assert_eq!(serde_json::from_str::<StageSpec>(&json).unwrap(), o);
     }
 }

@@ -1,6 +1,6 @@
 //! Ansible's output: followed line by line from the stage's log file while the
-//! playbook runs, echoed with a `[stage playbook.yml]` prefix, and scanned for the
-//! task and host that failed (`TASK [name]`, `fatal: [host]: FAILED! => {...}`).
+//! playbook runs, sent as [`Event::AnsibleLine`]s, and scanned for the task and
+//! host that failed (`TASK [name]`, `fatal: [host]: FAILED! => {...}`).
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -12,21 +12,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::error::{IoContext, Result};
+use crate::events::{Event, Events};
 
 /// How many lines of output an error carries.
 pub const TAIL_LINES: usize = 25;
-
-/// Where the lines of a running stage go, besides the log file.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Echo {
-    /// As `tracing` events (target `vauban::ansible`, level INFO).
-    #[default]
-    Tracing,
-    /// Printed on standard output.
-    Stdout,
-    /// Nowhere (the log file still has everything).
-    Quiet,
-}
 
 /// A failure Ansible reported.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,15 +136,21 @@ pub struct Follower {
 }
 
 impl Follower {
-    /// Starts following `log` (which must exist) in a thread.
-    pub fn start(log: &Path, prefix: String, echo: Echo) -> Result<Self> {
+    /// Starts following `log` (which must exist) in a thread; each line is an
+    /// [`Event::AnsibleLine`] of `stage` for `host`.
+    pub fn start(log: &Path, stage: String, host: String, events: Events) -> Result<Self> {
         let file = File::open(log).at("open", log)?;
         let done = Arc::new(AtomicBool::new(false));
         let flag = done.clone();
         let path = log.to_owned();
+        let to = Lines {
+            stage,
+            host,
+            events,
+        };
         let handle = std::thread::Builder::new()
             .name("vauban-ansible-log".into())
-            .spawn(move || follow(file, &path, &prefix, echo, &flag))
+            .spawn(move || follow(file, &path, &to, &flag))
             .at("spawn a thread for", log)?;
         Ok(Follower { done, handle })
     }
@@ -169,13 +164,14 @@ impl Follower {
     }
 }
 
-fn follow(
-    mut file: File,
-    path: &Path,
-    prefix: &str,
-    echo: Echo,
-    done: &AtomicBool,
-) -> Result<Scanner> {
+/// Where the lines go.
+struct Lines {
+    stage: String,
+    host: String,
+    events: Events,
+}
+
+fn follow(mut file: File, path: &Path, to: &Lines, done: &AtomicBool) -> Result<Scanner> {
     let mut scanner = Scanner::default();
     let mut pending: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
@@ -191,12 +187,12 @@ fn follow(
             pending.extend_from_slice(&buf[..n]);
             while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = pending.drain(..=pos).collect();
-                emit(&mut scanner, &line[..line.len() - 1], prefix, echo);
+                emit(&mut scanner, &line[..line.len() - 1], to);
             }
         }
         if finished {
             if !pending.is_empty() {
-                emit(&mut scanner, &std::mem::take(&mut pending), prefix, echo);
+                emit(&mut scanner, &std::mem::take(&mut pending), to);
             }
             return Ok(scanner);
         }
@@ -204,14 +200,14 @@ fn follow(
     }
 }
 
-fn emit(scanner: &mut Scanner, line: &[u8], prefix: &str, echo: Echo) {
+fn emit(scanner: &mut Scanner, line: &[u8], to: &Lines) {
     let line = String::from_utf8_lossy(line);
     let line = line.trim_end_matches('\r');
-    match echo {
-        Echo::Tracing => tracing::info!(target: "vauban::ansible", "{prefix} {line}"),
-        Echo::Stdout => println!("{prefix} {line}"),
-        Echo::Quiet => {}
-    }
+    to.events.emit(Event::AnsibleLine {
+        stage: to.stage.clone(),
+        host: to.host.clone(),
+        line: line.to_string(),
+    });
     scanner.feed(line);
 }
 
@@ -309,7 +305,9 @@ db01                       : ok=2    changed=1    unreachable=0    failed=1
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("log");
         let mut w = File::create(&log).unwrap();
-        let follower = Follower::start(&log, "[stage t.yml]".into(), Echo::Quiet).unwrap();
+        let sink = Arc::new(crate::events::Collect::default());
+        let follower =
+            Follower::start(&log, "t.yml".into(), "h".into(), Events::to(sink.clone())).unwrap();
         write!(w, "TASK [one] ***\npartial").unwrap();
         std::thread::sleep(Duration::from_millis(120));
         write!(w, " line\nfatal: [h]: FAILED! => {{\"msg\": \"m\"}}").unwrap();
@@ -320,5 +318,18 @@ db01                       : ok=2    changed=1    unreachable=0    failed=1
             "TASK [one] ***\npartial line\nfatal: [h]: FAILED! => {\"msg\": \"m\"}"
         );
         assert_eq!(scanner.failure().unwrap().task.as_deref(), Some("one"));
+        let lines: Vec<String> = sink
+            .events()
+            .into_iter()
+            .map(|e| match e {
+                Event::AnsibleLine { stage, host, line } => {
+                    assert_eq!((stage.as_str(), host.as_str()), ("t.yml", "h"));
+                    line
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert_eq!(lines[1], "partial line");
     }
 }

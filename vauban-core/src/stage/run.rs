@@ -15,12 +15,14 @@ use super::command::{self, AnsibleConfig};
 use super::hooks::{self, WrapperOutcome};
 use super::inventory;
 use super::metadata::{self, ImgInfo};
-use super::options::StageOptions;
+use super::options::StageSpec;
 use super::output::Follower;
 use super::repo::{AnsibleRepo, Checkout};
 use super::spec::Stage;
+use crate::env::Env;
 use crate::error::{AnsibleFailure, Error, IoContext, Result};
-use crate::sandbox::{CommitOptions, Io, Program, RunIo, Sandbox, SandboxOptions};
+use crate::events::Event;
+use crate::sandbox::{CommitOptions, Helper, Io, Program, RunIo, Sandbox, SandboxOptions};
 
 /// `ANSIBLE_REMOTE_TEMP` in the image: the sandbox's `/tmp` is a tmpfs, so nothing
 /// Ansible leaves there reaches the layer.
@@ -57,15 +59,16 @@ impl Tools {
 /// Applies `stages` in order to `image` for `host`; each stage becomes one layer
 /// and one image, the next stage starting from the image the previous one built
 /// (never from a name looked up again). Once every stage is built, the images
-/// are named at once ([`StageOptions::stage_reference`], and
-/// [`StageOptions::final_name`] for the last). Returns the last image. A failed
+/// are named at once ([`StageSpec::stage_reference`], and
+/// [`StageSpec::final_name`] for the last). Returns the last image. A failed
 /// stage names nothing and leaves no sandbox behind.
 pub fn apply_stages(
     store: &Store,
     image: &Image,
     stages: &[Stage],
     host: &str,
-    opts: &StageOptions,
+    opts: &StageSpec,
+    env: &Env,
 ) -> Result<Image> {
     inventory::check_host(host)?;
     if stages.is_empty() {
@@ -75,9 +78,10 @@ pub fn apply_stages(
         });
     }
     let tools = Tools::find()?;
-    let mut repo = AnsibleRepo::new(opts.ansible.clone(), &opts.ansible_root, &opts.cache_dir);
+    let helper = env.helper()?;
+    let mut repo = AnsibleRepo::new(opts.ansible.clone(), &opts.ansible_root, &env.cache_dir);
     repo.sync()?;
-    let build_logs = opts.log_dir.join(format!(
+    let build_logs = env.log_dir.join(format!(
         "{}-{host}",
         chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
     ));
@@ -99,6 +103,8 @@ pub fn apply_stages(
             stage,
             host,
             opts,
+            env,
+            helper: &helper,
             checkout: &checkout,
             log: &log,
         };
@@ -119,7 +125,9 @@ struct StageRun<'a> {
     tools: &'a Tools,
     stage: &'a Stage,
     host: &'a str,
-    opts: &'a StageOptions,
+    opts: &'a StageSpec,
+    env: &'a Env,
+    helper: &'a Helper,
     checkout: &'a Checkout,
     log: &'a Path,
 }
@@ -136,10 +144,17 @@ impl StageRun<'_> {
             });
         }
         tracing::info!(%stage, host = self.host, source = %source.manifest_digest, "applying stage");
+        let started = std::time::Instant::now();
+        self.env.events.emit(Event::StageStarted {
+            stage: stage.clone(),
+            host: self.host.to_owned(),
+            base: source.manifest_digest.clone(),
+        });
         let sandbox_opts = SandboxOptions {
             hostname: self.host.to_owned(),
             env: Vec::new(),
-            helper: self.opts.helper.clone(),
+            helper: Some(self.helper.clone()),
+            events: self.env.events.clone(),
         };
         let sandbox = Sandbox::prepare(self.store, source, sandbox_opts)?;
         let work = tempfile::Builder::new()
@@ -160,7 +175,21 @@ impl StageRun<'_> {
         let mut commit = CommitOptions::new(self.created_by());
         commit.compression = self.opts.compression;
         commit.exclude.extend(self.opts.exclude.iter().cloned());
-        sandbox.commit(&commit)
+        let image = sandbox.commit(&commit)?;
+        if let Some(layer) = image.layers().last() {
+            self.env.events.emit(Event::Committed {
+                image: image.manifest_digest.clone(),
+                layer: vauban_oci::image::digest_of(layer)?,
+                size: layer.size(),
+            });
+        }
+        self.env.events.emit(Event::StageFinished {
+            stage,
+            host: self.host.to_owned(),
+            image: image.manifest_digest.clone(),
+            seconds: started.elapsed().as_secs_f64(),
+        });
+        Ok(image)
     }
 
     fn created_by(&self) -> String {
@@ -284,8 +313,12 @@ impl StageRun<'_> {
             .map(os_string)
             .collect::<Result<Vec<_>>>()?;
 
-        let follower =
-            Follower::start(self.log, format!("[stage {}]", self.stage), self.opts.echo)?;
+        let follower = Follower::start(
+            self.log,
+            self.stage.to_string(),
+            self.host.to_owned(),
+            self.env.events.clone(),
+        )?;
         let result = sandbox.run(&Program::Host(argv));
         let scanner = follower.finish()?;
         let status = result?;

@@ -102,7 +102,7 @@ pub fn run_twice_then_commit() {
     let opts = SandboxOptions {
         hostname: "web01".into(),
         env: vec![("MARK".into(), "m1".into())],
-        helper: Some(helper()),
+        ..options()
     };
     let sandbox = sandbox(&store, &base, opts);
 

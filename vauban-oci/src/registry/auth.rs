@@ -101,7 +101,7 @@ impl AuthEnv {
     pub fn login_file(&self) -> Result<PathBuf> {
         self.search_path().into_iter().next().ok_or_else(|| {
             Error::InvalidCredentials(
-                "no auth file location: set --authfile, $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR or $HOME"
+                "no auth file location: set $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR or $HOME"
                     .to_string(),
             )
         })

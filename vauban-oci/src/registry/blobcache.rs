@@ -37,14 +37,9 @@ impl BlobLocations {
     /// The default file: `$XDG_CACHE_HOME/vauban/blob-locations.json`, else
     /// `~/.cache/vauban/blob-locations.json`.
     pub fn default_path() -> Option<PathBuf> {
-        let var = |k: &str| {
-            std::env::var_os(k)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        };
-        var("XDG_CACHE_HOME")
-            .or_else(|| var("HOME").map(|h| h.join(".cache")))
-            .map(|d| d.join("vauban/blob-locations.json"))
+        crate::dirs::UserDir::Cache
+            .vauban()
+            .map(|d| d.join("blob-locations.json"))
     }
 
     /// Repositories of `registry` other than `except` where `digest` was seen.

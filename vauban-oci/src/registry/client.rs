@@ -18,7 +18,7 @@ use super::auth::Credentials;
 use super::challenge::{challenge_of, Challenge};
 use super::redirect::{check_redirect, is_loopback_registry};
 use super::retry::{is_retryable_status, is_retryable_transport, retry_after, RetryPolicy};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Unreachable};
 
 /// Largest error body or token answer we read.
 const MAX_SMALL_BODY: usize = 1 << 20;
@@ -121,6 +121,78 @@ pub struct Session {
     retry: RetryPolicy,
 }
 
+/// The error of a connect that tried every scheme: the most telling one (a
+/// status or a plain-HTTP answer beats a refused connection), naming every URL
+/// tried when they were all refused.
+fn connect_error(registry: &str, mut errors: Vec<Error>) -> Error {
+    let refused = |e: &Error| {
+        matches!(
+            e,
+            Error::Unreachable {
+                reason: Unreachable::Refused,
+                ..
+            }
+        )
+    };
+    if !errors.is_empty() && errors.iter().all(refused) {
+        let urls: Vec<String> = errors
+            .iter()
+            .filter_map(|e| match e {
+                Error::Unreachable { url, .. } => Some(url.clone()),
+                _ => None,
+            })
+            .collect();
+        if let Some(Error::Unreachable {
+            registry, source, ..
+        }) = errors.pop()
+        {
+            return Error::Unreachable {
+                registry,
+                url: urls.join(" and "),
+                reason: Unreachable::Refused,
+                source,
+            };
+        }
+    }
+    match errors.iter().position(|e| !refused(e)) {
+        Some(i) => errors.swap_remove(i),
+        None => errors.pop().unwrap_or_else(|| Error::Registry {
+            registry: registry.to_string(),
+            message: "no scheme to try".into(),
+        }),
+    }
+}
+
+/// What a transport error means for the user, read from its causes.
+pub(crate) fn classify(e: &reqwest::Error) -> Unreachable {
+    if e.is_timeout() {
+        return Unreachable::Timeout;
+    }
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut texts = String::new();
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => return Unreachable::Refused,
+                std::io::ErrorKind::TimedOut => return Unreachable::Timeout,
+                _ => {}
+            }
+        }
+        texts.push_str(&err.to_string());
+        texts.push('\n');
+        cur = err.source();
+    }
+    if texts.contains("InvalidContentType") || texts.contains("corrupt message") {
+        Unreachable::PlainHttp
+    } else if texts.contains("dns error") || texts.contains("failed to lookup address") {
+        Unreachable::Dns
+    } else if texts.contains("certificate") || texts.contains("tls") || texts.contains("TLS") {
+        Unreachable::Tls
+    } else {
+        Unreachable::Other
+    }
+}
+
 /// A `reqwest` client with our redirect policy and TLS setting.
 fn http_client(tls_verify: bool) -> Result<reqwest::Client> {
     let policy = reqwest::redirect::Policy::custom(|attempt| {
@@ -167,7 +239,7 @@ impl Session {
             (false, true) => &["http", "https"],
             (false, false) => &["https", "http"],
         };
-        let mut last_err = None;
+        let mut errors: Vec<Error> = Vec::new();
         for (i, scheme) in schemes.iter().enumerate() {
             let base =
                 Url::parse(&format!("{scheme}://{registry}/")).map_err(|e| Error::Registry {
@@ -196,14 +268,11 @@ impl Session {
                 Err(e @ Error::Unauthorized { .. }) => return Err(e),
                 Err(e) => {
                     tracing::debug!(registry, scheme, error = %e, "ping failed");
-                    last_err = Some(e);
+                    errors.push(e);
                 }
             }
         }
-        Err(last_err.unwrap_or_else(|| Error::Registry {
-            registry: registry.to_string(),
-            message: "unreachable".to_string(),
-        }))
+        Err(connect_error(registry, errors))
     }
 
     async fn ping(&self, retry: &RetryPolicy) -> Result<()> {
@@ -216,7 +285,7 @@ impl Session {
                     tokio::time::sleep(retry.delay(attempt, retry_after(r.headers()))).await;
                 }
                 Ok(r) => break r,
-                Err(e) if is_retryable_transport(&e) && attempt < retry.max_attempts => {
+                Err(e) if self.worth_retry(&e) && attempt < retry.max_attempts => {
                     tokio::time::sleep(retry.delay(attempt, None)).await;
                 }
                 Err(e) => return Err(self.transport_error(&url, e)),
@@ -244,13 +313,7 @@ impl Session {
                 *self.auth.lock().unwrap_or_else(|p| p.into_inner()) = mode;
                 Ok(())
             }
-            s => Err(Error::Registry {
-                registry: self.registry.clone(),
-                message: format!(
-                    "GET /v2/ answered {s}: {}",
-                    describe_body(&small_body(resp).await)
-                ),
-            }),
+            _ => Err(self.status_error("GET /v2/", resp).await),
         }
     }
 
@@ -303,15 +366,25 @@ impl Session {
                     .unwrap_or_else(|| e.to_string()),
             };
         }
-        let mut msg = format!("{} {}: {e}", url.path(), "request failed");
-        let mut src = std::error::Error::source(&e);
-        while let Some(s) = src {
-            msg.push_str(&format!(": {s}"));
-            src = s.source();
-        }
-        Error::Registry {
+        Error::Unreachable {
             registry: self.registry.clone(),
-            message: msg,
+            url: url.to_string(),
+            reason: classify(&e),
+            source: Box::new(e),
+        }
+    }
+
+    /// Whether a transport error is worth another try: not a refused
+    /// connection to this machine (nothing listens there; waiting will not
+    /// change it), nor a plain-HTTP answer to HTTPS.
+    pub(crate) fn worth_retry(&self, e: &reqwest::Error) -> bool {
+        if !is_retryable_transport(e) {
+            return false;
+        }
+        match classify(e) {
+            Unreachable::Refused => !is_loopback_registry(&self.registry),
+            Unreachable::PlainHttp | Unreachable::Dns => false,
+            _ => true,
         }
     }
 
@@ -319,27 +392,19 @@ impl Session {
     pub async fn status_error(&self, what: &str, resp: Response) -> Error {
         let status = resp.status();
         let body = small_body(resp).await;
-        Error::Registry {
+        Error::RegistryStatus {
             registry: self.registry.clone(),
-            message: format!("{what}: {status}: {}", describe_body(&body)),
+            request: what.to_string(),
+            status: status.as_u16(),
+            detail: describe_body(&body),
         }
     }
 
     fn unauthorized(&self, message: String) -> Error {
         Error::Unauthorized {
             registry: self.registry.clone(),
-            user: self
-                .creds
-                .as_ref()
-                .map(|c| format!(" of {}", c.username))
-                .unwrap_or_default(),
-            message: if self.creds.is_none() {
-                format!(
-                    "{message} (no credentials given: use --creds, --authfile or `vauban login`)"
-                )
-            } else {
-                message
-            },
+            user: self.creds.as_ref().map(|c| c.username.clone()),
+            message,
         }
     }
 
@@ -419,12 +484,11 @@ impl Session {
             )));
         }
         if !status.is_success() {
-            return Err(Error::Registry {
+            return Err(Error::RegistryStatus {
                 registry: self.registry.clone(),
-                message: format!(
-                    "token endpoint {realm} answered {status}: {}",
-                    describe_body(&body)
-                ),
+                request: format!("GET token from {realm}"),
+                status: status.as_u16(),
+                detail: describe_body(&body),
             });
         }
         #[derive(serde::Deserialize)]
@@ -493,7 +557,7 @@ impl Session {
             let url = req.url().clone();
             let method = req.method().clone();
             match self.http.execute(req).await {
-                Err(e) if is_retryable_transport(&e) && attempt < self.retry.max_attempts => {
+                Err(e) if self.worth_retry(&e) && attempt < self.retry.max_attempts => {
                     let d = self.retry.delay(attempt, None);
                     tracing::warn!(registry = %self.registry, %method, path = url.path(), error = %e, "retrying in {d:?}");
                     tokio::time::sleep(d).await;

@@ -115,7 +115,7 @@ impl Store {
         let path = self.blob_path(digest);
         File::open(&path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
-                Error::BlobNotFound(digest.to_string())
+                Error::BlobNotFound(digest.clone())
             } else {
                 Error::io("open", path, e)
             }

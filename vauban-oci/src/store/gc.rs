@@ -151,10 +151,7 @@ fn remove_entry(path: &PathBuf, remove_dir: &dyn Fn(&Path) -> Result<()>) -> Res
     if meta.is_dir() {
         remove_dir(path)?;
         if path.exists() {
-            return Err(Error::BadStore {
-                path: path.clone(),
-                reason: "the directory remover left it in place".into(),
-            });
+            return Err(Error::NotRemoved { path: path.clone() });
         }
         Ok(())
     } else {

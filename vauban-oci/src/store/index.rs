@@ -100,7 +100,7 @@ impl Store {
         for (reference, descriptor) in names {
             let digest = crate::image::digest_of(descriptor)?;
             if !self.has_blob(&digest) {
-                return Err(Error::BlobNotFound(digest.to_string()));
+                return Err(Error::BlobNotFound(digest.clone()));
             }
             let name = reference.to_string();
             let mut desc = descriptor.clone();

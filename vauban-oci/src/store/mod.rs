@@ -64,10 +64,7 @@ impl Store {
             layout::init_files(&store)?;
         }
         if let Some(mode) = layout::open_to_others(&store.root) {
-            tracing::warn!(
-                "store {} is open to other users (mode {mode:04o}); `vauban fsck` says why that matters",
-                store.root.display()
-            );
+            tracing::debug!(mode, "the store is open to other users (see fsck)");
         }
         tracing::debug!(root = %store.root.display(), "store opened");
         Ok(store)
@@ -76,24 +73,10 @@ impl Store {
     /// The default store location: `$VAUBAN_STORE`, else `$XDG_DATA_HOME/vauban`,
     /// else `~/.local/share/vauban`.
     pub fn default_root() -> Result<PathBuf> {
-        let env = |k: &str| {
-            std::env::var_os(k)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        };
-        if let Some(dir) = env("VAUBAN_STORE") {
-            return Ok(dir);
+        if let Some(dir) = std::env::var_os("VAUBAN_STORE").filter(|v| !v.is_empty()) {
+            return Ok(PathBuf::from(dir));
         }
-        if let Some(dir) = env("XDG_DATA_HOME") {
-            return Ok(dir.join("vauban"));
-        }
-        if let Some(home) = env("HOME") {
-            return Ok(home.join(".local/share/vauban"));
-        }
-        Err(Error::BadStore {
-            path: PathBuf::from("~/.local/share/vauban"),
-            reason: "none of --store, VAUBAN_STORE, XDG_DATA_HOME or HOME is set".into(),
-        })
+        crate::dirs::UserDir::Data.vauban().ok_or(Error::NoStoreDir)
     }
 
     /// The store's root directory.

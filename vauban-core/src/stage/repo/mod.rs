@@ -13,7 +13,8 @@ use crate::error::{Error, IoContext, Result};
 use super::spec::check_branch_name;
 
 /// Where the playbooks come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum AnsibleSource {
     /// A directory used as it is (its git commit is recorded when it is a work tree).
     Dir(PathBuf),

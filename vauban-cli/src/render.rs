@@ -1,0 +1,197 @@
+//! How the CLI shows the event stream: for people (a bar per blob on a
+//! terminal, plain lines otherwise: CI logs; Ansible's lines on stdout), or
+//! as JSON lines on stdout (`--events json`) for scripts, a build server and
+//! remote workers. In JSON mode nothing else is written on stdout.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use vauban_core::events::{Event, EventSink, Stamped};
+use vauban_oci::Digest;
+
+use crate::commands::images::human_size;
+
+/// How events are shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EventsMode {
+    /// Progress and lines for people.
+    Human,
+    /// One JSON object per line on stdout.
+    Json,
+}
+
+/// The CLI's event sink.
+pub struct Renderer {
+    mode: EventsMode,
+    /// Ansible's lines are not shown (the log keeps them).
+    quiet: bool,
+    bars: Option<(MultiProgress, Mutex<HashMap<Digest, ProgressBar>>)>,
+    sizes: Mutex<HashMap<Digest, u64>>,
+    stdout: Mutex<()>,
+}
+
+impl Renderer {
+    /// A renderer in `mode`; `quiet` hides Ansible's lines.
+    pub fn new(mode: EventsMode, quiet: bool) -> Self {
+        let bars = (mode == EventsMode::Human && std::io::stderr().is_terminal()).then(|| {
+            (
+                MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+                Mutex::new(HashMap::new()),
+            )
+        });
+        Renderer {
+            mode,
+            quiet,
+            bars,
+            sizes: Mutex::new(HashMap::new()),
+            stdout: Mutex::new(()),
+        }
+    }
+
+    /// Clears the bars.
+    pub fn finish(&self) {
+        if let Some((m, _)) = &self.bars {
+            let _ = m.clear();
+        }
+    }
+
+    /// A line for people on stderr (above the bars on a terminal).
+    pub fn note(&self, line: &str) {
+        match &self.bars {
+            Some((m, _)) => {
+                let _ = m.println(line);
+            }
+            None => eprintln!("{line}"),
+        }
+    }
+
+    /// A result line: stdout for people, stderr in JSON mode (stdout is the
+    /// event stream's).
+    pub fn result(&self, line: &str) {
+        match self.mode {
+            EventsMode::Human => {
+                let _guard = self.stdout.lock().unwrap_or_else(|e| e.into_inner());
+                println!("{line}");
+            }
+            EventsMode::Json => eprintln!("{line}"),
+        }
+    }
+
+    fn json(&self, event: &Event) {
+        let Ok(line) = serde_json::to_string(&Stamped::now(event.clone())) else {
+            return;
+        };
+        let _guard = self.stdout.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+    }
+
+    fn human(&self, event: &Event) {
+        match event {
+            Event::BlobStarted { digest, size } => self.blob_started(digest, *size),
+            Event::BlobProgress { digest, done } => {
+                if let Some((_, bars)) = &self.bars {
+                    if let Some(b) = lock(bars).get(digest) {
+                        b.set_position(*done);
+                    }
+                }
+            }
+            Event::BlobDone { digest, outcome } => self.blob_done(digest, outcome),
+            Event::Registry { message } | Event::Warning { message } => self.note(message),
+            Event::StageStarted { stage, host, base } => {
+                self.note(&format!("==> stage {stage} for {host} on {}", short(base)))
+            }
+            Event::AnsibleLine { stage, line, .. } if !self.quiet => {
+                if let Some((m, _)) = &self.bars {
+                    let _ = m.println(format!("[stage {stage}] {line}"));
+                } else {
+                    let _guard = self.stdout.lock().unwrap_or_else(|e| e.into_inner());
+                    println!("[stage {stage}] {line}");
+                }
+            }
+            Event::StageFinished {
+                stage,
+                host,
+                image,
+                seconds,
+            } => self.note(&format!(
+                "==> stage {stage} for {host}: {} ({seconds:.1} s)",
+                short(image)
+            )),
+            Event::CacheHit { step, image, .. } => {
+                self.note(&format!("==> {step}: cached {}", short(image)))
+            }
+            Event::StepStarted { step, .. } => self.note(&format!("==> {step}")),
+            Event::StepFinished {
+                step,
+                outcome,
+                seconds,
+                ..
+            } => self.note(&format!("==> {step}: {outcome} ({seconds:.1} s)")),
+            Event::Exported { path, size } => {
+                self.note(&format!("==> wrote {path} ({})", human_size(*size)))
+            }
+            _ => {}
+        }
+    }
+
+    fn blob_started(&self, digest: &Digest, size: u64) {
+        lock(&self.sizes).insert(digest.clone(), size);
+        if let Some((m, bars)) = &self.bars {
+            let bar = m.add(
+                ProgressBar::new(size).with_style(
+                    ProgressStyle::with_template(
+                        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+                ),
+            );
+            bar.set_message(short(digest));
+            lock(bars).insert(digest.clone(), bar);
+        }
+    }
+
+    fn blob_done(&self, digest: &Digest, outcome: &str) {
+        let what = match outcome {
+            "uploaded" => "uploaded",
+            "exists" => "already in the repository",
+            "mounted" => "mounted",
+            "downloaded" => "downloaded",
+            "cached" => "already in the store",
+            other => other,
+        };
+        let size = lock(&self.sizes).get(digest).copied();
+        let line = match size {
+            Some(s) if matches!(outcome, "uploaded" | "downloaded") => {
+                format!("blob {} {what} ({s} bytes)", short(digest))
+            }
+            _ => format!("blob {} {what}", short(digest)),
+        };
+        if let Some((_, bars)) = &self.bars {
+            if let Some(b) = lock(bars).remove(digest) {
+                b.finish_and_clear();
+            }
+        }
+        self.note(&line);
+    }
+}
+
+impl EventSink for Renderer {
+    fn emit(&self, event: &Event) {
+        match self.mode {
+            EventsMode::Json => self.json(event),
+            EventsMode::Human => self.human(event),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn short(d: &Digest) -> String {
+    d.hex()[..12].to_string()
+}
