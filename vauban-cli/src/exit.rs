@@ -430,6 +430,30 @@ mod tests {
                     playbook: s("x.yml"),
                     root: "/r".into(),
                     branch: s("main"),
+                    suggestion: Some(s("y.yml")),
+                },
+                USER_ERROR,
+            ),
+            (
+                CoreError::NoInventory {
+                    inventory: "/r/inventry".into(),
+                },
+                USER_ERROR,
+            ),
+            (
+                CoreError::PlaybookSyntax {
+                    playbooks: s("x.yml"),
+                    root: "/r".into(),
+                    message: s("ERROR! bad"),
+                },
+                USER_ERROR,
+            ),
+            (
+                CoreError::NoHostMatched {
+                    stage: s("x.yml"),
+                    host: s("web03"),
+                    patterns: vec![s("web")],
+                    groups: vec![],
                 },
                 USER_ERROR,
             ),

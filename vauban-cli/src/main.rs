@@ -33,9 +33,10 @@ fn main() -> ExitCode {
     match std::panic::catch_unwind(move || cli.run()) {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(err)) => {
-            eprintln!("vauban: error: {}", exit::message(&err));
-            if let Some(hint) = exit::hint(&err) {
-                eprintln!("vauban: hint: {hint}");
+            // One line, the hint (flags to use) at its end.
+            match exit::hint(&err) {
+                Some(hint) => eprintln!("vauban: error: {}; hint: {hint}", exit::message(&err)),
+                None => eprintln!("vauban: error: {}", exit::message(&err)),
             }
             ExitCode::from(exit::code_for(&err))
         }

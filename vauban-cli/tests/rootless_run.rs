@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use vauban_oci::image::{HistoryEntry, NewLayer};
+use vauban_oci::image::HistoryEntry;
 use vauban_oci::layer::{pack, LayerSource, PackOptions};
 use vauban_oci::store::Store;
 use vauban_oci::Reference;
@@ -396,7 +396,7 @@ fn hundred_layer_image_mounts_and_runs() {
             )
             .unwrap();
             w.commit(Some(&packed.digest)).unwrap();
-            layers.push(NewLayer::from(&packed));
+            layers.push(packed.clone());
         }
         let history = HistoryEntry {
             created_by: "test: 100 layers".into(),

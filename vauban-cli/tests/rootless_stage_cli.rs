@@ -223,3 +223,316 @@ fn a_failing_playbook_exits_1_naming_the_task() {
         "STORE/tmp not empty"
     );
 }
+
+impl Work {
+    /// `vauban stage` with any arguments after the image (cache and logs set).
+    fn stage_with(&self, args: &[&str]) -> Output {
+        let logs = self.dir.join("logs");
+        let cache = self.dir.join("cache");
+        let mut all = vec![
+            "stage",
+            "debian",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--log-dir",
+            logs.to_str().unwrap(),
+        ];
+        all.extend_from_slice(args);
+        self.run(&all)
+    }
+
+    /// The names of the store's images (intermediates included).
+    fn names(&self) -> Vec<String> {
+        self.ok(&["images", "--all"])
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().next().map(String::from))
+            .collect()
+    }
+
+    /// The files of the last layer of the image whose manifest is `digest`.
+    fn last_layer_of(&self, digest: &str) -> BTreeMap<String, Vec<u8>> {
+        let store = vauban_oci::store::Store::open(self.store()).unwrap();
+        let d = vauban_oci::Digest::parse(digest).unwrap();
+        let desc = vauban_oci::oci_spec::image::Descriptor::new(
+            vauban_oci::oci_spec::image::MediaType::ImageManifest,
+            0,
+            vauban_oci::image::oci_digest(&d),
+        );
+        let image = vauban_oci::Image::from_descriptor(&store, &desc).unwrap();
+        let layer = serde_json::to_value(image.layers().last().unwrap()).unwrap();
+        self.layer_files(&layer)
+    }
+}
+
+/// Exit 1, one error line holding every needle; the error line.
+fn user_error(out: &Output, needles: &[&str]) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("vauban: error:"))
+        .unwrap_or_else(|| panic!("no error line:\n{stderr}"))
+        .to_string();
+    for n in needles {
+        assert!(error.contains(n), "{n:?} not in {error}");
+    }
+    error
+}
+
+/// `--ansible ./ansible` from the repository's parent builds what the
+/// absolute path builds (the path is resolved once, where it was typed).
+#[test]
+fn a_relative_ansible_path_builds_the_same_layer() {
+    let _serial = serial();
+    let work = Work::shared();
+    let repo = ansible_repo();
+    let abs = work.stage_with(&[
+        "--ansible",
+        repo.to_str().unwrap(),
+        "--host",
+        "web01",
+        "--commit",
+        "rel:abs",
+        "second.yml",
+    ]);
+    let abs = stdout_if_ok(&["stage"], abs);
+    let mut cmd = work.cmd(&[
+        "stage",
+        "debian",
+        "--ansible",
+        "./ansible",
+        "--host",
+        "web01",
+        "--commit",
+        "rel:rel",
+        "--cache-dir",
+        work.dir.join("cache").to_str().unwrap(),
+        "--log-dir",
+        work.dir.join("logs").to_str().unwrap(),
+        "second.yml",
+    ]);
+    cmd.current_dir(repo.parent().unwrap());
+    let rel = stdout_if_ok(&["stage", "./ansible"], cmd.output().unwrap());
+    let digest = |out: &str| {
+        out.lines()
+            .last()
+            .unwrap()
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .to_string()
+    };
+    let (a, r) = (
+        work.last_layer_of(&digest(&abs)),
+        work.last_layer_of(&digest(&rel)),
+    );
+    let names = |m: &BTreeMap<String, Vec<u8>>| m.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(names(&a), names(&r));
+    assert_eq!(a["etc/vauban-second"], r["etc/vauban-second"]);
+    assert!(String::from_utf8_lossy(&r["etc/vauban-second"]).contains("hello from web01"));
+}
+
+/// A host that no play matches, a typo'd inventory, a missing playbook (named
+/// with a suggestion before any stage runs) and a syntax error: exit 1, nothing
+/// named.
+#[test]
+fn stages_that_cannot_build_anything_fail_before_committing() {
+    let _serial = serial();
+    let work = Work::shared();
+    let repo = ansible_repo();
+    let repo = repo.to_str().unwrap();
+    let before = work.names();
+
+    let out = work.stage_with(&[
+        "--ansible",
+        repo,
+        "--host",
+        "web03",
+        "--commit",
+        "bad:1",
+        "web-only.yml",
+    ]);
+    user_error(&out, &["ran nothing for host web03", "web", "no group"]);
+
+    let out = work.stage_with(&[
+        "--ansible",
+        repo,
+        "--host",
+        "web01",
+        "--inventory",
+        "inventry",
+        "--commit",
+        "bad:2",
+        "second.yml",
+    ]);
+    user_error(&out, &["inventry"]);
+
+    let out = work.stage_with(&[
+        "--ansible",
+        repo,
+        "--host",
+        "web01",
+        "--commit",
+        "bad:3",
+        "base.yml",
+        "secnd.yml",
+    ]);
+    let error = user_error(&out, &["secnd.yml", "did you mean \"second.yml\""]);
+    assert!(!error.contains("base.yml failed"), "{error}");
+
+    let broken = tempfile::tempdir().unwrap();
+    let copy = broken.path().join("ansible");
+    let st = Command::new("cp")
+        .args(["-r", repo, copy.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::write(
+        copy.join("broken.yml"),
+        "- hosts: all\n  tasks:\n    - name: x\n      no_such_module_anywhere: {}\n",
+    )
+    .unwrap();
+    let out = work.stage_with(&[
+        "--ansible",
+        copy.to_str().unwrap(),
+        "--host",
+        "web01",
+        "--commit",
+        "bad:4",
+        "second.yml",
+        "broken.yml",
+    ]);
+    user_error(&out, &["syntax-check", "broken.yml"]);
+
+    assert_eq!(work.names(), before, "a failed stage named an image");
+    assert_eq!(work.tmp_entries(), Vec::<String>::new());
+}
+
+/// Two `vauban stage` processes at once on one store, with the same `--commit`
+/// name, for two hosts: each result holds only its own host's files.
+#[test]
+fn two_hosts_at_once_never_mix() {
+    let _serial = serial();
+    let work = Work::shared();
+    let repo = ansible_repo();
+    let spawn = |host: &str| {
+        let logs = work.dir.join("logs");
+        let cache = work.dir.join("cache");
+        work.cmd(&[
+            "stage",
+            "debian",
+            "--ansible",
+            repo.to_str().unwrap(),
+            "--host",
+            host,
+            "--commit",
+            "same:1",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--log-dir",
+            logs.to_str().unwrap(),
+            "base.yml",
+            "second.yml",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+    };
+    let (a, b) = (spawn("web01"), spawn("db01"));
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    for (host, out) in [("web01", a), ("db01", b)] {
+        let stdout = stdout_if_ok(&["stage", host], out);
+        let digest = stdout
+            .lines()
+            .last()
+            .unwrap()
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .to_string();
+        let files = work.last_layer_of(&digest);
+        let second = String::from_utf8_lossy(&files["etc/vauban-second"]).into_owned();
+        assert!(
+            second.contains(&format!("hello from {host}")),
+            "{host}: {second}"
+        );
+        assert!(second.contains("first_stage_seen=True"), "{host}: {second}");
+        let imginfo = String::from_utf8_lossy(&files["imginfo"]).into_owned();
+        assert!(
+            imginfo.contains(&format!("hostname: {host}")),
+            "{host}: {imginfo}"
+        );
+        let other = if host == "web01" { "db01" } else { "web01" };
+        assert!(
+            !imginfo.contains(other),
+            "{host} holds {other}'s build: {imginfo}"
+        );
+        assert!(
+            !second.contains(other),
+            "{host} holds {other}'s file: {second}"
+        );
+    }
+}
+
+/// `--events json`: every line of stdout is one event, and a stage run says,
+/// in order, that it started, Ansible's lines, the commit and its end.
+#[test]
+fn events_json_follows_a_stage() {
+    let _serial = serial();
+    let work = Work::shared();
+    let repo = ansible_repo();
+    let out = work.run(&[
+        "--events",
+        "json",
+        "stage",
+        "debian",
+        "--ansible",
+        repo.to_str().unwrap(),
+        "--host",
+        "web01",
+        "--commit",
+        "ev:1",
+        "--cache-dir",
+        work.dir.join("cache").to_str().unwrap(),
+        "--log-dir",
+        work.dir.join("logs").to_str().unwrap(),
+        "second.yml",
+    ]);
+    let stdout = stdout_if_ok(&["--events", "json", "stage"], out);
+    let events: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    let pos = |k: &str| {
+        kinds
+            .iter()
+            .position(|x| *x == k)
+            .unwrap_or_else(|| panic!("no {k}: {kinds:?}"))
+    };
+    let (started, committed, finished) = (
+        pos("stage_started"),
+        pos("committed"),
+        pos("stage_finished"),
+    );
+    let first_line = pos("ansible_line");
+    assert!(
+        started < first_line && first_line < committed && committed < finished,
+        "{kinds:?}"
+    );
+    for e in &events {
+        assert!(e["time"].as_str().is_some(), "{e}");
+    }
+    let line = &events[first_line];
+    assert_eq!(line["stage"], "second.yml");
+    assert_eq!(line["host"], "web01");
+    assert_eq!(events[started]["host"], "web01");
+    let image = events[finished]["image"].as_str().unwrap();
+    assert_eq!(events[committed]["image"].as_str().unwrap(), image);
+    assert!(kinds.iter().filter(|k| **k == "ansible_line").count() > 3);
+}

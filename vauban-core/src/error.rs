@@ -250,7 +250,10 @@ pub enum Error {
         dir: PathBuf,
     },
     /// The playbook of a stage does not exist in the Ansible root.
-    #[error("playbook {playbook:?} not found in {root} (branch {branch})")]
+    #[error(
+        "playbook {playbook:?} not found in {root} (branch {branch}){}",
+        suggestion.as_ref().map(|s| format!(": did you mean {s:?}?")).unwrap_or_default()
+    )]
     NoPlaybook {
         /// The playbook.
         playbook: String,
@@ -258,6 +261,40 @@ pub enum Error {
         root: PathBuf,
         /// The branch checked out.
         branch: String,
+        /// The closest playbook of the root, if close.
+        suggestion: Option<String>,
+    },
+    /// An inventory given for the stages does not exist in the Ansible root.
+    #[error("inventory {inventory} does not exist")]
+    NoInventory {
+        /// The inventory, in the Ansible root.
+        inventory: PathBuf,
+    },
+    /// Ansible cannot parse a playbook.
+    #[error("ansible-playbook --syntax-check {playbooks} (in {root}) failed: {message}")]
+    PlaybookSyntax {
+        /// The playbooks checked.
+        playbooks: String,
+        /// The Ansible root.
+        root: PathBuf,
+        /// Ansible's `ERROR!` and what follows.
+        message: String,
+    },
+    /// A stage ran no task for its host: no play of it matches the host.
+    #[error(
+        "stage {stage} ran nothing for host {host}: its plays are for {} and {host} is in {}",
+        if patterns.is_empty() { "(unknown)".to_string() } else { patterns.join("; ") },
+        if groups.is_empty() { "no group".to_string() } else { format!("groups {}", groups.join(", ")) }
+    )]
+    NoHostMatched {
+        /// The stage.
+        stage: String,
+        /// The host.
+        host: String,
+        /// The host patterns of its plays.
+        patterns: Vec<String>,
+        /// The groups the host is in.
+        groups: Vec<String>,
     },
     /// The image has no Python, which Ansible needs.
     #[error(
@@ -366,6 +403,9 @@ impl Error {
             | Error::NoSuchBranch { .. }
             | Error::BranchOfDirectory { .. }
             | Error::NoPlaybook { .. }
+            | Error::PlaybookSyntax { .. }
+            | Error::NoInventory { .. }
+            | Error::NoHostMatched { .. }
             | Error::NoPython { .. }
             | Error::HookFailed { .. }
             | Error::AnsibleFailed(_) => Blame::User,

@@ -3,6 +3,9 @@
 //!
 //! Architecture invariant: `sandbox` is the only module with `unsafe` code.
 
+// Items are public only where an embedder can reach them.
+#![warn(unreachable_pub)]
+
 pub mod config;
 pub mod env;
 pub mod error;
@@ -10,6 +13,11 @@ pub mod events;
 pub mod keys;
 pub mod sandbox;
 pub mod stage;
+pub mod store;
+
+/// The OCI layer (store, images, layers, registry), for embedders that need one dependency.
+pub use vauban_oci;
+pub use vauban_oci::oci_spec;
 
 pub use env::Env;
 pub use error::{Blame, Error, RemoteError, Result};

@@ -19,7 +19,7 @@ use prelude::{fixture, testdata, unprivileged};
 use vauban_core::stage::{apply_stages, AnsibleSource, Hooks, Stage, StageSpec};
 use vauban_core::Env;
 use vauban_core::Error;
-use vauban_oci::image::{self, HistoryEntry, NewLayer};
+use vauban_oci::image::{self, HistoryEntry};
 use vauban_oci::layer::{self, Compression, PackOptions};
 use vauban_oci::store::Store;
 use vauban_oci::{Image, Reference};
@@ -45,7 +45,7 @@ fn import(store: &Store, tarball: &Path, name: &str) {
     let input = layer::sniff_decompressor(BufReader::new(file)).unwrap();
     let packed = layer::repack_tar(input, &opts, &mut blob).unwrap();
     blob.commit(Some(&packed.digest)).unwrap();
-    let layer = NewLayer::from(&packed);
+    let layer = packed.clone();
     let history = HistoryEntry {
         created_by: format!("test import {}", tarball.display()),
         created: image::created_now(),

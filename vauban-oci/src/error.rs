@@ -180,6 +180,12 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// An unpack target already holds files.
+    #[error("{dir} is not empty: unpack needs an empty or new directory")]
+    TargetNotEmpty {
+        /// The directory.
+        dir: PathBuf,
+    },
     /// A directory remover given to gc left the directory in place.
     #[error("gc: {path} is still there after its removal")]
     NotRemoved {
@@ -330,7 +336,8 @@ impl Error {
             | Error::Unauthorized { .. }
             | Error::InvalidCredentials(_)
             | Error::RefusedRedirect { .. }
-            | Error::PlatformNotFound { .. } => Blame::User,
+            | Error::PlatformNotFound { .. }
+            | Error::TargetNotEmpty { .. } => Blame::User,
             Error::MissingTool { .. }
             | Error::StoreBusy { .. }
             | Error::NoStoreDir

@@ -11,8 +11,14 @@ use oci_spec::image::{
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::layer::PackedLayer;
 use crate::reference::Reference;
 use crate::store::{Store, CONFIG_LIMIT, MANIFEST_LIMIT};
+
+mod import;
+mod unpack;
+
+pub use import::{import, ImportOptions};
 
 /// An image of the store.
 #[derive(Debug, Clone)]
@@ -53,20 +59,23 @@ impl Image {
         if *desc.media_type() == MediaType::ImageIndex {
             let digest = digest_of(&desc)?;
             let index: ImageIndex = store.read_json_blob(&digest, MANIFEST_LIMIT)?;
+            let host = crate::registry::Platform::host();
             desc = index
                 .manifests()
                 .iter()
                 .find(|d| {
                     d.platform().as_ref().is_none_or(|p| {
-                        *p.os() == Os::default() && *p.architecture() == Arch::default()
+                        host.matches(
+                            &p.os().to_string(),
+                            &p.architecture().to_string(),
+                            p.variant().as_deref(),
+                        )
                     })
                 })
                 .cloned()
                 .ok_or_else(|| {
                     Error::UnsupportedMediaType(format!(
-                        "image index {digest} has no manifest for {}/{}",
-                        Os::default(),
-                        Arch::default()
+                        "image index {digest} has no manifest for {host}"
                     ))
                 })?;
         }
@@ -134,30 +143,6 @@ impl Image {
     }
 }
 
-/// A layer blob already in the store, to add to a new image.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewLayer {
-    /// Digest of the (compressed) blob.
-    pub digest: Digest,
-    /// Size of the blob.
-    pub size: u64,
-    /// Digest of the uncompressed tar stream.
-    pub diff_id: Digest,
-    /// The layer media type (`application/vnd.oci.image.layer.v1.tar+gzip`, ...).
-    pub media_type: String,
-}
-
-impl From<&crate::layer::PackedLayer> for NewLayer {
-    fn from(l: &crate::layer::PackedLayer) -> Self {
-        NewLayer {
-            digest: l.digest.clone(),
-            size: l.size,
-            diff_id: l.diff_id.clone(),
-            media_type: l.media_type.clone(),
-        }
-    }
-}
-
 /// What the history entry of a new image says.
 #[derive(Debug, Clone)]
 pub struct HistoryEntry {
@@ -188,7 +173,7 @@ pub fn source_date_epoch() -> Option<i64> {
 pub fn commit(
     store: &Store,
     base: Option<&Image>,
-    layers: &[NewLayer],
+    layers: &[PackedLayer],
     history: &HistoryEntry,
     reference: &Reference,
 ) -> Result<Image> {
@@ -205,7 +190,7 @@ pub fn commit(
 pub fn build(
     store: &Store,
     base: Option<&Image>,
-    layers: &[NewLayer],
+    layers: &[PackedLayer],
     history: &HistoryEntry,
 ) -> Result<Image> {
     for l in layers {

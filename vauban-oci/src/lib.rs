@@ -5,12 +5,16 @@
 //! Architecture invariant: this crate never spawns a process except through
 //! `containers-image-proxy` (skopeo transports), and contains no `unsafe`.
 
+// Items are public only where an embedder can reach them.
+#![warn(unreachable_pub)]
+
 pub mod digest;
 pub mod dirs;
 pub mod error;
 pub mod fs;
 pub mod image;
 pub mod layer;
+pub mod programs;
 pub mod reference;
 pub mod registry;
 pub mod store;
@@ -18,4 +22,6 @@ pub mod store;
 pub use digest::Digest;
 pub use error::{Blame, Error, Result, Unreachable};
 pub use image::Image;
+/// The OCI types this crate speaks in (`Descriptor`, `ImageManifest`, ...).
+pub use oci_spec;
 pub use reference::Reference;

@@ -4,8 +4,9 @@
 
 use std::io::Write;
 use std::path::Path;
+use vauban_oci::layer::PackedLayer;
 
-use vauban_oci::image::{self, HistoryEntry, NewLayer};
+use vauban_oci::image::{self, HistoryEntry};
 use vauban_oci::store::Store;
 use vauban_oci::{Digest, Error, Reference};
 
@@ -20,7 +21,8 @@ fn entries(dir: &Path) -> Vec<String> {
 
 fn new_image(store: &Store, name: &str, content: &[u8]) -> vauban_oci::Image {
     let (digest, size) = store.write_blob(content).unwrap();
-    let layer = NewLayer {
+    let layer = PackedLayer {
+        entries: 0,
         digest,
         size,
         diff_id: Digest::of_bytes(&[content, b"-plain"].concat()),
@@ -168,25 +170,25 @@ fn lock_excludes_a_second_locker() {
     let dir = tempfile::tempdir().unwrap();
     let a = Store::open(dir.path()).unwrap();
     let b = Store::open(dir.path()).unwrap();
-    let guard = a.lock().unwrap();
+    let guard = a.index_lock().unwrap();
     assert!(
-        b.try_lock().unwrap().is_none(),
+        b.try_index_lock().unwrap().is_none(),
         "second locker got the lock"
     );
     assert!(
-        a.try_lock().unwrap().is_none(),
+        a.try_index_lock().unwrap().is_none(),
         "a second lock from the same handle too"
     );
     // A blocked locker proceeds once the first lets go.
     let waiter = std::thread::spawn(move || {
-        let _g = b.lock().unwrap();
+        let _g = b.index_lock().unwrap();
         std::time::Instant::now()
     });
     std::thread::sleep(std::time::Duration::from_millis(200));
     let released = std::time::Instant::now();
     drop(guard);
     assert!(waiter.join().unwrap() >= released);
-    assert!(a.try_lock().unwrap().is_some());
+    assert!(a.try_index_lock().unwrap().is_some());
 }
 
 #[test]

@@ -3,8 +3,9 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use vauban_oci::layer::PackedLayer;
 
-use vauban_oci::image::{self, HistoryEntry, NewLayer};
+use vauban_oci::image::{self, HistoryEntry};
 use vauban_oci::store::Store;
 use vauban_oci::{Digest, Image, Reference};
 
@@ -15,9 +16,10 @@ fn names(dir: &Path) -> BTreeSet<String> {
         .collect()
 }
 
-fn layer(store: &Store, content: &[u8]) -> NewLayer {
+fn layer(store: &Store, content: &[u8]) -> PackedLayer {
     let (digest, size) = store.write_blob(content).unwrap();
-    NewLayer {
+    PackedLayer {
+        entries: 0,
         digest,
         size,
         diff_id: Digest::of_bytes(&[content, b"-plain"].concat()),

@@ -7,6 +7,7 @@ mod deps;
 mod fixtures;
 mod rootless;
 mod test;
+mod tidy;
 mod util;
 
 use std::process::ExitCode;
@@ -26,6 +27,7 @@ const TASKS: &[Task] = &[
     Task { name: "fixtures", help: "build the test fixtures into target/fixtures (cached by recipe)", run: fixtures::task },
     Task { name: "test", help: "deps, fixtures, cargo test --workspace, then the rootless tests as an unprivileged user [--rootless-only] [-- ARGS]", run: test::task },
     Task { name: "demo", help: "import the Debian base into target/demo-store, apply two Ansible stages, run the result", run: demo::task },
+    Task { name: "tidy", help: "check the sources: module docs, no ignored tests, no stubs, unsafe only in the sandbox", run: tidy::task },
     Task { name: "bench", help: "vauban against umoci, skopeo and buildah on the Debian fixture [--debug]", run: bench::task },
 ];
 

@@ -81,7 +81,11 @@ fn rootless_tests(fixtures: &[std::path::PathBuf], args: &[String]) -> Result<Co
     };
     let (tests, problems) = rootless::build_tests()?;
     let vauban = rootless::build_vauban(false)?;
+    let examples = rootless::build_examples()?;
     let stage = Stage::create(&runner, &tests, &vauban, fixtures)?;
+    for (name, exe) in &examples {
+        util::copy_readable(exe, &stage.examples().join(name))?;
+    }
     eprintln!("rootless: staged in {}", stage.root.display());
     let mut total = Counts {
         passed: 0,

@@ -1,6 +1,8 @@
-//! `vauban gc`: removes unreferenced blobs and cached layer directories.
+//! `vauban gc`: removes unreferenced blobs and cached layer directories
+//! ([`vauban_core::store::gc`]).
 
 use anyhow::Result;
+use vauban_core::sandbox::Helper;
 
 use super::images::human_size;
 use crate::cli::Globals;
@@ -12,16 +14,14 @@ pub struct Args {}
 /// Collects garbage and says what went.
 pub fn run(globals: &Globals, _args: Args) -> Result<()> {
     let store = globals.open_store()?;
-    // Rootless layer dirs belong to subordinate ids: remove them from inside
-    // the user namespace.
-    let helper = vauban_core::sandbox::Helper::current_exe()?;
-    let report = store.gc_with(&|p| vauban_core::sandbox::remove_dir_all(p, &helper))?;
-    println!(
+    let report = vauban_core::store::gc(&store, &Helper::current_exe()?)?;
+    let (renderer, _) = globals.renderer(false);
+    renderer.result(&format!(
         "removed {} blobs ({}), {} layer directories, {} temporary entries",
         report.blobs.len(),
         human_size(report.bytes),
         report.layer_dirs.len(),
         report.tmp_entries
-    );
+    ));
     Ok(())
 }

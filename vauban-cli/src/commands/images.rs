@@ -11,6 +11,9 @@ pub struct Args {
     /// Show full manifest digests.
     #[arg(long)]
     pub no_trunc: bool,
+    /// Also show intermediate images (each stage's own, `PREFIX/playbook:TAG`).
+    #[arg(long, short)]
+    pub all: bool,
 }
 
 /// Prints NAME, DIGEST, SIZE, CREATED for every image.
@@ -23,6 +26,9 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
         "CREATED".to_string(),
     ]];
     for (reference, desc) in store.list()? {
+        if !args.all && vauban_oci::store::Store::is_intermediate(&desc) {
+            continue;
+        }
         // A broken image is listed all the same (`vauban fsck` says what is wrong).
         let row = match Image::from_descriptor(&store, &desc) {
             Ok(image) => [

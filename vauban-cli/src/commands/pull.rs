@@ -18,9 +18,9 @@ pub struct Args {
     /// Local name, NAME[:TAG] [default: HOST[:PORT]/REPO:TAG].
     #[arg(long, value_name = "NAME[:TAG]")]
     pub tag: Option<String>,
-    /// Platform chosen from an image index.
-    #[arg(long, value_name = "OS/ARCH[/VARIANT]", default_value = "linux/amd64")]
-    pub platform: String,
+    /// Platform chosen from an image index [default: this machine's, e.g. linux/amd64].
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -31,7 +31,9 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
     let source = Source::parse(&args.source)?;
     let local = args.tag.as_deref().map(Reference::parse).transpose()?;
     let mut opts = args.registry.options()?;
-    opts.platform = args.platform.parse::<Platform>()?;
+    if let Some(p) = &args.platform {
+        opts.platform = p.parse::<Platform>()?;
+    }
     let (renderer, events) = globals.renderer(false);
     let report = runtime()?
         .block_on(registry::pull_any(

@@ -14,15 +14,16 @@ use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use vauban_oci::layer::PackedLayer;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use vauban_oci::fs::{list_dir, open_beneath, open_dir_at, remove_all_at, type_at};
-use vauban_oci::image::{created_now, source_date_epoch, HistoryEntry, NewLayer};
+use vauban_oci::image::{created_now, source_date_epoch, HistoryEntry};
 use vauban_oci::layer::{pack, Compression, LayerSource, PackOptions};
 use vauban_oci::store::Store;
 use vauban_oci::Image;
 
-use super::helper::protocol::{CommitJob, Job, Packed, Reply};
+use super::helper::protocol::{CommitJob, Job, Reply};
 use super::helper::spawn::{call, Call};
 use super::rootfs::{PLACEHOLDER_DIRS, PLACEHOLDER_FILES, PLACEHOLDER_LINKS, PRIVATE_FILES};
 use super::sandbox::Sandbox;
@@ -96,18 +97,12 @@ impl Sandbox<'_> {
         if let Some(signal) = super::signals::pending() {
             return Err(Error::Interrupted { signal });
         }
-        let layer = NewLayer {
-            digest: packed.digest,
-            size: packed.size,
-            diff_id: packed.diff_id,
-            media_type: packed.media_type,
-        };
         let history = HistoryEntry {
             created_by: opts.created_by.clone(),
             created: created_now(),
             comment: None,
         };
-        let image = vauban_oci::image::build(self.store, Some(&self.image), &[layer], &history)?;
+        let image = vauban_oci::image::build(self.store, Some(&self.image), &[packed], &history)?;
         tracing::info!(digest = %image.manifest_digest, "committed");
         self.remove()?;
         Ok(image)
@@ -115,19 +110,14 @@ impl Sandbox<'_> {
 }
 
 /// In the helper: the upper dir made a change set and packed into a blob.
-pub(crate) fn pack_upper(job: &CommitJob) -> Result<Packed> {
+pub(crate) fn pack_upper(job: &CommitJob) -> Result<PackedLayer> {
     finish_upper(&job.upper, &job.private, &job.initial, &job.lower)?;
     let store = Store::open(&job.store)?;
     let mut w = store.blob_writer()?;
     let layer = pack(LayerSource::Upper(&job.upper), &job.pack, &mut w)?;
     w.flush().at("write", store.tmp_dir())?;
     w.commit(Some(&layer.digest))?;
-    Ok(Packed {
-        digest: layer.digest,
-        size: layer.size,
-        diff_id: layer.diff_id,
-        media_type: layer.media_type,
-    })
+    Ok(layer)
 }
 
 /// Opens the upper dir itself (the sandbox's own path, so it may be followed).
@@ -312,7 +302,7 @@ fn remove_placeholders(root: &OwnedFd, upper: &Path, lower: &[PathBuf]) -> Resul
             continue;
         };
         let empty = list_dir(&dir).is_ok_and(|names| names.is_empty());
-        if empty && !is_opaque(&dir) {
+        if empty && !vauban_oci::layer::is_opaque_dir(&dir) {
             rustix::fs::unlinkat(&parent, name, AtFlags::REMOVEDIR)
                 .map_err(std::io::Error::from)
                 .at("rmdir", upper.join(rel))?;
@@ -323,15 +313,6 @@ fn remove_placeholders(root: &OwnedFd, upper: &Path, lower: &[PathBuf]) -> Resul
 
 fn in_lower(lower: &[PathBuf], rel: &str) -> bool {
     lower.iter().any(|l| l.join(rel).symlink_metadata().is_ok())
-}
-
-fn is_opaque(dir: &OwnedFd) -> bool {
-    ["user.overlay.opaque", "trusted.overlay.opaque"]
-        .iter()
-        .any(|name| {
-            let mut buf = [0u8; 4];
-            rustix::fs::fgetxattr(dir, *name, &mut buf).is_ok_and(|n| n == 1 && buf[0] == b'y')
-        })
 }
 
 /// Moves the content of `from` onto `to` (merging directories, replacing files);

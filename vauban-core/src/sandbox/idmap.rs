@@ -67,7 +67,7 @@ impl IdMapping {
 }
 
 /// The argument list of `newuidmap`/`newgidmap`: `PID 0 OWN 1 1 START COUNT`.
-pub fn map_args(pid: i32, own: u32, range: SubIdRange) -> Vec<String> {
+pub(crate) fn map_args(pid: i32, own: u32, range: SubIdRange) -> Vec<String> {
     vec![
         pid.to_string(),
         "0".into(),
@@ -95,7 +95,7 @@ fn read_range(file: &Path, kind: &'static str, user: &str, uid: u32) -> Result<S
 
 /// The first id after every range of a subid file, at least 100000: a range
 /// starting there belongs to no other user.
-pub fn first_free(content: &str) -> u64 {
+pub(crate) fn first_free(content: &str) -> u64 {
     content
         .lines()
         .filter_map(|line| {
@@ -157,7 +157,7 @@ fn find_tool(name: &'static str) -> Result<PathBuf> {
 }
 
 /// Says which sysctl keeps unprivileged user namespaces off on this machine, if any.
-pub fn userns_hint() -> String {
+pub(crate) fn userns_hint() -> String {
     hint_from(|p: &str| {
         std::fs::read_to_string(p)
             .ok()

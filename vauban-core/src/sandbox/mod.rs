@@ -42,6 +42,7 @@ pub use helper::{run_helper_if_asked, Helper, HELPER_ENV};
 pub use idmap::{parse_subid, IdMapping, SubIdRange};
 pub use layers::{ensure_layer_dirs, remove_dir_all};
 pub use ns::{exit_code, NsConfig};
+pub(crate) use program::host_env;
 pub use program::{Io, Program, RunIo, DEFAULT_ENV, HOST_ENV_KEPT};
 pub use sandbox::{Sandbox, SandboxOptions};
 pub use signals::{pending as pending_signal, SignalGuard};

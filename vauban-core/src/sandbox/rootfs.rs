@@ -17,24 +17,24 @@ use crate::error::{Error, IoContext, Result};
 
 /// The files of the sandbox's private dir bind-mounted over the image's, with the
 /// path they cover.
-pub const PRIVATE_FILES: [(&str, &str); 3] = [
+pub(crate) const PRIVATE_FILES: [(&str, &str); 3] = [
     ("resolv.conf", "etc/resolv.conf"),
     ("hosts", "etc/hosts"),
     ("hostname", "etc/hostname"),
 ];
 
 /// The private `policy-rc.d` and where it goes.
-pub const POLICY_RC_D: (&str, &str) = ("policy-rc.d", "usr/sbin/policy-rc.d");
+pub(crate) const POLICY_RC_D: (&str, &str) = ("policy-rc.d", "usr/sbin/policy-rc.d");
 
 /// Its content: deny every service start.
-pub const POLICY_RC_D_SCRIPT: &str =
+pub(crate) const POLICY_RC_D_SCRIPT: &str =
     "#!/bin/sh\n# vauban: no service starts during a build\nexit 101\n";
 
 /// Host device nodes bind-mounted into `/dev`.
-pub const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+pub(crate) const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
 /// Files the sandbox may create as mount points.
-pub const PLACEHOLDER_FILES: [&str; 11] = [
+pub(crate) const PLACEHOLDER_FILES: [&str; 11] = [
     "dev/null",
     "dev/zero",
     "dev/full",
@@ -49,7 +49,7 @@ pub const PLACEHOLDER_FILES: [&str; 11] = [
 ];
 
 /// Symlinks the sandbox may create in `/dev`, with their targets.
-pub const PLACEHOLDER_LINKS: [(&str, &str); 4] = [
+pub(crate) const PLACEHOLDER_LINKS: [(&str, &str); 4] = [
     ("dev/fd", "/proc/self/fd"),
     ("dev/stdin", "/proc/self/fd/0"),
     ("dev/stdout", "/proc/self/fd/1"),
@@ -57,7 +57,8 @@ pub const PLACEHOLDER_LINKS: [(&str, &str); 4] = [
 ];
 
 /// Directories the sandbox may create, deepest first.
-pub const PLACEHOLDER_DIRS: [&str; 7] = ["dev/pts", "dev/shm", "dev", "proc", "sys", "tmp", "run"];
+pub(crate) const PLACEHOLDER_DIRS: [&str; 7] =
+    ["dev/pts", "dev/shm", "dev", "proc", "sys", "tmp", "run"];
 
 /// Sets up everything under `merged` (the mounted overlay); `private` holds the
 /// sandbox's own copies of [`PRIVATE_FILES`] and [`POLICY_RC_D`].

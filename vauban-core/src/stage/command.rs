@@ -22,7 +22,7 @@ pub const CHROOT_CONNECTION: &str = "community.general.chroot";
 
 /// `PATH` given to Ansible. The chroot connection runs commands in the image with
 /// Ansible's own environment, and dpkg refuses to work without the `sbin` directories.
-pub const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub use vauban_oci::programs::SYSTEM_PATH;
 
 /// A command to run: program, arguments, environment additions and working directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,23 +159,7 @@ pub fn ansible_playbook(config: &AnsibleConfig) -> CommandLine {
     }
 }
 
-/// Finds `program` in `path` (a `PATH`-like list), then in the system directories.
-pub fn which(program: &str, path: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
-    if program.contains('/') {
-        return Some(PathBuf::from(program)).filter(|p| is_executable(p));
-    }
-    let system = std::ffi::OsString::from(SYSTEM_PATH);
-    path.into_iter()
-        .chain(std::iter::once(system.as_os_str()))
-        .flat_map(std::env::split_paths)
-        .map(|dir| dir.join(program))
-        .find(|candidate| is_executable(candidate))
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
+pub use vauban_oci::programs::which;
 
 #[cfg(test)]
 mod tests {
@@ -295,12 +279,5 @@ mod tests {
                 "-i"
             ]
         );
-    }
-
-    #[test]
-    fn which_finds_system_programs() {
-        assert!(which("sh", Some("/nonexistent".as_ref())).is_some());
-        assert!(which("no-such-program-vauban", None).is_none());
-        assert_eq!(which("/bin/sh", None), Some(PathBuf::from("/bin/sh")));
     }
 }

@@ -92,7 +92,13 @@ pub fn inventory_from_cfg(cfg: &str) -> Option<Vec<String>> {
 /// exists. Empty when the repository has none.
 pub fn repo_inventories(root: &Path, explicit: &[PathBuf]) -> Result<Vec<PathBuf>> {
     if !explicit.is_empty() {
-        return Ok(explicit.iter().map(|p| root.join(p)).collect());
+        let paths: Vec<PathBuf> = explicit.iter().map(|p| root.join(p)).collect();
+        if let Some(missing) = paths.iter().find(|p| !p.exists()) {
+            return Err(Error::NoInventory {
+                inventory: missing.clone(),
+            });
+        }
+        return Ok(paths);
     }
     let cfg_path = root.join("ansible.cfg");
     match std::fs::read_to_string(&cfg_path) {
@@ -110,6 +116,41 @@ pub fn repo_inventories(root: &Path, explicit: &[PathBuf]) -> Result<Vec<PathBuf
         .find(|p| p.exists())
         .into_iter()
         .collect())
+}
+
+/// The groups `host` is in, from `ansible-inventory --list` output: the
+/// groups listing it and every group above them (`all` left out), sorted.
+pub fn groups_of(list: &serde_json::Value, host: &str) -> Vec<String> {
+    let Some(groups) = list.as_object() else {
+        return Vec::new();
+    };
+    let mut found: Vec<String> = groups
+        .iter()
+        .filter(|(_, g)| {
+            g.get("hosts")
+                .and_then(|h| h.as_array())
+                .is_some_and(|hosts| hosts.iter().any(|h| h == host))
+        })
+        .map(|(name, _)| name.clone())
+        .collect();
+    // Parents: a group whose children hold a found group.
+    let mut i = 0;
+    while i < found.len() {
+        let child = found[i].clone();
+        for (name, g) in groups {
+            let has = g
+                .get("children")
+                .and_then(|c| c.as_array())
+                .is_some_and(|c| c.iter().any(|x| *x == *child));
+            if has && !found.contains(name) {
+                found.push(name.clone());
+            }
+        }
+        i += 1;
+    }
+    found.retain(|g| g != "all" && g != "_meta");
+    found.sort();
+    found
 }
 
 #[cfg(test)]
@@ -135,6 +176,20 @@ mod tests {
     fn bad_hosts(#[case] host: &str, #[case] why: &str) {
         let err = check_host(host).unwrap_err().to_string();
         assert!(err.contains(why), "{err}");
+    }
+
+    #[test]
+    fn groups_of_a_host_with_their_parents() {
+        let list = serde_json::json!({
+            "_meta": {"hostvars": {}},
+            "all": {"children": ["ungrouped", "site"]},
+            "site": {"children": ["web", "db"]},
+            "web": {"hosts": ["web01", "web02"]},
+            "db": {"hosts": ["db01"]},
+            "ungrouped": {"hosts": []}
+        });
+        assert_eq!(groups_of(&list, "web01"), ["site", "web"]);
+        assert_eq!(groups_of(&list, "nope"), Vec::<String>::new());
     }
 
     #[test]
@@ -173,9 +228,13 @@ mod tests {
             repo_inventories(root, &[]).unwrap(),
             [root.join("x"), root.join("y")]
         );
+        std::fs::write(root.join("z"), "web01\n").unwrap();
         assert_eq!(
             repo_inventories(root, &["z".into()]).unwrap(),
             [root.join("z")]
         );
+        // One given that does not exist is an error naming it.
+        let err = repo_inventories(root, &["inventry".into()]).unwrap_err();
+        assert!(err.to_string().contains("inventry"), "{err}");
     }
 }

@@ -12,6 +12,7 @@
 //! following and failure parsing), [`metadata`] (`/imginfo`, `/packages`), and
 //! [`apply_stages`] which puts them together on a [`crate::sandbox::Sandbox`].
 
+pub mod check;
 pub mod command;
 pub mod hooks;
 pub mod inventory;

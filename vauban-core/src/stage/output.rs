@@ -50,6 +50,8 @@ pub struct Scanner {
     task: Option<String>,
     failure: Option<Failure>,
     tail: VecDeque<String>,
+    plays: u32,
+    plays_without_hosts: u32,
 }
 
 impl Scanner {
@@ -59,6 +61,14 @@ impl Scanner {
             self.tail.pop_front();
         }
         self.tail.push_back(line.to_owned());
+        if line.starts_with("PLAY [") {
+            self.plays += 1;
+            return;
+        }
+        if line.trim() == "skipping: no hosts matched" {
+            self.plays_without_hosts += 1;
+            return;
+        }
         if let Some(task) = header(line, "TASK [").or_else(|| header(line, "RUNNING HANDLER [")) {
             self.task = Some(task.to_owned());
             return;
@@ -81,6 +91,11 @@ impl Scanner {
                 });
             }
         }
+    }
+
+    /// Whether every play said "no hosts matched": the run did nothing.
+    pub fn matched_no_host(&self) -> bool {
+        self.plays > 0 && self.plays == self.plays_without_hosts
     }
 
     /// The first failure seen, if any.
@@ -289,6 +304,15 @@ db01                       : ok=2    changed=1    unreachable=0    failed=1
         let s = scan("TASK [a] *\nfatal: [h1]: FAILED! => {\"msg\": \"one\"}\nTASK [b] *\nfatal: [h2]: FAILED! => {\"msg\": \"two\"}\n");
         assert_eq!(s.failure().unwrap().host.as_deref(), Some("h1"));
         assert!(scan("TASK [a] *\nok: [h1]\n").failure().is_none());
+    }
+
+    #[test]
+    fn a_run_whose_plays_all_skip_matched_no_host() {
+        let none = "PLAY [Base] ****\nskipping: no hosts matched\n\nPLAY [Web] ****\nskipping: no hosts matched\n\nPLAY RECAP ****\n";
+        assert!(scan(none).matched_no_host());
+        let one = "PLAY [Base] ****\nskipping: no hosts matched\n\nPLAY [Web] ****\n\nTASK [x] ***\nok: [web01]\n";
+        assert!(!scan(one).matched_no_host());
+        assert!(!scan("").matched_no_host());
     }
 
     #[test]

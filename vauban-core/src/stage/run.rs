@@ -11,6 +11,7 @@ use std::process::ExitStatus;
 use vauban_oci::store::Store;
 use vauban_oci::Image;
 
+use super::check;
 use super::command::{self, AnsibleConfig};
 use super::hooks::{self, WrapperOutcome};
 use super::inventory;
@@ -87,6 +88,8 @@ pub fn apply_stages(
     ));
     std::fs::create_dir_all(&build_logs).at("create the log dir", &build_logs)?;
 
+    check_all(&mut repo, stages, opts, &tools)?;
+
     let mut source = image.clone();
     let mut names = Vec::with_capacity(stages.len() + 1);
     for (index, stage) in stages.iter().enumerate() {
@@ -109,7 +112,10 @@ pub fn apply_stages(
             log: &log,
         };
         let built = ctx.run(&source)?;
-        names.push((opts.stage_reference(&stage.playbook)?, built.descriptor()));
+        names.push((
+            opts.stage_reference(&stage.playbook)?,
+            intermediate(built.descriptor()),
+        ));
         source = built;
     }
     if let Some(name) = &opts.final_name {
@@ -117,6 +123,44 @@ pub fn apply_stages(
     }
     store.tag_all(&names)?;
     Ok(source)
+}
+
+/// Before any stage runs: every playbook exists in its branch's checkout and
+/// parses (one `--syntax-check` per checkout).
+fn check_all(
+    repo: &mut AnsibleRepo,
+    stages: &[Stage],
+    opts: &StageSpec,
+    tools: &Tools,
+) -> Result<()> {
+    let mut by_root: Vec<(Checkout, Vec<&str>)> = Vec::new();
+    for stage in stages {
+        let branch = stage.branch.as_deref().or(opts.branch.as_deref());
+        let checkout = repo.checkout(branch, &stage.to_string())?;
+        check::check_exists(stage, &checkout)?;
+        match by_root.iter_mut().find(|(c, _)| c.root == checkout.root) {
+            Some((_, playbooks)) => playbooks.push(&stage.playbook),
+            None => by_root.push((checkout, vec![&stage.playbook])),
+        }
+    }
+    for (checkout, playbooks) in &by_root {
+        let inventories = inventory::repo_inventories(&checkout.root, &opts.inventories)?;
+        check::check_syntax(&tools.ansible_playbook, checkout, &inventories, playbooks)?;
+    }
+    Ok(())
+}
+
+/// A stage's own image: marked so listings can leave it out.
+fn intermediate(
+    mut desc: vauban_oci::oci_spec::image::Descriptor,
+) -> vauban_oci::oci_spec::image::Descriptor {
+    let mut a = desc.annotations().clone().unwrap_or_default();
+    a.insert(
+        vauban_oci::store::ANNOTATION_INTERMEDIATE.to_string(),
+        "true".to_string(),
+    );
+    desc.set_annotations(Some(a));
+    desc
 }
 
 /// One stage being applied.
@@ -135,14 +179,7 @@ struct StageRun<'a> {
 impl StageRun<'_> {
     fn run(&self, source: &Image) -> Result<Image> {
         let stage = self.stage.to_string();
-        let playbook = self.checkout.root.join(&self.stage.playbook);
-        if !playbook.is_file() {
-            return Err(Error::NoPlaybook {
-                playbook: self.stage.playbook.clone(),
-                root: self.checkout.root.clone(),
-                branch: self.checkout.branch.clone().unwrap_or_else(|| "-".into()),
-            });
-        }
+        check::check_exists(self.stage, self.checkout)?;
         tracing::info!(%stage, host = self.host, source = %source.manifest_digest, "applying stage");
         let started = std::time::Instant::now();
         self.env.events.emit(Event::StageStarted {
@@ -263,6 +300,7 @@ impl StageRun<'_> {
 
     fn run_ansible(&self, sandbox: &Sandbox<'_>, work: &Path) -> Result<()> {
         let root = &self.checkout.root;
+        let inventories = inventory::repo_inventories(root, &self.opts.inventories)?;
         let generated = work.join("vauban-inventory.yml");
         std::fs::write(&generated, inventory::generated_inventory(self.host))
             .at("write", &generated)?;
@@ -275,7 +313,7 @@ impl StageRun<'_> {
             ansible_root: root.clone(),
             playbook: self.stage.playbook.clone(),
             host: self.host.to_owned(),
-            inventories: inventory::repo_inventories(root, &self.opts.inventories)?,
+            inventories: inventories.clone(),
             generated_inventory: generated,
             image_root: path_string(&image_root)?,
             in_conffs_build: self.opts.in_conffs_build,
@@ -331,6 +369,13 @@ impl StageRun<'_> {
             log: log.clone(),
         };
         match WrapperOutcome::from_code(status.code()) {
+            WrapperOutcome::Success if scanner.matched_no_host() => Err(check::no_host_matched(
+                &self.tools.ansible_playbook,
+                self.checkout,
+                &inventories,
+                self.stage,
+                self.host,
+            )),
             WrapperOutcome::Success => Ok(()),
             WrapperOutcome::PreHookFailed => Err(hook_failed("pre-ansible")),
             WrapperOutcome::PostHookFailed => Err(hook_failed("post-ansible")),

@@ -6,7 +6,7 @@ use std::io::Read;
 use std::path::Path;
 
 use vauban_core::sandbox::{exit_code, CommitOptions, Helper, Program, Sandbox, SandboxOptions};
-use vauban_oci::image::{HistoryEntry, NewLayer};
+use vauban_oci::image::HistoryEntry;
 use vauban_oci::layer::{repack_tar, PackOptions, PackedLayer};
 use vauban_oci::store::{BlobWriter, Store};
 use vauban_oci::Reference;
@@ -40,7 +40,7 @@ fn commit_layer(
         comment: None,
     };
     let name = Reference::parse(name).unwrap();
-    let layer = NewLayer::from(&packed);
+    let layer = packed.clone();
     vauban_oci::image::commit(store, base, &[layer], &history, &name).unwrap();
     name
 }

@@ -67,7 +67,8 @@ pub fn apply(tar: impl Read, target: &Path, opts: &ApplyOptions) -> Result<Apply
     io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(tar_err)?;
     let r = &applier.report;
     if r.skipped_devices + r.skipped_owners + r.skipped_xattrs > 0 {
-        tracing::warn!(
+        // Expected when unprivileged: the caller says what matters to its user.
+        tracing::debug!(
             target = %target.display(),
             devices = r.skipped_devices,
             owners = r.skipped_owners,

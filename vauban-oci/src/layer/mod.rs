@@ -21,10 +21,15 @@ mod whiteout;
 mod writer;
 mod xattr;
 
+pub use xattr::is_opaque_dir;
+
 use std::path::{Path, PathBuf};
 
 pub use apply::apply;
-pub use compression::{decompressor, open_tarball, sniff_decompressor, Compression};
+pub use compression::{
+    decompressor, open_tarball, sniff_decompressor, Compression, MEDIA_TYPE_TAR,
+    MEDIA_TYPE_TAR_GZIP, MEDIA_TYPE_TAR_ZSTD,
+};
 pub use pack::pack;
 pub use repack::repack_tar;
 pub use verify::{apply_blob, BlobInfo};
@@ -59,8 +64,9 @@ pub struct PackOptions {
     pub exclude: Vec<PathBuf>,
 }
 
-/// A layer written by [`pack`] or [`repack_tar`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A layer blob in the store: written by [`pack`] or [`repack_tar`], added to a
+/// new image by [`crate::image::build`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PackedLayer {
     /// Digest of the compressed blob.
     pub digest: Digest,

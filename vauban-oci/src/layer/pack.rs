@@ -11,7 +11,7 @@ use std::path::Path;
 
 use super::path::{unsafe_entry, EntryPath};
 use super::writer::{Kind, LayerWriter, Meta};
-use super::xattr::{self, Xattr};
+use super::xattr::{self, is_opaque, overlay_value, Xattr};
 use super::{LayerSource, PackOptions, PackedLayer, OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
 use crate::error::{Error, IoContext, Result};
 
@@ -251,26 +251,12 @@ fn path_of(comps: &[Vec<u8>], name: &[u8]) -> Vec<u8> {
     p
 }
 
-fn overlay_value<'a>(raw: &'a [Xattr], suffix: &[u8]) -> Option<&'a [u8]> {
-    raw.iter()
-        .find(|(n, _)| {
-            (n.starts_with(b"trusted.overlay.") || n.starts_with(b"user.overlay."))
-                && n.ends_with(suffix)
-                && n.iter().filter(|&&b| b == b'.').count() == 2
-        })
-        .map(|(_, v)| v.as_slice())
-}
-
 /// An overlay whiteout: a char device 0/0, or an empty file marked with the
 /// `overlay.whiteout` xattr (nested overlays).
 fn is_whiteout(md: &Metadata, raw: &[Xattr]) -> bool {
     let ft = md.file_type();
     (ft.is_char_device() && md.rdev() == 0)
         || (ft.is_file() && md.len() == 0 && overlay_value(raw, b".whiteout").is_some())
-}
-
-fn is_opaque(raw: &[Xattr]) -> bool {
-    overlay_value(raw, b".opaque") == Some(b"y")
 }
 
 /// Exclusion sets, as normalised component lists.

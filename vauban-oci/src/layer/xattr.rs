@@ -128,6 +128,38 @@ pub(crate) fn set_at(parent: impl AsFd, entry: &[u8], name: &[u8], value: &[u8])
     rustix::fs::lsetxattr(path, name, value, XattrFlags::empty()).map_err(Into::into)
 }
 
+/// The value of the overlay xattr `*.overlay<suffix>` (in the `trusted` or
+/// `user` namespace) among `raw`.
+pub(crate) fn overlay_value<'a>(raw: &'a [Xattr], suffix: &[u8]) -> Option<&'a [u8]> {
+    raw.iter()
+        .find(|(n, _)| {
+            (n.starts_with(b"trusted.overlay.") || n.starts_with(b"user.overlay."))
+                && n.ends_with(suffix)
+                && n.iter().filter(|&&b| b == b'.').count() == 2
+        })
+        .map(|(_, v)| v.as_slice())
+}
+
+/// Whether xattrs `raw` mark an opaque overlay directory.
+pub(crate) fn is_opaque(raw: &[Xattr]) -> bool {
+    overlay_value(raw, b".opaque") == Some(b"y")
+}
+
+/// Whether the directory `dir` is marked opaque for overlayfs
+/// (`user.overlay.opaque` or `trusted.overlay.opaque` = `y`).
+pub fn is_opaque_dir(dir: impl AsFd) -> bool {
+    let dir = dir.as_fd();
+    let raw: Vec<Xattr> = [b"user.overlay.opaque".as_slice(), b"trusted.overlay.opaque"]
+        .iter()
+        .filter_map(|name| {
+            let mut buf = [0u8; 4];
+            let n = rustix::fs::fgetxattr(dir, *name, &mut buf).ok()?;
+            Some((name.to_vec(), buf[..n.min(4)].to_vec()))
+        })
+        .collect();
+    is_opaque(&raw)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

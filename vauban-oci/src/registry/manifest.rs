@@ -30,12 +30,38 @@ pub struct Platform {
 }
 
 impl Default for Platform {
+    /// This machine's platform.
     fn default() -> Self {
+        Platform::host()
+    }
+}
+
+impl Platform {
+    /// This machine's platform, in OCI's words (`linux/amd64`, `linux/arm64`).
+    pub fn host() -> Self {
+        let architecture = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            "x86" => "386",
+            "powerpc64" => "ppc64le",
+            "riscv64" => "riscv64",
+            "s390x" => "s390x",
+            "arm" => "arm",
+            other => other,
+        };
         Platform {
-            os: "linux".into(),
-            architecture: "amd64".into(),
+            os: std::env::consts::OS.into(),
+            architecture: architecture.into(),
             variant: None,
         }
+    }
+
+    /// Whether an index entry for `os/architecture[/variant]` is for this
+    /// platform (a variant not asked for matches any).
+    pub fn matches(&self, os: &str, architecture: &str, variant: Option<&str>) -> bool {
+        self.os == os
+            && self.architecture == architecture
+            && (self.variant.is_none() || self.variant.as_deref() == variant)
     }
 }
 
@@ -197,11 +223,9 @@ pub fn choose_platform<'a>(
     manifests
         .iter()
         .find(|m| {
-            m.platform.as_ref().is_some_and(|p| {
-                p.os == platform.os
-                    && p.architecture == platform.architecture
-                    && (platform.variant.is_none() || p.variant == platform.variant)
-            })
+            m.platform
+                .as_ref()
+                .is_some_and(|p| platform.matches(&p.os, &p.architecture, p.variant.as_deref()))
         })
         .ok_or_else(|| Error::PlatformNotFound {
             reference: reference.to_string(),

@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use containers_image_proxy::{ImageProxy, ImageProxyConfig};
 use oci_spec::image::{Descriptor, MediaType};
-use sha2::Digest as _;
 use tokio::io::AsyncReadExt;
 
 use super::manifest;
@@ -94,19 +93,9 @@ fn looks_like_transport(t: &str, rest: &str) -> bool {
         && !rest.starts_with(|c: char| c.is_ascii_digit())
 }
 
-/// Finds `program` in the directories of `path_var` (a `$PATH` value).
-pub fn find_in_path(program: &str, path_var: Option<&OsStr>) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    std::env::split_paths(path_var?)
-        .map(|d| d.join(program))
-        .find(|p| {
-            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-}
-
 /// The path of `skopeo` in `path_var`, or [`Error::MissingTool`] saying what to install.
 pub fn require_skopeo(transport: &str, path_var: Option<&OsStr>) -> Result<PathBuf> {
-    find_in_path("skopeo", path_var).ok_or_else(|| Error::MissingTool {
+    crate::programs::which("skopeo", path_var).ok_or_else(|| Error::MissingTool {
         transport: format!("{transport}:"),
         tool: "skopeo".into(),
         hint: "install it (Debian: apt-get install skopeo), or pull from a registry with docker://"
@@ -240,7 +229,6 @@ async fn pull_proxy(
             .await
             .map_err(|e| proxy_err(transport, e))?;
         let mut writer = store.blob_writer()?;
-        let mut hasher = sha2::Sha256::new();
         let tmp = store.tmp_dir();
         let copy = async {
             let mut buf = vec![0u8; 1 << 20];
@@ -254,7 +242,6 @@ async fn pull_proxy(
                     break;
                 }
                 writer.write_all(&buf[..n]).at("write", &tmp)?;
-                hasher.update(&buf[..n]);
                 done += n as u64;
                 progress.blob_progress(&digest, done);
             }
@@ -270,10 +257,7 @@ async fn pull_proxy(
                 found: done,
             });
         }
-        digest.verify(
-            &Digest::from_hasher(hasher),
-            format_args!("blob {digest} of {full}"),
-        )?;
+        // The writer hashed it: checked at the commit, named like this.
         writers.push((digest.clone(), writer));
         downloaded.push(digest);
         bytes_total += layer.size;
@@ -284,7 +268,7 @@ async fn pull_proxy(
         .map_err(|e| proxy_err(transport, e))?;
 
     for (d, w) in writers {
-        w.commit(Some(&d))?;
+        w.commit_as(Some(&d), &format!("blob {d} of {full}"))?;
         progress.blob_done(&d, BlobOutcome::Downloaded);
     }
     store.write_blob(&config_bytes)?;
@@ -343,22 +327,6 @@ mod tests {
         assert!(!err.contains("transport"), "{err}");
         let err = Source::parse("ftp://x/y").unwrap_err().to_string();
         assert!(!err.contains("transport"), "{err}");
-    }
-
-    #[test]
-    fn path_lookup() {
-        let dir = tempfile::tempdir().unwrap();
-        let tool = dir.path().join("tool");
-        std::fs::write(&tool, "#!/bin/sh\n").unwrap();
-        let path = std::env::join_paths([Path::new("/nonexistent"), dir.path()]).unwrap();
-        assert_eq!(find_in_path("tool", Some(&path)), None);
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
-        assert_eq!(find_in_path("tool", Some(&path)), Some(tool));
-        assert_eq!(find_in_path("tool", None), None);
-        let err = require_skopeo("docker-archive", Some(&path)).unwrap_err();
-        assert!(matches!(err, Error::MissingTool { .. }));
-        assert!(err.to_string().contains("apt-get install skopeo"), "{err}");
     }
 
     #[test]

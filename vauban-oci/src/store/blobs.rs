@@ -40,12 +40,18 @@ impl BlobWriter {
     /// directory. Returns its digest and size. On any error the temp file is
     /// removed and `blobs/` is unchanged.
     pub fn commit(self, expected: Option<&Digest>) -> Result<(Digest, u64)> {
+        let what = expected.map(|e| format!("blob {e}"));
+        self.commit_as(expected, what.as_deref().unwrap_or("blob"))
+    }
+
+    /// [`BlobWriter::commit`], naming the blob `what` in a digest mismatch.
+    pub fn commit_as(self, expected: Option<&Digest>, what: &str) -> Result<(Digest, u64)> {
         let (buf, digest, size) = self.out.finish();
         let tmp = buf
             .into_inner()
             .map_err(|e| Error::io("write", PathBuf::from("blob temp file"), e.into_error()))?;
         if let Some(expected) = expected {
-            expected.verify(&digest, format_args!("blob {expected}"))?;
+            expected.verify(&digest, what)?;
         }
         let file = tmp.as_file();
         file.set_permissions(fs::Permissions::from_mode(0o644))

@@ -43,7 +43,7 @@ impl Store {
     /// layer directories are owned by subordinate ids.
     pub fn gc_with(&self, remove_dir: &dyn Fn(&Path) -> Result<()>) -> Result<GcReport> {
         self.with_exclusive(|| {
-            let _guard = self.lock()?;
+            let _guard = self.index_lock()?;
             let reach = self.reachable()?;
             let mut report = GcReport::default();
             self.gc_blobs(&reach, &mut report)?;

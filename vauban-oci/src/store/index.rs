@@ -4,6 +4,9 @@
 
 use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, ANNOTATION_REF_NAME};
 
+/// Annotation of an index entry naming an intermediate image (a stage's own).
+pub const ANNOTATION_INTERMEDIATE: &str = "dev.vauban.intermediate";
+
 use super::layout::{write_atomic, INDEX};
 use super::{Store, INDEX_LIMIT};
 use crate::error::{Error, IoContext, Result};
@@ -73,6 +76,45 @@ impl Store {
         Ok(out)
     }
 
+    /// The names matching `pattern`, a glob (`*`, `?`, `[...]`) of `NAME[:TAG]`:
+    /// without a `:` it is matched against names (any tag), with one against
+    /// whole references. A plain reference matches itself.
+    pub fn names_matching(&self, pattern: &str) -> Result<Vec<Reference>> {
+        let bad = |reason: String| Error::InvalidReference {
+            reference: pattern.to_string(),
+            reason,
+        };
+        let glob = glob::Pattern::new(pattern).map_err(|e| bad(e.to_string()))?;
+        let whole = pattern.contains(':');
+        let opts = glob::MatchOptions {
+            case_sensitive: true,
+            require_literal_separator: false,
+            require_literal_leading_dot: false,
+        };
+        Ok(self
+            .list()?
+            .into_iter()
+            .map(|(r, _)| r)
+            .filter(|r| {
+                let text = if whole {
+                    r.to_string()
+                } else {
+                    r.name().to_string()
+                };
+                glob.matches_with(&text, opts)
+            })
+            .collect())
+    }
+
+    /// Whether the index entry `desc` names an intermediate image (each
+    /// stage's own image; listed only when asked).
+    pub fn is_intermediate(desc: &Descriptor) -> bool {
+        desc.annotations()
+            .as_ref()
+            .and_then(|a| a.get(ANNOTATION_INTERMEDIATE))
+            .is_some_and(|v| v == "true")
+    }
+
     /// The manifest descriptor named `reference`.
     pub fn resolve(&self, reference: &Reference) -> Result<Descriptor> {
         let wanted = reference.to_string();
@@ -109,7 +151,7 @@ impl Store {
             desc.set_annotations(Some(annotations));
             named.push((name, digest, desc));
         }
-        let _guard = self.lock()?;
+        let _guard = self.index_lock()?;
         let mut index = self.read_index()?;
         let mut manifests = index.manifests().clone();
         for (name, _, desc) in &named {
@@ -127,7 +169,7 @@ impl Store {
     /// Removes the name `reference`; its blobs stay until the next gc.
     pub fn untag(&self, reference: &Reference) -> Result<()> {
         let name = reference.to_string();
-        let _guard = self.lock()?;
+        let _guard = self.index_lock()?;
         let mut index = self.read_index()?;
         let before = index.manifests().len();
         let mut manifests = index.manifests().clone();

@@ -55,15 +55,15 @@ pub(super) fn hold_shared(root: &Path) -> Result<File> {
 impl Store {
     /// Takes the exclusive index lock, waiting for other holders. `tag` and
     /// `untag` take it themselves: do not call them while holding it.
-    pub fn lock(&self) -> Result<StoreLock> {
+    pub fn index_lock(&self) -> Result<StoreLock> {
         let path = self.root.join(INDEX_LOCK);
         let file = open_lock_file(&path)?;
         flock_at(&file, FlockOperation::LockExclusive, &path)?;
         Ok(StoreLock { _file: file, path })
     }
 
-    /// Like [`Store::lock`] but returns `None` at once when someone else holds it.
-    pub fn try_lock(&self) -> Result<Option<StoreLock>> {
+    /// Like [`Store::index_lock`] but returns `None` at once when someone else holds it.
+    pub fn try_index_lock(&self) -> Result<Option<StoreLock>> {
         let path = self.root.join(INDEX_LOCK);
         let file = open_lock_file(&path)?;
         match flock(&file, FlockOperation::NonBlockingLockExclusive) {

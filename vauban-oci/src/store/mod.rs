@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 pub use blobs::BlobWriter;
 pub use fsck::{FsckProblem, FsckReport};
 pub use gc::GcReport;
+pub use index::ANNOTATION_INTERMEDIATE;
 pub use layout::PRIVATE_DIR_MODE;
 pub use lock::StoreLock;
 
@@ -60,7 +61,7 @@ impl Store {
         let in_use = lock::hold_shared(&root)?;
         let store = Store { root, in_use };
         {
-            let _guard = store.lock()?;
+            let _guard = store.index_lock()?;
             layout::init_files(&store)?;
         }
         if let Some(mode) = layout::open_to_others(&store.root) {

@@ -3,9 +3,10 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use vauban_oci::layer::PackedLayer;
 
 use vauban_oci::digest::Digest;
-use vauban_oci::image::{self, HistoryEntry, Image, NewLayer};
+use vauban_oci::image::{self, HistoryEntry, Image};
 use vauban_oci::reference::Reference;
 use vauban_oci::store::Store;
 
@@ -23,7 +24,7 @@ pub fn noise(seed: u64, len: usize) -> Vec<u8> {
 }
 
 /// Stores a gzip layer holding `files` and returns it.
-pub fn make_layer(store: &Store, files: &[(&str, Vec<u8>)]) -> NewLayer {
+pub fn make_layer(store: &Store, files: &[(&str, Vec<u8>)]) -> PackedLayer {
     let mut tar = tar::Builder::new(Vec::new());
     for (name, data) in files {
         let mut h = tar::Header::new_gnu();
@@ -39,7 +40,8 @@ pub fn make_layer(store: &Store, files: &[(&str, Vec<u8>)]) -> NewLayer {
     gz.write_all(&raw).unwrap();
     let blob = gz.finish().unwrap();
     let (digest, size) = store.write_blob(&blob).unwrap();
-    NewLayer {
+    PackedLayer {
+        entries: 0,
         digest,
         size,
         diff_id,
@@ -48,7 +50,12 @@ pub fn make_layer(store: &Store, files: &[(&str, Vec<u8>)]) -> NewLayer {
 }
 
 /// Builds and names an image of `layers` on top of `base`.
-pub fn make_image(store: &Store, base: Option<&Image>, layers: &[NewLayer], name: &str) -> Image {
+pub fn make_image(
+    store: &Store,
+    base: Option<&Image>,
+    layers: &[PackedLayer],
+    name: &str,
+) -> Image {
     let history = HistoryEntry {
         created_by: format!("test {name}"),
         created: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),

@@ -145,6 +145,29 @@ pub fn build_tests() -> Result<(Vec<TestBinary>, Vec<String>)> {
     Ok((exes, found.problems))
 }
 
+/// Builds the examples of vauban-core (embedders' programs, run by a
+/// rootless test) and returns `(name, executable)` of each.
+pub fn build_examples() -> Result<Vec<TestBinary>> {
+    let mut cmd = util::cargo();
+    cmd.args(["build", "-p", "vauban-core", "--examples"]);
+    cmd.arg("--message-format=json-render-diagnostics");
+    let messages = util::stdout_of(&mut cmd)?;
+    Ok(messages
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|m| {
+            m["reason"] == "compiler-artifact"
+                && m["target"]["kind"]
+                    .as_array()
+                    .is_some_and(|k| k.iter().any(|k| k == "example"))
+        })
+        .filter_map(|m| {
+            let name = m["target"]["name"].as_str()?;
+            Some((name.to_string(), PathBuf::from(m["executable"].as_str()?)))
+        })
+        .collect())
+}
+
 /// Builds the `vauban` binary (debug, like the tests) and returns its path.
 pub fn build_vauban(release: bool) -> Result<PathBuf> {
     let mut cmd = util::cargo();

@@ -31,6 +31,10 @@ impl Stage {
     pub fn bin(&self) -> PathBuf {
         self.root.join("bin")
     }
+    /// `$VAUBAN_EXAMPLES`: vauban-core's example programs.
+    pub fn examples(&self) -> PathBuf {
+        self.root.join("examples")
+    }
     /// `$VAUBAN_FIXTURES`.
     pub fn fixtures(&self) -> PathBuf {
         self.root.join("fixtures")
@@ -64,7 +68,13 @@ impl Stage {
             .keep();
         let stage = Stage { root };
         util::chmod(&stage.root, 0o755)?;
-        for dir in [stage.bin(), stage.fixtures(), stage.home(), stage.tmp()] {
+        for dir in [
+            stage.bin(),
+            stage.examples(),
+            stage.fixtures(),
+            stage.home(),
+            stage.tmp(),
+        ] {
             std::fs::create_dir(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
             util::chmod(&dir, 0o755)?;
         }
@@ -148,6 +158,7 @@ pub fn test_command(runner: &Runner, stage: &Stage, exe: &Path, args: &[String])
     // The staged `vauban` is also the sandbox's helper (it calls the hook).
     .env("VAUBAN_HELPER", stage.bin().join("vauban"))
     .env("VAUBAN_FIXTURES", stage.fixtures())
+    .env("VAUBAN_EXAMPLES", stage.examples())
     .env("VAUBAN_TESTDATA", stage.testdata());
     if let Some((name, _, _)) = &runner.switch_to {
         cmd.env("USER", name).env("LOGNAME", name);

@@ -56,6 +56,16 @@ pub(crate) enum Job {
     },
     /// Make the upper dir a clean change set, pack it into a layer blob.
     Commit(CommitJob),
+    /// Apply an image's layers onto a directory (a full unpack, owners
+    /// mapped to the subordinate ids).
+    Unpack {
+        /// The store root.
+        store: PathBuf,
+        /// The image's manifest digest.
+        image: Digest,
+        /// The target directory.
+        target: PathBuf,
+    },
     /// Remove directory trees (files owned by subordinate ids).
     Remove {
         /// The trees; each is retried for a while (processes still dying).
@@ -113,8 +123,10 @@ pub(crate) struct CommandSpec {
 pub(crate) enum Reply {
     /// Extraction or removal done.
     Done,
+    /// An unpack done: what it did.
+    Unpacked(vauban_oci::layer::ApplyReport),
     /// The packed layer.
-    Packed(Packed),
+    Packed(vauban_oci::layer::PackedLayer),
     /// The program ended with this raw wait status.
     Exited(i32),
     /// The program could not be started.
@@ -128,17 +140,4 @@ pub(crate) enum Reply {
     UserNamespace(i32),
     /// The job failed.
     Failed(RemoteError),
-}
-
-/// A packed layer, as the helper reports it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Packed {
-    /// The blob's digest.
-    pub digest: Digest,
-    /// Its size.
-    pub size: u64,
-    /// The tar's digest.
-    pub diff_id: Digest,
-    /// Its media type.
-    pub media_type: String,
 }

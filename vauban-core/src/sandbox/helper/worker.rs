@@ -85,9 +85,31 @@ fn run_job(job: Job, chan: &mut Channel) -> Reply {
         .map(|()| Reply::Done),
         Job::Commit(commit) => super::super::commit::pack_upper(&commit).map(Reply::Packed),
         Job::Remove { paths } => super::super::layers::remove_trees(&paths).map(|()| Reply::Done),
+        Job::Unpack {
+            store,
+            image,
+            target,
+        } => unpack(&store, &image, &target).map(Reply::Unpacked),
         Job::Run(run) => return start_init(run, chan),
     };
     result.unwrap_or_else(|e| Reply::Failed(RemoteError::of(&e)))
+}
+
+/// In the user namespace: every layer of `image` applied onto `target`, owners
+/// kept (they map to the subordinate ids).
+fn unpack(
+    store: &std::path::Path,
+    image: &vauban_oci::Digest,
+    target: &std::path::Path,
+) -> Result<vauban_oci::layer::ApplyReport, Error> {
+    let store = vauban_oci::store::Store::open(store)?;
+    let desc = vauban_oci::oci_spec::image::Descriptor::new(
+        vauban_oci::oci_spec::image::MediaType::ImageManifest,
+        0,
+        vauban_oci::image::oci_digest(image),
+    );
+    let image = vauban_oci::Image::from_descriptor(&store, &desc)?;
+    Ok(image.unpack_into(&store, target, vauban_oci::layer::Owners::Preserve, &|_| {})?)
 }
 
 /// A new pid namespace with init as its pid 1; relays init's messages.

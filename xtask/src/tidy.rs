@@ -1,4 +1,5 @@
-//! Tidy: workspace-wide rules checked on the source text of every `.rs` file.
+//! `cargo xtask tidy` (and a test of `cargo test --workspace`): workspace-wide
+//! rules checked on the source text of every `.rs` file.
 //!
 //! - every file starts with a `//!` module doc;
 //! - no test is switched off with an ignore attribute;
@@ -10,14 +11,13 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use anyhow::{bail, Result};
+
 /// The only directory where `unsafe` code may live.
 const UNSAFE_HOME: &str = "vauban-core/src/sandbox/";
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("vauban-oci sits in the workspace root")
-        .to_path_buf()
+    crate::util::workspace_root()
 }
 
 /// Every `.rs` file of the workspace, outside `target/` and hidden dirs.
@@ -101,49 +101,78 @@ fn check(rel: &str, text: &str) -> Vec<String> {
     problems
 }
 
-#[test]
-fn workspace_sources_are_tidy() {
+/// Every problem of the workspace's sources.
+pub fn problems() -> Vec<String> {
     let root = workspace_root();
     let mut files = Vec::new();
     rust_files(&root, &mut files);
-    assert!(
-        files.len() > 5,
-        "found only {} .rs files under {}",
-        files.len(),
-        root.display()
-    );
     let mut problems = Vec::new();
-    for file in &files {
-        let text =
-            fs::read_to_string(file).unwrap_or_else(|e| panic!("read {}: {e}", file.display()));
-        let rel = file.strip_prefix(&root).unwrap_or(file).to_string_lossy();
-        problems.extend(check(&rel, &text));
+    if files.len() <= 5 {
+        problems.push(format!(
+            "found only {} .rs files under {}",
+            files.len(),
+            root.display()
+        ));
     }
-    assert!(
-        problems.is_empty(),
-        "tidy found {} problem(s):\n{}",
-        problems.len(),
-        problems.join("\n")
-    );
+    for file in &files {
+        let rel = file.strip_prefix(&root).unwrap_or(file).to_string_lossy();
+        match fs::read_to_string(file) {
+            Ok(text) => problems.extend(check(&rel, &text)),
+            Err(e) => problems.push(format!("{rel}: {e}")),
+        }
+    }
+    problems
 }
 
-#[test]
-fn tidy_catches_each_rule() {
-    let ignore = concat!("#[", "ignore", "]");
-    let todo = concat!("to", "do!()");
-    let unsafe_block = concat!("un", "safe { f() }");
-    let bad = format!("fn a() {{}}\n{ignore}\nfn b() {{ {todo} }}\nfn c() {{ {unsafe_block} }}\n");
-    let problems = check("vauban-oci/src/x.rs", &bad);
-    assert_eq!(problems.len(), 4, "{problems:?}");
-    assert!(check(
-        &format!("{UNSAFE_HOME}mount.rs"),
-        &format!("//! doc\n{unsafe_block}\n")
-    )
-    .is_empty());
-    let fine = "//! doc\n// un-safe talk in a comment is fine: unsafe { }\nlet s = \"unsafe\";\n";
-    assert!(
-        check("vauban-cli/src/y.rs", fine).is_empty(),
-        "{:?}",
-        check("vauban-cli/src/y.rs", fine)
-    );
+/// Runs the task: fails listing every problem.
+pub fn task(_args: &[String]) -> Result<()> {
+    let found = problems();
+    if !found.is_empty() {
+        bail!(
+            "tidy found {} problem(s):\n{}",
+            found.len(),
+            found.join("\n")
+        );
+    }
+    eprintln!("tidy: the sources are tidy");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workspace_sources_are_tidy() {
+        let problems = problems();
+        assert!(
+            problems.is_empty(),
+            "tidy found {} problem(s):\n{}",
+            problems.len(),
+            problems.join("\n")
+        );
+    }
+
+    #[test]
+    fn tidy_catches_each_rule() {
+        let ignore = concat!("#[", "ignore", "]");
+        let todo = concat!("to", "do!()");
+        let unsafe_block = concat!("un", "safe { f() }");
+        let bad =
+            format!("fn a() {{}}\n{ignore}\nfn b() {{ {todo} }}\nfn c() {{ {unsafe_block} }}\n");
+        let problems = check("vauban-oci/src/x.rs", &bad);
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert!(check(
+            &format!("{UNSAFE_HOME}mount.rs"),
+            &format!("//! doc\n{unsafe_block}\n")
+        )
+        .is_empty());
+        let fine =
+            "//! doc\n// un-safe talk in a comment is fine: unsafe { }\nlet s = \"unsafe\";\n";
+        assert!(
+            check("vauban-cli/src/y.rs", fine).is_empty(),
+            "{:?}",
+            check("vauban-cli/src/y.rs", fine)
+        );
+    }
 }

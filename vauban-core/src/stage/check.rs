@@ -1,0 +1,251 @@
+//! Checks around a stage's playbooks: before the first stage runs, every
+//! playbook exists (else "did you mean") and parses (`ansible-playbook
+//! --syntax-check`); after a stage, one whose plays matched no host is an error
+//! that names the plays' host patterns and the host's groups.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::command::SYSTEM_PATH;
+use super::inventory;
+use super::repo::Checkout;
+use super::spec::Stage;
+use crate::error::{Error, Result};
+
+/// The playbooks of the Ansible root (`*.yml`, `*.yaml`, two levels deep), for
+/// suggestions.
+fn playbooks_in(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![(root.to_path_buf(), 0)];
+    while let Some((dir, depth)) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            if p.is_dir()
+                && depth < 1
+                && !matches!(name.as_str(), "roles" | "group_vars" | "host_vars")
+            {
+                todo.push((p, depth + 1));
+            } else if name.ends_with(".yml") || name.ends_with(".yaml") {
+                if let Ok(rel) = p.strip_prefix(root) {
+                    out.push(rel.to_string_lossy().into_owned());
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The playbook of `root` closest to `wanted`, when close enough.
+pub fn did_you_mean(root: &Path, wanted: &str) -> Option<String> {
+    playbooks_in(root)
+        .into_iter()
+        .map(|p| (strsim::levenshtein(&p, wanted), p))
+        .filter(|(d, p)| *d <= 3.max(p.len() / 4) && p != wanted)
+        .min()
+        .map(|(_, p)| p)
+}
+
+/// The stage's playbook must exist in the checkout.
+pub fn check_exists(stage: &Stage, checkout: &Checkout) -> Result<()> {
+    if checkout.root.join(&stage.playbook).is_file() {
+        return Ok(());
+    }
+    Err(Error::NoPlaybook {
+        playbook: stage.playbook.clone(),
+        root: checkout.root.clone(),
+        branch: checkout.branch.clone().unwrap_or_else(|| "-".into()),
+        suggestion: did_you_mean(&checkout.root, &stage.playbook),
+    })
+}
+
+/// An Ansible tool run on the host from the Ansible root, with the host
+/// variables Ansible needs and none of vauban's others.
+fn ansible_tool(program: &Path, root: &Path, inventories: &[PathBuf]) -> Command {
+    let mut cmd = Command::new(program);
+    for inv in inventories {
+        cmd.arg("-i").arg(inv);
+    }
+    cmd.current_dir(root)
+        .env_clear()
+        .envs(crate::sandbox::host_env(std::env::vars(), &[]))
+        .env("PATH", SYSTEM_PATH)
+        .env("LC_ALL", "C.UTF-8")
+        .env("ANSIBLE_NOCOLOR", "True")
+        .env("ANSIBLE_RETRY_FILES_ENABLED", "False")
+        .stdin(std::process::Stdio::null());
+    cmd
+}
+
+/// The `ansible-playbook --syntax-check` command for `playbooks` of a
+/// checkout (pure: tested without Ansible).
+pub fn syntax_check_command(
+    ansible_playbook: &Path,
+    root: &Path,
+    inventories: &[PathBuf],
+    playbooks: &[&str],
+) -> Command {
+    let mut cmd = ansible_tool(ansible_playbook, root, inventories);
+    cmd.arg("--syntax-check").args(playbooks);
+    cmd
+}
+
+/// Parses `playbooks` of `checkout` with Ansible itself; a syntax error is
+/// [`Error::PlaybookSyntax`] with Ansible's message.
+pub fn check_syntax(
+    ansible_playbook: &Path,
+    checkout: &Checkout,
+    inventories: &[PathBuf],
+    playbooks: &[&str],
+) -> Result<()> {
+    let mut cmd = syntax_check_command(ansible_playbook, &checkout.root, inventories, playbooks);
+    let out = cmd
+        .output()
+        .map_err(|e| Error::io("run", ansible_playbook, e))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let message = text
+        .lines()
+        .skip_while(|l| !l.starts_with("ERROR!"))
+        .take(12)
+        .collect::<Vec<_>>()
+        .join("\n");
+    Err(Error::PlaybookSyntax {
+        playbooks: playbooks.join(" "),
+        root: checkout.root.clone(),
+        message: if message.is_empty() {
+            text.lines().rev().take(8).collect::<Vec<_>>().join("\n")
+        } else {
+            message
+        },
+    })
+}
+
+/// Why a stage ran nothing for `host`: the host patterns of its plays (from
+/// `ansible-playbook --list-hosts`) and the groups the host is in (from
+/// `ansible-inventory --list`). Best effort: what cannot be found is left
+/// empty.
+pub fn no_host_matched(
+    ansible_playbook: &Path,
+    checkout: &Checkout,
+    inventories: &[PathBuf],
+    stage: &Stage,
+    host: &str,
+) -> Error {
+    let patterns = ansible_tool(ansible_playbook, &checkout.root, inventories)
+        .arg("--list-hosts")
+        .arg(&stage.playbook)
+        .output()
+        .map(|o| play_patterns(&String::from_utf8_lossy(&o.stdout)))
+        .unwrap_or_default();
+    let groups = ansible_tool(
+        &ansible_playbook.with_file_name("ansible-inventory"),
+        &checkout.root,
+        inventories,
+    )
+    .arg("--list")
+    .output()
+    .ok()
+    .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+    .map(|v| inventory::groups_of(&v, host))
+    .unwrap_or_default();
+    Error::NoHostMatched {
+        stage: stage.to_string(),
+        host: host.to_string(),
+        patterns,
+        groups,
+    }
+}
+
+/// The `pattern: [...]` lines of `ansible-playbook --list-hosts`.
+pub fn play_patterns(listing: &str) -> Vec<String> {
+    listing
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("pattern:"))
+        .map(|p| {
+            p.trim()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .split(',')
+                .map(|x| x.trim().trim_matches('\'').trim_matches('"'))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions_are_close_playbooks() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in [
+            "base.yml",
+            "app.yml",
+            "site.yaml",
+            "roles/x.yml",
+            "play/web.yml",
+        ] {
+            let p = dir.path().join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, "- hosts: all\n").unwrap();
+        }
+        assert_eq!(
+            did_you_mean(dir.path(), "appp.yml").as_deref(),
+            Some("app.yml")
+        );
+        assert_eq!(
+            did_you_mean(dir.path(), "play/wab.yml").as_deref(),
+            Some("play/web.yml")
+        );
+        assert_eq!(did_you_mean(dir.path(), "completely-else.yml"), None);
+        assert_eq!(
+            did_you_mean(dir.path(), "roles/y.yml"),
+            None,
+            "roles/ is not searched"
+        );
+    }
+
+    #[test]
+    fn syntax_check_is_this_command() {
+        let cmd = syntax_check_command(
+            Path::new("/usr/bin/ansible-playbook"),
+            Path::new("/r"),
+            &["/r/inventory".into()],
+            &["base.yml", "app.yml"],
+        );
+        let args: Vec<_> = cmd.get_args().map(|a| a.to_str().unwrap()).collect();
+        assert_eq!(
+            args,
+            [
+                "-i",
+                "/r/inventory",
+                "--syntax-check",
+                "base.yml",
+                "app.yml"
+            ]
+        );
+        assert_eq!(cmd.get_current_dir(), Some(Path::new("/r")));
+    }
+
+    #[test]
+    fn list_hosts_patterns_are_read() {
+        let listing = "\nplaybook: base.yml\n\n  play #1 (webservers): Base\tTAGS: []\n    pattern: ['webservers']\n    hosts (0):\n\n  play #2 (db:&prod): Db\tTAGS: []\n    pattern: ['db', '&prod']\n    hosts (0):\n";
+        assert_eq!(play_patterns(listing), ["webservers", "db,&prod"]);
+    }
+}
