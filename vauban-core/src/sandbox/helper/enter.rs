@@ -3,22 +3,22 @@
 //! `[chroot_exe, MERGED, /bin/sh, -c, CMD]` for every command of a task).
 //!
 //! Where `chroot(8)` would leave the command as root with every capability and
-//! the host's tree a second `chroot` away, this gives it a pid namespace of
-//! its own with a fresh `/proc` (other hosts' builds and Ansible's processes
-//! out of sight), the image as its root by `pivot_root` with the old root
-//! detached, the bounded capabilities, a clean environment and no descriptor
-//! but its standard streams. The sandbox's [`init`](super::init) does it; this
-//! process waits for it and exits with the command's status.
+//! the host's tree a second `chroot` away, this process takes a mount namespace
+//! of its own, makes the image its root by `pivot_root` with the old root
+//! detached, takes the host name the tree's `/etc/hostname` says (a UTS
+//! namespace of its own, so several hosts built in one session each see theirs),
+//! bounds its capabilities, cleans its environment and descriptors, and execs
+//! the command: nothing of the host's tree is left to climb to. The processes of
+//! the sandbox it can see (Ansible's) hold every capability it lacks, so their
+//! `/proc` entries are closed to it.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 
 use nix::sched::CloneFlags;
 
+use super::super::confine;
 use super::super::program::image_env;
-use super::init::{InitJob, Setup};
-use super::protocol::{CommandSpec, FromHelper, Reply};
-use super::worker::spawn_init;
 
 /// E's `main`: never returns. `args` are the arguments after `argv[0]`.
 pub(crate) fn main(args: Vec<OsString>) -> ! {
@@ -32,82 +32,63 @@ pub(crate) fn main(args: Vec<OsString>) -> ! {
 }
 
 fn run(args: Vec<OsString>) -> Result<i32, String> {
+    use std::os::unix::process::CommandExt;
     let mut args = args.into_iter();
-    let merged = PathBuf::from(
-        args.next()
-            .ok_or("usage: vauban-chroot DIR PROGRAM [ARGS...]")?,
-    );
-    let argv: Vec<String> = args
-        .map(|a| {
-            a.into_string()
-                .map_err(|a| format!("argument {a:?} is not UTF-8"))
-        })
-        .collect::<Result<_, _>>()?;
-    if argv.is_empty() {
-        return Err("usage: vauban-chroot DIR PROGRAM [ARGS...]".into());
-    }
-    let term = std::env::var("TERM").ok();
-    let job = InitJob {
-        setup: Setup::Enter { merged },
-        in_image: true,
-        tty: [false; 3],
-        command: CommandSpec {
-            argv,
-            env: image_env(term.as_deref(), &[]),
-            cwd: "/".into(),
-        },
+    let merged = PathBuf::from(args.next().ok_or(USAGE)?);
+    let argv: Vec<OsString> = args.collect();
+    let Some((program, rest)) = argv.split_first() else {
+        return Err(USAGE.into());
     };
-    nix::sched::unshare(CloneFlags::CLONE_NEWPID)
-        .map_err(|e| format!("unshare a pid namespace: {e}"))?;
-    let (mut child, mut chan) = spawn_init(&job).map_err(|e| e.to_string())?;
-    let mut reply = None;
-    while let Ok(Some(msg)) = chan.recv::<FromHelper>() {
-        if let FromHelper::Done(r) = msg {
-            reply = Some(r);
-        }
+    let hostname = std::fs::read_to_string(merged.join("etc/hostname"))
+        .ok()
+        .and_then(|h| h.lines().next().map(str::to_owned))
+        .filter(|h| crate::stage::inventory::check_host(h).is_ok());
+    let mut flags = CloneFlags::CLONE_NEWNS;
+    if hostname.is_some() {
+        flags |= CloneFlags::CLONE_NEWUTS;
     }
-    let _ = child.wait();
-    match reply {
-        Some(Reply::Exited(raw)) => Ok(shell_code(raw)),
-        Some(Reply::ExecFailed { program, errno }) => {
-            let err = std::io::Error::from_raw_os_error(errno);
-            eprintln!("vauban-chroot: cannot run {program}: {err}");
-            Ok(if errno == libc::ENOENT { 127 } else { 126 })
-        }
-        Some(Reply::Failed(e)) => Err(render(&e)),
-        Some(other) => Err(format!("unexpected reply {other:?}")),
-        None => Err("the sandbox's init ended without a report".into()),
+    nix::sched::unshare(flags).map_err(|e| format!("unshare: {e}"))?;
+    confine::make_mounts_private().map_err(|e| e.to_string())?;
+    if let Some(h) = &hostname {
+        nix::unistd::sethostname(h).map_err(|e| format!("sethostname: {e}"))?;
     }
-}
-
-/// The shell's exit code for a raw wait status: the code, or 128 + the signal.
-fn shell_code(raw: i32) -> i32 {
-    if raw & 0x7f == 0 {
-        (raw >> 8) & 0xff
+    confine::pivot_into(&merged).map_err(|e| e.to_string())?;
+    let _ = nix::unistd::setsid();
+    confine::bound_capabilities(confine::ALLOWED_CAPABILITIES, confine::last_capability())
+        .map_err(|e| format!("bound the capabilities: {e}"))?;
+    cloexec_above_stderr()?;
+    let term = std::env::var("TERM").ok();
+    let err = std::process::Command::new(program)
+        .args(rest)
+        .env_clear()
+        .envs(image_env(term.as_deref(), &[]))
+        .current_dir("/")
+        .exec();
+    eprintln!(
+        "vauban-chroot: cannot run {}: {err}",
+        program.to_string_lossy()
+    );
+    Ok(if err.kind() == std::io::ErrorKind::NotFound {
+        127
     } else {
-        128 + (raw & 0x7f)
-    }
+        126
+    })
 }
 
-fn render(e: &super::protocol::RemoteError) -> String {
-    let mut out = e.message.clone();
-    let mut cur = e.source.as_deref();
-    while let Some(s) = cur {
-        out.push_str(": ");
-        out.push_str(&s.message);
-        cur = s.source.as_deref();
-    }
-    out
-}
+const USAGE: &str = "usage: vauban-chroot DIR PROGRAM [ARGS...]";
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exit_codes_follow_the_shell() {
-        assert_eq!(shell_code(7 << 8), 7);
-        assert_eq!(shell_code(9), 137);
-        assert_eq!(shell_code(0), 0);
+/// Every descriptor above 2 is closed at exec: the command gets its standard
+/// streams only, whatever Ansible left open.
+#[allow(unsafe_code)]
+fn cloexec_above_stderr() -> Result<(), String> {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets a flag on this
+    // process's descriptors; it touches no memory.
+    let rc = unsafe { libc::close_range(3, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
+    if rc != 0 {
+        return Err(format!(
+            "close_range: {}",
+            std::io::Error::last_os_error()
+        ));
     }
+    Ok(())
 }
