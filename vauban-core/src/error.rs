@@ -329,13 +329,23 @@ pub enum Error {
         /// The saved log.
         log: PathBuf,
     },
+    /// A stage could not run for a host (its checkout, its sandbox).
+    #[error("stage {stage} for host {host}: {message}")]
+    StageFailed {
+        /// The stage.
+        stage: String,
+        /// The host.
+        host: String,
+        /// What happened.
+        message: String,
+    },
     /// `ansible-playbook` failed: nothing of the stage was committed.
     #[error("{0}")]
     AnsibleFailed(Box<AnsibleFailure>),
 }
 
 /// What [`Error::AnsibleFailed`] says (boxed: it is large).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct AnsibleFailure {
     /// The stage.
     pub stage: String,
@@ -426,6 +436,7 @@ impl Error {
             | Error::Channel(_)
             | Error::Panicked(_)
             | Error::StageStep { .. } => Blame::Internal,
+            Error::StageFailed { .. } => Blame::User,
         }
     }
 

@@ -10,7 +10,7 @@ use std::process::{ExitStatus, Stdio};
 use vauban_oci::store::Store;
 use vauban_oci::Image;
 
-use super::helper::init::{InitJob, Setup};
+use super::helper::init::{InitJob, Setup, Tree};
 use super::helper::protocol::{CommandSpec, FromHelper, Job, Reply};
 use super::helper::spawn::{call, Call};
 use super::helper::{Helper, CHROOT_NAME};
@@ -161,6 +161,30 @@ impl<'s> Sandbox<'s> {
         &self.image
     }
 
+    /// The host name the build sees.
+    pub fn hostname(&self) -> &str {
+        &self.opts.hostname
+    }
+
+    /// What init mounts for this sandbox.
+    pub(super) fn tree(&self) -> Tree {
+        // An image without layers (`FROM scratch`): the overlay needs a lower dir.
+        let lower = if self.lower.is_empty() {
+            vec![self.dir.join("empty")]
+        } else {
+            self.lower.clone()
+        };
+        Tree {
+            overlay: Overlay {
+                lower,
+                upper: self.upper_dir(),
+                work: self.dir.join("work"),
+            },
+            merged: self.merged_dir(),
+            private: self.private_dir(),
+        }
+    }
+
     /// Puts a file at `rel` (relative to `/`) of the merged tree, owned by root,
     /// before programs run (a config file for a tool run in the image). Missing
     /// parent directories are made in the upper dir (mode 0755); nothing is
@@ -179,91 +203,109 @@ impl<'s> Sandbox<'s> {
     /// [`Error::Exec`]. SIGINT/SIGTERM/SIGHUP kill the whole process tree and
     /// give [`Error::Interrupted`].
     pub fn run_with(&self, program: &Program, io: RunIo) -> Result<ExitStatus> {
-        let argv = program.argv();
-        if argv.is_empty() {
+        run_trees(self, &[self.tree()], &self.opts.hostname, program, io)
+    }
+
+    /// Runs a host program ([`Program::Host`]) once over several sandboxes of
+    /// one store: every tree is mounted at its [`Sandbox::merged_dir`] in one
+    /// mount namespace, so one `ansible-playbook` builds them all (each host's
+    /// commands enter its own tree through [`Sandbox::chroot_exe`]).
+    pub fn run_over(
+        sandboxes: &[&Sandbox<'_>],
+        program: &Program,
+        io: RunIo,
+    ) -> Result<ExitStatus> {
+        let Some(first) = sandboxes.first() else {
             return Err(Error::EmptyCommand);
+        };
+        if !matches!(program, Program::Host(_)) {
+            return Err(Error::ChildProtocol {
+                message: "only a host program runs over several sandboxes".into(),
+            });
         }
-        // An image without layers (`FROM scratch`): the overlay needs a lower dir.
-        let lower = if self.lower.is_empty() {
-            vec![self.dir.join("empty")]
-        } else {
-            self.lower.clone()
-        };
-        let overlay = Overlay {
-            lower,
-            upper: self.upper_dir(),
-            work: self.dir.join("work"),
-        };
-        let in_image = program.in_image();
-        let (stdio, tty) = streams(io, in_image)?;
-        let env = if in_image {
-            let term = std::env::var("TERM").ok();
-            image_env(term.as_deref(), &self.opts.env)
-        } else {
-            host_env(std::env::vars(), &self.opts.env)
-        };
-        let cwd = if in_image {
-            PathBuf::from("/")
-        } else {
-            std::env::current_dir().unwrap_or_else(|_| "/".into())
-        };
-        let job = InitJob {
-            setup: Setup::Sandbox {
-                overlay,
-                merged: self.merged_dir(),
-                private: self.private_dir(),
-                hostname: self.opts.hostname.clone(),
-                rootfs: program.mounts_rootfs(),
-            },
-            in_image,
-            tty,
-            command: CommandSpec {
-                argv: argv.to_vec(),
-                env,
-                cwd,
-            },
-        };
-        tracing::info!(?program, "running in the sandbox");
-        let mut relay: Option<Relay> = None;
-        let what = format!("run {}", argv[0]);
-        let reply = call(
-            &self.helper,
-            &self.ns,
-            Job::Run(job),
-            Call {
-                what: &what,
-                interruptible: true,
-                stdio,
-            },
-            &mut |msg, chan| {
-                if let FromHelper::Pty = msg {
-                    let master = chan.take_fd().ok_or_else(|| Error::ChildProtocol {
-                        message: "a pty announced without its descriptor".into(),
-                    })?;
-                    relay = Some(
-                        Relay::start(master, tty).map_err(|e| Error::sys("relay the pty", e))?,
-                    );
-                }
-                Ok(())
-            },
-        );
-        if let Some(relay) = relay {
-            relay.finish();
-        }
-        match reply? {
-            Reply::Exited(raw) => Ok(ExitStatus::from_raw(raw)),
-            Reply::ExecFailed { program, errno } => Err(Error::Exec {
-                program,
-                source: std::io::Error::from_raw_os_error(errno),
-            }),
-            Reply::Failed(e) => Err(Error::InSandbox {
-                what,
-                source: Box::new(e),
-            }),
-            other => Err(Error::ChildProtocol {
-                message: format!("unexpected reply to a run: {other:?}"),
-            }),
-        }
+        let trees: Vec<Tree> = sandboxes.iter().map(|s| s.tree()).collect();
+        run_trees(first, &trees, "vauban", program, io)
+    }
+}
+
+/// Runs `program` with `trees` mounted, through `sandbox`'s helper and mode.
+fn run_trees(
+    sandbox: &Sandbox<'_>,
+    trees: &[Tree],
+    hostname: &str,
+    program: &Program,
+    io: RunIo,
+) -> Result<ExitStatus> {
+    let argv = program.argv();
+    if argv.is_empty() {
+        return Err(Error::EmptyCommand);
+    }
+    let in_image = program.in_image();
+    let (stdio, tty) = streams(io, in_image)?;
+    let env = if in_image {
+        let term = std::env::var("TERM").ok();
+        image_env(term.as_deref(), &sandbox.opts.env)
+    } else {
+        host_env(std::env::vars(), &sandbox.opts.env)
+    };
+    let cwd = if in_image {
+        PathBuf::from("/")
+    } else {
+        std::env::current_dir().unwrap_or_else(|_| "/".into())
+    };
+    let job = InitJob {
+        setup: Setup::Sandbox {
+            trees: trees.to_vec(),
+            hostname: hostname.to_string(),
+            rootfs: program.mounts_rootfs(),
+        },
+        in_image,
+        tty,
+        command: CommandSpec {
+            argv: argv.to_vec(),
+            env,
+            cwd,
+        },
+    };
+    tracing::info!(?program, trees = trees.len(), "running in the sandbox");
+    let mut relay: Option<Relay> = None;
+    let what = format!("run {}", argv[0]);
+    let reply = call(
+        &sandbox.helper,
+        &sandbox.ns,
+        Job::Run(job),
+        Call {
+            what: &what,
+            interruptible: true,
+            stdio,
+        },
+        &mut |msg, chan| {
+            if let FromHelper::Pty = msg {
+                let master = chan.take_fd().ok_or_else(|| Error::ChildProtocol {
+                    message: "a pty announced without its descriptor".into(),
+                })?;
+                relay =
+                    Some(Relay::start(master, tty).map_err(|e| Error::sys("relay the pty", e))?);
+            }
+            Ok(())
+        },
+    );
+    if let Some(relay) = relay {
+        relay.finish();
+    }
+    match reply? {
+        Reply::Exited(raw) => Ok(ExitStatus::from_raw(raw)),
+        Reply::ExecFailed { program, errno } => Err(Error::Exec {
+            program,
+            source: std::io::Error::from_raw_os_error(errno),
+        }),
+        Reply::Failed(e) => Err(Error::InSandbox {
+            what,
+            source: Box::new(e),
+        }),
+        other => Err(Error::ChildProtocol {
+            message: format!("unexpected reply to a run: {other:?}"),
+        }),
     }
 }
 

@@ -77,14 +77,16 @@ pub struct AnsibleConfig {
     pub ansible_root: PathBuf,
     /// The playbook, relative to the Ansible root.
     pub playbook: String,
-    /// The host being built: `--limit` and the inventory host whose variables apply.
-    pub host: String,
+    /// The hosts being built, each with its image's root as Ansible sees it
+    /// (a sandbox's merged directory): `--limit` and the inventory hosts whose
+    /// variables apply.
+    pub hosts: Vec<(String, String)>,
+    /// Hosts worked on at once (`--forks`).
+    pub forks: usize,
     /// The repository's inventories (each becomes a `-i`).
     pub inventories: Vec<PathBuf>,
     /// The inventory vauban generates, which adds the host when missing.
     pub generated_inventory: PathBuf,
-    /// The image's root as seen by Ansible (the sandbox's merged directory).
-    pub image_root: String,
     /// The extra var `in_conffs_build`.
     pub in_conffs_build: bool,
     /// The Python interpreter in the image.
@@ -97,16 +99,27 @@ pub struct AnsibleConfig {
     pub remote_temp: String,
 }
 
-/// The extra vars of a stage, as one JSON object (`-e '{...}'`).
+/// The extra vars of a stage, as one JSON object (`-e '{...}'`). Extra vars
+/// apply to every host, so each host's root comes from a map by host name
+/// (`ansible_host` is templated per host).
 pub fn extra_vars(config: &AnsibleConfig) -> serde_json::Value {
+    let roots: serde_json::Map<String, serde_json::Value> = config
+        .hosts
+        .iter()
+        .map(|(h, root)| (h.clone(), root.clone().into()))
+        .collect();
     serde_json::json!({
         "in_vauban": true,
         "in_conffs_build": config.in_conffs_build,
         "ansible_connection": CHROOT_CONNECTION,
-        "ansible_host": config.image_root,
+        "vauban_roots": roots,
+        "ansible_host": ANSIBLE_HOST_TEMPLATE,
         "ansible_python_interpreter": config.python_interpreter,
     })
 }
+
+/// `ansible_host` of every host: its root, from the `vauban_roots` extra var.
+pub const ANSIBLE_HOST_TEMPLATE: &str = "{{ vauban_roots[inventory_hostname] }}";
 
 /// Builds the `ansible-playbook` command of a stage.
 pub fn ansible_playbook(config: &AnsibleConfig) -> CommandLine {
@@ -117,7 +130,9 @@ pub fn ansible_playbook(config: &AnsibleConfig) -> CommandLine {
     }
     args.push("-i".into());
     args.push(config.generated_inventory.as_os_str().to_owned());
-    args.extend(["--limit".into(), config.host.clone().into()]);
+    let limit: Vec<&str> = config.hosts.iter().map(|(h, _)| h.as_str()).collect();
+    args.extend(["--limit".into(), limit.join(",").into()]);
+    args.extend(["--forks".into(), config.forks.max(1).to_string().into()]);
     args.push("--diff".into());
     args.push("-v".into());
     // The user's arguments come before vauban's extra vars: for extra vars the last
@@ -128,7 +143,16 @@ pub fn ansible_playbook(config: &AnsibleConfig) -> CommandLine {
     args.push(config.playbook.clone().into());
 
     let env = [
-        ("ANSIBLE_ANY_ERRORS_FATAL", OsString::from("True")),
+        // One host: its first error ends the run. Several: a failed host must
+        // not stop the others (their results are kept).
+        (
+            "ANSIBLE_ANY_ERRORS_FATAL",
+            OsString::from(if config.hosts.len() == 1 {
+                "True"
+            } else {
+                "False"
+            }),
+        ),
         ("ANSIBLE_HOST_KEY_CHECKING", "False".into()),
         ("ANSIBLE_BECOME_ALLOW_SAME_USER", "False".into()),
         ("ANSIBLE_RETRY_FILES_ENABLED", "False".into()),
@@ -171,10 +195,10 @@ mod tests {
             chroot_exe: "/s/private/vauban-chroot".into(),
             ansible_root: "/cache/wt/ansible".into(),
             playbook: "web.yml".into(),
-            host: "web01".into(),
+            hosts: vec![("web01".into(), "/run/vauban/merged".into())],
+            forks: 1,
             inventories: vec!["/cache/wt/ansible/inventory".into()],
             generated_inventory: "/tmp/s/vauban-inventory.yml".into(),
-            image_root: "/run/vauban/merged".into(),
             in_conffs_build: false,
             python_interpreter: "/usr/bin/python3".into(),
             extra_args: vec!["--tags".into(), "base".into()],
@@ -205,6 +229,8 @@ mod tests {
                 "/tmp/s/vauban-inventory.yml",
                 "--limit",
                 "web01",
+                "--forks",
+                "1",
                 "--diff",
                 "-v",
                 "--tags",
@@ -221,10 +247,32 @@ mod tests {
                 "in_vauban": true,
                 "in_conffs_build": false,
                 "ansible_connection": "community.general.chroot",
-                "ansible_host": "/run/vauban/merged",
+                "vauban_roots": {"web01": "/run/vauban/merged"},
+                "ansible_host": "{{ vauban_roots[inventory_hostname] }}",
                 "ansible_python_interpreter": "/usr/bin/python3",
             })
         );
+    }
+
+    #[test]
+    fn several_hosts_in_one_run() {
+        let mut c = config();
+        c.hosts.push(("web02".into(), "/run/vauban/merged2".into()));
+        c.forks = 4;
+        let cmd = ansible_playbook(&c);
+        let args = strings(&cmd.args);
+        let limit = args.iter().position(|a| a == "--limit").unwrap();
+        assert_eq!(args[limit + 1], "web01,web02");
+        let forks = args.iter().position(|a| a == "--forks").unwrap();
+        assert_eq!(args[forks + 1], "4");
+        let vars = extra_vars(&c);
+        assert_eq!(vars["vauban_roots"]["web02"], "/run/vauban/merged2");
+        let env: std::collections::HashMap<_, _> = cmd
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.to_str().unwrap()))
+            .collect();
+        assert_eq!(env["ANSIBLE_ANY_ERRORS_FATAL"], "False");
     }
 
     #[test]

@@ -15,6 +15,7 @@
 pub mod check;
 pub mod command;
 pub mod hooks;
+mod hosts;
 pub mod inventory;
 pub mod metadata;
 pub mod options;
@@ -22,9 +23,11 @@ pub mod output;
 pub mod repo;
 mod run;
 pub mod spec;
+mod tools;
 
 pub use hooks::Hooks;
+pub use hosts::Target;
 pub use options::StageSpec;
 pub use repo::{AnsibleRepo, AnsibleSource};
-pub use run::apply_stages;
+pub use run::{apply_stages, intermediate, StageRunner};
 pub use spec::Stage;

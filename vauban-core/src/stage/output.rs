@@ -52,6 +52,11 @@ pub struct Scanner {
     tail: VecDeque<String>,
     plays: u32,
     plays_without_hosts: u32,
+    /// The first failure of each host.
+    by_host: std::collections::BTreeMap<String, Failure>,
+    /// Hosts the PLAY RECAP counts failed or unreachable tasks for.
+    recap_failed: std::collections::BTreeSet<String>,
+    in_recap: bool,
 }
 
 impl Scanner {
@@ -61,6 +66,21 @@ impl Scanner {
             self.tail.pop_front();
         }
         self.tail.push_back(line.to_owned());
+        if line.starts_with("PLAY RECAP") {
+            self.in_recap = true;
+            return;
+        }
+        if self.in_recap {
+            if let Some((host, counts)) = recap_line(line) {
+                if counts
+                    .iter()
+                    .any(|(k, v)| (*k == "failed" || *k == "unreachable") && *v > 0)
+                {
+                    self.recap_failed.insert(host.to_owned());
+                }
+            }
+            return;
+        }
         if line.starts_with("PLAY [") {
             self.plays += 1;
             return;
@@ -73,16 +93,22 @@ impl Scanner {
             self.task = Some(task.to_owned());
             return;
         }
-        if self.failure.as_ref().is_some_and(|f| f.host.is_some()) {
-            return;
-        }
         if let Some((host, rest)) = failed_host(line) {
-            self.failure = Some(Failure {
+            let failure = Failure {
                 task: self.task.clone(),
                 host: Some(host.to_owned()),
                 message: result_message(rest),
-            });
-        } else if let Some(error) = line.strip_prefix("ERROR! ") {
+            };
+            self.by_host
+                .entry(host.to_owned())
+                .or_insert_with(|| failure.clone());
+            if self.failure.as_ref().is_none_or(|f| f.host.is_none()) {
+                self.failure = Some(failure);
+            }
+        } else if let Some(error) = line
+            .strip_prefix("ERROR! ")
+            .filter(|_| self.failure.as_ref().is_none_or(|f| f.host.is_none()))
+        {
             if self.failure.is_none() {
                 self.failure = Some(Failure {
                     task: self.task.clone(),
@@ -98,6 +124,19 @@ impl Scanner {
         self.plays > 0 && self.plays == self.plays_without_hosts
     }
 
+    /// The first failure of `host`, if any.
+    pub fn failure_of(&self, host: &str) -> Option<&Failure> {
+        self.by_host.get(host)
+    }
+
+    /// The hosts that failed: a `fatal:`/`failed:` line, or failures counted in
+    /// the recap.
+    pub fn failed_hosts(&self) -> std::collections::BTreeSet<String> {
+        let mut hosts = self.recap_failed.clone();
+        hosts.extend(self.by_host.keys().cloned());
+        hosts
+    }
+
     /// The first failure seen, if any.
     pub fn failure(&self) -> Option<&Failure> {
         self.failure.as_ref()
@@ -111,6 +150,19 @@ impl Scanner {
             .collect::<Vec<_>>()
             .join("\n")
     }
+}
+
+/// `web01   : ok=2 changed=1 unreachable=0 failed=1 ...` → the host and counts.
+fn recap_line(line: &str) -> Option<(&str, Vec<(&str, u64)>)> {
+    let (host, rest) = line.split_once(" : ")?;
+    let counts: Vec<(&str, u64)> = rest
+        .split_whitespace()
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            Some((k, v.parse().ok()?))
+        })
+        .collect();
+    (!counts.is_empty()).then_some((host.trim(), counts))
 }
 
 /// `TASK [name] ****` → `name`.
@@ -313,6 +365,16 @@ db01                       : ok=2    changed=1    unreachable=0    failed=1
         let one = "PLAY [Base] ****\nskipping: no hosts matched\n\nPLAY [Web] ****\n\nTASK [x] ***\nok: [web01]\n";
         assert!(!scan(one).matched_no_host());
         assert!(!scan("").matched_no_host());
+    }
+
+    #[test]
+    fn failures_and_the_recap_are_per_host() {
+        let run = "TASK [a] *\nok: [web01]\nfatal: [db01]: FAILED! => {\"msg\": \"boom\"}\nTASK [b] *\nok: [web01]\n\nPLAY RECAP *\nweb01 : ok=2 changed=0 unreachable=0 failed=0\ndb01 : ok=0 changed=0 unreachable=0 failed=1\nweb02 : ok=0 changed=0 unreachable=1 failed=0\n";
+        let s = scan(run);
+        assert_eq!(s.failure_of("db01").unwrap().task.as_deref(), Some("a"));
+        assert!(s.failure_of("web01").is_none());
+        let failed: Vec<String> = s.failed_hosts().into_iter().collect();
+        assert_eq!(failed, ["db01", "web02"]);
     }
 
     #[test]

@@ -85,10 +85,7 @@ fn cloexec_above_stderr() -> Result<(), String> {
     // process's descriptors; it touches no memory.
     let rc = unsafe { libc::close_range(3, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
     if rc != 0 {
-        return Err(format!(
-            "close_range: {}",
-            std::io::Error::last_os_error()
-        ));
+        return Err(format!("close_range: {}", std::io::Error::last_os_error()));
     }
     Ok(())
 }

@@ -26,29 +26,31 @@ use super::protocol::{CommandSpec, FromHelper, RemoteError, Reply};
 use super::CHANNEL_FD;
 use crate::error::{Error, Result};
 
+/// One sandbox tree: an overlay, where it is mounted, its private files.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Tree {
+    /// The overlay.
+    pub overlay: Overlay,
+    /// Where it is mounted.
+    pub merged: std::path::PathBuf,
+    /// The sandbox's private files.
+    pub private: std::path::PathBuf,
+}
+
 /// What init sets up before starting the command.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum Setup {
-    /// A whole sandbox: new mount, uts and ipc namespaces, the overlay on
-    /// `merged`, `/proc`, `/dev`, the private files, the masks.
+    /// New mount, uts and ipc namespaces with the sandbox trees mounted (one,
+    /// or one per host of a session): each overlay, and unless `rootfs` is
+    /// false its `/proc`, `/dev`, private files and masks.
     Sandbox {
-        /// The overlay.
-        overlay: Overlay,
-        /// Where it is mounted.
-        merged: std::path::PathBuf,
-        /// The sandbox's private files.
-        private: std::path::PathBuf,
-        /// The host name.
+        /// The trees.
+        trees: Vec<Tree>,
+        /// The host name of the namespace.
         hostname: String,
-        /// Whether `/proc`, `/dev`, the private files... are mounted in the tree
+        /// Whether `/proc`, `/dev`, the private files... are mounted in the trees
         /// (not for a program working on the image's files as they are).
         rootfs: bool,
-    },
-    /// Into an already mounted sandbox tree (a command Ansible runs "in the
-    /// chroot"): a new mount namespace, a `/proc` of this pid namespace, masks.
-    Enter {
-        /// The mounted tree.
-        merged: std::path::PathBuf,
     },
 }
 
@@ -165,48 +167,31 @@ fn run(job: &InitJob, chan: &Channel) -> Result<Reply> {
 /// Sets up what `setup` says.
 fn set_up(setup: &Setup, in_image: bool) -> Result<()> {
     use nix::sched::CloneFlags as F;
-    match setup {
-        Setup::Sandbox {
-            overlay,
-            merged,
-            private,
-            hostname,
-            rootfs,
-        } => {
-            nix::sched::unshare(
-                F::CLONE_NEWNS | F::CLONE_NEWUTS | F::CLONE_NEWIPC | F::CLONE_NEWCGROUP,
-            )
-            .map_err(|e| Error::sys("unshare", e))?;
-            confine::make_mounts_private()?;
-            nix::unistd::sethostname(hostname).map_err(|e| Error::sys("sethostname", e))?;
-            overlay.mount(merged)?;
-            if *rootfs {
-                rootfs::setup(merged, private)?;
-                confine::mask_proc(merged)?;
-            }
-            if in_image {
-                confine::pivot_into(merged)?;
-            }
-            Ok(())
-        }
-        Setup::Enter { merged } => {
-            nix::sched::unshare(F::CLONE_NEWNS).map_err(|e| Error::sys("unshare", e))?;
-            confine::make_mounts_private()?;
-            // A /proc of this pid namespace (mounted while the host's /proc is
-            // still in the tree, as the kernel wants), masked like the first.
-            let proc = merged.join("proc");
-            super::super::mount::mount_fs(
-                "proc",
-                &proc,
-                rustix::mount::MountFlags::NOSUID
-                    | rustix::mount::MountFlags::NODEV
-                    | rustix::mount::MountFlags::NOEXEC,
-                "",
-            )?;
-            confine::mask_proc(merged)?;
-            confine::pivot_into(merged)
+    let Setup::Sandbox {
+        trees,
+        hostname,
+        rootfs,
+    } = setup;
+    nix::sched::unshare(F::CLONE_NEWNS | F::CLONE_NEWUTS | F::CLONE_NEWIPC | F::CLONE_NEWCGROUP)
+        .map_err(|e| Error::sys("unshare", e))?;
+    confine::make_mounts_private()?;
+    nix::unistd::sethostname(hostname).map_err(|e| Error::sys("sethostname", e))?;
+    for tree in trees {
+        tree.overlay.mount(&tree.merged)?;
+        if *rootfs {
+            rootfs::setup(&tree.merged, &tree.private)?;
+            confine::mask_proc(&tree.merged)?;
         }
     }
+    if in_image {
+        let [tree] = trees.as_slice() else {
+            return Err(Error::ChildProtocol {
+                message: format!("a program in the image needs one tree, not {}", trees.len()),
+            });
+        };
+        confine::pivot_into(&tree.merged)?;
+    }
+    Ok(())
 }
 
 /// A pty of the sandbox's own devpts: (master, slave).
