@@ -10,6 +10,7 @@ pub mod config;
 pub mod env;
 pub mod error;
 pub mod events;
+pub mod export;
 pub mod keys;
 pub mod sandbox;
 pub mod stage;

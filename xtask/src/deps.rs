@@ -35,6 +35,10 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("time", "/usr/bin/time measures peak RSS in the bench"),
     ("util-linux", "setpriv/unshare for the rootless tests"),
     ("passwd", "useradd/usermod for the rootless test user"),
+    (
+        "qemu-system-x86",
+        "qemu-system-x86_64 boots the boot tree (cargo xtask boot-test)",
+    ),
 ];
 
 /// Runs the task: installs what is missing (root) or says how (not root).
@@ -168,6 +172,7 @@ mod tests {
             "zstd",
             "libcap2-bin",
             "time",
+            "qemu-system-x86",
         ] {
             assert!(PACKAGES.iter().any(|(name, _)| *name == p), "{p} missing");
         }

@@ -3,6 +3,8 @@
 //! holds the sha256 of the recipe text, and a different recipe rebuilds it.
 //!
 //! - `debian.tar`: `mmdebstrap --variant=minbase --include=python3 bookworm`.
+//! - `debian-boot.tar`: the same with a kernel and dracut
+//!   ([`BOOT_PACKAGES`]), for the initramfs and boot tests.
 //! - `busybox.tar`: a tiny rootfs: `/bin/busybox` (from `busybox-static`) and
 //!   applet links, `/etc/passwd`, `/etc/group`, `/tmp`, `/root`; all 0:0.
 //!
@@ -38,7 +40,37 @@ pub fn task(_args: &[String]) -> Result<()> {
 pub fn ensure() -> Result<Vec<PathBuf>> {
     let dir = dir();
     fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
-    Ok(vec![debian(&dir)?, busybox(&dir)?])
+    Ok(vec![debian(&dir)?, debian_boot(&dir)?, busybox(&dir)?])
+}
+
+/// What the boot fixture adds to minbase: a kernel, dracut and what dracut's
+/// live modules need (without `dbus` dracut's postinst fails; without
+/// `procps` dracut drops `network-legacy`, without `curl` `livenet`).
+pub const BOOT_PACKAGES: &str = "linux-image-amd64,dracut,dracut-live,dracut-network,curl,\
+isc-dhcp-client,procps,systemd-sysv,dbus,python3";
+
+/// The Debian base with a kernel and dracut, cached by its command line.
+fn debian_boot(dir: &Path) -> Result<PathBuf> {
+    let target = dir.join("debian-boot.tar");
+    let recipe = format!("{}\n", debian_boot_args("OUT").join(" "));
+    cached(&target, &recipe, |tmp| {
+        let args = debian_boot_args(&tmp.to_string_lossy());
+        util::run(Command::new(&args[0]).args(&args[1..]))
+    })
+}
+
+/// The mmdebstrap command line writing the boot fixture to `out`.
+pub fn debian_boot_args(out: &str) -> Vec<String> {
+    [
+        "mmdebstrap",
+        "--variant=minbase",
+        &format!("--include={BOOT_PACKAGES}"),
+        "--format=tar",
+        "bookworm",
+        out,
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// The Debian base: built by mmdebstrap, cached by its command line.
@@ -190,6 +222,16 @@ mod tests {
         assert_eq!(
             debian_args("x.tar").join(" "),
             "mmdebstrap --variant=minbase --include=python3 --format=tar bookworm x.tar"
+        );
+    }
+
+    #[test]
+    fn the_boot_fixture_adds_a_kernel_and_dracut() {
+        assert_eq!(
+            debian_boot_args("x.tar").join(" "),
+            "mmdebstrap --variant=minbase --include=linux-image-amd64,dracut,dracut-live,\
+             dracut-network,curl,isc-dhcp-client,procps,systemd-sysv,dbus,python3 --format=tar \
+             bookworm x.tar"
         );
     }
 

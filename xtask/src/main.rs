@@ -2,6 +2,7 @@
 //! tasks (see [`TASKS`]). Run `cargo xtask help` for the list.
 
 mod bench;
+mod boot;
 mod demo;
 mod deps;
 mod fixtures;
@@ -28,6 +29,7 @@ const TASKS: &[Task] = &[
     Task { name: "test", help: "deps, fixtures, cargo test --workspace, then the rootless tests as an unprivileged user [--rootless-only] [-- ARGS]", run: test::task },
     Task { name: "demo", help: "import the Debian base into target/demo-store, apply two Ansible stages, run the result", run: demo::task },
     Task { name: "tidy", help: "check the sources: module docs, no ignored tests, no stubs, unsafe only in the sandbox", run: tidy::task },
+    Task { name: "boot-test", help: "boot hosts of a boot tree in QEMU until their marker line: --tree OUT --master M --host H... [--kvm]", run: boot::task },
     Task { name: "bench", help: "vauban against umoci, skopeo and buildah on the Debian fixture [--debug]", run: bench::task },
 ];
 

@@ -1,0 +1,27 @@
+//! The boot files of a build: the kernel and a dracut initramfs for a live
+//! boot over the network ([`dracut`]), the image as a squashfs `rootfs.img`
+//! ([`squashfs`]), each host's kernel command line and iPXE script
+//! ([`cmdline`]), the layout of the boot tree ([`tree`]) and its
+//! `SHA256SUMS` ([`sums`]).
+//!
+//! Each export runs in a [`Sandbox`](crate::sandbox::Sandbox) over an image
+//! of the store (rootless when vauban is not root): dracut inside the image,
+//! mksquashfs on the bare merged tree. Files land in the tree atomically
+//! ([`atomic`]). Errors are [`ExportError`].
+
+pub mod atomic;
+pub mod cmdline;
+pub mod dracut;
+pub mod error;
+pub mod kernel;
+pub mod runlog;
+pub mod squashfs;
+pub mod sums;
+pub mod tree;
+
+pub use cmdline::HostBoot;
+pub use dracut::{make_initramfs, BootKernel, InitramfsOptions};
+pub use error::ExportError;
+pub use kernel::KernelListing;
+pub use squashfs::{make_rootfs, ResolvConf, SquashCompression, SquashfsOptions};
+pub use tree::BootTree;

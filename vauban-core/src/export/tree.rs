@@ -1,0 +1,125 @@
+//! The boot tree: every file the hosts of a build boot from, laid out to be
+//! served as is over HTTP.
+//!
+//! ```text
+//! OUT/SHA256SUMS
+//! OUT/linux/vmlinuz-KVER              OUT/linux/vmlinuz-default -> vmlinuz-KVER
+//! OUT/linux/initramfs-KVER.img        OUT/linux/initramfs-default.img -> initramfs-KVER.img
+//! OUT/MASTER/rootfs.img
+//! OUT/MASTER/conffs-HOST.tgz
+//! OUT/MASTER/cmdline-HOST             OUT/MASTER/boot-HOST.ipxe
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use super::atomic;
+use super::cmdline::HostBoot;
+use super::error::Result;
+use super::sums;
+
+/// A boot tree rooted at a directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootTree {
+    root: PathBuf,
+}
+
+impl BootTree {
+    /// The tree at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        BootTree { root: root.into() }
+    }
+
+    /// Its root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `OUT/linux`: kernels and initramfs images.
+    pub fn linux_dir(&self) -> PathBuf {
+        self.root.join("linux")
+    }
+
+    /// `OUT/MASTER`.
+    pub fn master_dir(&self, master: &str) -> PathBuf {
+        self.root.join(master)
+    }
+
+    /// `OUT/MASTER/rootfs.img`.
+    pub fn rootfs(&self, master: &str) -> PathBuf {
+        self.master_dir(master).join("rootfs.img")
+    }
+
+    /// `OUT/MASTER/conffs-HOST.tgz`.
+    pub fn conffs(&self, master: &str, host: &str) -> PathBuf {
+        self.master_dir(master).join(format!("conffs-{host}.tgz"))
+    }
+
+    /// `OUT/MASTER/cmdline-HOST`.
+    pub fn cmdline(&self, master: &str, host: &str) -> PathBuf {
+        self.master_dir(master).join(format!("cmdline-{host}"))
+    }
+
+    /// `OUT/MASTER/boot-HOST.ipxe`.
+    pub fn ipxe(&self, master: &str, host: &str) -> PathBuf {
+        self.master_dir(master).join(format!("boot-{host}.ipxe"))
+    }
+
+    /// `OUT/SHA256SUMS`.
+    pub fn sums(&self) -> PathBuf {
+        self.root.join(sums::SUMS_FILE)
+    }
+
+    /// Writes the command line and the iPXE script of one host.
+    pub fn write_host_files(&self, boot: &HostBoot<'_>) -> Result<()> {
+        boot.validate()?;
+        let cmdline = format!("{}\n", boot.cmdline());
+        atomic::write_file(&self.cmdline(boot.master, boot.host), cmdline.as_bytes())?;
+        atomic::write_file(
+            &self.ipxe(boot.master, boot.host),
+            boot.ipxe_script().as_bytes(),
+        )?;
+        Ok(())
+    }
+
+    /// Writes `OUT/SHA256SUMS` over everything in the tree.
+    pub fn write_sums(&self) -> Result<PathBuf> {
+        sums::write_sums(&self.root)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_files_land_in_the_masters_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = BootTree::new(dir.path());
+        let boot = HostBoot {
+            base: "http://10.0.2.100",
+            master: "bars",
+            host: "web01",
+            kver: "6.1.0-28-amd64",
+            extra_args: &[],
+        };
+        tree.write_host_files(&boot).unwrap();
+        let cmdline = std::fs::read_to_string(dir.path().join("bars/cmdline-web01")).unwrap();
+        assert_eq!(cmdline, format!("{}\n", boot.cmdline()));
+        let ipxe = std::fs::read_to_string(dir.path().join("bars/boot-web01.ipxe")).unwrap();
+        assert!(ipxe.starts_with("#!ipxe\n"), "{ipxe}");
+        assert_eq!(
+            tree.conffs("bars", "web01"),
+            dir.path().join("bars/conffs-web01.tgz")
+        );
+        assert_eq!(tree.linux_dir().join("x"), dir.path().join("linux/x"));
+        tree.write_sums().unwrap();
+        let sums = std::fs::read_to_string(tree.sums()).unwrap();
+        assert_eq!(sums.lines().count(), 2, "{sums}");
+        let bad = HostBoot {
+            host: "../x",
+            ..boot
+        };
+        assert!(tree.write_host_files(&bad).is_err());
+        assert!(!dir.path().join("x").exists());
+    }
+}

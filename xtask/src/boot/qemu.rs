@@ -1,0 +1,227 @@
+//! The QEMU command line of a boot test and the watch of its serial console.
+//!
+//! The guest gets user-mode networking with `restrict=on` (it reaches nothing
+//! but what is forwarded) and one forward: `10.0.2.100:80` runs
+//! `busybox nc 127.0.0.1 PORT` per connection, so every HTTP request of the
+//! guest reaches the tree's server on loopback (`guestfwd=...-tcp:` would be
+//! one connection made at start: the second request would hang).
+//! KVM is opt-in: on this machine `-cpu host` aborts and plain KVM hangs.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// The address the guest fetches the boot tree from.
+pub const GUEST_SERVER: &str = "10.0.2.100";
+
+/// One guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guest {
+    /// The kernel.
+    pub kernel: PathBuf,
+    /// The initramfs.
+    pub initrd: PathBuf,
+    /// The kernel command line (the console is added).
+    pub cmdline: String,
+    /// Where the serial console is written.
+    pub console_log: PathBuf,
+    /// The loopback port of the HTTP server.
+    pub port: u16,
+    /// KVM instead of TCG.
+    pub kvm: bool,
+    /// Memory in MiB (the squashfs is held in RAM).
+    pub memory_mib: u32,
+}
+
+/// The `qemu-system-x86_64` argv (program first).
+pub fn qemu_argv(g: &Guest) -> Vec<String> {
+    let mut argv: Vec<String> = [
+        "qemu-system-x86_64",
+        "-accel",
+        if g.kvm { "kvm" } else { "tcg" },
+        "-machine",
+        "q35",
+        "-m",
+    ]
+    .map(String::from)
+    .to_vec();
+    argv.push(g.memory_mib.to_string());
+    argv.extend(["-smp", "2", "-display", "none", "-no-reboot"].map(String::from));
+    argv.push("-serial".into());
+    argv.push(format!("file:{}", g.console_log.display()));
+    argv.push("-kernel".into());
+    argv.push(g.kernel.display().to_string());
+    argv.push("-initrd".into());
+    argv.push(g.initrd.display().to_string());
+    argv.push("-append".into());
+    argv.push(format!("{} console=ttyS0,115200", g.cmdline.trim()));
+    argv.push("-netdev".into());
+    argv.push(format!(
+        "user,id=n0,restrict=on,guestfwd=tcp:{GUEST_SERVER}:80-cmd:busybox nc 127.0.0.1 {}",
+        g.port
+    ));
+    argv.extend(["-device", "virtio-net-pci,netdev=n0"].map(String::from));
+    argv
+}
+
+/// The first line of `console` holding `marker`, if any.
+pub fn marker_line(console: &str, marker: &str) -> Option<String> {
+    console
+        .lines()
+        .find(|l| l.contains(marker))
+        .map(|l| l.trim_end_matches('\r').to_owned())
+}
+
+/// What a boot came to.
+#[derive(Debug)]
+pub struct Booted {
+    /// The console line with the marker.
+    pub line: String,
+    /// From QEMU's start to the marker.
+    pub elapsed: Duration,
+}
+
+/// Starts QEMU, waits for `marker` on the console (polling the log), then
+/// stops QEMU. Fails on timeout or if QEMU exits first, naming the log.
+pub fn boot(guest: &Guest, marker: &str, timeout: Duration) -> Result<Booted> {
+    let argv = qemu_argv(guest);
+    let _ = std::fs::remove_file(&guest.console_log);
+    let started = Instant::now();
+    let mut child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot start {} (apt-get install qemu-system-x86)", argv[0]))?;
+    let result = watch(&mut child, &guest.console_log, marker, timeout, started);
+    stop(&mut child);
+    result
+}
+
+fn watch(
+    child: &mut Child,
+    log: &Path,
+    marker: &str,
+    timeout: Duration,
+    started: Instant,
+) -> Result<Booted> {
+    loop {
+        let console = read_lossy(log);
+        if let Some(line) = marker_line(&console, marker) {
+            return Ok(Booted {
+                line,
+                elapsed: started.elapsed(),
+            });
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "QEMU exited ({status}) before the marker {marker:?}; console log {}:\n{}",
+                log.display(),
+                tail(&console)
+            );
+        }
+        if started.elapsed() > timeout {
+            bail!(
+                "no marker {marker:?} after {timeout:?}; console log {}:\n{}",
+                log.display(),
+                tail(&console)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Stops QEMU: SIGTERM, then SIGKILL after 10 s (under TCG it may not exit
+/// by itself after the guest powers off).
+fn stop(child: &mut Child) {
+    if child.try_wait().ok().flatten().is_some() {
+        return;
+    }
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    for _ in 0..100 {
+        if child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn read_lossy(path: &Path) -> String {
+    let mut bytes = Vec::new();
+    if let Ok(mut f) = std::fs::File::open(path) {
+        let _ = f.read_to_end(&mut bytes);
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guest(kvm: bool) -> Guest {
+        Guest {
+            kernel: "/o/linux/vmlinuz-default".into(),
+            initrd: "/o/linux/initramfs-default.img".into(),
+            cmdline: "root=live:http://10.0.2.100/m/rootfs.img ip=dhcp\n".into(),
+            console_log: "/l/console.log".into(),
+            port: 8123,
+            kvm,
+            memory_mib: 3072,
+        }
+    }
+
+    #[test]
+    fn qemu_boots_the_kernel_under_tcg_with_a_forward_to_loopback() {
+        assert_eq!(
+            qemu_argv(&guest(false)),
+            [
+                "qemu-system-x86_64",
+                "-accel",
+                "tcg",
+                "-machine",
+                "q35",
+                "-m",
+                "3072",
+                "-smp",
+                "2",
+                "-display",
+                "none",
+                "-no-reboot",
+                "-serial",
+                "file:/l/console.log",
+                "-kernel",
+                "/o/linux/vmlinuz-default",
+                "-initrd",
+                "/o/linux/initramfs-default.img",
+                "-append",
+                "root=live:http://10.0.2.100/m/rootfs.img ip=dhcp console=ttyS0,115200",
+                "-netdev",
+                "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:80-cmd:busybox nc 127.0.0.1 8123",
+                "-device",
+                "virtio-net-pci,netdev=n0",
+            ]
+        );
+        let kvm = qemu_argv(&guest(true));
+        assert_eq!(kvm[1..3], ["-accel", "kvm"]);
+    }
+
+    #[test]
+    fn the_marker_line_is_found_without_its_carriage_return() {
+        let console = "[  1.0] boot\r\nvauban-marker host=web01\r\nmore\n";
+        assert_eq!(
+            marker_line(console, "vauban-marker").as_deref(),
+            Some("vauban-marker host=web01")
+        );
+        assert_eq!(marker_line(console, "nope"), None);
+    }
+}
