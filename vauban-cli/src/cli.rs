@@ -78,6 +78,12 @@ pub enum Command {
     Login(commands::login::Args),
     /// Apply Ansible playbooks to an image for one host: one layer per playbook.
     Stage(commands::stage::Args),
+    /// Build masters, their hosts' conffs and boot files from config.yml.
+    Build(commands::build::Args),
+    /// Tag an image of the registry `deployed`.
+    Deploy(commands::deploy::Args),
+    /// Print the JSON Schema of config.yml, or check a config.
+    Config(commands::config::Args),
 }
 
 /// What every command gets besides its own arguments.
@@ -132,6 +138,9 @@ impl Cli {
             Command::Pull(args) => commands::pull::run(&globals, args),
             Command::Login(args) => commands::login::run(&globals, args),
             Command::Stage(args) => commands::stage::run(&globals, args),
+            Command::Build(args) => commands::build::run(&globals, args),
+            Command::Deploy(args) => commands::deploy::run(&globals, args),
+            Command::Config(args) => commands::config::run(&globals, args),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! in the sandbox exits 127 (not found) or 126 (not executable), as shells and
 //! podman do; an interrupted command 128 + the signal (130, 143).
 
+use vauban_core::build::BuildError;
 use vauban_core::{Blame, Error as CoreError};
 use vauban_oci::Error as OciError;
 
@@ -16,15 +17,21 @@ pub const INTERNAL_ERROR: u8 = 2;
 /// messages written by the commands themselves (`bail!`) are user errors.
 pub fn code_for(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
-        if let Some(e) = cause.downcast_ref::<CoreError>() {
+        if let Some(e) = cause.downcast_ref::<BuildError>() {
             return match e {
-                CoreError::Interrupted { signal } => (128 + signal) as u8,
-                CoreError::Exec { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-                    127
-                }
-                CoreError::Exec { .. } => 126,
+                BuildError::Core(e) => core_code(e),
+                BuildError::Interrupted { signal } => (128 + signal) as u8,
                 other => blame_code(other.blame()),
             };
+        }
+        if let Some(e) = cause.downcast_ref::<vauban_core::config::ConfigError>() {
+            return blame_code(e.blame());
+        }
+        if let Some(e) = cause.downcast_ref::<vauban_core::keys::KeyStoreError>() {
+            return blame_code(e.blame());
+        }
+        if let Some(e) = cause.downcast_ref::<CoreError>() {
+            return core_code(e);
         }
         if let Some(e) = cause.downcast_ref::<OciError>() {
             return blame_code(e.blame());
@@ -34,6 +41,15 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
         }
     }
     USER_ERROR
+}
+
+fn core_code(e: &CoreError) -> u8 {
+    match e {
+        CoreError::Interrupted { signal } => (128 + signal) as u8,
+        CoreError::Exec { source, .. } if source.kind() == std::io::ErrorKind::NotFound => 127,
+        CoreError::Exec { .. } => 126,
+        other => blame_code(other.blame()),
+    }
 }
 
 fn blame_code(blame: Blame) -> u8 {

@@ -461,7 +461,7 @@ fn two_hosts_at_once_never_mix() {
         assert!(second.contains("first_stage_seen=True"), "{host}: {second}");
         let imginfo = String::from_utf8_lossy(&files["imginfo"]).into_owned();
         assert!(
-            imginfo.contains(&format!("hostname: {host}")),
+            imginfo.contains(&format!("hostname: \"{host}\"")),
             "{host}: {imginfo}"
         );
         let other = if host == "web01" { "db01" } else { "web01" };

@@ -342,6 +342,11 @@ pub enum Error {
     /// `ansible-playbook` failed: nothing of the stage was committed.
     #[error("{0}")]
     AnsibleFailed(Box<AnsibleFailure>),
+
+    // ---- exports (module `export`) ----
+    /// A conffs archive could not be made.
+    #[error(transparent)]
+    Conffs(#[from] crate::export::conffs::ConffsError),
 }
 
 /// What [`Error::AnsibleFailed`] says (boxed: it is large).
@@ -437,6 +442,7 @@ impl Error {
             | Error::Panicked(_)
             | Error::StageStep { .. } => Blame::Internal,
             Error::StageFailed { .. } => Blame::User,
+            Error::Conffs(e) => e.blame(),
         }
     }
 

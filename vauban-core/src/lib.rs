@@ -6,6 +6,7 @@
 // Items are public only where an embedder can reach them.
 #![warn(unreachable_pub)]
 
+pub mod build;
 pub mod config;
 pub mod env;
 pub mod error;

@@ -12,6 +12,8 @@ pub enum UserDir {
     Cache,
     /// `$XDG_STATE_HOME`, else `~/.local/state` (logs).
     State,
+    /// `$XDG_CONFIG_HOME`, else `~/.config` (the key store's default secret).
+    Config,
 }
 
 impl UserDir {
@@ -27,6 +29,7 @@ impl UserDir {
             UserDir::Data => ("XDG_DATA_HOME", ".local/share"),
             UserDir::Cache => ("XDG_CACHE_HOME", ".cache"),
             UserDir::State => ("XDG_STATE_HOME", ".local/state"),
+            UserDir::Config => ("XDG_CONFIG_HOME", ".config"),
         };
         get(xdg).or_else(|| get("HOME").map(|h| h.join(under_home)))
     }

@@ -1,5 +1,8 @@
 //! One module per subcommand: each has clap `Args` and `run(&Globals, Args)`.
 
+pub mod build;
+pub mod config;
+pub mod deploy;
 pub mod fsck;
 pub mod gc;
 pub mod images;

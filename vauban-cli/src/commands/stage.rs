@@ -144,7 +144,7 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
 /// `--ansible`: a git URL as it is, a directory made absolute here, once (the
 /// stage runs from inside the Ansible root, where a relative path means
 /// something else).
-fn ansible_source(arg: &str) -> Result<AnsibleSource> {
+pub(crate) fn ansible_source(arg: &str) -> Result<AnsibleSource> {
     Ok(match AnsibleSource::parse(arg) {
         AnsibleSource::Dir(dir) => AnsibleSource::Dir(
             std::path::absolute(&dir)

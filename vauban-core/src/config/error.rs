@@ -260,3 +260,31 @@ impl std::fmt::Display for KeyContext {
         })
     }
 }
+
+impl ConfigError {
+    /// Who has to act: the config's author, except for a file the machine
+    /// cannot read.
+    pub fn blame(&self) -> crate::error::Blame {
+        use crate::error::Blame;
+        match self {
+            ConfigError::Read { source, .. } => Blame::of_io(source.kind()),
+            ConfigError::Yaml { .. }
+            | ConfigError::Empty { .. }
+            | ConfigError::DuplicateKey { .. }
+            | ConfigError::UnknownKey { .. }
+            | ConfigError::MisplacedKey { .. }
+            | ConfigError::WrongType { .. }
+            | ConfigError::MissingKey { .. }
+            | ConfigError::InvalidValue { .. }
+            | ConfigError::BadStage { .. }
+            | ConfigError::NoStages { .. }
+            | ConfigError::DuplicateName { .. }
+            | ConfigError::NoSource { .. }
+            | ConfigError::TwoSources { .. }
+            | ConfigError::BadChecksum { .. }
+            | ConfigError::NoSuchMaster { .. }
+            | ConfigError::UnknownMaster { .. }
+            | ConfigError::MissingPlaybook { .. } => Blame::User,
+        }
+    }
+}

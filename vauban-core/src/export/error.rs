@@ -112,3 +112,20 @@ impl ExportError {
         }
     }
 }
+
+impl ExportError {
+    /// Who has to act on this error.
+    pub fn blame(&self) -> crate::error::Blame {
+        use crate::error::Blame;
+        match self {
+            ExportError::NoKernel { .. }
+            | ExportError::NoDracut { .. }
+            | ExportError::BadName { .. } => Blame::User,
+            ExportError::Failed { .. }
+            | ExportError::ScriptFailed { .. }
+            | ExportError::Missing { .. } => Blame::Environment,
+            ExportError::Sandbox { source, .. } => source.blame(),
+            ExportError::Io { source, .. } => Blame::of_io(source.kind()),
+        }
+    }
+}

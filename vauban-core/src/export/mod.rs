@@ -11,6 +11,7 @@
 
 pub mod atomic;
 pub mod cmdline;
+pub mod conffs;
 pub mod dracut;
 pub mod error;
 pub mod kernel;

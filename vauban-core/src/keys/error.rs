@@ -151,3 +151,24 @@ impl KeyStoreError {
         move |source| KeyStoreError::Io { op, path, source }
     }
 }
+
+impl KeyStoreError {
+    /// Who has to act on this error.
+    pub fn blame(&self) -> crate::error::Blame {
+        use crate::error::Blame;
+        match self {
+            KeyStoreError::EmptySecret { .. }
+            | KeyStoreError::InvalidIdentity { .. }
+            | KeyStoreError::SecretNotUtf8 { .. }
+            | KeyStoreError::WrongKey { .. }
+            | KeyStoreError::ExcessiveWork { .. }
+            | KeyStoreError::Corrupt { .. }
+            | KeyStoreError::BadStoredKey { .. }
+            | KeyStoreError::InvalidHost { .. } => Blame::User,
+            KeyStoreError::ReadSecret { source, .. } | KeyStoreError::Io { source, .. } => {
+                Blame::of_io(source.kind())
+            }
+            KeyStoreError::Generate { .. } | KeyStoreError::Encrypt { .. } => Blame::Internal,
+        }
+    }
+}

@@ -82,6 +82,35 @@ impl KeySecret {
         Self::parse(&text, path.display().to_string())
     }
 
+    /// Reads the age identity file at `path`, or makes one there (mode 0600,
+    /// its directory created) when there is none; `true` when it was made now.
+    /// The default of `vauban build` when no secret is given, so a first build
+    /// needs no set-up (back the file up: without it the keys are lost).
+    pub fn load_or_create_identity(path: &Path) -> Result<(Self, bool)> {
+        match fs::metadata(path) {
+            Ok(_) => return Ok((Self::from_file(path)?, false)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(KeyStoreError::ReadSecret {
+                    path: path.to_owned(),
+                    source,
+                })
+            }
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(KeyStoreError::io("create", dir))?;
+        }
+        let identity = age::x25519::Identity::generate();
+        let text = Zeroizing::new(format!(
+            "# vauban key store identity, made {}\n# public key: {}\n{}\n",
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            identity.to_public(),
+            age::secrecy::ExposeSecret::expose_secret(&identity.to_string()),
+        ));
+        super::atomic::write_atomically(path, text.as_bytes())?;
+        Ok((Self::from_file(path)?, true))
+    }
+
     /// Parses `text`: when a line that is neither blank nor a `#` comment starts
     /// with `AGE-SECRET-KEY-`, it must be the only such line and a valid age X25519
     /// identity; otherwise the whole text, less trailing line ends, is a passphrase

@@ -41,6 +41,8 @@ pub struct CommitOptions {
     pub compression: Compression,
     /// Paths left out of the layer; see [`DEFAULT_EXCLUDES`].
     pub exclude: Vec<PathBuf>,
+    /// The history entry's `comment` (a build records its cache key there).
+    pub comment: Option<String>,
 }
 
 impl CommitOptions {
@@ -50,6 +52,7 @@ impl CommitOptions {
             created_by: created_by.into(),
             compression: Compression::default(),
             exclude: DEFAULT_EXCLUDES.iter().map(PathBuf::from).collect(),
+            comment: None,
         }
     }
 }
@@ -100,7 +103,7 @@ impl Sandbox<'_> {
         let history = HistoryEntry {
             created_by: opts.created_by.clone(),
             created: created_now(),
-            comment: None,
+            comment: opts.comment.clone(),
         };
         let image = vauban_oci::image::build(self.store, Some(&self.image), &[packed], &history)?;
         tracing::info!(digest = %image.manifest_digest, "committed");

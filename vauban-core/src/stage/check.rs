@@ -68,7 +68,7 @@ pub fn check_exists(stage: &Stage, checkout: &Checkout) -> Result<()> {
 
 /// An Ansible tool run on the host from the Ansible root, with the host
 /// variables Ansible needs and none of vauban's others.
-fn ansible_tool(program: &Path, root: &Path, inventories: &[PathBuf]) -> Command {
+pub(crate) fn ansible_tool(program: &Path, root: &Path, inventories: &[PathBuf]) -> Command {
     let mut cmd = Command::new(program);
     for inv in inventories {
         cmd.arg("-i").arg(inv);

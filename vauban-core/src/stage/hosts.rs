@@ -42,6 +42,8 @@ pub struct Target {
     pub host: String,
     /// The image it starts from.
     pub base: Image,
+    /// The history comment of its new layer (a build's cache key), if any.
+    pub comment: Option<String>,
 }
 
 /// One stage of a build, ready to run over hosts.
@@ -63,6 +65,7 @@ pub(crate) struct StageRun<'a> {
 /// A prepared host.
 struct Prepared<'s> {
     host: String,
+    comment: Option<String>,
     sandbox: Sandbox<'s>,
     before: Option<String>,
 }
@@ -109,6 +112,7 @@ impl StageRun<'_> {
             });
             Some(before.map(|b| Prepared {
                 host: host.clone(),
+                comment: targets[i].comment.clone(),
                 sandbox,
                 before: b,
             }))
@@ -185,6 +189,7 @@ impl StageRun<'_> {
         let mut commit = CommitOptions::new(self.created_by(&p.host));
         commit.compression = self.spec.compression;
         commit.exclude.extend(self.spec.exclude.iter().cloned());
+        commit.comment = p.comment.clone();
         let image = p.sandbox.commit(&commit)?;
         if let Some(layer) = image.layers().last() {
             self.env.events.emit(Event::Committed {

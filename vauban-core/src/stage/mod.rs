@@ -23,7 +23,7 @@ pub mod output;
 pub mod repo;
 mod run;
 pub mod spec;
-mod tools;
+pub(crate) mod tools;
 
 pub use hooks::Hooks;
 pub use hosts::Target;

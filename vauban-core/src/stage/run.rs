@@ -167,6 +167,7 @@ pub fn apply_stages(
         let target = Target {
             host: host.to_string(),
             base: source.clone(),
+            comment: None,
         };
         let (_, built) = runner
             .run(stage, &[target])

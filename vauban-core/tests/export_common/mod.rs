@@ -7,7 +7,7 @@ use std::path::Path;
 
 use vauban_core::export::{self, ExportError, InitramfsOptions, ResolvConf, SquashfsOptions};
 use vauban_core::sandbox::Program;
-use vauban_oci::image::{HistoryEntry, NewLayer};
+use vauban_oci::image::HistoryEntry;
 use vauban_oci::layer::{repack_tar, PackOptions};
 use vauban_oci::store::Store;
 use vauban_oci::Reference;
@@ -274,7 +274,7 @@ fn import_boot_fixture(store: &Store) -> Reference {
         comment: None,
     };
     let name = Reference::parse("boot").unwrap();
-    vauban_oci::image::commit(store, None, &[NewLayer::from(&packed)], &history, &name).unwrap();
+    vauban_oci::image::commit(store, None, std::slice::from_ref(&packed), &history, &name).unwrap();
     name
 }
 

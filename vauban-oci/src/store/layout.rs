@@ -43,7 +43,7 @@ pub(super) fn create_dirs(root: &Path) -> Result<()> {
     Ok(())
 }
 
-fn make_private_dir(dir: &Path) -> Result<()> {
+pub(super) fn make_private_dir(dir: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     match fs::DirBuilder::new().mode(PRIVATE_DIR_MODE).create(dir) {
         Ok(()) => {}

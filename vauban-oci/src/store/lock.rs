@@ -3,7 +3,9 @@
 //!   *exclusive* by gc, so gc never runs while another process may be writing
 //!   blobs it has not referenced yet;
 //! - `STORE/index.lock` is held *exclusive* around every read-modify-write of
-//!   `index.json` ([`StoreLock`]).
+//!   `index.json` ([`StoreLock`]);
+//! - `STORE/locks/<name>.lock` is held *exclusive* around a piece of work two
+//!   processes must not do at once (a build step: [`Store::work_lock`]).
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -15,6 +17,7 @@ use crate::error::{Error, IoContext, Result};
 
 const IN_USE: &str = "lock";
 const INDEX_LOCK: &str = "index.lock";
+const WORK_LOCKS: &str = "locks";
 
 /// An exclusive lock on the store's index; released on drop.
 #[derive(Debug)]
@@ -71,6 +74,30 @@ impl Store {
             Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
             Err(e) => Err(Error::io("lock", path, e.into())),
         }
+    }
+
+    /// Takes the exclusive lock of a piece of work named `name` (ASCII letters,
+    /// digits, `-`, `_`, `.`), `STORE/locks/<name>.lock`, waiting while another
+    /// process holds it: builds of one step never run it twice at once. Lock
+    /// files stay (unlinking one would let a waiter and a newcomer both in).
+    pub fn work_lock(&self, name: &str) -> Result<StoreLock> {
+        let valid = !name.is_empty()
+            && !name.starts_with('.')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !valid {
+            return Err(Error::BadStore {
+                path: self.root.join(WORK_LOCKS),
+                reason: format!("invalid work lock name {name:?}"),
+            });
+        }
+        let dir = self.root.join(WORK_LOCKS);
+        super::layout::make_private_dir(&dir)?;
+        let path = dir.join(format!("{name}.lock"));
+        let file = open_lock_file(&path)?;
+        flock_at(&file, FlockOperation::LockExclusive, &path)?;
+        Ok(StoreLock { _file: file, path })
     }
 
     /// Turns this handle's shared `STORE/lock` exclusive for the duration of

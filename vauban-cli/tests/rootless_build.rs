@@ -1,0 +1,669 @@
+//! `vauban build` end to end, rootless, with real Ansible and a real
+//! `docker-registry` on 127.0.0.1: a release from the Debian fixture
+//! (`tarball:` with its sha256), `master-base` → `master-web`, conffs of
+//! `web01` and `web02`. What the registry holds (read with skopeo), what each
+//! conffs holds, the cache (a second build runs nothing; a changed host_vars,
+//! playbook, template in a dirty checkout, group_vars rebuild exactly what
+//! reads them), host keys kept and never logged, two builds at once, a failing
+//! host, the size limit, SIGTERM mid-conffs.
+
+#![cfg(feature = "rootless-tests")]
+
+mod cli_support;
+
+#[path = "../../vauban-oci/tests/registry_common/server.rs"]
+#[allow(dead_code)]
+mod registry_server;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use cli_support::{fixture, sandbox_leftovers, testdata, unprivileged, vauban_bin};
+
+/// A build's world: config, Ansible copy, store, out, keys, logs.
+struct World {
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    fn new(configuration: &str) -> World {
+        unprivileged();
+        let dir = tempfile::tempdir().unwrap();
+        let w = World { dir };
+        copy_dir(&testdata().join("build/ansible"), &w.path("ansible"));
+        let tar = fixture("debian.tar");
+        let sha = sha256_of(&tar);
+        std::fs::write(
+            w.path("config.yml"),
+            format!(
+                "configuration:\n  ansible: ansible\n{configuration}\
+                 bookworm:\n  name: debian-12\n  tarball: {}\n  sha256: {sha}\n  \
+                 master-base:\n    stages: [base.yml]\n    \
+                 master-web:\n      stages: [web.yml]\n      conffs: 'web*'\n",
+                tar.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            w.path("key.txt"),
+            "a passphrase of the build tests, long enough\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(w.path("key.txt"), std::fs::Permissions::from_mode(0o600))
+            .unwrap();
+        w
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(vauban_bin());
+        cmd.arg("--store")
+            .arg(self.path("store"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("RUST_LOG")
+            .env_remove("VAUBAN_STORE")
+            .env_remove("VAUBAN_KEYSTORE_KEY")
+            .env("XDG_CONFIG_HOME", self.path("xdg-config"))
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn build_args(&self, extra: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "--events",
+            "json",
+            "build",
+            "--config",
+            "config.yml",
+            "--keystore",
+            "keys/hostkeys.age",
+            "--keystore-key-file",
+            "key.txt",
+            "--log-dir",
+            "logs",
+            "--cache-dir",
+            "git-cache",
+            "--jobs",
+            "2",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    }
+
+    fn build(&self, extra: &[&str]) -> Output {
+        let args = self.build_args(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.cmd(&args).output().unwrap()
+    }
+
+    /// Builds, panics unless it succeeds; the (stage, host) pairs Ansible ran.
+    fn build_ok(&self, extra: &[&str]) -> BTreeSet<(String, String)> {
+        let out = self.build(extra);
+        assert!(
+            out.status.success(),
+            "vauban build {extra:?} failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ran(&out)
+    }
+
+    fn digest(&self, name: &str) -> String {
+        let out = self.cmd(&["inspect", name]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["manifestDigest"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no digest in {v}"))
+            .to_string()
+    }
+
+    fn conffs(&self, host: &str) -> std::collections::BTreeMap<String, (u32, u32, Vec<u8>)> {
+        let file =
+            std::fs::File::open(self.path(&format!("out/master-web/conffs-{host}.tgz"))).unwrap();
+        cli_support::tar_listing(flate2::read::GzDecoder::new(file), |e| {
+            let mode = e.header().mode().unwrap();
+            let uid = e.header().uid().unwrap() as u32;
+            let mut data = Vec::new();
+            e.read_to_end(&mut data).unwrap();
+            (mode, uid, data)
+        })
+    }
+
+    fn edit(&self, rel: &str, text: &str) {
+        std::fs::write(self.path(&format!("ansible/{rel}")), text).unwrap();
+    }
+}
+
+/// The (stage, host) pairs of the `stage_started` events of a build.
+fn ran(out: &Output) -> BTreeSet<(String, String)> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == "stage_started")
+        .map(|v| {
+            (
+                v["stage"].as_str().unwrap().to_string(),
+                v["host"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn pairs(list: &[(&str, &str)]) -> BTreeSet<(String, String)> {
+    list.iter()
+        .map(|(s, h)| (s.to_string(), h.to_string()))
+        .collect()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).unwrap();
+        }
+    }
+}
+
+fn sha256_of(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+fn skopeo_tags(image: &str) -> Vec<String> {
+    let out = Command::new("skopeo")
+        .args([
+            "list-tags",
+            "--tls-verify=false",
+            &format!("docker://{image}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo list-tags {image}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["Tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect()
+}
+
+fn everything_under(dir: &Path) -> String {
+    let mut text = String::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                text.push_str(&everything_under(&p));
+            } else if let Ok(t) = std::fs::read(&p) {
+                text.push_str(&String::from_utf8_lossy(&t));
+            }
+        }
+    }
+    text
+}
+
+#[test]
+fn build_publishes_conffs_per_host_and_caches_exactly() {
+    let w = World::new("");
+    let registry = registry_server::Registry::open();
+    let reg = format!("{}/vauban", registry.host());
+    let first = w.build_ok(&[
+        "--name",
+        "master-web",
+        "--stage",
+        "conffs",
+        "--build-parents",
+        "-1",
+        "--registry",
+        &reg,
+        "--tls-verify=false",
+    ]);
+    assert_eq!(
+        first,
+        pairs(&[
+            ("base.yml", "master-base"),
+            ("web.yml", "master-web"),
+            ("base.yml", "web01"),
+            ("base.yml", "web02"),
+            ("web.yml", "web01"),
+            ("web.yml", "web02"),
+        ])
+    );
+
+    // The registry: masters and hosts with latest and the date tag; no release.
+    for image in [
+        "master-base",
+        "master-web",
+        "master-web/web01",
+        "master-web/web02",
+    ] {
+        let tags = skopeo_tags(&format!("{reg}/{image}"));
+        assert!(tags.contains(&"latest".to_string()), "{image}: {tags:?}");
+        assert!(
+            tags.iter().any(|t| t.len() == 15 && t.contains('T')),
+            "{image}: no date tag in {tags:?}"
+        );
+    }
+
+    // Each conffs: its hostname, its own value and keys; no log, no rootfs file.
+    let a = w.conffs("web01");
+    let b = w.conffs("web02");
+    assert_eq!(a["etc/hostname"].2, b"web01\n");
+    assert_eq!(a["etc/vauban/host-value"].2, b"value-of-web01\n");
+    assert_eq!(b["etc/vauban/host-value"].2, b"value-of-web02\n");
+    for (path, mode) in [
+        ("etc/ssh/ssh_host_ed25519_key", 0o600),
+        ("etc/ssh/ssh_host_ed25519_key.pub", 0o644),
+        ("etc/ssh/ssh_host_rsa_key", 0o600),
+        ("etc/ssh/ssh_host_ecdsa_key", 0o600),
+    ] {
+        assert_eq!(a[path].0 & 0o7777, mode, "{path}");
+        assert_eq!(a[path].1, 0, "{path} owner");
+    }
+    assert_ne!(
+        a["etc/ssh/ssh_host_ed25519_key.pub"].2, b["etc/ssh/ssh_host_ed25519_key.pub"].2,
+        "two hosts share a key"
+    );
+    for conffs in [&a, &b] {
+        assert!(
+            !conffs.keys().any(|p| p.starts_with("var/log")),
+            "{:?}",
+            conffs.keys()
+        );
+        for rootfs_file in ["etc/motd", "etc/fleet", "usr/bin/python3", "etc/web.conf"] {
+            assert!(
+                !conffs.contains_key(rootfs_file),
+                "{rootfs_file} in a conffs"
+            );
+        }
+    }
+    let unpacked = w.path("unpacked");
+    let out = w
+        .cmd(&["unpack", "master-web", unpacked.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(unpacked.join("etc/web.conf").is_file());
+    assert!(
+        !unpacked.join("etc/vauban/host-value").exists(),
+        "a host file in the rootfs"
+    );
+    let _ = Command::new("rm").arg("-rf").arg(&unpacked).status();
+
+    // No private key in any log or event.
+    let logs = everything_under(&w.path("logs"));
+    assert!(!logs.is_empty());
+    assert!(!logs.contains("PRIVATE KEY"), "a private key in the logs");
+
+    // A second identical build runs nothing and gives the same images and keys.
+    let digests: Vec<String> = ["master-base", "master-web", "master-web/web01"]
+        .iter()
+        .map(|n| w.digest(n))
+        .collect();
+    let out = w.build(&[
+        "--name",
+        "master-web",
+        "--stage",
+        "conffs",
+        "--build-parents",
+        "-1",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(ran(&out).is_empty(), "{:?}", ran(&out));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("PRIVATE KEY"));
+    let again: Vec<String> = ["master-base", "master-web", "master-web/web01"]
+        .iter()
+        .map(|n| w.digest(n))
+        .collect();
+    assert_eq!(digests, again);
+    assert_eq!(
+        w.conffs("web01")["etc/ssh/ssh_host_ed25519_key"].2,
+        a["etc/ssh/ssh_host_ed25519_key"].2,
+        "a rebuilt host lost its key"
+    );
+
+    let rebuild = |w: &World| {
+        w.build_ok(&[
+            "--name",
+            "master-web",
+            "--stage",
+            "conffs",
+            "--build-parents",
+            "-1",
+        ])
+    };
+    // A host_vars value: that host's steps only.
+    w.edit(
+        "host_vars/web02.yml",
+        "host_value: changed-value-of-web02\n",
+    );
+    assert_eq!(
+        rebuild(&w),
+        pairs(&[("base.yml", "web02"), ("web.yml", "web02")])
+    );
+    assert_eq!(
+        w.conffs("web02")["etc/vauban/host-value"].2,
+        b"changed-value-of-web02\n"
+    );
+
+    // A playbook: its stage everywhere and what follows, nothing before.
+    let web = std::fs::read_to_string(w.path("ansible/web.yml")).unwrap();
+    w.edit(
+        "web.yml",
+        &format!("{web}\n# a comment changes the playbook\n"),
+    );
+    assert_eq!(
+        rebuild(&w),
+        pairs(&[
+            ("web.yml", "master-web"),
+            ("web.yml", "web01"),
+            ("web.yml", "web02")
+        ])
+    );
+
+    // A template changed in a git checkout, uncommitted: the stages reading it.
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@127.0.0.1"])
+            .args(args)
+            .current_dir(w.path("ansible"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    git(&["init", "-q"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "the tests' repository"]);
+    assert!(rebuild(&w).is_empty(), "a commit alone changed the inputs");
+    w.edit("templates/fleet.j2", "fleet={{ fleet }}\nedited=yes\n");
+    assert_eq!(
+        rebuild(&w),
+        pairs(&[
+            ("base.yml", "master-base"),
+            ("web.yml", "master-web"),
+            ("base.yml", "web01"),
+            ("base.yml", "web02"),
+            ("web.yml", "web01"),
+            ("web.yml", "web02"),
+        ]),
+        "fleet.j2 is read by base.yml: everything after it rebuilds"
+    );
+
+    // A group_vars value: the steps of the group's hosts (master-base is not in it).
+    w.edit("group_vars/web.yml", "web_port: 9090\n");
+    assert_eq!(
+        rebuild(&w),
+        pairs(&[
+            ("web.yml", "master-web"),
+            ("base.yml", "web01"),
+            ("base.yml", "web02"),
+            ("web.yml", "web01"),
+            ("web.yml", "web02"),
+        ])
+    );
+
+    // deploy: `deployed` in the registry.
+    let out = w
+        .cmd(&[
+            "deploy",
+            "master-web",
+            "--registry",
+            &reg,
+            "--tls-verify=false",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(skopeo_tags(&format!("{reg}/master-web")).contains(&"deployed".to_string()));
+    assert!(sandbox_leftovers(&w.path("store")).is_empty());
+}
+
+#[test]
+fn build_twice_at_once_agrees_and_names_failures() {
+    let w = World::new("  conffs_size_limit: 40KiB\n");
+    let spawn = || {
+        let args = w.build_args(&[
+            "--name",
+            "master-web",
+            "--stage",
+            "rootfs",
+            "--build-parents",
+            "-1",
+        ]);
+        w.cmd(&args.iter().map(String::as_str).collect::<Vec<_>>())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    for out in [&a, &b] {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Each stage ran once, in one of them.
+    let mut all: Vec<(String, String)> = ran(&a).into_iter().collect();
+    all.extend(ran(&b));
+    all.sort();
+    assert_eq!(
+        all,
+        pairs(&[("base.yml", "master-base"), ("web.yml", "master-web")])
+            .into_iter()
+            .collect::<Vec<_>>()
+    );
+
+    // A failing host is named with its task; the other host's conffs is kept.
+    w.edit("host_vars/web02.yml", "host_value: v2\nfail_here: true\n");
+    let out = w.build(&["--name", "master-web", "--stage", "conffs"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("web02") && stderr.contains("Fail where asked"),
+        "{stderr}"
+    );
+    assert!(w.path("out/master-web/conffs-web01.tgz").is_file());
+    assert!(!w.path("out/master-web/conffs-web02.tgz").exists());
+
+    // The size limit names the host and its biggest file, and leaves no archive.
+    w.edit("host_vars/web02.yml", "host_value: v2\nbig_file: true\n");
+    let out = w.build(&["--name", "master-web", "--stage", "conffs"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("web02") && stderr.contains("etc/big"),
+        "{stderr}"
+    );
+    assert!(!w.path("out/master-web/conffs-web02.tgz").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(w.path("out/master-web"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // SIGTERM mid-conffs: no mount, no process, nothing half-written.
+    w.edit("host_vars/web01.yml", "host_value: v1-again\n");
+    w.edit("host_vars/web02.yml", "host_value: v2-again\n");
+    let args = w.build_args(&["--name", "master-web", "--stage", "conffs"]);
+    let mut child = w
+        .cmd(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if line.contains("\"ansible_line\"") {
+            break;
+        }
+    }
+    nix_kill(child.id(), 15);
+    let status = child.wait().unwrap();
+    // The cleaned-up process ends the way the signal asks (a shell sees 143).
+    assert!(
+        status.code() == Some(143)
+            || std::os::unix::process::ExitStatusExt::signal(&status) == Some(15),
+        "{status}"
+    );
+    assert_eq!(sandbox_leftovers(&w.path("store")), Vec::<String>::new());
+    let tmp: Vec<_> = std::fs::read_dir(w.path("store/tmp"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(tmp.is_empty(), "{tmp:?}");
+    // The next build picks up and succeeds.
+    w.build_ok(&["--name", "master-web", "--stage", "conffs"]);
+}
+
+fn nix_kill(pid: u32, signal: i32) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn build_config_errors_name_the_file_line_and_key() {
+    unprivileged();
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "bookworm:\n  image: 127.0.0.1:1/d:12\n  master-a:\n    stagse: [a.yml]\n",
+            &["config.yml:4", "stagse", "stages"],
+        ),
+        (
+            "bookworm:\n  image: 127.0.0.1:1/d:12\n  master-a: [\n",
+            &["config.yml", "YAML"],
+        ),
+        (
+            "bookworm:\n  tarball: /x.tar\n  sha256: abc\n  master-a:\n    stages: [a.yml]\n",
+            &["config.yml:3", "sha256"],
+        ),
+    ];
+    for (text, wanted) in cases {
+        std::fs::write(dir.path().join("config.yml"), text).unwrap();
+        let out = Command::new(vauban_bin())
+            .args([
+                "--store",
+                "store",
+                "build",
+                "--name",
+                "master-a",
+                "--ansible",
+                ".",
+            ])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        for w in *wanted {
+            assert!(stderr.contains(w), "{w:?} not in: {stderr}");
+        }
+    }
+    // An unknown --name lists the masters.
+    std::fs::write(
+        dir.path().join("config.yml"),
+        "bookworm:\n  image: 127.0.0.1:1/d:12\n  master-a:\n    stages: [a.yml]\n",
+    )
+    .unwrap();
+    let out = Command::new(vauban_bin())
+        .args([
+            "--store",
+            "store",
+            "build",
+            "--name",
+            "master-z",
+            "--ansible",
+            ".",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("master-z") && stderr.contains("master-a"),
+        "{stderr}"
+    );
+    // A missing playbook is named before anything runs.
+    let out = Command::new(vauban_bin())
+        .args([
+            "--store",
+            "store",
+            "build",
+            "--name",
+            "master-a",
+            "--ansible",
+            ".",
+            "--stage",
+            "rootfs",
+            "--check",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+}

@@ -1,0 +1,319 @@
+//! The boot step of a master (`--stage initramfs`): the kernel and a dracut
+//! initramfs made in the rootfs that has them (`initramfs_release:`, else the
+//! master's own), the master's `rootfs.img`, and for each conffs host its
+//! kernel command line and iPXE script; then `SHA256SUMS` over the tree.
+//!
+//! Both big files are cached in the store (`STORE/boot-cache/<key>/`) and
+//! linked into `--out`: the initramfs by the layers up to the last one that
+//! touches the kernel, its modules or dracut (plus the dracut.conf), so a
+//! week of rebuilds with no new kernel makes it once; `rootfs.img` by the
+//! image's digest and the squashfs options.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+use vauban_oci::Image;
+
+use super::builder::Builder;
+use super::error::BuildError;
+use super::inputs::hex;
+use super::report::{Exported, Outcome};
+use crate::config::{DracutConf, Master, SquashfsCompression};
+use crate::events::Event;
+use crate::export::{
+    self, BootTree, HostBoot, InitramfsOptions, ResolvConf, SquashCompression, SquashfsOptions,
+};
+use crate::sandbox::SandboxOptions;
+
+/// Paths of a layer that make a new initramfs.
+const KERNEL_PATHS: [&str; 8] = [
+    "boot",
+    "lib/modules",
+    "usr/lib/modules",
+    "usr/lib/dracut",
+    "lib/dracut",
+    "etc/dracut.conf",
+    "etc/dracut.conf.d",
+    "usr/bin/dracut",
+];
+
+/// The cache directory of the boot files.
+const BOOT_CACHE: &str = "boot-cache";
+
+impl Builder<'_> {
+    /// Makes (or links from the cache) the boot files of `master`.
+    pub(super) fn boot(&mut self, master: &Master) -> Result<(), BuildError> {
+        let image = self.existing(master)?;
+        let kernel_master = match &self.config.configuration.initramfs_release {
+            Some(name) => self.config.find(&name.value)?.clone(),
+            None => master.clone(),
+        };
+        let kernel_image = self.existing(&kernel_master)?;
+        let tree = BootTree::new(self.out().to_path_buf());
+        let logs = self.env.log_dir.join(format!(
+            "{}-boot-{}",
+            chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
+            master.name
+        ));
+
+        // The initramfs.
+        let started = std::time::Instant::now();
+        let extra_conf = match &self.config.configuration.dracut_conf {
+            None => String::new(),
+            Some(c) => match &c.value {
+                DracutConf::Text(t) => t.clone(),
+                DracutConf::File(f) => std::fs::read_to_string(f)
+                    .map_err(|e| crate::Error::io("read the dracut.conf", f, e))?,
+            },
+        };
+        let key = self.initramfs_key(&kernel_image, &extra_conf);
+        let (dir, outcome) = self.boot_cached(&key, |store, dir| {
+            let opts = InitramfsOptions {
+                extra_conf: extra_conf.clone(),
+                log: logs.join("dracut.log"),
+                sandbox: sandbox_options(),
+            };
+            export::make_initramfs(store, &kernel_image, &kernel_master.name, &opts, dir)?;
+            Ok(())
+        })?;
+        let kver = linked_kernel(&dir, &tree.linux_dir())?;
+        let (kernel_file, initramfs_file) = export::dracut::file_names(&kver);
+        self.exported(&tree.linux_dir().join(&kernel_file));
+        self.exported(&tree.linux_dir().join(&initramfs_file));
+        self.record(
+            format!("initramfs {kver} ({})", kernel_master.name),
+            outcome,
+            None,
+            size_of(&tree.linux_dir().join(&initramfs_file)),
+            started,
+        );
+
+        // rootfs.img.
+        self.interrupted()?;
+        let started = std::time::Instant::now();
+        let c = &self.config.configuration;
+        let squash = SquashfsOptions {
+            compression: match c.squashfs_compression {
+                SquashfsCompression::Zstd => SquashCompression::Zstd,
+                SquashfsCompression::Xz => SquashCompression::Xz,
+            },
+            resolv_conf: ResolvConf::Link(c.resolv_conf.to_string_lossy().into_owned()),
+            processors: None,
+            log: logs.join("mksquashfs.log"),
+            sandbox: sandbox_options(),
+        };
+        let key = digest_of(&format!(
+            "rootfs.img {} {} {:?} {:?}",
+            env!("CARGO_PKG_VERSION"),
+            image.manifest_digest,
+            squash.compression,
+            squash.resolv_conf
+        ));
+        let (dir, outcome) = self.boot_cached(&key, |store, dir| {
+            export::make_rootfs(
+                store,
+                &image,
+                &master.name,
+                &squash,
+                &dir.join("rootfs.img"),
+            )?;
+            Ok(())
+        })?;
+        let dest = tree.rootfs(&master.name);
+        link(&dir.join("rootfs.img"), &dest)?;
+        self.exported(&dest);
+        self.record(
+            format!("rootfs.img {}", master.name),
+            outcome,
+            Some(&image),
+            size_of(&dest),
+            started,
+        );
+
+        // Each host's command line and iPXE script.
+        if let Some(base) = self.opts.boot_url.clone().or_else(|| {
+            self.config
+                .configuration
+                .boot_url
+                .as_ref()
+                .map(|b| b.value.clone())
+        }) {
+            let args: Vec<String> = self
+                .config
+                .configuration
+                .kernel_args
+                .iter()
+                .map(|a| a.value.clone())
+                .collect();
+            for host in self.conffs_hosts_built(master) {
+                tree.write_host_files(&HostBoot {
+                    base: &base,
+                    master: &master.name,
+                    host: &host,
+                    kver: &kver,
+                    extra_args: &args,
+                })?;
+            }
+        } else {
+            self.warn(format!(
+                "no boot URL (--boot-url or `boot_url:`): no command line nor iPXE script for \
+                 the hosts of {}",
+                master.name
+            ));
+        }
+        let sums = tree.write_sums()?;
+        self.exported(&sums);
+        Ok(())
+    }
+
+    /// The hosts whose conffs are in the output tree of `master`.
+    fn conffs_hosts_built(&self, master: &Master) -> Vec<String> {
+        let dir = BootTree::new(self.out().to_path_buf()).master_dir(&master.name);
+        let mut hosts: Vec<String> = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.strip_prefix("conffs-")?
+                    .strip_suffix(".tgz")
+                    .map(str::to_owned)
+            })
+            .collect();
+        hosts.sort();
+        hosts
+    }
+
+    fn exported(&mut self, path: &Path) {
+        let size = size_of(path);
+        self.env.events.emit(Event::Exported {
+            path: path.display().to_string(),
+            size,
+        });
+        self.report.exported.push(Exported {
+            path: path.to_owned(),
+            size,
+        });
+    }
+
+    /// The initramfs key of `image`: its layers up to the last one touching
+    /// the kernel or dracut (all of them when a layer dir is not extracted).
+    fn initramfs_key(&self, image: &Image, extra_conf: &str) -> String {
+        let diff_ids = image.diff_ids().unwrap_or_default();
+        let mut last = diff_ids.len();
+        let mut known = true;
+        for (i, d) in diff_ids.iter().enumerate() {
+            let dir = self.store.layer_dir(d);
+            if !dir.is_dir() {
+                known = false;
+                break;
+            }
+            if KERNEL_PATHS
+                .iter()
+                .any(|p| dir.join(p).symlink_metadata().is_ok())
+            {
+                last = i + 1;
+            }
+        }
+        if !known {
+            last = diff_ids.len();
+        }
+        let layers: Vec<String> = diff_ids[..last].iter().map(|d| d.to_string()).collect();
+        digest_of(&format!(
+            "initramfs {} {} {}",
+            env!("CARGO_PKG_VERSION"),
+            layers.join(","),
+            export::dracut::dracut_conf(extra_conf)
+        ))
+    }
+
+    /// The cache dir of `key`, made by `make` into a temp dir renamed into
+    /// place when missing; whether it was made now.
+    fn boot_cached(
+        &self,
+        key: &str,
+        make: impl FnOnce(&vauban_oci::store::Store, &Path) -> Result<(), BuildError>,
+    ) -> Result<(PathBuf, Outcome), BuildError> {
+        let root = self.store.root().join(BOOT_CACHE);
+        private_dir(&root)?;
+        let dir = root.join(key);
+        if dir.is_dir() && !self.opts.no_cache {
+            return Ok((dir, Outcome::Cached));
+        }
+        let _lock = self.store.work_lock(&format!("boot-{key}"))?;
+        if dir.is_dir() && !self.opts.no_cache {
+            return Ok((dir, Outcome::Cached));
+        }
+        let temp = tempfile::Builder::new()
+            .prefix(".partial-")
+            .tempdir_in(&root)
+            .map_err(|e| crate::Error::io("create a temp dir in", &root, e))?;
+        make(self.store, temp.path())?;
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| crate::Error::io("remove", &dir, e))?;
+        }
+        let temp = temp.keep();
+        std::fs::rename(&temp, &dir).map_err(|e| crate::Error::io("rename", &temp, e))?;
+        Ok((dir, Outcome::Built))
+    }
+}
+
+fn sandbox_options() -> SandboxOptions {
+    SandboxOptions::default()
+}
+
+fn digest_of(text: &str) -> String {
+    hex(Sha256::digest(text.as_bytes()).as_slice())
+}
+
+fn size_of(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+fn private_dir(dir: &Path) -> Result<(), BuildError> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(crate::Error::io("create", dir, e).into()),
+    }
+}
+
+/// Links the kernel and initramfs of the cache dir `cached` into `linux`
+/// (and their `-default` names); the kernel version.
+fn linked_kernel(cached: &Path, linux: &Path) -> Result<String, BuildError> {
+    let entries = std::fs::read_dir(cached).map_err(|e| crate::Error::io("read", cached, e))?;
+    let kver = entries
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .strip_prefix("vmlinuz-")
+                .filter(|v| *v != "default")
+                .map(str::to_owned)
+        })
+        .next()
+        .ok_or_else(|| crate::Error::Panicked("a cached initramfs dir without its kernel"))?;
+    let (kernel, initramfs) = export::dracut::file_names(&kver);
+    std::fs::create_dir_all(linux).map_err(|e| crate::Error::io("create", linux, e))?;
+    link(&cached.join(&kernel), &linux.join(&kernel))?;
+    link(&cached.join(&initramfs), &linux.join(&initramfs))?;
+    export::atomic::symlink(&kernel, &linux.join(export::dracut::DEFAULT_NAMES.0))?;
+    export::atomic::symlink(&initramfs, &linux.join(export::dracut::DEFAULT_NAMES.1))?;
+    Ok(kver)
+}
+
+/// Puts `src` at `dest` atomically: a hard link when they share a file
+/// system, else a copy.
+fn link(src: &Path, dest: &Path) -> Result<(), BuildError> {
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| crate::Error::io("create", parent, e))?;
+    }
+    let staged = export::atomic::Staged::new(dest)?;
+    let _ = std::fs::remove_file(staged.path());
+    if std::fs::hard_link(src, staged.path()).is_err() {
+        std::fs::copy(src, staged.path()).map_err(|e| crate::Error::io("copy", src, e))?;
+    }
+    staged.publish()?;
+    Ok(())
+}

@@ -1,0 +1,551 @@
+//! [`Builder`]: a config, a store and options in; a plan out ([`Builder::plan`],
+//! [`Builder::check`]); then [`Builder::run`] builds it step by step, every
+//! stage through the cache, names every image at the end in one index write,
+//! and publishes. The steps themselves are in `rootfs`, `conffs` and `boot`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use vauban_oci::oci_spec::image::Descriptor;
+use vauban_oci::store::Store;
+use vauban_oci::{Image, Reference};
+
+use super::cache::{Cache, StepInputs};
+use super::error::BuildError;
+use super::inputs::{AnsibleTree, Inventory};
+use super::plan::{plan, Part, Step, StepKind};
+use super::publish::{self, Registry};
+use super::report::{BuildReport, Outcome, StepReport};
+use crate::config::{Config, Master};
+use crate::env::Env;
+use crate::events::Event;
+use crate::keys::KeySecret;
+use crate::sandbox::{pending_signal, SignalGuard};
+use crate::stage::repo::Checkout;
+use crate::stage::{AnsibleSource, Hooks, Stage, StageRunner, StageSpec};
+
+/// The tag of every local name a build gives.
+pub const LOCAL_TAG: &str = "latest";
+
+/// What to build, and how.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// `--name`: the master.
+    pub name: String,
+    /// `--stage`.
+    pub part: Part,
+    /// `--build-parents` (`-1`: the whole chain).
+    pub build_parents: i64,
+    /// `--conffs`: the hosts' pattern instead of the master's `conffs:`.
+    pub conffs: Option<String>,
+    /// `--branch`: every stage from this branch.
+    pub branch: Option<String>,
+    /// `--ansible`, else the config's `ansible:`.
+    pub ansible: Option<AnsibleSource>,
+    /// Extra `ansible-playbook` arguments.
+    pub ansible_args: Vec<String>,
+    /// Shell snippets around `ansible-playbook`.
+    pub hooks: Hooks,
+    /// `--no-cache`: run every stage.
+    pub no_cache: bool,
+    /// Hosts worked on at once (Ansible's `--forks`).
+    pub jobs: usize,
+    /// `--out`: the output tree.
+    pub out: PathBuf,
+    /// `--registry`: where images are pushed and looked for.
+    pub registry: Option<Registry>,
+    /// The sshd host-key store.
+    pub keystore: PathBuf,
+    /// Its secret (needed by conffs steps only).
+    pub keys: Option<KeySecret>,
+    /// `--boot-url`, else the config's `boot_url:`.
+    pub boot_url: Option<String>,
+}
+
+impl BuildOptions {
+    /// `--stage part` of master `name`, no parents, `./out`, two jobs per core.
+    pub fn new(name: impl Into<String>, part: Part, keystore: impl Into<PathBuf>) -> Self {
+        BuildOptions {
+            name: name.into(),
+            part,
+            build_parents: 0,
+            conffs: None,
+            branch: None,
+            ansible: None,
+            ansible_args: Vec::new(),
+            hooks: Hooks::default(),
+            no_cache: false,
+            jobs: std::thread::available_parallelism()
+                .map(|n| n.get() * 2)
+                .unwrap_or(2),
+            out: PathBuf::from("out"),
+            registry: None,
+            keystore: keystore.into(),
+            keys: None,
+            boot_url: None,
+        }
+    }
+}
+
+/// What a checkout of the Ansible repository gives the cache.
+pub(super) struct Analysed {
+    pub tree: AnsibleTree,
+    pub inventory: Inventory,
+    pub inventories: Vec<PathBuf>,
+    /// Kept alive: a branch's worktree lives as long as its checkout.
+    pub checkout: Checkout,
+}
+
+/// A name to give at the end of the build.
+#[derive(Debug, Clone)]
+pub(super) struct Named {
+    pub reference: Reference,
+    pub descriptor: Descriptor,
+    /// The registry name it is published as, if it is.
+    pub publish: Option<String>,
+}
+
+/// Builds the masters of a config.
+pub struct Builder<'a> {
+    pub(super) config: Config,
+    pub(super) store: &'a Store,
+    pub(super) env: Env,
+    pub(super) opts: BuildOptions,
+    pub(super) cache: Cache<'a>,
+    pub(super) ansible: AnsibleSource,
+    pub(super) ansible_playbook: PathBuf,
+    /// Every stage playbook of the config (files are attributed among them).
+    pub(super) playbooks: Vec<String>,
+    analysed: HashMap<PathBuf, Arc<Analysed>>,
+    /// The rootfs image of each master, as this build found or made it.
+    pub(super) images: HashMap<String, Image>,
+    pub(super) names: Vec<Named>,
+    pub(super) report: BuildReport,
+}
+
+impl<'a> Builder<'a> {
+    /// A builder of `opts` over `config`: checks that the master exists and
+    /// that an Ansible repository is given, finds the tools.
+    pub fn new(
+        config: Config,
+        store: &'a Store,
+        env: Env,
+        opts: BuildOptions,
+    ) -> Result<Self, BuildError> {
+        config.find(&opts.name)?;
+        let ansible = match (&opts.ansible, &config.configuration.ansible) {
+            (Some(a), _) => a.clone(),
+            (None, Some(a)) => a.value.clone(),
+            (None, None) => {
+                return Err(BuildError::NoAnsible {
+                    config: config.path.clone(),
+                })
+            }
+        };
+        let ansible_playbook = crate::stage::tools::Tools::find()?.ansible_playbook;
+        let mut playbooks: Vec<String> = config
+            .masters()
+            .flat_map(|m| m.stage_list())
+            .chain(
+                config
+                    .configuration
+                    .always_apply_stage_in_conffs
+                    .iter()
+                    .map(|s| &s.value),
+            )
+            .map(|s| s.playbook.clone())
+            .collect();
+        playbooks.sort();
+        playbooks.dedup();
+        let mut cache = Cache::new(store);
+        cache.disabled = opts.no_cache;
+        Ok(Builder {
+            config,
+            store,
+            env,
+            opts,
+            cache,
+            ansible,
+            ansible_playbook,
+            playbooks,
+            analysed: HashMap::new(),
+            images: HashMap::new(),
+            names: Vec::new(),
+            report: BuildReport::default(),
+        })
+    }
+
+    /// The options.
+    pub fn options(&self) -> &BuildOptions {
+        &self.opts
+    }
+
+    /// The config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// What was done so far (all of it after [`Builder::run`], also when it failed).
+    pub fn report(&self) -> &BuildReport {
+        &self.report
+    }
+
+    /// The steps of the build, in order.
+    pub fn plan(&self) -> Result<Vec<Step>, BuildError> {
+        let target = self.config.find(&self.opts.name)?;
+        if self.opts.part == Part::Conffs && self.pattern(target).is_none() {
+            return Err(BuildError::NoConffs {
+                master: target.name.clone(),
+            });
+        }
+        Ok(plan(
+            &self.config,
+            &self.opts.name,
+            self.opts.part,
+            self.opts.build_parents,
+            &|m| self.pattern(m).is_some(),
+        )?)
+    }
+
+    /// The conffs pattern of `master`: `--conffs` for the master built, else
+    /// its `conffs:`.
+    pub(super) fn pattern(&self, master: &Master) -> Option<String> {
+        match &self.opts.conffs {
+            Some(p) if master.name == self.opts.name => Some(p.clone()),
+            _ => master.conffs.as_ref().map(|c| c.value.clone()),
+        }
+    }
+
+    /// Runs the plan. Interrupted (SIGINT, SIGTERM), it stops between steps or
+    /// inside a sandbox, leaves no mount nor process, and what was built
+    /// stays in the cache.
+    pub fn run(&mut self) -> Result<(), BuildError> {
+        let steps = self.plan()?;
+        self.check_playbooks(&steps)?;
+        let _signals = SignalGuard::install()?;
+        std::fs::create_dir_all(&self.opts.out)
+            .map_err(|e| crate::Error::io("create the output dir", &self.opts.out, e))?;
+        let result = self.run_steps(&steps);
+        // What was built is named, also when a later step or host failed (an
+        // interrupted build names nothing: the cache keeps its work).
+        if !matches!(result, Err(BuildError::Interrupted { .. })) {
+            self.name_all()?;
+        }
+        result?;
+        if self.opts.registry.is_some() {
+            self.publish()?;
+        }
+        Ok(())
+    }
+
+    fn run_steps(&mut self, steps: &[Step]) -> Result<(), BuildError> {
+        for step in steps {
+            self.interrupted()?;
+            let master = self.config.find(&step.master)?.clone();
+            let started = std::time::Instant::now();
+            self.env.events.emit(Event::StepStarted {
+                step: step.to_string(),
+                kind: format!("{:?}", step.kind).to_lowercase(),
+            });
+            let done = match step.kind {
+                StepKind::Rootfs => self.rootfs(&master),
+                StepKind::Conffs => self.conffs(&master),
+                StepKind::Boot => self.boot(&master),
+            };
+            self.env.events.emit(Event::StepFinished {
+                step: step.to_string(),
+                outcome: if done.is_ok() { "done" } else { "failed" }.into(),
+                image: self
+                    .images
+                    .get(&master.name)
+                    .map(|i| i.manifest_digest.clone()),
+                seconds: started.elapsed().as_secs_f64(),
+            });
+            done.map_err(|e| match e {
+                BuildError::Core(crate::Error::Interrupted { signal }) => {
+                    BuildError::Interrupted { signal }
+                }
+                other => other,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Before anything runs: every playbook of the plan exists in its
+    /// checkout (else a "did you mean") and parses.
+    pub(super) fn check_playbooks(&self, steps: &[Step]) -> Result<(), BuildError> {
+        for step in steps {
+            let master = self.config.find(&step.master)?;
+            let (stages, conffs): (Vec<Stage>, bool) = match step.kind {
+                StepKind::Rootfs => (master.stage_list().cloned().collect(), false),
+                StepKind::Conffs => (self.conffs_stages(master), true),
+                StepKind::Boot => continue,
+            };
+            if stages.is_empty() {
+                continue;
+            }
+            let spec = self.spec(master, conffs);
+            let mut runner = runner(self.store, &spec, &self.env, "check", 1)?;
+            runner.check(&stages)?;
+        }
+        Ok(())
+    }
+
+    /// An error if a signal came.
+    pub(super) fn interrupted(&self) -> Result<(), BuildError> {
+        match pending_signal() {
+            Some(signal) => Err(BuildError::Interrupted { signal }),
+            None => Ok(()),
+        }
+    }
+
+    /// The store name `<name>:latest`.
+    pub(super) fn local(name: &str) -> Result<Reference, BuildError> {
+        Ok(Reference::parse(&format!("{name}:{LOCAL_TAG}"))?)
+    }
+
+    /// Whether `master`'s images are published (not a release, not in
+    /// `never_upload`).
+    pub(super) fn published(&self, master: &Master) -> bool {
+        !master.is_release()
+            && !self
+                .config
+                .configuration
+                .never_upload
+                .iter()
+                .any(|n| n.value == master.name)
+    }
+
+    /// Gives `name` to `image` at the end of the build; `intermediate` names
+    /// are hidden from listings; `publish` names are pushed.
+    pub(super) fn name(
+        &mut self,
+        name: &str,
+        image: &Image,
+        intermediate: bool,
+        publish: bool,
+    ) -> Result<(), BuildError> {
+        let desc = if intermediate {
+            crate::stage::intermediate(image.descriptor())
+        } else {
+            image.descriptor()
+        };
+        self.names.retain(|n| n.reference.name() != name);
+        self.names.push(Named {
+            reference: Builder::local(name)?,
+            descriptor: desc,
+            publish: publish.then(|| name.to_owned()),
+        });
+        Ok(())
+    }
+
+    fn name_all(&mut self) -> Result<(), BuildError> {
+        let names: Vec<(Reference, Descriptor)> = self
+            .names
+            .iter()
+            .map(|n| (n.reference.clone(), n.descriptor.clone()))
+            .collect();
+        self.store.tag_all(&names)?;
+        self.report.names = names.iter().map(|(r, _)| r.to_string()).collect();
+        Ok(())
+    }
+
+    fn publish(&mut self) -> Result<(), BuildError> {
+        let Some(registry) = self.opts.registry.clone() else {
+            return Ok(());
+        };
+        let date = publish::date_tag(chrono::Utc::now());
+        let progress = Arc::new(self.env.events.registry_progress());
+        for named in self.names.clone() {
+            let Some(remote) = &named.publish else {
+                continue;
+            };
+            self.interrupted()?;
+            let started = std::time::Instant::now();
+            let pushed = publish::push(
+                self.store,
+                &registry,
+                &named.reference,
+                remote,
+                &date,
+                progress.clone(),
+            )?;
+            self.record(format!("push {remote}"), Outcome::Built, None, 0, started);
+            self.report.pushed.extend(pushed);
+        }
+        Ok(())
+    }
+
+    /// Adds a line to the report.
+    pub(super) fn record(
+        &mut self,
+        step: String,
+        outcome: Outcome,
+        image: Option<&Image>,
+        size: u64,
+        started: std::time::Instant,
+    ) {
+        self.report.steps.push(StepReport {
+            step,
+            outcome,
+            image: image.map(|i| i.manifest_digest.clone()),
+            size,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+
+    /// A warning: in the report and the event stream.
+    pub(super) fn warn(&mut self, message: String) {
+        tracing::warn!("{message}");
+        self.env.events.emit(Event::Warning {
+            message: message.clone(),
+        });
+        self.report.warnings.push(message);
+    }
+
+    /// The image of a master's rootfs: built by this build, else named in the
+    /// store, else `NAMESPACE/<name>:latest` pulled from the registry.
+    /// A release is always found: its base is made (once per recipe) and its
+    /// own stages run through the cache.
+    pub(super) fn existing(&mut self, master: &Master) -> Result<Image, BuildError> {
+        if let Some(image) = self.in_store(master)? {
+            return Ok(image);
+        }
+        if master.is_release() {
+            self.rootfs(master)?;
+            if let Some(image) = self.images.get(&master.name) {
+                return Ok(image.clone());
+            }
+        }
+        let local = Builder::local(&master.name)?;
+        if let Some(registry) = self.opts.registry.clone() {
+            if self.published(master) {
+                let progress = Arc::new(self.env.events.registry_progress());
+                if let Some(image) =
+                    publish::pull_latest(self.store, &registry, &master.name, &local, progress)?
+                {
+                    self.images.insert(master.name.clone(), image.clone());
+                    return Ok(image);
+                }
+            }
+        }
+        Err(BuildError::NotBuilt {
+            master: master.name.clone(),
+            what: "the rootfs",
+            registry: self
+                .opts
+                .registry
+                .as_ref()
+                .map(|r| format!(", nor in {}", r.display()))
+                .unwrap_or_default(),
+        })
+    }
+
+    /// The rootfs of `master` as this build made it or the store names it.
+    pub(super) fn in_store(&mut self, master: &Master) -> Result<Option<Image>, BuildError> {
+        if let Some(image) = self.images.get(&master.name) {
+            return Ok(Some(image.clone()));
+        }
+        match self.store.image(&Builder::local(&master.name)?) {
+            Ok(image) => {
+                self.images.insert(master.name.clone(), image.clone());
+                Ok(Some(image))
+            }
+            Err(vauban_oci::Error::ImageNotFound(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The stage spec of `master`'s stages (`in_conffs_build` for a conffs).
+    pub(super) fn spec(&self, master: &Master, conffs: bool) -> StageSpec {
+        let mut spec = StageSpec::new(self.ansible.clone(), master.name.clone());
+        spec.tag = LOCAL_TAG.into();
+        spec.ansible_root = self
+            .config
+            .configuration
+            .ansible_root
+            .as_ref()
+            .map(|r| r.value.clone())
+            .unwrap_or_default();
+        spec.branch = self
+            .opts
+            .branch
+            .clone()
+            .or_else(|| master.branch.as_ref().map(|b| b.value.clone()));
+        spec.extra_args = self.opts.ansible_args.clone();
+        spec.hooks = self.opts.hooks.clone();
+        spec.in_conffs_build = conffs;
+        spec
+    }
+
+    /// The checkout `stage` runs from, analysed once per checkout.
+    pub(super) fn analyse(
+        &mut self,
+        runner: &mut StageRunner<'_>,
+        stage: &Stage,
+        spec: &StageSpec,
+    ) -> Result<Arc<Analysed>, BuildError> {
+        let checkout = runner.checkout(stage)?;
+        if let Some(a) = self.analysed.get(&checkout.root) {
+            return Ok(a.clone());
+        }
+        let inventories =
+            crate::stage::inventory::repo_inventories(&checkout.root, &spec.inventories)?;
+        let tree = AnsibleTree::read(&checkout.root, &inventories)?;
+        let inventory = Inventory::load(&self.ansible_playbook, &checkout.root, &inventories)?;
+        let root = checkout.root.clone();
+        let analysed = Arc::new(Analysed {
+            tree,
+            inventory,
+            inventories,
+            checkout,
+        });
+        self.analysed.insert(root, analysed.clone());
+        Ok(analysed)
+    }
+
+    /// The inputs of `stage` of `spec` for `host` on `parent`.
+    pub(super) fn inputs(
+        &self,
+        analysed: &Analysed,
+        stage: &Stage,
+        spec: &StageSpec,
+        host: &str,
+        parent: &Image,
+    ) -> StepInputs {
+        StepInputs {
+            vauban: env!("CARGO_PKG_VERSION"),
+            parent: parent.manifest_digest.to_string(),
+            stage: stage.to_string(),
+            tree: analysed.tree.stage_digest(&stage.playbook, &self.playbooks),
+            commit: analysed.checkout.commit.clone(),
+            host: host.to_owned(),
+            inventory: analysed.inventory.host_inputs(host).1,
+            branch: analysed.checkout.branch.clone(),
+            in_conffs_build: spec.in_conffs_build,
+            extra_args: spec.extra_args.clone(),
+            hooks: (spec.hooks.pre.clone(), spec.hooks.post.clone()),
+            python: spec.python_interpreter.clone(),
+            layer: format!("{:?} {:?}", spec.compression, spec.exclude),
+        }
+    }
+
+    /// `--out`.
+    pub(super) fn out(&self) -> &Path {
+        &self.opts.out
+    }
+}
+
+/// A stage runner for `spec`, its logs labelled `label`, `jobs` hosts at once.
+pub(super) fn runner<'s>(
+    store: &'s Store,
+    spec: &'s StageSpec,
+    env: &'s Env,
+    label: &str,
+    jobs: usize,
+) -> Result<StageRunner<'s>, BuildError> {
+    let mut runner = StageRunner::new(store, spec, env, label)?;
+    runner.jobs = jobs.max(1);
+    Ok(runner)
+}

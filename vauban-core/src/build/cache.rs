@@ -1,0 +1,247 @@
+//! The step cache: a step's inputs ([`StepInputs`]) hash to a key; the image a
+//! step built is named `vauban-cache/step:<key>` in the store (an intermediate
+//! name: `vauban images` hides it, gc keeps it), and its layer's history
+//! comment holds the key and the inputs' digests, so `vauban inspect` says why
+//! a layer is what it is. Two processes never build one key at once: the
+//! builder takes the key's work lock ([`Store::work_lock`]) and looks again.
+
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+use vauban_oci::store::{Store, StoreLock};
+use vauban_oci::{Image, Reference};
+
+use super::inputs::hex;
+use crate::error::Result;
+
+/// The repository of cache names in the store.
+pub const CACHE_REPOSITORY: &str = "vauban-cache/step";
+
+/// Everything a stage's layer depends on.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepInputs {
+    /// The vauban version (a new version may build differently).
+    pub vauban: &'static str,
+    /// The image the stage starts from.
+    pub parent: String,
+    /// The stage (`branch@playbook.yml`).
+    pub stage: String,
+    /// The digest of the Ansible tree as this stage reads it.
+    pub tree: String,
+    /// The git commit of the checkout, when it is one (recorded, not keyed:
+    /// the tree digest says what changed).
+    #[serde(skip)]
+    pub commit: Option<String>,
+    /// The host it is built for.
+    pub host: String,
+    /// The digest of the host's resolved variables and groups.
+    pub inventory: String,
+    /// The branch.
+    pub branch: Option<String>,
+    /// `in_conffs_build`.
+    pub in_conffs_build: bool,
+    /// `--ansible-arg`s.
+    pub extra_args: Vec<String>,
+    /// The hooks around ansible-playbook.
+    pub hooks: (Option<String>, Option<String>),
+    /// The Python interpreter of the image.
+    pub python: String,
+    /// The layer's compression and excluded paths.
+    pub layer: String,
+}
+
+impl StepInputs {
+    /// The cache key: sha256 of the inputs as JSON.
+    pub fn key(&self) -> StepKey {
+        let json = serde_json::to_vec(self).expect("inputs serialize");
+        StepKey(hex(Sha256::digest(&json).as_slice()))
+    }
+
+    /// The history comment of the step's layer.
+    pub fn comment(&self) -> String {
+        format!(
+            "vauban cache key {}, parent {}, stage {}, host {}, tree {}, inventory {}{}",
+            self.key().0,
+            self.parent,
+            self.stage,
+            self.host,
+            short(&self.tree),
+            short(&self.inventory),
+            self.commit
+                .as_deref()
+                .map(|c| format!(", ansible commit {c}"))
+                .unwrap_or_default()
+        )
+    }
+
+    /// Which inputs differ from `other`'s (for `--check`), by name.
+    pub fn changed_from(&self, other: &StepInputs) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        let mut check = |name, same: bool| {
+            if !same {
+                out.push(name);
+            }
+        };
+        check("vauban version", self.vauban == other.vauban);
+        check("parent image", self.parent == other.parent);
+        check("stage", self.stage == other.stage);
+        check("Ansible files", self.tree == other.tree);
+        check("inventory variables", self.inventory == other.inventory);
+        check("branch", self.branch == other.branch);
+        check(
+            "options",
+            self.extra_args == other.extra_args
+                && self.hooks == other.hooks
+                && self.python == other.python
+                && self.layer == other.layer
+                && self.in_conffs_build == other.in_conffs_build,
+        );
+        out
+    }
+}
+
+fn short(digest: &str) -> &str {
+    &digest[..digest.len().min(12)]
+}
+
+/// A cache key (64 hex digits).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StepKey(pub String);
+
+impl std::fmt::Display for StepKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl StepKey {
+    /// The store name of the image this key built.
+    pub fn reference(&self) -> Reference {
+        Reference::parse(&format!("{CACHE_REPOSITORY}:{}", self.0))
+            .expect("a hex tag is a valid reference")
+    }
+}
+
+/// The cache of one store.
+pub struct Cache<'s> {
+    store: &'s Store,
+    /// `--no-cache`: never serve, still record.
+    pub disabled: bool,
+}
+
+impl<'s> Cache<'s> {
+    /// The cache of `store`.
+    pub fn new(store: &'s Store) -> Self {
+        Cache {
+            store,
+            disabled: false,
+        }
+    }
+
+    /// The image `key` built, if the store still has it.
+    pub fn lookup(&self, key: &StepKey) -> Result<Option<Image>> {
+        if self.disabled {
+            return Ok(None);
+        }
+        self.peek(key)
+    }
+
+    /// Like [`Cache::lookup`], even with `--no-cache` (for `--check`).
+    pub fn peek(&self, key: &StepKey) -> Result<Option<Image>> {
+        match self.store.image(&key.reference()) {
+            Ok(image) => Ok(Some(image)),
+            Err(vauban_oci::Error::ImageNotFound(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Waits for and holds the work lock of `key`.
+    pub fn lock(&self, key: &StepKey) -> Result<StoreLock> {
+        Ok(self.store.work_lock(&format!("step-{}", key.0))?)
+    }
+
+    /// The names recording that `image` is what `key` builds (give them to
+    /// [`Store::tag_all`] with the build's other names, or [`Cache::record`]).
+    pub fn name(key: &StepKey, image: &Image) -> (Reference, oci_spec::image::Descriptor) {
+        (
+            key.reference(),
+            crate::stage::intermediate(image.descriptor()),
+        )
+    }
+
+    /// Records at once that `image` is what `key` builds.
+    pub fn record(&self, key: &StepKey, image: &Image) -> Result<()> {
+        self.store.tag_all(&[Cache::name(key, image)])?;
+        Ok(())
+    }
+}
+
+use vauban_oci::oci_spec;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs() -> StepInputs {
+        StepInputs {
+            vauban: "0",
+            parent: "sha256:aa".into(),
+            stage: "base.yml".into(),
+            tree: "t".repeat(64),
+            commit: None,
+            host: "web01".into(),
+            inventory: "i".repeat(64),
+            branch: None,
+            in_conffs_build: false,
+            extra_args: vec![],
+            hooks: (None, None),
+            python: "/usr/bin/python3".into(),
+            layer: "gzip".into(),
+        }
+    }
+
+    #[test]
+    fn every_input_changes_the_key() {
+        let base = inputs();
+        let mut variants = Vec::new();
+        let mut v = base.clone();
+        v.parent = "sha256:bb".into();
+        variants.push(v);
+        let mut v = base.clone();
+        v.tree = "u".repeat(64);
+        variants.push(v);
+        let mut v = base.clone();
+        v.host = "web02".into();
+        variants.push(v);
+        let mut v = base.clone();
+        v.inventory = "j".repeat(64);
+        variants.push(v);
+        let mut v = base.clone();
+        v.in_conffs_build = true;
+        variants.push(v);
+        let mut v = base.clone();
+        v.branch = Some("main".into());
+        variants.push(v);
+        let mut v = base.clone();
+        v.hooks.0 = Some("true".into());
+        variants.push(v);
+        for v in &variants {
+            assert_ne!(v.key(), base.key(), "{v:?}");
+            assert!(!v.changed_from(&base).is_empty());
+        }
+        // The commit is recorded, not keyed.
+        let mut v = base.clone();
+        v.commit = Some("abc".into());
+        assert_eq!(v.key(), base.key());
+        assert!(v.comment().contains("ansible commit abc"));
+    }
+
+    #[test]
+    fn a_key_is_a_store_name() {
+        let key = inputs().key();
+        assert_eq!(key.0.len(), 64);
+        assert_eq!(
+            key.reference().to_string(),
+            format!("{CACHE_REPOSITORY}:{}", key.0)
+        );
+    }
+}

@@ -1,0 +1,270 @@
+//! The plan of a build: which steps run, in order, for `--name`, `--stage` and
+//! `--build-parents`, with the original's meaning. The parent of a conffs or of
+//! the boot files is its master's rootfs; the parent of a rootfs is the parent
+//! master's rootfs; `--build-parents N` builds N parents first (each one's own
+//! parent counting against N), `-1` the whole chain.
+
+use serde::Serialize;
+
+use crate::config::{Config, ConfigError, Master};
+
+/// What `--stage` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Part {
+    /// The master's image: its stages on its parent's.
+    Rootfs,
+    /// The conffs of the master's hosts.
+    Conffs,
+    /// The boot files: kernel, initramfs, `rootfs.img`, each host's command line.
+    Initramfs,
+    /// Rootfs, conffs (when the master has hosts) and the boot files.
+    All,
+}
+
+impl Part {
+    /// The names `--stage` takes.
+    pub const NAMES: [(&'static str, Part); 4] = [
+        ("rootfs", Part::Rootfs),
+        ("conffs", Part::Conffs),
+        ("initramfs", Part::Initramfs),
+        ("all", Part::All),
+    ];
+
+    /// The part named `name`.
+    pub fn parse(name: &str) -> Option<Part> {
+        Part::NAMES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, p)| *p)
+    }
+}
+
+/// What a step builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepKind {
+    /// A master's image (for a release: its base, then its own stages).
+    Rootfs,
+    /// The conffs of the master's hosts.
+    Conffs,
+    /// The boot files of the master.
+    Boot,
+}
+
+/// One step of a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Step {
+    /// What it builds.
+    pub kind: StepKind,
+    /// The master it builds it for (its name, as `--name` takes it).
+    pub master: String,
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.kind {
+            StepKind::Rootfs => "rootfs",
+            StepKind::Conffs => "conffs",
+            StepKind::Boot => "initramfs",
+        };
+        write!(f, "{kind} {}", self.master)
+    }
+}
+
+/// The steps of `--name name --stage part --build-parents build_parents`, in the
+/// order they run; a step never appears twice. `has_conffs` says whether a master
+/// has hosts (its `conffs:` or `--conffs`): `all` leaves the conffs out without
+/// them, `conffs` is then an error of the caller's.
+pub fn plan(
+    config: &Config,
+    name: &str,
+    part: Part,
+    build_parents: i64,
+    has_conffs: &dyn Fn(&Master) -> bool,
+) -> Result<Vec<Step>, ConfigError> {
+    let master = config.find(name)?;
+    let mut steps = Vec::new();
+    plan_into(config, master, part, build_parents, has_conffs, &mut steps);
+    let mut seen = Vec::new();
+    steps.retain(|s| {
+        if seen.contains(s) {
+            false
+        } else {
+            seen.push(s.clone());
+            true
+        }
+    });
+    Ok(steps)
+}
+
+fn plan_into(
+    config: &Config,
+    master: &Master,
+    part: Part,
+    build_parents: i64,
+    has_conffs: &dyn Fn(&Master) -> bool,
+    steps: &mut Vec<Step>,
+) {
+    if build_parents != 0 {
+        match part {
+            Part::Rootfs | Part::All => {
+                if let Some(parent) = config.parent(master) {
+                    plan_into(
+                        config,
+                        parent,
+                        Part::Rootfs,
+                        build_parents - 1,
+                        has_conffs,
+                        steps,
+                    );
+                }
+            }
+            Part::Conffs | Part::Initramfs => plan_into(
+                config,
+                master,
+                Part::Rootfs,
+                build_parents - 1,
+                has_conffs,
+                steps,
+            ),
+        }
+    }
+    let step = |kind| Step {
+        kind,
+        master: master.name.clone(),
+    };
+    match part {
+        Part::Rootfs => steps.push(step(StepKind::Rootfs)),
+        Part::Conffs => steps.push(step(StepKind::Conffs)),
+        Part::Initramfs => steps.push(step(StepKind::Boot)),
+        Part::All => {
+            steps.push(step(StepKind::Rootfs));
+            if has_conffs(master) {
+                steps.push(step(StepKind::Conffs));
+            }
+            steps.push(step(StepKind::Boot));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = "\
+bookworm:
+  name: debian-12
+  image: 127.0.0.1:5000/debian:12
+  master-a:
+    stages: [a.yml]
+    master-b:
+      stages: [b.yml]
+      conffs: 'b*'
+      master-c:
+        stages: [c.yml]
+";
+
+    fn steps(name: &str, part: Part, n: i64) -> Vec<String> {
+        let config = Config::parse(CONFIG, "/x/config.yml").unwrap();
+        plan(&config, name, part, n, &|m| m.conffs.is_some())
+            .unwrap()
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn without_parents_only_the_asked_part() {
+        assert_eq!(steps("master-b", Part::Rootfs, 0), ["rootfs master-b"]);
+        assert_eq!(steps("master-b", Part::Conffs, 0), ["conffs master-b"]);
+        assert_eq!(
+            steps("master-b", Part::Initramfs, 0),
+            ["initramfs master-b"]
+        );
+        assert_eq!(
+            steps("master-b", Part::All, 0),
+            ["rootfs master-b", "conffs master-b", "initramfs master-b"]
+        );
+        // `all` leaves out the conffs of a master without hosts.
+        assert_eq!(
+            steps("master-c", Part::All, 0),
+            ["rootfs master-c", "initramfs master-c"]
+        );
+    }
+
+    #[test]
+    fn the_parent_of_a_rootfs_is_the_parent_masters_rootfs() {
+        assert_eq!(
+            steps("master-c", Part::Rootfs, 1),
+            ["rootfs master-b", "rootfs master-c"]
+        );
+        assert_eq!(
+            steps("master-c", Part::Rootfs, 2),
+            ["rootfs master-a", "rootfs master-b", "rootfs master-c"]
+        );
+        assert_eq!(
+            steps("master-c", Part::All, 1),
+            ["rootfs master-b", "rootfs master-c", "initramfs master-c"]
+        );
+    }
+
+    #[test]
+    fn the_parent_of_a_conffs_or_initramfs_is_its_masters_rootfs() {
+        assert_eq!(
+            steps("master-b", Part::Conffs, 1),
+            ["rootfs master-b", "conffs master-b"]
+        );
+        assert_eq!(
+            steps("master-b", Part::Conffs, 2),
+            ["rootfs master-a", "rootfs master-b", "conffs master-b"]
+        );
+        assert_eq!(
+            steps("master-b", Part::Initramfs, 1),
+            ["rootfs master-b", "initramfs master-b"]
+        );
+    }
+
+    #[test]
+    fn minus_one_is_the_whole_chain_release_first() {
+        let whole = [
+            "rootfs debian-12",
+            "rootfs master-a",
+            "rootfs master-b",
+            "conffs master-b",
+            "initramfs master-b",
+        ];
+        assert_eq!(steps("master-b", Part::All, -1), whole);
+        assert_eq!(
+            steps("master-b", Part::Conffs, -1),
+            [
+                "rootfs debian-12",
+                "rootfs master-a",
+                "rootfs master-b",
+                "conffs master-b"
+            ]
+        );
+        // More parents than the chain has: the chain.
+        assert_eq!(steps("master-b", Part::All, 10), whole);
+    }
+
+    #[test]
+    fn a_release_has_no_parent() {
+        assert_eq!(steps("debian-12", Part::Rootfs, -1), ["rootfs debian-12"]);
+        assert_eq!(
+            steps("debian-12", Part::All, 3),
+            ["rootfs debian-12", "initramfs debian-12"]
+        );
+    }
+
+    #[test]
+    fn an_unknown_name_lists_the_masters() {
+        let config = Config::parse(CONFIG, "/x/config.yml").unwrap();
+        let err = plan(&config, "master-z", Part::All, 0, &|_| false).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("master-z") && msg.contains("master-c"),
+            "{msg}"
+        );
+    }
+}
