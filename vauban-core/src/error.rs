@@ -30,6 +30,9 @@ pub enum Error {
     /// An error of the OCI layer (store, codec, registry).
     #[error(transparent)]
     Oci(#[from] vauban_oci::Error),
+    /// An error of the conffs export (module `export::conffs`).
+    #[error(transparent)]
+    Conffs(#[from] crate::export::conffs::ConffsError),
 
     // ---- sandbox (module `sandbox`) ----
     /// This user has no subordinate id range in `/etc/subuid` or `/etc/subgid`.
@@ -403,6 +406,7 @@ impl Error {
         match self {
             Error::Io { source, .. } => Blame::of_io(source.kind()),
             Error::Oci(e) => e.blame(),
+            Error::Conffs(e) => e.blame(),
             Error::InSandbox { source, .. } => source.blame,
             Error::Exec { .. }
             | Error::Interrupted { .. }
