@@ -30,6 +30,9 @@ pub enum Error {
     /// An error of the OCI layer (store, codec, registry).
     #[error(transparent)]
     Oci(#[from] vauban_oci::Error),
+    /// An error of the conffs export (module `export::conffs`).
+    #[error(transparent)]
+    Conffs(#[from] crate::export::conffs::ConffsError),
 
     // ---- sandbox (module `sandbox`) ----
     /// This user has no subordinate id range in `/etc/subuid` or `/etc/subgid`.
@@ -343,10 +346,6 @@ pub enum Error {
     #[error("{0}")]
     AnsibleFailed(Box<AnsibleFailure>),
 
-    // ---- exports (module `export`) ----
-    /// A conffs archive could not be made.
-    #[error(transparent)]
-    Conffs(#[from] crate::export::conffs::ConffsError),
 }
 
 /// What [`Error::AnsibleFailed`] says (boxed: it is large).
@@ -408,6 +407,7 @@ impl Error {
         match self {
             Error::Io { source, .. } => Blame::of_io(source.kind()),
             Error::Oci(e) => e.blame(),
+            Error::Conffs(e) => e.blame(),
             Error::InSandbox { source, .. } => source.blame,
             Error::Exec { .. }
             | Error::Interrupted { .. }
@@ -442,7 +442,6 @@ impl Error {
             | Error::Panicked(_)
             | Error::StageStep { .. } => Blame::Internal,
             Error::StageFailed { .. } => Blame::User,
-            Error::Conffs(e) => e.blame(),
         }
     }
 

@@ -2,7 +2,8 @@
 //! boot over the network ([`dracut`]), the image as a squashfs `rootfs.img`
 //! ([`squashfs`]), each host's kernel command line and iPXE script
 //! ([`cmdline`]), the layout of the boot tree ([`tree`]) and its
-//! `SHA256SUMS` ([`sums`]).
+//! `SHA256SUMS` ([`sums`]), and each host's conffs archive, the layers its
+//! build added over the master's image ([`conffs`]).
 //!
 //! Each export runs in a [`Sandbox`](crate::sandbox::Sandbox) over an image
 //! of the store (rootless when vauban is not root): dracut inside the image,
@@ -21,6 +22,7 @@ pub mod sums;
 pub mod tree;
 
 pub use cmdline::HostBoot;
+pub use conffs::{export_conffs, ConffsError, ConffsOptions, ConffsReport};
 pub use dracut::{make_initramfs, BootKernel, InitramfsOptions};
 pub use error::ExportError;
 pub use kernel::KernelListing;

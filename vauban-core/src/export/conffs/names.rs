@@ -1,0 +1,143 @@
+//! Entry names of the conffs: tar names normalised to relative paths, the
+//! `/toslash` mapping (`toslash/X` is written as `X`) and the subtrees left
+//! out of every archive.
+
+use vauban_oci::layer::{OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
+
+/// The directory whose content is copied onto `/` (the Docker-era workaround
+/// for `/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf`).
+pub(super) const TOSLASH: &[u8] = b"toslash";
+
+/// Subtrees never shipped in a conffs (the directories themselves included).
+pub(super) const LEFT_OUT: [&[u8]; 5] = [
+    b"var/log",
+    b"var/cache",
+    b"root/ansible",
+    b"root/.ansible",
+    b"var/lib/apt/lists",
+];
+
+/// What a layer entry's name says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Named {
+    /// The root itself (`./`): not shipped.
+    Root,
+    /// An ordinary entry at this path.
+    Entry(Vec<u8>),
+    /// `.wh.NAME`: the path it deletes from the layers below.
+    Whiteout(Vec<u8>),
+    /// `.wh..wh..opq`: the directory whose lower content it hides.
+    Opaque(Vec<u8>),
+}
+
+/// Normalises a tar name (leading `/` and `./`, `.` and empty components
+/// dropped) and says what it is; `None` for a `..` component or a NUL byte.
+pub(super) fn classify(raw: &[u8]) -> Option<Named> {
+    let mut comps: Vec<&[u8]> = Vec::new();
+    for c in raw.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => return None,
+            _ if c.contains(&0) => return None,
+            _ => comps.push(c),
+        }
+    }
+    let Some((last, parent)) = comps.split_last() else {
+        return Some(Named::Root);
+    };
+    let join = |last: Option<&[u8]>| {
+        let mut v: Vec<&[u8]> = parent.to_vec();
+        v.extend(last);
+        v.join(&b'/')
+    };
+    Some(if *last == OPAQUE_WHITEOUT.as_bytes() {
+        Named::Opaque(join(None))
+    } else if let Some(name) = last.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+        if name.is_empty() || name == b"." || name == b".." {
+            return None;
+        }
+        Named::Whiteout(join(Some(name)))
+    } else {
+        Named::Entry(join(Some(last)))
+    })
+}
+
+/// Whether `path` is `prefix` or under it.
+pub(super) fn is_at_or_under(path: &[u8], prefix: &[u8]) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest[0] == b'/')
+}
+
+/// The proper ancestors of `path`, nearest first (`a/b/c` → `a/b`, `a`).
+pub(super) fn ancestors(path: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut cur = path;
+    std::iter::from_fn(move || {
+        let i = cur.iter().rposition(|&b| b == b'/')?;
+        cur = &cur[..i];
+        Some(cur)
+    })
+}
+
+/// Where a layer path lands in the archive: `toslash/X` as `X` (second field
+/// true), `toslash` itself nowhere, anything else as it is.
+pub(super) fn final_name(path: &[u8]) -> Option<(&[u8], bool)> {
+    if path == TOSLASH {
+        None
+    } else if let Some(rest) = path
+        .strip_prefix(TOSLASH)
+        .and_then(|r| r.strip_prefix(b"/"))
+    {
+        Some((rest, true))
+    } else {
+        Some((path, false))
+    }
+}
+
+/// Whether a final name is left out of the archive.
+pub(super) fn left_out(name: &[u8]) -> bool {
+    LEFT_OUT.iter().any(|p| is_at_or_under(name, p))
+}
+
+/// A name for messages.
+pub(super) fn show(name: &[u8]) -> String {
+    String::from_utf8_lossy(name).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_normalised_and_classified() {
+        let entry = |s: &str| Some(Named::Entry(s.as_bytes().to_vec()));
+        assert_eq!(classify(b"./etc//passwd"), entry("etc/passwd"));
+        assert_eq!(classify(b"/usr/lib/"), entry("usr/lib"));
+        assert_eq!(classify(b"./"), Some(Named::Root));
+        assert_eq!(
+            classify(b"etc/.wh.motd"),
+            Some(Named::Whiteout(b"etc/motd".to_vec()))
+        );
+        assert_eq!(
+            classify(b"./opt/.wh..wh..opq"),
+            Some(Named::Opaque(b"opt".to_vec()))
+        );
+        assert_eq!(classify(b"a/../../b"), None);
+        assert_eq!(classify(b".wh.."), None);
+    }
+
+    #[test]
+    fn toslash_and_left_out_subtrees() {
+        assert_eq!(final_name(b"toslash"), None);
+        assert_eq!(
+            final_name(b"toslash/etc/hosts"),
+            Some((&b"etc/hosts"[..], true))
+        );
+        assert_eq!(final_name(b"toslashes"), Some((&b"toslashes"[..], false)));
+        assert!(left_out(b"var/log"));
+        assert!(left_out(b"var/lib/apt/lists/lock"));
+        assert!(!left_out(b"var/logs"));
+        assert!(!left_out(b"var/lib/apt"));
+        let a: Vec<&[u8]> = ancestors(b"a/b/c").collect();
+        assert_eq!(a, [&b"a/b"[..], b"a"]);
+    }
+}

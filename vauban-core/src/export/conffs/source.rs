@@ -1,0 +1,118 @@
+//! The layers of a conffs: the host image's layers above its master's
+//! (compared by diff_id), each read from the store as a tar stream
+//! (decompressed by its media type), the blob's digest and size and the
+//! diff_id checked once the stream has been read to its end.
+
+use std::io::{self, BufReader, Read};
+
+use vauban_oci::digest::HashingReader;
+use vauban_oci::image::digest_of;
+use vauban_oci::layer::decompressor;
+use vauban_oci::store::Store;
+use vauban_oci::{Digest, Image};
+
+use super::error::ConffsError;
+
+/// One layer blob of an image.
+#[derive(Debug, Clone)]
+pub(super) struct LayerBlob {
+    /// The blob's digest.
+    pub(super) digest: Digest,
+    /// The blob's size.
+    pub(super) size: u64,
+    /// The uncompressed tar's digest.
+    pub(super) diff_id: Digest,
+    /// The blob's media type (its compression).
+    pub(super) media_type: String,
+}
+
+/// The layers of `image`, base first.
+pub(super) fn layers_of(image: &Image) -> Result<Vec<LayerBlob>, ConffsError> {
+    image
+        .layers_with_diff_ids()?
+        .into_iter()
+        .map(|(desc, diff_id)| {
+            Ok(LayerBlob {
+                digest: digest_of(&desc)?,
+                size: desc.size(),
+                diff_id,
+                media_type: desc.media_type().to_string(),
+            })
+        })
+        .collect()
+}
+
+/// The host image's own layers, **top first**: those after the master's,
+/// whose diff_ids must start the host image's.
+pub(super) fn host_layers(master: &Image, host: &Image) -> Result<Vec<LayerBlob>, ConffsError> {
+    let below = master.diff_ids()?;
+    let all = layers_of(host)?;
+    let on_top = all.len() >= below.len() && all.iter().zip(&below).all(|(l, d)| l.diff_id == *d);
+    if !on_top {
+        return Err(ConffsError::NotOnTop {
+            master: master.manifest_digest.to_string(),
+            image: host.manifest_digest.to_string(),
+        });
+    }
+    Ok(all.into_iter().skip(below.len()).rev().collect())
+}
+
+/// Whether to read on after an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Flow {
+    /// Read the next entry.
+    Continue,
+    /// Stop reading this layer (nothing is verified then).
+    Stop,
+}
+
+/// Reads the tar entries of `layer` in order, calling `visit` with each
+/// entry and its number in the layer; checks digest, size and diff_id when
+/// the stream was read to its end. `visit`'s errors are returned as they are.
+pub(super) fn read_layer<E>(
+    store: &Store,
+    layer: &LayerBlob,
+    mut visit: impl FnMut(&mut tar::Entry<'_, &mut dyn Read>, u64) -> Result<Flow, E>,
+) -> Result<Flow, E>
+where
+    E: From<ConffsError>,
+{
+    let oci = |e: vauban_oci::Error| E::from(ConffsError::Layer(e));
+    let tar_err = |source: io::Error| {
+        E::from(ConffsError::Layer(vauban_oci::Error::Tar {
+            what: format!("layer blob {}", layer.digest),
+            source,
+        }))
+    };
+    let blob = store.open_blob(&layer.digest).map_err(oci)?;
+    let mut packed = HashingReader::new(BufReader::new(blob).take(layer.size.saturating_add(1)));
+    let mut plain = HashingReader::new(decompressor(&layer.media_type, &mut packed).map_err(oci)?);
+    {
+        let input: &mut dyn Read = &mut plain;
+        let mut archive = tar::Archive::new(input);
+        for (n, entry) in archive.entries().map_err(tar_err)?.enumerate() {
+            let mut entry = entry.map_err(tar_err)?;
+            if visit(&mut entry, n as u64)? == Flow::Stop {
+                return Ok(Flow::Stop);
+            }
+        }
+    }
+    io::copy(&mut plain, &mut io::sink()).map_err(tar_err)?;
+    let (diff_id, _) = plain.finish();
+    io::copy(&mut packed, &mut io::sink()).map_err(tar_err)?;
+    let (digest, size) = packed.finish();
+    let what = format!("layer blob {}", layer.digest);
+    if size != layer.size {
+        return Err(oci(vauban_oci::Error::SizeMismatch {
+            what,
+            expected: layer.size,
+            found: size,
+        }));
+    }
+    layer.digest.verify(&digest, &what).map_err(oci)?;
+    layer
+        .diff_id
+        .verify(&diff_id, format!("diff_id of {what}"))
+        .map_err(oci)?;
+    Ok(Flow::Continue)
+}
