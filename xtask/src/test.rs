@@ -103,7 +103,7 @@ fn rootless_tests(fixtures: &[std::path::PathBuf], args: &[String]) -> Result<Co
 
 /// Makes sure `vauban-test` exists with subuid and subgid ranges; returns its
 /// uid and gid. Only called as root.
-fn ensure_test_user() -> Result<(u32, u32)> {
+pub fn ensure_test_user() -> Result<(u32, u32)> {
     if nix::unistd::User::from_name(TEST_USER)?.is_none() {
         util::run(Command::new("useradd").args([
             "--user-group",

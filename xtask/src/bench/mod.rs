@@ -7,7 +7,6 @@
 //! it needs (a row whose command does not exist yet is shown as skipped) and a
 //! function that returns one or more [`Comparison`]s.
 
-mod registry;
 mod rows;
 
 use std::fs;

@@ -7,8 +7,8 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 
-use super::registry::Registry;
 use super::{measure, measure_all, remove_all, Bench, Comparison, Ctx, Sample};
+use crate::registry::Registry;
 use crate::util;
 
 /// The image every row works on.

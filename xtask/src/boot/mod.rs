@@ -11,6 +11,8 @@
 mod http;
 mod qemu;
 
+pub use qemu::Booted;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -20,6 +22,8 @@ use crate::util;
 
 /// The default marker the test image prints.
 pub const DEFAULT_MARKER: &str = "VAUBAN-BOOT-OK";
+/// How long one boot may take by default (TCG: the marker came after 36 to 100 s).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// What the task was asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +49,7 @@ pub fn parse(args: &[String]) -> Result<Options> {
         master: String::new(),
         hosts: Vec::new(),
         marker: DEFAULT_MARKER.into(),
-        timeout: Duration::from_secs(600),
+        timeout: DEFAULT_TIMEOUT,
         kvm: false,
     };
     let mut it = args.iter();
@@ -87,8 +91,25 @@ pub fn task(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// Boots `host` of the boot tree `tree` (master `master`) with the default
+/// marker and timeout under TCG, its console log in `target/boot-test/`, and
+/// returns its marker line. What the demo and tests call.
+pub fn boot_tree_host(tree: &Path, master: &str, host: &str) -> Result<Booted> {
+    let opts = Options {
+        tree: tree.to_owned(),
+        master: master.to_owned(),
+        hosts: vec![host.to_owned()],
+        marker: DEFAULT_MARKER.into(),
+        timeout: DEFAULT_TIMEOUT,
+        kvm: false,
+    };
+    let logs = util::target_dir().join("boot-test");
+    std::fs::create_dir_all(&logs).with_context(|| format!("mkdir {}", logs.display()))?;
+    boot_host(&opts, host, &logs)
+}
+
 /// Boots one host of the tree and checks its marker line.
-pub fn boot_host(opts: &Options, host: &str, logs: &Path) -> Result<qemu::Booted> {
+pub fn boot_host(opts: &Options, host: &str, logs: &Path) -> Result<Booted> {
     let tree = &opts.tree;
     let cmdline_file = tree.join(&opts.master).join(format!("cmdline-{host}"));
     let cmdline = std::fs::read_to_string(&cmdline_file)

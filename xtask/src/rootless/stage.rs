@@ -116,7 +116,7 @@ impl Drop for Stage {
 }
 
 /// Fails unless every ancestor of `dir` can be traversed by other users.
-fn check_traversable(dir: &Path) -> Result<()> {
+pub fn check_traversable(dir: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     for ancestor in dir.ancestors() {
         let mode = std::fs::metadata(ancestor)

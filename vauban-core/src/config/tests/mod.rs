@@ -1,6 +1,7 @@
-//! Tests of the config loader on the sample configs of `testdata/config/` and on
-//! small texts written for one error each.
+//! Tests of the config loader on the sample configs of `testdata/config/`, on the
+//! demo's `testdata/demo/config.yml`, and on small texts written for one error each.
 
+mod demo;
 mod errors;
 mod parse;
 mod playbooks;
@@ -15,13 +16,17 @@ use super::{Config, ConfigError};
 /// The path the inline test texts pretend to be read from.
 const FILE: &str = "/t/config.yml";
 
+/// `testdata/` (`$VAUBAN_TESTDATA` when set).
+fn testdata() -> PathBuf {
+    std::env::var_os("VAUBAN_TESTDATA").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata"),
+        PathBuf::from,
+    )
+}
+
 /// `testdata/config/` (under `$VAUBAN_TESTDATA` when set).
 fn samples() -> PathBuf {
-    std::env::var_os("VAUBAN_TESTDATA")
-        .map_or_else(
-            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata"),
-            PathBuf::from,
-        )
+    testdata()
         .join("config")
         .canonicalize()
         .expect("testdata/config exists")

@@ -1,0 +1,20 @@
+#!/bin/sh
+# Prints the demo's boot proof line, which `cargo xtask demo` waits for on the
+# serial console, then powers the machine off:
+#   VAUBAN-BOOT-OK host=<hostname> conffs=<the conffs' host value> rootfs=<the
+#   rootfs' value> root=<device(type) mounted on />
+# On a live boot the root is dracut's overlay over the squashfs (LiveOS_rootfs).
+rootfs=$(sed -n 's/^value=//p' /etc/fleet-release 2>/dev/null)
+conffs=$(cat /etc/vauban/host-value 2>/dev/null || echo none)
+root=unknown
+# The last entry for / in /proc/mounts is the one on top.
+while read -r device mountpoint fstype _rest; do
+    if [ "$mountpoint" = / ]; then
+        root="$device($fstype)"
+    fi
+done < /proc/mounts
+line="VAUBAN-BOOT-OK host=$(hostname) conffs=$conffs rootfs=${rootfs:-none} root=$root"
+echo "$line" > /dev/ttyS0 2>/dev/null || true
+echo "$line"
+sleep 1
+systemctl poweroff --no-block || poweroff -f
