@@ -381,7 +381,8 @@ fn build_publishes_conffs_per_host_and_caches_exactly() {
         b"changed-value-of-web02\n"
     );
 
-    // A playbook: its stage everywhere and what follows, nothing before.
+    // A playbook: its stage and what follows, nothing before (master-base
+    // stays; the conffs start from the new master-web, so all their steps run).
     let web = std::fs::read_to_string(w.path("ansible/web.yml")).unwrap();
     w.edit(
         "web.yml",
@@ -391,10 +392,15 @@ fn build_publishes_conffs_per_host_and_caches_exactly() {
         rebuild(&w),
         pairs(&[
             ("web.yml", "master-web"),
+            ("base.yml", "web01"),
+            ("base.yml", "web02"),
             ("web.yml", "web01"),
-            ("web.yml", "web02")
+            ("web.yml", "web02"),
         ])
     );
+    // The same for --stage rootfs of master-base alone: nothing to do.
+    let out = w.build(&["--name", "master-base", "--stage", "rootfs"]);
+    assert!(ran(&out).is_empty(), "{:?}", ran(&out));
 
     // A template changed in a git checkout, uncommitted: the stages reading it.
     let git = |args: &[&str]| {

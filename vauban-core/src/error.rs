@@ -345,7 +345,6 @@ pub enum Error {
     /// `ansible-playbook` failed: nothing of the stage was committed.
     #[error("{0}")]
     AnsibleFailed(Box<AnsibleFailure>),
-
 }
 
 /// What [`Error::AnsibleFailed`] says (boxed: it is large).

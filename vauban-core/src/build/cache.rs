@@ -84,6 +84,7 @@ impl StepInputs {
         check("vauban version", self.vauban == other.vauban);
         check("parent image", self.parent == other.parent);
         check("stage", self.stage == other.stage);
+        check("host", self.host == other.host);
         check("Ansible files", self.tree == other.tree);
         check("inventory variables", self.inventory == other.inventory);
         check("branch", self.branch == other.branch);

@@ -105,7 +105,7 @@ impl AnsibleTree {
         let mut queue = vec![playbook.to_owned()];
         while let Some(current) = queue.pop() {
             let words = &self.files[&current].words;
-            for (rel, _) in &self.files {
+            for rel in self.files.keys() {
                 if !taken.contains(rel) && is_named(rel, words) {
                     taken.insert(rel.clone());
                     queue.push(rel.clone());

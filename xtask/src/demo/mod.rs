@@ -10,6 +10,7 @@
 //! [`crate::boot::boot_tree_host`] with [`check_marker`].
 
 pub mod build;
+pub mod e2e;
 pub mod user;
 
 use std::path::{Path, PathBuf};
