@@ -13,7 +13,7 @@ use vauban_oci::{Image, Reference};
 
 use super::cache::{Cache, StepInputs};
 use super::error::BuildError;
-use super::inputs::{AnsibleTree, Inventory};
+use super::inputs::{self, AnsibleTree, Inventory, ToolCache};
 use super::plan::{plan, Part, Step, StepKind};
 use super::publish::{self, Registry};
 use super::report::{BuildReport, Outcome, StepReport};
@@ -93,6 +93,8 @@ pub(super) struct Analysed {
     pub tree: AnsibleTree,
     pub inventory: Inventory,
     pub inventories: Vec<PathBuf>,
+    /// The digest of the inventory's files ([`inputs::inventory_digest`]).
+    pub inventory_digest: String,
     /// Kept alive: a branch's worktree lives as long as its checkout.
     pub checkout: Checkout,
 }
@@ -115,6 +117,8 @@ pub struct Builder<'a> {
     pub(super) cache: Cache<'a>,
     pub(super) ansible: AnsibleSource,
     pub(super) ansible_playbook: PathBuf,
+    /// Results of Ansible's tools, by what they read.
+    pub(super) tools: ToolCache,
     /// Every stage playbook of the config (files are attributed among them).
     pub(super) playbooks: Vec<String>,
     analysed: HashMap<PathBuf, Arc<Analysed>>,
@@ -168,6 +172,7 @@ impl<'a> Builder<'a> {
             cache,
             ansible,
             ansible_playbook,
+            tools: ToolCache::new(store.root()),
             playbooks,
             analysed: HashMap::new(),
             images: HashMap::new(),
@@ -274,20 +279,40 @@ impl<'a> Builder<'a> {
 
     /// Before anything runs: every playbook of the plan exists in its
     /// checkout (else a "did you mean") and parses.
-    pub(super) fn check_playbooks(&self, steps: &[Step]) -> Result<(), BuildError> {
+    pub(super) fn check_playbooks(&mut self, steps: &[Step]) -> Result<(), BuildError> {
         for step in steps {
-            let master = self.config.find(&step.master)?;
+            let master = self.config.find(&step.master)?.clone();
             let (stages, conffs): (Vec<Stage>, bool) = match step.kind {
                 StepKind::Rootfs => (master.stage_list().cloned().collect(), false),
-                StepKind::Conffs => (self.conffs_stages(master), true),
+                StepKind::Conffs => (self.conffs_stages(&master), true),
                 StepKind::Boot => continue,
             };
-            if stages.is_empty() {
+            let Some(first) = stages.first() else {
+                continue;
+            };
+            let spec = self.spec(&master, conffs);
+            let env = self.env.clone();
+            let mut runner = runner(self.store, &spec, &env, "check", 1)?;
+            // A check that passed on the same files is not run again (only
+            // when every stage comes from one checkout, the one keyed).
+            let analysed = self.analyse(&mut runner, first, &spec)?;
+            let one_checkout = stages.iter().all(|s| s.branch.is_none());
+            let playbooks: Vec<String> = stages.iter().map(|s| s.to_string()).collect();
+            let key = inputs::tool_key(
+                "syntax",
+                &[
+                    &analysed.tree.digest(),
+                    &analysed.inventory_digest,
+                    &playbooks.join(" "),
+                ],
+            );
+            if one_checkout && self.tools.get(&key).is_some() {
                 continue;
             }
-            let spec = self.spec(master, conffs);
-            let mut runner = runner(self.store, &spec, &self.env, "check", 1)?;
             runner.check(&stages)?;
+            if one_checkout {
+                self.tools.put(&key, "passed")?;
+            }
         }
         Ok(())
     }
@@ -493,12 +518,20 @@ impl<'a> Builder<'a> {
         let inventories =
             crate::stage::inventory::repo_inventories(&checkout.root, &spec.inventories)?;
         let tree = AnsibleTree::read(&checkout.root, &inventories)?;
-        let inventory = Inventory::load(&self.ansible_playbook, &checkout.root, &inventories)?;
+        let inventory_digest = inputs::inventory_digest(&checkout.root, &inventories)?;
+        let inventory = Inventory::load_cached(
+            &self.tools,
+            &inventory_digest,
+            &self.ansible_playbook,
+            &checkout.root,
+            &inventories,
+        )?;
         let root = checkout.root.clone();
         let analysed = Arc::new(Analysed {
             tree,
             inventory,
             inventories,
+            inventory_digest,
             checkout,
         });
         self.analysed.insert(root, analysed.clone());

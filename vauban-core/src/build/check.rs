@@ -7,7 +7,6 @@ use vauban_oci::Image;
 
 use super::builder::{runner, Builder};
 use super::error::BuildError;
-use super::inputs;
 use super::plan::StepKind;
 use crate::config::Master;
 
@@ -205,11 +204,6 @@ impl Builder<'_> {
         let env = self.env.clone();
         let mut runner = runner(self.store, &spec, &env, "check", 1)?;
         let analysed = self.analyse(&mut runner, &first, &spec)?;
-        inputs::conffs_hosts(
-            &self.ansible_playbook,
-            &analysed.checkout.root,
-            &analysed.inventories,
-            &pattern,
-        )
+        self.hosts_of(&analysed, &pattern)
     }
 }

@@ -48,6 +48,29 @@ impl Builder<'_> {
         stages
     }
 
+    /// The hosts of `pattern` in the inventory of `analysed`, through the
+    /// tool cache.
+    pub(super) fn hosts_of(
+        &self,
+        analysed: &super::builder::Analysed,
+        pattern: &str,
+    ) -> Result<Vec<String>, BuildError> {
+        let key = inputs::tool_key("hosts", &[&analysed.inventory_digest, pattern]);
+        if let Some(hosts) = self.tools.get(&key) {
+            return Ok(hosts.lines().map(str::to_owned).collect());
+        }
+        let hosts = inputs::conffs_hosts(
+            &self.ansible_playbook,
+            &analysed.checkout.root,
+            &analysed.inventories,
+            pattern,
+        )?;
+        if !hosts.is_empty() {
+            self.tools.put(&key, &hosts.join("\n"))?;
+        }
+        Ok(hosts)
+    }
+
     /// Builds the conffs of every host of `master`.
     pub(super) fn conffs(&mut self, master: &Master) -> Result<(), BuildError> {
         let pattern = self.pattern(master).ok_or_else(|| BuildError::NoConffs {
@@ -64,18 +87,12 @@ impl Builder<'_> {
             &format!("{}-conffs", master.name),
             self.opts.jobs,
         )?;
-        runner.check(&stages)?;
         let hosts = {
             let first = stages.first().cloned().unwrap_or_else(|| {
                 Stage::new("none.yml").expect("a plain playbook name is a stage")
             });
             let analysed = self.analyse(&mut runner, &first, &spec)?;
-            inputs::conffs_hosts(
-                &self.ansible_playbook,
-                &analysed.checkout.root,
-                &analysed.inventories,
-                &pattern,
-            )?
+            self.hosts_of(&analysed, &pattern)?
         };
         if hosts.is_empty() {
             return Err(BuildError::NoHosts {

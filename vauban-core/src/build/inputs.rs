@@ -90,6 +90,18 @@ impl AnsibleTree {
         Ok(AnsibleTree { files })
     }
 
+    /// The digest of the whole tree (every file it read).
+    pub fn digest(&self) -> String {
+        let mut hasher = Sha256::new();
+        for (rel, file) in &self.files {
+            hasher.update(rel.as_bytes());
+            hasher.update([0]);
+            hasher.update(file.digest.as_bytes());
+            hasher.update([0]);
+        }
+        hex(hasher.finalize().as_slice())
+    }
+
     /// The relative paths of the tree, sorted.
     pub fn paths(&self) -> impl Iterator<Item = &str> {
         self.files.keys().map(String::as_str)
@@ -226,6 +238,101 @@ pub fn json_digest(value: &serde_json::Value) -> String {
     hex(Sha256::digest(value.to_string().as_bytes()).as_slice())
 }
 
+/// The digest of what the inventory is made of: `ansible.cfg`, the
+/// inventories, and the `host_vars`/`group_vars` beside them and at the root
+/// (what [`AnsibleTree::read`] leaves out).
+pub fn inventory_digest(root: &Path, inventories: &[PathBuf]) -> Result<String, BuildError> {
+    let mut paths: Vec<PathBuf> = vec![root.join("ansible.cfg")];
+    for dir in [root.to_path_buf()]
+        .into_iter()
+        .chain(inventories.iter().filter_map(|i| {
+            if i.is_dir() {
+                Some(i.clone())
+            } else {
+                i.parent().map(Path::to_path_buf)
+            }
+        }))
+    {
+        paths.push(dir.join("host_vars"));
+        paths.push(dir.join("group_vars"));
+    }
+    paths.extend(inventories.iter().cloned());
+    paths.sort();
+    paths.dedup();
+    let mut hasher = Sha256::new();
+    let mut stack: Vec<PathBuf> = paths.into_iter().rev().collect();
+    while let Some(path) = stack.pop() {
+        let Ok(meta) = path.symlink_metadata() else {
+            continue;
+        };
+        hasher.update(path.as_os_str().as_encoded_bytes());
+        hasher.update([0]);
+        if meta.is_dir() {
+            let mut children: Vec<PathBuf> = std::fs::read_dir(&path)
+                .at("read the directory", &path)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .collect();
+            children.sort();
+            stack.extend(children.into_iter().rev());
+        } else {
+            hasher.update(read_file(&path, &meta)?.digest.as_bytes());
+        }
+    }
+    Ok(hex(hasher.finalize().as_slice()))
+}
+
+/// Small results of Ansible's own tools (inventory listings, host lists, a
+/// passed syntax check), kept in `STORE/ansible-cache/<key>` by the digest of
+/// what they read, so a rebuild with nothing changed starts no Ansible at all.
+#[derive(Debug, Clone)]
+pub struct ToolCache {
+    dir: PathBuf,
+}
+
+impl ToolCache {
+    /// The cache of the store at `store_root`.
+    pub fn new(store_root: &Path) -> Self {
+        ToolCache {
+            dir: store_root.join("ansible-cache"),
+        }
+    }
+
+    /// The value kept for `key`.
+    pub fn get(&self, key: &str) -> Option<String> {
+        std::fs::read_to_string(self.dir.join(key)).ok()
+    }
+
+    /// Keeps `value` for `key` (temp file, rename).
+    pub fn put(&self, key: &str, value: &str) -> Result<(), BuildError> {
+        use std::io::Write;
+        use std::os::unix::fs::DirBuilderExt;
+        match std::fs::DirBuilder::new().mode(0o700).create(&self.dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io("create", &self.dir, e).into()),
+        }
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)
+            .map_err(|e| Error::io("create a temp file in", &self.dir, e))?;
+        tmp.write_all(value.as_bytes())
+            .map_err(|e| Error::io("write", tmp.path(), e))?;
+        tmp.persist(self.dir.join(key))
+            .map_err(|e| Error::io("rename", self.dir.join(key), e.error))?;
+        Ok(())
+    }
+}
+
+/// The key of a tool's result: its name and what it read.
+pub fn tool_key(tool: &str, parts: &[&str]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(env!("CARGO_PKG_VERSION").as_bytes());
+    hasher.update(tool.as_bytes());
+    for p in parts {
+        hasher.update([0]);
+        hasher.update(p.as_bytes());
+    }
+    format!("{tool}-{}", hex(hasher.finalize().as_slice()))
+}
+
 /// The inventory of a checkout as `ansible-inventory --list` resolves it.
 #[derive(Debug, Clone)]
 pub struct Inventory {
@@ -233,6 +340,24 @@ pub struct Inventory {
 }
 
 impl Inventory {
+    /// [`Inventory::load`] through `cache`, keyed by `digest`
+    /// ([`inventory_digest`]).
+    pub fn load_cached(
+        cache: &ToolCache,
+        digest: &str,
+        ansible_playbook: &Path,
+        root: &Path,
+        inventories: &[PathBuf],
+    ) -> Result<Self, BuildError> {
+        let key = tool_key("inventory", &[digest]);
+        if let Some(list) = cache.get(&key).and_then(|t| serde_json::from_str(&t).ok()) {
+            return Ok(Inventory { list });
+        }
+        let inventory = Inventory::load(ansible_playbook, root, inventories)?;
+        cache.put(&key, &inventory.list.to_string())?;
+        Ok(inventory)
+    }
+
     /// Runs `ansible-inventory --list` in `root`.
     pub fn load(
         ansible_playbook: &Path,

@@ -35,7 +35,6 @@ impl Builder<'_> {
                 &format!("{}-rootfs", master.name),
                 self.opts.jobs,
             )?;
-            runner.check(&stages)?;
             for stage in &stages {
                 self.interrupted()?;
                 let started = std::time::Instant::now();

@@ -7,6 +7,7 @@
 //! it needs (a row whose command does not exist yet is shown as skipped) and a
 //! function that returns one or more [`Comparison`]s.
 
+mod build;
 mod rows;
 
 use std::fs;

@@ -62,6 +62,34 @@ pub const ROWS: &[Bench] = &[
         max_rss_mib: None,
         run: run_commit,
     },
+    Bench {
+        name: "build: conffs x20",
+        needs: &["build"],
+        max_ratio: 8.0,
+        max_rss_mib: None,
+        run: super::build::conffs_hosts,
+    },
+    Bench {
+        name: "build: 1 host_vars",
+        needs: &["build"],
+        max_ratio: 1.5,
+        max_rss_mib: None,
+        run: super::build::host_vars_change,
+    },
+    Bench {
+        name: "build: no change",
+        needs: &["build"],
+        max_ratio: 1.0,
+        max_rss_mib: None,
+        run: super::build::no_change,
+    },
+    Bench {
+        name: "build: boot files",
+        needs: &["build"],
+        max_ratio: 1.1,
+        max_rss_mib: None,
+        run: super::build::boot_files,
+    },
 ];
 
 /// Resources shared by rows, prepared on first use.
@@ -75,6 +103,8 @@ pub struct State {
     registries: Option<(Registry, Registry)>,
     /// `--root` and `--runroot` of buildah, for cleanup.
     buildah: Option<(PathBuf, PathBuf)>,
+    /// The `vauban build` rows' fleet.
+    pub fleet: Option<super::build::Fleet>,
 }
 
 struct Umoci {

@@ -1,0 +1,247 @@
+//! The `vauban build` rows: the test repository of `testdata/build/` with 20
+//! web hosts, a release from the Debian fixture. Conffs of 20 hosts against 1
+//! (`--no-cache`, keys made beforehand: both sides run every stage), one
+//! host's `host_vars` changed among 20 against the 1-host build, and a
+//! rebuild with nothing changed against the 2 s target.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use super::{measure, Comparison, Ctx, Sample};
+use crate::util;
+
+/// Hosts of the fleet.
+pub const HOSTS: usize = 20;
+
+/// A prepared fleet: its dir (config, Ansible copy, store, keys).
+pub struct Fleet {
+    dir: PathBuf,
+    one_host: Option<Sample>,
+}
+
+impl Fleet {
+    fn build(&self, vauban: &std::path::Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(vauban);
+        cmd.arg("--store")
+            .arg(self.dir.join("store"))
+            .arg("build")
+            .arg("--config")
+            .arg(self.dir.join("config.yml"))
+            .args(["--name", "master-web", "--quiet"])
+            .arg("--keystore")
+            .arg(self.dir.join("hostkeys.age"))
+            .arg("--keystore-key-file")
+            .arg(self.dir.join("key.txt"))
+            .arg("--out")
+            .arg(self.dir.join("out"))
+            .arg("--log-dir")
+            .arg(self.dir.join("logs"))
+            .args(args)
+            .current_dir(&self.dir);
+        cmd
+    }
+}
+
+/// The fleet, made on first use: files, then the chain and every host's
+/// conffs built once (untimed: the release import, keys, cache).
+pub fn fleet(ctx: &mut Ctx) -> Result<&mut Fleet> {
+    if ctx.state.fleet.is_none() {
+        let dir = ctx.fresh_dir("fleet")?;
+        util::copy_tree_readable(
+            &util::workspace_root().join("testdata/build/ansible"),
+            &dir.join("ansible"),
+        )?;
+        let mut inventory = String::from("master-base\n\n[web]\nmaster-web\n");
+        for i in 1..=HOSTS {
+            inventory.push_str(&format!("web{i:02}\n"));
+            std::fs::write(
+                dir.join(format!("ansible/host_vars/web{i:02}.yml")),
+                format!("host_value: value-of-web{i:02}\n"),
+            )?;
+        }
+        std::fs::write(dir.join("ansible/inventory"), inventory)?;
+        std::fs::write(
+            dir.join("config.yml"),
+            format!(
+                "configuration:\n  ansible: ansible\nbookworm:\n  name: debian-12\n  tarball: {}\n  sha256: {}\n  master-base:\n    stages: [base.yml]\n    master-web:\n      stages: [web.yml]\n      conffs: 'web*'\n",
+                ctx.fixture.display(),
+                util::sha256_file(&ctx.fixture)?
+            ),
+        )?;
+        std::fs::write(dir.join("key.txt"), "the bench's key store passphrase\n")?;
+        util::chmod(&dir.join("key.txt"), 0o600)?;
+        let fleet = Fleet {
+            dir,
+            one_host: None,
+        };
+        util::run(&mut fleet.build(&ctx.vauban, &["--stage", "conffs", "--build-parents", "-1"]))
+            .context("preparing the bench fleet")?;
+        ctx.state.fleet = Some(fleet);
+    }
+    Ok(ctx.state.fleet.as_mut().expect("just made"))
+}
+
+fn one_host(ctx: &mut Ctx) -> Result<Sample> {
+    if let Some(s) = fleet(ctx)?.one_host {
+        return Ok(s);
+    }
+    let vauban = ctx.vauban.clone();
+    let cmd = fleet(ctx)?.build(
+        &vauban,
+        &["--stage", "conffs", "--conffs", "web01", "--no-cache"],
+    );
+    let s = measure(ctx, &cmd)?;
+    fleet(ctx)?.one_host = Some(s);
+    Ok(s)
+}
+
+/// Conffs of 20 hosts against 1 host, every stage run.
+pub fn conffs_hosts(ctx: &mut Ctx) -> Result<Vec<Comparison>> {
+    let one = one_host(ctx)?;
+    let vauban = ctx.vauban.clone();
+    let cmd = fleet(ctx)?.build(&vauban, &["--stage", "conffs", "--no-cache"]);
+    let all = measure(ctx, &cmd)?;
+    eprintln!(
+        "    per host: {:.2} s with {HOSTS} hosts, {:.2} s alone",
+        all.wall.as_secs_f64() / HOSTS as f64,
+        one.wall.as_secs_f64()
+    );
+    Ok(vec![Comparison::new(
+        &format!("conffs {HOSTS} hosts"),
+        all,
+        "conffs 1 host",
+        one,
+    )])
+}
+
+/// One host's `host_vars` changed among 20: only it rebuilds.
+pub fn host_vars_change(ctx: &mut Ctx) -> Result<Vec<Comparison>> {
+    let one = one_host(ctx)?;
+    let dir = fleet(ctx)?.dir.clone();
+    let file = dir.join("ansible/host_vars/web07.yml");
+    let n = ctx.fresh.get();
+    std::fs::write(&file, format!("host_value: changed-{n}\n"))
+        .with_context(|| format!("write {}", file.display()))?;
+    let vauban = ctx.vauban.clone();
+    let cmd = fleet(ctx)?.build(&vauban, &["--stage", "conffs"]);
+    let changed = measure(ctx, &cmd)?;
+    Ok(vec![Comparison::new(
+        "1 host_vars of 20",
+        changed,
+        "conffs 1 host",
+        one,
+    )])
+}
+
+/// A rebuild of the chain and conffs with nothing changed, against 2 s.
+pub fn no_change(ctx: &mut Ctx) -> Result<Vec<Comparison>> {
+    let vauban = ctx.vauban.clone();
+    let cmd = fleet(ctx)?.build(&vauban, &["--stage", "conffs", "--build-parents", "-1"]);
+    let again = measure(ctx, &cmd)?;
+    Ok(vec![Comparison::new(
+        "no-change rebuild",
+        again,
+        "target 2 s",
+        Sample {
+            wall: Duration::from_secs(2),
+            max_rss_kib: 0,
+        },
+    )])
+}
+
+/// The boot step on the boot fixture: `rootfs.img` against `mksquashfs` of an
+/// unpacked copy of the same image (the floor), and the initramfs (dracut)
+/// reported. Times of the build's steps come from its recap.
+pub fn boot_files(ctx: &mut Ctx) -> Result<Vec<Comparison>> {
+    let fixture = ctx.fixture.with_file_name("debian-boot.tar");
+    let dir = ctx.fresh_dir("boot")?;
+    std::fs::write(
+        dir.join("config.yml"),
+        format!(
+            "configuration:\n  ansible: ansible\n  boot_url: http://10.0.2.100\nbookworm:\n  name: debian-boot\n  tarball: {}\n  sha256: {}\n",
+            fixture.display(),
+            util::sha256_file(&fixture)?
+        ),
+    )?;
+    std::fs::create_dir_all(dir.join("ansible"))?;
+    let store = dir.join("store");
+    let mut cmd = ctx.vauban(&store);
+    cmd.arg("build")
+        .arg("--config")
+        .arg(dir.join("config.yml"))
+        .args(["--name", "debian-boot", "--stage", "all"])
+        .arg("--out")
+        .arg(dir.join("out"))
+        .arg("--log-dir")
+        .arg(dir.join("logs"))
+        .current_dir(&dir);
+    eprintln!("  $ {}", util::display(&cmd));
+    let out = cmd.output().context("run vauban build")?;
+    let recap = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() {
+        anyhow::bail!(
+            "vauban build of the boot fixture failed:\n{}",
+            util::tail(&recap, 15)
+        );
+    }
+    let seconds_of = |prefix: &str| -> Result<Duration> {
+        recap
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| {
+                l.split_whitespace()
+                    .find_map(|w| w.strip_suffix('s')?.parse::<f64>().ok())
+            })
+            .map(Duration::from_secs_f64)
+            .with_context(|| format!("no `{prefix}` line in the recap:\n{recap}"))
+    };
+    let squash = seconds_of("rootfs.img")?;
+    let dracut = seconds_of("initramfs")?;
+    // The floor: the same image unpacked, then mksquashfs with the same options.
+    let tree = dir.join("tree");
+    util::run(
+        ctx.vauban(&store)
+            .arg("unpack")
+            .arg("debian-boot:latest")
+            .arg(&tree),
+    )?;
+    let img = dir.join("floor.img");
+    let floor = measure(
+        ctx,
+        Command::new("mksquashfs").arg(&tree).arg(&img).args([
+            "-comp",
+            "zstd",
+            "-noappend",
+            "-no-progress",
+            "-quiet",
+        ]),
+    )?;
+    let mut initramfs = Comparison::new(
+        "initramfs (dracut)",
+        Sample {
+            wall: dracut,
+            max_rss_kib: 0,
+        },
+        "by hand ~65 s",
+        Sample {
+            wall: Duration::from_secs(65),
+            max_rss_kib: 0,
+        },
+    );
+    initramfs.checked = false;
+    Ok(vec![
+        Comparison::new(
+            "rootfs.img",
+            Sample {
+                wall: squash,
+                max_rss_kib: 0,
+            },
+            "mksquashfs unpacked",
+            floor,
+        ),
+        initramfs,
+    ])
+}
