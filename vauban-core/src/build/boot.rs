@@ -163,6 +163,33 @@ impl Builder<'_> {
         }
         let sums = tree.write_sums()?;
         self.exported(&sums);
+
+        // With --registry, the master's boot files go beside its images.
+        if self.opts.registry.is_some() && self.published(master) {
+            let mut files = vec![
+                format!("linux/{kernel_file}"),
+                format!("linux/{initramfs_file}"),
+            ];
+            let dir = tree.master_dir(&master.name);
+            let mut own: Vec<String> = std::fs::read_dir(&dir)
+                .map_err(|e| crate::Error::io("read", &dir, e))?
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.'))
+                .map(|n| format!("{}/{n}", master.name))
+                .collect();
+            own.sort();
+            files.extend(own);
+            files.push("SHA256SUMS".into());
+            let image = super::artifact::write_boot_artifact(
+                self.store,
+                tree.root(),
+                &files,
+                &master.name,
+                &kver,
+            )?;
+            self.name(&format!("{}/boot", master.name), &image, true, true)?;
+        }
         Ok(())
     }
 

@@ -555,7 +555,9 @@ impl<'a> Builder<'a> {
             commit: analysed.checkout.commit.clone(),
             host: host.to_owned(),
             inventory: analysed.inventory.host_inputs(host).1,
-            branch: analysed.checkout.branch.clone(),
+            // The branch asked for (a directory's own branch name says
+            // nothing its files do not).
+            branch: spec.branch.clone(),
             in_conffs_build: spec.in_conffs_build,
             extra_args: spec.extra_args.clone(),
             hooks: (spec.hooks.pre.clone(), spec.hooks.post.clone()),

@@ -23,8 +23,9 @@
 //! (what a stage reads: the Ansible tree, the inventory), [`cache`] (keys,
 //! records, locks), [`release`] (a release's base), `builder` ([`Builder`]),
 //! `rootfs`, `conffs` and `boot` (the three kinds of step), [`publish`]
-//! (registry), [`check`] (`--check`), [`report`], [`error`].
+//! (registry), [`artifact`] (the boot files as an OCI artifact), [`check`] (`--check`), [`report`], [`error`].
 
+pub mod artifact;
 mod boot;
 mod builder;
 pub mod cache;

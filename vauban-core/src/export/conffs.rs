@@ -107,7 +107,7 @@ pub fn export_conffs(
         });
     }
     let layers = source::host_layers(master, host_image)?;
-    let generated = generated_files(host, keys);
+    let generated = generated_files(host, keys, created_of(host_image));
     let names: Vec<Vec<u8>> = generated.iter().map(|(m, _)| m.name.clone()).collect();
     let plan = plan::plan(store, &layers, &names)?;
 
@@ -190,9 +190,21 @@ pub fn export_conffs(
     })
 }
 
-/// `etc/hostname` and the sshd keys, root-owned, with their contents.
-fn generated_files(host: &str, keys: &HostKeys) -> Vec<(Meta, Vec<u8>)> {
-    let mtime = vauban_oci::image::created_now().timestamp().max(0) as u64;
+/// When `image` was made (its config's `created`), in seconds: the mtime of
+/// the files the export makes, so the same image gives the same archive.
+fn created_of(image: &Image) -> u64 {
+    image
+        .config
+        .created()
+        .as_deref()
+        .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+        .map(|t| t.timestamp().max(0) as u64)
+        .unwrap_or(0)
+}
+
+/// `etc/hostname` and the sshd keys, root-owned, with their contents, dated
+/// `mtime`.
+fn generated_files(host: &str, keys: &HostKeys, mtime: u64) -> Vec<(Meta, Vec<u8>)> {
     let file = |name: Vec<u8>, mode: u32, contents: Vec<u8>| {
         let meta = Meta {
             name,

@@ -467,6 +467,14 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), ROWS.len());
-        assert!(ROWS.iter().all(|r| r.max_ratio > 0.0 && r.max_ratio < 1.0));
+        // Against a peer tool we must be faster; the build rows compare two
+        // builds of ours (20 hosts against 1, ...) or a fixed target.
+        for r in ROWS {
+            if r.name.starts_with("build: ") {
+                assert!(r.max_ratio > 0.0 && r.max_ratio <= 8.0, "{}", r.name);
+            } else {
+                assert!(r.max_ratio > 0.0 && r.max_ratio < 1.0, "{}", r.name);
+            }
+        }
     }
 }

@@ -61,7 +61,8 @@ pub fn run(runner: &Runner, stage: &Stage) -> Result<()> {
     .with_context(|| format!("write {}", config.display()))?;
     util::chmod(&config, 0o644)?;
     let out = dir.join("out");
-    let build = || -> Result<()> {
+    let registry = crate::registry::Registry::start_temp()?;
+    let build = |publish: bool| -> Result<()> {
         let mut cmd = Command::new(stage.bin().join("vauban"));
         cmd.arg("--store")
             .arg(dir.join("store"))
@@ -74,12 +75,18 @@ pub fn run(runner: &Runner, stage: &Stage) -> Result<()> {
             .arg("--log-dir")
             .arg(dir.join("logs"))
             .arg("--quiet");
+        if publish {
+            cmd.arg("--registry")
+                .arg(format!("{}/vauban", registry.addr))
+                .arg("--tls-verify=false");
+        }
         let mut cmd = user::as_user(runner, &cmd, &dir);
         cmd.current_dir(&dir);
         util::run(&mut cmd).context("the boot test's vauban build")
     };
-    build()?;
+    build(true)?;
     eprintln!("boot: built in {:.0} s", started.elapsed().as_secs_f64());
+    check_artifact(&registry.addr)?;
     let sums = std::fs::read_to_string(out.join("SHA256SUMS")).context("read SHA256SUMS")?;
 
     let booted: Vec<Result<boot::Booted>> = std::thread::scope(|s| {
@@ -106,7 +113,7 @@ pub fn run(runner: &Runner, stage: &Stage) -> Result<()> {
     }
 
     let again = Instant::now();
-    build()?;
+    build(false)?;
     let sums_again = std::fs::read_to_string(out.join("SHA256SUMS")).context("read SHA256SUMS")?;
     if sums != sums_again {
         bail!("a second build with nothing changed changed the boot files:\n{sums}\n---\n{sums_again}");
@@ -115,6 +122,49 @@ pub fn run(runner: &Runner, stage: &Stage) -> Result<()> {
         "boot: a second build changed nothing ({:.1} s)",
         again.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// The boot files' artifact in the registry: its `artifactType`, the kernel
+/// version annotation, the kernel, initramfs, rootfs and each host's conffs.
+fn check_artifact(addr: &str) -> Result<()> {
+    let image = format!("docker://{addr}/vauban/{MASTER}/boot:latest");
+    let raw = util::output(
+        Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(&image),
+    )?;
+    let manifest: serde_json::Value =
+        serde_json::from_str(&raw).with_context(|| format!("{image}: not JSON: {raw}"))?;
+    if manifest["artifactType"] != "application/vnd.vauban.boot.v1" {
+        bail!("{image}: artifactType is {}", manifest["artifactType"]);
+    }
+    let kver = manifest["annotations"]["dev.vauban.kernel.version"]
+        .as_str()
+        .unwrap_or("");
+    if kver.is_empty() {
+        bail!("{image}: no kernel version annotation: {raw}");
+    }
+    let titles: Vec<&str> = manifest["layers"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .filter_map(|d| d["annotations"]["org.opencontainers.image.title"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    for wanted in [
+        format!("linux/vmlinuz-{kver}"),
+        format!("linux/initramfs-{kver}.img"),
+        format!("{MASTER}/rootfs.img"),
+        format!("{MASTER}/conffs-web01.tgz"),
+        format!("{MASTER}/conffs-web02.tgz"),
+    ] {
+        if !titles.contains(&wanted.as_str()) {
+            bail!("{image}: no {wanted} among {titles:?}");
+        }
+    }
+    eprintln!("boot: {image} holds {} files, kernel {kver}", titles.len());
     Ok(())
 }
 

@@ -1,0 +1,103 @@
+//! The boot files of a master as one OCI artifact, pushed beside its images
+//! with `--registry`: `NAMESPACE/<master>/boot:<kver>` (and `latest`, the date
+//! tag), `artifactType` [`BOOT_ARTIFACT_TYPE`], one layer per file (kernel,
+//! initramfs, `rootfs.img`, each host's conffs, command line and iPXE script,
+//! `SHA256SUMS`) titled by its path in the tree, the kernel version as the
+//! annotation [`KERNEL_ANNOTATION`]. A boot server fetches exactly what was
+//! built (`oras pull`, `skopeo copy` to a layout).
+//!
+//! The config is a minimal image config (`os`, `architecture`, the files'
+//! digests as `diff_ids`, since they are stored uncompressed), so every tool
+//! that reads images reads it; `artifactType` tells what it is (OCI image
+//! spec 1.1, "artifacts").
+
+use std::io::Write;
+use std::path::Path;
+
+use vauban_oci::store::Store;
+use vauban_oci::{Digest, Image};
+
+use crate::error::{Error, IoContext, Result};
+
+/// The `artifactType` of a master's boot files.
+pub const BOOT_ARTIFACT_TYPE: &str = "application/vnd.vauban.boot.v1";
+/// The annotation holding the kernel version.
+pub const KERNEL_ANNOTATION: &str = "dev.vauban.kernel.version";
+/// The annotation holding the master.
+pub const MASTER_ANNOTATION: &str = "dev.vauban.master";
+
+/// The media type of a file of the boot tree, by its name.
+pub fn media_type(rel: &str) -> &'static str {
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    if name.starts_with("vmlinuz") {
+        "application/vnd.vauban.boot.kernel"
+    } else if name.starts_with("initramfs") {
+        "application/vnd.vauban.boot.initramfs"
+    } else if name == "rootfs.img" {
+        "application/vnd.vauban.boot.rootfs.squashfs"
+    } else if name.starts_with("conffs-") {
+        "application/vnd.vauban.boot.conffs.tar+gzip"
+    } else if name.ends_with(".ipxe") {
+        "application/vnd.vauban.boot.ipxe"
+    } else {
+        "text/plain"
+    }
+}
+
+/// Writes the artifact of the files `files` (paths relative to `tree`) into
+/// the store, unnamed (see [`Store::tag`]); returns it.
+pub fn write_boot_artifact(
+    store: &Store,
+    tree: &Path,
+    files: &[String],
+    master: &str,
+    kver: &str,
+) -> Result<Image> {
+    let mut layers = Vec::new();
+    let mut diff_ids = Vec::new();
+    for rel in files {
+        let path = tree.join(rel);
+        let mut file = std::fs::File::open(&path).at("open", &path)?;
+        let mut blob = store.blob_writer()?;
+        std::io::copy(&mut file, &mut blob).at("read", &path)?;
+        blob.flush().at("write", store.tmp_dir())?;
+        let (digest, size): (Digest, u64) = blob.commit(None)?;
+        diff_ids.push(digest.to_string());
+        layers.push(serde_json::json!({
+            "mediaType": media_type(rel),
+            "digest": digest.to_string(),
+            "size": size,
+            "annotations": { "org.opencontainers.image.title": rel },
+        }));
+    }
+    let config = serde_json::json!({
+        "architecture": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
+        "os": "linux",
+        "rootfs": { "type": "layers", "diff_ids": diff_ids },
+    });
+    let (config_digest, config_size) = store.write_json_blob(&config)?;
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": BOOT_ARTIFACT_TYPE,
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config_digest.to_string(),
+            "size": config_size,
+        },
+        "layers": layers,
+        "annotations": {
+            KERNEL_ANNOTATION: kver,
+            MASTER_ANNOTATION: master,
+            "org.opencontainers.image.created":
+                chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        },
+    });
+    let (digest, size) = store.write_json_blob(&manifest)?;
+    let desc = vauban_oci::oci_spec::image::Descriptor::new(
+        vauban_oci::oci_spec::image::MediaType::ImageManifest,
+        size,
+        vauban_oci::image::oci_digest(&digest),
+    );
+    Image::from_descriptor(store, &desc).map_err(Error::from)
+}
