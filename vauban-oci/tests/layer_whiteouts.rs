@@ -53,7 +53,11 @@ fn opts(whiteouts: WhiteoutMode) -> ApplyOptions {
     } else {
         Owners::BestEffort
     };
-    ApplyOptions { whiteouts, owners }
+    ApplyOptions {
+        whiteouts,
+        owners,
+        lowers: vauban_oci::layer::LowerDirs::none(),
+    }
 }
 
 fn layer_dir(base: &Path, name: &str, layers: &[Vec<E>], mode: WhiteoutMode) -> std::path::PathBuf {

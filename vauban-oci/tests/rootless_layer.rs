@@ -50,6 +50,7 @@ fn apply_all(
 const BEST_EFFORT: ApplyOptions = ApplyOptions {
     whiteouts: WhiteoutMode::Apply,
     owners: Owners::BestEffort,
+    lowers: vauban_oci::layer::LowerDirs::none(),
 };
 
 #[test]
@@ -173,6 +174,7 @@ fn preserve_refuses_a_chown_to_another_id_naming_the_entry() {
     let opts = ApplyOptions {
         whiteouts: WhiteoutMode::Apply,
         owners: Owners::Preserve,
+        lowers: vauban_oci::layer::LowerDirs::none(),
     };
     // Our own ids are kept without complaint.
     let mine = vec![
@@ -209,6 +211,7 @@ fn overlay_whiteouts_are_made_unprivileged() {
     let opts = ApplyOptions {
         whiteouts: WhiteoutMode::Overlay,
         owners: Owners::BestEffort,
+        lowers: vauban_oci::layer::LowerDirs::none(),
     };
     let layer = vec![
         dir("d"),
@@ -376,6 +379,7 @@ fn read_only_dirs_take_overlay_whiteouts_unprivileged() {
     let opts = ApplyOptions {
         whiteouts: WhiteoutMode::Overlay,
         owners: Owners::BestEffort,
+        lowers: vauban_oci::layer::LowerDirs::none(),
     };
     let layer = vec![
         dir("ro").mode(0o555),

@@ -6,11 +6,19 @@
 //! subordinate ids; it goes into a temp dir under `STORE/tmp` renamed into place,
 //! so a half-extracted layer is never seen (and two builds racing on one layer both
 //! succeed: the loser removes its copy).
+//!
+//! A layer dir is made over the dirs of the layers below it (its overlay lower
+//! dirs): a hard link to a lower file becomes a copy, a parent directory the
+//! layer lacks takes the lower one's mode and owner.
 
+use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
 
-use vauban_oci::layer::{apply_blob, ApplyOptions, ApplyReport, BlobInfo, Owners, WhiteoutMode};
+use vauban_oci::layer::{
+    apply_blob, ApplyOptions, ApplyReport, BlobInfo, LowerDirs, Owners, WhiteoutMode,
+};
 use vauban_oci::store::Store;
 use vauban_oci::{Digest, Image};
 
@@ -32,9 +40,13 @@ pub fn ensure_layer_dirs(
     let mut seen = std::collections::HashSet::new();
     let missing: Vec<LayerJob> = layers
         .iter()
-        .filter(|(_, diff_id)| !store.layer_dir(diff_id).exists() && seen.insert(diff_id.clone()))
-        .map(|(desc, diff_id)| {
+        .enumerate()
+        .filter(|(_, (_, diff_id))| {
+            !store.layer_dir(diff_id).exists() && seen.insert(diff_id.clone())
+        })
+        .map(|(i, (desc, diff_id))| {
             Ok(LayerJob {
+                lowers: layers[..i].iter().rev().map(|(_, d)| d.clone()).collect(),
                 media_type: desc.media_type().to_string(),
                 digest: vauban_oci::image::digest_of(desc)?,
                 size: desc.size(),
@@ -107,8 +119,10 @@ fn done(reply: Reply, what: &str) -> Result<()> {
     }
 }
 
-/// In the helper: extracts the layers on a few threads (each layer dir is
-/// independent), reporting each one done.
+/// In the helper: extracts the layers on a few threads, reporting each one
+/// done. They are taken base first; a layer that needs its lower layer dirs
+/// (a hard link to a lower file, a parent directory it lacks) waits until
+/// those being extracted meanwhile are whole.
 pub(crate) fn extract_all(
     store: &Path,
     layers: &[LayerJob],
@@ -122,6 +136,7 @@ pub(crate) fn extract_all(
         .min(layers.len())
         .clamp(1, 4);
     let on_done = std::sync::Mutex::new(on_done);
+    let gate = Arc::new(Gate::new(layers));
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
@@ -129,7 +144,9 @@ pub(crate) fn extract_all(
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     match layers.get(i) {
                         Some(layer) => {
-                            let report = extract_one(&store, layer, owners)?;
+                            let mut done = gate.on_drop(&layer.diff_id);
+                            let report = extract_one(&store, layer, owners, &gate)?;
+                            done.ok();
                             let mut f = on_done.lock().unwrap_or_else(|e| e.into_inner());
                             (*f)(i, report);
                         }
@@ -173,7 +190,87 @@ impl Drop for TempDir {
     }
 }
 
-fn extract_one(store: &Store, layer: &LayerJob, owners: Owners) -> Result<ApplyReport> {
+/// Which layers of one extraction job are whole: a layer's wait for its lower
+/// dirs ends when each of those in the job is extracted (or has failed).
+struct Gate {
+    /// `None` while being extracted, then whether it succeeded.
+    state: Mutex<HashMap<Digest, Option<bool>>>,
+    changed: Condvar,
+}
+
+impl Gate {
+    fn new(layers: &[LayerJob]) -> Gate {
+        Gate {
+            state: Mutex::new(layers.iter().map(|l| (l.diff_id.clone(), None)).collect()),
+            changed: Condvar::new(),
+        }
+    }
+
+    /// Marks `diff_id` failed when the guard drops, unless [`GateGuard::ok`].
+    fn on_drop<'a>(&'a self, diff_id: &'a Digest) -> GateGuard<'a> {
+        GateGuard {
+            gate: self,
+            diff_id,
+            ok: false,
+        }
+    }
+
+    fn set(&self, diff_id: &Digest, ok: bool) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.insert(diff_id.clone(), Some(ok));
+        self.changed.notify_all();
+    }
+
+    /// Waits until every one of `lowers` in the job is done; an error when
+    /// one failed. Layers are taken base first, so the lowest one being
+    /// extracted never waits: no cycle.
+    fn wait(&self, lowers: &[Digest]) -> std::io::Result<()> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        for d in lowers {
+            loop {
+                match state.get(d) {
+                    Some(None) => {
+                        state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+                    }
+                    Some(Some(false)) => {
+                        return Err(std::io::Error::other(format!(
+                            "lower layer {d} could not be extracted"
+                        )))
+                    }
+                    Some(Some(true)) | None => break,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Marks a layer done in its [`Gate`] on drop (failed unless told it is ok),
+/// so that a panic or an error never leaves an upper layer waiting.
+struct GateGuard<'a> {
+    gate: &'a Gate,
+    diff_id: &'a Digest,
+    ok: bool,
+}
+
+impl GateGuard<'_> {
+    fn ok(&mut self) {
+        self.ok = true;
+    }
+}
+
+impl Drop for GateGuard<'_> {
+    fn drop(&mut self) {
+        self.gate.set(self.diff_id, self.ok);
+    }
+}
+
+fn extract_one(
+    store: &Store,
+    layer: &LayerJob,
+    owners: Owners,
+    gate: &Arc<Gate>,
+) -> Result<ApplyReport> {
     let diff_id = &layer.diff_id;
     let target = store.layer_dir(diff_id);
     if target.exists() {
@@ -192,9 +289,14 @@ fn extract_one(store: &Store, layer: &LayerJob, owners: Owners) -> Result<ApplyR
         size: layer.size,
         diff_id,
     };
+    let waiting = (Arc::clone(gate), layer.lowers.clone());
     let opts = ApplyOptions {
         whiteouts: WhiteoutMode::Overlay,
         owners,
+        lowers: LowerDirs {
+            dirs: layer.lowers.iter().map(|d| store.layer_dir(d)).collect(),
+            ready: Some(Arc::new(move || waiting.0.wait(&waiting.1))),
+        },
     };
     let report = apply_blob(std::io::BufReader::new(blob), &info, &tmp.0, &opts)?;
     // The tree must be on disk before its name says it is whole: a crash after

@@ -5,7 +5,9 @@ use std::path::Path;
 
 use super::{digest_of, Image};
 use crate::error::{Error, IoContext, Result};
-use crate::layer::{apply_blob, ApplyOptions, ApplyReport, BlobInfo, Owners, WhiteoutMode};
+use crate::layer::{
+    apply_blob, ApplyOptions, ApplyReport, BlobInfo, LowerDirs, Owners, WhiteoutMode,
+};
 use crate::store::Store;
 
 impl Image {
@@ -38,6 +40,7 @@ impl Image {
         let opts = ApplyOptions {
             whiteouts: WhiteoutMode::Apply,
             owners,
+            lowers: LowerDirs::none(),
         };
         let mut sum = ApplyReport::default();
         let mut before = 0;

@@ -19,11 +19,12 @@ use rustix::io::Errno;
 
 use super::dirfix::{Comps, DirFix};
 use super::entry::{Attrs, EntryParser, Parsed};
+use super::lower::is_whiteout;
 use super::path::{unsafe_entry, EntryPath};
 use super::resolve::{open_dir_at, remove_all_at, type_at, unlock_dir, Root};
 use super::writer::Kind;
 use super::xattr;
-use super::{ApplyOptions, ApplyReport, Owners, WHITEOUT_PREFIX};
+use super::{ApplyOptions, ApplyReport, Owners, WhiteoutMode, WHITEOUT_PREFIX};
 use crate::error::{Error, Result};
 
 /// Applies the uncompressed layer `tar` onto `target`, reading the stream to
@@ -33,7 +34,8 @@ pub fn apply(tar: impl Read, target: &Path, opts: &ApplyOptions) -> Result<Apply
     let privileged = rustix::process::geteuid().is_root();
     let mut applier = Applier {
         root: Root::open(target, !privileged)?,
-        opts: *opts,
+        opts: opts.clone(),
+        lowers: None,
         report: ApplyReport::default(),
         created: HashSet::new(),
         dirs: HashMap::new(),
@@ -82,6 +84,8 @@ pub fn apply(tar: impl Read, target: &Path, opts: &ApplyOptions) -> Result<Apply
 pub(super) struct Applier {
     pub(super) root: Root,
     pub(super) opts: ApplyOptions,
+    /// The lower layer dirs, once opened (see [`super::lower`]).
+    pub(super) lowers: Option<Vec<OwnedFd>>,
     pub(super) report: ApplyReport,
     /// (dev, ino) of everything this layer created or touched: its own whiteouts
     /// never remove them.
@@ -192,9 +196,13 @@ impl Applier {
         raw: &[u8],
     ) -> Result<Option<OwnedFd>> {
         let r = self.root.dir(comps, create, raw);
-        self.created.extend(self.root.take_made());
+        let made = self.root.take_made();
+        self.created.extend(made.iter().map(|(id, _)| *id));
         self.record_unlocked();
-        r
+        let r = r?;
+        // Made for a missing parent: the lower layers' directory, not a default.
+        self.dirs_from_lower(comps, &made, raw)?;
+        Ok(r)
     }
 
     pub(super) fn err(&self, op: &'static str, raw: &[u8], e: impl Into<io::Error>) -> Error {
@@ -219,7 +227,7 @@ impl Applier {
     }
 
     /// Removes whatever is at `name` (a link is removed, never written through).
-    fn clear(&mut self, dir: &OwnedFd, name: &[u8], raw: &[u8]) -> Result<()> {
+    pub(super) fn clear(&mut self, dir: &OwnedFd, name: &[u8], raw: &[u8]) -> Result<()> {
         let st = type_at(dir, name).map_err(|e| self.err("stat", raw, e))?;
         if st.is_none() {
             return Ok(());
@@ -306,7 +314,7 @@ impl Applier {
         Ok(())
     }
 
-    fn file(
+    pub(super) fn file(
         &mut self,
         parent: &OwnedFd,
         name: &[u8],
@@ -405,7 +413,7 @@ impl Applier {
 
     /// Owner, mode (not for links), xattrs and times of `name` in `parent`,
     /// never following it.
-    fn node_attrs(
+    pub(super) fn node_attrs(
         &mut self,
         parent: &OwnedFd,
         name: &[u8],
@@ -452,7 +460,7 @@ impl Applier {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn node(
+    pub(super) fn node(
         &mut self,
         parent: &OwnedFd,
         name: &[u8],
@@ -494,13 +502,21 @@ impl Applier {
         let Some((tparent, tname)) = tpath.split_last() else {
             return Err(unsafe_entry(raw, "hard link to the root"));
         };
-        let tdir = self
-            .root
-            .dir(tparent, false, raw)?
-            .ok_or_else(|| unsafe_entry(raw, "hard link target does not exist"))?;
-        let tst = type_at(&tdir, tname)
-            .map_err(|e| self.err("stat", raw, e))?
-            .ok_or_else(|| unsafe_entry(raw, "hard link target does not exist"))?;
+        let own = match self.root.dir(tparent, false, raw)? {
+            Some(tdir) => type_at(&tdir, tname)
+                .map_err(|e| self.err("stat", raw, e))?
+                .map(|st| (tdir, st)),
+            None => None,
+        };
+        let overlay = self.opts.whiteouts == WhiteoutMode::Overlay;
+        let (tdir, tst) = match own {
+            Some((_, st)) if overlay && is_whiteout(&st) => {
+                return Err(unsafe_entry(raw, "hard link target does not exist"))
+            }
+            Some(found) => found,
+            // Not in this layer: a copy of the lower layers' file, if any.
+            None => return self.link_from_lower(parent, name, raw, &tpath),
+        };
         if FileType::from_raw_mode(tst.st_mode) == FileType::Directory {
             return Err(unsafe_entry(raw, "hard link to a directory"));
         }
@@ -516,7 +532,7 @@ impl Applier {
         Ok(())
     }
 
-    fn owner_result(&mut self, r: rustix::io::Result<()>, raw: &[u8]) -> Result<()> {
+    pub(super) fn owner_result(&mut self, r: rustix::io::Result<()>, raw: &[u8]) -> Result<()> {
         match r {
             Ok(()) => Ok(()),
             Err(Errno::PERM | Errno::INVAL) if self.opts.owners == Owners::BestEffort => {

@@ -11,6 +11,7 @@ mod compression;
 mod dirfix;
 mod encoder;
 mod entry;
+mod lower;
 mod pack;
 mod path;
 mod pipe;
@@ -24,6 +25,7 @@ mod xattr;
 pub use xattr::is_opaque_dir;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use apply::apply;
 pub use compression::{
@@ -103,12 +105,51 @@ pub enum Owners {
 }
 
 /// How to apply a layer.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ApplyOptions {
     /// Whiteout handling.
     pub whiteouts: WhiteoutMode,
     /// Owner handling.
     pub owners: Owners,
+    /// The layer dirs below this one, for [`WhiteoutMode::Overlay`] (ignored
+    /// otherwise): a hard link to a file found only there is written as a
+    /// copy of it, and a parent directory the layer lacks takes their
+    /// directory's mode and owner.
+    pub lowers: LowerDirs,
+}
+
+/// Waits until the lower layer dirs are complete; an error if one never will be.
+pub type LowersReady = Arc<dyn Fn() -> std::io::Result<()> + Send + Sync>;
+
+/// The layer dirs below the one being applied in overlay form, as overlayfs
+/// stacks them: whiteouts (char devices 0/0) and opaque directories in them
+/// hide what is below. They are only read, never followed out of.
+#[derive(Clone, Default)]
+pub struct LowerDirs {
+    /// The dirs, top-most first; one that does not exist is skipped.
+    pub dirs: Vec<PathBuf>,
+    /// Called once before they are first looked at (they may still be being
+    /// extracted meanwhile); `None` when they are complete already.
+    pub ready: Option<LowersReady>,
+}
+
+impl LowerDirs {
+    /// No lower dirs (a base layer, or a plain apply).
+    pub const fn none() -> LowerDirs {
+        LowerDirs {
+            dirs: Vec::new(),
+            ready: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for LowerDirs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LowerDirs")
+            .field("dirs", &self.dirs)
+            .field("ready", &self.ready.as_ref().map(|_| "waits"))
+            .finish()
+    }
 }
 
 /// What [`apply`] did.

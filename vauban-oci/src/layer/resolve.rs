@@ -29,8 +29,9 @@ const RESOLVE: ResolveFlags = ResolveFlags::IN_ROOT
 pub(crate) struct Root {
     fd: OwnedFd,
     path: PathBuf,
-    /// (dev, ino) of the directories [`Root::dir`] made, until taken.
-    made: Vec<(u64, u64)>,
+    /// The directories [`Root::dir`] made, until taken: (dev, ino) and the
+    /// number of leading components of the path it was given that name it.
+    made: Vec<(DirId, usize)>,
     /// Whether directories are unlocked before being written (unprivileged).
     unlock: bool,
     /// The directories unlocked since the last [`Root::take_unlocked`].
@@ -135,14 +136,15 @@ impl Root {
             )
             .map_err(|e| self.resolve_error(raw, &comps[..=i], e))?;
             if let Ok(st) = rustix::fs::fstat(&fd) {
-                self.made.push(id(&st));
+                self.made.push((id(&st), i + 1));
             }
         }
         Ok(Some(fd))
     }
 
-    /// The (dev, ino) of the directories made by [`Root::dir`] since the last call.
-    pub(crate) fn take_made(&mut self) -> Vec<(u64, u64)> {
+    /// The directories made by [`Root::dir`] since the last call: (dev, ino)
+    /// and how many components of the path it was given name it.
+    pub(crate) fn take_made(&mut self) -> Vec<(DirId, usize)> {
         std::mem::take(&mut self.made)
     }
 

@@ -40,6 +40,19 @@ pub(crate) fn escape_overlay(name: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
+/// Undoes [`escape_overlay`] on a name read from a layer dir: `Some` of the
+/// name as a layer holds it, `None` for overlayfs's own metadata (not escaped).
+pub(crate) fn unescape_overlay(name: &[u8]) -> Option<Vec<u8>> {
+    if !is_overlay(name) {
+        return Some(name.to_vec());
+    }
+    let dot = name.iter().position(|&b| b == b'.').unwrap_or(0) + 1 + b"overlay.".len();
+    let rest = name[dot..].strip_prefix(b"overlay.")?;
+    let mut out = name[..dot].to_vec();
+    out.extend_from_slice(rest);
+    Some(out)
+}
+
 /// Converts a `security.capability` v3 value (with a namespace root id, as
 /// written by `setcap` inside a user namespace) to v2; other values unchanged.
 pub(crate) fn capability_to_v2(value: &[u8]) -> Cow<'_, [u8]> {
@@ -179,6 +192,14 @@ mod tests {
             b"trusted.overlay.overlay.x"
         );
         assert_eq!(&*escape_overlay(b"user.mime"), b"user.mime");
+        for n in [
+            b"user.overlay.opaque".as_slice(),
+            b"trusted.overlay.x",
+            b"user.mime",
+        ] {
+            assert_eq!(unescape_overlay(&escape_overlay(n)).as_deref(), Some(n));
+        }
+        assert_eq!(unescape_overlay(b"user.overlay.opaque"), None);
     }
 
     #[test]

@@ -160,7 +160,11 @@ pub fn run_cases(owners: Owners) -> Vec<String> {
         .into_iter()
         .flat_map(|m| cases().into_iter().map(move |c| (m, c)))
     {
-        let opts = ApplyOptions { whiteouts, owners };
+        let opts = ApplyOptions {
+            whiteouts,
+            owners,
+            lowers: vauban_oci::layer::LowerDirs::none(),
+        };
         let name = format!("{name} ({whiteouts:?})");
         let tmp = tempfile::tempdir().unwrap();
         let (sentinel, root) = setup(tmp.path());

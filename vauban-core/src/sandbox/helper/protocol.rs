@@ -88,6 +88,9 @@ pub(crate) struct LayerJob {
     pub diff_id: Digest,
     /// Where it is extracted before the rename.
     pub tmp: PathBuf,
+    /// The diff_ids of the layers below it in the image, top-most first
+    /// (their dirs are its overlay lower dirs).
+    pub lowers: Vec<Digest>,
 }
 
 /// What a commit needs.
