@@ -234,6 +234,23 @@ PY"#,
         &["PTRACE-ATTACHED", "INIT-READ"],
     ),
     (
+        "the user's session keyring",
+        r#"python3 - <<'PY' 2>&1
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+# keyctl(KEYCTL_SEARCH, KEY_SPEC_SESSION_KEYRING, "user", name, 0)
+key = libc.syscall(250, 10, -3, b'user', b'vauban-breakout-key', 0)
+if key < 0:
+    print('search refused errno', ctypes.get_errno())
+else:
+    buf = ctypes.create_string_buffer(256)
+    n = libc.syscall(250, 11, key, buf, 256)
+    print('read', buf.raw[:max(n, 0)])
+PY"#,
+        &["KEYRING-SECRET"],
+    ),
+    (
         "device nodes of the host's disks",
         r#"python3 - <<'PY' 2>&1
 import os
@@ -258,6 +275,22 @@ pub const CONTROL: &str =
 /// Runs every attempt and the control.
 pub fn attempts_never_reach_the_host() {
     let b = Breakout::new();
+    // A secret in the session keyring vauban runs in (a CI's cached token).
+    let added = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import ctypes; libc = ctypes.CDLL(None, use_errno=True); \
+             libc.syscall.restype = ctypes.c_long; \
+             k = libc.syscall(248, b'user', b'vauban-breakout-key', b'KEYRING-SECRET', 14, -3); \
+             print(k if k >= 0 else 'errno %d' % ctypes.get_errno())",
+        )
+        .output()
+        .unwrap();
+    let added = String::from_utf8_lossy(&added.stdout).into_owned();
+    assert!(
+        added.trim().parse::<i64>().is_ok(),
+        "the test could not add a key to its session keyring: {added}"
+    );
     for (case, script, forbidden) in ATTEMPTS {
         let out = b.attempt(script);
         b.assert_held(case, &out, forbidden);

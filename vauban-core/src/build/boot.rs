@@ -333,8 +333,16 @@ fn linked_kernel(cached: &Path, linux: &Path) -> Result<String, BuildError> {
 /// Puts `src` at `dest` atomically: a hard link when they share a file
 /// system, else a copy.
 fn link(src: &Path, dest: &Path) -> Result<(), BuildError> {
+    use std::os::unix::fs::MetadataExt;
     if let Some(parent) = dest.parent() {
         std::fs::create_dir_all(parent).map_err(|e| crate::Error::io("create", parent, e))?;
+    }
+    // Already this very file (a rename onto another link of one inode does
+    // nothing and would leave the temp name behind).
+    if let (Ok(a), Ok(b)) = (std::fs::metadata(src), std::fs::symlink_metadata(dest)) {
+        if a.dev() == b.dev() && a.ino() == b.ino() {
+            return Ok(());
+        }
     }
     let staged = export::atomic::Staged::new(dest)?;
     let _ = std::fs::remove_file(staged.path());

@@ -1,7 +1,9 @@
 //! What keeps the image's processes in the image, as runc and crun do it: the
 //! root moved with `pivot_root` and the old one detached (no tree of the host
 //! left to climb to), `/proc` paths masked or read-only, and a bounded
-//! capability set (the same whether vauban runs as root or rootless).
+//! capability set (the same whether vauban runs as root or rootless), and a
+//! session keyring of its own (the user's keys, such as a CI's cached
+//! credentials, are not the image's to read).
 
 use std::path::Path;
 
@@ -64,6 +66,31 @@ pub(crate) fn make_mounts_private() -> Result<()> {
         MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
     )
     .map_err(|e| Error::sys("make / private", e))
+}
+
+/// Joins a new, empty session keyring, as runc does for every container:
+/// the keyring inherited from the user's session stays out of reach of the
+/// image's processes. A kernel without keys (`ENOSYS`) has nothing to hide.
+#[allow(unsafe_code)]
+pub(crate) fn new_session_keyring() -> Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    // SAFETY: keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL) takes no buffer (a
+    // NULL name makes an anonymous keyring) and only changes this process's
+    // keyring subscription; no memory of ours is read or written.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_JOIN_SESSION_KEYRING,
+            std::ptr::null::<libc::c_char>(),
+        )
+    };
+    if rc < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::ENOSYS) {
+            return Err(Error::sys("join a new session keyring", e));
+        }
+    }
+    Ok(())
 }
 
 /// Masks the paths of `/proc` (and `/sys`) under `root` that runc masks.

@@ -118,6 +118,14 @@ pub fn run(runner: &Runner, stage: &Stage) -> Result<()> {
     if sums != sums_again {
         bail!("a second build with nothing changed changed the boot files:\n{sums}\n---\n{sums_again}");
     }
+    let leftovers = super::show_tree(&out)?
+        .lines()
+        .filter(|l| l.trim_start().split('/').any(|c| c.starts_with('.')))
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+    if !leftovers.is_empty() {
+        bail!("temp files left in the boot tree: {leftovers:?}");
+    }
     eprintln!(
         "boot: a second build changed nothing ({:.1} s)",
         again.elapsed().as_secs_f64()

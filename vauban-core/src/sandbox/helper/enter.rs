@@ -54,6 +54,7 @@ fn run(args: Vec<OsString>) -> Result<i32, String> {
     }
     confine::pivot_into(&merged).map_err(|e| e.to_string())?;
     let _ = nix::unistd::setsid();
+    confine::new_session_keyring().map_err(|e| e.to_string())?;
     confine::bound_capabilities(confine::ALLOWED_CAPABILITIES, confine::last_capability())
         .map_err(|e| format!("bound the capabilities: {e}"))?;
     cloexec_above_stderr()?;

@@ -100,6 +100,7 @@ pub(crate) fn main() -> ! {
 
 fn run(job: &InitJob, chan: &Channel) -> Result<Reply> {
     let _ = nix::unistd::setsid();
+    confine::new_session_keyring()?;
     set_up(&job.setup, job.in_image)?;
     let tty = if job.tty.contains(&true) {
         let (master, slave) = open_pty()?;
