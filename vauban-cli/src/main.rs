@@ -4,6 +4,10 @@
 //! Architecture invariant: the CLI holds no logic; it parses, reports progress
 //! and maps errors to exit codes.
 
+// Doc comments of the CLI are clap's help text (`NAME[:TAG]`, `[default: …]`),
+// not rustdoc links.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 mod cli;
 mod commands;
 mod exit;

@@ -141,7 +141,7 @@ pub enum Error {
     UnsupportedMediaType(String),
 
     // ---- store (module `store`) ----
-    /// A reference is not of the form NAME[:TAG].
+    /// A reference is not of the form `NAME[:TAG]`.
     #[error("invalid image reference {reference:?}: {reason}")]
     InvalidReference {
         /// The reference as written.

@@ -108,11 +108,11 @@ impl Builder<'_> {
             .ok_or_else(|| BuildError::NoKeySecret {
                 keystore: self.opts.keystore.clone(),
             })?;
-        {
-            let mut keystore = KeyStore::open(&self.opts.keystore, secret.clone())?;
-            keystore.ensure_hosts(hosts.iter().map(String::as_str))?;
-            keystore.save()?;
-        }
+        // Opened once (a passphrase costs a second per open): held until the
+        // exports are written, so two builds sharing it take turns.
+        let mut keystore = KeyStore::open(&self.opts.keystore, secret)?;
+        keystore.ensure_hosts(hosts.iter().map(String::as_str))?;
+        keystore.save()?;
 
         let mut state: BTreeMap<String, HostState> = hosts
             .iter()
@@ -133,7 +133,6 @@ impl Builder<'_> {
 
         // Exports, then names, of the hosts that made it.
         let tree = BootTree::new(self.out().to_path_buf());
-        let keystore = KeyStore::open(&self.opts.keystore, secret)?;
         let mut failures = Vec::new();
         for host in &hosts {
             let st = state.remove(host).expect("every host has a state");

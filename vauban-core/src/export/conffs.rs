@@ -16,9 +16,9 @@
 //! in [`ConffsReport::deletions`].
 //!
 //! Three streaming passes, memory bounded by the number of paths of the host
-//! layers: the headers of the host layers, top first ([`plan`]); their
-//! content, written where it is ([`emit`]); and, only when a whiteout or a
-//! hard link points below the host layers, the master's layers ([`master`]).
+//! layers: the headers of the host layers, top first (`plan`); their
+//! content, written where it is (`emit`); and, only when a whiteout or a
+//! hard link points below the host layers, the master's layers (`master`).
 //! The archive is made under a temp name beside its destination, flushed,
 //! made world-readable and renamed; an archive of `size_limit` bytes or more
 //! is refused and never written past the limit.

@@ -13,7 +13,7 @@
 //!
 //! What runs in a sandbox is hostile until proven otherwise: see [`helper`] for
 //! the process tree (nothing of vauban's is inherited: every sandbox process is
-//! a fresh exec), [`confine`] for what holds the image's processes in the image
+//! a fresh exec), `confine` for what holds the image's processes in the image
 //! (pivot_root, masked `/proc`, bounded capabilities), and `ARCHITECTURE.md`
 //! for what a build can still reach.
 //!

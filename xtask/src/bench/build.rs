@@ -33,8 +33,10 @@ impl Fleet {
             .args(["--name", "master-web", "--quiet"])
             .arg("--keystore")
             .arg(self.dir.join("hostkeys.age"))
-            .arg("--keystore-key-file")
-            .arg(self.dir.join("key.txt"))
+            // The default secret: an age identity made on first use (a
+            // passphrase would add a second of scrypt to every build).
+            .env("XDG_CONFIG_HOME", self.dir.join("config-home"))
+            .env_remove("VAUBAN_KEYSTORE_KEY")
             .arg("--out")
             .arg(self.dir.join("out"))
             .arg("--log-dir")
@@ -71,8 +73,6 @@ pub fn fleet(ctx: &mut Ctx) -> Result<&mut Fleet> {
                 util::sha256_file(&ctx.fixture)?
             ),
         )?;
-        std::fs::write(dir.join("key.txt"), "the bench's key store passphrase\n")?;
-        util::chmod(&dir.join("key.txt"), 0o600)?;
         let fleet = Fleet {
             dir,
             one_host: None,

@@ -13,18 +13,18 @@
 //!                                           signals, reports the status
 //! ```
 //!
-//! - [`worker`] (H) reads one [`protocol::Job`], enters a new user namespace
+//! - `worker` (H) reads one `protocol::Job`, enters a new user namespace
 //!   when not root (P writes the id maps), and either does the file work itself
 //!   (layer extraction, packing an upper dir, removals) or unshares a pid
-//!   namespace and starts [`init`].
-//! - [`init`] is pid 1 of the sandbox, itself a fresh exec: non-dumpable (so
+//!   namespace and starts `init`.
+//! - `init` is pid 1 of the sandbox, itself a fresh exec: non-dumpable (so
 //!   `/proc/1/*` is closed to the command), it sets up the mounts, moves the root
 //!   with `pivot_root` and detaches the old one, starts the command and reports
 //!   how it ended.
-//! - [`enter`] is Ansible's `chroot_exe` (`vauban-chroot`): what a host program
+//! - `enter` is Ansible's `chroot_exe` (`vauban-chroot`): what a host program
 //!   starts "in the chroot" gets its own pid namespace, a fresh `/proc`, the
 //!   image as its root (pivot_root, no way back) and the bounded capabilities.
-//! - [`spawn`] is P's side; [`channel`] and [`protocol`] what they say.
+//! - `spawn` is P's side; `channel` and `protocol` what they say.
 
 pub(crate) mod channel;
 pub(crate) mod enter;
