@@ -164,6 +164,8 @@ impl<'a> Builder<'a> {
         playbooks.dedup();
         let mut cache = Cache::new(store);
         cache.disabled = opts.no_cache;
+        let mut tools = ToolCache::new(store.root());
+        tools.disabled = opts.no_cache;
         Ok(Builder {
             config,
             store,
@@ -172,7 +174,7 @@ impl<'a> Builder<'a> {
             cache,
             ansible,
             ansible_playbook,
-            tools: ToolCache::new(store.root()),
+            tools,
             playbooks,
             analysed: HashMap::new(),
             images: HashMap::new(),

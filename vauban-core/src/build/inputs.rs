@@ -287,6 +287,8 @@ pub fn inventory_digest(root: &Path, inventories: &[PathBuf]) -> Result<String, 
 #[derive(Debug, Clone)]
 pub struct ToolCache {
     dir: PathBuf,
+    /// `--no-cache`: never serve, still record.
+    pub disabled: bool,
 }
 
 impl ToolCache {
@@ -294,11 +296,15 @@ impl ToolCache {
     pub fn new(store_root: &Path) -> Self {
         ToolCache {
             dir: store_root.join("ansible-cache"),
+            disabled: false,
         }
     }
 
     /// The value kept for `key`.
     pub fn get(&self, key: &str) -> Option<String> {
+        if self.disabled {
+            return None;
+        }
         std::fs::read_to_string(self.dir.join(key)).ok()
     }
 
