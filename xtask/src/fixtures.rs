@@ -40,7 +40,16 @@ pub fn task(_args: &[String]) -> Result<()> {
 pub fn ensure() -> Result<Vec<PathBuf>> {
     let dir = dir();
     fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
-    Ok(vec![debian(&dir)?, debian_boot(&dir)?, busybox(&dir)?])
+    // The two mmdebstrap runs wait mostly on the mirror and dpkg: side by side.
+    let (debian, boot) = std::thread::scope(|s| {
+        let boot = s.spawn(|| debian_boot(&dir));
+        let debian = debian(&dir);
+        let boot = boot
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the boot fixture's thread panicked")));
+        (debian, boot)
+    });
+    Ok(vec![debian?, boot?, busybox(&dir)?])
 }
 
 /// What the boot fixture adds to minbase: a kernel, dracut and what dracut's
