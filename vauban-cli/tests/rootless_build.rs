@@ -21,7 +21,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use cli_support::{fixture, sandbox_leftovers, testdata, unprivileged, vauban_bin};
+use cli_support::{copy_dir, fixture, sandbox_leftovers, testdata, unprivileged, vauban_bin};
 
 /// A build's world: config, Ansible copy, store, out, keys, logs.
 struct World {
@@ -167,19 +167,6 @@ fn pairs(list: &[(&str, &str)]) -> BTreeSet<(String, String)> {
     list.iter()
         .map(|(s, h)| (s.to_string(), h.to_string()))
         .collect()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), dest).unwrap();
-        }
-    }
 }
 
 fn sha256_of(path: &Path) -> String {

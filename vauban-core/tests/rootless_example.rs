@@ -66,7 +66,7 @@ fn rootless_build_example_plans_and_builds_one_hosts_conffs() {
     let exe = examples.join("build_fleet");
     assert!(exe.is_file(), "{} missing", exe.display());
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(
+    prelude::copy_dir(
         &prelude::testdata().join("build/ansible"),
         &dir.path().join("ansible"),
     );
@@ -118,17 +118,4 @@ fn rootless_build_example_plans_and_builds_one_hosts_conffs() {
     assert!(stdout.contains("4 stage(s) finished"), "{stdout}");
     let helper = vauban_core::sandbox::Helper::at(exe);
     vauban_core::sandbox::remove_dir_all(&store, &helper).unwrap();
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), dest).unwrap();
-        }
-    }
 }

@@ -8,9 +8,7 @@ use anyhow::{Context, Result};
 use vauban_core::build::{BuildOptions, Builder, Outcome, Part, Registry};
 use vauban_core::config::Config;
 use vauban_core::keys::KeySecret;
-use vauban_core::sandbox::Helper;
 use vauban_core::stage::Hooks;
-use vauban_core::Env;
 use vauban_oci::dirs::UserDir;
 
 use super::push::RegistryArgs;
@@ -158,15 +156,7 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
     }
 
     let (renderer, events) = globals.renderer(args.quiet);
-    let mut env = Env::from_user_dirs()?;
-    if let Some(dir) = &args.cache_dir {
-        env.cache_dir = std::path::absolute(dir)?;
-    }
-    if let Some(dir) = &args.log_dir {
-        env.log_dir = std::path::absolute(dir)?;
-    }
-    env.helper = Some(Helper::current_exe()?);
-    env.events = events;
+    let env = super::stage::env(args.cache_dir.as_deref(), args.log_dir.as_deref(), events)?;
     let store = globals.open_store()?;
 
     if args.check {

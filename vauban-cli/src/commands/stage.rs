@@ -100,15 +100,7 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
     spec.in_conffs_build = args.conffs;
 
     let (renderer, events) = globals.renderer(args.quiet);
-    let mut env = Env::from_user_dirs()?;
-    if let Some(dir) = args.cache_dir {
-        env.cache_dir = std::path::absolute(&dir)?;
-    }
-    if let Some(dir) = args.log_dir {
-        env.log_dir = std::path::absolute(&dir)?;
-    }
-    env.helper = Some(Helper::current_exe()?);
-    env.events = events;
+    let env = env(args.cache_dir.as_deref(), args.log_dir.as_deref(), events)?;
 
     let store = globals.open_store()?;
     let quiet = args.quiet;
@@ -139,6 +131,26 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
         })?;
     renderer.result(&format!("{commit} {}", built.manifest_digest));
     Ok(())
+}
+
+/// The machine's side of a stage or build run by this binary: the user's
+/// directories unless `--cache-dir`/`--log-dir` say otherwise (made
+/// absolute here), this binary as the sandbox helper, `events`.
+pub(crate) fn env(
+    cache_dir: Option<&std::path::Path>,
+    log_dir: Option<&std::path::Path>,
+    events: vauban_core::Events,
+) -> Result<Env> {
+    let mut env = Env::from_user_dirs()?;
+    if let Some(dir) = cache_dir {
+        env.cache_dir = std::path::absolute(dir)?;
+    }
+    if let Some(dir) = log_dir {
+        env.log_dir = std::path::absolute(dir)?;
+    }
+    env.helper = Some(Helper::current_exe()?);
+    env.events = events;
+    Ok(env)
 }
 
 /// `--ansible`: a git URL as it is, a directory made absolute here, once (the

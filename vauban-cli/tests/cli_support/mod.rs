@@ -14,7 +14,7 @@ mod prelude;
 
 // Each test target uses some of these: the rest are not unused code.
 #[allow(unused_imports)]
-pub use prelude::{fixture, sandbox_leftovers, tar_listing, testdata, unprivileged};
+pub use prelude::{copy_dir, fixture, sandbox_leftovers, tar_listing, testdata, unprivileged};
 
 /// The `vauban` binary under test: `$VAUBAN_BIN`, else the one cargo built.
 pub fn vauban_bin() -> PathBuf {

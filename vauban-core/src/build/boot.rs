@@ -16,7 +16,7 @@ use vauban_oci::Image;
 
 use super::builder::Builder;
 use super::error::BuildError;
-use super::inputs::hex;
+use super::inputs::{hex, private_dir};
 use super::report::{Exported, Outcome};
 use crate::config::{DracutConf, Master, SquashfsCompression};
 use crate::events::Event;
@@ -295,15 +295,6 @@ fn digest_of(text: &str) -> String {
 
 fn size_of(path: &Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
-}
-
-fn private_dir(dir: &Path) -> Result<(), BuildError> {
-    use std::os::unix::fs::DirBuilderExt;
-    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(crate::Error::io("create", dir, e).into()),
-    }
 }
 
 /// Links the kernel and initramfs of the cache dir `cached` into `linux`

@@ -48,20 +48,7 @@ impl AnsibleTree {
     pub fn read(root: &Path, inventories: &[PathBuf]) -> Result<Self, BuildError> {
         let mut skip: HashSet<PathBuf> = HashSet::new();
         skip.insert(root.join(".git"));
-        for dir in [root.to_path_buf()]
-            .into_iter()
-            .chain(inventories.iter().filter_map(|i| {
-                if i.is_dir() {
-                    Some(i.clone())
-                } else {
-                    i.parent().map(Path::to_path_buf)
-                }
-            }))
-        {
-            skip.insert(dir.join("host_vars"));
-            skip.insert(dir.join("group_vars"));
-        }
-        skip.extend(inventories.iter().cloned());
+        skip.extend(inventory_paths(root, inventories));
         let mut files = BTreeMap::new();
         let mut stack = vec![root.to_path_buf()];
         while let Some(dir) = stack.pop() {
@@ -238,25 +225,29 @@ pub fn json_digest(value: &serde_json::Value) -> String {
     hex(Sha256::digest(value.to_string().as_bytes()).as_slice())
 }
 
+/// The inventories and the `host_vars`/`group_vars` beside them and at the
+/// root: what the inventory is made of besides `ansible.cfg`.
+fn inventory_paths(root: &Path, inventories: &[PathBuf]) -> Vec<PathBuf> {
+    let dirs = std::iter::once(root.to_path_buf()).chain(inventories.iter().filter_map(|i| {
+        if i.is_dir() {
+            Some(i.clone())
+        } else {
+            i.parent().map(Path::to_path_buf)
+        }
+    }));
+    let mut paths: Vec<PathBuf> = dirs
+        .flat_map(|d| [d.join("host_vars"), d.join("group_vars")])
+        .collect();
+    paths.extend(inventories.iter().cloned());
+    paths
+}
+
 /// The digest of what the inventory is made of: `ansible.cfg`, the
 /// inventories, and the `host_vars`/`group_vars` beside them and at the root
 /// (what [`AnsibleTree::read`] leaves out).
 pub fn inventory_digest(root: &Path, inventories: &[PathBuf]) -> Result<String, BuildError> {
     let mut paths: Vec<PathBuf> = vec![root.join("ansible.cfg")];
-    for dir in [root.to_path_buf()]
-        .into_iter()
-        .chain(inventories.iter().filter_map(|i| {
-            if i.is_dir() {
-                Some(i.clone())
-            } else {
-                i.parent().map(Path::to_path_buf)
-            }
-        }))
-    {
-        paths.push(dir.join("host_vars"));
-        paths.push(dir.join("group_vars"));
-    }
-    paths.extend(inventories.iter().cloned());
+    paths.extend(inventory_paths(root, inventories));
     paths.sort();
     paths.dedup();
     let mut hasher = Sha256::new();
@@ -311,12 +302,7 @@ impl ToolCache {
     /// Keeps `value` for `key` (temp file, rename).
     pub fn put(&self, key: &str, value: &str) -> Result<(), BuildError> {
         use std::io::Write;
-        use std::os::unix::fs::DirBuilderExt;
-        match std::fs::DirBuilder::new().mode(0o700).create(&self.dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(Error::io("create", &self.dir, e).into()),
-        }
+        private_dir(&self.dir)?;
         let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)
             .map_err(|e| Error::io("create a temp file in", &self.dir, e))?;
         tmp.write_all(value.as_bytes())
@@ -324,6 +310,17 @@ impl ToolCache {
         tmp.persist(self.dir.join(key))
             .map_err(|e| Error::io("rename", self.dir.join(key), e.error))?;
         Ok(())
+    }
+}
+
+/// Creates `dir` (one level) private to its owner, like the store's own
+/// directories; an existing one is fine.
+pub(super) fn private_dir(dir: &Path) -> Result<(), BuildError> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::io("create", dir, e).into()),
     }
 }
 

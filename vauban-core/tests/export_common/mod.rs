@@ -90,7 +90,7 @@ fn tidy_image(s: &BbStore) -> Reference {
             ("boot/vmlinuz-6.1", "kernel"),
             ("proc/stray", "stray"),
             ("etc/motd", "from the image\n"),
-            ("etc/resolv.conf", "nameserver 192.0.2.1\n"),
+            ("etc/resolv.conf", "nameserver 127.0.0.53\n"),
             ("toslash/etc/motd", "from toslash\n"),
             ("etc/xattr-file", "has an xattr\n"),
         ];

@@ -36,6 +36,21 @@ pub fn fixture(name: &str) -> PathBuf {
     path
 }
 
+/// Copies the tree `from` (directories and regular files) to `to`, e.g. a
+/// repository of `testdata/` a test then edits.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).unwrap();
+        }
+    }
+}
+
 /// Test inputs of the repository: `$VAUBAN_TESTDATA` (default `<workspace>/testdata`).
 pub fn testdata() -> PathBuf {
     std::env::var_os("VAUBAN_TESTDATA")
