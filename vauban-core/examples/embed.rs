@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use vauban_core::events::Collect;
-use vauban_core::sandbox::Helper;
+use vauban_core::sandbox::{Helper, Network};
 use vauban_core::stage::{apply_stages, AnsibleSource, Stage, StageSpec};
 use vauban_core::vauban_oci::image::{self, ImportOptions};
 use vauban_core::vauban_oci::store::Store;
@@ -35,6 +35,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         log_dir: work.join("logs"),
         helper: Some(Helper::current_exe()?),
         events: Events::to(events.clone()),
+        network: Network::isolated(),
+        hidden: Vec::new(),
     };
     let ansible = AnsibleSource::Dir(std::path::absolute(PathBuf::from(ansible))?);
     let spec = StageSpec::new(ansible, "embedded");

@@ -8,7 +8,7 @@ use vauban_oci::dirs::UserDir;
 
 use crate::error::{Error, Result};
 use crate::events::Events;
-use crate::sandbox::Helper;
+use crate::sandbox::{Helper, Network};
 
 /// The machine's side of a build.
 #[derive(Debug, Clone)]
@@ -21,11 +21,19 @@ pub struct Env {
     pub helper: Option<Helper>,
     /// Who hears about the work.
     pub events: Events,
+    /// The network of the sandboxes (their own, through vauban's proxy, by
+    /// default).
+    pub network: Network,
+    /// Paths Ansible's controller is never shown besides the store, the logs
+    /// and the usual credentials (a key store given by path, a key file, the
+    /// boot tree).
+    pub hidden: Vec<PathBuf>,
 }
 
 impl Env {
     /// The user's directories (`$XDG_CACHE_HOME/vauban/ansible`,
-    /// `$XDG_STATE_HOME/vauban/logs`), no events, the helper from the process.
+    /// `$XDG_STATE_HOME/vauban/logs`), no events, the helper from the
+    /// process, an isolated network.
     pub fn from_user_dirs() -> Result<Self> {
         let cache = UserDir::Cache
             .vauban()
@@ -38,6 +46,8 @@ impl Env {
             log_dir: state.join("logs"),
             helper: None,
             events: Events::default(),
+            network: Network::isolated(),
+            hidden: Vec::new(),
         })
     }
 

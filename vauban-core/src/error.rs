@@ -211,6 +211,30 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// The Ansible root is the user's home or holds it: the confined
+    /// controller never shows the home.
+    #[error(
+        "the Ansible root {root} holds your home directory {home}: Ansible's controller is \
+         never shown the home (it holds vauban's keys and your credentials); point --ansible \
+         (or `ansible:` in config.yml) at the repository itself"
+    )]
+    AnsibleRootHoldsHome {
+        /// The Ansible root.
+        root: PathBuf,
+        /// The home directory.
+        home: PathBuf,
+    },
+    /// The Ansible root is inside a path the controller is never shown.
+    #[error(
+        "the Ansible root {root} is inside {hidden}, which Ansible's controller is never \
+         shown (vauban's store, keys, logs or output, or credentials): move the repository"
+    )]
+    AnsibleRootHidden {
+        /// The Ansible root.
+        root: PathBuf,
+        /// The hidden path that holds it.
+        hidden: PathBuf,
+    },
     /// A program vauban runs is not installed on this machine.
     #[error("{tool} not found in PATH: {hint}")]
     ToolMissing {
@@ -417,6 +441,8 @@ impl Error {
             | Error::NoSuchBranch { .. }
             | Error::BranchOfDirectory { .. }
             | Error::NoPlaybook { .. }
+            | Error::AnsibleRootHoldsHome { .. }
+            | Error::AnsibleRootHidden { .. }
             | Error::PlaybookSyntax { .. }
             | Error::NoInventory { .. }
             | Error::NoHostMatched { .. }

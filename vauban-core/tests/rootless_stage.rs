@@ -102,6 +102,8 @@ fn options(tmp: &Path, source: AnsibleSource, prefix: &str) -> (StageSpec, Env) 
                 .unwrap_or_else(|| env!("CARGO_BIN_EXE_vauban-sandbox").into()),
         )),
         events: vauban_core::Events::to(std::sync::Arc::new(PrintLines)),
+        network: vauban_core::sandbox::Network::isolated(),
+        hidden: Vec::new(),
     };
     (StageSpec::new(source, prefix), env)
 }

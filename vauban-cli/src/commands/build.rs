@@ -116,6 +116,9 @@ pub struct Args {
     /// Do not print Ansible's output (the logs keep it).
     #[arg(long, short)]
     pub quiet: bool,
+
+    #[command(flatten)]
+    pub network: super::network::NetworkArgs,
 }
 
 fn parse_part(s: &str) -> Result<Part, String> {
@@ -151,12 +154,16 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
     }
     opts.out = std::path::absolute(&args.out)?;
     opts.boot_url = args.boot_url.clone();
+    opts.network = args.network.network()?;
     if let Some(r) = &args.registry {
         opts.registry = Some(Registry::parse(r, args.registry_args.options()?)?);
     }
 
     let (renderer, events) = globals.renderer(args.quiet);
-    let env = super::stage::env(args.cache_dir.as_deref(), args.log_dir.as_deref(), events)?;
+    let mut env = super::stage::env(args.cache_dir.as_deref(), args.log_dir.as_deref(), events)?;
+    if let Some(key_file) = &args.keystore_key_file {
+        env.hidden.push(std::path::absolute(key_file)?);
+    }
     let store = globals.open_store()?;
 
     if args.check {

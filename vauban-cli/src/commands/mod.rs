@@ -9,6 +9,7 @@ pub mod images;
 pub mod import;
 pub mod inspect;
 pub mod login;
+pub mod network;
 pub mod progress;
 pub mod pull;
 pub mod push;

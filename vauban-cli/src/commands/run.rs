@@ -2,12 +2,13 @@
 //! runs a command chrooted in a sandbox over an image (rootless when not root),
 //! optionally commits what it changed as a new image. The command's exit status is
 //! vauban's; a failed command commits nothing; SIGINT/SIGTERM kill the command's
-//! whole process tree and leave nothing behind (exit 128 + signal).
+//! whole process tree and leave nothing behind (exit 128 + signal). The
+//! sandbox has a network of its own unless `--network host`.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
-use vauban_core::sandbox::{exit_code, CommitOptions, Program, Sandbox, SandboxOptions};
+use vauban_core::sandbox::{exit_code, CommitOptions, Network, Program, Sandbox, SandboxOptions};
 use vauban_oci::Reference;
 
 use crate::cli::Globals;
@@ -34,6 +35,9 @@ pub struct Args {
     /// (tmp/*, var/tmp/*, run/*, root/.ansible); `dir/*` keeps the dir itself.
     #[arg(long, value_name = "PATH")]
     pub exclude: Vec<PathBuf>,
+
+    #[command(flatten)]
+    pub network: super::network::NetworkArgs,
 
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
@@ -65,6 +69,7 @@ fn run_sandbox(globals: &Globals, args: Args) -> anyhow::Result<i32> {
         env: args.env,
         helper: None,
         events: globals.renderer(false).1,
+        network: args.network.network()?.unwrap_or_else(Network::isolated),
     };
     let sandbox = Sandbox::prepare(&store, &image, opts)
         .with_context(|| format!("preparing a sandbox over {reference}"))?;

@@ -75,6 +75,9 @@ pub struct Args {
     /// Do not print Ansible's output (the log keeps it).
     #[arg(long, short)]
     pub quiet: bool,
+
+    #[command(flatten)]
+    pub network: super::network::NetworkArgs,
 }
 
 /// Applies the stages and prints the new image's name and digest.
@@ -100,7 +103,10 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
     spec.in_conffs_build = args.conffs;
 
     let (renderer, events) = globals.renderer(args.quiet);
-    let env = env(args.cache_dir.as_deref(), args.log_dir.as_deref(), events)?;
+    let mut env = env(args.cache_dir.as_deref(), args.log_dir.as_deref(), events)?;
+    if let Some(network) = args.network.network()? {
+        env.network = network;
+    }
 
     let store = globals.open_store()?;
     let quiet = args.quiet;

@@ -22,6 +22,7 @@ use crate::env::Env;
 use crate::events::Event;
 use crate::keys::KeySecret;
 use crate::sandbox::{pending_signal, SignalGuard};
+use crate::stage::confined::Confined;
 use crate::stage::repo::Checkout;
 use crate::stage::{AnsibleSource, Hooks, Stage, StageRunner, StageSpec};
 
@@ -61,6 +62,9 @@ pub struct BuildOptions {
     pub keys: Option<KeySecret>,
     /// `--boot-url`, else the config's `boot_url:`.
     pub boot_url: Option<String>,
+    /// `--network`/`--network-allow`, else the config's `network:` and
+    /// `network_allow:`.
+    pub network: Option<crate::sandbox::Network>,
 }
 
 impl BuildOptions {
@@ -84,6 +88,7 @@ impl BuildOptions {
             keystore: keystore.into(),
             keys: None,
             boot_url: None,
+            network: None,
         }
     }
 }
@@ -117,6 +122,8 @@ pub struct Builder<'a> {
     pub(super) cache: Cache<'a>,
     pub(super) ansible: AnsibleSource,
     pub(super) ansible_playbook: PathBuf,
+    /// How Ansible's controller runs (confined).
+    pub(super) confined: Confined,
     /// Results of Ansible's tools, by what they read.
     pub(super) tools: ToolCache,
     /// Every stage playbook of the config (files are attributed among them).
@@ -134,7 +141,7 @@ impl<'a> Builder<'a> {
     pub fn new(
         config: Config,
         store: &'a Store,
-        env: Env,
+        mut env: Env,
         opts: BuildOptions,
     ) -> Result<Self, BuildError> {
         config.find(&opts.name)?;
@@ -147,7 +154,18 @@ impl<'a> Builder<'a> {
                 })
             }
         };
-        let ansible_playbook = crate::stage::tools::Tools::find()?.ansible_playbook;
+        env.network = opts
+            .network
+            .clone()
+            .unwrap_or_else(|| config.configuration.network());
+        let tools = crate::stage::tools::Tools::find()?;
+        // The boot tree (every host's conffs) and the key store are never
+        // the controller's to see.
+        env.hidden
+            .push(std::path::absolute(&opts.out).unwrap_or_else(|_| opts.out.clone()));
+        env.hidden.push(opts.keystore.clone());
+        let confined = Confined::new(&env, &tools, store.root())?;
+        let ansible_playbook = tools.ansible_playbook;
         let mut playbooks: Vec<String> = config
             .masters()
             .flat_map(|m| m.stage_list())
@@ -164,8 +182,8 @@ impl<'a> Builder<'a> {
         playbooks.dedup();
         let mut cache = Cache::new(store);
         cache.disabled = opts.no_cache;
-        let mut tools = ToolCache::new(store.root());
-        tools.disabled = opts.no_cache;
+        let mut tool_cache = ToolCache::new(store.root());
+        tool_cache.disabled = opts.no_cache;
         Ok(Builder {
             config,
             store,
@@ -174,7 +192,8 @@ impl<'a> Builder<'a> {
             cache,
             ansible,
             ansible_playbook,
-            tools,
+            confined,
+            tools: tool_cache,
             playbooks,
             analysed: HashMap::new(),
             images: HashMap::new(),
@@ -233,6 +252,13 @@ impl<'a> Builder<'a> {
         let _signals = SignalGuard::install()?;
         std::fs::create_dir_all(&self.opts.out)
             .map_err(|e| crate::Error::io("create the output dir", &self.opts.out, e))?;
+        if self.env.network == crate::sandbox::Network::Host {
+            self.warn(
+                "the build ran on the host's network (`--network host` or `network: host`): \
+                 its playbooks and images could reach every service this machine reaches"
+                    .into(),
+            );
+        }
         let result = self.run_steps(&steps);
         // What was built is named, also when a later step or host failed (an
         // interrupted build names nothing: the cache keeps its work).
@@ -524,6 +550,7 @@ impl<'a> Builder<'a> {
         let inventory = Inventory::load_cached(
             &self.tools,
             &inventory_digest,
+            &self.confined,
             &self.ansible_playbook,
             &checkout.root,
             &inventories,

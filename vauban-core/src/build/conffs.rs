@@ -60,6 +60,7 @@ impl Builder<'_> {
             return Ok(hosts.lines().map(str::to_owned).collect());
         }
         let hosts = inputs::conffs_hosts(
+            &self.confined,
             &self.ansible_playbook,
             &analysed.checkout.root,
             &analysed.inventories,

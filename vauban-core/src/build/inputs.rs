@@ -23,6 +23,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::error::BuildError;
 use crate::error::{Error, IoContext};
+use crate::stage::confined::Confined;
 
 /// Files larger than this are hashed but never read for names.
 const SCANNED_MAX: u64 = 1 << 20;
@@ -345,9 +346,10 @@ pub struct Inventory {
 impl Inventory {
     /// [`Inventory::load`] through `cache`, keyed by `digest`
     /// ([`inventory_digest`]).
-    pub fn load_cached(
+    pub(crate) fn load_cached(
         cache: &ToolCache,
         digest: &str,
+        confined: &Confined,
         ansible_playbook: &Path,
         root: &Path,
         inventories: &[PathBuf],
@@ -356,22 +358,23 @@ impl Inventory {
         if let Some(list) = cache.get(&key).and_then(|t| serde_json::from_str(&t).ok()) {
             return Ok(Inventory { list });
         }
-        let inventory = Inventory::load(ansible_playbook, root, inventories)?;
+        let inventory = Inventory::load(confined, ansible_playbook, root, inventories)?;
         cache.put(&key, &inventory.list.to_string())?;
         Ok(inventory)
     }
 
-    /// Runs `ansible-inventory --list` in `root`.
-    pub fn load(
+    /// Runs `ansible-inventory --list` in `root`, confined.
+    pub(crate) fn load(
+        confined: &Confined,
         ansible_playbook: &Path,
         root: &Path,
         inventories: &[PathBuf],
     ) -> Result<Self, BuildError> {
         let program = ansible_playbook.with_file_name("ansible-inventory");
-        let out = crate::stage::check::ansible_tool(&program, root, inventories)
+        let out = confined
+            .tool(&program, root, inventories)
             .arg("--list")
-            .output()
-            .map_err(|e| Error::io("run", &program, e))?;
+            .output()?;
         if !out.status.success() {
             return Err(BuildError::Inventory {
                 root: root.to_owned(),
@@ -405,7 +408,8 @@ impl Inventory {
 
 /// The hosts of `pattern` as the original resolves a conffs:
 /// `ansible 'PATTERN,!master-*' --list-hosts`, in the inventory's order.
-pub fn conffs_hosts(
+pub(crate) fn conffs_hosts(
+    confined: &Confined,
     ansible_playbook: &Path,
     root: &Path,
     inventories: &[PathBuf],
@@ -413,11 +417,11 @@ pub fn conffs_hosts(
 ) -> Result<Vec<String>, BuildError> {
     let program = ansible_playbook.with_file_name("ansible");
     let limit = format!("{pattern},!master-*");
-    let out = crate::stage::check::ansible_tool(&program, root, inventories)
+    let out = confined
+        .tool(&program, root, inventories)
         .arg(&limit)
         .arg("--list-hosts")
-        .output()
-        .map_err(|e| Error::io("run", &program, e))?;
+        .output()?;
     if !out.status.success() {
         return Err(BuildError::Inventory {
             root: root.to_owned(),

@@ -29,6 +29,8 @@ pub const CONFIGURATION_KEYS: &[&str] = &[
     "squashfs_compression",
     "resolv_conf",
     "boot_url",
+    "network",
+    "network_allow",
 ];
 
 /// The default `conffs_size_limit`: the original refused a conffs archive of 50 MiB.
@@ -71,6 +73,14 @@ pub struct Configuration {
     pub resolv_conf: PathBuf,
     /// The base URL the boot tree is served from (kernel, initramfs, rootfs, conffs).
     pub boot_url: Option<Located<String>>,
+    /// The builds' network: `isolated` (a namespace of their own; HTTP(S) and
+    /// DNS to public addresses through vauban's proxy) or `host` (the host's:
+    /// everything the user can reach, e.g. a site's local apt proxy).
+    pub network: NetworkMode,
+    /// Hosts an isolated build may reach whatever their address (a mirror on
+    /// a private network): `HOST`, `HOST:PORT`, `*.DOMAIN`, an address or
+    /// `ADDRESS/PREFIX`.
+    pub network_allow: Vec<Located<String>>,
     /// Where the value of each key written in `configuration:` is, by key.
     #[schemars(skip)]
     pub locations: BTreeMap<String, Location>,
@@ -91,6 +101,8 @@ impl Default for Configuration {
             squashfs_compression: SquashfsCompression::default(),
             resolv_conf: PathBuf::from(DEFAULT_RESOLV_CONF),
             boot_url: None,
+            network: NetworkMode::default(),
+            network_allow: Vec::new(),
             locations: BTreeMap::new(),
         }
     }
@@ -103,6 +115,29 @@ pub enum DracutConf {
     Text(String),
     /// A file of them (absolute).
     File(PathBuf),
+}
+
+/// `network:` of a build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, JsonSchema, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// A network namespace of its own, out through vauban's proxy.
+    #[default]
+    Isolated,
+    /// The host's network namespace.
+    Host,
+}
+
+impl Configuration {
+    /// The sandboxes' network this file asks for.
+    pub fn network(&self) -> crate::sandbox::Network {
+        match self.network {
+            NetworkMode::Host => crate::sandbox::Network::Host,
+            NetworkMode::Isolated => crate::sandbox::Network::Isolated {
+                allow: self.network_allow.iter().map(|a| a.value.clone()).collect(),
+            },
+        }
+    }
 }
 
 /// The squashfs compressors offered.
@@ -196,6 +231,26 @@ pub(crate) fn configuration(
                 c.boot_url = r.opt_string(value, &vpath)?;
                 if let Some(url) = &c.boot_url {
                     http_url(url)?;
+                }
+            }
+            "network" => {
+                let text = r.non_empty(value, &vpath)?;
+                c.network = match text.as_str() {
+                    "isolated" => NetworkMode::Isolated,
+                    "host" => NetworkMode::Host,
+                    other => {
+                        return Err(invalid(
+                            &text,
+                            &format!("unknown network `{other}`: `isolated` or `host`"),
+                        ))
+                    }
+                };
+            }
+            "network_allow" => {
+                c.network_allow = r.strings(value, &vpath)?;
+                for entry in &c.network_allow {
+                    crate::sandbox::network::check_allow(std::slice::from_ref(&entry.value))
+                        .map_err(|e| invalid(entry, &e))?;
                 }
             }
             _ => return Err(r.unknown_key(e, path, KeyContext::Configuration)),

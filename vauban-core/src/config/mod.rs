@@ -71,7 +71,7 @@ use std::path::{Path, PathBuf};
 
 use schemars::JsonSchema;
 
-pub use configuration::{Configuration, DracutConf, SquashfsCompression};
+pub use configuration::{Configuration, DracutConf, NetworkMode, SquashfsCompression};
 pub use error::{ConfigError, KeyContext};
 pub use location::{Located, Location};
 pub use master::{Master, ScheduleOptions, ScheduledStage};

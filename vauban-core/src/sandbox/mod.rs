@@ -14,8 +14,10 @@
 //! What runs in a sandbox is hostile until proven otherwise: see [`helper`] for
 //! the process tree (nothing of vauban's is inherited: every sandbox process is
 //! a fresh exec), `confine` for what holds the image's processes in the image
-//! (pivot_root, masked `/proc`, bounded capabilities), and `ARCHITECTURE.md`
-//! for what a build can still reach.
+//! (pivot_root, masked `/proc`, bounded capabilities), [`controller`] for
+//! the confined Ansible controller, [`network`] and `proxy` for the
+//! sandbox's own network, and `ARCHITECTURE.md` for what a build can still
+//! reach.
 //!
 //! Architecture invariant: this is the only module of the workspace with `unsafe`
 //! code (descriptors given to helpers between fork and exec, `mount_setattr`,
@@ -24,12 +26,15 @@
 
 mod commit;
 pub(crate) mod confine;
+pub mod controller;
 pub mod helper;
 mod idmap;
 mod layers;
 pub(crate) mod mount;
+pub mod network;
 mod ns;
 mod program;
+mod proxy;
 mod pty;
 pub(crate) mod rootfs;
 #[allow(clippy::module_inception)]
@@ -38,11 +43,13 @@ mod signals;
 
 pub use commit::{CommitOptions, DEFAULT_EXCLUDES};
 pub use confine::{ALLOWED_CAPABILITIES, MASKED_DIRS, MASKED_FILES, READ_ONLY};
+pub use controller::Controller;
 pub use helper::{run_helper_if_asked, Helper, HELPER_ENV};
 pub use idmap::{parse_subid, IdMapping, SubIdRange};
 pub use layers::{ensure_layer_dirs, remove_dir_all};
+pub use network::Network;
 pub use ns::{exit_code, NsConfig};
 pub(crate) use program::host_env;
 pub use program::{Io, Program, RunIo, DEFAULT_ENV, HOST_ENV_KEPT};
-pub use sandbox::{Sandbox, SandboxOptions};
+pub use sandbox::{run_controller_alone, Sandbox, SandboxOptions};
 pub use signals::{pending as pending_signal, SignalGuard};

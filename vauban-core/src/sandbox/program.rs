@@ -1,5 +1,7 @@
 //! What runs in a sandbox: a [`Program`] inside the image or a host program
-//! beside it, with the environment each gets and its standard streams ([`Io`]).
+//! of vauban's on the bare tree, with the environment each gets and its
+//! standard streams ([`Io`]). (Ansible's controller is not a `Program`: see
+//! [`super::controller`].)
 //!
 //! Neither gets vauban's environment: a program in the image starts from
 //! [`DEFAULT_ENV`]; a host program (Ansible) from the host variables it needs
@@ -15,15 +17,12 @@ pub enum Program {
     /// capabilities are bounded, its environment is [`DEFAULT_ENV`] plus the
     /// sandbox's.
     Image(Vec<String>),
-    /// Runs a host program inside the sandbox's namespaces (root of the user
-    /// namespace) with the overlay mounted at
-    /// [`Sandbox::merged_dir`](super::Sandbox::merged_dir): e.g.
-    /// `ansible-playbook` with the chroot connection, whose commands in the
-    /// image go through `vauban-chroot` and are confined like [`Program::Image`].
-    Host(Vec<String>),
-    /// Runs a host program like [`Program::Host`], with the merged tree as the
-    /// image has it: no `/proc`, `/dev`, `/sys`, tmpfs or private files mounted
-    /// in it. For exports that read (or tidy) the image's own files.
+    /// Runs a host program of vauban's (`mksquashfs`, `cp`) inside the
+    /// sandbox's namespaces (root of the user namespace), with the merged
+    /// tree as the image has it at
+    /// [`Sandbox::merged_dir`](super::Sandbox::merged_dir): no `/proc`,
+    /// `/dev`, `/sys`, tmpfs or private files mounted in it, no network. For
+    /// exports that read (or tidy) the image's own files.
     OnTree(Vec<String>),
 }
 
@@ -31,7 +30,7 @@ impl Program {
     /// Program and arguments.
     pub fn argv(&self) -> &[String] {
         match self {
-            Program::Image(a) | Program::Host(a) | Program::OnTree(a) => a,
+            Program::Image(a) | Program::OnTree(a) => a,
         }
     }
 
@@ -70,8 +69,10 @@ pub struct RunIo {
     pub stderr: Io,
 }
 
-/// The default environment of a program in the image.
-pub const DEFAULT_ENV: [(&str, &str); 5] = [
+/// The default environment of a program in the image. `SYSTEMD_OFFLINE`:
+/// `systemctl start` (and Ansible's `systemd` module) does nothing, as in a
+/// chroot; `systemctl enable` works on the unit files.
+pub const DEFAULT_ENV: [(&str, &str); 6] = [
     (
         "PATH",
         "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -80,6 +81,7 @@ pub const DEFAULT_ENV: [(&str, &str); 5] = [
     ("LANG", "C.UTF-8"),
     ("DEBIAN_FRONTEND", "noninteractive"),
     ("container", "vauban"),
+    ("SYSTEMD_OFFLINE", "1"),
 ];
 
 /// Host variables a host program keeps (a name ending in `_` is a prefix).

@@ -1,7 +1,12 @@
 //! What a build sees besides the image: `/proc`, a minimal `/dev` (host nodes
 //! bind-mounted onto files of the merged tree, a private devpts), `/sys` read-only,
 //! tmpfs `/tmp` and `/run`, private `/etc/resolv.conf`, `/etc/hosts`,
-//! `/etc/hostname`, and a `policy-rc.d` that keeps services from starting.
+//! `/etc/hostname`, and what keeps services from starting: a deny-all
+//! `policy-rc.d` (which `invoke-rc.d` and `deb-systemd-invoke` obey) and a
+//! hook of `/lib/lsb/init-functions` that makes every init script run
+//! directly (`/etc/init.d/nginx start`, `service nginx start`, Ansible's
+//! `sysvinit` module) obey it too. (`systemctl start` does nothing: the
+//! environment says `SYSTEMD_OFFLINE=1`.)
 //!
 //! Mount points missing from the image are created in the merged tree, so they land
 //! in the upper dir: they are listed here ([`PLACEHOLDER_FILES`], ...) and taken out
@@ -30,11 +35,35 @@ pub(crate) const POLICY_RC_D: (&str, &str) = ("policy-rc.d", "usr/sbin/policy-rc
 pub(crate) const POLICY_RC_D_SCRIPT: &str =
     "#!/bin/sh\n# vauban: no service starts during a build\nexit 101\n";
 
+/// The init-functions hook: its private file name, the directories it goes
+/// into (merged `/usr` first), its content. Sourced by every LSB init script
+/// with the script's arguments: a start (or restart, reload...) that
+/// `policy-rc.d` refuses ends the script there, successfully, as
+/// `invoke-rc.d` would.
+pub(crate) const INIT_FUNCTIONS_HOOK: (&str, [&str; 2], &str) = (
+    "00-vauban-policy",
+    ["usr/lib/lsb/init-functions.d", "lib/lsb/init-functions.d"],
+    r#"# vauban: init scripts obey policy-rc.d during a build
+case "${1:-}" in
+start|restart|reload|force-reload|try-restart)
+    vauban_prog=${0##*/}
+    if [ -x /usr/sbin/policy-rc.d ]; then
+        /usr/sbin/policy-rc.d "${vauban_prog%.sh}" "$1" >/dev/null 2>&1
+        if [ $? = 101 ]; then
+            echo "vauban: not running '${vauban_prog} $1' during a build (policy-rc.d)" >&2
+            exit 0
+        fi
+    fi
+    ;;
+esac
+"#,
+);
+
 /// Host device nodes bind-mounted into `/dev`.
 pub(crate) const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
 /// Files the sandbox may create as mount points.
-pub(crate) const PLACEHOLDER_FILES: [&str; 11] = [
+pub(crate) const PLACEHOLDER_FILES: [&str; 13] = [
     "dev/null",
     "dev/zero",
     "dev/full",
@@ -46,6 +75,8 @@ pub(crate) const PLACEHOLDER_FILES: [&str; 11] = [
     "etc/hosts",
     "etc/hostname",
     "usr/sbin/policy-rc.d",
+    "usr/lib/lsb/init-functions.d/00-vauban-policy",
+    "lib/lsb/init-functions.d/00-vauban-policy",
 ];
 
 /// Symlinks the sandbox may create in `/dev`, with their targets.
@@ -120,6 +151,16 @@ pub(crate) fn setup(merged: &Path, private: &Path) -> Result<()> {
     let (name, rel) = POLICY_RC_D;
     if checked(merged, "usr/sbin")?.is_dir() {
         bind_private(merged, &private.join(name), rel)?;
+    }
+    let (name, dirs, _) = INIT_FUNCTIONS_HOOK;
+    // The first that is a real directory (`lib` is a link to `usr/lib` on a
+    // merged /usr: `checked` refuses to go through it).
+    if let Some(dir) = dirs
+        .iter()
+        .find(|d| checked(merged, d).is_ok_and(|p| p.symlink_metadata().is_ok_and(|m| m.is_dir())))
+    {
+        let target = ensure_file(merged, &format!("{dir}/{name}"))?;
+        bind(&private.join(name), &target, false)?;
     }
     Ok(())
 }

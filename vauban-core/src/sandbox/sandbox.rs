@@ -10,16 +10,19 @@ use std::process::{ExitStatus, Stdio};
 use vauban_oci::store::Store;
 use vauban_oci::Image;
 
+use super::controller::{self, Controller, ControllerRoot};
 use super::helper::init::{InitJob, Setup, Tree};
+use super::helper::keeper::KeeperJob;
 use super::helper::protocol::{CommandSpec, FromHelper, Job, Reply};
 use super::helper::spawn::{call, Call};
-use super::helper::{Helper, CHROOT_NAME};
+use super::helper::Helper;
 use super::layers::ensure_layer_dirs;
 use super::mount::Overlay;
+use super::network::Network;
 use super::ns::NsConfig;
 use super::program::{host_env, image_env, Io, Program, RunIo};
 use super::pty::{is_terminal, Relay};
-use super::rootfs::{self, POLICY_RC_D, POLICY_RC_D_SCRIPT};
+use super::rootfs::{self, INIT_FUNCTIONS_HOOK, POLICY_RC_D, POLICY_RC_D_SCRIPT};
 use super::signals::SignalGuard;
 use crate::error::{Error, IoContext, Result};
 
@@ -34,6 +37,8 @@ pub struct SandboxOptions {
     pub helper: Option<Helper>,
     /// Who hears about layer extraction.
     pub events: crate::events::Events,
+    /// The network the programs get (a namespace of their own by default).
+    pub network: Network,
 }
 
 impl Default for SandboxOptions {
@@ -43,6 +48,7 @@ impl Default for SandboxOptions {
             env: Vec::new(),
             helper: None,
             events: crate::events::Events::default(),
+            network: Network::isolated(),
         }
     }
 }
@@ -107,7 +113,7 @@ impl<'s> Sandbox<'s> {
         }
         std::fs::set_permissions(self.upper_dir(), std::fs::Permissions::from_mode(0o755))
             .at("chmod", self.upper_dir())?;
-        let resolv = std::fs::read("/etc/resolv.conf").unwrap_or_default();
+        let resolv = self.opts.network.resolv_conf();
         let host = &self.opts.hostname;
         let files: [(&str, Vec<u8>); 3] = [
             ("resolv.conf", resolv),
@@ -127,12 +133,15 @@ impl<'s> Sandbox<'s> {
                 .at("set the mtime of", &p)?;
             self.initial.push((name.to_string(), content));
         }
-        let p = self.private_dir().join(POLICY_RC_D.0);
-        std::fs::write(&p, POLICY_RC_D_SCRIPT).at("write", &p)?;
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).at("chmod", &p)?;
-        // What host programs (Ansible's chroot connection) run to enter the image.
-        let chroot = self.chroot_exe();
-        std::os::unix::fs::symlink(self.helper.path(), &chroot).at("symlink", &chroot)
+        for (name, script) in [
+            (POLICY_RC_D.0, POLICY_RC_D_SCRIPT),
+            (INIT_FUNCTIONS_HOOK.0, INIT_FUNCTIONS_HOOK.2),
+        ] {
+            let p = self.private_dir().join(name);
+            std::fs::write(&p, script).at("write", &p)?;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).at("chmod", &p)?;
+        }
+        Ok(())
     }
 
     /// Where the overlay is mounted (inside the sandbox's mount namespace only).
@@ -149,13 +158,6 @@ impl<'s> Sandbox<'s> {
         self.dir.join("private")
     }
 
-    /// What a host program runs to enter the image, as `chroot(8)` is run:
-    /// `CHROOT_EXE MERGED PROGRAM ARGS...` (Ansible's `chroot_exe`). The command
-    /// is confined as a [`Program::Image`] is.
-    pub fn chroot_exe(&self) -> PathBuf {
-        self.private_dir().join(CHROOT_NAME)
-    }
-
     /// The image the sandbox was made from.
     pub fn image(&self) -> &Image {
         &self.image
@@ -166,7 +168,7 @@ impl<'s> Sandbox<'s> {
         &self.opts.hostname
     }
 
-    /// What init mounts for this sandbox.
+    /// What init (or a keeper) mounts for this sandbox.
     pub(super) fn tree(&self) -> Tree {
         // An image without layers (`FROM scratch`): the overlay needs a lower dir.
         let lower = if self.lower.is_empty() {
@@ -201,81 +203,264 @@ impl<'s> Sandbox<'s> {
     /// Runs `program` in fresh namespaces over the sandbox's upper dir and
     /// returns its exit status. A program that cannot be started is
     /// [`Error::Exec`]. SIGINT/SIGTERM/SIGHUP kill the whole process tree and
-    /// give [`Error::Interrupted`].
+    /// give [`Error::Interrupted`]. A program on the bare tree
+    /// ([`Program::OnTree`]) never has a network.
     pub fn run_with(&self, program: &Program, io: RunIo) -> Result<ExitStatus> {
-        run_trees(self, &[self.tree()], &self.opts.hostname, program, io)
+        let network = match program {
+            Program::OnTree(_) => &Network::Offline,
+            Program::Image(_) => &self.opts.network,
+        };
+        self.run_on(program, io, network)
     }
 
-    /// Runs a host program ([`Program::Host`]) once over several sandboxes of
-    /// one store: every tree is mounted at its [`Sandbox::merged_dir`] in one
-    /// mount namespace, so one `ansible-playbook` builds them all (each host's
-    /// commands enter its own tree through [`Sandbox::chroot_exe`]).
-    pub fn run_over(
+    /// Runs a command of vauban's own in the image (a check, a package
+    /// listing): no network.
+    pub(crate) fn run_offline(&self, program: &Program, io: RunIo) -> Result<ExitStatus> {
+        self.run_on(program, io, &Network::Offline)
+    }
+
+    fn run_on(&self, program: &Program, io: RunIo, network: &Network) -> Result<ExitStatus> {
+        let argv = program.argv();
+        if argv.is_empty() {
+            return Err(Error::EmptyCommand);
+        }
+        let in_image = program.in_image();
+        let (stdio, tty) = streams(io, in_image)?;
+        let env = if in_image {
+            let term = std::env::var("TERM").ok();
+            let mut extra = network.env();
+            extra.extend(self.opts.env.iter().cloned());
+            image_env(term.as_deref(), &extra)
+        } else {
+            host_env(std::env::vars(), &self.opts.env)
+        };
+        let cwd = if in_image {
+            PathBuf::from("/")
+        } else {
+            std::env::current_dir().unwrap_or_else(|_| "/".into())
+        };
+        let init = InitJob {
+            setup: Setup::Tree {
+                tree: self.tree(),
+                hostname: self.opts.hostname.clone(),
+                rootfs: program.mounts_rootfs(),
+                in_image,
+            },
+            net: network.ns(),
+            tty,
+            command: CommandSpec {
+                argv: argv.to_vec(),
+                env,
+                cwd,
+            },
+        };
+        tracing::info!(?program, "running in the sandbox");
+        run_job(
+            &self.helper,
+            &self.ns,
+            init,
+            network,
+            stdio,
+            tty,
+            &format!("run {}", argv[0]),
+        )
+    }
+
+    /// Runs `controller` (`ansible-playbook` and its shell) as the confined
+    /// Ansible controller over several sandboxes of one store: each sandbox's
+    /// tree is kept by a process of its own (its own pid, mount and uts
+    /// namespaces) that runs what the controller's `vauban-chroot` asks for;
+    /// the controller sees none of them but through
+    /// [`controller::host_root`] (see [`super::controller`]). The network
+    /// is the first sandbox's, shared by all of them.
+    pub fn run_controller(
         sandboxes: &[&Sandbox<'_>],
-        program: &Program,
+        controller: &Controller,
         io: RunIo,
     ) -> Result<ExitStatus> {
         let Some(first) = sandboxes.first() else {
             return Err(Error::EmptyCommand);
         };
-        if !matches!(program, Program::Host(_)) {
-            return Err(Error::ChildProtocol {
-                message: "only a host program runs over several sandboxes".into(),
-            });
-        }
-        let trees: Vec<Tree> = sandboxes.iter().map(|s| s.tree()).collect();
-        run_trees(first, &trees, "vauban", program, io)
+        let network = &first.opts.network;
+        let term = std::env::var("TERM").ok();
+        let hosts = sandboxes
+            .iter()
+            .map(|s| {
+                let mut extra = network.env();
+                extra.extend(s.opts.env.iter().cloned());
+                KeeperJob {
+                    tree: s.tree(),
+                    hostname: s.opts.hostname.clone(),
+                    env: image_env(term.as_deref(), &extra),
+                }
+            })
+            .collect();
+        run_controller_over(
+            &first.helper,
+            &first.ns,
+            hosts,
+            controller,
+            network,
+            Some(&first.private_dir().join("resolv.conf")),
+            io,
+        )
     }
 }
 
-/// Runs `program` with `trees` mounted, through `sandbox`'s helper and mode.
-fn run_trees(
-    sandbox: &Sandbox<'_>,
-    trees: &[Tree],
-    hostname: &str,
-    program: &Program,
+/// Runs `controller` as the confined Ansible controller with no host (an
+/// `ansible-inventory --list`, a syntax check, a host listing), through
+/// `helper`, on `network`.
+pub fn run_controller_alone(
+    helper: &Helper,
+    controller: &Controller,
+    network: &Network,
     io: RunIo,
 ) -> Result<ExitStatus> {
-    let argv = program.argv();
-    if argv.is_empty() {
+    let _signals = SignalGuard::install()?;
+    let ns = NsConfig::detect()?;
+    let resolv =
+        tempfile::NamedTempFile::new().at("create a temp file in", std::env::temp_dir())?;
+    std::fs::write(resolv.path(), network.resolv_conf()).at("write", resolv.path())?;
+    std::fs::set_permissions(resolv.path(), std::fs::Permissions::from_mode(0o644))
+        .at("chmod", resolv.path())?;
+    run_controller_over(
+        helper,
+        &ns,
+        Vec::new(),
+        controller,
+        network,
+        Some(resolv.path()),
+        io,
+    )
+}
+
+/// A session: the controller's root made in a private temp dir (removed
+/// after), the keepers of `hosts`, the controller.
+fn run_controller_over(
+    helper: &Helper,
+    ns: &NsConfig,
+    hosts: Vec<KeeperJob>,
+    controller: &Controller,
+    network: &Network,
+    resolv_conf: Option<&std::path::Path>,
+    io: RunIo,
+) -> Result<ExitStatus> {
+    let Some(program) = controller.argv.first() else {
         return Err(Error::EmptyCommand);
+    };
+    let session = tempfile::Builder::new()
+        .prefix("vauban-controller-")
+        .tempdir()
+        .at("create a temp dir in", std::env::temp_dir())?
+        .keep();
+    let result = (|| {
+        let root = controller_root(&session, helper, controller, resolv_conf, &hosts)?;
+        let (stdio, tty) = streams(io, false)?;
+        let mut env = controller.env.clone();
+        for (k, v) in network.env() {
+            env.retain(|(key, _)| *key != k);
+            env.push((k, v));
+        }
+        let init = InitJob {
+            setup: Setup::Session {
+                hosts,
+                controller: root,
+            },
+            net: network.ns(),
+            tty,
+            command: CommandSpec {
+                argv: controller.argv.clone(),
+                env,
+                cwd: controller.cwd.clone(),
+            },
+        };
+        tracing::info!(program, "running the Ansible controller");
+        run_job(
+            helper,
+            ns,
+            init,
+            network,
+            stdio,
+            tty,
+            &format!("run {program}"),
+        )
+    })();
+    if let Err(e) = super::layers::remove_in_namespace(
+        helper,
+        ns,
+        vec![session.clone()],
+        "remove the controller's temp dir",
+    ) {
+        tracing::warn!(dir = %session.display(), "cannot remove the controller's temp dir: {e}");
     }
-    let in_image = program.in_image();
-    let (stdio, tty) = streams(io, in_image)?;
-    let env = if in_image {
-        let term = std::env::var("TERM").ok();
-        image_env(term.as_deref(), &sandbox.opts.env)
-    } else {
-        host_env(std::env::vars(), &sandbox.opts.env)
+    result
+}
+
+/// What init builds for `controller`, its private dirs made under `session`.
+fn controller_root(
+    session: &std::path::Path,
+    helper: &Helper,
+    controller: &Controller,
+    resolv_conf: Option<&std::path::Path>,
+    hosts: &[KeeperJob],
+) -> Result<ControllerRoot> {
+    let dir = |name: &str| -> Result<PathBuf> {
+        let p = session.join(name);
+        std::fs::create_dir(&p).at("mkdir", &p)?;
+        Ok(p)
     };
-    let cwd = if in_image {
-        PathBuf::from("/")
-    } else {
-        std::env::current_dir().unwrap_or_else(|_| "/".into())
+    let normalise =
+        |p: &PathBuf| controller::normalise(p).ok_or_else(|| controller::not_absolute(p));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .and_then(|h| controller::normalise(&h))
+        .filter(|h| h.parent().is_some())
+        .unwrap_or_else(|| PathBuf::from("/vauban/home"));
+    let mut read_only = vec![normalise(&controller.cwd)?];
+    for p in &controller.read_only {
+        read_only.push(normalise(p)?);
+    }
+    let helper_exe = std::fs::canonicalize(helper.path()).at("find", helper.path())?;
+    Ok(ControllerRoot {
+        dir: dir("root")?,
+        tmp: dir("tmp")?,
+        home_dir: dir("home")?,
+        home,
+        read_only,
+        hidden: controller
+            .hidden
+            .iter()
+            .filter_map(|p| controller::normalise(p))
+            .collect(),
+        inputs: controller.inputs.clone(),
+        helper: helper_exe,
+        resolv_conf: resolv_conf.map(PathBuf::from),
+        hosts: hosts.iter().map(|h| h.hostname.clone()).collect(),
+    })
+}
+
+/// Runs `init` in a helper (with the egress proxy when `network` is
+/// isolated), relaying an interactive run's pty.
+fn run_job(
+    helper: &Helper,
+    ns: &NsConfig,
+    init: InitJob,
+    network: &Network,
+    stdio: [Stdio; 3],
+    tty: [bool; 3],
+    what: &str,
+) -> Result<ExitStatus> {
+    let proxy = match network {
+        Network::Isolated { allow } => Some(allow.clone()),
+        Network::Host | Network::Offline => None,
     };
-    let job = InitJob {
-        setup: Setup::Sandbox {
-            trees: trees.to_vec(),
-            hostname: hostname.to_string(),
-            rootfs: program.mounts_rootfs(),
-        },
-        in_image,
-        tty,
-        command: CommandSpec {
-            argv: argv.to_vec(),
-            env,
-            cwd,
-        },
-    };
-    tracing::info!(?program, trees = trees.len(), "running in the sandbox");
     let mut relay: Option<Relay> = None;
-    let what = format!("run {}", argv[0]);
     let reply = call(
-        &sandbox.helper,
-        &sandbox.ns,
-        Job::Run(job),
+        helper,
+        ns,
+        Job::Run { init, proxy },
         Call {
-            what: &what,
+            what,
             interruptible: true,
             stdio,
         },
@@ -300,7 +485,7 @@ fn run_trees(
             source: std::io::Error::from_raw_os_error(errno),
         }),
         Reply::Failed(e) => Err(Error::InSandbox {
-            what,
+            what: what.to_string(),
             source: Box::new(e),
         }),
         other => Err(Error::ChildProtocol {

@@ -4,9 +4,8 @@
 //! that names the plays' host patterns and the host's groups.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use super::command::SYSTEM_PATH;
+use super::confined::{Confined, Tool};
 use super::inventory;
 use super::repo::Checkout;
 use super::spec::Stage;
@@ -66,49 +65,41 @@ pub fn check_exists(stage: &Stage, checkout: &Checkout) -> Result<()> {
     })
 }
 
-/// An Ansible tool run on the host from the Ansible root, with the host
-/// variables Ansible needs and none of vauban's others.
-pub(crate) fn ansible_tool(program: &Path, root: &Path, inventories: &[PathBuf]) -> Command {
-    let mut cmd = Command::new(program);
-    for inv in inventories {
-        cmd.arg("-i").arg(inv);
-    }
-    cmd.current_dir(root)
-        .env_clear()
-        .envs(crate::sandbox::host_env(std::env::vars(), &[]))
-        .env("PATH", SYSTEM_PATH)
-        .env("LC_ALL", "C.UTF-8")
-        .env("ANSIBLE_NOCOLOR", "True")
-        .env("ANSIBLE_RETRY_FILES_ENABLED", "False")
-        .stdin(std::process::Stdio::null());
-    cmd
-}
-
 /// The `ansible-playbook --syntax-check` command for `playbooks` of a
-/// checkout (pure: tested without Ansible).
-pub fn syntax_check_command(
+/// checkout, run confined.
+pub(crate) fn syntax_check_command<'c>(
+    confined: &'c Confined,
     ansible_playbook: &Path,
     root: &Path,
     inventories: &[PathBuf],
     playbooks: &[&str],
-) -> Command {
-    let mut cmd = ansible_tool(ansible_playbook, root, inventories);
-    cmd.arg("--syntax-check").args(playbooks);
-    cmd
+) -> Tool<'c> {
+    let mut tool = confined
+        .tool(ansible_playbook, root, inventories)
+        .arg("--syntax-check");
+    for p in playbooks {
+        tool = tool.arg(p);
+    }
+    tool
 }
 
 /// Parses `playbooks` of `checkout` with Ansible itself; a syntax error is
 /// [`Error::PlaybookSyntax`] with Ansible's message.
-pub fn check_syntax(
+pub(crate) fn check_syntax(
+    confined: &Confined,
     ansible_playbook: &Path,
     checkout: &Checkout,
     inventories: &[PathBuf],
     playbooks: &[&str],
 ) -> Result<()> {
-    let mut cmd = syntax_check_command(ansible_playbook, &checkout.root, inventories, playbooks);
-    let out = cmd
-        .output()
-        .map_err(|e| Error::io("run", ansible_playbook, e))?;
+    let out = syntax_check_command(
+        confined,
+        ansible_playbook,
+        &checkout.root,
+        inventories,
+        playbooks,
+    )
+    .output()?;
     if out.status.success() {
         return Ok(());
     }
@@ -138,30 +129,33 @@ pub fn check_syntax(
 /// `ansible-playbook --list-hosts`) and the groups the host is in (from
 /// `ansible-inventory --list`). Best effort: what cannot be found is left
 /// empty.
-pub fn no_host_matched(
+pub(crate) fn no_host_matched(
+    confined: &Confined,
     ansible_playbook: &Path,
     checkout: &Checkout,
     inventories: &[PathBuf],
     stage: &Stage,
     host: &str,
 ) -> Error {
-    let patterns = ansible_tool(ansible_playbook, &checkout.root, inventories)
+    let patterns = confined
+        .tool(ansible_playbook, &checkout.root, inventories)
         .arg("--list-hosts")
         .arg(&stage.playbook)
         .output()
         .map(|o| play_patterns(&String::from_utf8_lossy(&o.stdout)))
         .unwrap_or_default();
-    let groups = ansible_tool(
-        &ansible_playbook.with_file_name("ansible-inventory"),
-        &checkout.root,
-        inventories,
-    )
-    .arg("--list")
-    .output()
-    .ok()
-    .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
-    .map(|v| inventory::groups_of(&v, host))
-    .unwrap_or_default();
+    let groups = confined
+        .tool(
+            &ansible_playbook.with_file_name("ansible-inventory"),
+            &checkout.root,
+            inventories,
+        )
+        .arg("--list")
+        .output()
+        .ok()
+        .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+        .map(|v| inventory::groups_of(&v, host))
+        .unwrap_or_default();
     Error::NoHostMatched {
         stage: stage.to_string(),
         host: host.to_string(),
@@ -223,15 +217,21 @@ mod tests {
 
     #[test]
     fn syntax_check_is_this_command() {
+        let env = crate::Env {
+            helper: Some(crate::sandbox::Helper::at("/usr/bin/vauban")),
+            ..crate::Env::from_user_dirs().unwrap()
+        };
+        let tools = super::super::tools::Tools::find().unwrap();
+        let confined = Confined::new(&env, &tools, Path::new("/store")).unwrap();
         let cmd = syntax_check_command(
+            &confined,
             Path::new("/usr/bin/ansible-playbook"),
             Path::new("/r"),
             &["/r/inventory".into()],
             &["base.yml", "app.yml"],
         );
-        let args: Vec<_> = cmd.get_args().map(|a| a.to_str().unwrap()).collect();
         assert_eq!(
-            args,
+            cmd.args(),
             [
                 "-i",
                 "/r/inventory",
@@ -240,7 +240,6 @@ mod tests {
                 "app.yml"
             ]
         );
-        assert_eq!(cmd.get_current_dir(), Some(Path::new("/r")));
     }
 
     #[test]

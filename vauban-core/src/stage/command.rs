@@ -9,10 +9,13 @@
 //! never leaks into the build: the build runs through `community.general.chroot` into
 //! the sandbox's merged root.
 //!
-//! Known limit of that choice: extra vars apply to every host, so in a template
-//! `hostvars['other'].ansible_host` also reads the merged root, and a task delegated
-//! to `localhost` runs in the image too. `--limit HOST` keeps the play on the host
-//! being built.
+//! Extra vars apply to every host, `localhost` included: the connection
+//! variables are templates that give the hosts being built their chroot
+//! (each its directory in the confined controller, through `vauban-chroot`)
+//! and any other host, such as a task's `delegate_to: localhost`, the `local`
+//! connection with the controller's own Python: it runs in the confined
+//! controller, never on the user's machine. `--limit` keeps the plays on the
+//! hosts being built.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -68,18 +71,19 @@ impl CommandLine {
 pub struct AnsibleConfig {
     /// The `ansible-playbook` program (resolved on the host).
     pub ansible_playbook: PathBuf,
-    /// What the chroot connection runs instead of `chroot(8)`: the sandbox's
-    /// `vauban-chroot`, which confines the command in the image
-    /// ([`crate::sandbox::Sandbox::chroot_exe`]).
+    /// What the chroot connection runs instead of `chroot(8)`:
+    /// `vauban-chroot` in the confined controller, which has the host's
+    /// keeper run the command in the image
+    /// ([`crate::sandbox::controller::CHROOT_EXE`]).
     pub chroot_exe: PathBuf,
     /// The Ansible root (where `ansible.cfg`, the inventory and playbooks are): the
     /// working directory.
     pub ansible_root: PathBuf,
     /// The playbook, relative to the Ansible root.
     pub playbook: String,
-    /// The hosts being built, each with its image's root as Ansible sees it
-    /// (a sandbox's merged directory): `--limit` and the inventory hosts whose
-    /// variables apply.
+    /// The hosts being built, each with its root as Ansible sees it (its
+    /// directory in the confined controller): `--limit` and the inventory
+    /// hosts whose variables apply.
     pub hosts: Vec<(String, String)>,
     /// Hosts worked on at once (`--forks`).
     pub forks: usize,
@@ -93,7 +97,7 @@ pub struct AnsibleConfig {
     pub python_interpreter: String,
     /// Extra arguments for `ansible-playbook`, given by the user.
     pub extra_args: Vec<String>,
-    /// `ANSIBLE_LOCAL_TEMP`: a private directory on the host.
+    /// `ANSIBLE_LOCAL_TEMP`: the controller's private temp.
     pub local_temp: PathBuf,
     /// `ANSIBLE_REMOTE_TEMP`: a directory inside the image.
     pub remote_temp: String,
@@ -111,15 +115,41 @@ pub fn extra_vars(config: &AnsibleConfig) -> serde_json::Value {
     serde_json::json!({
         "in_vauban": true,
         "in_conffs_build": config.in_conffs_build,
-        "ansible_connection": CHROOT_CONNECTION,
         "vauban_roots": roots,
-        "ansible_host": ANSIBLE_HOST_TEMPLATE,
-        "ansible_python_interpreter": config.python_interpreter,
+        "vauban_shorts": short_names(config.hosts.iter().map(|(h, _)| h.as_str())),
+        "vauban_python": config.python_interpreter,
+        "vauban_target": TARGET,
+        "ansible_connection": "{{ 'community.general.chroot' if vauban_target in vauban_roots else 'local' }}",
+        "ansible_host": "{{ vauban_roots[vauban_target] | default(inventory_hostname_short) }}",
+        "ansible_python_interpreter": "{{ vauban_python if vauban_target in vauban_roots else ansible_playbook_python }}",
     })
 }
 
-/// `ansible_host` of every host: its root, from the `vauban_roots` extra var.
-pub const ANSIBLE_HOST_TEMPLATE: &str = "{{ vauban_roots[inventory_hostname] }}";
+/// `vauban_target`: which host a task runs on, the host itself or the host it
+/// is delegated to. Ansible templates connection variables with the
+/// play host's `inventory_hostname` even when delegating, but with the
+/// delegated host's `inventory_hostname_short`: a short name that is not the
+/// play host's is the delegated host's (a host being built, found by its
+/// short name, or any other: `localhost`).
+const TARGET: &str = "{{ inventory_hostname if inventory_hostname.split('.')[0] == inventory_hostname_short else (vauban_shorts[inventory_hostname_short] | default('')) }}";
+
+/// The hosts by short name (`web01` of `web01.example.org`), for those whose
+/// short name is theirs alone.
+fn short_names<'h>(hosts: impl Iterator<Item = &'h str>) -> serde_json::Value {
+    let mut by_short: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for h in hosts {
+        by_short
+            .entry(h.split('.').next().unwrap_or(h))
+            .or_default()
+            .push(h);
+    }
+    by_short
+        .into_iter()
+        .filter(|(_, full)| full.len() == 1)
+        .map(|(short, full)| (short.to_string(), serde_json::Value::from(full[0])))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
 
 /// Builds the `ansible-playbook` command of a stage.
 pub fn ansible_playbook(config: &AnsibleConfig) -> CommandLine {
@@ -192,17 +222,17 @@ mod tests {
     fn config() -> AnsibleConfig {
         AnsibleConfig {
             ansible_playbook: "/usr/bin/ansible-playbook".into(),
-            chroot_exe: "/s/private/vauban-chroot".into(),
+            chroot_exe: "/vauban/bin/vauban-chroot".into(),
             ansible_root: "/cache/wt/ansible".into(),
             playbook: "web.yml".into(),
-            hosts: vec![("web01".into(), "/run/vauban/merged".into())],
+            hosts: vec![("web01".into(), "/vauban/hosts/web01".into())],
             forks: 1,
             inventories: vec!["/cache/wt/ansible/inventory".into()],
-            generated_inventory: "/tmp/s/vauban-inventory.yml".into(),
+            generated_inventory: "/vauban/in/vauban-inventory.yml".into(),
             in_conffs_build: false,
             python_interpreter: "/usr/bin/python3".into(),
             extra_args: vec!["--tags".into(), "base".into()],
-            local_temp: "/tmp/s/ansible-local".into(),
+            local_temp: "/tmp".into(),
             remote_temp: "/tmp".into(),
         }
     }
@@ -226,7 +256,7 @@ mod tests {
                 "-i",
                 "/cache/wt/ansible/inventory",
                 "-i",
-                "/tmp/s/vauban-inventory.yml",
+                "/vauban/in/vauban-inventory.yml",
                 "--limit",
                 "web01",
                 "--forks",
@@ -246,10 +276,13 @@ mod tests {
             serde_json::json!({
                 "in_vauban": true,
                 "in_conffs_build": false,
-                "ansible_connection": "community.general.chroot",
-                "vauban_roots": {"web01": "/run/vauban/merged"},
-                "ansible_host": "{{ vauban_roots[inventory_hostname] }}",
-                "ansible_python_interpreter": "/usr/bin/python3",
+                "vauban_roots": {"web01": "/vauban/hosts/web01"},
+                "vauban_shorts": {"web01": "web01"},
+                "vauban_python": "/usr/bin/python3",
+                "vauban_target": TARGET,
+                "ansible_connection": "{{ 'community.general.chroot' if vauban_target in vauban_roots else 'local' }}",
+                "ansible_host": "{{ vauban_roots[vauban_target] | default(inventory_hostname_short) }}",
+                "ansible_python_interpreter": "{{ vauban_python if vauban_target in vauban_roots else ansible_playbook_python }}",
             })
         );
     }
@@ -257,7 +290,7 @@ mod tests {
     #[test]
     fn several_hosts_in_one_run() {
         let mut c = config();
-        c.hosts.push(("web02".into(), "/run/vauban/merged2".into()));
+        c.hosts.push(("web02".into(), "/vauban/hosts/web02".into()));
         c.forks = 4;
         let cmd = ansible_playbook(&c);
         let args = strings(&cmd.args);
@@ -266,13 +299,22 @@ mod tests {
         let forks = args.iter().position(|a| a == "--forks").unwrap();
         assert_eq!(args[forks + 1], "4");
         let vars = extra_vars(&c);
-        assert_eq!(vars["vauban_roots"]["web02"], "/run/vauban/merged2");
+        assert_eq!(vars["vauban_roots"]["web02"], "/vauban/hosts/web02");
         let env: std::collections::HashMap<_, _> = cmd
             .env
             .iter()
             .map(|(k, v)| (k.as_str(), v.to_str().unwrap()))
             .collect();
         assert_eq!(env["ANSIBLE_ANY_ERRORS_FATAL"], "False");
+    }
+
+    #[test]
+    fn delegation_finds_hosts_by_unique_short_names() {
+        let shorts = short_names(["web01.paris", "web01.lyon", "db01.paris", "lb"].into_iter());
+        assert_eq!(
+            shorts,
+            serde_json::json!({"db01": "db01.paris", "lb": "lb"})
+        );
     }
 
     #[test]
@@ -305,9 +347,9 @@ mod tests {
             .collect();
         assert_eq!(env["ANSIBLE_ANY_ERRORS_FATAL"], "True");
         assert_eq!(env["ANSIBLE_HOST_KEY_CHECKING"], "False");
-        assert_eq!(env["ANSIBLE_LOCAL_TEMP"], "/tmp/s/ansible-local");
+        assert_eq!(env["ANSIBLE_LOCAL_TEMP"], "/tmp");
         assert_eq!(env["ANSIBLE_REMOTE_TEMP"], "/tmp");
-        assert_eq!(env["ANSIBLE_CHROOT_EXE"], "/s/private/vauban-chroot");
+        assert_eq!(env["ANSIBLE_CHROOT_EXE"], "/vauban/bin/vauban-chroot");
         assert!(env["PATH"].split(':').any(|d| d == "/usr/sbin"));
         assert_eq!(env["LC_ALL"], "C.UTF-8");
     }

@@ -1,6 +1,7 @@
-//! The shell wrapper around `ansible-playbook`: it sends all output to the stage's log,
-//! changes to the Ansible root and runs the user's pre/post hooks (the original's
-//! `HOOK_PRE_ANSIBLE` / `HOOK_POST_ANSIBLE`).
+//! The shell wrapper around `ansible-playbook`: it changes to the Ansible root and
+//! runs the user's pre/post hooks (the original's `HOOK_PRE_ANSIBLE` /
+//! `HOOK_POST_ANSIBLE`). Its standard output and error are the stage's log (opened
+//! by vauban: the confined controller cannot open it itself).
 //!
 //! As in the original, a hook is a shell snippet evaluated in the same shell that runs
 //! `ansible-playbook`, in the Ansible root: what it exports reaches Ansible. The post
@@ -67,12 +68,12 @@ fn function(name: &str, body: Option<&str>) -> String {
     format!("{name}() {{\n:\n{}\n}}\n", body.unwrap_or(""))
 }
 
-/// The wrapper script. Its positional parameters are: the log file, the working
-/// directory, then the command to run.
+/// The wrapper script. Its positional parameters are: the working directory, then
+/// the command to run.
 pub fn wrapper_script(hooks: &Hooks) -> String {
     let mut script = String::from(
-        "vauban_log=$1\nvauban_cwd=$2\nshift 2\n\
-         exec >>\"$vauban_log\" 2>&1 </dev/null\n\
+        "vauban_cwd=$1\nshift\n\
+         exec 2>&1 </dev/null\n\
          vauban_done=0\n",
     );
     script.push_str(&format!(
@@ -98,12 +99,12 @@ pub fn wrapper_script(hooks: &Hooks) -> String {
     script
 }
 
-/// The argv that runs `command` through the wrapper, its output appended to `log`.
+/// The argv that runs `command` through the wrapper (its standard output is the
+/// log; its standard error goes there too).
 pub fn wrapper_argv(
     shell: &Path,
     env_program: &Path,
     hooks: &Hooks,
-    log: &Path,
     command: &CommandLine,
 ) -> Vec<OsString> {
     let mut argv: Vec<OsString> = vec![
@@ -111,7 +112,6 @@ pub fn wrapper_argv(
         "-c".into(),
         wrapper_script(hooks).into(),
         "vauban-stage".into(),
-        log.as_os_str().to_owned(),
         command.cwd.as_os_str().to_owned(),
     ];
     argv.extend(command.env_argv(env_program));
@@ -132,14 +132,13 @@ mod tests {
             env: vec![("VAUBAN_T".into(), "from-vauban".into())],
             cwd: dir.path().to_owned(),
         };
-        let argv = wrapper_argv(
-            "/bin/sh".as_ref(),
-            "/usr/bin/env".as_ref(),
-            hooks,
-            &log,
-            &cmd,
-        );
-        let status = Command::new(&argv[0]).args(&argv[1..]).status().unwrap();
+        let argv = wrapper_argv("/bin/sh".as_ref(), "/usr/bin/env".as_ref(), hooks, &cmd);
+        let out = std::fs::File::create(&log).unwrap();
+        let status = Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdout(out)
+            .status()
+            .unwrap();
         let out = std::fs::read_to_string(&log).unwrap_or_default();
         (WrapperOutcome::from_code(status.code()), out)
     }

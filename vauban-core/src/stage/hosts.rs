@@ -18,6 +18,7 @@ use vauban_oci::Image;
 
 use super::check;
 use super::command::{self, AnsibleConfig};
+use super::confined::Confined;
 use super::hooks::{self, WrapperOutcome};
 use super::inventory;
 use super::metadata::{self, ImgInfo};
@@ -29,6 +30,7 @@ use super::tools::Tools;
 use crate::env::Env;
 use crate::error::{AnsibleFailure, Error, IoContext, Result};
 use crate::events::Event;
+use crate::sandbox::controller::{self, CHROOT_EXE, INPUTS_DIR};
 use crate::sandbox::{CommitOptions, Helper, Io, Program, RunIo, Sandbox, SandboxOptions};
 
 /// `ANSIBLE_REMOTE_TEMP` in the image: the sandbox's `/tmp` is a tmpfs, so nothing
@@ -54,6 +56,7 @@ pub(crate) struct StageRun<'a> {
     pub spec: &'a StageSpec,
     pub env: &'a Env,
     pub helper: &'a Helper,
+    pub confined: &'a Confined,
     pub checkout: &'a Checkout,
     /// The run's log file (every host); each host's own lines also go to
     /// `<dir>/<host>/<file name>`.
@@ -175,6 +178,7 @@ impl StageRun<'_> {
             env: Vec::new(),
             helper: Some(self.helper.clone()),
             events: self.env.events.clone(),
+            network: self.env.network.clone(),
         };
         Sandbox::prepare(self.store, &t.base, opts)
     }
@@ -229,13 +233,16 @@ impl StageRun<'_> {
 
     fn check_python(&self, sandbox: &Sandbox<'_>) -> Result<()> {
         let python = &self.spec.python_interpreter;
-        let status = sandbox.run(&Program::Image(vec![
-            "/bin/sh".into(),
-            "-c".into(),
-            "[ -x \"$1\" ] && exec \"$1\" -I -B -c ''".into(),
-            "vauban-check-python".into(),
-            python.clone(),
-        ]))?;
+        let status = sandbox.run_offline(
+            &Program::Image(vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "[ -x \"$1\" ] && exec \"$1\" -I -B -c ''".into(),
+                "vauban-check-python".into(),
+                python.clone(),
+            ]),
+            RunIo::default(),
+        )?;
         if !status.success() {
             return Err(Error::NoPython {
                 image: sandbox.image().manifest_digest.to_string(),
@@ -256,7 +263,7 @@ impl StageRun<'_> {
             stdout: Io::File(file),
             stderr: Io::Null,
         };
-        let status = match sandbox.run_with(&Program::Image(argv), io) {
+        let status = match sandbox.run_offline(&Program::Image(argv), io) {
             Err(Error::Exec { .. }) => None,
             other => Some(other?),
         };
@@ -273,32 +280,34 @@ impl StageRun<'_> {
         }
     }
 
-    /// One `ansible-playbook` over every sandbox; the scanner of its output.
+    /// One `ansible-playbook` over every sandbox, as the confined controller;
+    /// the scanner of its output.
     fn run_ansible(&self, sandboxes: &[&Sandbox<'_>], work: &Path) -> Result<Scanner> {
         let root = &self.checkout.root;
         let inventories = inventory::repo_inventories(root, &self.spec.inventories)?;
         let hosts: Vec<&str> = sandboxes.iter().map(|s| s.hostname()).collect();
-        let generated = work.join("vauban-inventory.yml");
-        std::fs::write(&generated, inventory::generated_inventory_for(&hosts))
-            .at("write", &generated)?;
-        let local_temp = work.join("ansible-local");
-        std::fs::create_dir(&local_temp).at("create", &local_temp)?;
+        // vauban's files for the run, shown read-only at INPUTS_DIR.
+        let inputs = work.join("in");
+        std::fs::create_dir(&inputs).at("create", &inputs)?;
+        let generated = "vauban-inventory.yml";
+        let path = inputs.join(generated);
+        std::fs::write(&path, inventory::generated_inventory_for(&hosts)).at("write", &path)?;
         let config = AnsibleConfig {
             ansible_playbook: self.tools.ansible_playbook.clone(),
-            chroot_exe: sandboxes[0].chroot_exe(),
+            chroot_exe: CHROOT_EXE.into(),
             ansible_root: root.clone(),
             playbook: self.stage.playbook.clone(),
-            hosts: sandboxes
+            hosts: hosts
                 .iter()
-                .map(|s| Ok((s.hostname().to_string(), path_string(&s.merged_dir())?)))
-                .collect::<Result<_>>()?,
+                .map(|h| (h.to_string(), controller::host_root(h)))
+                .collect(),
             forks: self.jobs,
             inventories: inventories.clone(),
-            generated_inventory: generated,
+            generated_inventory: Path::new(INPUTS_DIR).join(generated),
             in_conffs_build: self.spec.in_conffs_build,
             python_interpreter: self.spec.python_interpreter.clone(),
             extra_args: self.spec.extra_args.clone(),
-            local_temp,
+            local_temp: "/tmp".into(),
             remote_temp: REMOTE_TEMP.into(),
         };
         let cmd = command::ansible_playbook(&config);
@@ -317,24 +326,28 @@ impl StageRun<'_> {
             std::fs::create_dir_all(parent).at("create", parent)?;
         }
         std::fs::write(self.log, header).at("write", self.log)?;
-        let argv = hooks::wrapper_argv(
-            &self.tools.sh,
-            &self.tools.env,
-            &self.spec.hooks,
-            self.log,
-            &cmd,
-        );
+        let argv = hooks::wrapper_argv(&self.tools.sh, &self.tools.env, &self.spec.hooks, &cmd);
         let argv = argv
             .into_iter()
             .map(os_string)
             .collect::<Result<Vec<_>>>()?;
+        let controller = self.confined.controller(argv, root, &[], Some(inputs))?;
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.log)
+            .at("open", self.log)?;
+        let io = RunIo {
+            stdin: Io::Null,
+            stdout: Io::File(log.try_clone().at("open", self.log)?),
+            stderr: Io::File(log),
+        };
         let follower = Follower::start(
             self.log,
             self.stage.to_string(),
             hosts.join(","),
             self.env.events.clone(),
         )?;
-        let result = Sandbox::run_over(sandboxes, &Program::Host(argv), RunIo::default());
+        let result = Sandbox::run_controller(sandboxes, &controller, io);
         let scanner = follower.finish()?;
         for host in &hosts {
             split_log(self.log, host)?;
@@ -349,6 +362,7 @@ impl StageRun<'_> {
         };
         match WrapperOutcome::from_code(status.code()) {
             WrapperOutcome::Success if scanner.matched_no_host() => Err(check::no_host_matched(
+                self.confined,
                 &self.tools.ansible_playbook,
                 self.checkout,
                 &inventories,
@@ -463,16 +477,19 @@ impl StageRun<'_> {
              printf '%s' \"$1\" >>/imginfo\n\
              printf '%s' \"$2\" >>/packages\n\
              if [ \"$3\" = yes ]; then mkdir -p /toslash/etc && printf '%s' \"$4\" >/toslash/etc/hostname; fi\n";
-        let status = sandbox.run(&Program::Image(vec![
-            "/bin/sh".into(),
-            "-ec".into(),
-            script.into(),
-            "vauban-metadata".into(),
-            info.to_yaml(),
-            packages,
-            if write_hostname { "yes" } else { "no" }.into(),
-            hostname,
-        ]))?;
+        let status = sandbox.run_offline(
+            &Program::Image(vec![
+                "/bin/sh".into(),
+                "-ec".into(),
+                script.into(),
+                "vauban-metadata".into(),
+                info.to_yaml(),
+                packages,
+                if write_hostname { "yes" } else { "no" }.into(),
+                hostname,
+            ]),
+            RunIo::default(),
+        )?;
         if !status.success() {
             return Err(self.step("writing /imginfo and /packages", status));
         }
@@ -593,10 +610,6 @@ fn os_string(s: OsString) -> Result<String> {
             std::io::Error::from(std::io::ErrorKind::InvalidData),
         )
     })
-}
-
-fn path_string(p: &Path) -> Result<String> {
-    os_string(p.as_os_str().to_owned())
 }
 
 #[cfg(test)]

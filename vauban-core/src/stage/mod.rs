@@ -14,6 +14,7 @@
 
 pub mod check;
 pub mod command;
+pub(crate) mod confined;
 pub mod hooks;
 mod hosts;
 pub mod inventory;

@@ -57,6 +57,11 @@ pub struct Scanner {
     /// Hosts the PLAY RECAP counts failed or unreachable tasks for.
     recap_failed: std::collections::BTreeSet<String>,
     in_recap: bool,
+    /// Whether a PLAY RECAP was seen (it then says who failed).
+    recap_seen: bool,
+    /// The host of the last `fatal:` line (an `...ignoring` after it takes
+    /// it back).
+    last_fatal: Option<String>,
 }
 
 impl Scanner {
@@ -68,6 +73,17 @@ impl Scanner {
         self.tail.push_back(line.to_owned());
         if line.starts_with("PLAY RECAP") {
             self.in_recap = true;
+            self.recap_seen = true;
+            return;
+        }
+        if line.trim() == "...ignoring" {
+            // `ignore_errors: true`: the failure just printed does not count.
+            if let Some(host) = self.last_fatal.take() {
+                self.by_host.remove(&host);
+                if self.failure.as_ref().and_then(|f| f.host.as_ref()) == Some(&host) {
+                    self.failure = self.by_host.values().next().cloned();
+                }
+            }
             return;
         }
         if self.in_recap {
@@ -99,6 +115,7 @@ impl Scanner {
                 host: Some(host.to_owned()),
                 message: result_message(rest),
             };
+            self.last_fatal = Some(host.to_owned());
             self.by_host
                 .entry(host.to_owned())
                 .or_insert_with(|| failure.clone());
@@ -129,12 +146,14 @@ impl Scanner {
         self.by_host.get(host)
     }
 
-    /// The hosts that failed: a `fatal:`/`failed:` line, or failures counted in
-    /// the recap.
+    /// The hosts that failed: those the recap counts failures for, or
+    /// without a recap (Ansible stopped short) those of a `fatal:`/`failed:`
+    /// line that was not ignored.
     pub fn failed_hosts(&self) -> std::collections::BTreeSet<String> {
-        let mut hosts = self.recap_failed.clone();
-        hosts.extend(self.by_host.keys().cloned());
-        hosts
+        if self.recap_seen {
+            return self.recap_failed.clone();
+        }
+        self.by_host.keys().cloned().collect()
     }
 
     /// The first failure seen, if any.
@@ -375,6 +394,18 @@ db01                       : ok=2    changed=1    unreachable=0    failed=1
         assert!(s.failure_of("web01").is_none());
         let failed: Vec<String> = s.failed_hosts().into_iter().collect();
         assert_eq!(failed, ["db01", "web02"]);
+    }
+
+    #[test]
+    fn ignored_failures_do_not_count() {
+        let run = "TASK [a] *\nfatal: [web01]: FAILED! => {\"msg\": \"x\"}\n...ignoring\nTASK [b] *\nok: [web01]\n";
+        let s = scan(run);
+        assert!(s.failed_hosts().is_empty(), "{:?}", s.failed_hosts());
+        assert!(s.failure_of("web01").is_none());
+        let with_recap = format!(
+            "{run}\nPLAY RECAP *\nweb01 : ok=2 changed=0 unreachable=0 failed=0 ignored=1\n"
+        );
+        assert!(scan(&with_recap).failed_hosts().is_empty());
     }
 
     #[test]

@@ -9,6 +9,7 @@ use vauban_oci::store::Store;
 use vauban_oci::Image;
 
 use super::check;
+use super::confined::Confined;
 use super::hosts::{StageRun, Target};
 use super::inventory;
 use super::options::StageSpec;
@@ -26,6 +27,7 @@ pub struct StageRunner<'a> {
     env: &'a Env,
     tools: Tools,
     helper: Helper,
+    confined: Confined,
     repo: AnsibleRepo,
     logs: PathBuf,
     runs: usize,
@@ -39,6 +41,7 @@ impl<'a> StageRunner<'a> {
     pub fn new(store: &'a Store, spec: &'a StageSpec, env: &'a Env, label: &str) -> Result<Self> {
         let tools = Tools::find()?;
         let helper = env.helper()?;
+        let confined = Confined::new(env, &tools, store.root())?;
         let mut repo = AnsibleRepo::new(spec.ansible.clone(), &spec.ansible_root, &env.cache_dir);
         repo.sync()?;
         let logs = env.log_dir.join(format!(
@@ -52,6 +55,7 @@ impl<'a> StageRunner<'a> {
             env,
             tools,
             helper,
+            confined,
             repo,
             logs,
             runs: 0,
@@ -85,6 +89,7 @@ impl<'a> StageRunner<'a> {
         for (checkout, playbooks) in &by_root {
             let inventories = inventory::repo_inventories(&checkout.root, &self.spec.inventories)?;
             check::check_syntax(
+                &self.confined,
                 &self.tools.ansible_playbook,
                 checkout,
                 &inventories,
@@ -129,6 +134,7 @@ impl<'a> StageRunner<'a> {
             spec: self.spec,
             env: self.env,
             helper: &self.helper,
+            confined: &self.confined,
             checkout: &checkout,
             log: &log,
             jobs: self.jobs,

@@ -125,7 +125,7 @@ pub fn run_twice_then_commit() {
         merged.display()
     );
     let status = sandbox
-        .run(&Program::Host(vec!["/bin/sh".into(), "-c".into(), check]))
+        .run(&Program::OnTree(vec!["/bin/sh".into(), "-c".into(), check]))
         .unwrap();
     assert!(
         status.success(),
@@ -274,7 +274,7 @@ pub fn inherited_fds_do_not_reach_the_command() {
     );
     // The walk really ran: it listed its own descriptors.
     assert!(out.contains("/proc/"), "{out}");
-    let host = Program::Host(vec![
+    let host = Program::OnTree(vec![
         "/bin/sh".into(),
         "-c".into(),
         format!("test ! -e /proc/self/fd/{n} || ! test -d /proc/self/fd/{n}"),
@@ -303,8 +303,9 @@ pub fn sys_is_read_only_with_its_submounts() {
 }
 
 /// An image whose `/etc/resolv.conf` is a link into `/run` (systemd-resolved's
-/// stub, relative or absolute) still gets the host's resolver config; the link is
-/// not changed in the layer and nothing lands outside the merged tree.
+/// stub, relative or absolute) still gets the sandbox's resolver config (the
+/// host's, on the host's network); the link is not changed in the layer and
+/// nothing lands outside the merged tree.
 pub fn resolv_conf_link_into_run_gets_the_private_copy() {
     let s = BbStore::new();
     let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
@@ -353,8 +354,10 @@ fn sees_host_resolv_conf(
     name: &str,
     what: &str,
 ) -> Vec<String> {
+    // On the host's network the private copy is the host's resolv.conf.
     let opts = SandboxOptions {
         env: vec![("WANT".into(), want.to_string())],
+        network: vauban_core::sandbox::Network::Host,
         ..options()
     };
     let sandbox = sandbox(&s.store, image, opts);
@@ -386,7 +389,11 @@ pub fn image_without_layers_runs() {
     let sandbox = sandbox(&store, &name, options());
     let script = format!("echo made > {}/made", sandbox.merged_dir().display());
     let status = sandbox
-        .run(&Program::Host(vec!["/bin/sh".into(), "-c".into(), script]))
+        .run(&Program::OnTree(vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            script,
+        ]))
         .unwrap();
     assert!(status.success(), "{status}");
     let image = commit_as(&store, sandbox, "first");

@@ -44,13 +44,13 @@ fn bad_yaml_carries_the_parsers_position(#[case] text: &str, #[case] start: &str
     "/t/config.yml:2:3 at `configuration.never_uplaod`: unknown key `never_uplaod` in `configuration` \
      (did you mean `never_upload`?); valid keys here: ignore_stage_in_conffs, never_upload, \
      always_apply_stage_in_conffs, ansible, ansible_root, conffs_size_limit, dracut_conf, \
-     initramfs_release, kernel_args, squashfs_compression, resolv_conf, boot_url"
+     initramfs_release, kernel_args, squashfs_compression, resolv_conf, boot_url, network, network_allow"
 )]
 #[case::configuration_mapping(
     "configuration:\n  extra: {a: 1}\nr:\n  image: x\n",
     "/t/config.yml:2:3 at `configuration.extra`: unknown key `extra` in `configuration`; valid keys here: \
      ignore_stage_in_conffs, never_upload, always_apply_stage_in_conffs, ansible, ansible_root, \
-     conffs_size_limit, dracut_conf, initramfs_release, kernel_args, squashfs_compression, resolv_conf, boot_url"
+     conffs_size_limit, dracut_conf, initramfs_release, kernel_args, squashfs_compression, resolv_conf, boot_url, network, network_allow"
 )]
 #[case::mmdebstrap_key(
     "bookworm:\n  mmdebstrap:\n    suit: bookworm\n",

@@ -1,26 +1,26 @@
-//! `vauban-chroot MERGED PROGRAM [ARGS...]`: what the host's Ansible runs as
-//! `chroot_exe` (the `community.general.chroot` connection calls
-//! `[chroot_exe, MERGED, /bin/sh, -c, CMD]` for every command of a task).
+//! `vauban-chroot ROOT PROGRAM [ARGS...]`: what the confined Ansible
+//! controller runs as `chroot_exe` (the `community.general.chroot`
+//! connection calls `[chroot_exe, ROOT, /bin/sh, -c, CMD]` for every command
+//! of a task, and `dd` through it to put and fetch files).
 //!
-//! Where `chroot(8)` would leave the command as root with every capability and
-//! the host's tree a second `chroot` away, this process takes a mount namespace
-//! of its own, makes the image its root by `pivot_root` with the old root
-//! detached, takes the host name the tree's `/etc/hostname` says (a UTS
-//! namespace of its own, so several hosts built in one session each see theirs),
-//! bounds its capabilities, cleans its environment and descriptors, and execs
-//! the command: nothing of the host's tree is left to climb to. The processes of
-//! the sandbox it can see (Ansible's) hold every capability it lacks, so their
-//! `/proc` entries are closed to it.
+//! `ROOT` is a host's directory in the controller's root
+//! ([`crate::sandbox::controller::host_root`]): it holds the socket of the
+//! host's keeper and nothing of the host's tree. This client hands the keeper
+//! the command line and its own standard input, output and error, waits, and
+//! ends as the command ended (its exit code, or killed by the same signal).
+//! The command runs in the host's namespaces, never in the controller's: the
+//! controller has no capability with which to enter them itself.
 
 use std::ffi::OsString;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
-use nix::sched::CloneFlags;
+use super::super::controller::SOCKET_NAME;
+use super::channel::Channel;
+use super::keeper::{ChrootReply, ChrootRequest};
 
-use super::super::confine;
-use super::super::program::image_env;
-
-/// E's `main`: never returns. `args` are the arguments after `argv[0]`.
+/// The client's `main`: never returns. `args` are the arguments after `argv[0]`.
 pub(crate) fn main(args: Vec<OsString>) -> ! {
     match run(args) {
         Ok(code) => std::process::exit(code),
@@ -32,61 +32,71 @@ pub(crate) fn main(args: Vec<OsString>) -> ! {
 }
 
 fn run(args: Vec<OsString>) -> Result<i32, String> {
-    use std::os::unix::process::CommandExt;
     let mut args = args.into_iter();
-    let merged = PathBuf::from(args.next().ok_or(USAGE)?);
-    let argv: Vec<OsString> = args.collect();
-    let Some((program, rest)) = argv.split_first() else {
+    let root = PathBuf::from(args.next().ok_or(USAGE)?);
+    let argv = args
+        .map(|a| {
+            a.into_string()
+                .map_err(|a| format!("a non-UTF-8 argument: {}", a.to_string_lossy()))
+        })
+        .collect::<Result<Vec<String>, String>>()?;
+    let Some(program) = argv.first().cloned() else {
         return Err(USAGE.into());
     };
-    let hostname = std::fs::read_to_string(merged.join("etc/hostname"))
-        .ok()
-        .and_then(|h| h.lines().next().map(str::to_owned))
-        .filter(|h| crate::stage::inventory::check_host(h).is_ok());
-    let mut flags = CloneFlags::CLONE_NEWNS;
-    if hostname.is_some() {
-        flags |= CloneFlags::CLONE_NEWUTS;
+    // A relative path keeps the address short whatever the host's name.
+    std::env::set_current_dir(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+    let stream = UnixStream::connect(SOCKET_NAME).map_err(|e| {
+        format!(
+            "{} has no running host sandbox ({e}): this runs only under vauban",
+            root.display()
+        )
+    })?;
+    let mut chan = Channel::new(OwnedFd::from(stream));
+    let request = ChrootRequest {
+        argv,
+        term: std::env::var("TERM").ok(),
+    };
+    chan.send(&request, &[0, 1, 2])
+        .map_err(|e| format!("cannot reach the host sandbox: {e}"))?;
+    match chan.recv::<ChrootReply>() {
+        Ok(Some(ChrootReply::Exited(raw))) => Ok(end_as(raw)),
+        Ok(Some(ChrootReply::ExecFailed(errno))) => {
+            let err = std::io::Error::from_raw_os_error(errno);
+            eprintln!("vauban-chroot: cannot run {program}: {err}");
+            Ok(if errno == libc::ENOENT { 127 } else { 126 })
+        }
+        Ok(Some(ChrootReply::Failed(message))) => Err(message),
+        Ok(None) | Err(_) => Err("the host sandbox ended before the command".into()),
     }
-    nix::sched::unshare(flags).map_err(|e| format!("unshare: {e}"))?;
-    confine::make_mounts_private().map_err(|e| e.to_string())?;
-    if let Some(h) = &hostname {
-        nix::unistd::sethostname(h).map_err(|e| format!("sethostname: {e}"))?;
+}
+
+/// The exit code for a raw wait status; a command killed by a signal kills
+/// this process with the same signal, as the command itself would have
+/// ended under `chroot(8)`.
+fn end_as(raw: i32) -> i32 {
+    if libc::WIFEXITED(raw) {
+        return libc::WEXITSTATUS(raw);
     }
-    confine::pivot_into(&merged).map_err(|e| e.to_string())?;
-    let _ = nix::unistd::setsid();
-    confine::new_session_keyring().map_err(|e| e.to_string())?;
-    confine::bound_capabilities(confine::ALLOWED_CAPABILITIES, confine::last_capability())
-        .map_err(|e| format!("bound the capabilities: {e}"))?;
-    cloexec_above_stderr()?;
-    let term = std::env::var("TERM").ok();
-    let err = std::process::Command::new(program)
-        .args(rest)
-        .env_clear()
-        .envs(image_env(term.as_deref(), &[]))
-        .current_dir("/")
-        .exec();
-    eprintln!(
-        "vauban-chroot: cannot run {}: {err}",
-        program.to_string_lossy()
-    );
-    Ok(if err.kind() == std::io::ErrorKind::NotFound {
-        127
-    } else {
-        126
-    })
+    let sig = libc::WTERMSIG(raw);
+    if let Ok(signal) = nix::sys::signal::Signal::try_from(sig) {
+        // SAFETY: only this process's disposition of `signal` is reset to
+        // the default before raising it; no handler of ours is involved.
+        #[allow(unsafe_code)]
+        let _ = unsafe { nix::sys::signal::signal(signal, nix::sys::signal::SigHandler::SigDfl) };
+        let _ = nix::sys::signal::raise(signal);
+    }
+    128 + sig
 }
 
 const USAGE: &str = "usage: vauban-chroot DIR PROGRAM [ARGS...]";
 
-/// Every descriptor above 2 is closed at exec: the command gets its standard
-/// streams only, whatever Ansible left open.
-#[allow(unsafe_code)]
-fn cloexec_above_stderr() -> Result<(), String> {
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets a flag on this
-    // process's descriptors; it touches no memory.
-    let rc = unsafe { libc::close_range(3, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
-    if rc != 0 {
-        return Err(format!("close_range: {}", std::io::Error::last_os_error()));
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_pass_through() {
+        assert_eq!(end_as(3 << 8), 3);
+        assert_eq!(end_as(0), 0);
     }
-    Ok(())
 }

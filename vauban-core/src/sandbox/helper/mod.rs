@@ -7,28 +7,40 @@
 //!
 //! ```text
 //! vauban (P) ──exec──► helper (H) ──exec──► init (pid 1) ──fork+exec──► command
-//!   maps ids            user ns, new        mount/uts/ipc ns, overlay,      bounded
-//!   relays pty          pid ns, extract,    pivot_root, masks, its own      capabilities,
-//!                       pack, remove        session; reaps, forwards         own session
-//!                                           signals, reports the status
+//!   maps ids            user ns, new        mount/uts/ipc/net ns,          bounded
+//!   relays pty          pid ns, extract,    overlay, pivot_root, masks,    capabilities,
+//!                       pack, remove;       its own session; reaps,        own session
+//!                       starts the proxy    forwards signals, reports
+//!
+//! An Ansible session, under init:
+//!   keeper (pid 1 of a pid ns per host) ── one fork+exec per vauban-chroot request
+//!   init of the controller (pid 1 of its own pid ns) ── the shell and ansible-playbook,
+//!        no capability, root of its own: system and checkout read-only
 //! ```
 //!
 //! - `worker` (H) reads one `protocol::Job`, enters a new user namespace
 //!   when not root (P writes the id maps), and either does the file work itself
 //!   (layer extraction, packing an upper dir, removals) or unshares a pid
-//!   namespace and starts `init`.
+//!   namespace and starts `init` (and, for an isolated network, the egress
+//!   proxy beside it, in the host's network namespace: `sandbox::proxy`).
 //! - `init` is pid 1 of the sandbox, itself a fresh exec: non-dumpable (so
 //!   `/proc/1/*` is closed to the command), it sets up the mounts, moves the root
 //!   with `pivot_root` and detaches the old one, starts the command and reports
-//!   how it ended.
-//! - `enter` is Ansible's `chroot_exe` (`vauban-chroot`): what a host program
-//!   starts "in the chroot" gets its own pid namespace, a fresh `/proc`, the
-//!   image as its root (pivot_root, no way back) and the bounded capabilities.
-//! - `spawn` is P's side; `channel` and `protocol` what they say.
+//!   how it ended; for an Ansible session it starts the keepers and the
+//!   controller instead.
+//! - `keeper` is a host's pid 1 during an Ansible session: its tree, its
+//!   namespaces, the commands `vauban-chroot` asks for.
+//! - `enter` is Ansible's `chroot_exe` (`vauban-chroot`) in the controller: a
+//!   client that hands the command and its standard streams to the host's
+//!   keeper.
+//! - `exec` starts every one of them; `spawn` is P's side; `channel` and
+//!   `protocol` what they say.
 
 pub(crate) mod channel;
 pub(crate) mod enter;
+pub(crate) mod exec;
 pub(crate) mod init;
+pub(crate) mod keeper;
 pub(crate) mod protocol;
 pub(crate) mod spawn;
 pub(crate) mod worker;
@@ -42,6 +54,10 @@ use crate::error::{Error, Result};
 pub(crate) const HELPER_ARG: &str = "__vauban-sandbox-helper";
 /// `argv[1]` of the sandbox's init.
 pub(crate) const INIT_ARG: &str = "__vauban-sandbox-init";
+/// `argv[1]` of a host's keeper.
+pub(crate) const KEEPER_ARG: &str = "__vauban-sandbox-keeper";
+/// `argv[1]` of the egress proxy.
+pub(crate) const PROXY_ARG: &str = "__vauban-sandbox-proxy";
 /// The name Ansible's chroot connection runs the helper by (`argv[0]`).
 pub(crate) const CHROOT_NAME: &str = "vauban-chroot";
 /// The environment variable naming a helper executable.
@@ -69,6 +85,8 @@ pub fn run_helper_if_asked() {
     match argv1.as_ref().and_then(|a| a.to_str()) {
         Some(HELPER_ARG) => worker::main(),
         Some(INIT_ARG) => init::main(),
+        Some(KEEPER_ARG) => keeper::main(),
+        Some(PROXY_ARG) => super::proxy::main(),
         _ => {}
     }
     let called_as_chroot = argv0

@@ -38,6 +38,9 @@ pub(crate) enum FromHelper {
     Pty,
     /// The command started (its pid in the sandbox's pid namespace).
     Started,
+    /// The listening sockets of the sandbox's network namespace come with
+    /// this message, for its egress proxy (see `sandbox::network`).
+    Net,
     /// The end: what the job gave.
     Done(Reply),
 }
@@ -72,7 +75,13 @@ pub(crate) enum Job {
         paths: Vec<PathBuf>,
     },
     /// Run a program in the sandbox.
-    Run(InitJob),
+    Run {
+        /// What the sandbox's init does.
+        init: InitJob,
+        /// The egress proxy's allowlist, when the sandbox has one (an
+        /// isolated network).
+        proxy: Option<Vec<String>>,
+    },
 }
 
 /// One layer to extract.

@@ -8,8 +8,7 @@
 //! are let finish and the caller acts on the signal after.
 
 use std::io::Read;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::AsFd;
 use std::process::{Child, Command, ExitStatus, Stdio};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -18,8 +17,9 @@ use super::super::idmap::{userns_hint, IdMapping};
 use super::super::ns::NsConfig;
 use super::super::signals;
 use super::channel::{self, Channel};
+use super::exec::{self, Spawn};
 use super::protocol::{FromHelper, Job, Reply, ToHelper};
-use super::{Helper, CHANNEL_FD, HELPER_ARG};
+use super::{Helper, HELPER_ARG};
 use crate::error::{Error, Result};
 
 /// How a helper is run.
@@ -89,49 +89,22 @@ pub(crate) fn call(
 }
 
 fn start(helper: &Helper, theirs: Channel, stdio: [Stdio; 3], what: &str) -> Result<Child> {
-    let fd: OwnedFd = theirs.into_fd();
-    let raw = fd.as_raw_fd();
-    let [stdin, stdout, stderr] = stdio;
-    let mut cmd = Command::new(helper.path());
-    cmd.arg(HELPER_ARG)
-        .env_clear()
-        .stdin(stdin)
-        .stdout(stdout)
-        .stderr(stderr)
-        .process_group(0);
-    // SAFETY: runs in the child between fork and exec, where only
-    // async-signal-safe calls are allowed: `dup2`, `fcntl`, `prctl` and
-    // `close_range` are plain system calls that allocate nothing and take no lock.
-    #[allow(unsafe_code)]
-    unsafe {
-        cmd.pre_exec(move || {
-            // dup2 onto another number clears CLOEXEC on the copy; the same
-            // number needs it cleared by hand.
-            if raw == CHANNEL_FD {
-                if libc::fcntl(raw, libc::F_SETFD, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            } else if libc::dup2(raw, CHANNEL_FD) != CHANNEL_FD {
-                return Err(std::io::Error::last_os_error());
-            }
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // Whatever else the caller left inheritable stays behind.
-            let above = (CHANNEL_FD + 1) as libc::c_uint;
-            if libc::close_range(above, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
     tracing::debug!(what, helper = %helper.path().display(), "starting a sandbox helper");
-    let child = cmd.spawn().map_err(|e| Error::HelperFailed {
+    exec::spawn(
+        Spawn {
+            exe: helper.path(),
+            argv0: helper.path().as_os_str(),
+            role: HELPER_ARG,
+            stdio,
+            extra: &[],
+            process_group: true,
+        },
+        theirs,
+    )
+    .map_err(|e| Error::HelperFailed {
         helper: helper.path().to_path_buf(),
         source: e,
-    })?;
-    drop(fd);
-    Ok(child)
+    })
 }
 
 /// Hands over the job and follows the helper until its reply (`None`: it ended

@@ -9,17 +9,17 @@
 //! included.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use nix::sched::CloneFlags;
 use nix::unistd::{Gid, Uid};
 use vauban_oci::Blame;
 
-use super::channel::{self, Channel};
-use super::init::InitJob;
+use super::super::proxy::ToProxy;
+use super::channel::Channel;
+use super::init::{spawn_helper, InitJob};
 use super::protocol::{FromHelper, Job, RemoteError, Reply, ToHelper};
-use super::{CHANNEL_FD, INIT_ARG};
+use super::{CHANNEL_FD, INIT_ARG, PROXY_ARG};
 use crate::error::Error;
 
 /// H's `main`: never returns.
@@ -90,7 +90,7 @@ fn run_job(job: Job, chan: &mut Channel) -> Reply {
             image,
             target,
         } => unpack(&store, &image, &target).map(Reply::Unpacked),
-        Job::Run(run) => return start_init(run, chan),
+        Job::Run { init, proxy } => return start_init(init, proxy, chan),
     };
     result.unwrap_or_else(|e| Reply::Failed(RemoteError::of(&e)))
 }
@@ -112,23 +112,42 @@ fn unpack(
     Ok(image.unpack_into(&store, target, vauban_oci::layer::Owners::Preserve, &|_| {})?)
 }
 
-/// A new pid namespace with init as its pid 1; relays init's messages.
-fn start_init(run: InitJob, chan: &mut Channel) -> Reply {
+/// The egress proxy when asked for (in the host's network namespace, before
+/// the pid namespace), then a new pid namespace with init as its pid 1;
+/// relays init's messages (the sandbox's listeners to the proxy).
+fn start_init(run: InitJob, proxy: Option<Vec<String>>, chan: &mut Channel) -> Reply {
     let failed = |e: Error| Reply::Failed(RemoteError::of(&e));
+    let mut proxy = match proxy.map(start_proxy).transpose() {
+        Ok(p) => p,
+        Err(e) => return failed(e),
+    };
     if let Err(e) = nix::sched::unshare(CloneFlags::CLONE_NEWPID) {
         return failed(Error::sys("unshare a pid namespace", e));
     }
-    let mut init = match spawn_init(&run) {
+    let (mut child, mut init) = match spawn_helper(
+        INIT_ARG,
+        "vauban-init",
+        &[],
+        [Stdio::inherit(), Stdio::inherit(), Stdio::inherit()],
+    ) {
         Ok(pair) => pair,
         Err(e) => return failed(e),
     };
-    let reply = relay(&mut init.1, chan);
+    if let Err(e) = init.send(&run, &[]) {
+        return failed(Error::channel(e));
+    }
+    let reply = relay(&mut init, chan, proxy.as_mut().map(|(_, c)| c));
     let status = loop {
-        match init.0.wait() {
+        match child.wait() {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             other => break other,
         }
     };
+    if let Some((mut proxy, chan)) = proxy {
+        drop(chan);
+        let _ = proxy.kill();
+        let _ = proxy.wait();
+    }
     reply.unwrap_or_else(|| {
         Reply::Failed(RemoteError::new(
             Blame::Internal,
@@ -140,53 +159,27 @@ fn start_init(run: InitJob, chan: &mut Channel) -> Reply {
     })
 }
 
-/// Starts init (a fresh exec of this executable, empty environment, standard
-/// streams inherited: they are the command's) with the job on its channel.
-pub(crate) fn spawn_init(run: &InitJob) -> Result<(std::process::Child, Channel), Error> {
-    let (ours, theirs) = channel::pair().map_err(|e| Error::sys("socketpair", e))?;
-    let fd = theirs.into_fd();
-    let raw = fd.as_raw_fd();
-    let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg0("vauban-init")
-        .arg(INIT_ARG)
-        .env_clear()
-        .stdin(Stdio::inherit())
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit());
-    // SAFETY: between fork and exec only `dup2`, `fcntl`, `prctl` and
-    // `close_range` run: plain system calls, async-signal-safe.
-    #[allow(unsafe_code)]
-    unsafe {
-        cmd.pre_exec(move || {
-            if raw == CHANNEL_FD {
-                if libc::fcntl(raw, libc::F_SETFD, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            } else if libc::dup2(raw, CHANNEL_FD) != CHANNEL_FD {
-                return Err(std::io::Error::last_os_error());
-            }
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // Whatever else the caller left inheritable stays behind.
-            let above = (CHANNEL_FD + 1) as libc::c_uint;
-            if libc::close_range(above, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let child = cmd
-        .spawn()
-        .map_err(|e| Error::sys("start the sandbox's init", e))?;
-    drop(fd);
-    ours.send(run, &[]).map_err(Error::channel)?;
-    Ok((child, ours))
+/// The egress proxy (a fresh exec; its standard error is the command's, so
+/// that a refused connection shows in the build's output).
+fn start_proxy(allow: Vec<String>) -> Result<(std::process::Child, Channel), Error> {
+    let (child, chan) = spawn_helper(
+        PROXY_ARG,
+        "vauban-proxy",
+        &[],
+        [Stdio::null(), Stdio::null(), Stdio::inherit()],
+    )?;
+    chan.send(&ToProxy::Job { allow }, &[])
+        .map_err(Error::channel)?;
+    Ok((child, chan))
 }
 
-/// Passes init's messages on (the pty descriptor with its message) until its
-/// reply or its end.
-pub(crate) fn relay(from: &mut Channel, to: &mut Channel) -> Option<Reply> {
+/// Passes init's messages on (the pty descriptor with its message, the
+/// network listeners to the proxy) until its reply or its end.
+pub(crate) fn relay(
+    from: &mut Channel,
+    to: &mut Channel,
+    mut proxy: Option<&mut Channel>,
+) -> Option<Reply> {
     loop {
         match from.recv::<FromHelper>() {
             Ok(Some(FromHelper::Done(reply))) => return Some(reply),
@@ -198,6 +191,17 @@ pub(crate) fn relay(from: &mut Channel, to: &mut Channel) -> Option<Reply> {
                     )));
                 };
                 let _ = to.send(&FromHelper::Pty, &[fd.as_raw_fd()]);
+            }
+            Ok(Some(FromHelper::Net)) => {
+                let fds: Vec<OwnedFd> = std::iter::from_fn(|| from.take_fd()).collect();
+                let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
+                match proxy.as_mut() {
+                    Some(p) if raw.len() == 3 => {
+                        let _ = p.send(&ToProxy::Listeners, &raw);
+                    }
+                    // No proxy was asked for: nothing listens behind them.
+                    _ => {}
+                }
             }
             Ok(Some(other)) => {
                 let _ = to.send(&other, &[]);
