@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod export;
 pub mod keys;
+pub mod printable;
 pub mod sandbox;
 pub mod stage;
 pub mod store;

@@ -375,7 +375,9 @@ impl Inventory {
         if !out.status.success() {
             return Err(BuildError::Inventory {
                 root: root.to_owned(),
-                message: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+                message: crate::printable::escape_bytes(&out.stderr)
+                    .trim()
+                    .to_owned(),
             });
         }
         let list = serde_json::from_slice(&out.stdout).map_err(|e| BuildError::Inventory {
@@ -423,7 +425,7 @@ pub fn conffs_hosts(
             root: root.to_owned(),
             message: format!(
                 "ansible {limit} --list-hosts: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
+                crate::printable::escape_bytes(&out.stderr).trim()
             ),
         });
     }

@@ -227,13 +227,11 @@ fn run(argv: &[String], log: &Path) -> Result<(), String> {
         .status()
         .map_err(|e| format!("cannot run {program}: {e}"))?;
     if !status.success() {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(15).collect();
         return Err(format!(
             "{} failed ({status}); log {}:\n{}",
             argv.join(" "),
             log.display(),
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            crate::export::runlog::tail(log, 15)
         ));
     }
     Ok(())

@@ -83,6 +83,7 @@ pub struct ConffsReport {
     pub entries: u64,
     /// Paths of the master that the host layers delete (relative, an opaque
     /// directory as `DIR/*`): a tgz cannot carry them, so they stay at boot.
+    /// Escaped ([`crate::printable`]): they are for messages.
     pub deletions: Vec<String>,
 }
 

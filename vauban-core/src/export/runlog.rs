@@ -1,5 +1,6 @@
 //! The log of a program run for an export: its standard output and error go
-//! to one file, and a failure reports the file and its last lines.
+//! to one file, and a failure reports the file and its last lines, escaped
+//! ([`crate::printable`]: the program is the image's, e.g. its dracut).
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
@@ -39,7 +40,8 @@ pub fn check(program: &str, status: ExitStatus, log: &Path) -> Result<()> {
     })
 }
 
-/// The last `lines` lines of the file at `path` (at most 64 KiB read).
+/// The last `lines` lines of the file at `path` (at most 64 KiB read),
+/// escaped.
 pub fn tail(path: &Path, lines: usize) -> String {
     let Ok(mut file) = std::fs::File::open(path) else {
         return String::new();
@@ -48,7 +50,7 @@ pub fn tail(path: &Path, lines: usize) -> String {
     let _ = file.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)));
     let mut bytes = Vec::new();
     let _ = file.read_to_end(&mut bytes);
-    let text = String::from_utf8_lossy(&bytes);
+    let text = crate::printable::escape_bytes(&bytes);
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }

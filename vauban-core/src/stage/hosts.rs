@@ -421,8 +421,9 @@ impl StageRun<'_> {
     /// The error of a host Ansible failed on, from its own log.
     fn host_failed(&self, scanner: &Scanner, host: &str) -> Error {
         let log = host_log(self.log, host);
-        let tail = std::fs::read_to_string(&log)
+        let tail = std::fs::read(&log)
             .map(|t| {
+                let t = crate::printable::escape_bytes(&t);
                 let lines: Vec<&str> = t.lines().collect();
                 lines[lines.len().saturating_sub(super::output::TAIL_LINES)..].join("\n")
             })
