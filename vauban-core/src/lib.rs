@@ -14,6 +14,7 @@ pub mod events;
 pub mod export;
 pub mod keys;
 pub mod printable;
+mod private;
 pub mod sandbox;
 pub mod stage;
 pub mod store;

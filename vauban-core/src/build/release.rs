@@ -215,7 +215,8 @@ fn run(argv: &[String], log: &Path) -> Result<(), String> {
             "{program} is not installed: install it (`apt-get install {package}`)"
         ));
     };
-    let out = std::fs::File::create(log).map_err(|e| format!("create {}: {e}", log.display()))?;
+    let out =
+        crate::private::create_file(log).map_err(|e| format!("create {}: {e}", log.display()))?;
     let err = out
         .try_clone()
         .map_err(|e| format!("create {}: {e}", log.display()))?;

@@ -565,10 +565,7 @@ fn split_log(log: &Path, host: &str) -> Result<()> {
         })
         .collect();
     let out = host_log(log, host);
-    if let Some(parent) = out.parent() {
-        std::fs::create_dir_all(parent).at("create", parent)?;
-    }
-    std::fs::write(&out, mine.join("\n") + "\n").at("write", &out)
+    crate::private::write_file(&out, (mine.join("\n") + "\n").as_bytes()).at("write", &out)
 }
 
 /// The content of the regular file `rel` in `image` as its extracted layer dirs hold
