@@ -392,29 +392,41 @@ db01                       : ok=2    changed=1    unreachable=0    failed=1
         assert!(s.tail().ends_with("line 99"));
     }
 
-    #[test]
-    fn lines_and_failures_reach_the_events_escaped() {
-        use std::io::Write;
+    /// Follows a log that `write` fills (stage `t.yml`, host `h`): what the
+    /// scanner saw, and the lines sent.
+    fn followed(write: impl FnOnce(&mut File)) -> (Scanner, Vec<String>) {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("log");
         let mut w = File::create(&log).unwrap();
         let sink = Arc::new(crate::events::Collect::default());
         let follower =
             Follower::start(&log, "t.yml".into(), "h".into(), Events::to(sink.clone())).unwrap();
-        w.write_all(b"-\x1b]0;pwned\x07\x1b[2J\xff\r\n").unwrap();
-        w.write_all(b"TASK [t\xc2\x9b2J] *\r\n").unwrap();
-        w.write_all(b"fatal: [h]: FAILED! => {\"msg\": \"bad \\u001b[31m\"}\n")
-            .unwrap();
+        write(&mut w);
         drop(w);
         let scanner = follower.finish().unwrap();
-        let lines: Vec<String> = sink
+        let lines = sink
             .events()
             .into_iter()
-            .filter_map(|e| match e {
-                Event::AnsibleLine { line, .. } => Some(line),
-                _ => None,
+            .map(|e| match e {
+                Event::AnsibleLine { stage, host, line } => {
+                    assert_eq!((stage.as_str(), host.as_str()), ("t.yml", "h"));
+                    line
+                }
+                other => panic!("{other:?}"),
             })
             .collect();
+        (scanner, lines)
+    }
+
+    #[test]
+    fn lines_and_failures_reach_the_events_escaped() {
+        use std::io::Write;
+        let (scanner, lines) = followed(|w| {
+            w.write_all(b"-\x1b]0;pwned\x07\x1b[2J\xff\r\n").unwrap();
+            w.write_all(b"TASK [t\xc2\x9b2J] *\r\n").unwrap();
+            w.write_all(b"fatal: [h]: FAILED! => {\"msg\": \"bad \\u001b[31m\"}\n")
+                .unwrap();
+        });
         assert_eq!(lines[0], "-\\x1b]0;pwned\\x07\\x1b[2J\\xff");
         assert_eq!(lines[1], "TASK [t\\x9b2J] *");
         let failure = scanner.failure().unwrap();
@@ -426,33 +438,16 @@ db01                       : ok=2    changed=1    unreachable=0    failed=1
     #[test]
     fn follows_a_growing_file() {
         use std::io::Write;
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("log");
-        let mut w = File::create(&log).unwrap();
-        let sink = Arc::new(crate::events::Collect::default());
-        let follower =
-            Follower::start(&log, "t.yml".into(), "h".into(), Events::to(sink.clone())).unwrap();
-        write!(w, "TASK [one] ***\npartial").unwrap();
-        std::thread::sleep(Duration::from_millis(120));
-        write!(w, " line\nfatal: [h]: FAILED! => {{\"msg\": \"m\"}}").unwrap();
-        drop(w);
-        let scanner = follower.finish().unwrap();
+        let (scanner, lines) = followed(|w| {
+            write!(w, "TASK [one] ***\npartial").unwrap();
+            std::thread::sleep(Duration::from_millis(120));
+            write!(w, " line\nfatal: [h]: FAILED! => {{\"msg\": \"m\"}}").unwrap();
+        });
         assert_eq!(
             scanner.tail(),
             "TASK [one] ***\npartial line\nfatal: [h]: FAILED! => {\"msg\": \"m\"}"
         );
         assert_eq!(scanner.failure().unwrap().task.as_deref(), Some("one"));
-        let lines: Vec<String> = sink
-            .events()
-            .into_iter()
-            .map(|e| match e {
-                Event::AnsibleLine { stage, host, line } => {
-                    assert_eq!((stage.as_str(), host.as_str()), ("t.yml", "h"));
-                    line
-                }
-                other => panic!("{other:?}"),
-            })
-            .collect();
         assert_eq!(lines.len(), 3, "{lines:?}");
         assert_eq!(lines[1], "partial line");
     }
