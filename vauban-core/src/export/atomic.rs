@@ -6,9 +6,9 @@
 //! itself fails.
 //!
 //! The files published here hold no secret ([`PUBLISHED_MODE`]); the
-//! directories made for them are private ([`crate::private`]), as the boot
-//! tree also holds each host's conffs, so serving a tree takes a copy with
-//! explicit modes (README, "Publishing a boot tree").
+//! directories made for them are private (0700), as the boot tree also holds
+//! each host's conffs, so serving a tree takes a copy with explicit modes
+//! (README, "Publishing a boot tree").
 
 use std::fs::{File, Permissions};
 use std::io::Write;
