@@ -44,6 +44,9 @@ pub(crate) fn create_dirs(dir: &Path) -> Result<()> {
 pub(crate) fn dir(dir: &Path) -> Result<()> {
     create_dirs(dir)?;
     let meta = std::fs::metadata(dir)?;
+    if !meta.is_dir() {
+        return Err(ErrorKind::NotADirectory.into());
+    }
     if meta.permissions().mode() & 0o7777 != DIR_MODE {
         std::fs::set_permissions(dir, Permissions::from_mode(DIR_MODE))?;
     }
@@ -117,6 +120,8 @@ mod tests {
         assert_eq!((mode(&out), mode(&file)), (DIR_MODE, FILE_MODE));
         assert_eq!(std::fs::read(&file).unwrap(), b"new");
         assert_eq!(mode(&parent), 0o755, "an existing parent is not ours");
+        assert!(dir(&file).is_err(), "a file is no directory");
+        assert_eq!(mode(&file), FILE_MODE);
 
         create_dirs(&parent.join("x/y")).unwrap();
         assert_eq!(mode(&parent), 0o755);
