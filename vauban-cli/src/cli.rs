@@ -69,6 +69,10 @@ pub enum Command {
     /// Re-verify every blob and reference of the store.
     Fsck(commands::fsck::Args),
     /// Run a command in a sandbox over an image (rootless), optionally committing its changes.
+    ///
+    /// On a terminal the command gets a pty of its own that vauban relays raw, as an
+    /// interactive program needs (its escape sequences reach the terminal): run only
+    /// images you trust that way.
     Run(commands::run::Args),
     /// Push an image of the store to a registry.
     Push(commands::push::Args),

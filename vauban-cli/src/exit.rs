@@ -60,9 +60,10 @@ fn blame_code(blame: Blame) -> u8 {
 }
 
 /// The error chain on one line: each error says its own words once, so the
-/// chain is joined as it is.
+/// chain is joined as it is. Escaped ([`vauban_core::printable`]): an error
+/// may quote a build's output or an image's path.
 pub fn message(err: &anyhow::Error) -> String {
-    format!("{err:#}").replace('\n', " ")
+    vauban_core::printable::escape(&format!("{err:#}").replace('\n', " ")).into_owned()
 }
 
 /// What to do about `err`, in the CLI's own terms (flags, commands), when the
@@ -542,6 +543,12 @@ mod tests {
         ))
         .context("cannot import /nope");
         assert_eq!(message(&e), "cannot import /nope: open /nope: gone");
+    }
+
+    #[test]
+    fn message_shows_control_characters_escaped() {
+        let e = anyhow::anyhow!("last lines:\n-\x1b]0;pwned\x07\u{9b}2J\tok");
+        assert_eq!(message(&e), "last lines: -\\x1b]0;pwned\\x07\\x9b2J\tok");
     }
 
     #[test]

@@ -2,6 +2,14 @@
 //! terminal, plain lines otherwise: CI logs; Ansible's lines on stdout), or
 //! as JSON lines on stdout (`--events json`) for scripts, a build server and
 //! remote workers. In JSON mode nothing else is written on stdout.
+//!
+//! What an event says may come from the build (Ansible's `--diff` shows the
+//! image's files): vauban-core escapes it where it enters, and every line
+//! printed here is escaped again as a last line of defence
+//! ([`vauban_core::printable`]), so no control character of a build reaches
+//! the terminal. In JSON mode serde escapes C0 controls; DEL and C1 controls,
+//! which it leaves raw, are written as `\u00XX` (the same JSON value). Bars
+//! are drawn only when stderr is a terminal.
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
@@ -9,6 +17,7 @@ use std::sync::Mutex;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use vauban_core::events::{Event, EventSink, Stamped};
+use vauban_core::printable::escape;
 use vauban_oci::Digest;
 
 use crate::commands::images::human_size;
@@ -57,8 +66,9 @@ impl Renderer {
         }
     }
 
-    /// A line for people on stderr (above the bars on a terminal).
+    /// A line for people on stderr (above the bars on a terminal), escaped.
     pub fn note(&self, line: &str) {
+        let line = escape(line);
         match &self.bars {
             Some((m, _)) => {
                 let _ = m.println(line);
@@ -68,8 +78,9 @@ impl Renderer {
     }
 
     /// A result line: stdout for people, stderr in JSON mode (stdout is the
-    /// event stream's).
+    /// event stream's); escaped.
     pub fn result(&self, line: &str) {
+        let line = escape(line);
         match self.mode {
             EventsMode::Human => {
                 let _guard = self.stdout.lock().unwrap_or_else(|e| e.into_inner());
@@ -83,6 +94,7 @@ impl Renderer {
         let Ok(line) = serde_json::to_string(&Stamped::now(event.clone())) else {
             return;
         };
+        let line = json_escape_controls(&line);
         let _guard = self.stdout.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{line}").and_then(|()| out.flush());
@@ -104,6 +116,8 @@ impl Renderer {
                 self.note(&format!("==> stage {stage} for {host} on {}", short(base)))
             }
             Event::AnsibleLine { stage, line, .. } if !self.quiet => {
+                let line = escape(line);
+                let stage = escape(stage);
                 if let Some((m, _)) = &self.bars {
                     let _ = m.println(format!("[stage {stage}] {line}"));
                 } else {
@@ -194,4 +208,46 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn short(d: &Digest) -> String {
     d.hex()[..12].to_string()
+}
+
+/// A JSON text with DEL and the C1 controls (which serde_json writes raw) as
+/// `\u00XX` escapes: the same JSON value, nothing a terminal obeys.
+fn json_escape_controls(json: &str) -> std::borrow::Cow<'_, str> {
+    let raw = |c: char| matches!(c, '\x7f'..='\u{9f}');
+    if !json.contains(raw) {
+        return std::borrow::Cow::Borrowed(json);
+    }
+    let mut out = String::with_capacity(json.len() + 12);
+    for c in json.chars() {
+        if raw(c) {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_lines_carry_no_raw_control_and_the_same_value() {
+        let event = Event::Warning {
+            message: "a\x1b]0;t\x07 \u{9b}2J \x7f é".into(),
+        };
+        let json = serde_json::to_string(&event).unwrap();
+        let safe = json_escape_controls(&json);
+        assert!(
+            !safe.chars().any(|c| c.is_control()),
+            "a raw control in {safe}"
+        );
+        assert!(safe.contains("\\u009b2J") && safe.contains('é'), "{safe}");
+        assert_eq!(serde_json::from_str::<Event>(&safe).unwrap(), event);
+        assert!(matches!(
+            json_escape_controls("{\"a\":\"b\"}"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
 }

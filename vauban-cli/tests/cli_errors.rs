@@ -1,5 +1,6 @@
 //! User errors exit 1 with one clear line on stderr, never a panic: unknown
-//! image, bad reference, missing file, corrupt tarball, usage errors.
+//! image, bad reference, missing file, corrupt tarball, usage errors; and no
+//! escape sequence when the output is not a terminal.
 
 mod cli_support;
 
@@ -126,6 +127,31 @@ fn usage_errors() {
     assert_eq!(out.status.code(), Some(1));
     let out = vauban(store.path(), &["--help"]);
     assert_eq!(out.status.code(), Some(0));
+}
+
+/// Help, usage errors, logs and error lines carry no escape sequence when
+/// stdout and stderr are not terminals (clap's colours, tracing's, bars).
+#[test]
+fn no_escape_sequence_when_not_a_terminal() {
+    let store = tempfile::tempdir().unwrap();
+    let cases: [&[&str]; 5] = [
+        &["--help"],
+        &["build", "--help"],
+        &["no-such-command"],
+        &["import", "/etc/hostname"],
+        &["-vv", "inspect", "nope"],
+    ];
+    for args in cases {
+        let out = vauban(store.path(), args);
+        for (name, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+            assert!(
+                !bytes.contains(&0x1b),
+                "vauban {args:?}: an escape sequence on {name}: {:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+        assert!(!out.stdout.is_empty() || !out.stderr.is_empty(), "{args:?}");
+    }
 }
 
 #[test]

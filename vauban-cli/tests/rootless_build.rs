@@ -4,8 +4,9 @@
 //! `web01` and `web02`. What the registry holds (read with skopeo), what each
 //! conffs holds, the cache (a second build runs nothing; a changed host_vars,
 //! playbook, template in a dirty checkout, group_vars rebuild exactly what
-//! reads them), host keys kept and never logged, two builds at once, a failing
-//! host, the size limit, SIGTERM mid-conffs.
+//! reads them), host keys kept and never logged, the tree, logs and key store
+//! private (0700 dirs, 0600 files, tightened again by the next build), two
+//! builds at once, a failing host, the size limit, SIGTERM mid-conffs.
 
 #![cfg(feature = "rootless-tests")]
 
@@ -216,6 +217,39 @@ fn everything_under(dir: &Path) -> String {
     text
 }
 
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+/// Every directory under `dir` (and `dir`) is 0700, every file 0600.
+fn assert_all_private(dir: &Path) {
+    assert_eq!(mode(dir), 0o700, "{}", dir.display());
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            assert_all_private(&path);
+        } else {
+            assert_eq!(mode(&path), 0o600, "{}", path.display());
+        }
+    }
+}
+
+/// What holds a host's secrets is the user's only: the boot tree's dirs and
+/// conffs, every log (each host's `--diff`), the key store.
+fn assert_private(w: &World) {
+    for dir in ["out", "out/master-web", "keys"] {
+        assert_eq!(mode(&w.path(dir)), 0o700, "{dir}");
+    }
+    for file in [
+        "out/master-web/conffs-web01.tgz",
+        "out/master-web/conffs-web02.tgz",
+        "keys/hostkeys.age",
+    ] {
+        assert_eq!(mode(&w.path(file)), 0o600, "{file}");
+    }
+    assert_all_private(&w.path("logs"));
+}
+
 #[test]
 fn build_publishes_conffs_per_host_and_caches_exactly() {
     let w = World::new("");
@@ -312,6 +346,15 @@ fn build_publishes_conffs_per_host_and_caches_exactly() {
     let logs = everything_under(&w.path("logs"));
     assert!(!logs.is_empty());
     assert!(!logs.contains("PRIVATE KEY"), "a private key in the logs");
+    assert_private(&w);
+    // Opened by hand: the next build tightens what it writes again.
+    for (path, mode) in [
+        ("out", 0o755),
+        ("out/master-web", 0o755),
+        ("out/master-web/conffs-web01.tgz", 0o644),
+    ] {
+        std::fs::set_permissions(w.path(path), std::fs::Permissions::from_mode(mode)).unwrap();
+    }
 
     // A second identical build runs nothing and gives the same images and keys.
     let digests: Vec<String> = ["master-base", "master-web", "master-web/web01"]
@@ -333,6 +376,7 @@ fn build_publishes_conffs_per_host_and_caches_exactly() {
     );
     assert!(ran(&out).is_empty(), "{:?}", ran(&out));
     assert!(!String::from_utf8_lossy(&out.stdout).contains("PRIVATE KEY"));
+    assert_private(&w);
     let again: Vec<String> = ["master-base", "master-web", "master-web/web01"]
         .iter()
         .map(|n| w.digest(n))

@@ -1,7 +1,8 @@
 //! `vauban stage` with the real binary, as an unprivileged user (run by
 //! `cargo xtask test` as `vauban-test`): a playbook of the test Ansible
 //! repository gives the image one more layer holding its change; a failing
-//! playbook exits 1 naming the task and commits nothing.
+//! playbook exits 1 naming the task and commits nothing; Ansible's output is
+//! shown with its control characters escaped.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -222,6 +223,35 @@ fn a_failing_playbook_exits_1_naming_the_task() {
         Vec::<String>::new(),
         "STORE/tmp not empty"
     );
+}
+
+/// Ansible's `--diff` prints the old text of a file holding terminal escape
+/// sequences: `vauban stage` shows it escaped, and nothing it prints (not a
+/// terminal: no colour, no bar) holds a control character.
+#[test]
+fn hostile_output_is_shown_escaped() {
+    let _serial = serial();
+    let work = Work::shared();
+    let out = work.stage("hostile:1", "hostile-output.yml");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "vauban stage failed ({}):\n{stdout:?}{stderr:?}",
+        out.status
+    );
+    assert!(
+        stdout.contains("[stage hostile-output.yml] -title\\x1b]0;pwned\\x07\\x1b[2J\\x9b2J\n"),
+        "{stdout:?}"
+    );
+    for (name, text) in [("stdout", &stdout), ("stderr", &stderr)] {
+        assert!(
+            !text
+                .chars()
+                .any(|c| c.is_control() && c != '\n' && c != '\t'),
+            "a control character on {name}: {text:?}"
+        );
+    }
 }
 
 impl Work {

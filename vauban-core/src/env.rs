@@ -15,7 +15,8 @@ use crate::sandbox::{Helper, Network};
 pub struct Env {
     /// Where git clones of Ansible repositories are cached.
     pub cache_dir: PathBuf,
-    /// Where logs are saved (one directory per build).
+    /// Where logs are saved (one directory per build; files 0600, directories
+    /// 0700: they hold every host's `--diff`).
     pub log_dir: PathBuf,
     /// The sandbox helper; `None`: [`Helper::from_env`].
     pub helper: Option<Helper>,

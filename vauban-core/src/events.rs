@@ -7,7 +7,8 @@
 //! The JSON form of an event is one object per line: `time` (RFC 3339, UTC),
 //! `event` (the variant's name in snake case) and the variant's fields, also in
 //! snake case; digests are `sha256:<hex>` strings. New fields and new events
-//! may appear; existing ones keep their meaning.
+//! may appear; existing ones keep their meaning. Text that comes from a build
+//! (Ansible's lines, paths in warnings) is escaped ([`crate::printable`]).
 
 use std::sync::{Arc, Mutex};
 
@@ -72,7 +73,7 @@ pub enum Event {
         stage: String,
         /// The host (or hosts, comma-separated, of a run over several).
         host: String,
-        /// The line.
+        /// The line, its control characters escaped ([`crate::printable`]).
         line: String,
     },
     /// An upper dir became a layer and an image.

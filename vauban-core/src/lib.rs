@@ -13,6 +13,8 @@ pub mod error;
 pub mod events;
 pub mod export;
 pub mod keys;
+pub mod printable;
+mod private;
 pub mod sandbox;
 pub mod stage;
 pub mod store;

@@ -3,7 +3,9 @@
 //! playbook's change (owners, modes, whiteouts) plus `/imginfo` and `/packages`;
 //! stages stack; `branch@playbook.yml` takes that branch; a failed play commits
 //! nothing; a host the inventory sends over ssh to 127.0.0.99 is still built in the
-//! chroot. Needs the network to Debian's mirror (apt inside the image).
+//! chroot; Ansible's lines reach the events with their control characters
+//! escaped, and the logs are private. Needs the network to Debian's mirror (apt
+//! inside the image).
 
 use std::collections::BTreeMap;
 use std::io::{BufReader, Read};
@@ -541,6 +543,75 @@ fn ssh_host_of_the_inventory_is_built_in_the_chroot() {
         log.find("post hook ran").expect("post hook output"),
     );
     assert!(pre < play && play < post, "{log}");
+}
+
+/// Every directory under `dir` (and `dir`) is 0700, every file 0600.
+fn assert_private(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o700, "{}", dir.display());
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            assert_private(&path);
+        } else {
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
+            assert_eq!(mode, 0o600, "{}", path.display());
+        }
+    }
+}
+
+/// A file of the tree holding terminal escape sequences, replaced by a
+/// template: Ansible's `--diff` prints its old text raw; the events carry it
+/// escaped. The logs keep it as it was, private to the user.
+#[test]
+fn hostile_output_reaches_the_events_escaped_and_the_logs_are_private() {
+    let _guard = serial();
+    let store = store();
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = ansible_copy(tmp.path());
+    let (opts, mut env) = options(tmp.path(), AnsibleSource::Dir(repo), "hostile");
+    let sink = std::sync::Arc::new(vauban_core::events::Collect::default());
+    env.events = vauban_core::Events::to(sink.clone());
+
+    apply_stages(
+        &store,
+        &store
+            .image(&Reference::parse("debian:test").unwrap())
+            .unwrap(),
+        &stages(&["hostile-output.yml"]),
+        "web01",
+        &opts,
+        &env,
+    )
+    .unwrap();
+
+    let lines: Vec<String> = sink
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            vauban_core::Event::AnsibleLine { line, .. } => Some(line),
+            _ => None,
+        })
+        .collect();
+    let before = lines
+        .iter()
+        .find(|l| l.starts_with("-title"))
+        .unwrap_or_else(|| panic!("no --diff line of the old text: {lines:#?}"));
+    assert_eq!(before, "-title\\x1b]0;pwned\\x07\\x1b[2J\\x9b2J");
+    for line in &lines {
+        assert!(
+            !line.chars().any(|c| c.is_control() && c != '\t'),
+            "a control character in {line:?}"
+        );
+    }
+    let log = logs(tmp.path());
+    assert!(
+        log.contains("-title\x1b]0;pwned\x07\x1b[2J\u{9b}2J\n"),
+        "{log:?}"
+    );
+    assert_private(&tmp.path().join("logs"));
+    assert_no_sandbox_left(&store);
 }
 
 #[test]

@@ -274,6 +274,6 @@ fn recap(report: &vauban_core::build::BuildReport, globals: &Globals) {
         report.pushed.len()
     );
     for w in &report.warnings {
-        eprintln!("warning: {w}");
+        eprintln!("warning: {}", vauban_core::printable::escape(w));
     }
 }

@@ -4,6 +4,12 @@
 //! vauban's; a failed command commits nothing; SIGINT/SIGTERM kill the command's
 //! whole process tree and leave nothing behind (exit 128 + signal). The
 //! sandbox has a network of its own unless `--network host`.
+//!
+//! On a terminal, the command gets a pty of its own that vauban relays raw, on
+//! purpose: an interactive program (a shell, an editor) needs its escape
+//! sequences, so what the image prints reaches the terminal as it is, unlike
+//! a build's output, which is escaped. Otherwise the command writes straight
+//! to vauban's stdout and stderr (a file or a pipe), not through vauban.
 
 use std::path::PathBuf;
 

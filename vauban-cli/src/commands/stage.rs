@@ -121,7 +121,7 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
                 if quiet {
                     eprintln!("last lines of Ansible's output:");
                     for line in failure.tail.lines() {
-                        eprintln!("  {line}");
+                        eprintln!("  {}", vauban_core::printable::escape(line));
                     }
                 }
                 anyhow::anyhow!(failure.summary())

@@ -50,6 +50,8 @@ impl Builder<'_> {
         };
         let kernel_image = self.existing(&kernel_master)?;
         let tree = BootTree::new(self.out().to_path_buf());
+        tree.private_dir("linux")?;
+        tree.private_dir(&master.name)?;
         let logs = self.env.log_dir.join(format!(
             "{}-boot-{}",
             chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
@@ -313,7 +315,6 @@ fn linked_kernel(cached: &Path, linux: &Path) -> Result<String, BuildError> {
         .next()
         .ok_or_else(|| crate::Error::Panicked("a cached initramfs dir without its kernel"))?;
     let (kernel, initramfs) = export::dracut::file_names(&kver);
-    std::fs::create_dir_all(linux).map_err(|e| crate::Error::io("create", linux, e))?;
     link(&cached.join(&kernel), &linux.join(&kernel))?;
     link(&cached.join(&initramfs), &linux.join(&initramfs))?;
     export::atomic::symlink(&kernel, &linux.join(export::dracut::DEFAULT_NAMES.0))?;
@@ -325,9 +326,6 @@ fn linked_kernel(cached: &Path, linux: &Path) -> Result<String, BuildError> {
 /// system, else a copy.
 fn link(src: &Path, dest: &Path) -> Result<(), BuildError> {
     use std::os::unix::fs::MetadataExt;
-    if let Some(parent) = dest.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| crate::Error::io("create", parent, e))?;
-    }
     // Already this very file (a rename onto another link of one inode does
     // nothing and would leave the temp name behind).
     if let (Ok(a), Ok(b)) = (std::fs::metadata(src), std::fs::symlink_metadata(dest)) {

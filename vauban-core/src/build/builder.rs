@@ -250,7 +250,8 @@ impl<'a> Builder<'a> {
         let steps = self.plan()?;
         self.check_playbooks(&steps)?;
         let _signals = SignalGuard::install()?;
-        std::fs::create_dir_all(&self.opts.out)
+        // Private: the tree gets each host's conffs (see `export::tree`).
+        crate::private::dir(&self.opts.out)
             .map_err(|e| crate::Error::io("create the output dir", &self.opts.out, e))?;
         if self.env.network == crate::sandbox::Network::Host {
             self.warn(

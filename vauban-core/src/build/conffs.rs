@@ -146,6 +146,7 @@ impl Builder<'_> {
             let keys = keystore
                 .get(host)
                 .ok_or_else(|| crate::Error::Panicked("a host without keys after ensure_hosts"))?;
+            tree.private_dir(&master.name)?;
             let dest = tree.conffs(&master.name, host);
             let opts = ConffsOptions {
                 size_limit: self.config.configuration.conffs_size_limit,

@@ -314,15 +314,10 @@ impl ToolCache {
     }
 }
 
-/// Creates `dir` (one level) private to its owner, like the store's own
-/// directories; an existing one is fine.
+/// Makes `dir` private to its owner (created, or tightened), like the
+/// store's own directories.
 pub(super) fn private_dir(dir: &Path) -> Result<(), BuildError> {
-    use std::os::unix::fs::DirBuilderExt;
-    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(Error::io("create", dir, e).into()),
-    }
+    crate::private::dir(dir).map_err(|e| Error::io("create", dir, e).into())
 }
 
 /// The key of a tool's result: its name and what it read.
@@ -378,7 +373,9 @@ impl Inventory {
         if !out.status.success() {
             return Err(BuildError::Inventory {
                 root: root.to_owned(),
-                message: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+                message: crate::printable::escape_bytes(&out.stderr)
+                    .trim()
+                    .to_owned(),
             });
         }
         let list = serde_json::from_slice(&out.stdout).map_err(|e| BuildError::Inventory {
@@ -427,7 +424,7 @@ pub(crate) fn conffs_hosts(
             root: root.to_owned(),
             message: format!(
                 "ansible {limit} --list-hosts: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
+                crate::printable::escape_bytes(&out.stderr).trim()
             ),
         });
     }

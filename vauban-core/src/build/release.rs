@@ -215,7 +215,8 @@ fn run(argv: &[String], log: &Path) -> Result<(), String> {
             "{program} is not installed: install it (`apt-get install {package}`)"
         ));
     };
-    let out = std::fs::File::create(log).map_err(|e| format!("create {}: {e}", log.display()))?;
+    let out =
+        crate::private::create_file(log).map_err(|e| format!("create {}: {e}", log.display()))?;
     let err = out
         .try_clone()
         .map_err(|e| format!("create {}: {e}", log.display()))?;
@@ -227,13 +228,11 @@ fn run(argv: &[String], log: &Path) -> Result<(), String> {
         .status()
         .map_err(|e| format!("cannot run {program}: {e}"))?;
     if !status.success() {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(15).collect();
         return Err(format!(
             "{} failed ({status}); log {}:\n{}",
             argv.join(" "),
             log.display(),
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            crate::export::runlog::tail(log, 15)
         ));
     }
     Ok(())

@@ -1,9 +1,14 @@
 //! Publishing boot files atomically: each is made under a temp name in its
-//! final directory (`.NAME.XXXXXX.tmp`), flushed to disk, made world-readable
-//! (an HTTP server serves it) and renamed over the final name, then the
-//! directory is flushed. A reader (or a crash) sees the old file or the new
-//! one, never half of one; a failed step leaves at most a stray temp file,
-//! which is removed on drop when vauban itself fails.
+//! final directory (`.NAME.XXXXXX.tmp`), flushed to disk, given its mode and
+//! renamed over the final name, then the directory is flushed. A reader (or a
+//! crash) sees the old file or the new one, never half of one; a failed step
+//! leaves at most a stray temp file, which is removed on drop when vauban
+//! itself fails.
+//!
+//! The files published here hold no secret ([`PUBLISHED_MODE`]); the
+//! directories made for them are private (0700), as the boot tree also holds
+//! each host's conffs, so serving a tree takes a copy with explicit modes
+//! (README, "Publishing a boot tree").
 
 use std::fs::{File, Permissions};
 use std::io::Write;
@@ -12,7 +17,9 @@ use std::path::{Path, PathBuf};
 
 use super::error::{ExportError, Result};
 
-/// Mode of every published file.
+/// Mode of every published file: the kernel, initramfs, `rootfs.img`,
+/// command lines, iPXE scripts, `SHA256SUMS` (what any machine that boots
+/// fetches in clear).
 pub const PUBLISHED_MODE: u32 = 0o644;
 
 /// A file being made under a temp name beside its destination.
@@ -23,10 +30,11 @@ pub struct Staged {
 }
 
 impl Staged {
-    /// Creates an empty temp file beside `dest` (whose directory is created).
+    /// Creates an empty temp file beside `dest` (whose missing directories
+    /// are created private).
     pub fn new(dest: &Path) -> Result<Self> {
         let dir = parent(dest);
-        std::fs::create_dir_all(dir).map_err(ExportError::io("create the directory", dir))?;
+        crate::private::create_dirs(dir).map_err(ExportError::io("create the directory", dir))?;
         let name = dest.file_name().unwrap_or_default().to_string_lossy();
         let tmp = tempfile::Builder::new()
             .prefix(&format!(".{name}."))
@@ -115,8 +123,9 @@ mod tests {
         write_file(&dest, b"one").unwrap();
         write_file(&dest, b"two").unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), b"two");
-        let mode = std::fs::metadata(&dest).unwrap().permissions().mode() & 0o7777;
-        assert_eq!(mode, PUBLISHED_MODE);
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&dest), PUBLISHED_MODE);
+        assert_eq!(mode(&dir.path().join("sub")), crate::private::DIR_MODE);
         let names: Vec<_> = std::fs::read_dir(dir.path().join("sub"))
             .unwrap()
             .map(|e| e.unwrap().file_name())

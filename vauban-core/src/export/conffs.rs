@@ -20,8 +20,9 @@
 //! content, written where it is (`emit`); and, only when a whiteout or a
 //! hard link points below the host layers, the master's layers (`master`).
 //! The archive is made under a temp name beside its destination, flushed,
-//! made world-readable and renamed; an archive of `size_limit` bytes or more
-//! is refused and never written past the limit.
+//! made private to its owner (0600: it holds the host's sshd private keys
+//! and whatever secrets its stages wrote) and renamed; an archive of
+//! `size_limit` bytes or more is refused and never written past the limit.
 
 mod archive;
 mod emit;
@@ -48,8 +49,8 @@ use self::names::show;
 use crate::config::configuration::DEFAULT_CONFFS_SIZE_LIMIT;
 use crate::keys::{HostKeys, SSH_DIR};
 
-/// Mode of the published archive (an HTTP server serves it).
-const ARCHIVE_MODE: u32 = 0o644;
+/// Mode of the archive: its host's secrets (serve it to that host only).
+const ARCHIVE_MODE: u32 = crate::private::FILE_MODE;
 /// Mode of `etc/hostname`.
 const HOSTNAME_MODE: u32 = 0o644;
 
@@ -83,6 +84,7 @@ pub struct ConffsReport {
     pub entries: u64,
     /// Paths of the master that the host layers delete (relative, an opaque
     /// directory as `DIR/*`): a tgz cannot carry them, so they stay at boot.
+    /// Escaped ([`crate::printable`]): they are for messages.
     pub deletions: Vec<String>,
 }
 
@@ -115,7 +117,8 @@ pub fn export_conffs(
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    std::fs::create_dir_all(dir).map_err(|e| ConffsError::io("create the directory", dir, e))?;
+    crate::private::create_dirs(dir)
+        .map_err(|e| ConffsError::io("create the directory", dir, e))?;
     let file_name = dest.file_name().unwrap_or_default().to_string_lossy();
     let tmp = tempfile::Builder::new()
         .prefix(&format!(".{file_name}."))
@@ -229,7 +232,7 @@ fn generated_files(host: &str, keys: &HostKeys, mtime: u64) -> Vec<(Meta, Vec<u8
     files
 }
 
-/// Flushes the temp file, makes it world-readable and renames it to `dest`.
+/// Flushes the temp file, makes it [`ARCHIVE_MODE`] and renames it to `dest`.
 fn publish(tmp: tempfile::NamedTempFile, file: File, dest: &Path) -> Result<(), ConffsError> {
     let path = tmp.path().to_owned();
     file.set_permissions(Permissions::from_mode(ARCHIVE_MODE))

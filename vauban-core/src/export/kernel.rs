@@ -54,10 +54,12 @@ impl KernelListing {
             })
     }
 
-    /// Parses the output of [`LISTING_SCRIPT`].
+    /// Parses the output of [`LISTING_SCRIPT`]. A name with a control
+    /// character is no kernel version (it would reach file names, command
+    /// lines and messages): left out.
     pub fn parse(text: &str) -> Self {
         let mut out = KernelListing::default();
-        for line in text.lines() {
+        for line in text.lines().filter(|l| crate::printable::is_plain(l)) {
             match line.split_once(' ') {
                 Some(("M", name)) => out.modules.push(name.to_owned()),
                 Some(("K", name)) => out.kernels.push(name.to_owned()),
@@ -168,7 +170,7 @@ pub fn list(sandbox: &Sandbox<'_>) -> Result<KernelListing> {
         return Err(ExportError::ScriptFailed {
             what: "listing the kernels of the image",
             status: status.to_string(),
-            output: text,
+            output: crate::printable::escape(&text).into_owned(),
         });
     }
     Ok(KernelListing::parse(&text))
@@ -218,7 +220,9 @@ mod tests {
 
     #[test]
     fn the_listing_is_parsed_line_by_line() {
-        let l = KernelListing::parse("M 6.1.0-9-amd64\nK 6.1.0-9-amd64\nD\nC\njunk\n");
+        let l = KernelListing::parse(
+            "M 6.1.0-9-amd64\nK 6.1.0-9-amd64\nD\nC\njunk\nM 6\x1b]0;x\x07\nK 6\x1b]0;x\x07\n",
+        );
         assert_eq!(l, listing(&["6.1.0-9-amd64"], &["6.1.0-9-amd64"]));
         assert!(!KernelListing::parse("").dracut);
     }

@@ -1,5 +1,7 @@
 //! The log of a program run for an export: its standard output and error go
-//! to one file, and a failure reports the file and its last lines.
+//! to one private file (0600, its missing directories 0700), and a failure
+//! reports the file and its last lines, escaped ([`crate::printable`]: the
+//! program is the image's, e.g. its dracut).
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
@@ -13,10 +15,7 @@ pub const TAIL_LINES: usize = 20;
 
 /// Creates (truncates) `log` and returns the streams that write into it.
 pub fn streams(log: &Path) -> Result<RunIo> {
-    if let Some(dir) = log.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(ExportError::io("create the directory", dir))?;
-    }
-    let file = std::fs::File::create(log).map_err(ExportError::io("create", log))?;
+    let file = crate::private::create_file(log).map_err(ExportError::io("create", log))?;
     let err = file.try_clone().map_err(ExportError::io("dup", log))?;
     Ok(RunIo {
         stdin: Io::Null,
@@ -39,7 +38,8 @@ pub fn check(program: &str, status: ExitStatus, log: &Path) -> Result<()> {
     })
 }
 
-/// The last `lines` lines of the file at `path` (at most 64 KiB read).
+/// The last `lines` lines of the file at `path` (at most 64 KiB read),
+/// escaped.
 pub fn tail(path: &Path, lines: usize) -> String {
     let Ok(mut file) = std::fs::File::open(path) else {
         return String::new();
@@ -48,7 +48,7 @@ pub fn tail(path: &Path, lines: usize) -> String {
     let _ = file.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)));
     let mut bytes = Vec::new();
     let _ = file.read_to_end(&mut bytes);
-    let text = String::from_utf8_lossy(&bytes);
+    let text = crate::printable::escape_bytes(&bytes);
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
@@ -72,5 +72,21 @@ mod tests {
         assert!(err.contains("dracut failed (exit status: 1)"), "{err}");
         assert!(err.contains("run.log") && err.ends_with("line 30"), "{err}");
         assert!(!err.contains("line 10\n"), "{err}");
+    }
+
+    #[test]
+    fn the_log_is_private_and_its_tail_escaped() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("logs/boot/dracut.log");
+        let RunIo { stdout, .. } = streams(&log).unwrap();
+        let Io::File(mut out) = stdout else {
+            panic!("not a file")
+        };
+        std::io::Write::write_all(&mut out, b"ok\n\x1b]0;pwned\x07\xff\n").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&log), 0o600);
+        assert_eq!(mode(&dir.path().join("logs/boot")), 0o700);
+        assert_eq!(tail(&log, 1), "\\x1b]0;pwned\\x07\\xff");
     }
 }

@@ -9,12 +9,22 @@
 //! OUT/MASTER/conffs-HOST.tgz
 //! OUT/MASTER/cmdline-HOST             OUT/MASTER/boot-HOST.ipxe
 //! ```
+//!
+//! The tree is private: its directories are 0700 (made so, or tightened, by
+//! every build that writes into them) and each `conffs-HOST.tgz` is 0600, as
+//! it holds the host's sshd private keys and whatever its stages put there.
+//! The other files are 0644: the kernel, initramfs and `rootfs.img` are the
+//! same for every host, and a command line or iPXE script holds URLs and
+//! kernel arguments, which the firmware fetches in clear and every process
+//! of the booted host reads in `/proc/cmdline` (no place for a secret).
+//! Serving the tree takes a copy with explicit modes (README, "Publishing a
+//! boot tree").
 
 use std::path::{Path, PathBuf};
 
 use super::atomic;
 use super::cmdline::HostBoot;
-use super::error::Result;
+use super::error::{ExportError, Result};
 use super::sums;
 
 /// A boot tree rooted at a directory.
@@ -32,6 +42,16 @@ impl BootTree {
     /// Its root directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Makes the root and `OUT/<sub>` (`linux`, a master's directory)
+    /// private, created or tightened; returns `OUT/<sub>`.
+    pub fn private_dir(&self, sub: &str) -> Result<PathBuf> {
+        let dir = self.root.join(sub);
+        for d in [self.root.as_path(), dir.as_path()] {
+            crate::private::dir(d).map_err(ExportError::io("make private", d))?;
+        }
+        Ok(dir)
     }
 
     /// `OUT/linux`: kernels and initramfs images.
@@ -90,6 +110,7 @@ impl BootTree {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn host_files_land_in_the_masters_dir() {
@@ -102,7 +123,15 @@ mod tests {
             kver: "6.1.0-28-amd64",
             extra_args: &[],
         };
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(tree.private_dir("bars").unwrap(), dir.path().join("bars"));
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(
+            (mode(dir.path()), mode(&dir.path().join("bars"))),
+            (0o700, 0o700)
+        );
         tree.write_host_files(&boot).unwrap();
+        assert_eq!(mode(&dir.path().join("bars/boot-web01.ipxe")), 0o644);
         let cmdline = std::fs::read_to_string(dir.path().join("bars/cmdline-web01")).unwrap();
         assert_eq!(cmdline, format!("{}\n", boot.cmdline()));
         let ipxe = std::fs::read_to_string(dir.path().join("bars/boot-web01.ipxe")).unwrap();

@@ -83,7 +83,7 @@ impl KeySecret {
     }
 
     /// Reads the age identity file at `path`, or makes one there (mode 0600,
-    /// its directory created) when there is none; `true` when it was made now.
+    /// its missing directories 0700) when there is none; `true` when it was made now.
     /// The default of `vauban build` when no secret is given, so a first build
     /// needs no set-up (back the file up: without it the keys are lost).
     pub fn load_or_create_identity(path: &Path) -> Result<(Self, bool)> {
@@ -98,7 +98,7 @@ impl KeySecret {
             }
         }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir).map_err(KeyStoreError::io("create", dir))?;
+            crate::private::create_dirs(dir).map_err(KeyStoreError::io("create", dir))?;
         }
         let identity = age::x25519::Identity::generate();
         let text = Zeroizing::new(format!(

@@ -62,7 +62,8 @@ pub struct KeyStore {
 impl KeyStore {
     /// Opens the store file at `path` with the user's `secret`, waiting for any
     /// other process that holds it. A missing file is an empty store (written on
-    /// the first [`save`](Self::save)); the parent directory is created if needed.
+    /// the first [`save`](Self::save)); a missing parent directory is created
+    /// private (0700).
     ///
     /// Decrypts once: microseconds with an identity, about a second with a
     /// passphrase. A secret that does not open the file is
@@ -70,7 +71,7 @@ impl KeyStore {
     pub fn open(path: impl Into<PathBuf>, secret: KeySecret) -> Result<Self> {
         let path = path.into();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir).map_err(KeyStoreError::io("create", dir))?;
+            crate::private::create_dirs(dir).map_err(KeyStoreError::io("create", dir))?;
         }
         let lock = StoreLock::acquire(&lock_path(&path))?;
         let hosts = match fs::read(&path) {

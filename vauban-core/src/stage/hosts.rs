@@ -435,8 +435,9 @@ impl StageRun<'_> {
     /// The error of a host Ansible failed on, from its own log.
     fn host_failed(&self, scanner: &Scanner, host: &str) -> Error {
         let log = host_log(self.log, host);
-        let tail = std::fs::read_to_string(&log)
+        let tail = std::fs::read(&log)
             .map(|t| {
+                let t = crate::printable::escape_bytes(&t);
                 let lines: Vec<&str> = t.lines().collect();
                 lines[lines.len().saturating_sub(super::output::TAIL_LINES)..].join("\n")
             })
@@ -581,10 +582,7 @@ fn split_log(log: &Path, host: &str) -> Result<()> {
         })
         .collect();
     let out = host_log(log, host);
-    if let Some(parent) = out.parent() {
-        std::fs::create_dir_all(parent).at("create", parent)?;
-    }
-    std::fs::write(&out, mine.join("\n") + "\n").at("write", &out)
+    crate::private::write_file(&out, (mine.join("\n") + "\n").as_bytes()).at("write", &out)
 }
 
 /// The content of the regular file `rel` in `image` as its extracted layer dirs hold

@@ -1,6 +1,9 @@
 //! Ansible's output: followed line by line from the stage's log file while the
 //! playbook runs, sent as [`Event::AnsibleLine`]s, and scanned for the task and
 //! host that failed (`TASK [name]`, `fatal: [host]: FAILED! => {...}`).
+//! A line's control characters are escaped ([`crate::printable`]) before it is
+//! sent or scanned: what the events, the failure and the tail carry is safe
+//! to print. The log file keeps the bytes as Ansible wrote them.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -204,14 +207,16 @@ fn failed_host(line: &str) -> Option<(&str, &str)> {
     Some((host, &rest[end + 1..]))
 }
 
-/// The `msg` of the JSON result after `=> `, if it parses.
+/// The `msg` of the JSON result after `=> `, if it parses; escaped again, as
+/// JSON's `\u001b` decodes to a control character.
 fn result_message(rest: &str) -> Option<String> {
     let json = rest.split_once("=> ")?.1;
     let value: serde_json::Value = serde_json::from_str(json.trim()).ok()?;
-    match value.get("msg")? {
-        serde_json::Value::String(s) => Some(s.clone()),
-        other => Some(other.to_string()),
-    }
+    let message = match value.get("msg")? {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    Some(crate::printable::escape(&message).into_owned())
 }
 
 /// Follows a log file that another process appends to, feeding each complete line to a
@@ -286,15 +291,17 @@ fn follow(mut file: File, path: &Path, to: &Lines, done: &AtomicBool) -> Result<
     }
 }
 
+/// Sends one line, its control characters escaped ([`crate::printable`]): the
+/// output shows the image's files (`--diff`) and whatever its programs print.
 fn emit(scanner: &mut Scanner, line: &[u8], to: &Lines) {
-    let line = String::from_utf8_lossy(line);
-    let line = line.trim_end_matches('\r');
+    let end = line.iter().rposition(|&b| b != b'\r').map_or(0, |i| i + 1);
+    let line = crate::printable::escape_bytes(&line[..end]);
     to.events.emit(Event::AnsibleLine {
         stage: to.stage.clone(),
         host: to.host.clone(),
         line: line.to_string(),
     });
-    scanner.feed(line);
+    scanner.feed(&line);
 }
 
 #[cfg(test)]
@@ -416,26 +423,19 @@ db01                       : ok=2    changed=1    unreachable=0    failed=1
         assert!(s.tail().ends_with("line 99"));
     }
 
-    #[test]
-    fn follows_a_growing_file() {
-        use std::io::Write;
+    /// Follows a log that `write` fills (stage `t.yml`, host `h`): what the
+    /// scanner saw, and the lines sent.
+    fn followed(write: impl FnOnce(&mut File)) -> (Scanner, Vec<String>) {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("log");
         let mut w = File::create(&log).unwrap();
         let sink = Arc::new(crate::events::Collect::default());
         let follower =
             Follower::start(&log, "t.yml".into(), "h".into(), Events::to(sink.clone())).unwrap();
-        write!(w, "TASK [one] ***\npartial").unwrap();
-        std::thread::sleep(Duration::from_millis(120));
-        write!(w, " line\nfatal: [h]: FAILED! => {{\"msg\": \"m\"}}").unwrap();
+        write(&mut w);
         drop(w);
         let scanner = follower.finish().unwrap();
-        assert_eq!(
-            scanner.tail(),
-            "TASK [one] ***\npartial line\nfatal: [h]: FAILED! => {\"msg\": \"m\"}"
-        );
-        assert_eq!(scanner.failure().unwrap().task.as_deref(), Some("one"));
-        let lines: Vec<String> = sink
+        let lines = sink
             .events()
             .into_iter()
             .map(|e| match e {
@@ -446,6 +446,39 @@ db01                       : ok=2    changed=1    unreachable=0    failed=1
                 other => panic!("{other:?}"),
             })
             .collect();
+        (scanner, lines)
+    }
+
+    #[test]
+    fn lines_and_failures_reach_the_events_escaped() {
+        use std::io::Write;
+        let (scanner, lines) = followed(|w| {
+            w.write_all(b"-\x1b]0;pwned\x07\x1b[2J\xff\r\n").unwrap();
+            w.write_all(b"TASK [t\xc2\x9b2J] *\r\n").unwrap();
+            w.write_all(b"fatal: [h]: FAILED! => {\"msg\": \"bad \\u001b[31m\"}\n")
+                .unwrap();
+        });
+        assert_eq!(lines[0], "-\\x1b]0;pwned\\x07\\x1b[2J\\xff");
+        assert_eq!(lines[1], "TASK [t\\x9b2J] *");
+        let failure = scanner.failure().unwrap();
+        assert_eq!(failure.task.as_deref(), Some("t\\x9b2J"));
+        assert_eq!(failure.message.as_deref(), Some("bad \\x1b[31m"));
+        assert!(!scanner.tail().contains('\x1b'), "{:?}", scanner.tail());
+    }
+
+    #[test]
+    fn follows_a_growing_file() {
+        use std::io::Write;
+        let (scanner, lines) = followed(|w| {
+            write!(w, "TASK [one] ***\npartial").unwrap();
+            std::thread::sleep(Duration::from_millis(120));
+            write!(w, " line\nfatal: [h]: FAILED! => {{\"msg\": \"m\"}}").unwrap();
+        });
+        assert_eq!(
+            scanner.tail(),
+            "TASK [one] ***\npartial line\nfatal: [h]: FAILED! => {\"msg\": \"m\"}"
+        );
+        assert_eq!(scanner.failure().unwrap().task.as_deref(), Some("one"));
         assert_eq!(lines.len(), 3, "{lines:?}");
         assert_eq!(lines[1], "partial line");
     }

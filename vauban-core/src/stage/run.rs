@@ -48,7 +48,7 @@ impl<'a> StageRunner<'a> {
             "{}-{label}",
             chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
         ));
-        std::fs::create_dir_all(&logs).at("create the log dir", &logs)?;
+        crate::private::dir(&logs).at("create the log dir", &logs)?;
         Ok(StageRunner {
             store,
             spec,
@@ -127,6 +127,9 @@ impl<'a> StageRunner<'a> {
             self.runs,
             super::options::name_component(&stage.playbook).replace('/', "_")
         ));
+        // 0600 from the start: the run's write truncates it and keeps the
+        // mode (and fails, saying why, where this failed).
+        let _ = crate::private::create_file(&log);
         let run = StageRun {
             store: self.store,
             tools: &self.tools,

@@ -98,9 +98,10 @@ pub(super) fn left_out(name: &[u8]) -> bool {
     LEFT_OUT.iter().any(|p| is_at_or_under(name, p))
 }
 
-/// A name for messages.
+/// A name for messages (warnings, errors, the report's deletions): a layer's
+/// names are the image's, escaped as [`crate::printable`] says.
 pub(super) fn show(name: &[u8]) -> String {
-    String::from_utf8_lossy(name).into_owned()
+    crate::printable::escape_bytes(name).into_owned()
 }
 
 #[cfg(test)]
@@ -123,6 +124,15 @@ mod tests {
         );
         assert_eq!(classify(b"a/../../b"), None);
         assert_eq!(classify(b".wh.."), None);
+    }
+
+    #[test]
+    fn names_for_messages_are_escaped() {
+        assert_eq!(show(b"etc/motd"), "etc/motd");
+        assert_eq!(
+            show(b"etc/\x1b]0;pwned\x07\xff"),
+            "etc/\\x1b]0;pwned\\x07\\xff"
+        );
     }
 
     #[test]

@@ -387,7 +387,7 @@ fn the_archive_holds_the_newest_host_files_only_with_toslash_keys_and_hostname()
     assert_eq!(report.size, std::fs::metadata(&dest).unwrap().len());
     assert_eq!(report.path, dest);
     let mode = std::fs::metadata(&dest).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o644);
+    assert_eq!(mode, 0o600, "the host's keys are in it");
     let files: Vec<_> = std::fs::read_dir(dest.parent().unwrap()).unwrap().collect();
     assert_eq!(files.len(), 1, "a temp file was left");
 
