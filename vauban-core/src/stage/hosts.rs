@@ -323,9 +323,9 @@ impl StageRun<'_> {
             cmd.display(),
         );
         if let Some(parent) = self.log.parent() {
-            std::fs::create_dir_all(parent).at("create", parent)?;
+            crate::private::dir(parent).at("create", parent)?;
         }
-        std::fs::write(self.log, header).at("write", self.log)?;
+        crate::private::write_file(self.log, header.as_bytes()).at("write", self.log)?;
         let argv = hooks::wrapper_argv(&self.tools.sh, &self.tools.env, &self.spec.hooks, &cmd);
         let argv = argv
             .into_iter()

@@ -127,9 +127,6 @@ impl<'a> StageRunner<'a> {
             self.runs,
             super::options::name_component(&stage.playbook).replace('/', "_")
         ));
-        // 0600 from the start: the run's write truncates it and keeps the
-        // mode (and fails, saying why, where this failed).
-        let _ = crate::private::create_file(&log);
         let run = StageRun {
             store: self.store,
             tools: &self.tools,
