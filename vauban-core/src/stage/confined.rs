@@ -21,7 +21,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::sandbox::{run_controller_alone, Controller, Helper, Io, Network, RunIo};
 
 /// Where the controller's Ansible finds its local temp (its private `/tmp`).
-pub(crate) const LOCAL_TEMP: &str = "/tmp/ansible-local";
+pub(crate) const LOCAL_TEMP: &str = "/tmp";
 
 /// The confined controller's view, made once per build.
 #[derive(Debug, Clone)]

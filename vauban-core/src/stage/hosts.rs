@@ -307,7 +307,7 @@ impl StageRun<'_> {
             in_conffs_build: self.spec.in_conffs_build,
             python_interpreter: self.spec.python_interpreter.clone(),
             extra_args: self.spec.extra_args.clone(),
-            local_temp: "/tmp".into(),
+            local_temp: super::confined::LOCAL_TEMP.into(),
             remote_temp: REMOTE_TEMP.into(),
         };
         let cmd = command::ansible_playbook(&config);

@@ -63,6 +63,13 @@ pub const ROWS: &[Bench] = &[
         run: run_commit,
     },
     Bench {
+        name: "run: own network",
+        needs: &["import", "run"],
+        max_ratio: 1.5,
+        max_rss_mib: None,
+        run: run_network,
+    },
+    Bench {
         name: "build: conffs x20",
         needs: &["build"],
         max_ratio: 8.0,
@@ -440,6 +447,41 @@ fn run_commit(ctx: &mut Ctx) -> Result<Vec<Comparison>> {
         },
         Comparison::new("run --commit (warm)", ours_warm, peer, theirs_warm),
     ])
+}
+
+/// What a sandbox's own network costs a run: `vauban run` (a network
+/// namespace, the egress proxy) against `vauban run --network host`, warm,
+/// the same small command.
+fn run_network(ctx: &mut Ctx) -> Result<Vec<Comparison>> {
+    let store = ctx.fresh_dir("store-net")?;
+    util::run(
+        ctx.vauban(&store)
+            .arg("import")
+            .arg(&ctx.fixture)
+            .args(["--tag", IMAGE]),
+    )?;
+    let run = |ctx: &Ctx, network: &str| {
+        let mut cmd = ctx.vauban(&store);
+        cmd.args(["run", "--network", network, IMAGE, "--", "true"]);
+        measure(ctx, &cmd)
+    };
+    // The first run extracts the layer: not counted.
+    run(ctx, "host")?;
+    let ours = (0..WARM_RUNS * 2)
+        .map(|_| run(ctx, "isolated"))
+        .collect::<Result<Vec<_>>>()?;
+    let theirs = (0..WARM_RUNS * 2)
+        .map(|_| run(ctx, "host"))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(vec![Comparison {
+        checked: false,
+        ..Comparison::new(
+            "run: own network",
+            fastest(&ours),
+            "vauban run --network host",
+            fastest(&theirs),
+        )
+    }])
 }
 
 #[cfg(test)]
