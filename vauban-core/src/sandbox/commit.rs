@@ -287,7 +287,8 @@ fn remove_placeholders(root: &OwnedFd, upper: &Path, lower: &[PathBuf]) -> Resul
             continue;
         };
         let link = rustix::fs::readlinkat(&parent, name, Vec::new());
-        let ours = link.is_ok_and(|t| t.as_bytes() == target.as_bytes()) && !in_lower(lower, rel);
+        let ours = link.is_ok_and(|t| t.as_bytes() == target.as_bytes())
+            && !vauban_oci::layer::merged::exists(lower, rel)?;
         if ours {
             rustix::fs::unlinkat(&parent, name, AtFlags::empty())
                 .map_err(std::io::Error::from)
@@ -312,10 +313,6 @@ fn remove_placeholders(root: &OwnedFd, upper: &Path, lower: &[PathBuf]) -> Resul
         }
     }
     Ok(())
-}
-
-fn in_lower(lower: &[PathBuf], rel: &str) -> bool {
-    lower.iter().any(|l| l.join(rel).symlink_metadata().is_ok())
 }
 
 /// Moves the content of `from` onto `to` (merging directories, replacing files);

@@ -26,6 +26,7 @@ mod commit;
 pub(crate) mod confine;
 pub mod helper;
 mod idmap;
+pub(crate) mod layer_check;
 mod layers;
 pub(crate) mod mount;
 mod ns;

@@ -7,7 +7,6 @@
 //! results are kept.
 
 use std::ffi::OsString;
-use std::os::unix::fs::FileTypeExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
@@ -570,19 +569,26 @@ fn split_log(log: &Path, host: &str) -> Result<()> {
     std::fs::write(&out, mine.join("\n") + "\n").at("write", &out)
 }
 
-/// The content of the regular file `rel` in `image` as its extracted layer dirs hold
-/// it (`None`: absent, deleted or not a regular file).
+/// The largest image file read on the host ([`image_file`]).
+const IMAGE_FILE_LIMIT: u64 = 64 << 10;
+
+/// The content of the regular file `rel` in `image` as its extracted layer dirs
+/// hold it, merged as overlayfs merges them (`None`: absent, deleted, reached
+/// through a link, or not a regular file). The tree is the image's: each
+/// component is opened beneath its layer dir with no link followed, a FIFO or a
+/// device is never opened, and more than [`IMAGE_FILE_LIMIT`] bytes is an error.
 fn image_file(store: &Store, image: &Image, rel: &str) -> Result<Option<Vec<u8>>> {
-    for diff_id in image.diff_ids()?.iter().rev() {
-        let path = store.layer_dir(diff_id).join(rel);
-        match path.symlink_metadata() {
-            Ok(m) if m.is_file() => return Ok(std::fs::read(&path).ok()),
-            Ok(m) if m.file_type().is_char_device() => return Ok(None),
-            Ok(_) => return Ok(None),
-            Err(_) => continue,
-        }
-    }
-    Ok(None)
+    let dirs: Vec<PathBuf> = image
+        .chain_ids()?
+        .iter()
+        .rev()
+        .map(|c| store.layer_dir(c))
+        .collect();
+    Ok(vauban_oci::layer::merged::read_file(
+        &dirs,
+        rel,
+        IMAGE_FILE_LIMIT,
+    )?)
 }
 
 fn os_string(s: OsString) -> Result<String> {
