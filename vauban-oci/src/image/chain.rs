@@ -85,7 +85,10 @@ mod tests {
     #[test]
     fn the_base_layer_is_its_own_chain() {
         let d = Digest::of_bytes(b"base");
-        assert_eq!(ChainId::of_stack(std::slice::from_ref(&d)), vec![ChainId(d)]);
+        assert_eq!(
+            ChainId::of_stack(std::slice::from_ref(&d)),
+            vec![ChainId(d)]
+        );
         assert!(ChainId::of_stack(&[]).is_empty());
     }
 }

@@ -78,7 +78,10 @@ pub fn read_file(dirs: &[PathBuf], rel: &str, limit: u64) -> Result<Option<Vec<u
         return Ok(None);
     }
     let name = components(rel)?.pop().unwrap_or_default();
-    let shown = || dirs.get(found.layer).map_or(PathBuf::new(), |d| d.join(rel));
+    let shown = || {
+        dirs.get(found.layer)
+            .map_or(PathBuf::new(), |d| d.join(rel))
+    };
     let fd = rustix::fs::openat(
         &found.parent,
         name.as_slice(),

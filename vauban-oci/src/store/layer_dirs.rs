@@ -46,7 +46,9 @@ impl fmt::Display for RemovedLayerDir {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = &self.name;
         match &self.why {
-            Removal::Tampered(d) => write!(f, "layer dir {name} was tampered with ({})", d.join("; ")),
+            Removal::Tampered(d) => {
+                write!(f, "layer dir {name} was tampered with ({})", d.join("; "))
+            }
             Removal::Unrecorded => write!(
                 f,
                 "layer dir {name} has no tree record (made by an older vauban, or not by vauban)"
