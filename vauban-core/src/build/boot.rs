@@ -315,3 +315,70 @@ fn link(src: &Path, dest: &Path) -> Result<(), BuildError> {
     staged.publish()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use vauban_oci::image::{self, HistoryEntry};
+    use vauban_oci::layer::{pack, LayerSource, PackOptions, PackedLayer};
+    use vauban_oci::store::Store;
+
+    use super::*;
+
+    /// A layer holding `files` (path, content), packed into the store.
+    fn layer(store: &Store, files: &[(&str, &str)]) -> PackedLayer {
+        let tree = tempfile::tempdir().unwrap();
+        for (path, content) in files {
+            let p = tree.path().join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, content).unwrap();
+        }
+        let mut w = store.blob_writer().unwrap();
+        let packed = pack(
+            LayerSource::Tree(tree.path()),
+            &PackOptions::default(),
+            &mut w,
+        )
+        .unwrap();
+        w.flush().unwrap();
+        w.commit(Some(&packed.digest)).unwrap();
+        packed
+    }
+
+    fn image_of(store: &Store, base: Option<&Image>, layer: PackedLayer) -> Image {
+        let history = HistoryEntry {
+            created_by: "test".into(),
+            created: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            comment: None,
+        };
+        image::build(store, base, &[layer], &history).unwrap()
+    }
+
+    /// A child master's replaced `/usr/bin/curl` (a layer far from `/boot`)
+    /// makes another initramfs: dracut copies it in.
+    #[test]
+    fn the_initramfs_key_covers_every_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let kernel = layer(
+            &store,
+            &[
+                ("boot/vmlinuz-6.1.0-9-amd64", "kernel"),
+                ("lib/modules/6.1.0-9-amd64/modules.dep", ""),
+                ("usr/bin/dracut", "#!/bin/sh"),
+            ],
+        );
+        let base = image_of(&store, None, kernel);
+        let curl = |version: &str| {
+            let l = layer(&store, &[("usr/bin/curl", version)]);
+            image_of(&store, Some(&base), l)
+        };
+        let (old, new) = (curl("curl 7.88.1"), curl("curl 7.88.1+deb12u1"));
+        let key = |img: &Image, conf: &str| initramfs_key(img, conf);
+        assert_ne!(key(&old, ""), key(&new, ""), "a security update of curl");
+        assert_ne!(key(&base, ""), key(&old, ""));
+        assert_eq!(key(&old, ""), key(&curl("curl 7.88.1"), ""));
+        assert_ne!(key(&old, ""), key(&old, "compress=\"zstd\""));
+    }
+}

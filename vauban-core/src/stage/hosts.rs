@@ -615,6 +615,81 @@ mod tests {
         assert_eq!(out, (0..20).map(|x| x * 101).collect::<Vec<_>>());
     }
 
+    /// The image's `/etc/hostname` is read beneath its layer dirs: a link out
+    /// of the tree, to `/dev/zero`, a FIFO or a huge file is never read
+    /// through, nor does it block.
+    #[test]
+    fn image_file_reads_beneath_the_layer_dirs() {
+        use std::time::{Duration, Instant};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        let layer = |content: &[u8]| {
+            let (digest, size) = store.write_blob(content).unwrap();
+            vauban_oci::layer::PackedLayer {
+                entries: 0,
+                digest,
+                size,
+                diff_id: vauban_oci::Digest::of_bytes(content),
+                media_type: vauban_oci::layer::MEDIA_TYPE_TAR.into(),
+            }
+        };
+        let history = vauban_oci::image::HistoryEntry {
+            created_by: "test".into(),
+            created: chrono::Utc::now(),
+            comment: None,
+        };
+        let image =
+            vauban_oci::image::build(&store, None, &[layer(b"base"), layer(b"top")], &history)
+                .unwrap();
+        let chains = image.chain_ids().unwrap();
+        let (base, top) = (store.layer_dir(&chains[0]), store.layer_dir(&chains[1]));
+        std::fs::create_dir_all(base.join("etc")).unwrap();
+        std::fs::write(base.join("etc/hostname"), "base\n").unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("hostname"), "host secret\n").unwrap();
+
+        let read = |make: &dyn Fn(&Path)| {
+            let _ = std::fs::remove_dir_all(&top);
+            std::fs::create_dir_all(&top).unwrap();
+            make(&top);
+            let started = Instant::now();
+            let r = image_file(&store, &image, "etc/hostname");
+            assert!(started.elapsed() < Duration::from_secs(2), "the read blocked");
+            r
+        };
+        let etc = |t: &Path| std::fs::create_dir(t.join("etc")).unwrap();
+        assert_eq!(read(&|_| {}).unwrap().as_deref(), Some(&b"base\n"[..]));
+        let out = outside.join("hostname");
+        let links: [(&str, &dyn Fn(&Path)); 3] = [
+            ("absolute link out", &|t| {
+                etc(t);
+                std::os::unix::fs::symlink(&out, t.join("etc/hostname")).unwrap();
+            }),
+            ("link to /dev/zero", &|t| {
+                etc(t);
+                std::os::unix::fs::symlink("/dev/zero", t.join("etc/hostname")).unwrap();
+            }),
+            ("etc a link out", &|t| {
+                std::os::unix::fs::symlink(&outside, t.join("etc")).unwrap();
+            }),
+        ];
+        for (what, make) in links {
+            assert_eq!(read(make).unwrap(), None, "{what}");
+        }
+        let fifo = read(&|t| {
+            etc(t);
+            nix::unistd::mkfifo(&t.join("etc/hostname"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        });
+        assert_eq!(fifo.unwrap(), None);
+        let big = read(&|t| {
+            etc(t);
+            let f = std::fs::File::create(t.join("etc/hostname")).unwrap();
+            f.set_len(IMAGE_FILE_LIMIT + 1).unwrap();
+        });
+        assert!(big.is_err(), "{big:?}");
+    }
+
     #[test]
     fn each_host_gets_its_lines() {
         let dir = tempfile::tempdir().unwrap();
