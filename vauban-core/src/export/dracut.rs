@@ -242,9 +242,9 @@ fn copy_from_upper(upper: &Path, rel: &str, dest: &Path) -> Result<()> {
     let mut out = File::create(dest).map_err(ExportError::io("open", dest))?;
     let copied = std::io::copy(&mut src, &mut out).map_err(ExportError::io("write", dest))?;
     if copied > INITRAMFS_LIMIT {
-        return Err(ExportError::io("copy", upper.join(rel))(std::io::Error::other(
-            format!("more than {INITRAMFS_LIMIT} bytes"),
-        )));
+        return Err(ExportError::io("copy", upper.join(rel))(
+            std::io::Error::other(format!("more than {INITRAMFS_LIMIT} bytes")),
+        ));
     }
     Ok(())
 }

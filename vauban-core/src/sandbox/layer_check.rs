@@ -16,7 +16,9 @@ use crate::error::{Error, Result};
 
 /// In the helper (or as root): checks each dir against its record.
 pub(crate) fn check_trees(dirs: &[LayerDirToCheck]) -> Vec<TreeCheck> {
-    dirs.iter().map(|d| tree::check(&d.dir, &d.record)).collect()
+    dirs.iter()
+        .map(|d| tree::check(&d.dir, &d.record))
+        .collect()
 }
 
 /// Checks `dirs` against their records where their owners map.

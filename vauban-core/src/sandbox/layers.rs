@@ -297,9 +297,10 @@ fn extract_one(
     if target.exists() {
         // No record: an older vauban's dir, never in use by this one's
         // sandboxes (they take only recorded dirs). Made again.
-        let aside = store
-            .tmp_dir()
-            .join(format!("unrecorded-{}-{}", chain.hex(), std::process::id()));
+        let aside =
+            store
+                .tmp_dir()
+                .join(format!("unrecorded-{}-{}", chain.hex(), std::process::id()));
         std::fs::rename(&target, &aside).at("rename aside", &target)?;
         remove_trees(&[aside])?;
     }

@@ -655,7 +655,10 @@ mod tests {
             make(&top);
             let started = Instant::now();
             let r = image_file(&store, &image, "etc/hostname");
-            assert!(started.elapsed() < Duration::from_secs(2), "the read blocked");
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "the read blocked"
+            );
             r
         };
         let etc = |t: &Path| std::fs::create_dir(t.join("etc")).unwrap();
