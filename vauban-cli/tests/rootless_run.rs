@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use vauban_oci::image::HistoryEntry;
-use vauban_oci::layer::{pack, LayerSource, PackOptions};
+use vauban_oci::layer::{LayerSource, PackOptions};
 use vauban_oci::store::Store;
 use vauban_oci::Reference;
 
@@ -388,15 +388,10 @@ fn hundred_layer_image_mounts_and_runs() {
             let tree = tempfile::tempdir().unwrap();
             std::fs::create_dir(tree.path().join("l")).unwrap();
             std::fs::write(tree.path().join(format!("l/{i:03}")), format!("{i}\n")).unwrap();
-            let mut w = store.blob_writer().unwrap();
-            let packed = pack(
-                LayerSource::Tree(tree.path()),
-                &PackOptions::default(),
-                &mut w,
-            )
-            .unwrap();
-            w.commit(Some(&packed.digest)).unwrap();
-            layers.push(packed.clone());
+            let packed = store
+                .pack_layer(LayerSource::Tree(tree.path()), &PackOptions::default())
+                .unwrap();
+            layers.push(packed);
         }
         let history = HistoryEntry {
             created_by: "test: 100 layers".into(),

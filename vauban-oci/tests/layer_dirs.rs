@@ -9,12 +9,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
-use vauban_oci::image::{self, HistoryEntry};
+use vauban_oci::image;
 use vauban_oci::layer::merged;
 use vauban_oci::layer::tree::{self, TreeCheck};
-use vauban_oci::layer::PackedLayer;
 use vauban_oci::store::Store;
 use vauban_oci::{ChainId, Digest, Reference};
+
+mod common;
+
+use common::{fake_layer, history, mkfifo, set_xattr};
 
 fn sha(s: &[u8]) -> Digest {
     Digest::of_bytes(s)
@@ -45,37 +48,18 @@ fn chain_ids_follow_the_image_spec() {
     );
 }
 
-fn packed(store: &Store, content: &[u8]) -> PackedLayer {
-    let (digest, size) = store.write_blob(content).unwrap();
-    PackedLayer {
-        entries: 0,
-        digest,
-        size,
-        diff_id: sha(&[content, b"-plain"].concat()),
-        media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
-    }
-}
-
-fn history() -> HistoryEntry {
-    HistoryEntry {
-        created_by: "test".into(),
-        created: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
-        comment: None,
-    }
-}
-
 #[test]
 fn one_layer_over_two_bases_is_two_layer_dirs() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let shared = packed(&store, b"shared");
+    let shared = fake_layer(&store, b"shared");
     let mut tops = Vec::new();
     for base in [b"base-1".as_slice(), b"base-2"] {
         let base = image::commit(
             &store,
             None,
-            &[packed(&store, base)],
-            &history(),
+            &[fake_layer(&store, base)],
+            &history("test"),
             &Reference::parse("base").unwrap(),
         )
         .unwrap();
@@ -83,7 +67,7 @@ fn one_layer_over_two_bases_is_two_layer_dirs() {
             &store,
             Some(&base),
             std::slice::from_ref(&shared),
-            &history(),
+            &history("test"),
         )
         .unwrap();
         assert_eq!(img.diff_ids().unwrap()[1], shared.diff_id);
@@ -107,21 +91,8 @@ fn tree_at(root: &Path) {
     )
     .unwrap();
     std::os::unix::fs::symlink("/usr/bin/curl", root.join("usr/bin/wget")).unwrap();
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        root.join("fifo"),
-        rustix::fs::FileType::Fifo,
-        rustix::fs::Mode::from_raw_mode(0o600),
-        0,
-    )
-    .unwrap();
-    rustix::fs::setxattr(
-        root.join("etc/cron.d"),
-        "user.overlay.opaque",
-        b"y",
-        rustix::fs::XattrFlags::empty(),
-    )
-    .unwrap();
+    mkfifo(&root.join("fifo"), 0o600);
+    set_xattr(&root.join("etc/cron.d"), "user.overlay.opaque", b"y");
 }
 
 #[test]
@@ -291,13 +262,7 @@ fn an_image_file_is_read_beneath_its_layer_dirs() {
     );
     let opaque_etc = |u: &Path| {
         std::fs::create_dir(u.join("etc")).unwrap();
-        rustix::fs::setxattr(
-            u.join("etc"),
-            "user.overlay.opaque",
-            b"y",
-            rustix::fs::XattrFlags::empty(),
-        )
-        .unwrap();
+        set_xattr(&u.join("etc"), "user.overlay.opaque", b"y");
     };
     assert_eq!(hostname(&case("opaque"), &opaque_etc).unwrap(), None);
 
@@ -331,14 +296,7 @@ fn an_image_file_is_read_beneath_its_layer_dirs() {
     assert_eq!(
         hostname(&case("fifo"), &|u| {
             std::fs::create_dir(u.join("etc")).unwrap();
-            rustix::fs::mknodat(
-                rustix::fs::CWD,
-                u.join("etc/hostname"),
-                rustix::fs::FileType::Fifo,
-                rustix::fs::Mode::from_raw_mode(0o644),
-                0,
-            )
-            .unwrap();
+            mkfifo(&u.join("etc/hostname"), 0o644);
         })
         .unwrap(),
         None

@@ -4,36 +4,20 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use vauban_oci::layer::PackedLayer;
 
-use vauban_oci::image::{self, HistoryEntry};
+use vauban_oci::image;
 use vauban_oci::store::Store;
 use vauban_oci::{Digest, Image, Reference};
+
+mod common;
+
+use common::{fake_layer as layer, history};
 
 fn names(dir: &Path) -> BTreeSet<String> {
     std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect()
-}
-
-fn layer(store: &Store, content: &[u8]) -> PackedLayer {
-    let (digest, size) = store.write_blob(content).unwrap();
-    PackedLayer {
-        entries: 0,
-        digest,
-        size,
-        diff_id: Digest::of_bytes(&[content, b"-plain"].concat()),
-        media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
-    }
-}
-
-fn history(by: &str) -> HistoryEntry {
-    HistoryEntry {
-        created_by: by.into(),
-        created: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
-        comment: None,
-    }
 }
 
 fn blobs_of(img: &Image) -> BTreeSet<String> {

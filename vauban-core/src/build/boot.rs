@@ -318,10 +318,8 @@ fn link(src: &Path, dest: &Path) -> Result<(), BuildError> {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
-
     use vauban_oci::image::{self, HistoryEntry};
-    use vauban_oci::layer::{pack, LayerSource, PackOptions, PackedLayer};
+    use vauban_oci::layer::{LayerSource, PackOptions, PackedLayer};
     use vauban_oci::store::Store;
 
     use super::*;
@@ -334,16 +332,9 @@ mod tests {
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, content).unwrap();
         }
-        let mut w = store.blob_writer().unwrap();
-        let packed = pack(
-            LayerSource::Tree(tree.path()),
-            &PackOptions::default(),
-            &mut w,
-        )
-        .unwrap();
-        w.flush().unwrap();
-        w.commit(Some(&packed.digest)).unwrap();
-        packed
+        store
+            .pack_layer(LayerSource::Tree(tree.path()), &PackOptions::default())
+            .unwrap()
     }
 
     fn image_of(store: &Store, base: Option<&Image>, layer: PackedLayer) -> Image {

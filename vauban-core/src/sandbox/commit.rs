@@ -19,7 +19,7 @@ use vauban_oci::layer::PackedLayer;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use vauban_oci::fs::{list_dir, open_beneath, open_dir_at, remove_all_at, type_at};
 use vauban_oci::image::{created_now, source_date_epoch, HistoryEntry};
-use vauban_oci::layer::{pack, Compression, LayerSource, PackOptions};
+use vauban_oci::layer::{Compression, LayerSource, PackOptions};
 use vauban_oci::store::Store;
 use vauban_oci::Image;
 
@@ -116,11 +116,7 @@ impl Sandbox<'_> {
 pub(crate) fn pack_upper(job: &CommitJob) -> Result<PackedLayer> {
     finish_upper(&job.upper, &job.private, &job.initial, &job.lower)?;
     let store = Store::open(&job.store)?;
-    let mut w = store.blob_writer()?;
-    let layer = pack(LayerSource::Upper(&job.upper), &job.pack, &mut w)?;
-    w.flush().at("write", store.tmp_dir())?;
-    w.commit(Some(&layer.digest))?;
-    Ok(layer)
+    Ok(store.pack_layer(LayerSource::Upper(&job.upper), &job.pack)?)
 }
 
 /// Opens the upper dir itself (the sandbox's own path, so it may be followed).
