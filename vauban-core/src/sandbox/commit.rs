@@ -29,6 +29,9 @@ use super::rootfs::{PLACEHOLDER_DIRS, PLACEHOLDER_FILES, PLACEHOLDER_LINKS, PRIV
 use super::sandbox::Sandbox;
 use crate::error::{Error, IoContext, Result};
 
+/// The largest private file (`/etc/hosts`, ...) a build may leave.
+const PRIVATE_FILE_LIMIT: u64 = 64 << 20;
+
 /// Build leftovers never committed (relative to `/`; `dir/*` keeps the dir).
 pub const DEFAULT_EXCLUDES: [&str; 4] = ["tmp/*", "var/tmp/*", "run/*", "root/.ansible"];
 
@@ -141,7 +144,12 @@ pub(crate) fn finish_upper(
     remove_placeholders(&root, upper, lower)?;
     for (name, rel) in PRIVATE_FILES {
         let path = private.join(name);
-        let now = std::fs::read(&path).at("read", &path)?;
+        // What the build wrote (through the bind mount): read up to a bound.
+        let now =
+            vauban_oci::fs::read_regular_at(rustix::fs::CWD, &path, PRIVATE_FILE_LIMIT, &path)?
+                .ok_or_else(|| {
+                    Error::io("read", &path, std::io::Error::other("not a regular file"))
+                })?;
         let before = initial
             .iter()
             .find(|(n, _)| n == name)

@@ -5,9 +5,11 @@
 //! path through a link is taken as absent), and only a regular file is read,
 //! never a FIFO or a device, up to a bound.
 
-use std::io::{self, Read};
+use std::ffi::OsStr;
+use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::PathBuf;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
 use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
@@ -15,8 +17,8 @@ use rustix::io::Errno;
 use super::lower::{lookup, Found};
 use crate::error::{Error, IoContext, Result};
 
-/// The layer dirs of an image, opened, top-most first.
-struct Layers(Vec<OwnedFd>);
+/// The layer dirs of an image that exist, opened, top-most first.
+struct Layers(Vec<(PathBuf, OwnedFd)>);
 
 impl Layers {
     /// Opens `dirs` (top-most first); one that does not exist is skipped.
@@ -28,7 +30,7 @@ impl Layers {
                 OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
                 Mode::empty(),
             ) {
-                Ok(fd) => fds.push(fd),
+                Ok(fd) => fds.push((dir.clone(), fd)),
                 Err(Errno::NOENT) => {}
                 Err(e) => return Err(Error::io("open the layer dir", dir, e.into())),
             }
@@ -38,7 +40,7 @@ impl Layers {
 
     fn lookup(&self, rel: &str) -> Result<Option<Found>> {
         let comps = components(rel)?;
-        let fds: Vec<_> = self.0.iter().map(|f| f.as_fd()).collect();
+        let fds: Vec<_> = self.0.iter().map(|(_, f)| f.as_fd()).collect();
         lookup(&fds, &comps).at("look up in the layer dirs", rel)
     }
 }
@@ -78,46 +80,14 @@ pub fn read_file(dirs: &[PathBuf], rel: &str, limit: u64) -> Result<Option<Vec<u
         return Ok(None);
     }
     let name = components(rel)?.pop().unwrap_or_default();
-    let shown = || {
-        dirs.get(found.layer)
-            .map_or(PathBuf::new(), |d| d.join(rel))
-    };
-    let fd = rustix::fs::openat(
+    let shown = layers
+        .0
+        .get(found.layer)
+        .map_or(PathBuf::from(rel), |(d, _)| d.join(rel));
+    crate::fs::read_regular_at(
         &found.parent,
-        name.as_slice(),
-        // Never blocks (it was a regular file a moment ago; if it is a FIFO now,
-        // the open returns at once and the check below refuses it).
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
-        Mode::empty(),
-    );
-    let fd = match fd {
-        Ok(fd) => fd,
-        Err(Errno::NOENT | Errno::LOOP) => return Ok(None),
-        Err(e) => return Err(Error::io("open", shown(), e.into())),
-    };
-    let st = rustix::fs::fstat(&fd)
-        .map_err(io::Error::from)
-        .at("stat", shown())?;
-    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile
-        || (st.st_dev, st.st_ino) != (found.stat.st_dev, found.stat.st_ino)
-    {
-        return Ok(None);
-    }
-    let too_large = |size: u64| Error::TooLarge {
-        what: shown().display().to_string(),
-        size,
+        Path::new(OsStr::from_bytes(&name)),
         limit,
-    };
-    if st.st_size as u64 > limit {
-        return Err(too_large(st.st_size as u64));
-    }
-    let mut bytes = Vec::new();
-    std::fs::File::from(fd)
-        .take(limit + 1)
-        .read_to_end(&mut bytes)
-        .at("read", shown())?;
-    if bytes.len() as u64 > limit {
-        return Err(too_large(bytes.len() as u64));
-    }
-    Ok(Some(bytes))
+        &shown,
+    )
 }
