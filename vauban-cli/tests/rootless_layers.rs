@@ -199,7 +199,16 @@ fn a_layer_shared_by_two_bases_is_extracted_once_per_base() {
 #[test]
 fn fsck_removes_a_tampered_layer_dir_and_the_next_run_extracts_it_again() {
     let s = TestStore::new();
-    s.ok(&["run", "bb", "--", "true"]);
+    // A run that changes files of the image (copied up, whited out) leaves
+    // its layer dirs as they were extracted.
+    s.ok(&[
+        "run",
+        "bb",
+        "--",
+        "sh",
+        "-c",
+        "echo x >> /etc/passwd; rm /etc/group; touch /bin/busybox; mkdir /bin/new",
+    ]);
     let out = s.ok(&["fsck"]);
     assert!(out.contains("1 layer dirs verified"), "{out}");
     let dirs = s.layer_dirs();
