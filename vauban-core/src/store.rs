@@ -1,12 +1,13 @@
 //! Store use-cases that need the sandbox's user namespace: files of a rootless
-//! store are owned by subordinate ids, so removing them ([`gc`]) or unpacking
-//! an image with its owners kept ([`unpack_in_namespace`]) happens in a helper
-//! inside it. As root they are done in place.
+//! store are owned by subordinate ids, so removing them ([`gc`]), checking the
+//! layer dirs against their records ([`fsck_layer_dirs`]) or unpacking an image
+//! with its owners kept ([`unpack_in_namespace`]) happens in a helper inside
+//! it. As root they are done in place.
 
 use std::path::Path;
 
 use vauban_oci::layer::{ApplyReport, Owners};
-use vauban_oci::store::{GcReport, Store};
+use vauban_oci::store::{GcReport, LayerDirsReport, Store};
 use vauban_oci::Image;
 
 use crate::error::{Error, Result};
@@ -18,6 +19,16 @@ use crate::sandbox::{remove_dir_all, Helper, NsConfig};
 /// are removed inside the user namespace.
 pub fn gc(store: &Store, helper: &Helper) -> Result<GcReport> {
     Ok(store.gc_with(&|p| remove_dir_all(p, helper))?)
+}
+
+/// `vauban fsck` of the layer dirs: each is walked again against the record
+/// of its tree written when it was extracted; one that differs (a planted
+/// file, a changed binary, a changed mode) or has no record is removed, and
+/// extracted again when next used. Needs the store to itself
+/// ([`vauban_oci::Error::StoreBusy`] otherwise): nothing is removed under a
+/// running sandbox.
+pub fn fsck_layer_dirs(store: &Store, helper: &Helper) -> Result<LayerDirsReport> {
+    crate::sandbox::layer_check::fsck_layer_dirs(store, helper)
 }
 
 /// Unpacks `image` into `dir` (new or empty) with its owners: as root

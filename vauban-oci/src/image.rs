@@ -15,9 +15,11 @@ use crate::layer::PackedLayer;
 use crate::reference::Reference;
 use crate::store::{Store, CONFIG_LIMIT, MANIFEST_LIMIT};
 
+mod chain;
 mod import;
 mod unpack;
 
+pub use chain::ChainId;
 pub use import::{import, ImportOptions};
 
 /// An image of the store.

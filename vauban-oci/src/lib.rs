@@ -21,7 +21,7 @@ pub mod store;
 
 pub use digest::Digest;
 pub use error::{Blame, Error, Result, Unreachable};
-pub use image::Image;
+pub use image::{ChainId, Image};
 /// The OCI types this crate speaks in (`Descriptor`, `ImageManifest`, ...).
 pub use oci_spec;
 pub use reference::Reference;

@@ -1,38 +1,23 @@
-//! gc removes exactly what no named image reaches; fsck finds a corrupted blob
-//! and a missing one and names them.
+//! gc removes exactly what no named image reaches (layer dirs by chain ID);
+//! fsck finds a corrupted blob and a missing one and names them, and removes
+//! the layer dirs that are not what was extracted.
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use vauban_oci::layer::PackedLayer;
 
-use vauban_oci::image::{self, HistoryEntry};
+use vauban_oci::image;
 use vauban_oci::store::Store;
 use vauban_oci::{Digest, Image, Reference};
+
+mod common;
+
+use common::{fake_layer as layer, history};
 
 fn names(dir: &Path) -> BTreeSet<String> {
     std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect()
-}
-
-fn layer(store: &Store, content: &[u8]) -> PackedLayer {
-    let (digest, size) = store.write_blob(content).unwrap();
-    PackedLayer {
-        entries: 0,
-        digest,
-        size,
-        diff_id: Digest::of_bytes(&[content, b"-plain"].concat()),
-        media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
-    }
-}
-
-fn history(by: &str) -> HistoryEntry {
-    HistoryEntry {
-        created_by: by.into(),
-        created: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
-        comment: None,
-    }
 }
 
 fn blobs_of(img: &Image) -> BTreeSet<String> {
@@ -83,15 +68,25 @@ fn gc_removes_exactly_the_unreferenced() {
     )
     .unwrap();
     let stray = store.write_blob(b"stray").unwrap().0;
-    // Layer dirs: two referenced, one of the doomed image, one stray name.
-    for d in [
-        &base_layer.diff_id,
-        &child_layer.diff_id,
-        &doomed.diff_ids().unwrap()[1],
-    ] {
-        std::fs::create_dir_all(store.layer_dir(d).join("etc")).unwrap();
+    // Layer dirs, by chain ID, with their records: two referenced, one of the
+    // doomed image; one named by the child layer's diff_id (as an older vauban
+    // named them: nothing reaches it), one stray name.
+    let chains = child.chain_ids().unwrap();
+    let doomed_chain = doomed.chain_ids().unwrap()[1].clone();
+    assert_ne!(chains[1], doomed_chain);
+    for c in [&chains[0], &chains[1], &doomed_chain] {
+        std::fs::create_dir_all(store.layer_dir(c).join("etc")).unwrap();
+        std::fs::write(store.layer_record(c), "record").unwrap();
     }
+    std::fs::create_dir_all(store.layers_dir().join(child_layer.diff_id.hex())).unwrap();
     std::fs::create_dir_all(store.layers_dir().join("junk")).unwrap();
+    // Extraction locks go (nobody holds one during a gc), others stay.
+    drop(
+        store
+            .work_lock(&format!("layer-{}", chains[1].hex()))
+            .unwrap(),
+    );
+    drop(store.work_lock("step-x").unwrap());
     std::fs::write(store.tmp_dir().join(".blob-leftover"), b"crash").unwrap();
     std::fs::create_dir_all(store.tmp_dir().join("extract-leftover/x")).unwrap();
 
@@ -110,15 +105,27 @@ fn gc_removes_exactly_the_unreferenced() {
         4,
         "doomed manifest, config, layer and the stray blob"
     );
+    let kept = |c: &vauban_oci::ChainId| [c.hex().to_string(), format!("{}.tree", c.hex())];
     assert_eq!(
         names(&store.layers_dir()),
+        kept(&chains[0])
+            .into_iter()
+            .chain(kept(&chains[1]))
+            .collect()
+    );
+    assert_eq!(
+        report.layer_dirs.iter().cloned().collect::<BTreeSet<_>>(),
         [
-            base_layer.diff_id.hex().to_string(),
-            child_layer.diff_id.hex().to_string()
+            doomed_chain.hex().to_string(),
+            child_layer.diff_id.hex().to_string(),
+            "junk".to_string()
         ]
         .into()
     );
-    assert_eq!(report.layer_dirs.len(), 2);
+    assert_eq!(
+        names(&dir.path().join("locks")),
+        ["step-x.lock".to_string()].into()
+    );
     assert!(names(&store.tmp_dir()).is_empty());
     assert_eq!(report.tmp_entries, 2);
     // Still sound, and a second gc has nothing to do.
@@ -258,4 +265,108 @@ fn stores_are_private_and_fsck_warns_when_not() {
         "{:?}",
         report.warnings
     );
+}
+
+/// fsck walks every layer dir against its record: one with a planted file or
+/// without a record is removed with the remover given, the others stay; a
+/// record without its dir goes, and so does a link put in a layer dir's place
+/// (overlayfs would follow it). It needs the store to itself.
+#[test]
+fn fsck_removes_the_layer_dirs_that_differ_from_their_record() {
+    use vauban_oci::layer::tree;
+    use vauban_oci::store::Removal;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let chains =
+        vauban_oci::ChainId::of_stack(&[b"a".as_slice(), b"b", b"c", b"d"].map(Digest::of_bytes));
+    for c in &chains[..3] {
+        let d = store.layer_dir(c);
+        std::fs::create_dir_all(d.join("etc")).unwrap();
+        std::fs::write(d.join("etc/motd"), c.hex()).unwrap();
+        store
+            .write_layer_record(c, &tree::walk(&d).unwrap())
+            .unwrap();
+    }
+    std::fs::write(store.layer_dir(&chains[1]).join("etc/evil"), "x").unwrap();
+    std::fs::remove_file(store.layer_record(&chains[2])).unwrap();
+    std::fs::write(store.layer_record(&chains[3]), "stale").unwrap();
+    let outside = dir.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    let link = "f".repeat(64);
+    std::os::unix::fs::symlink(&outside, store.layers_dir().join(&link)).unwrap();
+    std::fs::create_dir(store.layers_dir().join(".removing-x-1")).unwrap();
+
+    let check = |dirs: &[vauban_oci::store::LayerDirToCheck]| {
+        Ok(dirs
+            .iter()
+            .map(|d| tree::check(&d.dir, &d.record))
+            .collect())
+    };
+    let removed = std::cell::RefCell::new(BTreeSet::new());
+    let remove = |p: &Path| {
+        removed.borrow_mut().insert(p.to_path_buf());
+        std::fs::remove_dir_all(p).map_err(|e| vauban_oci::Error::io("remove", p, e))
+    };
+    // Another handle on the store: busy, nothing touched.
+    let other = Store::open(dir.path()).unwrap();
+    assert!(matches!(
+        store.fsck_layer_dirs(&check, &remove),
+        Err(vauban_oci::Error::StoreBusy { .. })
+    ));
+    drop(other);
+    assert!(store.layer_dir(&chains[1]).exists());
+
+    let report = store.fsck_layer_dirs(&check, &remove).unwrap();
+    assert_eq!((report.checked, report.stale_records), (3, 1));
+    let mut found: Vec<(String, Removal)> = report
+        .removed
+        .iter()
+        .map(|r| (r.name.clone(), r.why.clone()))
+        .collect();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut expected = vec![
+        (
+            chains[1].hex().to_string(),
+            Removal::Tampered(vec!["etc/evil: not in the record (added)".into()]),
+        ),
+        (chains[2].hex().to_string(), Removal::Unrecorded),
+        (link.clone(), Removal::NotADirectory),
+    ];
+    expected.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(found, expected);
+    assert_eq!(report.tampered().count(), 2);
+    let text = report
+        .removed
+        .iter()
+        .find(|r| r.name == chains[1].hex())
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        text,
+        format!(
+            "layer dir {} was tampered with (etc/evil: not in the record (added)): removed; \
+             it is extracted again when next used",
+            chains[1].hex()
+        )
+    );
+    assert_eq!(
+        *removed.borrow(),
+        [store.layer_dir(&chains[1]), store.layer_dir(&chains[2])].into()
+    );
+    assert!(
+        outside.is_dir(),
+        "the link's target is not the store's to remove"
+    );
+    assert_eq!(
+        names(&store.layers_dir()),
+        [
+            chains[0].hex().to_string(),
+            format!("{}.tree", chains[0].hex()),
+            ".removing-x-1".to_string()
+        ]
+        .into()
+    );
+    // Sound now.
+    let again = store.fsck_layer_dirs(&check, &remove).unwrap();
+    assert_eq!((again.checked, again.removed.len()), (1, 0));
 }

@@ -1,6 +1,9 @@
-//! `vauban fsck`: re-verifies every blob and reference of the store.
+//! `vauban fsck`: re-verifies every blob and reference of the store, then walks
+//! every cached layer dir against the record of its tree
+//! ([`vauban_core::store::fsck_layer_dirs`]), removing the tampered ones.
 
 use anyhow::{bail, Result};
+use vauban_core::sandbox::Helper;
 
 use crate::cli::Globals;
 
@@ -18,18 +21,34 @@ pub fn run(globals: &Globals, _args: Args) -> Result<()> {
     for p in &report.problems {
         println!("{p}");
     }
-    if !report.is_ok() {
-        bail!(
+    let layers = vauban_core::store::fsck_layer_dirs(&store, &Helper::current_exe()?)?;
+    for removed in &layers.removed {
+        println!("{removed}");
+    }
+    let tampered = layers.tampered().count();
+    match (report.is_ok(), tampered) {
+        (true, 0) => {}
+        (false, 0) => bail!(
             "store {} has {} problem(s)",
             store.root().display(),
             report.problems.len()
-        );
+        ),
+        (ok, n) => bail!(
+            "store {} had {n} tampered layer dir(s), removed{}",
+            store.root().display(),
+            if ok {
+                String::new()
+            } else {
+                format!("; and {} other problem(s)", report.problems.len())
+            }
+        ),
     }
     println!(
-        "store {} is sound: {} blobs, {} images verified",
+        "store {} is sound: {} blobs, {} images, {} layer dirs verified",
         store.root().display(),
         report.blobs,
-        report.images
+        report.images,
+        layers.checked - layers.removed.len()
     );
     Ok(())
 }

@@ -4,9 +4,11 @@
 //! kernel command line and iPXE script; then `SHA256SUMS` over the tree.
 //!
 //! Both big files are cached in the store (`STORE/boot-cache/<key>/`) and
-//! linked into `--out`: the initramfs by the layers up to the last one that
-//! touches the kernel, its modules or dracut (plus the dracut.conf), so a
-//! week of rebuilds with no new kernel makes it once; `rootfs.img` by the
+//! linked into `--out`, each keyed by everything it is made of: the
+//! initramfs by the image dracut runs in (its manifest digest: every layer
+//! and the config), the dracut.conf and vauban's version — dracut copies
+//! curl, the shell, udev rules, libraries and firmware from the whole image,
+//! so a security update in any layer must reach it; `rootfs.img` by the
 //! image's digest and the squashfs options.
 
 use std::path::{Path, PathBuf};
@@ -24,18 +26,6 @@ use crate::export::{
     self, BootTree, HostBoot, InitramfsOptions, ResolvConf, SquashCompression, SquashfsOptions,
 };
 use crate::sandbox::SandboxOptions;
-
-/// Paths of a layer that make a new initramfs.
-const KERNEL_PATHS: [&str; 8] = [
-    "boot",
-    "lib/modules",
-    "usr/lib/modules",
-    "usr/lib/dracut",
-    "lib/dracut",
-    "etc/dracut.conf",
-    "etc/dracut.conf.d",
-    "usr/bin/dracut",
-];
 
 /// The cache directory of the boot files.
 const BOOT_CACHE: &str = "boot-cache";
@@ -68,7 +58,7 @@ impl Builder<'_> {
                     .map_err(|e| crate::Error::io("read the dracut.conf", f, e))?,
             },
         };
-        let key = self.initramfs_key(&kernel_image, &extra_conf);
+        let key = initramfs_key(&kernel_image, &extra_conf);
         let (dir, outcome) = self.boot_cached(&key, |store, dir| {
             let opts = InitramfsOptions {
                 extra_conf: extra_conf.clone(),
@@ -225,37 +215,6 @@ impl Builder<'_> {
         });
     }
 
-    /// The initramfs key of `image`: its layers up to the last one touching
-    /// the kernel or dracut (all of them when a layer dir is not extracted).
-    fn initramfs_key(&self, image: &Image, extra_conf: &str) -> String {
-        let diff_ids = image.diff_ids().unwrap_or_default();
-        let mut last = diff_ids.len();
-        let mut known = true;
-        for (i, d) in diff_ids.iter().enumerate() {
-            let dir = self.store.layer_dir(d);
-            if !dir.is_dir() {
-                known = false;
-                break;
-            }
-            if KERNEL_PATHS
-                .iter()
-                .any(|p| dir.join(p).symlink_metadata().is_ok())
-            {
-                last = i + 1;
-            }
-        }
-        if !known {
-            last = diff_ids.len();
-        }
-        let layers: Vec<String> = diff_ids[..last].iter().map(|d| d.to_string()).collect();
-        digest_of(&format!(
-            "initramfs {} {} {}",
-            env!("CARGO_PKG_VERSION"),
-            layers.join(","),
-            export::dracut::dracut_conf(extra_conf)
-        ))
-    }
-
     /// The cache dir of `key`, made by `make` into a temp dir renamed into
     /// place when missing; whether it was made now.
     fn boot_cached(
@@ -285,6 +244,19 @@ impl Builder<'_> {
         std::fs::rename(&temp, &dir).map_err(|e| crate::Error::io("rename", &temp, e))?;
         Ok((dir, Outcome::Built))
     }
+}
+
+/// The initramfs key of `image` (the one dracut runs in) with the extra
+/// dracut.conf `extra_conf`: vauban's version, the image's manifest digest
+/// (every layer and the config: dracut copies files from the whole image) and
+/// the whole dracut.conf.
+fn initramfs_key(image: &Image, extra_conf: &str) -> String {
+    digest_of(&format!(
+        "initramfs {} {} {}",
+        env!("CARGO_PKG_VERSION"),
+        image.manifest_digest,
+        export::dracut::dracut_conf(extra_conf)
+    ))
 }
 
 fn sandbox_options() -> SandboxOptions {
@@ -340,4 +312,62 @@ fn link(src: &Path, dest: &Path) -> Result<(), BuildError> {
     }
     staged.publish()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use vauban_oci::image::{self, HistoryEntry};
+    use vauban_oci::layer::{LayerSource, PackOptions, PackedLayer};
+    use vauban_oci::store::Store;
+
+    use super::*;
+
+    /// A layer holding `files` (path, content), packed into the store.
+    fn layer(store: &Store, files: &[(&str, &str)]) -> PackedLayer {
+        let tree = tempfile::tempdir().unwrap();
+        for (path, content) in files {
+            let p = tree.path().join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, content).unwrap();
+        }
+        store
+            .pack_layer(LayerSource::Tree(tree.path()), &PackOptions::default())
+            .unwrap()
+    }
+
+    fn image_of(store: &Store, base: Option<&Image>, layer: PackedLayer) -> Image {
+        let history = HistoryEntry {
+            created_by: "test".into(),
+            created: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            comment: None,
+        };
+        image::build(store, base, &[layer], &history).unwrap()
+    }
+
+    /// A child master's replaced `/usr/bin/curl` (a layer far from `/boot`)
+    /// makes another initramfs: dracut copies it in.
+    #[test]
+    fn the_initramfs_key_covers_every_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let kernel = layer(
+            &store,
+            &[
+                ("boot/vmlinuz-6.1.0-9-amd64", "kernel"),
+                ("lib/modules/6.1.0-9-amd64/modules.dep", ""),
+                ("usr/bin/dracut", "#!/bin/sh"),
+            ],
+        );
+        let base = image_of(&store, None, kernel);
+        let curl = |version: &str| {
+            let l = layer(&store, &[("usr/bin/curl", version)]);
+            image_of(&store, Some(&base), l)
+        };
+        let (old, new) = (curl("curl 7.88.1"), curl("curl 7.88.1+deb12u1"));
+        let key = |img: &Image, conf: &str| initramfs_key(img, conf);
+        assert_ne!(key(&old, ""), key(&new, ""), "a security update of curl");
+        assert_ne!(key(&base, ""), key(&old, ""));
+        assert_eq!(key(&old, ""), key(&curl("curl 7.88.1"), ""));
+        assert_ne!(key(&old, ""), key(&old, "compress=\"zstd\""));
+    }
 }

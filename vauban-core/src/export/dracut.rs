@@ -17,6 +17,7 @@
 //! or `rsync -l` follows or keeps them).
 
 use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{Mode, OFlags};
@@ -79,6 +80,10 @@ pub const CONF_IN_IMAGE: &str = "/etc/vauban/dracut.conf";
 
 /// Where dracut writes the initramfs in the image (lands in the upper dir).
 pub const INITRAMFS_IN_IMAGE: &str = "/var/tmp/vauban-initramfs.img";
+
+/// The largest initramfs taken out of the image (dracut's are ~60 MB): the
+/// file is the image's, a sparse one could otherwise fill the disk.
+const INITRAMFS_LIMIT: u64 = 4 << 30;
 
 /// vauban's `dracut.conf`, then the user's `extra` text (which may override it).
 pub fn dracut_conf(extra: &str) -> String {
@@ -233,9 +238,14 @@ fn copy_from_upper(upper: &Path, rel: &str, dest: &Path) -> Result<()> {
     if !regular {
         return Err(missing(std::io::Error::other("not a regular file")));
     }
-    let mut src = File::from(fd);
+    let mut src = File::from(fd).take(INITRAMFS_LIMIT + 1);
     let mut out = File::create(dest).map_err(ExportError::io("open", dest))?;
-    std::io::copy(&mut src, &mut out).map_err(ExportError::io("write", dest))?;
+    let copied = std::io::copy(&mut src, &mut out).map_err(ExportError::io("write", dest))?;
+    if copied > INITRAMFS_LIMIT {
+        return Err(ExportError::io("copy", upper.join(rel))(
+            std::io::Error::other(format!("more than {INITRAMFS_LIMIT} bytes")),
+        ));
+    }
     Ok(())
 }
 

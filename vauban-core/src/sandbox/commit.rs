@@ -19,7 +19,7 @@ use vauban_oci::layer::PackedLayer;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use vauban_oci::fs::{list_dir, open_beneath, open_dir_at, remove_all_at, type_at};
 use vauban_oci::image::{created_now, source_date_epoch, HistoryEntry};
-use vauban_oci::layer::{pack, Compression, LayerSource, PackOptions};
+use vauban_oci::layer::{Compression, LayerSource, PackOptions};
 use vauban_oci::store::Store;
 use vauban_oci::Image;
 
@@ -28,6 +28,9 @@ use super::helper::spawn::{call, Call};
 use super::rootfs::{PLACEHOLDER_DIRS, PLACEHOLDER_FILES, PLACEHOLDER_LINKS, PRIVATE_FILES};
 use super::sandbox::Sandbox;
 use crate::error::{Error, IoContext, Result};
+
+/// The largest private file (`/etc/hosts`, ...) a build may leave.
+const PRIVATE_FILE_LIMIT: u64 = 64 << 20;
 
 /// Build leftovers never committed (relative to `/`; `dir/*` keeps the dir).
 pub const DEFAULT_EXCLUDES: [&str; 4] = ["tmp/*", "var/tmp/*", "run/*", "root/.ansible"];
@@ -116,11 +119,7 @@ impl Sandbox<'_> {
 pub(crate) fn pack_upper(job: &CommitJob) -> Result<PackedLayer> {
     finish_upper(&job.upper, &job.private, &job.initial, &job.lower)?;
     let store = Store::open(&job.store)?;
-    let mut w = store.blob_writer()?;
-    let layer = pack(LayerSource::Upper(&job.upper), &job.pack, &mut w)?;
-    w.flush().at("write", store.tmp_dir())?;
-    w.commit(Some(&layer.digest))?;
-    Ok(layer)
+    Ok(store.pack_layer(LayerSource::Upper(&job.upper), &job.pack)?)
 }
 
 /// Opens the upper dir itself (the sandbox's own path, so it may be followed).
@@ -145,7 +144,12 @@ pub(crate) fn finish_upper(
     remove_placeholders(&root, upper, lower)?;
     for (name, rel) in PRIVATE_FILES {
         let path = private.join(name);
-        let now = std::fs::read(&path).at("read", &path)?;
+        // What the build wrote (through the bind mount): read up to a bound.
+        let now =
+            vauban_oci::fs::read_regular_at(rustix::fs::CWD, &path, PRIVATE_FILE_LIMIT, &path)?
+                .ok_or_else(|| {
+                    Error::io("read", &path, std::io::Error::other("not a regular file"))
+                })?;
         let before = initial
             .iter()
             .find(|(n, _)| n == name)
@@ -287,7 +291,8 @@ fn remove_placeholders(root: &OwnedFd, upper: &Path, lower: &[PathBuf]) -> Resul
             continue;
         };
         let link = rustix::fs::readlinkat(&parent, name, Vec::new());
-        let ours = link.is_ok_and(|t| t.as_bytes() == target.as_bytes()) && !in_lower(lower, rel);
+        let ours = link.is_ok_and(|t| t.as_bytes() == target.as_bytes())
+            && !vauban_oci::layer::merged::exists(lower, rel)?;
         if ours {
             rustix::fs::unlinkat(&parent, name, AtFlags::empty())
                 .map_err(std::io::Error::from)
@@ -312,10 +317,6 @@ fn remove_placeholders(root: &OwnedFd, upper: &Path, lower: &[PathBuf]) -> Resul
         }
     }
     Ok(())
-}
-
-fn in_lower(lower: &[PathBuf], rel: &str) -> bool {
-    lower.iter().any(|l| l.join(rel).symlink_metadata().is_ok())
 }
 
 /// Moves the content of `from` onto `to` (merging directories, replacing files);

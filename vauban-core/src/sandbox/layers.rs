@@ -1,15 +1,24 @@
 //! The store's cached layer dirs: each layer of an image is extracted once into
-//! `STORE/layers/<diff_id hex>` (overlay format: whiteouts as char devices 0/0,
-//! opaque dirs marked `user.overlay.opaque=y`) and shared by every build.
-//!
-//! Extraction runs inside the user namespace, so the layer's owners map to the
-//! subordinate ids; it goes into a temp dir under `STORE/tmp` renamed into place,
-//! so a half-extracted layer is never seen (and two builds racing on one layer both
-//! succeed: the loser removes its copy).
+//! `STORE/layers/<chain ID hex>` (overlay format: whiteouts as char devices 0/0,
+//! opaque dirs marked `user.overlay.opaque=y`) and shared by every image with
+//! the same layers up to it.
 //!
 //! A layer dir is made over the dirs of the layers below it (its overlay lower
 //! dirs): a hard link to a lower file becomes a copy, a parent directory the
-//! layer lacks takes the lower one's mode and owner.
+//! layer lacks takes the lower one's mode and owner. So it is named by its
+//! chain ID (its diff_id and those of every layer below), never by its diff_id
+//! alone: one layer over two bases is two dirs, and one image never runs what
+//! another image's base put in a shared dir.
+//!
+//! Extraction runs inside the user namespace, so the layer's owners map to the
+//! subordinate ids; one process at a time extracts a given chain (under
+//! `STORE/locks/layer-<chain>.lock`), into a temp dir under `STORE/tmp`; the
+//! finished tree is walked into its record (`STORE/layers/<chain>.tree`,
+//! [`vauban_oci::layer::tree`]), which lands before the dir is renamed into
+//! place, so a half-extracted layer is never seen and a layer dir in place
+//! always has its record. `vauban fsck` walks the dirs against their records
+//! ([`super::layer_check`]). A dir without a record (an older vauban's) is
+//! extracted again.
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
@@ -19,8 +28,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use vauban_oci::layer::{
     apply_blob, ApplyOptions, ApplyReport, BlobInfo, LowerDirs, Owners, WhiteoutMode,
 };
-use vauban_oci::store::Store;
-use vauban_oci::{Digest, Image};
+use vauban_oci::store::{Store, LAYER_LOCK_PREFIX};
+use vauban_oci::{ChainId, Image};
 
 use super::helper::protocol::{FromHelper, Job, LayerJob, Reply};
 use super::helper::spawn::{call, Call};
@@ -37,21 +46,23 @@ pub fn ensure_layer_dirs(
     events: &crate::events::Events,
 ) -> Result<Vec<PathBuf>> {
     let layers = image.layers_with_diff_ids()?;
+    let chains = image.chain_ids()?;
+    let present = |c: &ChainId| store.layer_dir(c).exists() && store.layer_record(c).exists();
     let mut seen = std::collections::HashSet::new();
     let missing: Vec<LayerJob> = layers
         .iter()
+        .zip(&chains)
         .enumerate()
-        .filter(|(_, (_, diff_id))| {
-            !store.layer_dir(diff_id).exists() && seen.insert(diff_id.clone())
-        })
-        .map(|(i, (desc, diff_id))| {
+        .filter(|(_, (_, chain))| !present(chain) && seen.insert((*chain).clone()))
+        .map(|(i, ((desc, diff_id), chain))| {
             Ok(LayerJob {
-                lowers: layers[..i].iter().rev().map(|(_, d)| d.clone()).collect(),
+                lowers: chains[..i].iter().rev().cloned().collect(),
                 media_type: desc.media_type().to_string(),
                 digest: vauban_oci::image::digest_of(desc)?,
                 size: desc.size(),
                 diff_id: diff_id.clone(),
-                tmp: temp_dir_for(store, diff_id),
+                chain: chain.clone(),
+                tmp: temp_dir_for(store, chain),
             })
         })
         .collect::<Result<_>>()?;
@@ -102,11 +113,11 @@ pub fn ensure_layer_dirs(
         }
         result?;
     }
-    Ok(layers.iter().map(|(_, d)| store.layer_dir(d)).collect())
+    Ok(chains.iter().map(|c| store.layer_dir(c)).collect())
 }
 
 /// A helper's reply to a job that gives nothing back.
-fn done(reply: Reply, what: &str) -> Result<()> {
+pub(super) fn done(reply: Reply, what: &str) -> Result<()> {
     match reply {
         Reply::Done => Ok(()),
         Reply::Failed(e) => Err(Error::InSandbox {
@@ -144,7 +155,7 @@ pub(crate) fn extract_all(
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     match layers.get(i) {
                         Some(layer) => {
-                            let mut done = gate.on_drop(&layer.diff_id);
+                            let mut done = gate.on_drop(&layer.chain);
                             let report = extract_one(&store, layer, owners, &gate)?;
                             done.ok();
                             let mut f = on_done.lock().unwrap_or_else(|e| e.into_inner());
@@ -166,11 +177,11 @@ pub(crate) fn extract_all(
     })
 }
 
-/// `STORE/tmp/layer-<diff_id>-<pid>`: where the calling process extracts a layer.
-fn temp_dir_for(store: &Store, diff_id: &Digest) -> PathBuf {
+/// `STORE/tmp/layer-<chain>-<pid>`: where the calling process extracts a layer.
+fn temp_dir_for(store: &Store, chain: &ChainId) -> PathBuf {
     store
         .tmp_dir()
-        .join(format!("layer-{}-{}", diff_id.hex(), std::process::id()))
+        .join(format!("layer-{}-{}", chain.hex(), std::process::id()))
 }
 
 /// A temp dir removed on drop unless kept.
@@ -194,37 +205,37 @@ impl Drop for TempDir {
 /// dirs ends when each of those in the job is extracted (or has failed).
 struct Gate {
     /// `None` while being extracted, then whether it succeeded.
-    state: Mutex<HashMap<Digest, Option<bool>>>,
+    state: Mutex<HashMap<ChainId, Option<bool>>>,
     changed: Condvar,
 }
 
 impl Gate {
     fn new(layers: &[LayerJob]) -> Gate {
         Gate {
-            state: Mutex::new(layers.iter().map(|l| (l.diff_id.clone(), None)).collect()),
+            state: Mutex::new(layers.iter().map(|l| (l.chain.clone(), None)).collect()),
             changed: Condvar::new(),
         }
     }
 
-    /// Marks `diff_id` failed when the guard drops, unless [`GateGuard::ok`].
-    fn on_drop<'a>(&'a self, diff_id: &'a Digest) -> GateGuard<'a> {
+    /// Marks `chain` failed when the guard drops, unless [`GateGuard::ok`].
+    fn on_drop<'a>(&'a self, chain: &'a ChainId) -> GateGuard<'a> {
         GateGuard {
             gate: self,
-            diff_id,
+            chain,
             ok: false,
         }
     }
 
-    fn set(&self, diff_id: &Digest, ok: bool) {
+    fn set(&self, chain: &ChainId, ok: bool) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.insert(diff_id.clone(), Some(ok));
+        state.insert(chain.clone(), Some(ok));
         self.changed.notify_all();
     }
 
     /// Waits until every one of `lowers` in the job is done; an error when
     /// one failed. Layers are taken base first, so the lowest one being
     /// extracted never waits: no cycle.
-    fn wait(&self, lowers: &[Digest]) -> std::io::Result<()> {
+    fn wait(&self, lowers: &[ChainId]) -> std::io::Result<()> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         for d in lowers {
             loop {
@@ -249,7 +260,7 @@ impl Gate {
 /// so that a panic or an error never leaves an upper layer waiting.
 struct GateGuard<'a> {
     gate: &'a Gate,
-    diff_id: &'a Digest,
+    chain: &'a ChainId,
     ok: bool,
 }
 
@@ -261,7 +272,7 @@ impl GateGuard<'_> {
 
 impl Drop for GateGuard<'_> {
     fn drop(&mut self) {
-        self.gate.set(self.diff_id, self.ok);
+        self.gate.set(self.chain, self.ok);
     }
 }
 
@@ -271,10 +282,27 @@ fn extract_one(
     owners: Owners,
     gate: &Arc<Gate>,
 ) -> Result<ApplyReport> {
-    let diff_id = &layer.diff_id;
-    let target = store.layer_dir(diff_id);
-    if target.exists() {
+    let chain = &layer.chain;
+    let target = store.layer_dir(chain);
+    let record = store.layer_record(chain);
+    let present = || target.exists() && record.exists();
+    if present() {
         return Ok(ApplyReport::default());
+    }
+    // Another process extracting it meanwhile has it whole once we hold this.
+    let _lock = store.work_lock(&format!("{LAYER_LOCK_PREFIX}{}", chain.hex()))?;
+    if present() {
+        return Ok(ApplyReport::default());
+    }
+    if target.exists() {
+        // No record: an older vauban's dir, never in use by this one's
+        // sandboxes (they take only recorded dirs). Made again.
+        let aside =
+            store
+                .tmp_dir()
+                .join(format!("unrecorded-{}-{}", chain.hex(), std::process::id()));
+        std::fs::rename(&target, &aside).at("rename aside", &target)?;
+        remove_trees(&[aside])?;
     }
     let tmp = TempDir(layer.tmp.clone());
     if tmp.0.exists() {
@@ -287,18 +315,20 @@ fn extract_one(
         media_type: &layer.media_type,
         digest: &layer.digest,
         size: layer.size,
-        diff_id,
+        diff_id: &layer.diff_id,
     };
     let waiting = (Arc::clone(gate), layer.lowers.clone());
     let opts = ApplyOptions {
         whiteouts: WhiteoutMode::Overlay,
         owners,
         lowers: LowerDirs {
-            dirs: layer.lowers.iter().map(|d| store.layer_dir(d)).collect(),
+            dirs: layer.lowers.iter().map(|c| store.layer_dir(c)).collect(),
             ready: Some(Arc::new(move || waiting.0.wait(&waiting.1))),
         },
     };
     let report = apply_blob(std::io::BufReader::new(blob), &info, &tmp.0, &opts)?;
+    // What `vauban fsck` compares the dir with later.
+    let tree = vauban_oci::layer::tree::walk(&tmp.0)?;
     // The tree must be on disk before its name says it is whole: a crash after
     // the rename must never leave a half-written layer dir that the next build
     // takes as complete. One syncfs flushes the whole tree.
@@ -307,13 +337,16 @@ fn extract_one(
         .map_err(std::io::Error::from)
         .at("syncfs", &tmp.0)?;
     drop(dir);
+    // The record lands first: a crash between the two renames leaves a
+    // record without its dir (removed by gc or fsck), never a dir without one.
+    store.write_layer_record(chain, &tree)?;
     let tmp = tmp.keep();
     if let Some(parent) = target.parent() {
         std::fs::create_dir_all(parent).at("mkdir", parent)?;
     }
     if let Err(e) = std::fs::rename(&tmp, &target) {
-        std::fs::remove_dir_all(&tmp).at("remove", &tmp)?;
-        if !target.exists() {
+        let _ = std::fs::remove_dir_all(&tmp);
+        if !present() {
             return Err(crate::Error::io("rename into place", &target, e));
         }
     }

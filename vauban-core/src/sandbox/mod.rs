@@ -29,6 +29,7 @@ pub(crate) mod confine;
 pub mod controller;
 pub mod helper;
 mod idmap;
+pub(crate) mod layer_check;
 mod layers;
 pub(crate) mod mount;
 pub mod network;

@@ -7,7 +7,6 @@
 //! results are kept.
 
 use std::ffi::OsString;
-use std::os::unix::fs::FileTypeExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
@@ -268,7 +267,20 @@ impl StageRun<'_> {
             other => Some(other?),
         };
         match status.and_then(|s| s.code()) {
-            Some(0) => Ok(Some(std::fs::read_to_string(out).at("read", out)?)),
+            Some(0) => {
+                // The image's output: bounded.
+                let bytes =
+                    vauban_oci::fs::read_regular_at(rustix::fs::CWD, out, DPKG_LIST_LIMIT, out)?
+                        .unwrap_or_default();
+                let text = String::from_utf8(bytes).map_err(|e| {
+                    Error::io(
+                        "read",
+                        out,
+                        std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+                    )
+                })?;
+                Ok(Some(text))
+            }
             None | Some(127) => {
                 tracing::debug!("no dpkg-query in the image: /packages lists no package change");
                 Ok(None)
@@ -585,19 +597,29 @@ fn split_log(log: &Path, host: &str) -> Result<()> {
     crate::private::write_file(&out, (mine.join("\n") + "\n").as_bytes()).at("write", &out)
 }
 
-/// The content of the regular file `rel` in `image` as its extracted layer dirs hold
-/// it (`None`: absent, deleted or not a regular file).
+/// The largest `dpkg-query -W` output read (a Debian with 3000 packages: 150 KB).
+const DPKG_LIST_LIMIT: u64 = 64 << 20;
+
+/// The largest image file read on the host ([`image_file`]).
+const IMAGE_FILE_LIMIT: u64 = 64 << 10;
+
+/// The content of the regular file `rel` in `image` as its extracted layer dirs
+/// hold it, merged as overlayfs merges them (`None`: absent, deleted, reached
+/// through a link, or not a regular file). The tree is the image's: each
+/// component is opened beneath its layer dir with no link followed, a FIFO or a
+/// device is never opened, and more than [`IMAGE_FILE_LIMIT`] bytes is an error.
 fn image_file(store: &Store, image: &Image, rel: &str) -> Result<Option<Vec<u8>>> {
-    for diff_id in image.diff_ids()?.iter().rev() {
-        let path = store.layer_dir(diff_id).join(rel);
-        match path.symlink_metadata() {
-            Ok(m) if m.is_file() => return Ok(std::fs::read(&path).ok()),
-            Ok(m) if m.file_type().is_char_device() => return Ok(None),
-            Ok(_) => return Ok(None),
-            Err(_) => continue,
-        }
-    }
-    Ok(None)
+    let dirs: Vec<PathBuf> = image
+        .chain_ids()?
+        .iter()
+        .rev()
+        .map(|c| store.layer_dir(c))
+        .collect();
+    Ok(vauban_oci::layer::merged::read_file(
+        &dirs,
+        rel,
+        IMAGE_FILE_LIMIT,
+    )?)
 }
 
 fn os_string(s: OsString) -> Result<String> {
@@ -618,6 +640,82 @@ mod tests {
     fn par_map_keeps_the_order() {
         let out = par_map((0..20).collect(), 3, |i, x: i32| (i as i32) * 100 + x);
         assert_eq!(out, (0..20).map(|x| x * 101).collect::<Vec<_>>());
+    }
+
+    /// The image's `/etc/hostname` is read beneath its layer dirs: a link out
+    /// of the tree, to `/dev/zero`, a FIFO or a huge file is never read
+    /// through, nor does it block.
+    #[test]
+    fn image_file_reads_beneath_the_layer_dirs() {
+        use std::time::{Duration, Instant};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        let layer = |content: &[u8]| {
+            let (digest, size) = store.write_blob(content).unwrap();
+            vauban_oci::layer::PackedLayer {
+                entries: 0,
+                digest,
+                size,
+                diff_id: vauban_oci::Digest::of_bytes(content),
+                media_type: vauban_oci::layer::MEDIA_TYPE_TAR.into(),
+            }
+        };
+        let history = vauban_oci::image::HistoryEntry {
+            created_by: "test".into(),
+            created: chrono::Utc::now(),
+            comment: None,
+        };
+        let image =
+            vauban_oci::image::build(&store, None, &[layer(b"base"), layer(b"top")], &history)
+                .unwrap();
+        let chains = image.chain_ids().unwrap();
+        let (base, top) = (store.layer_dir(&chains[0]), store.layer_dir(&chains[1]));
+        std::fs::create_dir_all(base.join("etc")).unwrap();
+        std::fs::write(base.join("etc/hostname"), "base\n").unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("hostname"), "host secret\n").unwrap();
+
+        let read = |make: &dyn Fn(&Path)| {
+            let _ = std::fs::remove_dir_all(&top);
+            std::fs::create_dir_all(&top).unwrap();
+            make(&top);
+            let started = Instant::now();
+            let r = image_file(&store, &image, "etc/hostname");
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "the read blocked"
+            );
+            r
+        };
+        let etc = |t: &Path| std::fs::create_dir(t.join("etc")).unwrap();
+        assert_eq!(read(&|_| {}).unwrap().as_deref(), Some(&b"base\n"[..]));
+        let out = outside.join("hostname");
+        let absolute_link_out = read(&|t| {
+            etc(t);
+            std::os::unix::fs::symlink(&out, t.join("etc/hostname")).unwrap();
+        });
+        assert_eq!(absolute_link_out.unwrap(), None);
+        let link_to_dev_zero = read(&|t| {
+            etc(t);
+            std::os::unix::fs::symlink("/dev/zero", t.join("etc/hostname")).unwrap();
+        });
+        assert_eq!(link_to_dev_zero.unwrap(), None);
+        let etc_a_link_out = read(&|t| {
+            std::os::unix::fs::symlink(&outside, t.join("etc")).unwrap();
+        });
+        assert_eq!(etc_a_link_out.unwrap(), None);
+        let fifo = read(&|t| {
+            etc(t);
+            nix::unistd::mkfifo(&t.join("etc/hostname"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        });
+        assert_eq!(fifo.unwrap(), None);
+        let big = read(&|t| {
+            etc(t);
+            let f = std::fs::File::create(t.join("etc/hostname")).unwrap();
+            f.set_len(IMAGE_FILE_LIMIT + 1).unwrap();
+        });
+        assert!(big.is_err(), "{big:?}");
     }
 
     #[test]

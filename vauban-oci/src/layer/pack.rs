@@ -15,6 +15,18 @@ use super::xattr::{self, is_opaque, overlay_value, Xattr};
 use super::{LayerSource, PackOptions, PackedLayer, OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
 use crate::error::{Error, IoContext, Result};
 
+impl crate::store::Store {
+    /// [`pack`]s `source` into a new layer blob of the store (temp file,
+    /// hashed, fsynced, renamed to its digest).
+    pub fn pack_layer(&self, source: LayerSource<'_>, opts: &PackOptions) -> Result<PackedLayer> {
+        let mut w = self.blob_writer()?;
+        let layer = pack(source, opts, &mut w)?;
+        w.flush().at("write", self.tmp_dir())?;
+        w.commit(Some(&layer.digest))?;
+        Ok(layer)
+    }
+}
+
 /// Writes a layer from `source` into `out` in one streaming pass and returns its
 /// digest, size and diff_id.
 pub fn pack(source: LayerSource<'_>, opts: &PackOptions, out: impl Write) -> Result<PackedLayer> {

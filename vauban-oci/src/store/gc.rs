@@ -1,16 +1,17 @@
 //! Garbage collection: removes the blobs no named image reaches, the cached
-//! layer directories whose diff_id no named image uses, and leftovers in `tmp/`.
-//! Runs with `STORE/lock` exclusive, so no other vauban process is mid-write.
+//! layer directories (and their tree records) whose chain ID no named image
+//! has, the extraction locks, and leftovers in `tmp/`. Runs with `STORE/lock`
+//! exclusive, so no other vauban process is mid-write (nor holds a lock).
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest, MediaType};
 
-use super::{Store, CONFIG_LIMIT, MANIFEST_LIMIT};
+use super::{Store, CONFIG_LIMIT, LAYER_LOCK_PREFIX, LAYER_RECORD_SUFFIX, MANIFEST_LIMIT};
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
-use crate::image::digest_of;
+use crate::image::{digest_of, ChainId};
 
 /// What a gc removed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -19,7 +20,7 @@ pub struct GcReport {
     pub blobs: Vec<Digest>,
     /// Their total size.
     pub bytes: u64,
-    /// Layer directories removed (by diff_id hex or odd name).
+    /// Layer directories removed (by chain ID hex or odd name).
     pub layer_dirs: Vec<String>,
     /// Entries removed from `tmp/`.
     pub tmp_entries: usize,
@@ -29,7 +30,9 @@ pub struct GcReport {
 #[derive(Default)]
 struct Reachable {
     blobs: HashSet<Digest>,
-    diff_ids: HashSet<String>,
+    /// The chain IDs (hex) of every layer of every image: the names of the
+    /// layer dirs to keep.
+    chains: HashSet<String>,
 }
 
 impl Store {
@@ -48,6 +51,7 @@ impl Store {
             let mut report = GcReport::default();
             self.gc_blobs(&reach, &mut report)?;
             self.gc_layer_dirs(&reach, remove_dir, &mut report)?;
+            self.gc_layer_locks()?;
             report.tmp_entries = self.gc_tmp(remove_dir)?;
             tracing::info!(
                 blobs = report.blobs.len(),
@@ -83,8 +87,14 @@ impl Store {
                 reach.blobs.insert(digest_of(l)?);
             }
             let config: ImageConfiguration = self.read_json_blob(&config_digest, CONFIG_LIMIT)?;
-            for d in config.rootfs().diff_ids() {
-                reach.diff_ids.insert(Digest::parse(d)?.hex().to_string());
+            let diff_ids: Vec<Digest> = config
+                .rootfs()
+                .diff_ids()
+                .iter()
+                .map(|d| Digest::parse(d))
+                .collect::<Result<_>>()?;
+            for chain in ChainId::of_stack(&diff_ids) {
+                reach.chains.insert(chain.hex().to_string());
             }
         }
         Ok(reach)
@@ -123,12 +133,40 @@ impl Store {
         for entry in std::fs::read_dir(&dir).at("read directory", &dir)? {
             let entry = entry.at("read directory", &dir)?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if reach.diff_ids.contains(&name) {
+            let path = entry.path();
+            if let Some(chain) = name.strip_suffix(LAYER_RECORD_SUFFIX) {
+                let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+                if !is_file || !reach.chains.contains(chain) {
+                    remove_entry(&path, remove_dir)?;
+                }
                 continue;
             }
-            remove_entry(&entry.path(), remove_dir)?;
+            if reach.chains.contains(&name) {
+                continue;
+            }
+            remove_entry(&path, remove_dir)?;
             tracing::debug!(layer = %name, "removed layer directory");
             report.layer_dirs.push(name);
+        }
+        Ok(())
+    }
+
+    /// Removes the extraction locks (`STORE/locks/layer-*.lock`): with
+    /// `STORE/lock` exclusive, nobody holds or waits for one.
+    fn gc_layer_locks(&self) -> Result<()> {
+        let dir = self.root.join(super::lock::WORK_LOCKS);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io("read directory", &dir, e)),
+        };
+        for entry in entries {
+            let entry = entry.at("read directory", &dir)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(LAYER_LOCK_PREFIX) && name.ends_with(".lock") {
+                let path = entry.path();
+                std::fs::remove_file(&path).at("remove", &path)?;
+            }
         }
         Ok(())
     }
@@ -146,12 +184,16 @@ impl Store {
     }
 }
 
-fn remove_entry(path: &PathBuf, remove_dir: &dyn Fn(&Path) -> Result<()>) -> Result<()> {
+/// Removes a file, or a directory with `remove_dir` (an error when it is
+/// still there afterwards).
+pub(super) fn remove_entry(path: &Path, remove_dir: &dyn Fn(&Path) -> Result<()>) -> Result<()> {
     let meta = std::fs::symlink_metadata(path).at("stat", path)?;
     if meta.is_dir() {
         remove_dir(path)?;
         if path.exists() {
-            return Err(Error::NotRemoved { path: path.clone() });
+            return Err(Error::NotRemoved {
+                path: path.to_path_buf(),
+            });
         }
         Ok(())
     } else {

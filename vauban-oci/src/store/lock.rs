@@ -17,7 +17,7 @@ use crate::error::{Error, IoContext, Result};
 
 const IN_USE: &str = "lock";
 const INDEX_LOCK: &str = "index.lock";
-const WORK_LOCKS: &str = "locks";
+pub(super) const WORK_LOCKS: &str = "locks";
 
 /// An exclusive lock on the store's index; released on drop.
 #[derive(Debug)]

@@ -1,7 +1,8 @@
 //! The local image store: an OCI image layout (`oci-layout`, `index.json`,
 //! `blobs/sha256/…`) that skopeo and umoci read as it is, plus `tmp/` (where
 //! every write starts) and `layers/` (extracted layer directories keyed by
-//! diff_id, used as overlay lower dirs).
+//! chain ID, used as overlay lower dirs, each with the record of its tree
+//! beside it: `layers/<chain>.tree`, see [`crate::layer::tree`]).
 //!
 //! Architecture invariants:
 //! - a blob file under `blobs/sha256/` always holds content hashing to its name
@@ -15,6 +16,7 @@ mod blobs;
 mod fsck;
 mod gc;
 mod index;
+mod layer_dirs;
 mod layout;
 mod lock;
 
@@ -25,11 +27,19 @@ pub use blobs::BlobWriter;
 pub use fsck::{FsckProblem, FsckReport};
 pub use gc::GcReport;
 pub use index::ANNOTATION_INTERMEDIATE;
+pub use layer_dirs::{LayerDirToCheck, LayerDirsReport, Removal, RemovedLayerDir};
 pub use layout::PRIVATE_DIR_MODE;
 pub use lock::StoreLock;
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::image::ChainId;
+
+/// The suffix of a layer dir's tree record in `STORE/layers`.
+pub const LAYER_RECORD_SUFFIX: &str = ".tree";
+/// The prefix of the [`Store::work_lock`] name under which a layer dir is
+/// extracted (`layer-<chain hex>`): one process at a time makes it.
+pub const LAYER_LOCK_PREFIX: &str = "layer-";
 
 /// Largest `index.json` we read.
 pub const INDEX_LIMIT: u64 = 64 << 20;
@@ -90,10 +100,20 @@ impl Store {
         self.root.join(layout::TMP)
     }
 
-    /// `STORE/layers/<hex>`: the extracted (overlay-format) directory of the layer
-    /// whose uncompressed digest is `diff_id`. It may not exist yet.
-    pub fn layer_dir(&self, diff_id: &Digest) -> PathBuf {
-        self.root.join(layout::LAYERS).join(diff_id.hex())
+    /// `STORE/layers/<hex>`: the extracted (overlay-format) directory of the
+    /// layer whose chain ID is `chain` (the layer over the very layers below
+    /// it: its content depends on them). It may not exist yet.
+    pub fn layer_dir(&self, chain: &ChainId) -> PathBuf {
+        self.root.join(layout::LAYERS).join(chain.hex())
+    }
+
+    /// `STORE/layers/<hex>.tree`: the record of what the layer dir of `chain`
+    /// held when it was extracted ([`crate::layer::tree`]), written before the
+    /// dir is renamed into place; `vauban fsck` walks the dir again against it.
+    pub fn layer_record(&self, chain: &ChainId) -> PathBuf {
+        self.root
+            .join(layout::LAYERS)
+            .join(format!("{}{}", chain.hex(), LAYER_RECORD_SUFFIX))
     }
 
     /// `STORE/layers`.

@@ -171,6 +171,43 @@ pub fn set_xattr(path: &Path, name: &str, value: &[u8]) {
         .unwrap_or_else(|e| panic!("setxattr {name} on {}: {e}", path.display()));
 }
 
+/// Makes a FIFO at `path`.
+pub fn mkfifo(path: &Path, mode: u32) {
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(mode),
+        0,
+    )
+    .unwrap_or_else(|e| panic!("mkfifo {}: {e}", path.display()));
+}
+
+/// A layer blob of the store holding `content` (not a tar: for the tests of
+/// images and the store, which never open it), with a diff_id of its own.
+pub fn fake_layer(
+    store: &vauban_oci::store::Store,
+    content: &[u8],
+) -> vauban_oci::layer::PackedLayer {
+    let (digest, size) = store.write_blob(content).unwrap();
+    vauban_oci::layer::PackedLayer {
+        entries: 0,
+        digest,
+        size,
+        diff_id: vauban_oci::Digest::of_bytes(&[content, b"-plain"].concat()),
+        media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+    }
+}
+
+/// A history entry by `by`, at a fixed time.
+pub fn history(by: &str) -> vauban_oci::image::HistoryEntry {
+    vauban_oci::image::HistoryEntry {
+        created_by: by.into(),
+        created: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+        comment: None,
+    }
+}
+
 /// Asserts two snapshots are equal, listing the differences.
 pub fn assert_same(expected: &Snapshot, found: &Snapshot, what: &str) {
     let mut diffs = Vec::new();

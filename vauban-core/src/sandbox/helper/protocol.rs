@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use vauban_oci::layer::{ApplyReport, Owners, PackOptions};
-use vauban_oci::Digest;
+use vauban_oci::{ChainId, Digest};
 
 pub(crate) use crate::error::RemoteError;
 
@@ -69,6 +69,12 @@ pub(crate) enum Job {
         /// The target directory.
         target: PathBuf,
     },
+    /// Walk layer dirs again and compare each with its tree record (inside
+    /// the user namespace, where owners map as they did at extraction).
+    CheckLayers {
+        /// The dirs and their records.
+        dirs: Vec<vauban_oci::store::LayerDirToCheck>,
+    },
     /// Remove directory trees (files owned by subordinate ids).
     Remove {
         /// The trees; each is retried for a while (processes still dying).
@@ -93,13 +99,15 @@ pub(crate) struct LayerJob {
     pub digest: Digest,
     /// The blob's size.
     pub size: u64,
-    /// The diff_id (names the layer dir).
+    /// The diff_id (checked against the blob's content).
     pub diff_id: Digest,
+    /// The chain ID (names the layer dir).
+    pub chain: ChainId,
     /// Where it is extracted before the rename.
     pub tmp: PathBuf,
-    /// The diff_ids of the layers below it in the image, top-most first
+    /// The chain IDs of the layers below it in the image, top-most first
     /// (their dirs are its overlay lower dirs).
-    pub lowers: Vec<Digest>,
+    pub lowers: Vec<ChainId>,
 }
 
 /// What a commit needs.
@@ -135,6 +143,8 @@ pub(crate) struct CommandSpec {
 pub(crate) enum Reply {
     /// Extraction or removal done.
     Done,
+    /// The layer dirs checked, in the job's order.
+    Checked(Vec<vauban_oci::layer::tree::TreeCheck>),
     /// An unpack done: what it did.
     Unpacked(vauban_oci::layer::ApplyReport),
     /// The packed layer.

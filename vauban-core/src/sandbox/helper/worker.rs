@@ -85,6 +85,9 @@ fn run_job(job: Job, chan: &mut Channel) -> Reply {
         .map(|()| Reply::Done),
         Job::Commit(commit) => super::super::commit::pack_upper(&commit).map(Reply::Packed),
         Job::Remove { paths } => super::super::layers::remove_trees(&paths).map(|()| Reply::Done),
+        Job::CheckLayers { dirs } => Ok(Reply::Checked(super::super::layer_check::check_trees(
+            &dirs,
+        ))),
         Job::Unpack {
             store,
             image,
