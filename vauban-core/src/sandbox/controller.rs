@@ -80,9 +80,11 @@ pub(crate) struct ControllerRoot {
     pub home_dir: PathBuf,
     /// Where it is shown (`$HOME`).
     pub home: PathBuf,
-    /// See [`Controller::read_only`]; absolute, normalised.
-    pub read_only: Vec<PathBuf>,
-    /// See [`Controller::hidden`]; absolute, normalised.
+    /// See [`Controller::read_only`]: each where it is shown (absolute,
+    /// normalised) and what is shown there (the same path with every link
+    /// resolved, on which the rules are checked).
+    pub read_only: Vec<Shown>,
+    /// See [`Controller::hidden`]; absolute, links resolved where they exist.
     pub hidden: Vec<PathBuf>,
     /// See [`Controller::inputs`].
     pub inputs: Option<PathBuf>,
@@ -92,6 +94,26 @@ pub(crate) struct ControllerRoot {
     pub resolv_conf: Option<PathBuf>,
     /// The hosts, each with a keeper socket.
     pub hosts: Vec<String>,
+}
+
+/// A host path shown read-only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Shown {
+    /// Where the controller sees it.
+    pub at: PathBuf,
+    /// What it sees there (links resolved): what is bound.
+    pub source: PathBuf,
+}
+
+impl Shown {
+    /// `path` as given (normalised) over what it resolves to; `None` when it
+    /// does not exist.
+    pub(crate) fn of(path: &Path) -> Option<Shown> {
+        Some(Shown {
+            at: normalise(path)?,
+            source: std::fs::canonicalize(path).ok()?,
+        })
+    }
 }
 
 /// System directories shown read-only (links where the host has links).
@@ -142,31 +164,42 @@ fn contains(a: &Path, b: &Path) -> bool {
 
 impl ControllerRoot {
     /// The paths to show read-only, in mount order (parents first), without
-    /// those that would show a hidden path whole (the path itself or an
-    /// ancestor of it is hidden) or the real home (an ancestor of `home`).
-    pub(crate) fn shown(&self) -> Vec<PathBuf> {
-        let mut shown: Vec<PathBuf> = self
+    /// those whose content would show a hidden path whole (it or an ancestor
+    /// of it is hidden) or the real home (an ancestor of `home`): the rules
+    /// hold on what a path resolves to, whatever link leads there.
+    pub(crate) fn shown(&self) -> Vec<Shown> {
+        let home = std::fs::canonicalize(&self.home).unwrap_or_else(|_| self.home.clone());
+        let mut shown: Vec<Shown> = self
             .read_only
             .iter()
-            .filter(|p| !self.hidden.iter().any(|h| contains(h, p)))
-            .filter(|p| !contains(p, &self.home))
+            .filter(|s| !self.hidden.iter().any(|h| contains(h, &s.source)))
+            .filter(|s| !contains(&s.source, &home) && !contains(&s.at, &self.home))
             .cloned()
             .collect();
-        shown.sort_by_key(|p| p.components().count());
+        shown.sort_by_key(|s| s.at.components().count());
         shown.dedup();
         shown
     }
 
-    /// The hidden paths that a shown path (or the system dirs) would show.
-    pub(crate) fn masked(&self, shown: &[PathBuf]) -> Vec<PathBuf> {
-        self.hidden
-            .iter()
-            .filter(|h| {
-                shown.iter().any(|s| contains(s, h) && s != *h)
-                    || SYSTEM.iter().any(|d| contains(&Path::new("/").join(d), h))
-            })
-            .cloned()
-            .collect()
+    /// Where the controller would see a hidden path inside a shown one (or
+    /// the system dirs): each is covered there.
+    pub(crate) fn masked(&self, shown: &[Shown]) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for h in &self.hidden {
+            if SYSTEM.iter().any(|d| contains(&Path::new("/").join(d), h)) {
+                out.push(h.clone());
+            }
+            for s in shown {
+                if let Ok(rest) = h.strip_prefix(&s.source) {
+                    if !rest.as_os_str().is_empty() {
+                        out.push(s.at.join(rest));
+                    }
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
     }
 }
 
@@ -213,12 +246,12 @@ pub(crate) fn build_root(root: &ControllerRoot) -> Result<Vec<OwnedFd>> {
     mkdir_p(&home)?;
     bind(&root.home_dir, &home, false)?;
     let shown = root.shown();
-    for path in &shown {
-        let Ok(meta) = path.metadata() else {
-            tracing::debug!(path = %path.display(), "not shown to the controller: missing");
+    for s in &shown {
+        let Ok(meta) = s.source.metadata() else {
+            tracing::debug!(path = %s.source.display(), "not shown to the controller: missing");
             continue;
         };
-        let target = inside(top, path);
+        let target = inside(top, &s.at);
         if meta.is_dir() {
             mkdir_p(&target)?;
         } else {
@@ -227,7 +260,7 @@ pub(crate) fn build_root(root: &ControllerRoot) -> Result<Vec<OwnedFd>> {
             }
             touch(&target)?;
         }
-        show_read_only(path, &target)?;
+        show_read_only(&s.source, &target)?;
     }
     for hidden in root.masked(&shown) {
         mask(top, &hidden)?;
@@ -391,13 +424,20 @@ pub(crate) fn not_absolute(path: &Path) -> Error {
 mod tests {
     use super::*;
 
+    fn shown_as_is(p: &str) -> Shown {
+        Shown {
+            at: p.into(),
+            source: p.into(),
+        }
+    }
+
     fn root(read_only: &[&str], hidden: &[&str]) -> ControllerRoot {
         ControllerRoot {
             dir: "/s/ctl".into(),
             tmp: "/s/tmp".into(),
             home_dir: "/s/home".into(),
             home: "/home/alice".into(),
-            read_only: read_only.iter().map(PathBuf::from).collect(),
+            read_only: read_only.iter().map(|p| shown_as_is(p)).collect(),
             hidden: hidden.iter().map(PathBuf::from).collect(),
             inputs: None,
             helper: "/usr/bin/vauban".into(),
@@ -434,13 +474,45 @@ mod tests {
         assert_eq!(
             shown,
             [
-                PathBuf::from("/srv"),
-                "/srv/ansible".into(),
-                "/home/alice/.ansible/collections".into()
+                shown_as_is("/srv"),
+                shown_as_is("/srv/ansible"),
+                shown_as_is("/home/alice/.ansible/collections")
             ]
         );
         // The store inside a shown dir is covered.
         assert_eq!(r.masked(&shown), [PathBuf::from("/srv/store")]);
+    }
+
+    #[test]
+    fn the_rules_hold_on_what_a_link_leads_to() {
+        let mut r = root(&[], &["/home/alice/.config/vauban"]);
+        // ~/.ansible/collections a link to the home itself, /srv/repo a link
+        // to a dir that holds the key store's identity.
+        r.read_only = vec![
+            Shown {
+                at: "/home/alice/.ansible/collections".into(),
+                source: "/home/alice".into(),
+            },
+            Shown {
+                at: "/srv/repo".into(),
+                source: "/home/alice/.config".into(),
+            },
+            Shown {
+                at: "/opt/x".into(),
+                source: "/data/x".into(),
+            },
+        ];
+        r.hidden.push("/data/x/store".into());
+        let shown = r.shown();
+        assert_eq!(
+            shown.iter().map(|s| s.at.clone()).collect::<Vec<_>>(),
+            [PathBuf::from("/srv/repo"), "/opt/x".into()]
+        );
+        // What is hidden is covered where the controller sees it.
+        assert_eq!(
+            r.masked(&shown),
+            [PathBuf::from("/opt/x/store"), "/srv/repo/vauban".into()]
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::process::{ExitStatus, Stdio};
 use vauban_oci::store::Store;
 use vauban_oci::Image;
 
-use super::controller::{self, Controller, ControllerRoot};
+use super::controller::{self, Controller, ControllerRoot, Shown};
 use super::helper::init::{InitJob, Setup, Tree};
 use super::helper::keeper::KeeperJob;
 use super::helper::protocol::{CommandSpec, FromHelper, Job, Reply};
@@ -409,16 +409,16 @@ fn controller_root(
         std::fs::create_dir(&p).at("mkdir", &p)?;
         Ok(p)
     };
-    let normalise =
-        |p: &PathBuf| controller::normalise(p).ok_or_else(|| controller::not_absolute(p));
     let home = std::env::var_os("HOME")
         .map(PathBuf::from)
         .and_then(|h| controller::normalise(&h))
         .filter(|h| h.parent().is_some())
         .unwrap_or_else(|| PathBuf::from("/vauban/home"));
-    let mut read_only = vec![normalise(&controller.cwd)?];
-    for p in &controller.read_only {
-        read_only.push(normalise(p)?);
+    let mut read_only = Vec::new();
+    for p in std::iter::once(&controller.cwd).chain(&controller.read_only) {
+        controller::normalise(p).ok_or_else(|| controller::not_absolute(p))?;
+        // Missing: nothing to show.
+        read_only.extend(Shown::of(p));
     }
     let helper_exe = std::fs::canonicalize(helper.path()).at("find", helper.path())?;
     Ok(ControllerRoot {
@@ -430,7 +430,11 @@ fn controller_root(
         hidden: controller
             .hidden
             .iter()
-            .filter_map(|p| controller::normalise(p))
+            .filter_map(|p| {
+                std::fs::canonicalize(p)
+                    .ok()
+                    .or_else(|| controller::normalise(p))
+            })
             .collect(),
         inputs: controller.inputs.clone(),
         helper: helper_exe,
