@@ -28,11 +28,17 @@ use cli_support::{
 const IDENTITY: &str = "AGE-SECRET-KEY-OF-THE-VICTIM-9c41";
 const CREDENTIALS: &str = "registry-token-of-the-victim-77ab";
 const HOME_SECRET: &str = "home-secret-of-the-victim-1e0f";
+const GIVEN_TOKEN: &str = "galaxy-token-of-the-victim-5d2c";
+const DEPLOY_KEY: &str = "deploy-key-of-the-victim-88aa";
+const GIT_TOKEN: &str = "ci-token-in-git-config-0b7e";
 
 /// A build's world: the victim's home (with secrets), the repository, the
 /// store, a config with one master whose stage is the playbook under test.
 struct World {
     dir: tempfile::TempDir,
+    /// The vauban executable the world runs (a copy of its own, owned by
+    /// the test user, as a `cargo install` is).
+    vauban: PathBuf,
 }
 
 impl World {
@@ -44,12 +50,24 @@ impl World {
     fn with_base(playbook: &str, conffs: bool, base: &Path) -> World {
         unprivileged();
         let dir = tempfile::tempdir().unwrap();
-        let w = World { dir };
+        let vauban = dir.path().join("bin/vauban-under-test");
+        std::fs::create_dir_all(vauban.parent().unwrap()).unwrap();
+        std::fs::copy(vauban_bin(), &vauban).unwrap();
+        std::fs::set_permissions(&vauban, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let w = World { dir, vauban };
         copy_dir(&testdata().join("isolation/ansible"), &w.path("ansible"));
+        // A CI checkout's git config holds the CI's token.
+        std::fs::create_dir_all(w.path("ansible/.git")).unwrap();
+        std::fs::write(
+            w.path("ansible/.git/config"),
+            format!("[http]\n\textraheader = AUTHORIZATION: basic {GIT_TOKEN}\n"),
+        )
+        .unwrap();
         for (rel, content) in [
             (".config/vauban/keystore-key.txt", IDENTITY),
             (".docker/config.json", CREDENTIALS),
             ("secret.txt", HOME_SECRET),
+            ("deploy.pem", DEPLOY_KEY),
         ] {
             let p = w.home().join(rel);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -99,9 +117,12 @@ impl World {
     }
 
     fn cmd(&self) -> Command {
-        let mut cmd = Command::new(vauban_bin());
+        let mut cmd = Command::new(&self.vauban);
         cmd.arg("--store")
             .arg(self.store())
+            // What the user's Ansible is given: a token, a key for ssh.
+            .env("ANSIBLE_GALAXY_SERVER_X_TOKEN", GIVEN_TOKEN)
+            .env("ANSIBLE_PRIVATE_KEY_FILE", self.home().join("deploy.pem"))
             .current_dir(self.dir.path())
             .env_remove("RUST_LOG")
             .env_remove("VAUBAN_STORE")
@@ -289,6 +310,16 @@ fn the_controller_sees_nothing_of_the_user() {
         planted.is_empty(),
         "planted outside the controller: {planted:?}"
     );
+    // Neither what the user's Ansible was given, nor the checkout's git
+    // config, nor the machine's secrets of /etc.
+    let given = w.text(image, "probe/given");
+    for secret in [GIVEN_TOKEN, DEPLOY_KEY, GIT_TOKEN, "shadow", "private\n"] {
+        assert!(
+            !given.contains(secret),
+            "the controller saw {secret}:\n{given}"
+        );
+    }
+    assert!(given.contains("passwd"), "/etc is not listed:\n{given}");
     // No capability, no process but its own, its own home.
     let controller = w.text(image, "probe/controller");
     for cap in ["CapEff", "CapPrm", "CapBnd"] {
@@ -339,6 +370,13 @@ fn hosts_of_one_stage_cannot_see_each_other_and_leave_nothing_running() {
         !comms.contains("ansible") && !comms.contains("sleep\n"),
         "web01 sees the controller's or web02's processes:\n{comms}"
     );
+    // web02's service on its loopback was not web01's to call.
+    let service = w.text(web01, "probe/web02-service");
+    assert!(
+        !service.contains("connected"),
+        "web01 reached web02's loopback:\n{service}"
+    );
+    assert!(service.contains("refused"), "{service}");
     // Nothing web01 wrote through /proc reached web02's tree.
     assert!(
         !w.files(web02)
@@ -509,6 +547,27 @@ fn roles_that_start_services_start_nothing() {
     );
     assert!(!log.contains("nginx failed"), "{log}");
     assert!(!log.contains("/run/lock/ntpsec"), "{log}");
+}
+
+#[test]
+fn vaubans_executable_cannot_be_changed_through_proc_exe() {
+    let w = World::new("exe.yml", false);
+    let out = w.build_ok("rootfs", &[]);
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The attack ran: the watcher found vauban's executable in the host.
+    assert!(
+        log.contains("refused: Read-only file system"),
+        "the watcher did not report a refused chmod:\n{log}"
+    );
+    let mode = std::fs::metadata(&w.vauban).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(
+        mode, 0o755,
+        "vauban's executable was changed from the image"
+    );
 }
 
 #[test]

@@ -251,6 +251,33 @@ PY"#,
         &["KEYRING-SECRET"],
     ),
     (
+        "the uid's user keyring and another uid's",
+        r#"python3 - <<'PY' 2>&1
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+def steal(who):
+    # keyctl(KEYCTL_LINK, @u, @s), then KEYCTL_SEARCH @s and KEYCTL_READ.
+    rc = libc.syscall(250, 8, -4, -3)
+    print(who, 'link', 'refused errno %d' % ctypes.get_errno() if rc < 0 else 'LINKED')
+    key = libc.syscall(250, 10, -3, b'user', b'vauban-breakout-user-key', 0)
+    if key >= 0:
+        buf = ctypes.create_string_buffer(256)
+        n = libc.syscall(250, 11, key, buf, 256)
+        print(who, 'read', buf.raw[:max(n, 0)])
+    # KEYCTL_GET_PERSISTENT (a Kerberos cache's keyring).
+    rc = libc.syscall(250, 22, -1, -3)
+    print(who, 'persistent', 'refused errno %d' % ctypes.get_errno() if rc < 0 else 'PERSISTENT-KEYRING')
+steal('uid 0')
+if os.fork() == 0:
+    os.setresuid(1001, 1001, 1001)
+    steal('uid 1001')
+    os._exit(0)
+os.wait()
+PY"#,
+        &["USER-KEYRING-SECRET", "LINKED", "PERSISTENT-KEYRING"],
+    ),
+    (
         "device nodes of the host's disks",
         r#"python3 - <<'PY' 2>&1
 import os
@@ -291,6 +318,9 @@ pub fn attempts_never_reach_the_host() {
         added.trim().parse::<i64>().is_ok(),
         "the test could not add a key to its session keyring: {added}"
     );
+    // And one in the keyring of the user running vauban (root's, in CI),
+    // which any process of that uid can link into its session.
+    let user_key = keyring_add(-4, "vauban-breakout-user-key", "USER-KEYRING-SECRET");
     for (case, script, forbidden) in ATTEMPTS {
         let out = b.attempt(script);
         b.assert_held(case, &out, forbidden);
@@ -326,7 +356,37 @@ pub fn attempts_never_reach_the_host() {
         vauban_core::sandbox::ALLOWED_CAPABILITIES.bits(),
         "CapEff {eff:#x}"
     );
+    keyring_invalidate(user_key);
     assert_eq!(sandbox_leftovers(b.store()), Vec::<String>::new());
+}
+
+/// `add_key("user", name, value, keyring)`: the key's serial.
+fn keyring_add(keyring: i64, name: &str, value: &str) -> i64 {
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            "import ctypes; libc = ctypes.CDLL(None, use_errno=True); \
+             libc.syscall.restype = ctypes.c_long; \
+             k = libc.syscall(248, b'user', b'{name}', b'{value}', {}, {keyring}); \
+             print(k if k >= 0 else 'errno %d' % ctypes.get_errno())",
+            value.len()
+        ))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("the test could not add {name} to keyring {keyring}: {text}"))
+}
+
+/// `keyctl(KEYCTL_INVALIDATE, key)`: a key the test added is gone after it.
+fn keyring_invalidate(key: i64) {
+    let _ = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            "import ctypes; ctypes.CDLL(None).syscall(250, 21, {key})"
+        ))
+        .status();
 }
 
 /// A build that replaces `/dev`, `/etc`, `/toslash/etc` and `/tmp` by links to a

@@ -59,6 +59,53 @@ pub const READ_ONLY: [&str; 5] = [
     "proc/sysrq-trigger",
 ];
 
+/// Makes sure this process runs from a read-only mount of its executable:
+/// when it does not, it enters a mount namespace of its own, binds its
+/// executable read-only over itself there, and re-executes itself from it
+/// with `args` (descriptors without close-on-exec, such as the channel, are
+/// kept). Returns when the executable already is read-only.
+///
+/// Why (runc's CVE-2019-5736): a command forked from a sandbox process that
+/// execs a script whose interpreter is `/proc/self/exe` runs this very
+/// executable inside the image, dumpable; any process of the image may then
+/// open `/proc/PID/exe` and chmod, chown or set xattrs on the file vauban
+/// runs from. On a read-only mount each of those fails (`EROFS`), and the
+/// content cannot be written while it runs (`ETXTBSY`).
+pub(crate) fn run_from_read_only_exe(args: &[&str]) -> Result<()> {
+    let exe = Path::new("/proc/self/exe");
+    let st = rustix::fs::statvfs(exe).map_err(|e| Error::sys("statvfs /proc/self/exe", e))?;
+    if st.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY) {
+        return Ok(());
+    }
+    let path = std::fs::read_link(exe).map_err(|e| Error::io("read link", exe, e))?;
+    if !path.is_absolute() || path.to_string_lossy().ends_with(" (deleted)") {
+        return Err(Error::io(
+            "run the sandbox from (the vauban executable was replaced while it ran)",
+            path,
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        ));
+    }
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .map_err(|e| Error::sys("unshare", e))?;
+    make_mounts_private()?;
+    bind(&path, &path, false)?;
+    remount_read_only(&path, &path)?;
+    use std::os::unix::process::CommandExt;
+    let err = std::process::Command::new(&path)
+        .arg0(
+            std::env::args_os()
+                .next()
+                .unwrap_or_else(|| "vauban-sandbox".into()),
+        )
+        .args(args)
+        .env_clear()
+        .exec();
+    Err(Error::sys(
+        "re-execute the sandbox from its read-only executable",
+        err,
+    ))
+}
+
 /// Nothing mounted from now on propagates back to the namespace we came from.
 pub(crate) fn make_mounts_private() -> Result<()> {
     rustix::mount::mount_change(

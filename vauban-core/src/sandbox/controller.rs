@@ -3,8 +3,10 @@
 //! listings) runs with nothing of the user's but what it needs, read-only.
 //!
 //! Its root is a small tmpfs built by the sandbox's init and made read-only:
-//! the system's `/usr` and `/etc` (secrets masked) with the `/bin`, `/lib`...
-//! links or dirs, read-only; the Ansible checkout and the paths Ansible is
+//! the system's `/usr` with the `/bin`, `/lib`... links or dirs, and of
+//! `/etc` only what programs need to run ([`ETC_SHOWN`]: users, name
+//! service, certificates, Python's and Ansible's configuration; no key,
+//! keytab or credential of the machine), read-only; the Ansible checkout and the paths Ansible is
 //! told about (collections, roles, its configuration) read-only at their own
 //! place; a private writable `/tmp` and `HOME` (the user's home path, but an
 //! empty directory of the session's); a `/proc` of its own pid namespace;
@@ -117,23 +119,55 @@ impl Shown {
 }
 
 /// System directories shown read-only (links where the host has links).
-const SYSTEM: [&str; 8] = [
-    "usr", "etc", "bin", "sbin", "lib", "lib32", "lib64", "libx32",
-];
+const SYSTEM: [&str; 7] = ["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"];
 
-/// Files of `/etc` no controller reads, masked even where they are readable
-/// (vauban run as root).
-const ETC_SECRETS: [&str; 6] = [
-    "etc/shadow",
-    "etc/shadow-",
-    "etc/gshadow",
-    "etc/gshadow-",
-    "etc/security/opasswd",
-    "etc/sudoers",
+/// What of `/etc` the controller is shown (a trailing `*`: a prefix), each
+/// read-only where it exists. Everything else of `/etc` (shadow files, sshd
+/// and TLS private keys, keytabs, cluster and VPN credentials: root reads
+/// them even without capabilities) is not there at all.
+pub const ETC_SHOWN: [&str; 41] = [
+    "alternatives",
+    "ansible",
+    "bash.bashrc",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "crypto-policies",
+    "debian_version",
+    "environment",
+    "gai.conf",
+    "gitconfig",
+    "group",
+    "host.conf",
+    "hostname",
+    "hosts",
+    "inputrc",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "locale.alias",
+    "locale.conf",
+    "localtime",
+    "login.defs",
+    "lsb-release",
+    "machine-id",
+    "magic",
+    "magic.mime",
+    "mime.types",
+    "netconfig",
+    "networks",
+    "nsswitch.conf",
+    "os-release",
+    "passwd",
+    "pip.conf",
+    "pki/ca-trust",
+    "pki/tls/certs",
+    "protocols",
+    "python3*",
+    "services",
+    "shells",
+    "ssl/certs",
+    "ssl/openssl.cnf",
 ];
-
-/// Host keys of `/etc/ssh` besides [`ETC_SECRETS`]'s (any `*_key`).
-const SSH_DIR: &str = "etc/ssh";
 
 /// Device nodes bound into the controller's `/dev`.
 const DEVICES: [&str; 5] = ["null", "zero", "full", "random", "urandom"];
@@ -228,14 +262,11 @@ pub(crate) fn build_root(root: &ControllerRoot) -> Result<Vec<OwnedFd>> {
             show_read_only(&host, &inside)?;
         }
     }
-    mask_etc(top)?;
+    make_etc(top)?;
     if let Some(resolv) = &root.resolv_conf {
         let target = top.join("etc/resolv.conf");
-        // A link (to systemd-resolved's file) is left as it is: a mount
-        // would follow it.
-        if target.symlink_metadata().is_ok_and(|m| m.is_file()) {
-            bind(resolv, &target, false)?;
-        }
+        touch(&target)?;
+        bind(resolv, &target, false)?;
     }
     make_dev(top)?;
     for dir in ["proc", "tmp", "vauban/bin", "vauban/hosts"] {
@@ -291,7 +322,14 @@ fn host_dir(top: &Path, host: &str) -> Result<OwnedFd> {
     let sh = dir.join("bin/sh");
     std::os::unix::fs::symlink("/bin/sh", &sh).at("symlink", &sh)?;
     let path = dir.join(SOCKET_NAME);
-    let listener = std::os::unix::net::UnixListener::bind(&path).at("listen on", &path)?;
+    // Bound by a relative name: a socket's address is at most 108 bytes,
+    // which a long host name in a long temp dir would pass. (init is single
+    // threaded: nothing else depends on its working directory meanwhile.)
+    std::env::set_current_dir(&dir).at("enter", &dir)?;
+    let listener = std::os::unix::net::UnixListener::bind(SOCKET_NAME);
+    let back = std::env::set_current_dir("/").at("enter", "/");
+    let listener = listener.at("listen on", &path)?;
+    back?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).at("chmod", &path)?;
     Ok(OwnedFd::from(listener))
 }
@@ -338,21 +376,43 @@ fn mask(top: &Path, path: &Path) -> Result<()> {
     }
 }
 
-/// Covers the secrets of `/etc` (see [`ETC_SECRETS`], and `/etc/ssh/*_key`).
-fn mask_etc(top: &Path) -> Result<()> {
-    let mut secrets: Vec<PathBuf> = ETC_SECRETS.iter().map(|s| top.join(s)).collect();
-    if let Ok(entries) = std::fs::read_dir(top.join(SSH_DIR)) {
-        secrets.extend(
-            entries
-                .flatten()
-                .filter(|e| e.file_name().to_string_lossy().ends_with("_key"))
-                .map(|e| e.path()),
-        );
+/// `/etc`: what [`ETC_SHOWN`] names, each as the host has it (a link as a
+/// link, a file or directory bound read-only).
+fn make_etc(top: &Path) -> Result<()> {
+    let etc = top.join("etc");
+    mkdir_p(&etc)?;
+    let names: Vec<String> = std::fs::read_dir("/etc")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut shown: Vec<String> = Vec::new();
+    for entry in ETC_SHOWN {
+        match entry.strip_suffix('*') {
+            Some(prefix) => shown.extend(names.iter().filter(|n| n.starts_with(prefix)).cloned()),
+            None => shown.push(entry.to_string()),
+        }
     }
-    // /dev/null of the host: the controller's own /dev is not made yet.
-    for secret in secrets {
-        if secret.symlink_metadata().is_ok_and(|m| m.is_file()) {
-            bind(Path::new("/dev/null"), &secret, false)?;
+    for rel in shown {
+        let host = Path::new("/etc").join(&rel);
+        let Ok(meta) = host.symlink_metadata() else {
+            continue;
+        };
+        let inside = etc.join(&rel);
+        if let Some(parent) = inside.parent() {
+            mkdir_p(parent)?;
+        }
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&host).at("read link", &host)?;
+            std::os::unix::fs::symlink(&target, &inside).at("symlink", &inside)?;
+        } else if meta.is_dir() {
+            mkdir_p(&inside)?;
+            show_read_only(&host, &inside)?;
+        } else if meta.is_file() {
+            touch(&inside)?;
+            show_read_only(&host, &inside)?;
         }
     }
     Ok(())
@@ -517,8 +577,33 @@ mod tests {
 
     #[test]
     fn hidden_paths_under_the_system_dirs_are_covered() {
-        let r = root(&[], &["/etc/vauban-secret", "/var/lib/x"]);
-        assert_eq!(r.masked(&r.shown()), [PathBuf::from("/etc/vauban-secret")]);
+        let r = root(&[], &["/usr/local/vauban-secret", "/var/lib/x"]);
+        assert_eq!(
+            r.masked(&r.shown()),
+            [PathBuf::from("/usr/local/vauban-secret")]
+        );
+    }
+
+    #[test]
+    fn no_secret_of_etc_is_shown() {
+        for secret in [
+            "shadow",
+            "gshadow",
+            "ssh",
+            "ssl/private",
+            "krb5.keytab",
+            "kubernetes",
+            "wireguard",
+            "sudoers",
+        ] {
+            assert!(
+                !ETC_SHOWN
+                    .iter()
+                    .any(|e| secret.starts_with(e.trim_end_matches('*'))
+                        || e.starts_with(&format!("{secret}/"))),
+                "{secret}"
+            );
+        }
     }
 
     #[test]

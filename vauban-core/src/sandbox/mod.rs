@@ -40,6 +40,7 @@ mod pty;
 pub(crate) mod rootfs;
 #[allow(clippy::module_inception)]
 mod sandbox;
+mod seccomp;
 mod signals;
 
 pub use commit::{CommitOptions, DEFAULT_EXCLUDES};

@@ -292,6 +292,7 @@ impl<'s> Sandbox<'s> {
                     tree: s.tree(),
                     hostname: s.opts.hostname.clone(),
                     env: image_env(term.as_deref(), &extra),
+                    net: network.ns(),
                 }
             })
             .collect();

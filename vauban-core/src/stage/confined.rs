@@ -36,7 +36,10 @@ pub(crate) struct Confined {
 impl Confined {
     /// The view for `env` with `tools`, over the store at `store`.
     pub(crate) fn new(env: &Env, tools: &Tools, store: &Path) -> Result<Self> {
-        let host_env: Vec<(String, String)> = crate::sandbox::host_env(std::env::vars(), &[]);
+        let mut host_env: Vec<(String, String)> = crate::sandbox::host_env(std::env::vars(), &[]);
+        // Tokens, passwords and keys given to the user's Ansible (a Galaxy
+        // token, a private key for ssh) are not the build's.
+        host_env.retain(|(k, _)| !is_credential(k));
         let home = std::env::var_os("HOME").map(PathBuf::from);
         let mut read_only = Vec::new();
         if let Some(home) = &home {
@@ -44,17 +47,8 @@ impl Confined {
                 read_only.push(home.join(rel));
             }
         }
-        // Paths Ansible is told about through its variables
-        // (ANSIBLE_CONFIG, ANSIBLE_COLLECTIONS_PATH, ANSIBLE_ROLES_PATH,
-        // ANSIBLE_VAULT_PASSWORD_FILE...).
         for (k, v) in &host_env {
-            if k.starts_with("ANSIBLE_") {
-                read_only.extend(
-                    v.split([':', ','])
-                        .map(PathBuf::from)
-                        .filter(|p| p.is_absolute() && p.exists()),
-                );
-            }
+            read_only.extend(paths_of(k, v));
         }
         let install = installation(&tools.ansible_playbook);
         read_only.extend(install.iter().cloned());
@@ -108,12 +102,15 @@ impl Confined {
             env.retain(|(key, _)| key != k);
             env.push((k.clone(), v.clone()));
         }
+        // The checkout's git metadata: a CI leaves its token in `.git/config`.
+        let mut hidden = self.hidden.clone();
+        hidden.push(cwd.join(".git"));
         Ok(Controller {
             argv,
             env,
             cwd: cwd.to_path_buf(),
             read_only: self.read_only.clone(),
-            hidden: self.hidden.clone(),
+            hidden,
             inputs,
         })
     }
@@ -204,6 +201,57 @@ impl Tool<'_> {
             stderr: read(&mut err)?,
         })
     }
+}
+
+/// Whether an environment variable holds a credential (its name says so).
+fn is_credential(name: &str) -> bool {
+    // Decrypting the repository's own vaults is the build's business.
+    if matches!(
+        name,
+        "ANSIBLE_VAULT_PASSWORD_FILE" | "ANSIBLE_VAULT_IDENTITY_LIST"
+    ) {
+        return false;
+    }
+    let name = name.to_ascii_uppercase();
+    [
+        "TOKEN",
+        "PASSWORD",
+        "PASSWD",
+        "PASSPHRASE",
+        "SECRET",
+        "PRIVATE_KEY",
+        "KEY_FILE",
+        "CREDENTIAL",
+    ]
+    .iter()
+    .any(|w| name.contains(w))
+}
+
+/// The paths the Ansible variable `name` tells Ansible to read code or
+/// configuration from (`ANSIBLE_CONFIG`, `ANSIBLE_COLLECTIONS_PATH`,
+/// `ANSIBLE_ROLES_PATH`, `ANSIBLE_*_PLUGINS`, the vault's password file...),
+/// those that exist. Any other variable shows nothing.
+fn paths_of(name: &str, value: &str) -> Vec<PathBuf> {
+    let shown = matches!(
+        name,
+        "ANSIBLE_CONFIG"
+            | "ANSIBLE_COLLECTIONS_PATH"
+            | "ANSIBLE_COLLECTIONS_PATHS"
+            | "ANSIBLE_ROLES_PATH"
+            | "ANSIBLE_LIBRARY"
+            | "ANSIBLE_MODULE_UTILS"
+            | "ANSIBLE_VAULT_PASSWORD_FILE"
+            | "ANSIBLE_VAULT_IDENTITY_LIST"
+    ) || (name.starts_with("ANSIBLE_") && name.ends_with("_PLUGINS"));
+    if !shown {
+        return Vec::new();
+    }
+    value
+        .split([':', ','])
+        // `label@path` in a vault identity list.
+        .map(|p| PathBuf::from(p.rsplit('@').next().unwrap_or(p)))
+        .filter(|p| p.is_absolute() && p.exists())
+        .collect()
 }
 
 /// Paths of an Ansible installed outside the system directories (a virtual
@@ -305,6 +353,36 @@ mod tests {
             [venv.join("bin"), venv.join("lib"), venv.join("pyvenv.cfg")]
         );
         assert!(installation(Path::new("/usr/bin/ansible-playbook")).is_empty());
+    }
+
+    #[test]
+    fn credentials_never_reach_the_controller() {
+        for name in [
+            "ANSIBLE_GALAXY_SERVER_X_TOKEN",
+            "ANSIBLE_HASHI_VAULT_TOKEN",
+            "ANSIBLE_PRIVATE_KEY_FILE",
+            "ANSIBLE_CONNECTION_PASSWORD_FILE",
+            "ANSIBLE_BECOME_PASSWORD_FILE",
+        ] {
+            assert!(is_credential(name), "{name}");
+        }
+        for name in [
+            "ANSIBLE_VAULT_PASSWORD_FILE",
+            "ANSIBLE_COLLECTIONS_PATH",
+            "ANSIBLE_FORKS",
+        ] {
+            assert!(!is_credential(name), "{name}");
+        }
+        assert!(paths_of("ANSIBLE_PRIVATE_KEY_FILE", "/").is_empty());
+        assert!(paths_of("ANSIBLE_LOG_PATH", "/").is_empty());
+        assert_eq!(
+            paths_of("ANSIBLE_FILTER_PLUGINS", "/:rel"),
+            [PathBuf::from("/")]
+        );
+        assert_eq!(
+            paths_of("ANSIBLE_VAULT_IDENTITY_LIST", "prod@/,x@missing"),
+            [PathBuf::from("/")]
+        );
     }
 
     #[test]

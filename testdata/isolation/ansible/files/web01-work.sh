@@ -1,7 +1,8 @@
 #!/bin/sh
 # web01: for 12 seconds, every process it can see is searched for web02's
-# secret (command line, environment, its root's /tmp) and web02's tree is
-# written to through each process's root.
+# secret (command line, environment, its root's /tmp), web02's tree is
+# written to through each process's root, and web02's service on the
+# loopback is called.
 pat="s3c""r3t-w2"
 found=""
 end=$(( $(date +%s) + 12 ))
@@ -15,6 +16,12 @@ while [ "$(date +%s)" -lt "$end" ]; do
     echo planted > "$p/root/planted-by-web01" 2>/dev/null
     echo planted > "$p/root/probe/planted-by-web01" 2>/dev/null
   done
+  # web02's service on 127.0.0.1:7777, while it runs.
+  python3 -c 'import socket
+try:
+    print("connected:", socket.create_connection(("127.0.0.1", 7777), timeout=1).recv(64))
+except OSError as e:
+    print("refused:", e)' >> /probe/web02-service
   sleep 0.3
 done
 echo "found:$found" > /probe/scan

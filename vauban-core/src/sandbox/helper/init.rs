@@ -133,6 +133,13 @@ pub(crate) fn main() -> ! {
     #[allow(unsafe_code)]
     let fd = unsafe { OwnedFd::from_raw_fd(CHANNEL_FD) };
     let mut chan = Channel::new(fd);
+    // Every command of the sandbox is forked from us (or from a keeper we
+    // start): our executable must be one nothing in the sandbox can change
+    // through /proc/PID/exe. Returns only once it is (after a re-exec).
+    if let Err(e) = confine::run_from_read_only_exe(&[INIT_ARG]) {
+        let _ = chan.send(&FromHelper::Done(Reply::Failed(RemoteError::of(&e))), &[]);
+        std::process::exit(0);
+    }
     let job = match chan.recv::<InitJob>() {
         Ok(Some(job)) => job,
         _ => std::process::exit(2),
@@ -182,7 +189,7 @@ fn run(job: &InitJob, chan: &Channel) -> Result<Reply> {
         }
         Setup::Session { hosts, controller } => {
             nix::unistd::sethostname("vauban").map_err(|e| Error::sys("sethostname", e))?;
-            run_session(job, hosts, controller)
+            run_session(job, chan, hosts, controller)
         }
         Setup::Controller { .. } => unreachable_setup(),
     }
@@ -246,7 +253,12 @@ fn run_controller(job: &InitJob, root: &std::path::Path) -> Result<Reply> {
 /// namespace of its own), then the controller (pid 1 of another), followed
 /// until it ends; the keepers are killed then, and with them every process of
 /// their hosts.
-fn run_session(job: &InitJob, hosts: &[KeeperJob], root: &ControllerRoot) -> Result<Reply> {
+fn run_session(
+    job: &InitJob,
+    chan: &Channel,
+    hosts: &[KeeperJob],
+    root: &ControllerRoot,
+) -> Result<Reply> {
     let sockets = controller::build_root(root)?;
     let sfd = block_signals()?;
     let own_pid_ns = std::fs::File::open("/proc/self/ns/pid")
@@ -255,7 +267,7 @@ fn run_session(job: &InitJob, hosts: &[KeeperJob], root: &ControllerRoot) -> Res
     let mut keepers: Vec<(Pid, Channel)> = Vec::with_capacity(hosts.len());
     let result = (|| {
         for (host, socket) in hosts.iter().zip(&sockets) {
-            keepers.push(start_keeper(host, socket, &own_pid_ns)?);
+            keepers.push(start_keeper(host, socket, &own_pid_ns, chan)?);
         }
         drop(sockets);
         let (controller, mut chan) = in_new_pid_ns(&own_pid_ns, || {
@@ -293,11 +305,13 @@ fn run_session(job: &InitJob, hosts: &[KeeperJob], root: &ControllerRoot) -> Res
 }
 
 /// A keeper for `host`, given its listening socket, pid 1 of a new pid
-/// namespace; returns once its host's tree is ready.
+/// namespace; returns once its host's tree is ready. The listeners of its
+/// network namespace are passed on to `up` (for the egress proxy).
 fn start_keeper(
     host: &KeeperJob,
     socket: &OwnedFd,
     own_pid_ns: &std::fs::File,
+    up: &Channel,
 ) -> Result<(Pid, Channel)> {
     let (child, mut chan) = in_new_pid_ns(own_pid_ns, || {
         spawn_helper(
@@ -309,7 +323,14 @@ fn start_keeper(
     })?;
     let pid = Pid::from_raw(child.id() as i32);
     chan.send(host, &[]).map_err(Error::channel)?;
-    match chan.recv::<FromHelper>() {
+    let mut answer = chan.recv::<FromHelper>();
+    while let Ok(Some(FromHelper::Net)) = answer {
+        let fds: Vec<OwnedFd> = std::iter::from_fn(|| chan.take_fd()).collect();
+        let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
+        up.send(&FromHelper::Net, &raw).map_err(Error::channel)?;
+        answer = chan.recv::<FromHelper>();
+    }
+    match answer {
         Ok(Some(FromHelper::Done(Reply::Done))) => Ok((pid, chan)),
         Ok(Some(FromHelper::Done(Reply::Failed(e)))) => {
             let _ = waitpid(pid, None);
@@ -492,10 +513,12 @@ pub(crate) fn start(
         Caps::Kept => None,
     };
     let no_new_privs = matches!(caps, Caps::Nothing);
+    let filter = (!matches!(caps, Caps::Kept)).then(super::super::seccomp::Filter::new);
     let last = confine::last_capability();
     // SAFETY: runs between fork and exec in this single-threaded process:
     // every call is a plain system call (setsid, ioctl, prctl, capset,
-    // close_range) that allocates nothing and takes no lock.
+    // close_range) that allocates nothing and takes no lock; the seccomp
+    // program was built before the fork.
     #[allow(unsafe_code)]
     unsafe {
         cmd.pre_exec(move || {
@@ -512,6 +535,11 @@ pub(crate) fn start(
             }
             if no_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
                 return Err(std::io::Error::last_os_error());
+            }
+            // Before the capabilities go: without no_new_privs, installing
+            // a filter takes CAP_SYS_ADMIN.
+            if let Some(filter) = &filter {
+                filter.install()?;
             }
             if let Some(allowed) = bound {
                 confine::bound_capabilities(allowed, last)?;

@@ -13,7 +13,9 @@
 //!
 //! What a host's tasks start lives in this pid namespace only: they see their
 //! host's processes and no other's (not the controller's, not another host's),
-//! and everything left when the stage ends dies with the keeper.
+//! and everything left when the stage ends dies with the keeper. Each host
+//! has a network namespace of its own too (its own loopback, the egress
+//! proxy's listeners on it), unless the build runs on the host's network.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
@@ -26,6 +28,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use super::super::confine;
+use super::super::network::{self, NetNs};
 use super::super::rootfs;
 use super::channel::Channel;
 use super::init::{raw_status, start, Caps, StartError, Tree};
@@ -39,6 +42,10 @@ const LISTENER_FD: i32 = CHANNEL_FD + 1;
 /// The largest command line a client may send (Ansible's are a few KiB).
 const MAX_ARGV: usize = 4 << 20;
 
+/// Clients served at once (Ansible runs one command per task and host; a
+/// controller that opens more waits).
+const MAX_CLIENTS: usize = 256;
+
 /// What a keeper keeps.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct KeeperJob {
@@ -48,6 +55,9 @@ pub(crate) struct KeeperJob {
     pub hostname: String,
     /// The environment of the commands run (`TERM` comes from the client).
     pub env: Vec<(String, String)>,
+    /// The host's network: a namespace of its own unless the build runs on
+    /// the host's.
+    pub net: NetNs,
 }
 
 /// `vauban-chroot` → keeper: what to run. The client's standard input,
@@ -89,7 +99,7 @@ pub(crate) fn main() -> ! {
         Ok(Some(job)) => job,
         _ => std::process::exit(2),
     };
-    if let Err(e) = set_up(&job) {
+    if let Err(e) = set_up(&job, &chan) {
         let _ = chan.send(&FromHelper::Done(Reply::Failed(RemoteError::of(&e))), &[]);
         std::process::exit(1);
     }
@@ -105,13 +115,21 @@ pub(crate) fn main() -> ! {
     }
 }
 
-/// The host's namespaces and tree; the root moved into it.
-fn set_up(job: &KeeperJob) -> Result<()> {
+/// The host's namespaces and tree; the root moved into it. The listeners of
+/// its network namespace go to the session's init (for the egress proxy).
+fn set_up(job: &KeeperJob, init: &Channel) -> Result<()> {
     use nix::sched::CloneFlags as F;
     let _ = nix::unistd::setsid();
     confine::new_session_keyring()?;
-    nix::sched::unshare(F::CLONE_NEWNS | F::CLONE_NEWUTS | F::CLONE_NEWIPC)
-        .map_err(|e| Error::sys("unshare", e))?;
+    let mut flags = F::CLONE_NEWNS | F::CLONE_NEWUTS | F::CLONE_NEWIPC;
+    if job.net != NetNs::Keep {
+        flags |= F::CLONE_NEWNET;
+    }
+    nix::sched::unshare(flags).map_err(|e| Error::sys("unshare", e))?;
+    if let Some(fds) = network::set_up(job.net)? {
+        let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
+        init.send(&FromHelper::Net, &raw).map_err(Error::channel)?;
+    }
     confine::make_mounts_private()?;
     nix::unistd::sethostname(&job.hostname).map_err(|e| Error::sys("sethostname", e))?;
     let tree = &job.tree;
@@ -139,13 +157,26 @@ fn serve(init: &Channel, listener: &OwnedFd, env: &[(String, String)]) -> Result
     let mut clients: HashMap<i32, Client> = HashMap::new();
     loop {
         let keys: Vec<i32> = clients.keys().copied().collect();
+        // A full table (or no descriptor left to accept with) leaves new
+        // clients waiting in the listen queue rather than spinning.
+        let accepting = if clients.len() < MAX_CLIENTS {
+            PollFlags::POLLIN
+        } else {
+            PollFlags::empty()
+        };
         let mut fds = vec![
             PollFd::new(init.fd().as_fd(), PollFlags::POLLIN),
-            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+            PollFd::new(listener.as_fd(), accepting),
             PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
         ];
         for k in &keys {
-            fds.push(PollFd::new(clients[k].chan.fd().as_fd(), PollFlags::POLLIN));
+            // Once its command runs, a client is only watched for its end:
+            // what it sends after its request is never read.
+            let events = match clients[k].pid {
+                None => PollFlags::POLLIN,
+                Some(_) => PollFlags::from_bits_retain(libc::POLLRDHUP),
+            };
+            fds.push(PollFd::new(clients[k].chan.fd().as_fd(), events));
         }
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) => {}
@@ -166,10 +197,16 @@ fn serve(init: &Channel, listener: &OwnedFd, env: &[(String, String)]) -> Result
             reap(&mut clients);
         }
         if ready[1] {
-            if let Ok(conn) = rustix::net::accept_with(listener, rustix::net::SocketFlags::CLOEXEC)
-            {
-                let chan = Channel::new(conn);
-                clients.insert(chan.fd().as_raw_fd(), Client { chan, pid: None });
+            match rustix::net::accept_with(listener, rustix::net::SocketFlags::CLOEXEC) {
+                Ok(conn) => {
+                    let chan = Channel::new(conn);
+                    clients.insert(chan.fd().as_raw_fd(), Client { chan, pid: None });
+                }
+                // Out of descriptors: wait for a client to end.
+                Err(rustix::io::Errno::MFILE | rustix::io::Errno::NFILE) => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(_) => {}
             }
         }
         for (i, key) in keys.iter().enumerate() {
@@ -209,45 +246,46 @@ fn read_client(clients: &mut HashMap<i32, Client>, key: i32, env: &[(String, Str
     let Some(client) = clients.get_mut(&key) else {
         return;
     };
+    if let Some(pid) = client.pid {
+        // Its end (POLLRDHUP): Ansible killed it, so its command goes too.
+        clients.remove(&key);
+        let _ = nix::sys::signal::killpg(pid, Signal::SIGKILL);
+        return;
+    }
     let open = client.chan.fill().unwrap_or(false);
-    if client.pid.is_none() {
-        match client.chan.try_recv::<ChrootRequest>() {
-            Ok(Some(request)) => {
-                let fds = [
-                    client.chan.take_fd(),
-                    client.chan.take_fd(),
-                    client.chan.take_fd(),
-                ];
-                let reply = match fds {
-                    [Some(i), Some(o), Some(e)] => start_request(&request, env, [i, o, e]),
-                    _ => Err(ChrootReply::Failed(
-                        "a request without its three standard streams".into(),
-                    )),
-                };
-                match reply {
-                    Ok(pid) => client.pid = Some(pid),
-                    Err(reply) => {
-                        let _ = client.chan.send(&reply, &[]);
-                        clients.remove(&key);
+    let reply = match client.chan.try_recv::<ChrootRequest>() {
+        Ok(Some(request)) => {
+            let fds = [
+                client.chan.take_fd(),
+                client.chan.take_fd(),
+                client.chan.take_fd(),
+            ];
+            // Anything more sent along is not kept.
+            while client.chan.take_fd().is_some() {}
+            match fds {
+                [Some(i), Some(o), Some(e)] => match start_request(&request, env, [i, o, e]) {
+                    Ok(pid) => {
+                        client.pid = Some(pid);
                         return;
                     }
-                }
-            }
-            Ok(None) => {}
-            Err(e) => {
-                let _ = client.chan.send(&ChrootReply::Failed(e.to_string()), &[]);
-                clients.remove(&key);
-                return;
+                    Err(reply) => Some(reply),
+                },
+                _ => Some(ChrootReply::Failed(
+                    "a request without its three standard streams".into(),
+                )),
             }
         }
-    }
-    if !open {
-        if let Some(client) = clients.remove(&key) {
-            if let Some(pid) = client.pid {
-                // The client is gone (Ansible killed it): so is its command.
-                let _ = nix::sys::signal::killpg(pid, Signal::SIGKILL);
-            }
+        // Not whole yet: wait for more, unless it is gone.
+        Ok(None) if open => None,
+        Ok(None) => {
+            clients.remove(&key);
+            return;
         }
+        Err(e) => Some(ChrootReply::Failed(e.to_string())),
+    };
+    if let Some(reply) = reply {
+        let _ = client.chan.send(&reply, &[]);
+        clients.remove(&key);
     }
 }
 

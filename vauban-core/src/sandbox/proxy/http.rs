@@ -79,7 +79,7 @@ async fn tunnel(req: Request<Incoming>, rules: &Egress) -> Response<Body> {
         return refusal(StatusCode::BAD_REQUEST, "CONNECT needs host:port".into());
     };
     let port = authority.port_u16().unwrap_or(443);
-    let mut upstream = match dial(rules, authority.host(), port).await {
+    let mut upstream = match dial(rules, authority.host(), port, true).await {
         Ok(s) => s,
         Err(resp) => return resp,
     };
@@ -129,7 +129,7 @@ async fn forward(
     let mut sender = match kept {
         Some(s) => s,
         None => {
-            let stream = match dial(rules, &host, port).await {
+            let stream = match dial(rules, &host, port, false).await {
                 Ok(s) => s,
                 Err(resp) => return resp,
             };
@@ -172,7 +172,12 @@ fn strip_hop_by_hop(headers: &mut hyper::HeaderMap) {
 /// A connection to `host:port` if the rules allow one of its addresses; the
 /// response to give otherwise (the refusal is said on standard error too:
 /// the build's log shows it).
-async fn dial(rules: &Egress, host: &str, port: u16) -> Result<TcpStream, Response<Body>> {
+async fn dial(
+    rules: &Egress,
+    host: &str,
+    port: u16,
+    tunnel: bool,
+) -> Result<TcpStream, Response<Body>> {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     let by_name = rules.allows_name(bare, port);
     let addrs: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
@@ -191,7 +196,7 @@ async fn dial(rules: &Egress, host: &str, port: u16) -> Result<TcpStream, Respon
     let mut failed = None;
     for addr in addrs {
         if !by_name {
-            if let Err(why) = rules.check(addr.ip(), port) {
+            if let Err(why) = rules.check(addr.ip(), port, tunnel) {
                 refused = Some((addr, why));
                 continue;
             }

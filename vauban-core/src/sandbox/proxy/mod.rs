@@ -37,8 +37,9 @@ pub(crate) enum ToProxy {
         /// The allowlist (see [`super::network::Network::Isolated`]).
         allow: Vec<String>,
     },
-    /// The sandbox's listeners come with this message: HTTP, DNS over UDP,
-    /// DNS over TCP.
+    /// A network namespace's listeners come with this message: HTTP, DNS
+    /// over UDP, DNS over TCP (one per namespace: the session's, each
+    /// host's).
     Listeners,
 }
 
@@ -68,17 +69,16 @@ pub(crate) fn main() -> ! {
         eprintln!("vauban proxy: cannot drop its privileges: {e}");
         std::process::exit(2);
     }
-    if !matches!(chan.recv::<ToProxy>(), Ok(Some(ToProxy::Listeners))) {
-        std::process::exit(0);
-    }
-    let (Some(http), Some(dns_udp), Some(dns_tcp)) =
-        (chan.take_fd(), chan.take_fd(), chan.take_fd())
-    else {
-        std::process::exit(2);
-    };
-    // H never says more: its channel ending is the end.
+    // Each network namespace of the sandbox (the session's, each host's)
+    // sends its listeners; H's channel ending is the end.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<[OwnedFd; 3]>();
     std::thread::spawn(move || {
-        while let Ok(Some(_)) = chan.recv::<ToProxy>() {}
+        while let Ok(Some(msg)) = chan.recv::<ToProxy>() {
+            let fds = (chan.take_fd(), chan.take_fd(), chan.take_fd());
+            if let (ToProxy::Listeners, (Some(a), Some(b), Some(c))) = (msg, fds) {
+                let _ = tx.send([a, b, c]);
+            }
+        }
         std::process::exit(0);
     });
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -92,33 +92,40 @@ pub(crate) fn main() -> ! {
         }
     };
     runtime.block_on(async move {
-        let http = std::net::TcpListener::from(http);
-        let dns_udp = std::net::UdpSocket::from(dns_udp);
-        let dns_tcp = std::net::TcpListener::from(dns_tcp);
-        for r in [
-            http.set_nonblocking(true),
-            dns_udp.set_nonblocking(true),
-            dns_tcp.set_nonblocking(true),
-        ] {
-            if let Err(e) = r {
-                eprintln!("vauban proxy: {e}");
-                std::process::exit(2);
+        while let Some(listeners) = rx.recv().await {
+            match serve(listeners) {
+                Ok((http, dns_udp, dns_tcp)) => {
+                    tokio::spawn(http::serve(http, rules.clone()));
+                    tokio::spawn(dns::serve_udp(dns_udp, upstreams.clone()));
+                    tokio::spawn(dns::serve_tcp(dns_tcp, upstreams.clone()));
+                }
+                Err(e) => eprintln!("vauban proxy: {e}"),
             }
         }
-        let (Ok(http), Ok(dns_udp), Ok(dns_tcp)) = (
-            tokio::net::TcpListener::from_std(http),
-            tokio::net::UdpSocket::from_std(dns_udp),
-            tokio::net::TcpListener::from_std(dns_tcp),
-        ) else {
-            std::process::exit(2)
-        };
-        tokio::join!(
-            http::serve(http, rules),
-            dns::serve_udp(dns_udp, upstreams.clone()),
-            dns::serve_tcp(dns_tcp, upstreams),
-        );
     });
     std::process::exit(0)
+}
+
+/// One network namespace's listeners (HTTP, DNS over UDP, over TCP) as the
+/// runtime's.
+fn serve(
+    [http, dns_udp, dns_tcp]: [OwnedFd; 3],
+) -> std::io::Result<(
+    tokio::net::TcpListener,
+    tokio::net::UdpSocket,
+    tokio::net::TcpListener,
+)> {
+    let http = std::net::TcpListener::from(http);
+    let dns_udp = std::net::UdpSocket::from(dns_udp);
+    let dns_tcp = std::net::TcpListener::from(dns_tcp);
+    http.set_nonblocking(true)?;
+    dns_udp.set_nonblocking(true)?;
+    dns_tcp.set_nonblocking(true)?;
+    Ok((
+        tokio::net::TcpListener::from_std(http)?,
+        tokio::net::UdpSocket::from_std(dns_udp)?,
+        tokio::net::TcpListener::from_std(dns_tcp)?,
+    ))
 }
 
 /// The resolvers of a `resolv.conf`.

@@ -1,9 +1,11 @@
-//! Where a build may connect through the egress proxy: public addresses,
-//! and whatever the build's allowlist names. Refused unless allowed: the
-//! host's loopback and its own interface addresses (its services), link-local
-//! addresses (a cloud's metadata service at 169.254.169.254), private and
-//! shared ranges (the site's network: RFC 1918, 100.64/10, fc00::/7),
-//! multicast, broadcast and unspecified addresses.
+//! Where a build may connect through the egress proxy: public addresses on
+//! the web's ports (80 for `http://`, 443 for a tunnel), and whatever the
+//! build's allowlist names. Refused unless allowed: the host's loopback and
+//! its own interface addresses (its services), link-local addresses (a
+//! cloud's metadata service at 169.254.169.254), private and shared ranges
+//! (the site's network: RFC 1918, 100.64/10, fc00::/7), multicast, broadcast
+//! and unspecified addresses, and any other port (ssh to a public server
+//! through a tunnel).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -52,8 +54,9 @@ impl Egress {
         })
     }
 
-    /// Whether `addr` may be connected to; the reason when not.
-    pub(crate) fn check(&self, addr: IpAddr, port: u16) -> Result<(), &'static str> {
+    /// Whether `addr:port` may be connected to, for a forwarded `http://`
+    /// request or (`tunnel`) a `CONNECT`; the reason when not.
+    pub(crate) fn check(&self, addr: IpAddr, port: u16, tunnel: bool) -> Result<(), &'static str> {
         let allowed = self.allow.iter().any(|a| match a {
             Allow::Net(net, prefix, p) => {
                 in_net(addr, *net, *prefix) && p.is_none_or(|p| p == port)
@@ -66,7 +69,12 @@ impl Egress {
         if self.own.contains(&addr) || self.own.contains(&canonical(addr)) {
             return Err("an address of this machine");
         }
-        public(addr)
+        public(addr)?;
+        match (tunnel, port) {
+            (true, 443) | (false, 80) => Ok(()),
+            (true, _) => Err("a public address, but a tunnel goes to port 443 only"),
+            (false, _) => Err("a public address, but http:// goes to port 80 only"),
+        }
     }
 }
 
@@ -115,8 +123,11 @@ fn public_v6(a: Ipv6Addr) -> Result<(), &'static str> {
         Err("a private network")
     } else if a.is_multicast() {
         Err("multicast, broadcast or reserved")
-    } else if s[0] == 0x64 && s[1] == 0xff9b {
-        // NAT64: the embedded IPv4 address decides.
+    } else if s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1 {
+        // The local-use NAT64 prefix (64:ff9b:1::/48): a site's own.
+        Err("a private network")
+    } else if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
+        // NAT64 (the well-known prefix): the embedded IPv4 address decides.
         let v4 = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
         public_v4(v4)
     } else {
@@ -232,11 +243,19 @@ mod tests {
             // This machine's own address (services bound to every interface).
             "192.0.2.2",
         ] {
-            assert!(e.check(ip(denied), 80).is_err(), "{denied} must be refused");
+            assert!(
+                e.check(ip(denied), 80, false).is_err(),
+                "{denied} must be refused"
+            );
         }
         for allowed in ["151.101.2.132", "2a04:4e42::644", "203.0.113.80"] {
-            assert_eq!(e.check(ip(allowed), 80), Ok(()), "{allowed}");
+            assert_eq!(e.check(ip(allowed), 80, false), Ok(()), "{allowed}");
+            assert_eq!(e.check(ip(allowed), 443, true), Ok(()), "{allowed}");
+            // A tunnel to ssh, http:// to another port: not the web's.
+            assert!(e.check(ip(allowed), 22, true).is_err());
+            assert!(e.check(ip(allowed), 8080, false).is_err());
         }
+        assert!(e.check(ip("64:ff9b:1::a00:1"), 443, true).is_err());
     }
 
     #[test]
@@ -256,9 +275,9 @@ mod tests {
         assert!(e.allows_name("deb.mirror.example", 80));
         assert!(!e.allows_name("mirror.example", 80));
         assert!(!e.allows_name("evilmirror.example", 80));
-        assert_eq!(e.check(ip("10.9.8.7"), 22), Ok(()));
-        assert_eq!(e.check(ip("127.0.0.1"), 3142), Ok(()));
-        assert!(e.check(ip("127.0.0.1"), 3143).is_err());
+        assert_eq!(e.check(ip("10.9.8.7"), 22, true), Ok(()));
+        assert_eq!(e.check(ip("127.0.0.1"), 3142, false), Ok(()));
+        assert!(e.check(ip("127.0.0.1"), 3143, false).is_err());
     }
 
     #[test]
