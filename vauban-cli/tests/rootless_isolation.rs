@@ -68,6 +68,11 @@ impl World {
             (".docker/config.json", CREDENTIALS),
             ("secret.txt", HOME_SECRET),
             ("deploy.pem", DEPLOY_KEY),
+            // A collection installed for the user, as `ansible-galaxy` does.
+            (
+                ".ansible/collections/ansible_collections/vauban_test/probe/plugins/filter/shout.py",
+                "class FilterModule:\n    def filters(self):\n        return {'shout': lambda s: s.upper() + '!'}\n",
+            ),
         ] {
             let p = w.home().join(rel);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -337,6 +342,8 @@ fn the_controller_sees_nothing_of_the_user() {
         pids < 30,
         "the controller sees {pids} processes:\n{controller}"
     );
+    // What real repositories need still works: the user's collections.
+    assert_eq!(w.text(image, "probe/collection"), "HI!");
     // delegate_to: localhost ran in the controller, not in the image.
     let local = w.text(image, "probe/local-task");
     assert!(local.contains("controller"), "{local}");
