@@ -22,7 +22,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use cli_support::{copy_dir, fixture, sandbox_leftovers, testdata, unprivileged, vauban_bin};
+use cli_support::{
+    copy_dir, fixture, sandbox_leftovers, sha256_of, testdata, unprivileged, vauban_bin,
+};
 
 /// A build's world: config, Ansible copy, store, out, keys, logs.
 struct World {
@@ -168,15 +170,6 @@ fn pairs(list: &[(&str, &str)]) -> BTreeSet<(String, String)> {
     list.iter()
         .map(|(s, h)| (s.to_string(), h.to_string()))
         .collect()
-}
-
-fn sha256_of(path: &Path) -> String {
-    let out = Command::new("sha256sum").arg(path).output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
 }
 
 fn skopeo_tags(image: &str) -> Vec<String> {

@@ -21,7 +21,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use cli_support::{
-    copy_dir, fixture, sandbox_leftovers, tar_listing, testdata, unprivileged, vauban_bin,
+    copy_dir, fixture, sandbox_leftovers, sha256_of, tar_listing, testdata, unprivileged,
+    vauban_bin,
 };
 
 /// The secret in the victim's key store identity, credentials and home.
@@ -239,15 +240,6 @@ impl World {
         }))
         .into_owned()
     }
-}
-
-fn sha256_of(path: &Path) -> String {
-    let out = Command::new("sha256sum").arg(path).output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned()
 }
 
 /// Every file under `dir` (path and content), for "nothing was planted".

@@ -60,6 +60,16 @@ pub fn stdout_if_ok(args: &[&str], out: Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The sha256 of a file, as `sha256sum` prints it.
+pub fn sha256_of(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
 /// Panics with the install hint when `tool` is not on the PATH.
 pub fn require_tool(tool: &str) {
     let found = std::env::var_os("PATH")

@@ -253,14 +253,7 @@ pub(crate) fn build_root(root: &ControllerRoot) -> Result<Vec<OwnedFd>> {
         let Ok(meta) = host.symlink_metadata() else {
             continue;
         };
-        let inside = top.join(name);
-        if meta.file_type().is_symlink() {
-            let target = std::fs::read_link(&host).at("read link", &host)?;
-            std::os::unix::fs::symlink(&target, &inside).at("symlink", &inside)?;
-        } else if meta.is_dir() {
-            mkdir_p(&inside)?;
-            show_read_only(&host, &inside)?;
-        }
+        show_as_is(&host, &meta, &top.join(name))?;
     }
     make_etc(top)?;
     if let Some(resolv) = &root.resolv_conf {
@@ -404,16 +397,23 @@ fn make_etc(top: &Path) -> Result<()> {
         if let Some(parent) = inside.parent() {
             mkdir_p(parent)?;
         }
-        if meta.file_type().is_symlink() {
-            let target = std::fs::read_link(&host).at("read link", &host)?;
-            std::os::unix::fs::symlink(&target, &inside).at("symlink", &inside)?;
-        } else if meta.is_dir() {
-            mkdir_p(&inside)?;
-            show_read_only(&host, &inside)?;
-        } else if meta.is_file() {
-            touch(&inside)?;
-            show_read_only(&host, &inside)?;
-        }
+        show_as_is(&host, &meta, &inside)?;
+    }
+    Ok(())
+}
+
+/// Shows the host's `host` (whose metadata is `meta`) at `inside` as it is:
+/// a link as the same link, a directory or file bound read-only.
+fn show_as_is(host: &Path, meta: &std::fs::Metadata, inside: &Path) -> Result<()> {
+    if meta.file_type().is_symlink() {
+        let target = std::fs::read_link(host).at("read link", host)?;
+        std::os::unix::fs::symlink(&target, inside).at("symlink", inside)?;
+    } else if meta.is_dir() {
+        mkdir_p(inside)?;
+        show_read_only(host, inside)?;
+    } else if meta.is_file() {
+        touch(inside)?;
+        show_read_only(host, inside)?;
     }
     Ok(())
 }

@@ -212,18 +212,31 @@ fn run_command(job: &InitJob, chan: &Channel, caps: Caps) -> Result<Reply> {
     } else {
         None
     };
+    start_and_follow(&job.command, caps, tty, Some(chan))
+}
+
+/// Starts `command` (see [`start`]) and follows it to its end: its wait
+/// status, or why it did not start. `chan` hears that it started.
+fn start_and_follow(
+    command: &CommandSpec,
+    caps: Caps,
+    tty: Option<(OwnedFd, [bool; 3])>,
+    chan: Option<&Channel>,
+) -> Result<Reply> {
     let sfd = block_signals()?;
-    let child = match start(&job.command, caps, tty, None) {
+    let child = match start(command, caps, tty, None) {
         Ok(child) => child,
         Err(StartError::Exec(errno)) => {
             return Ok(Reply::ExecFailed {
-                program: job.command.argv.first().cloned().unwrap_or_default(),
+                program: command.argv.first().cloned().unwrap_or_default(),
                 errno,
             })
         }
         Err(StartError::Other(e)) => return Err(e),
     };
-    let _ = chan.send(&FromHelper::Started, &[]);
+    if let Some(chan) = chan {
+        let _ = chan.send(&FromHelper::Started, &[]);
+    }
     follow(&sfd, Pid::from_raw(child as i32)).map(Reply::Exited)
 }
 
@@ -235,18 +248,7 @@ fn run_controller(job: &InitJob, root: &std::path::Path) -> Result<Reply> {
     confine::make_mounts_private()?;
     controller::enter_root(root)?;
     // No channel message but the reply: the session's init relays it.
-    let sfd = block_signals()?;
-    let child = match start(&job.command, Caps::Nothing, None, None) {
-        Ok(child) => child,
-        Err(StartError::Exec(errno)) => {
-            return Ok(Reply::ExecFailed {
-                program: job.command.argv.first().cloned().unwrap_or_default(),
-                errno,
-            })
-        }
-        Err(StartError::Other(e)) => return Err(e),
-    };
-    follow(&sfd, Pid::from_raw(child as i32)).map(Reply::Exited)
+    start_and_follow(&job.command, Caps::Nothing, None, None)
 }
 
 /// A session: the controller's root, a keeper per host (each pid 1 of a pid
