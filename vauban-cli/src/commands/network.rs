@@ -14,9 +14,14 @@ pub enum NetworkMode {
 
 /// The network options of a command that runs a sandbox.
 #[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Network")]
 pub struct NetworkArgs {
     /// The sandbox's network [default: `network:` of config.yml for a build,
-    /// else isolated].
+    /// else isolated]. Isolated: a network namespace of its own (its own
+    /// loopback; ports below 1024 can be bound); `http_proxy` and
+    /// `https_proxy` point at vauban's proxy on 127.0.0.1:3128 and
+    /// `/etc/resolv.conf` at its resolver on 127.0.0.1:53, which reach public
+    /// addresses only (`http://` on port 80, `https://` on 443).
     #[arg(long, value_enum, value_name = "MODE", env = "VAUBAN_NETWORK")]
     pub network: Option<NetworkMode>,
 
