@@ -88,6 +88,11 @@ pub enum Command {
     Deploy(commands::deploy::Args),
     /// Print the JSON Schema of config.yml, or check a config.
     Config(commands::config::Args),
+    /// Run as a service: builds on request (HTTP API) and on schedule, with
+    /// history, live logs, notifications and a page.
+    Serve(commands::serve::Args),
+    /// Talk to a `vauban serve`: ask for a build, follow it, list, cancel.
+    Remote(commands::remote::Args),
 }
 
 /// What every command gets besides its own arguments.
@@ -145,6 +150,8 @@ impl Cli {
             Command::Build(args) => commands::build::run(&globals, args),
             Command::Deploy(args) => commands::deploy::run(&globals, args),
             Command::Config(args) => commands::config::run(&globals, args),
+            Command::Serve(args) => commands::serve::run(&globals, args),
+            Command::Remote(args) => commands::remote::run(&globals, args),
         }
     }
 }

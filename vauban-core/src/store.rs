@@ -21,6 +21,13 @@ pub fn gc(store: &Store, helper: &Helper) -> Result<GcReport> {
     Ok(store.gc_with(&|p| remove_dir_all(p, helper))?)
 }
 
+/// Empties the store's `tmp/` alone (what interrupted builds left: trees
+/// owned by subordinate ids are removed inside a user namespace); how many
+/// entries went.
+pub fn clean_tmp(store: &Store, helper: &Helper) -> Result<usize> {
+    Ok(store.clean_tmp_with(&|p| remove_dir_all(p, helper))?)
+}
+
 /// `vauban fsck` of the layer dirs: each is walked again against the record
 /// of its tree written when it was extracted; one that differs (a planted
 /// file, a changed binary, a changed mode) or has no record is removed, and

@@ -9,11 +9,22 @@ use crate::cli::Globals;
 
 /// Arguments of `vauban gc`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Only empty the store's temp space (what interrupted builds left);
+    /// keep every blob and layer directory.
+    #[arg(long)]
+    pub temp_only: bool,
+}
 
 /// Collects garbage and says what went.
-pub fn run(globals: &Globals, _args: Args) -> Result<()> {
+pub fn run(globals: &Globals, args: Args) -> Result<()> {
     let store = globals.open_store()?;
+    if args.temp_only {
+        let n = vauban_core::store::clean_tmp(&store, &Helper::current_exe()?)?;
+        let (renderer, _) = globals.renderer(false);
+        renderer.result(&format!("removed {n} temporary entries"));
+        return Ok(());
+    }
     let report = vauban_core::store::gc(&store, &Helper::current_exe()?)?;
     let (renderer, _) = globals.renderer(false);
     renderer.result(&format!(

@@ -64,6 +64,12 @@ impl Store {
         })
     }
 
+    /// Empties `tmp/` alone (what interrupted writers left), removing
+    /// directories with `remove_dir`; how many entries went.
+    pub fn clean_tmp_with(&self, remove_dir: &dyn Fn(&Path) -> Result<()>) -> Result<usize> {
+        self.with_exclusive(|| self.gc_tmp(remove_dir))
+    }
+
     /// Marks everything reachable from `index.json`. A missing or unreadable
     /// manifest or config stops the gc: we could not know what it protects.
     fn reachable(&self) -> Result<Reachable> {

@@ -1,0 +1,203 @@
+//! The client of `vauban serve` (`vauban remote`): asks for builds, shows
+//! them, follows their log, cancels them. Every answer that is not a
+//! success becomes an error carrying the server's message.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use reqwest::StatusCode;
+
+use crate::api::{CancelReply, Submitted};
+use crate::model::{Build, BuildRequest};
+
+/// What can go wrong talking to the server.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The server's URL is not one.
+    #[error("--server {0:?}: expected http://HOST:PORT or https://HOST:PORT")]
+    BadUrl(String),
+    /// The server cannot be reached.
+    #[error("{url}: {source}")]
+    Unreachable {
+        /// The URL.
+        url: String,
+        /// The error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The server refused the token.
+    #[error("{url}: the server refused the token (give --token-file or $VAUBAN_TOKEN)")]
+    Unauthorized {
+        /// The URL.
+        url: String,
+    },
+    /// The server answered with an error.
+    #[error("{url}: {status}: {message}")]
+    Refused {
+        /// The URL.
+        url: String,
+        /// Its status.
+        status: StatusCode,
+        /// Its message.
+        message: String,
+    },
+}
+
+/// A connection to a server.
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client of the server at `server` (`http://HOST:PORT`), showing
+    /// `token`.
+    pub fn new(server: &str, token: Option<String>) -> Result<Client, ClientError> {
+        let url = reqwest::Url::parse(server).map_err(|_| ClientError::BadUrl(server.into()))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return Err(ClientError::BadUrl(server.into()));
+        }
+        let loopback = match url.host() {
+            Some(url::Host::Ipv4(a)) => a.is_loopback(),
+            Some(url::Host::Ipv6(a)) => a.is_loopback(),
+            Some(url::Host::Domain(d)) => d == "localhost",
+            None => false,
+        };
+        if url.scheme() == "http" && !loopback && token.is_some() {
+            tracing::warn!("{server}: the token goes in clear over http; use https");
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| ClientError::Unreachable {
+                url: server.into(),
+                source: e,
+            })?;
+        Ok(Client {
+            base: server.trim_end_matches('/').to_string(),
+            token,
+            http,
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+        url: &str,
+    ) -> Result<reqwest::Response, ClientError> {
+        let req = match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
+        let resp = req.send().await.map_err(|e| ClientError::Unreachable {
+            url: url.into(),
+            source: e,
+        })?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            return Err(ClientError::Unauthorized { url: url.into() });
+        }
+        let text = resp.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+            .unwrap_or(text);
+        Err(ClientError::Refused {
+            url: url.into(),
+            status,
+            message,
+        })
+    }
+
+    async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+        url: &str,
+    ) -> Result<T, ClientError> {
+        self.send(req, url)
+            .await?
+            .json()
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                url: url.into(),
+                source: e,
+            })
+    }
+
+    /// Asks for a build.
+    pub async fn submit(&self, req: &BuildRequest) -> Result<Submitted, ClientError> {
+        let url = self.url("/builds");
+        self.json(self.http.post(&url).json(req), &url).await
+    }
+
+    /// A build.
+    pub async fn get(&self, id: &str) -> Result<Build, ClientError> {
+        let url = self.url(&format!("/builds/{id}"));
+        self.json(self.http.get(&url), &url).await
+    }
+
+    /// Builds, newest first.
+    pub async fn list(
+        &self,
+        master: Option<&str>,
+        status: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Build>, ClientError> {
+        let url = self.url("/builds");
+        let mut query = vec![("limit", limit.to_string())];
+        if let Some(m) = master {
+            query.push(("master", m.into()));
+        }
+        if let Some(s) = status {
+            query.push(("status", s.into()));
+        }
+        self.json(self.http.get(&url).query(&query), &url).await
+    }
+
+    /// Cancels a build; what the server says it did.
+    pub async fn cancel(&self, id: &str) -> Result<CancelReply, ClientError> {
+        let url = self.url(&format!("/builds/{id}"));
+        self.json(self.http.delete(&url), &url).await
+    }
+
+    /// A build's log, each line to `line`; with `follow`, until the build
+    /// ends.
+    pub async fn log(
+        &self,
+        id: &str,
+        follow: bool,
+        mut line: impl FnMut(&str),
+    ) -> Result<(), ClientError> {
+        let url = self.url(&format!("/builds/{id}/log"));
+        let query = [("follow", if follow { "1" } else { "0" })];
+        let resp = self.send(self.http.get(&url).query(&query), &url).await?;
+        let mut body = resp.bytes_stream();
+        let mut pending = Vec::new();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| ClientError::Unreachable {
+                url: url.clone(),
+                source: e,
+            })?;
+            pending.extend_from_slice(&chunk);
+            while let Some(i) = pending.iter().position(|&b| b == b'\n') {
+                let rest = pending.split_off(i + 1);
+                line(String::from_utf8_lossy(&pending[..i]).as_ref());
+                pending = rest;
+            }
+        }
+        if !pending.is_empty() {
+            line(String::from_utf8_lossy(&pending).as_ref());
+        }
+        Ok(())
+    }
+}
