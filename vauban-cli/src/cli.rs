@@ -88,6 +88,8 @@ pub enum Command {
     Deploy(commands::deploy::Args),
     /// Print the JSON Schema of config.yml, or check a config.
     Config(commands::config::Args),
+    /// The hosts' sshd keys: import a site's existing ones, list, show, remove.
+    Keys(commands::keys::Args),
 }
 
 /// What every command gets besides its own arguments.
@@ -145,6 +147,7 @@ impl Cli {
             Command::Build(args) => commands::build::run(&globals, args),
             Command::Deploy(args) => commands::deploy::run(&globals, args),
             Command::Config(args) => commands::config::run(&globals, args),
+            Command::Keys(args) => commands::keys::run(&globals, args),
         }
     }
 }
