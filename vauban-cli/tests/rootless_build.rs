@@ -697,3 +697,153 @@ fn build_config_errors_name_the_file_line_and_key() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
 }
+
+/// Runs `program ARGS` in `dir`, panicking with what it said unless it succeeds.
+fn run_in(dir: &Path, program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program} ({e}): `cargo xtask deps` installs it"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The original's `vault/HOST.tar.gpg` of `hosts`, made as its local engine
+/// made them (`ssh-keygen -A -f HOST`, `tar cvf HOST.tar HOST`, `gpg -c`); the
+/// key files are kept in `keys/HOST/etc/ssh` to compare with.
+fn original_vault(w: &World, hosts: &[&str], passphrase: &Path) {
+    let (vault, keys, home) = (w.path("vault"), w.path("original-keys"), w.path("gnupg"));
+    for dir in [&vault, &keys, &home] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
+    for host in hosts {
+        std::fs::create_dir_all(vault.join(host).join("etc/ssh")).unwrap();
+        run_in(&vault, "ssh-keygen", &["-A", "-f", host]);
+        run_in(&vault, "tar", &["cvf", &format!("{host}.tar"), host]);
+        run_in(
+            &vault,
+            "gpg",
+            &[
+                "--homedir",
+                home.to_str().unwrap(),
+                "--batch",
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase-file",
+                passphrase.to_str().unwrap(),
+                "--symmetric",
+                &format!("{host}.tar"),
+            ],
+        );
+        std::fs::remove_file(vault.join(format!("{host}.tar"))).unwrap();
+        std::fs::rename(vault.join(host), keys.join(host)).unwrap();
+    }
+    // gpg started an agent to encrypt: stop it.
+    let home = home.to_str().unwrap();
+    run_in(
+        &vault,
+        "gpgconf",
+        &["--homedir", home, "--kill", "gpg-agent"],
+    );
+}
+
+#[test]
+fn keys_imported_from_the_originals_vault_are_the_conffs_keys_byte_for_byte() {
+    let w = World::new("");
+    let hosts = ["web01", "web02"];
+    let passphrase = w.path("vaulted-sshd-keys-key");
+    std::fs::write(&passphrase, "the VAULTED_SSHD_KEYS_KEY of the site\n").unwrap();
+    original_vault(&w, &hosts, &passphrase);
+    let original = |host: &str, file: &str| {
+        std::fs::read(w.path(&format!("original-keys/{host}/etc/ssh/{file}"))).unwrap()
+    };
+    let keys = |args: &[&str]| {
+        let mut all = vec![
+            "keys",
+            "--keystore",
+            "keys/hostkeys.age",
+            "--keystore-key-file",
+            "key.txt",
+        ];
+        all.extend(args);
+        let out = w.cmd(&all).output().unwrap();
+        assert!(
+            out.status.success(),
+            "vauban {all:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+
+    let passphrase = passphrase.to_str().unwrap();
+    let imported = keys(&["import", "--gpg", "vault", "--passphrase-file", passphrase]);
+    assert_eq!(imported, "web01: added\nweb02: added\n");
+    let again = keys(&["import", "--gpg", "vault", "--passphrase-file", passphrase]);
+    assert_eq!(
+        again,
+        "web01: skipped, already in the store with these keys\n\
+         web02: skipped, already in the store with these keys\n"
+    );
+
+    // `keys list` shows ssh-keygen's fingerprints, `show --public` the .pub lines.
+    let listed = keys(&["list"]);
+    for host in hosts {
+        for kind in ["ed25519", "ecdsa", "rsa"] {
+            let public = w.path(&format!(
+                "original-keys/{host}/etc/ssh/ssh_host_{kind}_key.pub"
+            ));
+            let by_ssh_keygen = run_in(
+                &w.path("."),
+                "ssh-keygen",
+                &["-l", "-f", public.to_str().unwrap()],
+            );
+            let fingerprint = by_ssh_keygen.split_whitespace().nth(1).unwrap();
+            assert!(
+                listed
+                    .lines()
+                    .any(|l| l.starts_with(&format!("{host}  {kind} ")) && l.contains(fingerprint)),
+                "{host} {kind} {fingerprint} not in:\n{listed}"
+            );
+        }
+        let shown = keys(&["show", host, "--public"]);
+        let pubs: Vec<u8> = ["ed25519", "ecdsa", "rsa"]
+            .iter()
+            .flat_map(|kind| original(host, &format!("ssh_host_{kind}_key.pub")))
+            .collect();
+        assert_eq!(shown.as_bytes(), pubs, "{host}");
+    }
+
+    // A conffs build of those hosts carries the very files.
+    w.build_ok(&[
+        "--name",
+        "master-web",
+        "--stage",
+        "conffs",
+        "--build-parents",
+        "-1",
+    ]);
+    for host in hosts {
+        let conffs = w.conffs(host);
+        let mut key_files: Vec<&str> = conffs
+            .keys()
+            .filter_map(|p| p.strip_prefix("etc/ssh/"))
+            .filter(|name| name.starts_with("ssh_host_"))
+            .collect();
+        key_files.sort();
+        assert_eq!(key_files.len(), 6, "{host}: {key_files:?}");
+        for file in key_files {
+            let (mode, uid, contents) = &conffs[&format!("etc/ssh/{file}")];
+            assert_eq!(*contents, original(host, file), "{host}: {file} changed");
+            let expected = if file.ends_with(".pub") { 0o644 } else { 0o600 };
+            assert_eq!((mode & 0o7777, *uid), (expected, 0), "{host}: {file}");
+        }
+    }
+    assert_private(&w);
+}
