@@ -83,8 +83,12 @@ pub(super) fn check_pair(
     {
         return Err(KeyProblem::LegacyPem);
     }
-    let key =
-        PrivateKey::from_openssh(private).map_err(|e| KeyProblem::Unreadable(e.to_string()))?;
+    // Kept as it is, but read without the blank lines around it, which OpenSSH
+    // ignores and `ssh-key` does not (keys written out of Vault by `jq -r`
+    // end with two line feeds).
+    let trimmed = Zeroizing::new(format!("{}\n", private.trim()));
+    let key = PrivateKey::from_openssh(trimmed.as_bytes())
+        .map_err(|e| KeyProblem::Unreadable(e.to_string()))?;
     if key.is_encrypted() {
         return Err(KeyProblem::Encrypted);
     }
@@ -94,7 +98,7 @@ pub(super) fn check_pair(
             found: key.algorithm().to_string(),
         });
     }
-    let public = PublicKey::from_openssh(public.trim_end())
+    let public = PublicKey::from_openssh(public.trim())
         .map_err(|e| KeyProblem::PublicUnreadable(e.to_string()))?;
     if public.key_data() != key.public_key().key_data() {
         return Err(KeyProblem::PublicMismatch);

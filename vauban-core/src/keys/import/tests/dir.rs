@@ -188,3 +188,27 @@ fn host_names_that_cannot_name_a_host_are_refused() {
         "{err:?}"
     );
 }
+
+#[test]
+fn keys_with_blank_lines_around_them_are_read_and_kept_as_they_are() {
+    // As the original wrote keys out of Vault (`jq -r` adds a line feed), or
+    // without the last line feed (`vault kv get -field`).
+    let (_tmp, dir) = source_copy();
+    let ssh = ssh_dir(&dir, HOSTS[0]);
+    let ed25519 = [
+        source_file(HOSTS[0], "ssh_host_ed25519_key"),
+        b"\n".to_vec(),
+    ]
+    .concat();
+    write_private(&ssh.join("ssh_host_ed25519_key"), &ed25519);
+    let rsa_pub = source_file(HOSTS[0], "ssh_host_rsa_key.pub");
+    let rsa_pub = rsa_pub.strip_suffix(b"\n").unwrap().to_vec();
+    fs::write(ssh.join("ssh_host_rsa_key.pub"), &rsa_pub).unwrap();
+    let imported = Imported::read(ImportSource::Dir(&dir)).unwrap();
+    let mut store = KeyStore::open(dir.join("keys.age"), new_identity()).unwrap();
+    store.import(imported, false);
+    let files = files_of(store.get(HOSTS[0]).unwrap());
+    assert_eq!(files[0].1, ed25519);
+    assert_eq!(files[5].1, rsa_pub);
+    store.save().unwrap();
+}
