@@ -12,10 +12,10 @@ use zeroize::Zeroizing;
 use super::files::{HostFiles, KEY_PREFIX, MAX_KEY_FILE};
 use super::Ignored;
 use crate::keys::error::{KeyStoreError, Result};
-use crate::keys::host::{HostKeys, SSH_DIR};
+use crate::keys::host::SSH_DIR;
 
-/// Reads the keys of every host under `dir`.
-pub(super) fn read(dir: &Path) -> Result<(Vec<HostKeys>, Vec<Ignored>)> {
+/// Reads the key files of every host under `dir`.
+pub(super) fn read(dir: &Path) -> Result<(Vec<HostFiles>, Vec<Ignored>)> {
     let mut hosts = Vec::new();
     let mut ignored = Vec::new();
     for entry in sorted_entries(dir)? {
@@ -55,15 +55,7 @@ pub(super) fn read(dir: &Path) -> Result<(Vec<HostKeys>, Vec<Ignored>)> {
             };
             files.add(name, read_key_file(&ssh_dir.join(name))?)?;
         }
-        let (keys, left_out) = files.finish()?;
-        hosts.push(keys);
-        ignored.extend(left_out);
-    }
-    if hosts.is_empty() {
-        return Err(KeyStoreError::NothingToImport {
-            path: dir.to_owned(),
-            expected: "no HOST/etc/ssh/ssh_host_* in it",
-        });
+        hosts.push(files);
     }
     Ok((hosts, ignored))
 }

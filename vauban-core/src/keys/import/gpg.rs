@@ -20,10 +20,11 @@ use std::process::{Command, Stdio};
 
 use zeroize::Zeroizing;
 
+use super::files::HostFiles;
 use super::tarball;
 use super::Ignored;
 use crate::keys::error::{KeyStoreError, Result};
-use crate::keys::host::{check_host, HostKeys};
+use crate::keys::host::check_host;
 
 /// The suffix of the original's encrypted tarballs.
 const SUFFIX: &str = ".tar.gpg";
@@ -34,8 +35,8 @@ const MAX_TARBALL: u64 = 1 << 20;
 /// How much of gpg's stderr an error quotes, from its end.
 const STDERR_TAIL: usize = 600;
 
-/// Reads the keys of every `HOST.tar.gpg` of `path` (a directory or one file).
-pub(super) fn read(path: &Path, passphrase_file: &Path) -> Result<(Vec<HostKeys>, Vec<Ignored>)> {
+/// Reads the key files of every `HOST.tar.gpg` of `path` (a directory or one file).
+pub(super) fn read(path: &Path, passphrase_file: &Path) -> Result<(Vec<HostFiles>, Vec<Ignored>)> {
     let passphrase = read_passphrase(passphrase_file)?;
     let mut ignored = Vec::new();
     let meta = std::fs::metadata(path).map_err(KeyStoreError::io("read", path))?;
@@ -69,15 +70,7 @@ pub(super) fn read(path: &Path, passphrase_file: &Path) -> Result<(Vec<HostKeys>
         })?;
         check_host(&host)?;
         let plaintext = decrypt(file, &passphrase)?;
-        let (keys, left_out) = tarball::read(file, &host, &plaintext)?.finish()?;
-        hosts.push(keys);
-        ignored.extend(left_out);
-    }
-    if hosts.is_empty() {
-        return Err(KeyStoreError::NothingToImport {
-            path: path.to_owned(),
-            expected: "no HOST.tar.gpg in it",
-        });
+        hosts.push(tarball::read(file, &host, &plaintext)?);
     }
     Ok((hosts, ignored))
 }

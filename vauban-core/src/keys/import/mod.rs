@@ -28,7 +28,7 @@ mod tests;
 
 use std::path::Path;
 
-use super::error::Result;
+use super::error::{KeyStoreError, Result};
 use super::host::HostKeys;
 use super::store::KeyStore;
 
@@ -69,13 +69,29 @@ impl Imported {
     /// Reads and checks every host's keys from `source`; the first problem fails
     /// it all, with an error naming the file.
     pub fn read(source: ImportSource<'_>) -> Result<Self> {
-        let (hosts, ignored) = match source {
+        let ((found, mut ignored), path, expected) = match source {
             ImportSource::Gpg {
                 path,
                 passphrase_file,
-            } => gpg::read(path, passphrase_file)?,
-            ImportSource::Dir(dir) => dir::read(dir)?,
+            } => (
+                gpg::read(path, passphrase_file)?,
+                path,
+                "no HOST.tar.gpg in it",
+            ),
+            ImportSource::Dir(dir) => (dir::read(dir)?, dir, "no HOST/etc/ssh/ssh_host_* in it"),
         };
+        if found.is_empty() {
+            return Err(KeyStoreError::NothingToImport {
+                path: path.to_owned(),
+                expected,
+            });
+        }
+        let mut hosts = Vec::with_capacity(found.len());
+        for files in found {
+            let (keys, left_out) = files.finish()?;
+            hosts.push(keys);
+            ignored.extend(left_out);
+        }
         Ok(Imported { hosts, ignored })
     }
 
