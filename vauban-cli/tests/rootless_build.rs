@@ -12,6 +12,9 @@
 
 mod cli_support;
 
+#[path = "../../vauban-core/tests/keys_common/original.rs"]
+mod original_keys;
+
 #[path = "../../vauban-oci/tests/registry_common/server.rs"]
 #[allow(dead_code)]
 mod registry_server;
@@ -698,69 +701,21 @@ fn build_config_errors_name_the_file_line_and_key() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
 }
 
-/// Runs `program ARGS` in `dir`, panicking with what it said unless it succeeds.
-fn run_in(dir: &Path, program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program} ({e}): `cargo xtask deps` installs it"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The original's `vault/HOST.tar.gpg` of `hosts`, made as its local engine
-/// made them (`ssh-keygen -A -f HOST`, `tar cvf HOST.tar HOST`, `gpg -c`); the
-/// key files are kept in `keys/HOST/etc/ssh` to compare with.
-fn original_vault(w: &World, hosts: &[&str], passphrase: &Path) {
-    let (vault, keys, home) = (w.path("vault"), w.path("original-keys"), w.path("gnupg"));
-    for dir in [&vault, &keys, &home] {
-        std::fs::create_dir_all(dir).unwrap();
-    }
-    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
-    for host in hosts {
-        std::fs::create_dir_all(vault.join(host).join("etc/ssh")).unwrap();
-        run_in(&vault, "ssh-keygen", &["-A", "-f", host]);
-        run_in(&vault, "tar", &["cvf", &format!("{host}.tar"), host]);
-        run_in(
-            &vault,
-            "gpg",
-            &[
-                "--homedir",
-                home.to_str().unwrap(),
-                "--batch",
-                "--pinentry-mode",
-                "loopback",
-                "--passphrase-file",
-                passphrase.to_str().unwrap(),
-                "--symmetric",
-                &format!("{host}.tar"),
-            ],
-        );
-        std::fs::remove_file(vault.join(format!("{host}.tar"))).unwrap();
-        std::fs::rename(vault.join(host), keys.join(host)).unwrap();
-    }
-    // gpg started an agent to encrypt: stop it.
-    let home = home.to_str().unwrap();
-    run_in(
-        &vault,
-        "gpgconf",
-        &["--homedir", home, "--kill", "gpg-agent"],
-    );
-}
-
 #[test]
 fn keys_imported_from_the_originals_vault_are_the_conffs_keys_byte_for_byte() {
     let w = World::new("");
     let hosts = ["web01", "web02"];
     let passphrase = w.path("vaulted-sshd-keys-key");
     std::fs::write(&passphrase, "the VAULTED_SSHD_KEYS_KEY of the site\n").unwrap();
-    original_vault(&w, &hosts, &passphrase);
+    for host in hosts {
+        original_keys::make_host_keys(&w.path("original-keys"), host);
+    }
+    original_keys::pack_vault(
+        &w.path("original-keys"),
+        &hosts,
+        &w.path("vault"),
+        &passphrase,
+    );
     let original = |host: &str, file: &str| {
         std::fs::read(w.path(&format!("original-keys/{host}/etc/ssh/{file}"))).unwrap()
     };
@@ -799,7 +754,7 @@ fn keys_imported_from_the_originals_vault_are_the_conffs_keys_byte_for_byte() {
             let public = w.path(&format!(
                 "original-keys/{host}/etc/ssh/ssh_host_{kind}_key.pub"
             ));
-            let by_ssh_keygen = run_in(
+            let by_ssh_keygen = original_keys::run_in(
                 &w.path("."),
                 "ssh-keygen",
                 &["-l", "-f", public.to_str().unwrap()],

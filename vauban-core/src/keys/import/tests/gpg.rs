@@ -4,68 +4,23 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use super::super::gpg;
-use super::{source_copy, source_files, HOSTS};
+use super::{original, source_copy, source_files, HOSTS};
 use crate::keys::tests::files_of;
 use crate::keys::{ImportSource, Imported, KeyStoreError};
 
 /// The passphrase of the test vaults.
 const PASSPHRASE: &str = "correct horse battery staple";
 
-/// Runs `program ARGS` in `dir`, panicking with what it said when it fails.
-fn run(dir: &Path, program: &str, args: &[&str]) {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program} ({e}): `cargo xtask deps` installs it"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A `vault/` of the original with the test hosts, and its passphrase file.
 fn vault() -> (tempfile::TempDir, PathBuf, PathBuf) {
     let (tmp, keys) = source_copy();
     let vault = tmp.path().join("vault");
-    fs::rename(&keys, &vault).unwrap();
     let passphrase = tmp.path().join("passphrase");
     fs::write(&passphrase, format!("{PASSPHRASE}\n")).unwrap();
-    let home = tmp.path().join("gnupg");
-    fs::create_dir(&home).unwrap();
-    fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    let home = home.to_str().unwrap();
-    for host in HOSTS {
-        let tar = format!("{host}.tar");
-        run(&vault, "tar", &["cvf", &tar, host]);
-        run(
-            &vault,
-            "gpg",
-            &[
-                "--homedir",
-                home,
-                "--batch",
-                "--pinentry-mode",
-                "loopback",
-                "--passphrase-file",
-                passphrase.to_str().unwrap(),
-                "--symmetric",
-                &tar,
-            ],
-        );
-        fs::remove_file(vault.join(&tar)).unwrap();
-        fs::remove_dir_all(vault.join(host)).unwrap();
-    }
-    // gpg started an agent to encrypt: stop it.
-    run(
-        &vault,
-        "gpgconf",
-        &["--homedir", home, "--kill", "gpg-agent"],
-    );
+    original::pack_vault(&keys, &HOSTS, &vault, &passphrase);
+    fs::create_dir(tmp.path().join("elsewhere")).unwrap();
     (tmp, vault, passphrase)
 }
 
@@ -95,7 +50,7 @@ fn the_originals_vault_is_decrypted_and_read_byte_for_byte() {
 
     // One file, the passphrase through a pipe read once for every host.
     let fifo = tmp.path().join("fifo");
-    run(tmp.path(), "mkfifo", &[fifo.to_str().unwrap()]);
+    original::run_in(tmp.path(), "mkfifo", &[fifo.to_str().unwrap()]);
     let writer = std::thread::spawn({
         let fifo = fifo.clone();
         move || fs::write(fifo, format!("{PASSPHRASE}\n")).unwrap()
@@ -152,7 +107,7 @@ fn a_wrong_or_empty_passphrase_and_bad_names_are_refused() {
             "{file}: {err:?}"
         );
     }
-    let err = read(&tmp.path().join("gnupg"), &wrong);
+    let err = read(&tmp.path().join("elsewhere"), &wrong);
     assert!(
         matches!(err, KeyStoreError::NothingToImport { .. }),
         "{err:?}"

@@ -4,6 +4,10 @@
 
 mod dir;
 mod gpg;
+// Shared with the CLI's rootless test, whose items are `pub`.
+#[allow(unreachable_pub)]
+#[path = "../../../../tests/keys_common/original.rs"]
+mod original;
 mod store;
 mod tarball;
 
@@ -14,7 +18,6 @@ use std::sync::OnceLock;
 
 use tempfile::TempDir;
 
-use crate::keys::tests::ssh_keygen;
 use crate::keys::{KeyKind, SSH_DIR};
 
 /// The hosts of the source tree.
@@ -27,17 +30,11 @@ fn source() -> &'static Path {
         .get_or_init(|| {
             let dir = tempfile::tempdir().unwrap();
             for host in HOSTS {
-                make_host(dir.path(), host);
+                original::make_host_keys(dir.path(), host);
             }
             dir
         })
         .path()
-}
-
-/// Makes `DIR/HOST/etc/ssh/ssh_host_*` with `ssh-keygen -A -f DIR/HOST`.
-fn make_host(dir: &Path, host: &str) {
-    fs::create_dir_all(dir.join(host).join(SSH_DIR)).unwrap();
-    ssh_keygen(&["-A", "-f"], &dir.join(host));
 }
 
 /// A fresh copy of the source tree, in `TMP/keys`.
