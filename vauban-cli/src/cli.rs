@@ -88,6 +88,8 @@ pub enum Command {
     Deploy(commands::deploy::Args),
     /// Print the JSON Schema of config.yml, or check a config.
     Config(commands::config::Args),
+    /// The hosts' sshd keys: import a site's existing ones, list, show, remove.
+    Keys(commands::keys::Args),
     /// Run as a service: builds on request (HTTP API) and on schedule, with
     /// history, live logs, notifications and a page.
     Serve(commands::serve::Args),
@@ -150,6 +152,7 @@ impl Cli {
             Command::Build(args) => commands::build::run(&globals, args),
             Command::Deploy(args) => commands::deploy::run(&globals, args),
             Command::Config(args) => commands::config::run(&globals, args),
+            Command::Keys(args) => commands::keys::run(&globals, args),
             Command::Serve(args) => commands::serve::run(&globals, args),
             Command::Remote(args) => commands::remote::run(&globals, args),
         }

@@ -12,6 +12,9 @@
 
 mod cli_support;
 
+#[path = "../../vauban-core/tests/keys_common/original.rs"]
+mod original_keys;
+
 #[path = "../../vauban-oci/tests/registry_common/server.rs"]
 #[allow(dead_code)]
 mod registry_server;
@@ -696,4 +699,106 @@ fn build_config_errors_name_the_file_line_and_key() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
+}
+
+#[test]
+fn keys_imported_from_the_originals_vault_are_the_conffs_keys_byte_for_byte() {
+    let w = World::new("");
+    let hosts = ["web01", "web02"];
+    let passphrase = w.path("vaulted-sshd-keys-key");
+    std::fs::write(&passphrase, "the VAULTED_SSHD_KEYS_KEY of the site\n").unwrap();
+    for host in hosts {
+        original_keys::make_host_keys(&w.path("original-keys"), host);
+    }
+    original_keys::pack_vault(
+        &w.path("original-keys"),
+        &hosts,
+        &w.path("vault"),
+        &passphrase,
+    );
+    let original = |host: &str, file: &str| {
+        std::fs::read(w.path(&format!("original-keys/{host}/etc/ssh/{file}"))).unwrap()
+    };
+    let keys = |args: &[&str]| {
+        let mut all = vec![
+            "keys",
+            "--keystore",
+            "keys/hostkeys.age",
+            "--keystore-key-file",
+            "key.txt",
+        ];
+        all.extend(args);
+        let out = w.cmd(&all).output().unwrap();
+        assert!(
+            out.status.success(),
+            "vauban {all:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+
+    let passphrase = passphrase.to_str().unwrap();
+    let imported = keys(&["import", "--gpg", "vault", "--passphrase-file", passphrase]);
+    assert_eq!(imported, "web01: added\nweb02: added\n");
+    let again = keys(&["import", "--gpg", "vault", "--passphrase-file", passphrase]);
+    assert_eq!(
+        again,
+        "web01: skipped, already in the store with these keys\n\
+         web02: skipped, already in the store with these keys\n"
+    );
+
+    // `keys list` shows ssh-keygen's fingerprints, `show --public` the .pub lines.
+    let listed = keys(&["list"]);
+    for host in hosts {
+        for kind in ["ed25519", "ecdsa", "rsa"] {
+            let public = w.path(&format!(
+                "original-keys/{host}/etc/ssh/ssh_host_{kind}_key.pub"
+            ));
+            let by_ssh_keygen = original_keys::run_in(
+                &w.path("."),
+                "ssh-keygen",
+                &["-l", "-f", public.to_str().unwrap()],
+            );
+            let fingerprint = by_ssh_keygen.split_whitespace().nth(1).unwrap();
+            assert!(
+                listed
+                    .lines()
+                    .any(|l| l.starts_with(&format!("{host}  {kind} ")) && l.contains(fingerprint)),
+                "{host} {kind} {fingerprint} not in:\n{listed}"
+            );
+        }
+        let shown = keys(&["show", host, "--public"]);
+        let pubs: Vec<u8> = ["ed25519", "ecdsa", "rsa"]
+            .iter()
+            .flat_map(|kind| original(host, &format!("ssh_host_{kind}_key.pub")))
+            .collect();
+        assert_eq!(shown.as_bytes(), pubs, "{host}");
+    }
+
+    // A conffs build of those hosts carries the very files.
+    w.build_ok(&[
+        "--name",
+        "master-web",
+        "--stage",
+        "conffs",
+        "--build-parents",
+        "-1",
+    ]);
+    for host in hosts {
+        let conffs = w.conffs(host);
+        let mut key_files: Vec<&str> = conffs
+            .keys()
+            .filter_map(|p| p.strip_prefix("etc/ssh/"))
+            .filter(|name| name.starts_with("ssh_host_"))
+            .collect();
+        key_files.sort();
+        assert_eq!(key_files.len(), 6, "{host}: {key_files:?}");
+        for file in key_files {
+            let (mode, uid, contents) = &conffs[&format!("etc/ssh/{file}")];
+            assert_eq!(*contents, original(host, file), "{host}: {file} changed");
+            let expected = if file.ends_with(".pub") { 0o644 } else { 0o600 };
+            assert_eq!((mode & 0o7777, *uid), (expected, 0), "{host}: {file}");
+        }
+    }
+    assert_private(&w);
 }

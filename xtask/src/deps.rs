@@ -36,6 +36,14 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("util-linux", "setpriv/unshare for the rootless tests"),
     ("passwd", "useradd/usermod for the rootless test user"),
     (
+        "gnupg",
+        "gpg decrypts the original's vault/HOST.tar.gpg (vauban keys import --gpg)",
+    ),
+    (
+        "openssh-client",
+        "ssh-keygen checks the host keys and makes the original's key files in tests",
+    ),
+    (
         "qemu-system-x86",
         "qemu-system-x86_64 boots the boot tree (cargo xtask boot-test)",
     ),
@@ -173,6 +181,8 @@ mod tests {
             "libcap2-bin",
             "time",
             "qemu-system-x86",
+            "gnupg",
+            "openssh-client",
         ] {
             assert!(PACKAGES.iter().any(|(name, _)| *name == p), "{p} missing");
         }

@@ -8,6 +8,7 @@ pub mod gc;
 pub mod images;
 pub mod import;
 pub mod inspect;
+pub mod keys;
 pub mod login;
 pub mod network;
 pub mod progress;

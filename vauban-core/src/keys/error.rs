@@ -4,6 +4,8 @@
 
 use std::path::PathBuf;
 
+use super::kind::KeyKind;
+
 /// Result alias of the key store.
 pub type Result<T, E = KeyStoreError> = std::result::Result<T, E>;
 
@@ -22,6 +24,69 @@ impl std::fmt::Display for SecretKind {
             SecretKind::Identity => "an age identity",
             SecretKind::Passphrase => "a passphrase",
         })
+    }
+}
+
+/// Why a key file is refused (by an import, or in the store). Says nothing of
+/// the key itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyProblem {
+    /// The private key is in a PEM format older than OpenSSH's own.
+    LegacyPem,
+    /// The private key does not parse (`ssh-key`'s reason).
+    Unreadable(String),
+    /// The private key has a passphrase (sshd's host keys have none).
+    Encrypted,
+    /// The private key is not of the kind its file name says.
+    WrongType {
+        /// The kind of the file name.
+        expected: KeyKind,
+        /// The key's algorithm.
+        found: String,
+    },
+    /// The `.pub` file does not parse (`ssh-key`'s reason).
+    PublicUnreadable(String),
+    /// The `.pub` file is not the private key's public half.
+    PublicMismatch,
+    /// The file is not UTF-8 text.
+    NotText,
+    /// The file is larger than any key file.
+    TooLarge,
+}
+
+impl KeyProblem {
+    /// Whether the problem is in the `.pub` file rather than the private key's.
+    pub fn in_public_file(&self) -> bool {
+        matches!(
+            self,
+            KeyProblem::PublicUnreadable(_) | KeyProblem::PublicMismatch
+        )
+    }
+}
+
+impl std::fmt::Display for KeyProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyProblem::LegacyPem => f.write_str(
+                "the key is in the PEM format of OpenSSH before 7.8, which vauban does not \
+                 read: rewrite it in the OpenSSH format with `ssh-keygen -p -N '' -f FILE` \
+                 (the key and its fingerprint stay the same)",
+            ),
+            KeyProblem::Unreadable(why) => write!(f, "not an OpenSSH private key ({why})"),
+            KeyProblem::Encrypted => {
+                f.write_str("the key has a passphrase (sshd's host keys have none)")
+            }
+            KeyProblem::WrongType { expected, found } => {
+                write!(f, "an {found} key where a {expected} key belongs")
+            }
+            KeyProblem::PublicUnreadable(why) => write!(f, "not an OpenSSH public key ({why})"),
+            KeyProblem::PublicMismatch => {
+                f.write_str("not the public half of the private key beside it")
+            }
+            KeyProblem::NotText => f.write_str("not a text file"),
+            KeyProblem::TooLarge => f.write_str("too large for a key file"),
+        }
     }
 }
 
@@ -108,6 +173,115 @@ pub enum KeyStoreError {
         /// The host name.
         host: String,
     },
+    /// A key file of an import is refused.
+    #[error("{file}: {problem}")]
+    BadKeyFile {
+        /// The file, or `TARBALL: ENTRY` for an entry of a tarball.
+        file: String,
+        /// Why.
+        problem: KeyProblem,
+    },
+    /// One half of a key pair of an import is missing.
+    #[error("{file}: missing (found {other} without it)")]
+    MissingHalf {
+        /// The missing file, or `TARBALL: ENTRY`.
+        file: String,
+        /// The half that is there.
+        other: String,
+    },
+    /// A host of an import lacks a kind of key.
+    #[error(
+        "{origin}: host {host} has no {kind} key ({file}); vauban gives sshd an ed25519, an \
+         ecdsa and an rsa key: add the missing one (ssh-keygen -t {kind} -N '' -f {file})"
+    )]
+    MissingKind {
+        /// Where the host's keys were read.
+        origin: String,
+        /// The host.
+        host: String,
+        /// The missing kind.
+        kind: KeyKind,
+        /// The private key's file name.
+        file: &'static str,
+    },
+    /// A key file name under `etc/ssh` that is no host key vauban keeps.
+    #[error(
+        "{file}: not a host key vauban keeps (ssh_host_{{ed25519,ecdsa,rsa}}_key and their \
+         .pub; DSA and RSA1 keys are left out)"
+    )]
+    UnknownKeyFile {
+        /// The file, or `TARBALL: ENTRY`.
+        file: String,
+    },
+    /// An entry of a key tarball is refused.
+    #[error("{tarball}: entry {entry:?}: {reason}")]
+    BadTarEntry {
+        /// The encrypted tarball.
+        tarball: PathBuf,
+        /// The entry's name, as in the tarball.
+        entry: String,
+        /// Why.
+        reason: String,
+    },
+    /// A decrypted key tarball does not read as a tar archive.
+    #[error("{tarball}: the decrypted file is not a tar archive")]
+    BadTarball {
+        /// The encrypted tarball.
+        tarball: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `gpg` cannot be started.
+    #[error("cannot run gpg to decrypt {file} (is gnupg installed? apt-get install gnupg)")]
+    RunGpg {
+        /// The encrypted file.
+        file: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `gpg` failed to decrypt a file.
+    #[error("gpg could not decrypt {file} ({status}){}", said(stderr))]
+    Gpg {
+        /// The encrypted file.
+        file: PathBuf,
+        /// gpg's exit status.
+        status: String,
+        /// The end of what gpg wrote on stderr, escaped.
+        stderr: String,
+    },
+    /// The passphrase file of an import is empty.
+    #[error("{path}: the passphrase file is empty (its first line is the passphrase)")]
+    EmptyPassphrase {
+        /// The file.
+        path: PathBuf,
+    },
+    /// An import found no host.
+    #[error("{path}: no host keys found ({expected})")]
+    NothingToImport {
+        /// The directory or file given.
+        path: PathBuf,
+        /// What was looked for.
+        expected: &'static str,
+    },
+    /// No secret was given and the default identity file does not exist.
+    #[error(
+        "no key store secret: set ${var} or give a key file; the default, {identity}, does not \
+         exist (a build or `vauban keys import` makes it)"
+    )]
+    NoSecret {
+        /// The environment variable read.
+        var: &'static str,
+        /// The default identity file.
+        identity: PathBuf,
+    },
+    /// Neither `$XDG_…` nor `$HOME` is set, so there is no default path.
+    #[error("neither ${var} nor $HOME is set: give the path")]
+    NoUserDir {
+        /// The XDG variable.
+        var: &'static str,
+    },
     /// Generating or encoding a key failed.
     #[error("cannot generate the {kind} host key of {host}")]
     Generate {
@@ -164,11 +338,35 @@ impl KeyStoreError {
             | KeyStoreError::ExcessiveWork { .. }
             | KeyStoreError::Corrupt { .. }
             | KeyStoreError::BadStoredKey { .. }
-            | KeyStoreError::InvalidHost { .. } => Blame::User,
+            | KeyStoreError::InvalidHost { .. }
+            | KeyStoreError::BadKeyFile { .. }
+            | KeyStoreError::MissingHalf { .. }
+            | KeyStoreError::MissingKind { .. }
+            | KeyStoreError::UnknownKeyFile { .. }
+            | KeyStoreError::BadTarEntry { .. }
+            | KeyStoreError::BadTarball { .. }
+            | KeyStoreError::Gpg { .. }
+            | KeyStoreError::EmptyPassphrase { .. }
+            | KeyStoreError::NothingToImport { .. }
+            | KeyStoreError::NoSecret { .. }
+            | KeyStoreError::NoUserDir { .. } => Blame::User,
+            KeyStoreError::RunGpg { source, .. } => match source.kind() {
+                std::io::ErrorKind::NotFound => Blame::Environment,
+                kind => Blame::of_io(kind),
+            },
             KeyStoreError::ReadSecret { source, .. } | KeyStoreError::Io { source, .. } => {
                 Blame::of_io(source.kind())
             }
             KeyStoreError::Generate { .. } | KeyStoreError::Encrypt { .. } => Blame::Internal,
         }
+    }
+}
+
+/// `; it said: TEXT` when `stderr` is not empty.
+fn said(stderr: &str) -> String {
+    if stderr.is_empty() {
+        String::new()
+    } else {
+        format!("; it said: {stderr}")
     }
 }

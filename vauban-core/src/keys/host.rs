@@ -1,22 +1,21 @@
-//! One host's sshd keys: an ed25519, an RSA (3072 bits) and an ECDSA (nistp256)
-//! key, generated with RustCrypto's `ssh-key` from the OS's random source, and the
-//! files sshd expects under `/etc/ssh`.
+//! One host's sshd keys (an ed25519, an ECDSA and an RSA key, see [`KeyKind`])
+//! and the files sshd expects under `/etc/ssh`.
 //!
-//! Private keys are in the OpenSSH format with no passphrase, as `ssh-keygen -A`
-//! writes them; each `.pub` file is one `TYPE BASE64 root@HOST` line.
+//! A key is kept as the text of its two files. Made here: the private key in
+//! the OpenSSH format with no passphrase, as `ssh-keygen` writes it, and the
+//! `.pub` line derived from it (`TYPE BASE64 root@HOST`). Imported: both files
+//! byte for byte as the host had them, once checked ([`check_pair`]), so the
+//! host's conffs carries the very files it had and no fingerprint changes.
 
-use ssh_key::private::{EcdsaKeypair, Ed25519Keypair, KeypairData, RsaKeypair};
-use ssh_key::rand_core::OsRng;
-use ssh_key::{EcdsaCurve, LineEnding, PrivateKey};
+use ssh_key::public::KeyData;
+use ssh_key::{HashAlg, LineEnding, PrivateKey, PublicKey};
 use zeroize::Zeroizing;
 
-use super::error::{KeyStoreError, Result};
+use super::error::{KeyProblem, KeyStoreError, Result};
+use super::kind::KeyKind;
 
 /// The directory of the key files in a root tree, relative to `/`.
 pub const SSH_DIR: &str = "etc/ssh";
-
-/// The size of generated RSA keys, in bits.
-pub const RSA_BITS: usize = 3072;
 
 /// Mode of a private key file.
 pub const PRIVATE_MODE: u32 = 0o600;
@@ -24,77 +23,25 @@ pub const PRIVATE_MODE: u32 = 0o600;
 /// Mode of a public key file.
 pub const PUBLIC_MODE: u32 = 0o644;
 
-/// The three key types sshd is given.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum KeyKind {
-    /// `ssh-ed25519`.
-    Ed25519,
-    /// `ecdsa-sha2-nistp256`.
-    Ecdsa,
-    /// `ssh-rsa`, 3072 bits.
-    Rsa,
-}
+/// The first line of private key formats older than OpenSSH's own (PKCS#1,
+/// SEC1, PKCS#8), which `ssh-key` does not read.
+const LEGACY_PEM: [&str; 4] = [
+    "-----BEGIN RSA PRIVATE KEY-----",
+    "-----BEGIN EC PRIVATE KEY-----",
+    "-----BEGIN PRIVATE KEY-----",
+    "-----BEGIN DSA PRIVATE KEY-----",
+];
 
-impl KeyKind {
-    /// Every kind, in the order of [`HostKeys::files`].
-    pub const ALL: [KeyKind; 3] = [KeyKind::Ed25519, KeyKind::Ecdsa, KeyKind::Rsa];
-
-    /// The name in file names and in the store (`ed25519`, `ecdsa`, `rsa`).
-    pub fn name(self) -> &'static str {
-        match self {
-            KeyKind::Ed25519 => "ed25519",
-            KeyKind::Ecdsa => "ecdsa",
-            KeyKind::Rsa => "rsa",
-        }
-    }
-
-    /// The private key's file name under `/etc/ssh`.
-    pub fn private_file(self) -> &'static str {
-        match self {
-            KeyKind::Ed25519 => "ssh_host_ed25519_key",
-            KeyKind::Ecdsa => "ssh_host_ecdsa_key",
-            KeyKind::Rsa => "ssh_host_rsa_key",
-        }
-    }
-
-    /// The public key's file name under `/etc/ssh`.
-    pub fn public_file(self) -> &'static str {
-        match self {
-            KeyKind::Ed25519 => "ssh_host_ed25519_key.pub",
-            KeyKind::Ecdsa => "ssh_host_ecdsa_key.pub",
-            KeyKind::Rsa => "ssh_host_rsa_key.pub",
-        }
-    }
-
-    fn generate(self) -> std::result::Result<KeypairData, ssh_key::Error> {
-        let mut rng = OsRng;
-        Ok(match self {
-            KeyKind::Ed25519 => Ed25519Keypair::random(&mut rng).into(),
-            KeyKind::Ecdsa => EcdsaKeypair::random(&mut rng, EcdsaCurve::NistP256)?.into(),
-            KeyKind::Rsa => RsaKeypair::random(&mut rng, RSA_BITS)?.into(),
-        })
-    }
-
-    fn matches(self, key: &PrivateKey) -> bool {
-        match self {
-            KeyKind::Ed25519 => key.key_data().is_ed25519(),
-            KeyKind::Ecdsa => matches!(
-                key.key_data().ecdsa(),
-                Some(k) if k.curve() == EcdsaCurve::NistP256
-            ),
-            KeyKind::Rsa => key.key_data().is_rsa(),
-        }
-    }
-}
-
-/// One key: the private key in OpenSSH format and its public line.
+/// One key: the text of its two files and its public key, parsed.
 struct HostKey {
     kind: KeyKind,
     private: Zeroizing<String>,
     public: String,
+    key: PublicKey,
 }
 
 impl HostKey {
+    /// A key made here or stored without its `.pub`: the `.pub` line is derived.
     fn from_private(kind: KeyKind, key: &PrivateKey) -> std::result::Result<Self, ssh_key::Error> {
         let private = key.to_openssh(LineEnding::LF)?;
         let public = format!("{}\n", key.public_key().to_openssh()?);
@@ -102,8 +49,61 @@ impl HostKey {
             kind,
             private,
             public,
+            key: key.public_key().clone(),
         })
     }
+
+    /// A key from the text of its files, kept as it is once [`check_pair`] passes.
+    fn from_files(
+        kind: KeyKind,
+        private: Zeroizing<String>,
+        public: String,
+    ) -> std::result::Result<Self, KeyProblem> {
+        let key = check_pair(kind, &private, &public)?;
+        Ok(HostKey {
+            kind,
+            private,
+            public,
+            key,
+        })
+    }
+}
+
+/// Checks that `private` is an OpenSSH private key of `kind` with no passphrase
+/// and that `public` (a `.pub` line) is its public half; returns the public key
+/// with the `.pub` file's comment.
+pub(super) fn check_pair(
+    kind: KeyKind,
+    private: &str,
+    public: &str,
+) -> std::result::Result<PublicKey, KeyProblem> {
+    if LEGACY_PEM
+        .iter()
+        .any(|pem| private.trim_start().starts_with(pem))
+    {
+        return Err(KeyProblem::LegacyPem);
+    }
+    // Kept as it is, but read without the blank lines around it, which OpenSSH
+    // ignores and `ssh-key` does not (keys written out of Vault by `jq -r`
+    // end with two line feeds).
+    let trimmed = Zeroizing::new(format!("{}\n", private.trim()));
+    let key = PrivateKey::from_openssh(trimmed.as_bytes())
+        .map_err(|e| KeyProblem::Unreadable(e.to_string()))?;
+    if key.is_encrypted() {
+        return Err(KeyProblem::Encrypted);
+    }
+    if !kind.matches(key.public_key().key_data()) {
+        return Err(KeyProblem::WrongType {
+            expected: kind,
+            found: key.algorithm().to_string(),
+        });
+    }
+    let public = PublicKey::from_openssh(public.trim())
+        .map_err(|e| KeyProblem::PublicUnreadable(e.to_string()))?;
+    if public.key_data() != key.public_key().key_data() {
+        return Err(KeyProblem::PublicMismatch);
+    }
+    Ok(public)
 }
 
 /// A file to write under `/etc/ssh` of a conffs tree. Its `Debug` shows the name,
@@ -126,6 +126,21 @@ impl std::fmt::Debug for KeyFile<'_> {
             .field("len", &self.contents.len())
             .finish()
     }
+}
+
+/// What `ssh-keygen -l` says of a public key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// The kind.
+    pub kind: KeyKind,
+    /// The SSH algorithm (`ssh-ed25519`, `ecdsa-sha2-nistp384`, `ssh-rsa`).
+    pub algorithm: String,
+    /// The size in bits (256 for ed25519, the curve's for ECDSA, the modulus's for RSA).
+    pub bits: u32,
+    /// The SHA-256 fingerprint, `SHA256:BASE64` as `ssh-keygen -l` prints it.
+    pub fingerprint: String,
+    /// The comment of the `.pub` file (may hold any character: escape it to print).
+    pub comment: String,
 }
 
 /// The sshd host keys of one host. Its `Debug` shows the host and the public keys
@@ -159,16 +174,17 @@ impl HostKeys {
         })
     }
 
-    /// Rebuilds the keys of `host` from their stored private keys, given in
-    /// [`KeyKind::ALL`] order; `Err(kind)` names the first one that is invalid.
-    pub(super) fn from_stored(
+    /// Rebuilds the keys of `host` from private keys alone, given in
+    /// [`KeyKind::ALL`] order (the store's first format); `Err(kind)` names the
+    /// first one that is invalid.
+    pub(super) fn from_private_keys(
         host: &str,
         [ed25519, ecdsa, rsa]: [&str; 3],
     ) -> std::result::Result<Self, KeyKind> {
         let parse = |kind: KeyKind, pem: &str| {
             PrivateKey::from_openssh(pem)
                 .ok()
-                .filter(|key| kind.matches(key) && !key.is_encrypted())
+                .filter(|key| kind.matches(key.public_key().key_data()) && !key.is_encrypted())
                 .and_then(|key| HostKey::from_private(kind, &key).ok())
                 .ok_or(kind)
         };
@@ -178,6 +194,26 @@ impl HostKeys {
                 parse(KeyKind::Ed25519, ed25519)?,
                 parse(KeyKind::Ecdsa, ecdsa)?,
                 parse(KeyKind::Rsa, rsa)?,
+            ],
+        })
+    }
+
+    /// The keys of `host` from the text of their files (private, `.pub`), given in
+    /// [`KeyKind::ALL`] order and kept byte for byte; `Err` names the first key
+    /// that fails [`check_pair`] and why.
+    pub(super) fn from_files(
+        host: &str,
+        [ed25519, ecdsa, rsa]: [(Zeroizing<String>, String); 3],
+    ) -> std::result::Result<Self, (KeyKind, KeyProblem)> {
+        let pair = |kind: KeyKind, (private, public): (Zeroizing<String>, String)| {
+            HostKey::from_files(kind, private, public).map_err(|problem| (kind, problem))
+        };
+        Ok(HostKeys {
+            host: host.to_owned(),
+            keys: [
+                pair(KeyKind::Ed25519, ed25519)?,
+                pair(KeyKind::Ecdsa, ecdsa)?,
+                pair(KeyKind::Rsa, rsa)?,
             ],
         })
     }
@@ -209,15 +245,52 @@ impl HostKeys {
             .collect()
     }
 
-    /// The public key line (`TYPE BASE64 root@HOST`, no newline) of one kind, e.g.
-    /// for a `known_hosts` file.
+    /// The `.pub` line (`TYPE BASE64 COMMENT`, no newline) of one kind: the
+    /// `authorized_keys` form.
     pub fn public_key(&self, kind: KeyKind) -> &str {
         self.key(kind).public.trim_end()
     }
 
-    /// The private key of one kind, in OpenSSH format: for the store only.
+    /// The `known_hosts` line of one kind (`HOST TYPE BASE64`), as
+    /// `ssh-keyscan HOST` prints it.
+    pub fn known_hosts_line(&self, kind: KeyKind) -> String {
+        let bare = PublicKey::new(self.key(kind).key.key_data().clone(), "");
+        let line = bare
+            .to_openssh()
+            .expect("a parsed public key encodes again");
+        format!("{} {line}", self.host)
+    }
+
+    /// Type, size, fingerprint and comment of each key, in [`KeyKind::ALL`] order.
+    pub fn info(&self) -> Vec<KeyInfo> {
+        self.keys
+            .iter()
+            .map(|key| KeyInfo {
+                kind: key.kind,
+                algorithm: key.key.algorithm().to_string(),
+                bits: bits(key.key.key_data()),
+                fingerprint: key.key.fingerprint(HashAlg::Sha256).to_string(),
+                comment: key.key.comment().to_owned(),
+            })
+            .collect()
+    }
+
+    /// Whether `other` holds the same three keys (comments aside).
+    pub fn same_keys(&self, other: &HostKeys) -> bool {
+        self.keys
+            .iter()
+            .zip(&other.keys)
+            .all(|(a, b)| a.key.key_data() == b.key.key_data())
+    }
+
+    /// The private key file of one kind: for the store only.
     pub(super) fn private_key(&self, kind: KeyKind) -> &str {
         &self.key(kind).private
+    }
+
+    /// The `.pub` file of one kind, as it is: for the store only.
+    pub(super) fn public_file(&self, kind: KeyKind) -> &str {
+        &self.key(kind).public
     }
 
     fn key(&self, kind: KeyKind) -> &HostKey {
@@ -239,14 +312,37 @@ impl std::fmt::Debug for HostKeys {
     }
 }
 
+/// The size of a public key in bits, as `ssh-keygen -l` counts it.
+fn bits(key: &KeyData) -> u32 {
+    if let Some(rsa) = key.rsa() {
+        let n = rsa.n.as_positive_bytes().unwrap_or_default();
+        let leading = n.first().map_or(0, |b| b.leading_zeros());
+        return (n.len() as u32 * 8).saturating_sub(leading);
+    }
+    match key.ecdsa().map(|k| k.curve()) {
+        Some(ssh_key::EcdsaCurve::NistP256) => 256,
+        Some(ssh_key::EcdsaCurve::NistP384) => 384,
+        Some(ssh_key::EcdsaCurve::NistP521) => 521,
+        None if key.is_ed25519() => 256,
+        None => 0,
+    }
+}
+
 /// The comment of a host's keys.
 fn comment(host: &str) -> String {
     format!("root@{host}")
 }
 
-/// Checks that `host` can name keys: not empty, no whitespace or control characters.
+/// Checks that `host` can name keys and files: not empty, not `.` or `..`, no
+/// `/`, whitespace or control characters.
 pub(super) fn check_host(host: &str) -> Result<()> {
-    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if host.is_empty()
+        || host == "."
+        || host == ".."
+        || host
+            .chars()
+            .any(|c| c == '/' || c.is_whitespace() || c.is_control())
+    {
         return Err(KeyStoreError::InvalidHost {
             host: host.to_owned(),
         });

@@ -1,5 +1,5 @@
-//! Generating the keys of many hosts on every core: a 3072-bit RSA key takes
-//! one to several seconds in pure Rust, so the first build of a fleet would
+//! Generating the keys of many hosts on every core: an RSA key takes
+//! seconds in pure Rust (4096 bits), so the first build of a fleet would
 //! otherwise spend minutes on one core.
 
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -11,7 +11,7 @@
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use age::secrecy::SecretString;
 use zeroize::Zeroizing;
@@ -20,6 +20,9 @@ use super::error::{KeyStoreError, Result, SecretKind};
 
 /// The environment variable [`KeySecret::from_env`] reads.
 pub const KEY_ENV: &str = "VAUBAN_KEYSTORE_KEY";
+
+/// The default identity's file under the user's configuration directory.
+const DEFAULT_IDENTITY: &str = "vauban/keystore-key.txt";
 
 /// The prefix of an age X25519 identity.
 const IDENTITY_PREFIX: &str = "AGE-SECRET-KEY-";
@@ -41,6 +44,40 @@ enum Key {
 }
 
 impl KeySecret {
+    /// The identity file used when no secret is given:
+    /// `$XDG_CONFIG_HOME/vauban/keystore-key.txt` (else under `~/.config`).
+    pub fn default_identity_path() -> Result<PathBuf> {
+        vauban_oci::dirs::UserDir::Config
+            .path()
+            .map(|dir| dir.join(DEFAULT_IDENTITY))
+            .ok_or(KeyStoreError::NoUserDir {
+                var: "XDG_CONFIG_HOME",
+            })
+    }
+
+    /// The secret a command uses: the file `key_file` when given, else
+    /// [`KEY_ENV`], else the default identity file
+    /// ([`default_identity_path`](Self::default_identity_path)), which is made when
+    /// missing if `make` (then its path is returned, to tell the user to keep it)
+    /// and is [`KeyStoreError::NoSecret`] otherwise.
+    pub fn find(key_file: Option<&Path>, make: bool) -> Result<(Self, Option<PathBuf>)> {
+        if let Some(file) = key_file {
+            return Ok((Self::from_file(file)?, None));
+        }
+        if let Some(secret) = Self::from_env()? {
+            return Ok((secret, None));
+        }
+        let identity = Self::default_identity_path()?;
+        if !make && !identity.exists() {
+            return Err(KeyStoreError::NoSecret {
+                var: KEY_ENV,
+                identity,
+            });
+        }
+        let (secret, made) = Self::load_or_create_identity(&identity)?;
+        Ok((secret, made.then_some(identity)))
+    }
+
     /// Reads the secret from [`KEY_ENV`] (`$VAUBAN_KEYSTORE_KEY`); `None` when unset.
     pub fn from_env() -> Result<Option<Self>> {
         Self::from_env_var(KEY_ENV)

@@ -1,10 +1,12 @@
 //! The key store: one age-encrypted file holding every host's sshd keys, so a
 //! rebuilt host keeps its identity.
 //!
-//! Inside the age file is a JSON document `{"version":1,"hosts":{HOST:{"ed25519":
-//! PEM,"ecdsa":PEM,"rsa":PEM}}}` of OpenSSH private keys; the public keys are
-//! derived from them. That form is private to this module: nothing else can
-//! serialize a [`HostKeys`].
+//! Inside the age file is a JSON document `{"version":2,"hosts":{HOST:{"ed25519":
+//! {"private":TEXT,"public":TEXT},"ecdsa":...,"rsa":...}}}`: the text of each
+//! key's two files, as a conffs gets them (an imported key keeps its files byte
+//! for byte). Version 1, still read, held the private keys alone
+//! (`{"ed25519":PEM,...}`), the `.pub` lines derived from them. That form is
+//! private to this module: nothing else can serialize a [`HostKeys`].
 //!
 //! Concurrency: [`KeyStore::open`] takes an exclusive `flock` on the sibling
 //! `NAME.lock` file and the store keeps it until dropped, so a second `vauban
@@ -22,30 +24,46 @@ use zeroize::Zeroizing;
 use super::atomic::write_atomically;
 use super::cipher;
 use super::error::{KeyStoreError, Result};
-use super::host::{check_host, HostKeys, KeyKind};
+use super::host::{check_host, HostKeys};
+use super::kind::KeyKind;
 use super::lock::{lock_path, StoreLock};
 use super::parallel::generate_all;
 use super::secret::KeySecret;
 
-/// The version of the plaintext format.
-const FORMAT_VERSION: u32 = 1;
+/// The version of the plaintext format written.
+const FORMAT_VERSION: u32 = 2;
 
-/// The plaintext of the store file; `S` is `&str` to write, a zeroizing `String`
+/// The start of the plaintext, to learn its version before reading the rest.
+#[derive(Deserialize)]
+struct Header {
+    version: u32,
+}
+
+/// The plaintext of the store file; `H` is the form of a host's keys.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredFile<H> {
+    version: u32,
+    hosts: BTreeMap<String, H>,
+}
+
+/// One host's keys: `K` is a private key's text (version 1) or a [`StoredKey`]
+/// (version 2).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredHost<K> {
+    ed25519: K,
+    ecdsa: K,
+    rsa: K,
+}
+
+/// The text of a key's two files; `S` is `&str` to write, a zeroizing `String`
 /// to read.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct StoredFile<S> {
-    version: u32,
-    hosts: BTreeMap<String, StoredHost<S>>,
-}
-
-/// One host's private keys in OpenSSH format.
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StoredHost<S> {
-    ed25519: S,
-    ecdsa: S,
-    rsa: S,
+struct StoredKey<S> {
+    private: S,
+    public: S,
 }
 
 /// An open key store, locked against other processes until dropped.
@@ -59,7 +77,21 @@ pub struct KeyStore {
     _lock: StoreLock,
 }
 
+/// The store's file name under the user's data directory.
+const DEFAULT_FILE: &str = "vauban-keys/hostkeys.age";
+
 impl KeyStore {
+    /// The store file used when none is given: `$XDG_DATA_HOME/vauban-keys/hostkeys.age`
+    /// (else under `~/.local/share`).
+    pub fn default_path() -> Result<PathBuf> {
+        vauban_oci::dirs::UserDir::Data
+            .path()
+            .map(|dir| dir.join(DEFAULT_FILE))
+            .ok_or(KeyStoreError::NoUserDir {
+                var: "XDG_DATA_HOME",
+            })
+    }
+
     /// Opens the store file at `path` with the user's `secret`, waiting for any
     /// other process that holds it. A missing file is an empty store (written on
     /// the first [`save`](Self::save)); a missing parent directory is created
@@ -94,8 +126,9 @@ impl KeyStore {
         &self.path
     }
 
-    /// The keys of `host`, generated now if the store has none (the 3072-bit RSA
-    /// key takes one to several seconds; see [`ensure_hosts`](Self::ensure_hosts)). New keys are kept only once [`save`](Self::save)d.
+    /// The keys of `host`, generated now if the store has none (the 4096-bit RSA
+    /// key takes seconds; see [`ensure_hosts`](Self::ensure_hosts)). New keys are
+    /// kept only once [`save`](Self::save)d.
     pub fn host_keys(&mut self, host: &str) -> Result<&HostKeys> {
         check_host(host)?;
         if !self.hosts.contains_key(host) {
@@ -149,6 +182,13 @@ impl KeyStore {
         self.hosts.keys().map(String::as_str)
     }
 
+    /// Puts `keys` in the store in place of any the host had (returned). Takes
+    /// effect on [`save`](Self::save).
+    pub(super) fn insert(&mut self, keys: HostKeys) -> Option<HostKeys> {
+        self.changed = true;
+        self.hosts.insert(keys.host().to_owned(), keys)
+    }
+
     /// Forgets the keys of `host` (a rebuild then gives it new ones); `true` if it
     /// had some. Takes effect on [`save`](Self::save).
     pub fn remove(&mut self, host: &str) -> bool {
@@ -183,10 +223,14 @@ impl KeyStore {
                 .hosts
                 .iter()
                 .map(|(host, keys)| {
+                    let key = |kind| StoredKey {
+                        private: keys.private_key(kind),
+                        public: keys.public_file(kind),
+                    };
                     let stored = StoredHost {
-                        ed25519: keys.private_key(KeyKind::Ed25519),
-                        ecdsa: keys.private_key(KeyKind::Ecdsa),
-                        rsa: keys.private_key(KeyKind::Rsa),
+                        ed25519: key(KeyKind::Ed25519),
+                        ecdsa: key(KeyKind::Ecdsa),
+                        rsa: key(KeyKind::Rsa),
                     };
                     (host.clone(), stored)
                 })
@@ -231,33 +275,51 @@ fn load(secret: &KeySecret, ciphertext: &[u8], path: &Path) -> Result<BTreeMap<S
         path: path.to_owned(),
         what,
     };
-    let plaintext = cipher::decrypt(secret, ciphertext, path)?;
     // serde_json's messages may quote the text at fault: keep only where it is.
-    let stored: StoredFile<Zeroizing<String>> =
-        serde_json::from_slice(&plaintext).map_err(|e| {
-            corrupt(format!(
-                "bad contents at line {}, column {}",
-                e.line(),
-                e.column()
-            ))
-        })?;
-    if stored.version != FORMAT_VERSION {
-        return Err(corrupt(format!(
-            "unknown format version {}",
-            stored.version
-        )));
-    }
+    let bad_json = |e: serde_json::Error| {
+        corrupt(format!(
+            "bad contents at line {}, column {}",
+            e.line(),
+            e.column()
+        ))
+    };
+    let plaintext = cipher::decrypt(secret, ciphertext, path)?;
+    let header: Header = serde_json::from_slice(&plaintext).map_err(bad_json)?;
+    let bad_key = |host: &str, kind: KeyKind| KeyStoreError::BadStoredKey {
+        path: path.to_owned(),
+        host: host.to_owned(),
+        kind: kind.name(),
+    };
     let mut hosts = BTreeMap::new();
-    for (host, keys) in &stored.hosts {
-        check_host(host).map_err(|_| corrupt(format!("invalid host name {host:?}")))?;
-        let keys = HostKeys::from_stored(host, [&keys.ed25519, &keys.ecdsa, &keys.rsa]).map_err(
-            |kind| KeyStoreError::BadStoredKey {
-                path: path.to_owned(),
-                host: host.clone(),
-                kind: kind.name(),
-            },
-        )?;
-        hosts.insert(host.clone(), keys);
+    match header.version {
+        1 => {
+            let stored: StoredFile<StoredHost<Zeroizing<String>>> =
+                serde_json::from_slice(&plaintext).map_err(bad_json)?;
+            for (host, keys) in &stored.hosts {
+                check_host(host).map_err(|_| corrupt(format!("invalid host name {host:?}")))?;
+                let keys =
+                    HostKeys::from_private_keys(host, [&keys.ed25519, &keys.ecdsa, &keys.rsa])
+                        .map_err(|kind| bad_key(host, kind))?;
+                hosts.insert(host.clone(), keys);
+            }
+        }
+        2 => {
+            let stored: StoredFile<StoredHost<StoredKey<Zeroizing<String>>>> =
+                serde_json::from_slice(&plaintext).map_err(bad_json)?;
+            for (host, keys) in stored.hosts {
+                check_host(&host).map_err(|_| corrupt(format!("invalid host name {host:?}")))?;
+                let pair = |key: StoredKey<Zeroizing<String>>| {
+                    (key.private, key.public.as_str().to_owned())
+                };
+                let keys = HostKeys::from_files(
+                    &host,
+                    [pair(keys.ed25519), pair(keys.ecdsa), pair(keys.rsa)],
+                )
+                .map_err(|(kind, _)| bad_key(&host, kind))?;
+                hosts.insert(host, keys);
+            }
+        }
+        version => return Err(corrupt(format!("unknown format version {version}"))),
     }
     Ok(hosts)
 }

@@ -109,12 +109,23 @@ fn plaintext_that_is_not_a_store_is_corrupt_and_not_quoted() {
         ),
         (
             "version",
-            r#"{"version":2,"hosts":{}}"#,
-            "unknown format version 2",
+            r#"{"version":3,"hosts":{}}"#,
+            "unknown format version 3",
         ),
         (
             "host name",
             r#"{"version":1,"hosts":{"a b":{"ed25519":"","ecdsa":"","rsa":""}}}"#,
+            "invalid host name",
+        ),
+        (
+            "version 2, a key without its .pub",
+            r#"{"version":2,"hosts":{"a":{"ed25519":"MARKER-1729","ecdsa":"","rsa":""}}}"#,
+            "line 1",
+        ),
+        (
+            "version 2, host name",
+            r#"{"version":2,"hosts":{"../a":{"ed25519":{"private":"","public":""},
+                "ecdsa":{"private":"","public":""},"rsa":{"private":"","public":""}}}}"#,
             "invalid host name",
         ),
     ];
@@ -161,12 +172,39 @@ fn a_stored_key_that_is_invalid_or_of_the_wrong_type_names_the_host_and_kind() {
             matches!(&err, KeyStoreError::BadStoredKey { host, kind: k, .. } if host == "web-9" && *k == kind),
             "{err:?}"
         );
-        let message = format!("{err} {err:?}");
-        for line in private_key_lines() {
-            assert!(
-                !message.contains(&line),
-                "the error quotes a key: {message}"
-            );
-        }
+        assert_quotes_no_key(&err);
+    }
+}
+
+#[test]
+fn a_stored_pub_that_is_not_its_keys_half_names_the_host_and_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.age");
+    let secret = fixture().secret.clone();
+    let files = &fixture().files[0];
+    let text = |i: usize| std::str::from_utf8(&files[i].1).unwrap();
+    let pair = |private: usize, public: usize| serde_json::json!({ "private": text(private), "public": text(public) });
+    let plaintext = serde_json::json!({
+        "version": 2,
+        "hosts": { "web-9": { "ed25519": pair(0, 1), "ecdsa": pair(2, 3), "rsa": pair(4, 1) } },
+    });
+    let ciphertext = cipher::encrypt(&secret, plaintext.to_string().as_bytes(), &path).unwrap();
+    fs::write(&path, ciphertext).unwrap();
+    let err = open_err(&path, secret);
+    assert!(
+        matches!(&err, KeyStoreError::BadStoredKey { host, kind: "rsa", .. } if host == "web-9"),
+        "{err:?}"
+    );
+    assert_quotes_no_key(&err);
+}
+
+/// Asserts that neither the message nor the `Debug` of `err` holds a private key line.
+fn assert_quotes_no_key(err: &KeyStoreError) {
+    let message = format!("{err} {err:?}");
+    for line in private_key_lines() {
+        assert!(
+            !message.contains(&line),
+            "the error quotes a key: {message}"
+        );
     }
 }

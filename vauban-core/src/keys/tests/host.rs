@@ -45,7 +45,7 @@ fn files_are_the_six_that_sshd_expects_with_their_modes() {
     };
     assert_eq!(
         [prefix(1), prefix(3), prefix(5)],
-        ["ssh-ed25519", "ecdsa-sha2-nistp256", "ssh-rsa"]
+        ["ssh-ed25519", "ecdsa-sha2-nistp384", "ssh-rsa"]
     );
 }
 

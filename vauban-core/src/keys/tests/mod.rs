@@ -8,7 +8,8 @@ mod secret;
 mod ssh_keygen;
 mod store;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::OnceLock;
 
 use age::secrecy::ExposeSecret;
@@ -102,4 +103,23 @@ pub(super) fn private_key_lines() -> Vec<String> {
         .filter(|line| !line.starts_with("-----") && line.len() >= 20)
         .filter(|line| !public.iter().any(|p| p.contains(line.as_str())))
         .collect()
+}
+
+/// Runs `ssh-keygen ARGS FILE` and returns its stdout, panicking with the
+/// install hint if it is missing.
+pub(in crate::keys) fn ssh_keygen(args: &[&str], file: &Path) -> String {
+    let out = Command::new("ssh-keygen")
+        .args(args)
+        .arg(file)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run ssh-keygen ({e}): install it with `apt-get install openssh-client`")
+        });
+    assert!(
+        out.status.success(),
+        "ssh-keygen {args:?} {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }

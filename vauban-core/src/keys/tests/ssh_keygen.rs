@@ -2,29 +2,9 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-use std::process::Command;
 
-use super::{fixture, store_copy, HOSTS};
+use super::{fixture, ssh_keygen, store_copy, HOSTS};
 use crate::keys::{KeyStore, SSH_DIR};
-
-/// Runs `ssh-keygen ARGS`, panicking with the install hint if it is missing.
-fn ssh_keygen(args: &[&str], file: &Path) -> String {
-    let out = Command::new("ssh-keygen")
-        .args(args)
-        .arg(file)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run ssh-keygen ({e}): install it with `apt-get install openssh-client`")
-        });
-    assert!(
-        out.status.success(),
-        "ssh-keygen {args:?} {}: {}",
-        file.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 #[test]
 fn ssh_keygen_reads_every_key_and_derives_the_pub_files() {
@@ -41,8 +21,8 @@ fn ssh_keygen_reads_every_key_and_derives_the_pub_files() {
     }
     for (kind, bits, label) in [
         ("ed25519", "256", "(ED25519)"),
-        ("ecdsa", "256", "(ECDSA)"),
-        ("rsa", "3072", "(RSA)"),
+        ("ecdsa", "384", "(ECDSA)"),
+        ("rsa", "4096", "(RSA)"),
     ] {
         let private = ssh_dir.join(format!("ssh_host_{kind}_key"));
         let public = ssh_dir.join(format!("ssh_host_{kind}_key.pub"));

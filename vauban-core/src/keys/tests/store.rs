@@ -120,3 +120,52 @@ fn a_removed_host_is_gone_after_save() {
     assert_eq!(store.hosts().collect::<Vec<_>>(), [HOSTS[1]]);
     assert_eq!(files_of(store.get(HOSTS[1]).unwrap()), fixture().files[1]);
 }
+
+#[test]
+fn keys_of_the_first_format_and_older_sizes_are_kept_as_they_are() {
+    use ssh_key::private::{EcdsaKeypair, Ed25519Keypair, KeypairData, RsaKeypair};
+    use ssh_key::rand_core::OsRng;
+
+    // vauban made ECDSA P-256 and RSA 3072 keys and stored private keys alone
+    // (format 1); RSA 2048 stands for any size here, being quicker to make.
+    let key = |data: KeypairData| {
+        let key = ssh_key::PrivateKey::new(data, "root@old").unwrap();
+        key.to_openssh(ssh_key::LineEnding::LF).unwrap().to_string()
+    };
+    let ed25519 = key(Ed25519Keypair::random(&mut OsRng).into());
+    let ecdsa = key(
+        EcdsaKeypair::random(&mut OsRng, ssh_key::EcdsaCurve::NistP256)
+            .unwrap()
+            .into(),
+    );
+    let rsa = key(RsaKeypair::random(&mut OsRng, 2048).unwrap().into());
+    let plaintext = serde_json::json!({
+        "version": 1,
+        "hosts": { "old": { "ed25519": ed25519, "ecdsa": ecdsa, "rsa": rsa } },
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.age");
+    let secret = fixture().secret.clone();
+    let ciphertext =
+        crate::keys::cipher::encrypt(&secret, plaintext.to_string().as_bytes(), &path).unwrap();
+    fs::write(&path, ciphertext).unwrap();
+
+    let mut store = KeyStore::open(&path, secret.clone()).unwrap();
+    assert_eq!(store.ensure_hosts(["old"]).unwrap(), 0, "never made again");
+    let before = files_of(store.get("old").unwrap());
+    let bits: Vec<u32> = store
+        .get("old")
+        .unwrap()
+        .info()
+        .iter()
+        .map(|i| i.bits)
+        .collect();
+    assert_eq!(bits, [256, 256, 2048]);
+    assert_eq!(before[0].1, ed25519.as_bytes());
+    // Saved again (in the current format), the keys are the same files.
+    store.set_secret(secret.clone());
+    assert!(store.save().unwrap());
+    drop(store);
+    let store = KeyStore::open(&path, secret).unwrap();
+    assert_eq!(files_of(store.get("old").unwrap()), before);
+}
