@@ -98,11 +98,7 @@ impl Builder<'_> {
             .ok_or_else(|| crate::Error::Panicked("a release root without its release"))?
             .clone();
         let started = std::time::Instant::now();
-        let recipe = release::recipe(&release);
-        let key = StepKey(super::inputs::hex(
-            <sha2::Sha256 as sha2::Digest>::digest(format!("release {recipe}").as_bytes())
-                .as_slice(),
-        ));
+        let key = release::cache_key(&release);
         let what = format!("release {}", release.key());
         if let Some(hit) = self.cached(&key, &what)? {
             self.record(what, Outcome::Cached, Some(&hit), hit.size(), started);
