@@ -365,16 +365,9 @@ impl<'a> Builder<'a> {
         Ok(Reference::parse(&format!("{name}:{LOCAL_TAG}"))?)
     }
 
-    /// Whether `master`'s images are published (not a release, not in
-    /// `never_upload`).
+    /// Whether `master`'s images are published ([`publish::pushes_images`]).
     pub(super) fn published(&self, master: &Master) -> bool {
-        !master.is_release()
-            && !self
-                .config
-                .configuration
-                .never_upload
-                .iter()
-                .any(|n| n.value == master.name)
+        publish::pushes_images(master)
     }
 
     /// Gives `name` to `image` at the end of the build; `intermediate` names
