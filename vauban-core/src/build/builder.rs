@@ -529,6 +529,7 @@ impl<'a> Builder<'a> {
         spec.extra_args = self.opts.ansible_args.clone();
         spec.hooks = self.opts.hooks.clone();
         spec.in_conffs_build = conffs;
+        spec.release = Some(master.release.clone());
         spec
     }
 
