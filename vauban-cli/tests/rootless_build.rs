@@ -619,8 +619,8 @@ fn build_config_errors_name_the_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let cases: &[(&str, &[&str])] = &[
         (
-            "bookworm:\n  image: 127.0.0.1:1/d:12\n  master-a:\n    stagse: [a.yml]\n",
-            &["config.yml:4", "stagse", "stages"],
+            "bookworm:\n  image: 127.0.0.1:1/d:12\n  master-a:\n    stages: a.yml\n",
+            &["config.yml:4", "stages", "expected a list"],
         ),
         (
             "bookworm:\n  image: 127.0.0.1:1/d:12\n  master-a: [\n",

@@ -212,10 +212,10 @@ pub enum ConfigError {
     },
     /// `--strict`: the config holds what is ignored.
     #[error(
-        "{} holds {} warning(s), errors with --strict: {}",
+        "{} holds {} warning(s), errors with --strict; the first: {}",
         file.display(),
         warnings.len(),
-        warnings.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+        warnings.first().map(ToString::to_string).unwrap_or_default()
     )]
     Strict {
         /// The config file.
