@@ -43,10 +43,8 @@ pub enum ConfigError {
     },
     /// A key appears twice in one mapping.
     #[error(
-        "{location}: duplicate key `{key}` (first written at line {}, column {}; the \
-         original silently kept the last)",
-        first.line,
-        first.column
+        "{location}: duplicate key `{key}`, first written at {first} (the original silently \
+         kept the last)"
     )]
     DuplicateKey {
         /// The key.
@@ -123,9 +121,8 @@ pub enum ConfigError {
     },
     /// Two masters (or releases) share a name, so `--name` could not tell them apart.
     #[error(
-        "{location}: two masters are named `{name}`; the other is at line {}, column {} (`{}`): \
-         rename one (the original silently built the first)",
-        first.line, first.column, first.key_path
+        "{location}: two masters are named `{name}`, this one and the one at {first}: rename \
+         one (the original silently built the first)"
     )]
     DuplicateName {
         /// The name.

@@ -150,10 +150,7 @@ impl Reader {
         within: KeyContext,
     ) -> ConfigError {
         ConfigError::UnknownKey {
-            location: self.at(
-                entry.key_pos,
-                &Location::child_path(parent_path, &entry.key),
-            ),
+            location: self.key_at(entry, parent_path),
             key: entry.key.clone(),
             within,
             suggestion: closest(&entry.key, within.valid_keys().iter().copied()),
@@ -164,15 +161,20 @@ impl Reader {
     /// not one of its keys, as ignored (the original ignored it).
     pub(crate) fn ignored_key(&self, entry: &Entry, parent_path: &str, within: KeyContext) {
         self.warn(ConfigWarning::UnknownKey {
-            location: self.at(
-                entry.key_pos,
-                &Location::child_path(parent_path, &entry.key),
-            ),
+            location: self.key_at(entry, parent_path),
             key: entry.key.clone(),
             within,
             suggestion: closest(&entry.key, within.valid_keys().iter().copied()),
             empty: matches!(entry.value.value, Value::Null),
         });
+    }
+
+    /// Where the key of `entry`, in the mapping at `parent_path`, is written.
+    fn key_at(&self, entry: &Entry, parent_path: &str) -> Location {
+        self.at(
+            entry.key_pos,
+            &Location::child_path(parent_path, &entry.key),
+        )
     }
 
     /// A path written in the config: absolute as it is, relative to the config's

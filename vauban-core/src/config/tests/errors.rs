@@ -71,18 +71,18 @@ fn wrong_types(#[case] text: &str, #[case] expected: &str) {
 #[rstest]
 #[case::duplicate_name(
     "r:\n  image: x\n  a:\n    stages: [a.yml]\n  b:\n    name: a\n    stages: [b.yml]\n",
-    "/t/config.yml:6:11 at `r.b.name`: two masters are named `a`; the other is at line 3, column 3 \
-     (`r.a`): rename one (the original silently built the first)"
+    "/t/config.yml:6:11 at `r.b.name`: two masters are named `a`, this one and the one at \
+     /t/config.yml:3:3 at `r.a`: rename one (the original silently built the first)"
 )]
 #[case::duplicate_name_across_releases(
     "r:\n  image: x\n  web:\n    stages: [a.yml]\ns:\n  image: y\n  web:\n    stages: [b.yml]\n",
-    "/t/config.yml:7:3 at `s.web`: two masters are named `web`; the other is at line 3, column 3 \
-     (`r.web`): rename one (the original silently built the first)"
+    "/t/config.yml:7:3 at `s.web`: two masters are named `web`, this one and the one at \
+     /t/config.yml:3:3 at `r.web`: rename one (the original silently built the first)"
 )]
 #[case::duplicate_key(
     "r:\n  image: x\n  m:\n    stages: [a.yml]\n    stages: [b.yml]\n",
-    "/t/config.yml:5:5 at `r.m.stages`: duplicate key `stages` (first written at line 4, column 5; \
-     the original silently kept the last)"
+    "/t/config.yml:5:5 at `r.m.stages`: duplicate key `stages`, first written at \
+     /t/config.yml:4:5 at `r.m.stages` (the original silently kept the last)"
 )]
 #[case::no_source(
     "r:\n  name: debian-12/iso\n",
