@@ -185,7 +185,25 @@ pub fn make(
         ReleaseSource::Mmdebstrap(m) | ReleaseSource::Suite(m) => {
             let out = work.join("mmdebstrap.tar");
             let argv = mmdebstrap_argv(m, &out.to_string_lossy());
-            run(&argv, &work.join("mmdebstrap.log")).map_err(fail(Blame::Environment))?;
+            let mut env = Vec::new();
+            if argv.iter().any(|a| a == "--mode=unshare") {
+                let candidates = [std::env::temp_dir(), "/tmp".into(), "/var/tmp".into()];
+                let tmp = unshare_tmpdir(&candidates, |p| {
+                    use std::os::unix::fs::PermissionsExt;
+                    Some(std::fs::metadata(p).ok()?.permissions().mode())
+                })
+                .ok_or_else(|| {
+                    format!(
+                        "mmdebstrap --mode=unshare makes its chroot as one of your subordinate \
+                         ids, which none of {} lets in: set TMPDIR to a directory of mode \
+                         1777 (as /tmp)",
+                        candidates.map(|c| c.display().to_string()).join(", ")
+                    )
+                })
+                .map_err(fail(Blame::Environment))?;
+                env.push(("TMPDIR", tmp));
+            }
+            run(&argv, &env, &work.join("mmdebstrap.log")).map_err(fail(Blame::Environment))?;
             Ok(import(store, &out, &ImportOptions::default(), &|_| {})?)
         }
         ReleaseSource::CloudImage { url, sha512sums } => {
@@ -213,7 +231,7 @@ pub fn make(
                 "/".into(),
                 tar.to_string_lossy().into_owned(),
             ];
-            run(&argv, &work.join("virt-tar-out.log")).map_err(fail(Blame::Environment))?;
+            run(&argv, &[], &work.join("virt-tar-out.log")).map_err(fail(Blame::Environment))?;
             Ok(import(store, &tar, &ImportOptions::default(), &|_| {})?)
         }
     }
@@ -274,13 +292,33 @@ fn download(url: &str, dest: &Path) -> Result<PathBuf, String> {
         dest.to_string_lossy().into_owned(),
         url.into(),
     ];
-    run(&argv, &dest.with_extension("curl.log"))?;
+    run(&argv, &[], &dest.with_extension("curl.log"))?;
     Ok(dest.to_owned())
 }
 
-/// Runs `argv`, its output in `log`; an error says what to install when the
-/// program is missing, else the log's last lines.
-fn run(argv: &[String], log: &Path) -> Result<(), String> {
+/// Where `mmdebstrap --mode=unshare` can make its chroot: it does so as root of
+/// its user namespace, one of our subordinate ids, which a private `$TMPDIR`
+/// (0700, as pam_tmpdir makes) shuts out. The first of `candidates` that every
+/// user may write to, sticky as `/tmp` is, and reach through its parents.
+fn unshare_tmpdir(
+    candidates: &[PathBuf],
+    mode_of: impl Fn(&Path) -> Option<u32>,
+) -> Option<PathBuf> {
+    let open_to_all = |dir: &Path| mode_of(dir).is_some_and(|m| m & 0o1003 == 0o1003);
+    let reachable = |dir: &Path| {
+        dir.ancestors()
+            .skip(1)
+            .all(|a| mode_of(a).is_some_and(|m| m & 0o001 != 0))
+    };
+    candidates
+        .iter()
+        .find(|dir| dir.is_absolute() && open_to_all(dir) && reachable(dir))
+        .cloned()
+}
+
+/// Runs `argv` with `env` added, its output in `log`; an error says what to
+/// install when the program is missing, else the log's last lines.
+fn run(argv: &[String], env: &[(&str, PathBuf)], log: &Path) -> Result<(), String> {
     let program = &argv[0];
     let Some(path) = vauban_oci::programs::which(program, std::env::var_os("PATH").as_deref())
     else {
@@ -300,6 +338,7 @@ fn run(argv: &[String], log: &Path) -> Result<(), String> {
         .map_err(|e| format!("create {}: {e}", log.display()))?;
     let status = Command::new(path)
         .args(&argv[1..])
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(std::process::Stdio::null())
         .stdout(out)
         .stderr(err)
@@ -363,6 +402,32 @@ mod tests {
                 "/o.tar"
             ]
         );
+    }
+
+    #[test]
+    fn mmdebstrap_unshare_gets_a_temp_dir_its_subordinate_root_can_write() {
+        let modes = |p: &Path| match p.to_str()? {
+            "/" | "/home" | "/var" => Some(0o40755),
+            "/home/me/tmp" => Some(0o40700),
+            "/home/me" => Some(0o40711),
+            "/tmp" | "/var/tmp" => Some(0o41777),
+            "/srv/shut" => Some(0o41777),
+            "/srv" => Some(0o40700),
+            "/scratch" => Some(0o40777),
+            _ => None,
+        };
+        let pick = |c: &[&str]| {
+            let c: Vec<PathBuf> = c.iter().map(PathBuf::from).collect();
+            unshare_tmpdir(&c, modes)
+        };
+        // A private TMPDIR is passed over for /tmp.
+        assert_eq!(pick(&["/home/me/tmp", "/tmp"]), Some("/tmp".into()));
+        // Open to all but behind a closed parent, or not sticky, or missing.
+        assert_eq!(
+            pick(&["/srv/shut", "/scratch", "/nowhere", "/var/tmp"]),
+            Some("/var/tmp".into())
+        );
+        assert_eq!(pick(&["tmp", "/home/me/tmp"]), None);
     }
 
     #[test]
