@@ -1,6 +1,8 @@
 //! A site moving from the original: its own `config.yml` (`testdata/original`,
 //! copied as it is) checks with no warning and plans with `vauban build --check`
-//! (its cloud images are named, never fetched: nothing leaves loopback); the
+//! (its cloud images are named, never fetched: nothing leaves loopback); a
+//! site's config in its shape (`testdata/original/site`) gets one warning per
+//! thing the original ignored, in file order, and `--strict` refuses it; the
 //! original's spelling `--config-path`; a misspelt key is a warning with its
 //! file and line, an error with `--strict`; two masters of one name are an error
 //! saying what the original did; a release named by its suite is planned as
@@ -12,7 +14,7 @@ mod cli_support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use cli_support::{copy_dir, testdata, vauban_bin};
+use cli_support::{copy_dir, git, stdout_if_ok, testdata, vauban_bin};
 
 /// A working directory with the original's config and its Ansible repository
 /// committed to git (branches `master` and `example`).
@@ -27,19 +29,7 @@ impl Site {
         let original = testdata().join("original");
         std::fs::copy(original.join("config.yml"), site.path("config.yml")).unwrap();
         copy_dir(&original.join("ansible"), &site.path("ansible"));
-        let git = |args: &[&str]| {
-            let out = Command::new("git")
-                .args(["-c", "user.name=t", "-c", "user.email=t@127.0.0.1"])
-                .args(args)
-                .current_dir(site.path("ansible"))
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "git {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
+        let git = |args: &[&str]| git(&site.path("ansible"), args);
         git(&["init", "-q", "-b", "master"]);
         git(&["add", "-A"]);
         git(&["commit", "-qm", "the example repository"]);
@@ -101,17 +91,6 @@ impl Site {
     }
 }
 
-fn stdout_if_ok(args: &[&str], out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "vauban {args:?} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn row<'a>(
     rows: &'a [serde_json::Value],
     step: &str,
@@ -169,6 +148,82 @@ fn the_originals_config_checks_and_plans_without_a_fetch() {
         !String::from_utf8_lossy(&images.stdout).contains("debian"),
         "{}",
         String::from_utf8_lossy(&images.stdout)
+    );
+}
+
+#[test]
+fn a_sites_config_in_the_originals_shape_gets_a_warning_for_each_thing_ignored() {
+    // Read where it is: `config check` writes nothing.
+    let dir = testdata().join("original/site");
+    let (config, ansible) = (dir.join("config.yml"), dir.join("ansible"));
+    let site = Site::new();
+    let args = [
+        "config",
+        "check",
+        "--config-path",
+        config.to_str().unwrap(),
+        "--ansible",
+        ansible.to_str().unwrap(),
+    ];
+    let out = site.vauban(&args);
+    let listing = stdout_if_ok(&args, &out);
+    assert_eq!(
+        listing,
+        "debian-11/iso  (release: cloud image \
+         https://cloud.debian.org/images/cloud/bullseye/latest/debian-11-generic-amd64.raw)\n\
+         \x20 master-11-legacy  (conffs legacy*)\n\
+         debian-12/iso  (release: mmdebstrap bookworm (the key's suite, the original's packages))\n\
+         \x20 master-12-base\n\
+         \x20   master-12-web  (conffs web*)\n\
+         \x20   master-12-db  (conffs db*)\n\
+         \x20   master-12-lab  (conffs lab01)\n"
+    );
+    let at =
+        |line_column: &str, path: &str| format!("{}:{line_column} at `{path}`", config.display());
+    let expected = [
+        format!(
+            "warning: {}: unknown key `registry` in `configuration`, ignored; valid keys here: \
+             ignore_stage_in_conffs, never_upload, always_apply_stage_in_conffs, ansible, \
+             ansible_root, conffs_size_limit, dracut_conf, initramfs_release, kernel_args, \
+             squashfs_compression, resolv_conf, boot_url, network, network_allow",
+            at("16:3", "configuration.registry")
+        ),
+        format!(
+            "warning: {}: unknown key `description` in a master, ignored; valid keys here: name, \
+             stages, conffs, branch, schedule, schedule_options",
+            at("41:7", "bookworm.master-12-base.master-12-web.description")
+        ),
+        format!(
+            "warning: {}: master `master-12-db` has neither `stages` nor child masters: its image \
+             is its parent's",
+            at("47:5", "bookworm.master-12-base.master-12-db")
+        ),
+        format!(
+            "warning: {}: unknown key `stage` in a master, ignored (did you mean `stages`?)",
+            at("48:7", "bookworm.master-12-base.master-12-db.stage")
+        ),
+        format!(
+            "warning: {}: unknown key `master-12-cache` in a master, ignored (a child master is a \
+             mapping: `master-12-cache: {{stages: [...]}}`)",
+            at("56:5", "bookworm.master-12-base.master-12-cache")
+        ),
+    ];
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().collect::<Vec<_>>(), expected);
+
+    let mut strict = args.to_vec();
+    strict.push("--strict");
+    let out = site.vauban(&strict);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("holds 5 warning(s), errors with --strict"),
+        "{stderr}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
     );
 }
 
@@ -256,11 +311,14 @@ fn two_masters_of_one_name_are_an_error_that_says_what_the_original_did() {
     let out = site.vauban(&["config", "check", "--config", "twice.yml"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("twice.yml:5:11 at `bookworm.other.name`: two masters are named `web`")
-            && stderr.contains("the original silently built the first"),
-        "{stderr}"
+    // Both places, each as file:line:column an editor jumps to.
+    let file = site.path("twice.yml");
+    let wanted = format!(
+        "{0}:5:11 at `bookworm.other.name`: two masters are named `web`, this one and the one \
+         at {0}:2:3 at `bookworm.web`: rename one (the original silently built the first)",
+        file.display()
     );
+    assert!(stderr.contains(&wanted), "{wanted:?} not in {stderr}");
 }
 
 #[test]
