@@ -29,7 +29,10 @@ pub struct Cli {
     #[arg(short, long, global = true, action = ArgAction::Count, help_heading = "Global options")]
     pub verbose: u8,
 
-    /// Debug logs (same as -vv).
+    /// Show every command vauban runs, Ansible's command line included (the
+    /// original's `--debug`): debug logs, as -vv. Ansible's own verbosity stays
+    /// `-v` (it is part of what a stage's cache key reads: give
+    /// `--ansible-arg -vvv` for more); its full output is in the stage logs.
     #[arg(long, global = true, help_heading = "Global options")]
     pub debug: bool,
 

@@ -6,7 +6,11 @@
 //! playbook, template in a dirty checkout, group_vars rebuild exactly what
 //! reads them), host keys kept and never logged, the tree, logs and key store
 //! private (0700 dirs, 0600 files, tightened again by the next build), two
-//! builds at once, a failing host, the size limit, SIGTERM mid-conffs.
+//! builds at once, a failing host, the size limit, SIGTERM mid-conffs. And
+//! what a site moving from the original relies on: a release named by its
+//! suite bootstrapped by mmdebstrap (Debian's mirror), `/imginfo` and
+//! `/packages` in the original's formats, `never_upload` pushing the images
+//! but not the boot files.
 
 #![cfg(feature = "rootless-tests")]
 
@@ -26,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use cli_support::{
-    copy_dir, fixture, sandbox_leftovers, sha256_of, testdata, unprivileged, vauban_bin,
+    copy_dir, fixture, git, sandbox_leftovers, sha256_of, testdata, unprivileged, vauban_bin,
 };
 
 /// A build's world: config, Ansible copy, store, out, keys, logs.
@@ -35,21 +39,35 @@ struct World {
 }
 
 impl World {
+    /// The release is the Debian fixture (`tarball:` with its sha256).
     fn new(configuration: &str) -> World {
+        World::from_fixture(configuration, "debian.tar")
+    }
+
+    /// The release is the fixture `name` (`tarball:` with its sha256).
+    fn from_fixture(configuration: &str, name: &str) -> World {
+        let tar = fixture(name);
+        let sha = sha256_of(&tar);
+        World::with_release(
+            configuration,
+            &format!("  tarball: {}\n  sha256: {sha}\n", tar.display()),
+        )
+    }
+
+    /// `bookworm:` (named `debian-12`) with the source keys `source`, then
+    /// `master-base` → `master-web` (conffs `web*`).
+    fn with_release(configuration: &str, source: &str) -> World {
         unprivileged();
         let dir = tempfile::tempdir().unwrap();
         let w = World { dir };
         copy_dir(&testdata().join("build/ansible"), &w.path("ansible"));
-        let tar = fixture("debian.tar");
-        let sha = sha256_of(&tar);
         std::fs::write(
             w.path("config.yml"),
             format!(
                 "configuration:\n  ansible: ansible\n{configuration}\
-                 bookworm:\n  name: debian-12\n  tarball: {}\n  sha256: {sha}\n  \
+                 bookworm:\n  name: debian-12\n{source}  \
                  master-base:\n    stages: [base.yml]\n    \
-                 master-web:\n      stages: [web.yml]\n      conffs: 'web*'\n",
-                tar.display()
+                 master-web:\n      stages: [web.yml]\n      conffs: 'web*'\n"
             ),
         )
         .unwrap();
@@ -79,6 +97,13 @@ impl World {
             .env("XDG_CONFIG_HOME", self.path("xdg-config"))
             .stdin(Stdio::null());
         cmd
+    }
+
+    /// `vauban deploy NAME` to the plain-HTTP registry `reg`.
+    fn deploy(&self, name: &str, reg: &str) -> Output {
+        self.cmd(&["deploy", name, "--registry", reg, "--tls-verify=false"])
+            .output()
+            .unwrap()
     }
 
     fn build_args(&self, extra: &[&str]) -> Vec<String> {
@@ -430,19 +455,7 @@ fn build_publishes_conffs_per_host_and_caches_exactly() {
     assert!(ran(&out).is_empty(), "{:?}", ran(&out));
 
     // A template changed in a git checkout, uncommitted: the stages reading it.
-    let git = |args: &[&str]| {
-        let out = Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@127.0.0.1"])
-            .args(args)
-            .current_dir(w.path("ansible"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let git = |args: &[&str]| git(&w.path("ansible"), args);
     git(&["init", "-q"]);
     git(&["add", "-A"]);
     git(&["commit", "-qm", "the tests' repository"]);
@@ -475,16 +488,7 @@ fn build_publishes_conffs_per_host_and_caches_exactly() {
     );
 
     // deploy: `deployed` in the registry.
-    let out = w
-        .cmd(&[
-            "deploy",
-            "master-web",
-            "--registry",
-            &reg,
-            "--tls-verify=false",
-        ])
-        .output()
-        .unwrap();
+    let out = w.deploy("master-web", &reg);
     assert!(
         out.status.success(),
         "{}",
@@ -622,8 +626,8 @@ fn build_config_errors_name_the_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let cases: &[(&str, &[&str])] = &[
         (
-            "bookworm:\n  image: 127.0.0.1:1/d:12\n  master-a:\n    stagse: [a.yml]\n",
-            &["config.yml:4", "stagse", "stages"],
+            "bookworm:\n  image: 127.0.0.1:1/d:12\n  master-a:\n    stages: a.yml\n",
+            &["config.yml:4", "stages", "expected a list"],
         ),
         (
             "bookworm:\n  image: 127.0.0.1:1/d:12\n  master-a: [\n",
@@ -801,4 +805,134 @@ fn keys_imported_from_the_originals_vault_are_the_conffs_keys_byte_for_byte() {
         }
     }
     assert_private(&w);
+}
+
+/// What `cat PATHS` prints in the store's image `name` (a sandbox over it).
+fn image_text(w: &World, name: &str, paths: &[&str]) -> String {
+    let mut args = vec!["run", name, "--", "cat"];
+    args.extend(paths);
+    let out = w.cmd(&args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "vauban run {name} cat {paths:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The rootfs of `master-base`, its release first.
+const BASE_ROOTFS: &[&str] = &[
+    "--name",
+    "master-base",
+    "--stage",
+    "rootfs",
+    "--build-parents",
+    "-1",
+];
+
+#[test]
+fn a_release_named_by_its_suite_is_bootstrapped_by_mmdebstrap() {
+    // The original's current engine: no source key, the key is the suite.
+    let w = World::with_release("", "");
+    let out = w
+        .cmd(&[&["build", "--check", "--log-dir", "logs"], BASE_ROOTFS].concat())
+        .output()
+        .unwrap();
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{plan}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let release = plan
+        .lines()
+        .find(|l| l.starts_with("release bookworm"))
+        .unwrap_or_else(|| panic!("no release row in:\n{plan}"));
+    assert!(
+        release.contains("mmdebstrap bookworm (the key's suite")
+            && release.contains("runs (never built)"),
+        "{release}"
+    );
+
+    let ran = w.build_ok(BASE_ROOTFS);
+    assert_eq!(ran, pairs(&[("base.yml", "master-base")]));
+    // The original's debootstrap set, and the stage on it.
+    let text = image_text(&w, "master-base", &["/imginfo", "/packages", "/etc/motd"]);
+    for wanted in [
+        "\ndebian_release: bookworm\n",
+        "\n    - date: ",
+        "\n      playbook: base.yml\n      hostname: master-base\n      source: debian-12\n",
+        "\n- source: debian-12\n  hostname: master-base\n  packages: |\n",
+        "\n          + openssh-server/",
+        "\n          + python3/",
+        "\n          + sudo/",
+        "\n- playbook: base.yml\n  hostname: master-base\n  packages: \"\"\n",
+    ] {
+        assert!(text.contains(wanted), "{wanted:?} not in:\n{text}");
+    }
+    assert!(
+        !text.contains("+ ifupdown/"),
+        "the original left ifupdown out"
+    );
+    // Made once: a second build finds the release in the cache.
+    let out = w.build(BASE_ROOTFS);
+    assert!(out.status.success());
+    assert!(
+        ran_nothing(&out, "bookworm"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// Whether a build ran no stage and found the release `key` in the cache.
+fn ran_nothing(out: &Output, key: &str) -> bool {
+    let release = format!("release {key}");
+    ran(out).is_empty()
+        && String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .any(|v| v["event"] == "cache_hit" && v["step"] == release.as_str())
+}
+
+#[test]
+fn never_upload_pushes_the_images_but_not_the_boot_files() {
+    // As the original: never_upload skipped the boot files' upload and
+    // `deployed`; every image was pushed all the same (children build on them).
+    let w = World::from_fixture("  never_upload: [master-web]\n", "debian-boot.tar");
+    let registry = registry_server::Registry::open();
+    let reg = format!("{}/vauban", registry.host());
+    w.build_ok(&[
+        "--name",
+        "master-web",
+        "--stage",
+        "all",
+        "--build-parents",
+        "-1",
+        "--registry",
+        &reg,
+        "--tls-verify=false",
+    ]);
+    assert!(w.path("out/master-web/rootfs.img").is_file());
+    for image in ["master-base", "master-web", "master-web/web01"] {
+        let tags = skopeo_tags(&format!("{reg}/{image}"));
+        assert!(tags.contains(&"latest".to_string()), "{image}: {tags:?}");
+    }
+    let boot = Command::new("skopeo")
+        .args([
+            "list-tags",
+            "--tls-verify=false",
+            &format!("docker://{reg}/master-web/boot"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !boot.status.success(),
+        "the boot files of a never_upload master were pushed: {}",
+        String::from_utf8_lossy(&boot.stdout)
+    );
+    // Nor is `deployed` moved without --force.
+    let out = w.deploy("master-web", &reg);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("never_upload"));
+    assert!(!skopeo_tags(&format!("{reg}/master-web")).contains(&"deployed".to_string()));
 }

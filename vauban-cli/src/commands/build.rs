@@ -36,8 +36,13 @@ pub struct Args {
     )]
     pub build_parents: i64,
 
-    /// The config file.
-    #[arg(long, value_name = "FILE", default_value = "config.yml")]
+    /// The config file (`--config-path`, the original's spelling, works too).
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "config.yml",
+        alias = "config-path"
+    )]
     pub config: PathBuf,
 
     /// The Ansible repository (a directory, or a git URL) [default: `ansible:` of

@@ -157,7 +157,8 @@ impl Builder<'_> {
         self.exported(&sums);
 
         // With --registry, the master's boot files go beside its images.
-        if self.opts.registry.is_some() && self.published(master) {
+        if self.opts.registry.is_some() && super::publish::uploads_boot_files(&self.config, master)
+        {
             let mut files = vec![
                 format!("linux/{kernel_file}"),
                 format!("linux/{initramfs_file}"),

@@ -137,7 +137,8 @@ pub struct Builder<'a> {
 
 impl<'a> Builder<'a> {
     /// A builder of `opts` over `config`: checks that the master exists and
-    /// that an Ansible repository is given, finds the tools.
+    /// that an Ansible repository is given, finds the tools; the config's
+    /// warnings are its first ([`Event::Warning`], the report's).
     pub fn new(
         config: Config,
         store: &'a Store,
@@ -184,7 +185,7 @@ impl<'a> Builder<'a> {
         cache.disabled = opts.no_cache;
         let mut tool_cache = ToolCache::new(store.root());
         tool_cache.disabled = opts.no_cache;
-        Ok(Builder {
+        let mut builder = Builder {
             config,
             store,
             env,
@@ -199,7 +200,12 @@ impl<'a> Builder<'a> {
             images: HashMap::new(),
             names: Vec::new(),
             report: BuildReport::default(),
-        })
+        };
+        // What the config holds that is ignored, first of all.
+        for warning in builder.config.warnings.clone() {
+            builder.warn(warning.to_string());
+        }
+        Ok(builder)
     }
 
     /// The options.
@@ -359,16 +365,9 @@ impl<'a> Builder<'a> {
         Ok(Reference::parse(&format!("{name}:{LOCAL_TAG}"))?)
     }
 
-    /// Whether `master`'s images are published (not a release, not in
-    /// `never_upload`).
+    /// Whether `master`'s images are published ([`publish::pushes_images`]).
     pub(super) fn published(&self, master: &Master) -> bool {
-        !master.is_release()
-            && !self
-                .config
-                .configuration
-                .never_upload
-                .iter()
-                .any(|n| n.value == master.name)
+        publish::pushes_images(master)
     }
 
     /// Gives `name` to `image` at the end of the build; `intermediate` names
@@ -530,6 +529,7 @@ impl<'a> Builder<'a> {
         spec.extra_args = self.opts.ansible_args.clone();
         spec.hooks = self.opts.hooks.clone();
         spec.in_conffs_build = conffs;
+        spec.release = Some(master.release.clone());
         spec
     }
 

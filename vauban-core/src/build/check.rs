@@ -99,6 +99,7 @@ impl Builder<'_> {
         changed: &mut Vec<String>,
         out: &mut Vec<CheckedStep>,
     ) -> Result<(), BuildError> {
+        out.extend(self.release_row(master)?);
         let parent_changed = self
             .config
             .parent(master)

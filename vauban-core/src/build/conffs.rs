@@ -26,6 +26,8 @@ use crate::stage::{Stage, Target};
 /// One host of a conffs build.
 struct HostState {
     image: Image,
+    /// Its name (`/imginfo`'s `source` of the next stage).
+    name: String,
     failed: Option<crate::Error>,
 }
 
@@ -122,6 +124,7 @@ impl Builder<'_> {
                     h.clone(),
                     HostState {
                         image: base.clone(),
+                        name: master.name.clone(),
                         failed: None,
                     },
                 )
@@ -247,6 +250,7 @@ impl Builder<'_> {
                     targets.push(Target {
                         host: host.clone(),
                         base: state[&host].image.clone(),
+                        source: Some(state[&host].name.clone()),
                         comment: Some(comment),
                     });
                     keys.insert(host, key);
@@ -310,6 +314,7 @@ impl Builder<'_> {
         self.name(&name, &image, true, false)?;
         if let Some(st) = state.get_mut(host) {
             st.image = image;
+            st.name = name;
         }
         Ok(())
     }

@@ -17,12 +17,12 @@ use crate::stage::Target;
 impl Builder<'_> {
     /// Builds (or finds in the cache) the rootfs of `master`.
     pub(super) fn rootfs(&mut self, master: &Master) -> Result<(), BuildError> {
-        let mut image = match self.config.parent(master) {
+        let (mut image, mut source) = match self.config.parent(master) {
             Some(parent) => {
                 let parent = parent.clone();
-                self.existing(&parent)?
+                (self.existing(&parent)?, parent.name)
             }
-            None => self.release_base(master)?,
+            None => (self.release_base(master)?, master.name.clone()),
         };
         let stages: Vec<_> = master.stage_list().cloned().collect();
         if !stages.is_empty() {
@@ -52,6 +52,7 @@ impl Builder<'_> {
                                 let target = Target {
                                     host: master.name.clone(),
                                     base: image.clone(),
+                                    source: Some(source.clone()),
                                     comment: Some(inputs.comment()),
                                 };
                                 let (_, built) = runner
@@ -70,6 +71,7 @@ impl Builder<'_> {
                 let name = spec.stage_reference(&stage.playbook)?;
                 self.name(name.name(), &built, true, self.published(master))?;
                 image = built;
+                source = name.name().to_owned();
             }
         }
         self.images.insert(master.name.clone(), image.clone());
@@ -98,11 +100,7 @@ impl Builder<'_> {
             .ok_or_else(|| crate::Error::Panicked("a release root without its release"))?
             .clone();
         let started = std::time::Instant::now();
-        let recipe = release::recipe(&release);
-        let key = StepKey(super::inputs::hex(
-            <sha2::Sha256 as sha2::Digest>::digest(format!("release {recipe}").as_bytes())
-                .as_slice(),
-        ));
+        let key = release::cache_key(&release);
         let what = format!("release {}", release.key());
         if let Some(hit) = self.cached(&key, &what)? {
             self.record(what, Outcome::Cached, Some(&hit), hit.size(), started);

@@ -168,11 +168,13 @@ pub fn apply_stages(
     let mut runner = StageRunner::new(store, opts, env, host)?;
     runner.check(stages)?;
     let mut source = image.clone();
+    let mut source_name = None;
     let mut names = Vec::with_capacity(stages.len() + 1);
     for stage in stages {
         let target = Target {
             host: host.to_string(),
             base: source.clone(),
+            source: source_name.take(),
             comment: None,
         };
         let (_, built) = runner
@@ -180,10 +182,9 @@ pub fn apply_stages(
             .pop()
             .ok_or(Error::Panicked("a stage run"))?;
         let built = built?;
-        names.push((
-            opts.stage_reference(&stage.playbook)?,
-            intermediate(built.descriptor()),
-        ));
+        let name = opts.stage_reference(&stage.playbook)?;
+        source_name = Some(name.name().to_owned());
+        names.push((name, intermediate(built.descriptor())));
         source = built;
     }
     if let Some(name) = &opts.final_name {
