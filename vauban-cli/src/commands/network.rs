@@ -14,6 +14,7 @@ pub enum NetworkMode {
 
 /// The network options of a command that runs a sandbox.
 #[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Network")]
 pub struct NetworkArgs {
     /// The sandbox's network [default: `network:` of config.yml for a build,
     /// else isolated].
