@@ -14,6 +14,7 @@
 
 #![cfg(feature = "rootless-tests")]
 
+mod build_support;
 mod cli_support;
 
 #[path = "../../vauban-core/tests/keys_common/original.rs"]
@@ -23,182 +24,13 @@ mod original_keys;
 #[allow(dead_code)]
 mod registry_server;
 
-use std::collections::BTreeSet;
-use std::io::{BufRead, Read};
+use std::io::BufRead;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 
-use cli_support::{
-    copy_dir, fixture, git, sandbox_leftovers, sha256_of, testdata, unprivileged, vauban_bin,
-};
-
-/// A build's world: config, Ansible copy, store, out, keys, logs.
-struct World {
-    dir: tempfile::TempDir,
-}
-
-impl World {
-    /// The release is the Debian fixture (`tarball:` with its sha256).
-    fn new(configuration: &str) -> World {
-        World::from_fixture(configuration, "debian.tar")
-    }
-
-    /// The release is the fixture `name` (`tarball:` with its sha256).
-    fn from_fixture(configuration: &str, name: &str) -> World {
-        let tar = fixture(name);
-        let sha = sha256_of(&tar);
-        World::with_release(
-            configuration,
-            &format!("  tarball: {}\n  sha256: {sha}\n", tar.display()),
-        )
-    }
-
-    /// `bookworm:` (named `debian-12`) with the source keys `source`, then
-    /// `master-base` → `master-web` (conffs `web*`).
-    fn with_release(configuration: &str, source: &str) -> World {
-        unprivileged();
-        let dir = tempfile::tempdir().unwrap();
-        let w = World { dir };
-        copy_dir(&testdata().join("build/ansible"), &w.path("ansible"));
-        std::fs::write(
-            w.path("config.yml"),
-            format!(
-                "configuration:\n  ansible: ansible\n{configuration}\
-                 bookworm:\n  name: debian-12\n{source}  \
-                 master-base:\n    stages: [base.yml]\n    \
-                 master-web:\n      stages: [web.yml]\n      conffs: 'web*'\n"
-            ),
-        )
-        .unwrap();
-        std::fs::write(
-            w.path("key.txt"),
-            "a passphrase of the build tests, long enough\n",
-        )
-        .unwrap();
-        std::fs::set_permissions(w.path("key.txt"), std::fs::Permissions::from_mode(0o600))
-            .unwrap();
-        w
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(vauban_bin());
-        cmd.arg("--store")
-            .arg(self.path("store"))
-            .args(args)
-            .current_dir(self.dir.path())
-            .env_remove("RUST_LOG")
-            .env_remove("VAUBAN_STORE")
-            .env_remove("VAUBAN_KEYSTORE_KEY")
-            .env("XDG_CONFIG_HOME", self.path("xdg-config"))
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    /// `vauban deploy NAME` to the plain-HTTP registry `reg`.
-    fn deploy(&self, name: &str, reg: &str) -> Output {
-        self.cmd(&["deploy", name, "--registry", reg, "--tls-verify=false"])
-            .output()
-            .unwrap()
-    }
-
-    fn build_args(&self, extra: &[&str]) -> Vec<String> {
-        let mut args: Vec<String> = [
-            "--events",
-            "json",
-            "build",
-            "--config",
-            "config.yml",
-            "--keystore",
-            "keys/hostkeys.age",
-            "--keystore-key-file",
-            "key.txt",
-            "--log-dir",
-            "logs",
-            "--cache-dir",
-            "git-cache",
-            "--jobs",
-            "2",
-        ]
-        .map(String::from)
-        .to_vec();
-        args.extend(extra.iter().map(|s| s.to_string()));
-        args
-    }
-
-    fn build(&self, extra: &[&str]) -> Output {
-        let args = self.build_args(extra);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.cmd(&args).output().unwrap()
-    }
-
-    /// Builds, panics unless it succeeds; the (stage, host) pairs Ansible ran.
-    fn build_ok(&self, extra: &[&str]) -> BTreeSet<(String, String)> {
-        let out = self.build(extra);
-        assert!(
-            out.status.success(),
-            "vauban build {extra:?} failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        ran(&out)
-    }
-
-    fn digest(&self, name: &str) -> String {
-        let out = self.cmd(&["inspect", name]).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        v["manifestDigest"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no digest in {v}"))
-            .to_string()
-    }
-
-    fn conffs(&self, host: &str) -> std::collections::BTreeMap<String, (u32, u32, Vec<u8>)> {
-        let file =
-            std::fs::File::open(self.path(&format!("out/master-web/conffs-{host}.tgz"))).unwrap();
-        cli_support::tar_listing(flate2::read::GzDecoder::new(file), |e| {
-            let mode = e.header().mode().unwrap();
-            let uid = e.header().uid().unwrap() as u32;
-            let mut data = Vec::new();
-            e.read_to_end(&mut data).unwrap();
-            (mode, uid, data)
-        })
-    }
-
-    fn edit(&self, rel: &str, text: &str) {
-        std::fs::write(self.path(&format!("ansible/{rel}")), text).unwrap();
-    }
-}
-
-/// The (stage, host) pairs of the `stage_started` events of a build.
-fn ran(out: &Output) -> BTreeSet<(String, String)> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["event"] == "stage_started")
-        .map(|v| {
-            (
-                v["stage"].as_str().unwrap().to_string(),
-                v["host"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
-
-fn pairs(list: &[(&str, &str)]) -> BTreeSet<(String, String)> {
-    list.iter()
-        .map(|(s, h)| (s.to_string(), h.to_string()))
-        .collect()
-}
+use build_support::{pairs, ran, World};
+use cli_support::{sandbox_leftovers, unprivileged, vauban_bin};
 
 fn skopeo_tags(image: &str) -> Vec<String> {
     let out = Command::new("skopeo")
@@ -318,6 +150,15 @@ fn build_publishes_conffs_per_host_and_caches_exactly() {
     let a = w.conffs("web01");
     let b = w.conffs("web02");
     assert_eq!(a["etc/hostname"].2, b"web01\n");
+    // None of the directories the sandbox's mount points leave in a layer
+    // (policy-rc.d's, the init-functions hook's); `/imginfo` and `/packages`
+    // with the host's own stages, as the original's conffs carried them.
+    for stray in ["usr", "usr/sbin", "usr/lib", "usr/lib/lsb", "dev"] {
+        assert!(!a.contains_key(stray), "{stray} in {:?}", a.keys());
+    }
+    let imginfo = String::from_utf8_lossy(&a["imginfo"].2).into_owned();
+    assert!(imginfo.contains("web01"), "{imginfo}");
+    assert!(a.contains_key("packages"));
     assert_eq!(a["etc/vauban/host-value"].2, b"value-of-web01\n");
     assert_eq!(b["etc/vauban/host-value"].2, b"value-of-web02\n");
     for (path, mode) in [
@@ -538,13 +379,7 @@ fn build_twice_at_once_agrees_and_names_failures() {
 
     // A failing host is named with its task; the other host's conffs is kept.
     w.edit("host_vars/web02.yml", "host_value: v2\nfail_here: true\n");
-    let out = w.build(&["--name", "master-web", "--stage", "conffs"]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = w.build_fails(&["--name", "master-web", "--stage", "conffs"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("web02") && stderr.contains("Fail where asked"),
@@ -555,13 +390,7 @@ fn build_twice_at_once_agrees_and_names_failures() {
 
     // The size limit names the host and its biggest file, and leaves no archive.
     w.edit("host_vars/web02.yml", "host_value: v2\nbig_file: true\n");
-    let out = w.build(&["--name", "master-web", "--stage", "conffs"]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = w.build_fails(&["--name", "master-web", "--stage", "conffs"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("web02") && stderr.contains("etc/big"),

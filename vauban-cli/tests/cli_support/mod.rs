@@ -61,7 +61,7 @@ pub fn stdout_if_ok(args: &[&str], out: &Output) -> String {
 }
 
 /// Runs `git ARGS` in `dir` (as a test author), panicking with its stderr on failure.
-pub fn git(dir: &Path, args: &[&str]) {
+pub fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .args(["-c", "user.name=t", "-c", "user.email=t@127.0.0.1"])
         .args(args)
@@ -73,6 +73,7 @@ pub fn git(dir: &Path, args: &[&str]) {
         "git {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// The sha256 of a file, as `sha256sum` prints it.

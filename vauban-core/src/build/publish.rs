@@ -82,13 +82,9 @@ pub fn date_tag(now: chrono::DateTime<chrono::Utc>) -> String {
     now.format("%Y-%m-%dT%H%M").to_string()
 }
 
-/// A runtime for the registry calls of a build.
-pub fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("start the async runtime for", "the registry", e))
+/// The runtime of the registry calls: the process's one ([`crate::runtime()`]).
+pub fn runtime() -> Result<&'static tokio::runtime::Runtime> {
+    crate::runtime()
 }
 
 /// Pushes the store image `local` as `name` with `latest` and `date`; returns

@@ -72,38 +72,6 @@ pub fn describe(release: &Release) -> String {
     }
 }
 
-impl Builder<'_> {
-    /// The `--check` row of the release whose base the rootfs of `master` makes:
-    /// its own (a release), or its parent's when that is a release the store
-    /// does not have yet.
-    pub(super) fn release_row(
-        &mut self,
-        master: &Master,
-    ) -> Result<Option<CheckedStep>, BuildError> {
-        let root = match self.config.parent(master).cloned() {
-            None => master.clone(),
-            Some(parent) if parent.is_release() && self.in_store(&parent)?.is_none() => parent,
-            Some(_) => return Ok(None),
-        };
-        let Some(release) = self.config.release_of(&root) else {
-            return Ok(None);
-        };
-        let status = match self.cache.lookup(&cache_key(release))? {
-            Some(_) => StepStatus::Cached,
-            None => StepStatus::Run {
-                changed: Vec::new(),
-            },
-        };
-        Ok(Some(CheckedStep {
-            step: format!("release {}", release.key()),
-            stage: Some(describe(release)),
-            name: release.name().to_owned(),
-            hosts: Vec::new(),
-            status,
-        }))
-    }
-}
-
 /// The mmdebstrap command line writing `m` as a tarball to `out`. An include
 /// that is an apt pattern (`?...`) or a path gets an option of its own:
 /// mmdebstrap would split it at its commas otherwise.

@@ -215,15 +215,7 @@ impl StageRun<'_> {
     }
 
     fn created_by(&self, host: &str) -> String {
-        format!(
-            "vauban stage {} --host {host}{}",
-            self.stage,
-            self.checkout
-                .commit
-                .as_deref()
-                .map(|c| format!(" (ansible {c})"))
-                .unwrap_or_default()
-        )
+        crate::history::stage(self.stage, host, self.checkout.commit.as_deref())
     }
 
     fn step(&self, step: &'static str, status: ExitStatus) -> Error {
@@ -300,7 +292,7 @@ impl StageRun<'_> {
     /// the scanner of its output.
     fn run_ansible(&self, sandboxes: &[&Sandbox<'_>], work: &Path) -> Result<Scanner> {
         let root = &self.checkout.root;
-        let inventories = inventory::repo_inventories(root, &self.spec.inventories)?;
+        let inventories = &self.checkout.inventories;
         let hosts: Vec<&str> = sandboxes.iter().map(|s| s.hostname()).collect();
         // vauban's files for the run, shown read-only at INPUTS_DIR.
         let inputs = work.join("in");
@@ -381,7 +373,7 @@ impl StageRun<'_> {
                 self.confined,
                 &self.tools.ansible_playbook,
                 self.checkout,
-                &inventories,
+                inventories,
                 self.stage,
                 &hosts.join(","),
             )),
