@@ -9,7 +9,7 @@ use clap::{ArgAction, Parser, Subcommand};
 use vauban_core::Events;
 
 use crate::commands;
-use crate::render::{EventsMode, Renderer};
+use crate::render::{AnsibleOutput, EventsMode, Renderer};
 
 /// vauban: build bootable Linux images with Ansible, rootless, as OCI images.
 #[derive(Debug, Parser)]
@@ -25,11 +25,15 @@ pub struct Cli {
     )]
     pub store: Option<PathBuf>,
 
-    /// More logs: -v info, -vv debug, -vvv trace (RUST_LOG overrides).
+    /// More output: -v Ansible's own lines (with their `--diff`) and info
+    /// logs, -vv debug, -vvv trace (RUST_LOG overrides the logs).
     #[arg(short, long, global = true, action = ArgAction::Count, help_heading = "Global options")]
     pub verbose: u8,
 
-    /// Debug logs (same as -vv).
+    /// Show every command vauban runs, Ansible's command line included (the
+    /// original's `--debug`): debug logs, as -vv. Ansible's own verbosity stays
+    /// `-v` (it is part of what a stage's cache key reads: give
+    /// `--ansible-arg -vvv` for more); its full output is in the stage logs.
     #[arg(long, global = true, help_heading = "Global options")]
     pub debug: bool,
 
@@ -104,6 +108,8 @@ pub struct Globals {
     pub store: Option<PathBuf>,
     /// `--events`.
     pub events: EventsMode,
+    /// `-v`s given.
+    pub verbose: u8,
 }
 
 impl Globals {
@@ -119,12 +125,23 @@ impl Globals {
 }
 
 impl Globals {
-    /// The renderer of the event stream (`quiet`: no Ansible lines), and the
-    /// handle libraries report into.
+    /// The renderer of the event stream (`quiet`: no Ansible output; `-v`:
+    /// Ansible's own lines; else a line per task), and the handle libraries
+    /// report into.
     pub fn renderer(&self, quiet: bool) -> (Arc<Renderer>, Events) {
-        let renderer = Arc::new(Renderer::new(self.events, quiet));
+        let ansible = match (quiet, self.ansible_lines(quiet)) {
+            (true, _) => AnsibleOutput::Nothing,
+            (false, true) => AnsibleOutput::Lines,
+            (false, false) => AnsibleOutput::Tasks,
+        };
+        let renderer = Arc::new(Renderer::new(self.events, ansible));
         let events = Events::to(renderer.clone());
         (renderer, events)
+    }
+
+    /// Whether Ansible's own lines are shown (`-v`, not `--quiet`).
+    pub fn ansible_lines(&self, quiet: bool) -> bool {
+        !quiet && self.verbose > 0
     }
 }
 
@@ -134,6 +151,7 @@ impl Cli {
         let globals = Globals {
             store: self.store,
             events: self.events,
+            verbose: self.verbose,
         };
         match self.command {
             Command::Import(args) => commands::import::run(&globals, args),

@@ -1,7 +1,9 @@
 //! How the CLI shows the event stream: for people (a bar per blob on a
-//! terminal, plain lines otherwise: CI logs; Ansible's lines on stdout), or
-//! as JSON lines on stdout (`--events json`) for scripts, a build server and
-//! remote workers. In JSON mode nothing else is written on stdout.
+//! terminal, plain lines otherwise: CI logs; of Ansible, a line per task with
+//! each host's result, or with `-v` Ansible's own lines with their `--diff`,
+//! on stdout; a line per host and stage), or as JSON lines on stdout
+//! (`--events json`) for scripts, a build server and remote workers. In JSON
+//! mode nothing else is written on stdout.
 //!
 //! What an event says may come from the build (Ansible's `--diff` shows the
 //! image's files): vauban-core escapes it where it enters, and every line
@@ -16,7 +18,7 @@ use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use vauban_core::events::{Event, EventSink, Stamped};
+use vauban_core::events::{Event, EventSink, Stamped, TaskResult};
 use vauban_core::printable::escape;
 use vauban_oci::Digest;
 
@@ -31,19 +33,30 @@ pub enum EventsMode {
     Json,
 }
 
+/// How much of Ansible's output people see (the logs keep all of it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnsibleOutput {
+    /// Nothing (`--quiet`).
+    Nothing,
+    /// A line per task: its name and each host's result (the default).
+    Tasks,
+    /// Ansible's own lines, `-v --diff` (`-v`).
+    Lines,
+}
+
 /// The CLI's event sink.
 pub struct Renderer {
     mode: EventsMode,
-    /// Ansible's lines are not shown (the log keeps them).
-    quiet: bool,
+    /// What of Ansible's output is shown.
+    ansible: AnsibleOutput,
     bars: Option<(MultiProgress, Mutex<HashMap<Digest, ProgressBar>>)>,
     sizes: Mutex<HashMap<Digest, u64>>,
     stdout: Mutex<()>,
 }
 
 impl Renderer {
-    /// A renderer in `mode`; `quiet` hides Ansible's lines.
-    pub fn new(mode: EventsMode, quiet: bool) -> Self {
+    /// A renderer in `mode` showing `ansible` of Ansible's output.
+    pub fn new(mode: EventsMode, ansible: AnsibleOutput) -> Self {
         let bars = (mode == EventsMode::Human && std::io::stderr().is_terminal()).then(|| {
             (
                 MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
@@ -52,7 +65,7 @@ impl Renderer {
         });
         Renderer {
             mode,
-            quiet,
+            ansible,
             bars,
             sizes: Mutex::new(HashMap::new()),
             stdout: Mutex::new(()),
@@ -112,27 +125,42 @@ impl Renderer {
             }
             Event::BlobDone { digest, outcome } => self.blob_done(digest, outcome),
             Event::Registry { message } | Event::Warning { message } => self.note(message),
-            Event::StageStarted { stage, host, base } => {
+            Event::StageStarted { stage, host, base } if self.ansible == AnsibleOutput::Lines => {
                 self.note(&format!("==> stage {stage} for {host} on {}", short(base)))
             }
-            Event::AnsibleLine { stage, line, .. } if !self.quiet => {
-                let line = escape(line);
-                let stage = escape(stage);
-                if let Some((m, _)) = &self.bars {
-                    let _ = m.println(format!("[stage {stage}] {line}"));
-                } else {
-                    let _guard = self.stdout.lock().unwrap_or_else(|e| e.into_inner());
-                    println!("[stage {stage}] {line}");
-                }
+            Event::AnsibleLine { stage, line, .. } if self.ansible == AnsibleOutput::Lines => {
+                self.out(&format!("[stage {}] {}", escape(stage), escape(line)))
             }
+            Event::AnsibleTask {
+                stage,
+                task,
+                results,
+            } if self.ansible == AnsibleOutput::Tasks => self.out(&format!(
+                "[{}] {}: {}",
+                escape(stage),
+                escape(task),
+                escape(&task_results(results))
+            )),
             Event::StageFinished {
                 stage,
                 host,
                 image,
                 seconds,
             } => self.note(&format!(
-                "==> stage {stage} for {host}: {} ({seconds:.1} s)",
+                "==> stage {stage} for {host}: built {} ({seconds:.1} s)",
                 short(image)
+            )),
+            Event::Checkout {
+                source,
+                branch,
+                commit,
+            } => self.note(&format!(
+                "==> Ansible {source}{}: {}",
+                branch
+                    .as_ref()
+                    .map(|b| format!(" branch {b}"))
+                    .unwrap_or_default(),
+                commit.as_deref().unwrap_or("not a git checkout")
             )),
             Event::CacheHit { step, image, .. } => {
                 self.note(&format!("==> {step}: cached {}", short(image)))
@@ -148,6 +176,17 @@ impl Renderer {
                 self.note(&format!("==> wrote {path} ({})", human_size(*size)))
             }
             _ => {}
+        }
+    }
+
+    /// A line of Ansible's on stdout (above the bars on a terminal), escaped.
+    fn out(&self, line: &str) {
+        let line = escape(line);
+        if let Some((m, _)) = &self.bars {
+            let _ = m.println(line);
+        } else {
+            let _guard = self.stdout.lock().unwrap_or_else(|e| e.into_inner());
+            println!("{line}");
         }
     }
 
@@ -210,6 +249,30 @@ fn short(d: &Digest) -> String {
     d.hex()[..12].to_string()
 }
 
+/// A task's results, hosts grouped by result in the order first seen, each
+/// group sorted: `changed web01 web02, ok db01, failed web03 (its message)`.
+fn task_results(results: &[TaskResult]) -> String {
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for r in results {
+        let host = match &r.message {
+            Some(m) => format!("{} ({m})", r.host),
+            None => r.host.clone(),
+        };
+        match groups.iter_mut().find(|(s, _)| *s == r.status) {
+            Some((_, hosts)) => hosts.push(host),
+            None => groups.push((r.status.clone(), vec![host])),
+        }
+    }
+    groups
+        .iter_mut()
+        .map(|(status, hosts)| {
+            hosts.sort();
+            format!("{status} {}", hosts.join(" "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A JSON text with DEL and the C1 controls (which serde_json writes raw) as
 /// `\u00XX` escapes: the same JSON value, nothing a terminal obeys.
 fn json_escape_controls(json: &str) -> std::borrow::Cow<'_, str> {
@@ -231,6 +294,24 @@ fn json_escape_controls(json: &str) -> std::borrow::Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_task_is_one_line_of_hosts_by_result() {
+        let r = |host: &str, status: &str, message: Option<&str>| TaskResult {
+            host: host.into(),
+            status: status.into(),
+            message: message.map(String::from),
+        };
+        assert_eq!(
+            task_results(&[
+                r("web02", "changed", None),
+                r("db01", "ok", None),
+                r("web01", "changed", None),
+                r("web03", "failed", Some("asked to fail")),
+            ]),
+            "changed web01 web02, ok db01, failed web03 (asked to fail)"
+        );
+    }
 
     #[test]
     fn json_lines_carry_no_raw_control_and_the_same_value() {

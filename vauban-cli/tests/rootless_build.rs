@@ -6,10 +6,15 @@
 //! playbook, template in a dirty checkout, group_vars rebuild exactly what
 //! reads them), host keys kept and never logged, the tree, logs and key store
 //! private (0700 dirs, 0600 files, tightened again by the next build), two
-//! builds at once, a failing host, the size limit, SIGTERM mid-conffs.
+//! builds at once, a failing host, the size limit, SIGTERM mid-conffs. And
+//! what a site moving from the original relies on: a release named by its
+//! suite bootstrapped by mmdebstrap (Debian's mirror), `/imginfo` and
+//! `/packages` in the original's formats, `never_upload` pushing the images
+//! but not the boot files.
 
 #![cfg(feature = "rootless-tests")]
 
+mod build_support;
 mod cli_support;
 
 #[path = "../../vauban-core/tests/keys_common/original.rs"]
@@ -19,161 +24,13 @@ mod original_keys;
 #[allow(dead_code)]
 mod registry_server;
 
-use std::collections::BTreeSet;
-use std::io::{BufRead, Read};
+use std::io::BufRead;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 
-use cli_support::{
-    copy_dir, fixture, sandbox_leftovers, sha256_of, testdata, unprivileged, vauban_bin,
-};
-
-/// A build's world: config, Ansible copy, store, out, keys, logs.
-struct World {
-    dir: tempfile::TempDir,
-}
-
-impl World {
-    fn new(configuration: &str) -> World {
-        unprivileged();
-        let dir = tempfile::tempdir().unwrap();
-        let w = World { dir };
-        copy_dir(&testdata().join("build/ansible"), &w.path("ansible"));
-        let tar = fixture("debian.tar");
-        let sha = sha256_of(&tar);
-        std::fs::write(
-            w.path("config.yml"),
-            format!(
-                "configuration:\n  ansible: ansible\n{configuration}\
-                 bookworm:\n  name: debian-12\n  tarball: {}\n  sha256: {sha}\n  \
-                 master-base:\n    stages: [base.yml]\n    \
-                 master-web:\n      stages: [web.yml]\n      conffs: 'web*'\n",
-                tar.display()
-            ),
-        )
-        .unwrap();
-        std::fs::write(
-            w.path("key.txt"),
-            "a passphrase of the build tests, long enough\n",
-        )
-        .unwrap();
-        std::fs::set_permissions(w.path("key.txt"), std::fs::Permissions::from_mode(0o600))
-            .unwrap();
-        w
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(vauban_bin());
-        cmd.arg("--store")
-            .arg(self.path("store"))
-            .args(args)
-            .current_dir(self.dir.path())
-            .env_remove("RUST_LOG")
-            .env_remove("VAUBAN_STORE")
-            .env_remove("VAUBAN_KEYSTORE_KEY")
-            .env("XDG_CONFIG_HOME", self.path("xdg-config"))
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    fn build_args(&self, extra: &[&str]) -> Vec<String> {
-        let mut args: Vec<String> = [
-            "--events",
-            "json",
-            "build",
-            "--config",
-            "config.yml",
-            "--keystore",
-            "keys/hostkeys.age",
-            "--keystore-key-file",
-            "key.txt",
-            "--log-dir",
-            "logs",
-            "--cache-dir",
-            "git-cache",
-            "--jobs",
-            "2",
-        ]
-        .map(String::from)
-        .to_vec();
-        args.extend(extra.iter().map(|s| s.to_string()));
-        args
-    }
-
-    fn build(&self, extra: &[&str]) -> Output {
-        let args = self.build_args(extra);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.cmd(&args).output().unwrap()
-    }
-
-    /// Builds, panics unless it succeeds; the (stage, host) pairs Ansible ran.
-    fn build_ok(&self, extra: &[&str]) -> BTreeSet<(String, String)> {
-        let out = self.build(extra);
-        assert!(
-            out.status.success(),
-            "vauban build {extra:?} failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        ran(&out)
-    }
-
-    fn digest(&self, name: &str) -> String {
-        let out = self.cmd(&["inspect", name]).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        v["manifestDigest"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no digest in {v}"))
-            .to_string()
-    }
-
-    fn conffs(&self, host: &str) -> std::collections::BTreeMap<String, (u32, u32, Vec<u8>)> {
-        let file =
-            std::fs::File::open(self.path(&format!("out/master-web/conffs-{host}.tgz"))).unwrap();
-        cli_support::tar_listing(flate2::read::GzDecoder::new(file), |e| {
-            let mode = e.header().mode().unwrap();
-            let uid = e.header().uid().unwrap() as u32;
-            let mut data = Vec::new();
-            e.read_to_end(&mut data).unwrap();
-            (mode, uid, data)
-        })
-    }
-
-    fn edit(&self, rel: &str, text: &str) {
-        std::fs::write(self.path(&format!("ansible/{rel}")), text).unwrap();
-    }
-}
-
-/// The (stage, host) pairs of the `stage_started` events of a build.
-fn ran(out: &Output) -> BTreeSet<(String, String)> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["event"] == "stage_started")
-        .map(|v| {
-            (
-                v["stage"].as_str().unwrap().to_string(),
-                v["host"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
-
-fn pairs(list: &[(&str, &str)]) -> BTreeSet<(String, String)> {
-    list.iter()
-        .map(|(s, h)| (s.to_string(), h.to_string()))
-        .collect()
-}
+use build_support::{pairs, ran, World};
+use cli_support::{sandbox_leftovers, unprivileged, vauban_bin};
 
 fn skopeo_tags(image: &str) -> Vec<String> {
     let out = Command::new("skopeo")
@@ -293,6 +150,15 @@ fn build_publishes_conffs_per_host_and_caches_exactly() {
     let a = w.conffs("web01");
     let b = w.conffs("web02");
     assert_eq!(a["etc/hostname"].2, b"web01\n");
+    // None of the directories the sandbox's mount points leave in a layer
+    // (policy-rc.d's, the init-functions hook's); `/imginfo` and `/packages`
+    // with the host's own stages, as the original's conffs carried them.
+    for stray in ["usr", "usr/sbin", "usr/lib", "usr/lib/lsb", "dev"] {
+        assert!(!a.contains_key(stray), "{stray} in {:?}", a.keys());
+    }
+    let imginfo = String::from_utf8_lossy(&a["imginfo"].2).into_owned();
+    assert!(imginfo.contains("web01"), "{imginfo}");
+    assert!(a.contains_key("packages"));
     assert_eq!(a["etc/vauban/host-value"].2, b"value-of-web01\n");
     assert_eq!(b["etc/vauban/host-value"].2, b"value-of-web02\n");
     for (path, mode) in [
@@ -430,19 +296,7 @@ fn build_publishes_conffs_per_host_and_caches_exactly() {
     assert!(ran(&out).is_empty(), "{:?}", ran(&out));
 
     // A template changed in a git checkout, uncommitted: the stages reading it.
-    let git = |args: &[&str]| {
-        let out = Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@127.0.0.1"])
-            .args(args)
-            .current_dir(w.path("ansible"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let git = |args: &[&str]| git(&w.path("ansible"), args);
     git(&["init", "-q"]);
     git(&["add", "-A"]);
     git(&["commit", "-qm", "the tests' repository"]);
@@ -475,16 +329,7 @@ fn build_publishes_conffs_per_host_and_caches_exactly() {
     );
 
     // deploy: `deployed` in the registry.
-    let out = w
-        .cmd(&[
-            "deploy",
-            "master-web",
-            "--registry",
-            &reg,
-            "--tls-verify=false",
-        ])
-        .output()
-        .unwrap();
+    let out = w.deploy("master-web", &reg);
     assert!(
         out.status.success(),
         "{}",
@@ -534,13 +379,7 @@ fn build_twice_at_once_agrees_and_names_failures() {
 
     // A failing host is named with its task; the other host's conffs is kept.
     w.edit("host_vars/web02.yml", "host_value: v2\nfail_here: true\n");
-    let out = w.build(&["--name", "master-web", "--stage", "conffs"]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = w.build_fails(&["--name", "master-web", "--stage", "conffs"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("web02") && stderr.contains("Fail where asked"),
@@ -551,13 +390,7 @@ fn build_twice_at_once_agrees_and_names_failures() {
 
     // The size limit names the host and its biggest file, and leaves no archive.
     w.edit("host_vars/web02.yml", "host_value: v2\nbig_file: true\n");
-    let out = w.build(&["--name", "master-web", "--stage", "conffs"]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = w.build_fails(&["--name", "master-web", "--stage", "conffs"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("web02") && stderr.contains("etc/big"),
@@ -622,8 +455,8 @@ fn build_config_errors_name_the_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let cases: &[(&str, &[&str])] = &[
         (
-            "bookworm:\n  image: 127.0.0.1:1/d:12\n  master-a:\n    stagse: [a.yml]\n",
-            &["config.yml:4", "stagse", "stages"],
+            "bookworm:\n  image: 127.0.0.1:1/d:12\n  master-a:\n    stages: a.yml\n",
+            &["config.yml:4", "stages", "expected a list"],
         ),
         (
             "bookworm:\n  image: 127.0.0.1:1/d:12\n  master-a: [\n",
@@ -801,4 +634,134 @@ fn keys_imported_from_the_originals_vault_are_the_conffs_keys_byte_for_byte() {
         }
     }
     assert_private(&w);
+}
+
+/// What `cat PATHS` prints in the store's image `name` (a sandbox over it).
+fn image_text(w: &World, name: &str, paths: &[&str]) -> String {
+    let mut args = vec!["run", name, "--", "cat"];
+    args.extend(paths);
+    let out = w.cmd(&args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "vauban run {name} cat {paths:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The rootfs of `master-base`, its release first.
+const BASE_ROOTFS: &[&str] = &[
+    "--name",
+    "master-base",
+    "--stage",
+    "rootfs",
+    "--build-parents",
+    "-1",
+];
+
+#[test]
+fn a_release_named_by_its_suite_is_bootstrapped_by_mmdebstrap() {
+    // The original's current engine: no source key, the key is the suite.
+    let w = World::with_release("", "");
+    let out = w
+        .cmd(&[&["build", "--check", "--log-dir", "logs"], BASE_ROOTFS].concat())
+        .output()
+        .unwrap();
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{plan}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let release = plan
+        .lines()
+        .find(|l| l.starts_with("release bookworm"))
+        .unwrap_or_else(|| panic!("no release row in:\n{plan}"));
+    assert!(
+        release.contains("mmdebstrap bookworm (the key's suite")
+            && release.contains("runs (never built)"),
+        "{release}"
+    );
+
+    let ran = w.build_ok(BASE_ROOTFS);
+    assert_eq!(ran, pairs(&[("base.yml", "master-base")]));
+    // The original's debootstrap set, and the stage on it.
+    let text = image_text(&w, "master-base", &["/imginfo", "/packages", "/etc/motd"]);
+    for wanted in [
+        "\ndebian_release: bookworm\n",
+        "\n    - date: ",
+        "\n      playbook: base.yml\n      hostname: master-base\n      source: debian-12\n",
+        "\n- source: debian-12\n  hostname: master-base\n  packages: |\n",
+        "\n          + openssh-server/",
+        "\n          + python3/",
+        "\n          + sudo/",
+        "\n- playbook: base.yml\n  hostname: master-base\n  packages: \"\"\n",
+    ] {
+        assert!(text.contains(wanted), "{wanted:?} not in:\n{text}");
+    }
+    assert!(
+        !text.contains("+ ifupdown/"),
+        "the original left ifupdown out"
+    );
+    // Made once: a second build finds the release in the cache.
+    let out = w.build(BASE_ROOTFS);
+    assert!(out.status.success());
+    assert!(
+        ran_nothing(&out, "bookworm"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// Whether a build ran no stage and found the release `key` in the cache.
+fn ran_nothing(out: &Output, key: &str) -> bool {
+    let release = format!("release {key}");
+    ran(out).is_empty()
+        && String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .any(|v| v["event"] == "cache_hit" && v["step"] == release.as_str())
+}
+
+#[test]
+fn never_upload_pushes_the_images_but_not_the_boot_files() {
+    // As the original: never_upload skipped the boot files' upload and
+    // `deployed`; every image was pushed all the same (children build on them).
+    let w = World::from_fixture("  never_upload: [master-web]\n", "debian-boot.tar");
+    let registry = registry_server::Registry::open();
+    let reg = format!("{}/vauban", registry.host());
+    w.build_ok(&[
+        "--name",
+        "master-web",
+        "--stage",
+        "all",
+        "--build-parents",
+        "-1",
+        "--registry",
+        &reg,
+        "--tls-verify=false",
+    ]);
+    assert!(w.path("out/master-web/rootfs.img").is_file());
+    for image in ["master-base", "master-web", "master-web/web01"] {
+        let tags = skopeo_tags(&format!("{reg}/{image}"));
+        assert!(tags.contains(&"latest".to_string()), "{image}: {tags:?}");
+    }
+    let boot = Command::new("skopeo")
+        .args([
+            "list-tags",
+            "--tls-verify=false",
+            &format!("docker://{reg}/master-web/boot"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !boot.status.success(),
+        "the boot files of a never_upload master were pushed: {}",
+        String::from_utf8_lossy(&boot.stdout)
+    );
+    // Nor is `deployed` moved without --force.
+    let out = w.deploy("master-web", &reg);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("never_upload"));
+    assert!(!skopeo_tags(&format!("{reg}/master-web")).contains(&"deployed".to_string()));
 }

@@ -62,7 +62,7 @@ impl TestStore {
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        stdout_if_ok(args, self.run(args))
+        stdout_if_ok(args, &self.run(args))
     }
 
     fn import(&self, fixture_name: &str, name: &str) {

@@ -91,7 +91,7 @@ impl Work {
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        stdout_if_ok(args, self.run(args))
+        stdout_if_ok(args, &self.run(args))
     }
 
     fn inspect(&self, image: &str) -> serde_json::Value {
@@ -326,7 +326,7 @@ fn a_relative_ansible_path_builds_the_same_layer() {
         "rel:abs",
         "second.yml",
     ]);
-    let abs = stdout_if_ok(&["stage"], abs);
+    let abs = stdout_if_ok(&["stage"], &abs);
     let mut cmd = work.cmd(&[
         "stage",
         "debian",
@@ -343,7 +343,7 @@ fn a_relative_ansible_path_builds_the_same_layer() {
         "second.yml",
     ]);
     cmd.current_dir(repo.parent().unwrap());
-    let rel = stdout_if_ok(&["stage", "./ansible"], cmd.output().unwrap());
+    let rel = stdout_if_ok(&["stage", "./ansible"], &cmd.output().unwrap());
     let digest = |out: &str| {
         out.lines()
             .last()
@@ -473,7 +473,7 @@ fn two_hosts_at_once_never_mix() {
     let (a, b) = (spawn("web01"), spawn("db01"));
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     for (host, out) in [("web01", a), ("db01", b)] {
-        let stdout = stdout_if_ok(&["stage", host], out);
+        let stdout = stdout_if_ok(&["stage", host], &out);
         let digest = stdout
             .lines()
             .last()
@@ -530,7 +530,7 @@ fn events_json_follows_a_stage() {
         work.dir.join("logs").to_str().unwrap(),
         "second.yml",
     ]);
-    let stdout = stdout_if_ok(&["--events", "json", "stage"], out);
+    let stdout = stdout_if_ok(&["--events", "json", "stage"], &out);
     let events: Vec<serde_json::Value> = stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))

@@ -76,6 +76,27 @@ pub enum Event {
         /// The line, its control characters escaped ([`crate::printable`]).
         line: String,
     },
+    /// A task of a stage's Ansible run is done on every host it ran on: its
+    /// name and each host's result, without Ansible's detail (the results'
+    /// JSON and `--diff`, which the log keeps).
+    AnsibleTask {
+        /// The stage.
+        stage: String,
+        /// The task's name (`TASK [name]`, `RUNNING HANDLER [name]`).
+        task: String,
+        /// Each host's result, in the order Ansible printed them.
+        results: Vec<TaskResult>,
+    },
+    /// A branch of the Ansible repository was checked out: every stage of
+    /// the build from that branch runs from this commit.
+    Checkout {
+        /// The repository (a directory or a git URL).
+        source: String,
+        /// The branch, when known.
+        branch: Option<String>,
+        /// The commit, when it is a git checkout.
+        commit: Option<String>,
+    },
     /// An upper dir became a layer and an image.
     Committed {
         /// The new image's manifest digest.
@@ -135,6 +156,18 @@ pub enum Event {
         /// What.
         message: String,
     },
+}
+
+/// One host's result of an Ansible task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskResult {
+    /// The host.
+    pub host: String,
+    /// `ok`, `changed`, `skipping`, `failed`, `unreachable`, `ignored`
+    /// (a failure `ignore_errors` let pass) or `included`.
+    pub status: String,
+    /// What Ansible said of a failure (its `msg`), escaped.
+    pub message: Option<String>,
 }
 
 /// Receives events; called from several threads at once.

@@ -38,6 +38,18 @@ pub fn fsck_layer_dirs(store: &Store, helper: &Helper) -> Result<LayerDirsReport
     crate::sandbox::layer_check::fsck_layer_dirs(store, helper)
 }
 
+/// Who owns what `vauban unpack` writes outside the user namespace: as root,
+/// the image's owners; otherwise the unpacking user, the image's owners,
+/// device nodes and trusted xattrs skipped where they cannot be set (counted
+/// in the [`ApplyReport`]: [`unpack_in_namespace`] keeps them).
+pub fn unpack_owners() -> Owners {
+    if rustix::process::geteuid().is_root() {
+        Owners::Preserve
+    } else {
+        Owners::BestEffort
+    }
+}
+
 /// Unpacks `image` into `dir` (new or empty) with its owners: as root
 /// directly; rootless inside the user namespace, where they map to the
 /// subordinate ids (the files then belong to those ids on the host).

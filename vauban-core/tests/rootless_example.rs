@@ -90,9 +90,9 @@ fn rootless_build_example_plans_and_builds_one_hosts_conffs() {
         .arg(dir.path().join("config.yml"))
         .arg(&store)
         .arg(dir.path().join("out"))
-        .arg(dir.path().join("keys.age"))
         .arg("web02")
-        .env("BUILD_FLEET_SECRET", "the example's passphrase")
+        .env("VAUBAN_KEYSTORE_KEY", "the example's passphrase")
+        .env("XDG_DATA_HOME", dir.path().join("data"))
         .env("XDG_STATE_HOME", dir.path().join("state"))
         .env("XDG_CACHE_HOME", dir.path().join("cache"))
         .env_remove("VAUBAN_HELPER")
@@ -114,6 +114,16 @@ fn rootless_build_example_plans_and_builds_one_hosts_conffs() {
         assert!(stdout.contains(step), "{step}: {stdout}");
     }
     assert!(stdout.contains("conffs-web02.tgz"), "{stdout}");
+    assert!(
+        dir.path().join("data/vauban-keys/hostkeys.age").is_file(),
+        "the key store at its default place"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("ansible: /") && l.ends_with("(not a git checkout)")),
+        "{stdout}"
+    );
     assert!(!stdout.contains("conffs-web01.tgz"), "{stdout}");
     assert!(stdout.contains("4 stage(s) finished"), "{stdout}");
     let helper = vauban_core::sandbox::Helper::at(exe);

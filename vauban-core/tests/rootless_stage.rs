@@ -1,6 +1,7 @@
 //! Ansible stages for real, rootless, on the Debian fixture with the test Ansible
 //! repository of `testdata/ansible`: the layer of a stage holds exactly the
-//! playbook's change (owners, modes, whiteouts) plus `/imginfo` and `/packages`;
+//! playbook's change (owners, modes, whiteouts) plus `/imginfo` and `/packages`
+//! (the original's formats);
 //! stages stack; `branch@playbook.yml` takes that branch; a failed play commits
 //! nothing; a host the inventory sends over ssh to 127.0.0.99 is still built in the
 //! chroot; Ansible's lines reach the events with their control characters
@@ -289,27 +290,41 @@ fn base_then_second_stage_two_layers_with_exactly_the_change() {
         "the removed directory is a whiteout"
     );
     assert!(!l1.keys().any(|p| p.starts_with("etc/update-motd.d/")));
+    // The original's formats: a head (the base had none), the stage under `stages:`.
     let imginfo = l1["imginfo"].text();
     assert!(
-        imginfo.contains("playbook: \"base.yml\"\n  hostname: \"web01\"\n"),
+        imginfo.starts_with("---\n\ndebian_release: null\nvauban_branch: "),
         "{imginfo}"
     );
     assert!(
-        imginfo.contains(&format!("source: \"{}\"", base.manifest_digest)),
+        imginfo.contains("\nstages:\n\n    - date: ")
+            && imginfo.contains("\n      playbook: base.yml\n      hostname: web01\n"),
         "{imginfo}"
     );
-    assert!(imginfo.contains(&format!(
-        "vauban-version: \"{}\"",
-        env!("CARGO_PKG_VERSION")
-    )));
+    assert!(
+        imginfo.contains(&format!("source-digest: \"{}\"", base.manifest_digest)),
+        "{imginfo}"
+    );
+    assert!(
+        imginfo.contains("\n      build-engine: vauban\n"),
+        "{imginfo}"
+    );
     assert_eq!((l1["imginfo"].uid, l1["imginfo"].mode & 0o777), (0, 0o644));
+    // The base's whole list (apt list --installed), then what the stage changed.
     let packages = l1["packages"].text();
-    assert!(packages.contains("playbook: \"base.yml\""), "{packages}");
     assert!(
-        packages.contains("\n    +hello:amd64 ") || packages.contains("\n    +hello "),
+        packages.starts_with("---\npackages:\n\n- source: "),
         "{packages}"
     );
-    assert!(!packages.contains("\n    -"), "nothing removed: {packages}");
+    assert!(packages.contains("\n          + apt/"), "{packages}");
+    let (_, stage) = packages
+        .split_once("\n- playbook: base.yml\n  hostname: web01\n  packages: |\n")
+        .unwrap_or_else(|| panic!("no entry of base.yml in {packages}"));
+    assert!(stage.contains("          + hello/"), "{packages}");
+    assert!(
+        !stage.contains("          - "),
+        "nothing removed: {packages}"
+    );
     if let Some(hostname) = l1.get("etc/hostname") {
         assert_eq!(hostname.text(), "web01\n");
     }
@@ -365,14 +380,18 @@ fn base_then_second_stage_two_layers_with_exactly_the_change() {
     let second = l2["etc/vauban-second"].text();
     assert!(second.contains("first_stage_seen=True"), "{second}");
     let imginfo = l2["imginfo"].text();
-    assert_eq!(imginfo.matches("- date: ").count(), 2, "{imginfo}");
+    assert_eq!(imginfo.matches("\n    - date: ").count(), 2, "{imginfo}");
+    assert_eq!(imginfo.matches("\nstages:\n").count(), 1, "{imginfo}");
     assert!(
-        imginfo.contains(&format!("source: \"{}\"", first.manifest_digest)),
+        imginfo.contains(&format!("source-digest: \"{}\"", first.manifest_digest)),
         "{imginfo}"
     );
-    assert!(l2["packages"]
-        .text()
-        .contains("playbook: \"second.yml\"\n  hostname: \"web01\"\n  packages: \"\""));
+    let packages = l2["packages"].text();
+    assert_eq!(packages.matches("- source: ").count(), 1, "{packages}");
+    assert!(
+        packages.ends_with("\n- playbook: second.yml\n  hostname: web01\n  packages: \"\"\n"),
+        "{packages}"
+    );
     assert!(!l2.contains_key("usr/bin/hello"));
 
     // The systemd task was skipped, the log is saved, Ansible ran as asked.

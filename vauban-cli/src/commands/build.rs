@@ -5,14 +5,11 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use vauban_core::build::{BuildOptions, Builder, Outcome, Part, Registry};
+use vauban_core::build::{key_secret, BuildOptions, Builder, Outcome, Part, Registry};
 use vauban_core::config::Config;
-use vauban_core::keys::KeySecret;
-use vauban_core::stage::Hooks;
-use vauban_oci::dirs::UserDir;
 
+use super::ansible::AnsibleArgs;
 use super::push::RegistryArgs;
-use super::stage::ansible_source;
 use crate::cli::Globals;
 
 /// Arguments of `vauban build`.
@@ -36,24 +33,26 @@ pub struct Args {
     )]
     pub build_parents: i64,
 
-    /// The config file.
-    #[arg(long, value_name = "FILE", default_value = "config.yml")]
-    pub config: PathBuf,
+    /// Rebuild first a master this build starts from when it is out of date
+    /// (a playbook or variable it reads changed since it was built), with its
+    /// out-of-date parents [default: warn, and build on it as it is].
+    #[arg(long)]
+    pub rebuild_stale: bool,
 
-    /// The Ansible repository (a directory, or a git URL) [default: `ansible:` of
-    /// the config's `configuration:`].
-    #[arg(long, value_name = "DIR|URL", env = "VAUBAN_ANSIBLE")]
-    pub ansible: Option<String>,
+    /// The config file (`--config-path`, the original's spelling, works too).
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "config.yml",
+        alias = "config-path"
+    )]
+    pub config: PathBuf,
 
     /// The hosts' pattern instead of the master's `conffs:` (Ansible `--limit` syntax).
     #[arg(long, value_name = "PATTERN")]
     pub conffs: Option<String>,
 
-    /// Take every stage from this branch of the Ansible repository.
-    #[arg(long, value_name = "BRANCH")]
-    pub branch: Option<String>,
-
-    /// Print the plan (steps, images, hosts, what the cache serves) and build nothing.
+    /// Print the plan (each stage, each host: cached, or runs and why) and build nothing.
     #[arg(long)]
     pub check: bool,
 
@@ -92,30 +91,8 @@ pub struct Args {
     #[arg(long, value_name = "URL")]
     pub boot_url: Option<String>,
 
-    /// An extra argument for ansible-playbook (repeatable).
-    #[arg(long = "ansible-arg", value_name = "ARG", allow_hyphen_values = true)]
-    pub ansible_args: Vec<String>,
-
-    /// A shell snippet run before ansible-playbook, in the Ansible root.
-    #[arg(long, value_name = "SHELL", env = "HOOK_PRE_ANSIBLE")]
-    pub hook_pre: Option<String>,
-
-    /// A shell snippet run after ansible-playbook, in the Ansible root.
-    #[arg(long, value_name = "SHELL", env = "HOOK_POST_ANSIBLE")]
-    pub hook_post: Option<String>,
-
-    /// Where git clones of Ansible repositories are cached
-    /// [default: $XDG_CACHE_HOME/vauban/ansible].
-    #[arg(long, value_name = "DIR", env = "VAUBAN_CACHE")]
-    pub cache_dir: Option<PathBuf>,
-
-    /// Where the logs are saved [default: $XDG_STATE_HOME/vauban/logs].
-    #[arg(long, value_name = "DIR")]
-    pub log_dir: Option<PathBuf>,
-
-    /// Do not print Ansible's output (the logs keep it).
-    #[arg(long, short)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub ansible: AnsibleArgs,
 
     #[command(flatten)]
     pub network: super::network::NetworkArgs,
@@ -133,21 +110,16 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
     let config = Config::load(&args.config)?;
     let keystore = match &args.keystore {
         Some(k) => std::path::absolute(k)?,
-        None => UserDir::Data
-            .path()
-            .context("no $XDG_DATA_HOME nor $HOME: give --keystore")?
-            .join("vauban-keys/hostkeys.age"),
+        None => vauban_core::build::default_keystore()?,
     };
     let mut opts = BuildOptions::new(&args.name, args.stage, keystore);
     opts.build_parents = args.build_parents;
+    opts.rebuild_stale = args.rebuild_stale;
     opts.conffs = args.conffs.clone();
-    opts.branch = args.branch.clone();
-    opts.ansible = args.ansible.as_deref().map(ansible_source).transpose()?;
-    opts.ansible_args = args.ansible_args.clone();
-    opts.hooks = Hooks {
-        pre: args.hook_pre.clone(),
-        post: args.hook_post.clone(),
-    };
+    opts.branch = args.ansible.branch.clone();
+    opts.ansible = args.ansible.source()?;
+    opts.ansible_args = args.ansible.ansible_args.clone();
+    opts.hooks = args.ansible.hooks();
     opts.no_cache = args.no_cache;
     if let Some(j) = args.jobs {
         opts.jobs = j.max(1);
@@ -159,8 +131,8 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
         opts.registry = Some(Registry::parse(r, args.registry_args.options()?)?);
     }
 
-    let (renderer, events) = globals.renderer(args.quiet);
-    let mut env = super::stage::env(args.cache_dir.as_deref(), args.log_dir.as_deref(), events)?;
+    let (renderer, events) = globals.renderer(args.ansible.quiet);
+    let mut env = args.ansible.env(events)?;
     if let Some(key_file) = &args.keystore_key_file {
         env.hidden.push(std::path::absolute(key_file)?);
     }
@@ -191,20 +163,20 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
         return Ok(());
     }
 
-    if needs_keys(&config, &opts) {
-        let (secret, made) = key_secret(&args)?;
-        if let Some(path) = made {
+    let name = args.name.clone();
+    let out = opts.out.clone();
+    let mut builder = Builder::new(config, &store, env, opts)?;
+    if builder.needs_keys()? {
+        let found = key_secret(args.keystore_key_file.as_deref())?;
+        if let Some(path) = &found.made {
             renderer.note(&format!(
                 "made the key store secret {} (an age identity): keep it, the hosts' sshd \
                  keys cannot be read without it",
                 path.display()
             ));
         }
-        opts.keys = Some(secret);
+        builder.set_keys(found.secret);
     }
-    let name = opts.name.clone();
-    let out = opts.out.clone();
-    let mut builder = Builder::new(config, &store, env, opts)?;
     let result = builder.run();
     renderer.finish();
     recap(builder.report(), globals);
@@ -213,35 +185,18 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
     Ok(())
 }
 
-/// Whether the build has a conffs step (which needs the key store).
-fn needs_keys(config: &Config, opts: &BuildOptions) -> bool {
-    matches!(opts.part, Part::All | Part::Conffs)
-        && (opts.conffs.is_some() || config.get(&opts.name).is_some_and(|m| m.conffs.is_some()))
-}
-
-/// The key store's secret: `--keystore-key-file`, `$VAUBAN_KEYSTORE_KEY`, else
-/// the default identity file (made when missing; its path is returned then).
-fn key_secret(args: &Args) -> Result<(KeySecret, Option<PathBuf>)> {
-    if let Some(file) = &args.keystore_key_file {
-        return Ok((KeySecret::from_file(file)?, None));
-    }
-    if let Some(secret) = KeySecret::from_env()? {
-        return Ok((secret, None));
-    }
-    let path = UserDir::Config
-        .vauban()
-        .context("no $XDG_CONFIG_HOME nor $HOME: give --keystore-key-file")?
-        .join("keystore-key.txt");
-    let (secret, made) = KeySecret::load_or_create_identity(&path)?;
-    Ok((secret, made.then_some(path)))
-}
-
 /// The recap table on stderr (stdout stays for the result and JSON).
 fn recap(report: &vauban_core::build::BuildReport, globals: &Globals) {
     if globals.events == crate::render::EventsMode::Json || report.steps.is_empty() {
         return;
     }
     eprintln!();
+    for a in &report.ansible {
+        eprintln!(
+            "Ansible: {}",
+            vauban_core::printable::escape(&a.to_string())
+        );
+    }
     eprintln!(
         "{:<56} {:<7} {:>10} {:>8}  IMAGE",
         "STEP", "", "SIZE", "TIME"

@@ -1,10 +1,12 @@
 //! `vauban config schema` prints the JSON Schema of `config.yml` (for editors);
-//! `vauban config check [--config FILE] [--ansible DIR]` loads a config, checks
-//! its playbooks exist, and lists its masters.
+//! `vauban config check [--config FILE] [--ansible DIR] [--strict]` loads a
+//! config, shows what it ignores (warnings on stderr; errors with `--strict`),
+//! checks its playbooks exist, and lists its releases and masters.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
+use vauban_core::build::release::describe;
 use vauban_core::config::Config;
 use vauban_core::stage::AnsibleSource;
 
@@ -25,12 +27,21 @@ pub enum Action {
     Schema,
     /// Check a config file (and, given the Ansible directory, its playbooks).
     Check {
-        /// The config file.
-        #[arg(long, value_name = "FILE", default_value = "config.yml")]
+        /// The config file (`--config-path`, the original's spelling, works too).
+        #[arg(
+            long,
+            value_name = "FILE",
+            default_value = "config.yml",
+            alias = "config-path"
+        )]
         config: PathBuf,
         /// The Ansible directory [default: `ansible:` of the config, when a directory].
         #[arg(long, value_name = "DIR")]
         ansible: Option<PathBuf>,
+        /// Fail on warnings: keys vauban does not know (the original ignored them),
+        /// masters with nothing to build.
+        #[arg(long)]
+        strict: bool,
     },
 }
 
@@ -43,8 +54,21 @@ pub fn run(_globals: &Globals, args: Args) -> Result<()> {
                 serde_json::to_string_pretty(&vauban_core::config::json_schema())?
             );
         }
-        Action::Check { config, ansible } => {
+        Action::Check {
+            config,
+            ansible,
+            strict,
+        } => {
             let config = Config::load(&config)?;
+            for warning in &config.warnings {
+                eprintln!(
+                    "warning: {}",
+                    vauban_core::printable::escape(&warning.to_string())
+                );
+            }
+            if strict {
+                config.strict()?;
+            }
             let dir =
                 ansible.or_else(
                     || match config.configuration.ansible.as_ref()?.value.clone() {
@@ -61,8 +85,13 @@ pub fn run(_globals: &Globals, args: Args) -> Result<()> {
             }
             for m in config.masters() {
                 let depth = config.chain(m).len() - 1;
+                let release = config
+                    .release_of(m)
+                    .filter(|_| m.is_release())
+                    .map(|r| format!("  (release: {})", describe(r)))
+                    .unwrap_or_default();
                 println!(
-                    "{}{}{}",
+                    "{}{}{release}{}",
                     "  ".repeat(depth),
                     m.name,
                     m.conffs

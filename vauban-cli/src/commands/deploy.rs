@@ -1,12 +1,15 @@
 //! `vauban deploy NAME --registry HOST[:PORT]/NAMESPACE [--from TAG]`: tags
 //! `NAMESPACE/NAME:TAG` (default `latest`) as `deployed` in the registry, as
 //! the original's `set_deployed`; run it again with an older date tag to roll
-//! back.
+//! back. A master of `never_upload` (in `--config`, when there is one) is
+//! refused without `--force`: the original never moved its `deployed`.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use vauban_core::build::publish::{self, Registry};
+use vauban_core::config::Config;
 
 use super::push::RegistryArgs;
 use crate::cli::Globals;
@@ -25,12 +28,28 @@ pub struct Args {
     #[arg(long, value_name = "TAG", default_value = "latest")]
     pub from: String,
 
+    /// The config whose `never_upload` masters are refused [default: config.yml,
+    /// when there is one].
+    #[arg(long, value_name = "FILE", alias = "config-path")]
+    pub config: Option<PathBuf>,
+
+    /// Move `deployed` even for a master of `never_upload`.
+    #[arg(long)]
+    pub force: bool,
+
     #[command(flatten)]
     pub registry_args: RegistryArgs,
 }
 
 /// Moves the `deployed` tag.
 pub fn run(globals: &Globals, args: Args) -> Result<()> {
+    let config = args.config.clone().or_else(|| {
+        let default = PathBuf::from("config.yml");
+        default.exists().then_some(default)
+    });
+    if let (Some(config), false) = (config, args.force) {
+        Config::load(&config)?.check_deployable(&args.name)?;
+    }
     let registry = Registry::parse(&args.registry, args.registry_args.options()?)?;
     let store = globals.open_store()?;
     let (renderer, events) = globals.renderer(false);

@@ -1,5 +1,6 @@
 //! One module per subcommand: each has clap `Args` and `run(&Globals, Args)`.
 
+pub mod ansible;
 pub mod build;
 pub mod config;
 pub mod deploy;

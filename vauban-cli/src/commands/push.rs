@@ -44,12 +44,9 @@ impl RegistryArgs {
     }
 }
 
-/// A tokio runtime for one registry command (the only async part of vauban).
-pub fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
+/// The runtime of a registry command: the process's one (vauban-core's).
+pub fn runtime() -> Result<&'static tokio::runtime::Runtime> {
+    vauban_core::runtime().context("cannot start the async runtime")
 }
 
 /// Arguments of `vauban push`.

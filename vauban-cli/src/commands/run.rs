@@ -88,7 +88,7 @@ fn run_sandbox(globals: &Globals, args: Args) -> anyhow::Result<i32> {
         return Ok(code);
     }
     if let Some(name) = name {
-        let mut opts = CommitOptions::new(created_by(&args.command));
+        let mut opts = CommitOptions::new(vauban_core::history::run(&args.command));
         opts.exclude.extend(args.exclude);
         let new = sandbox
             .commit(&opts)
@@ -97,24 +97,6 @@ fn run_sandbox(globals: &Globals, args: Args) -> anyhow::Result<i32> {
         println!("{name} {}", new.manifest_digest);
     }
     Ok(0)
-}
-
-/// The history entry of a committed run: the command line, shell-quoted.
-fn created_by(argv: &[String]) -> String {
-    let words: Vec<String> = argv
-        .iter()
-        .map(|w| {
-            if !w.is_empty()
-                && w.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
-            {
-                w.clone()
-            } else {
-                format!("'{}'", w.replace('\'', r"'\''"))
-            }
-        })
-        .collect();
-    format!("vauban run -- {}", words.join(" "))
 }
 
 #[cfg(test)]
@@ -126,11 +108,5 @@ mod tests {
         assert_eq!(parse_env("A=b=c").unwrap(), ("A".into(), "b=c".into()));
         assert!(parse_env("=x").is_err());
         assert!(parse_env("nope").is_err());
-    }
-
-    #[test]
-    fn created_by_quotes_words() {
-        let argv = ["sh", "-c", "echo it's"].map(String::from);
-        assert_eq!(created_by(&argv), r"vauban run -- sh -c 'echo it'\''s'");
     }
 }

@@ -8,7 +8,6 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use vauban_core::sandbox::Helper;
-use vauban_oci::layer::Owners;
 use vauban_oci::Reference;
 
 use super::progress;
@@ -44,12 +43,7 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
         tracing::info!(entries = report.entries, "unpacked");
         return Ok(());
     }
-    let root = rustix::process::geteuid().is_root();
-    let owners = if root {
-        Owners::Preserve
-    } else {
-        Owners::BestEffort
-    };
+    let owners = vauban_core::store::unpack_owners();
     let bar = progress::bytes("unpacking", Some(image.size()));
     let report = image.unpack_into(&store, &args.dir, owners, &|done| bar.set_position(done));
     bar.finish_and_clear();

@@ -49,7 +49,7 @@ pub fn vauban_ok(store: &Path, args: &[&str]) -> String {
 }
 
 /// Panics with both outputs of `vauban ARGS` unless it succeeded; returns stdout.
-pub fn stdout_if_ok(args: &[&str], out: Output) -> String {
+pub fn stdout_if_ok(args: &[&str], out: &Output) -> String {
     assert!(
         out.status.success(),
         "vauban {args:?} failed ({}):\n{}{}",
@@ -58,6 +58,22 @@ pub fn stdout_if_ok(args: &[&str], out: Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `git ARGS` in `dir` (as a test author), panicking with its stderr on failure.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@127.0.0.1"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// The sha256 of a file, as `sha256sum` prints it.

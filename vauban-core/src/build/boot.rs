@@ -1,7 +1,8 @@
 //! The boot step of a master (`--stage initramfs`): the kernel and a dracut
 //! initramfs made in the rootfs that has them (`initramfs_release:`, else the
-//! master's own), the master's `rootfs.img`, and for each conffs host its
-//! kernel command line and iPXE script; then `SHA256SUMS` over the tree.
+//! master's own), the master's `rootfs.img`, and for each host whose conffs
+//! is in `--out` (made by this build's conffs step, or still current: `out`)
+//! its kernel command line and iPXE script; then `SHA256SUMS` over the tree.
 //!
 //! Both big files are cached in the store (`STORE/boot-cache/<key>/`) and
 //! linked into `--out`, each keyed by everything it is made of: the
@@ -11,17 +12,18 @@
 //! so a security update in any layer must reach it; `rootfs.img` by the
 //! image's digest and the squashfs options.
 
+use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 use vauban_oci::Image;
 
 use super::builder::Builder;
+use super::cache::get_or_build;
 use super::error::BuildError;
 use super::inputs::{hex, private_dir};
-use super::report::{Exported, Outcome};
+use super::report::Outcome;
 use crate::config::{DracutConf, Master, SquashfsCompression};
-use crate::events::Event;
 use crate::export::{
     self, BootTree, HostBoot, InitramfsOptions, ResolvConf, SquashCompression, SquashfsOptions,
 };
@@ -31,41 +33,34 @@ use crate::sandbox::SandboxOptions;
 const BOOT_CACHE: &str = "boot-cache";
 
 impl Builder<'_> {
-    /// Makes (or links from the cache) the boot files of `master`.
-    pub(super) fn boot(&mut self, master: &Master) -> Result<(), BuildError> {
-        let image = self.existing(master)?;
+    /// Makes (or links from the cache) the boot files of `master` from its
+    /// rootfs `image`, the initramfs from `kernel_image`.
+    pub(super) fn boot(
+        &mut self,
+        master: &Master,
+        image: &Image,
+        kernel_image: &Image,
+    ) -> Result<(), BuildError> {
         let kernel_master = match &self.config.configuration.initramfs_release {
-            Some(name) => self.config.find(&name.value)?.clone(),
-            None => master.clone(),
+            Some(name) => name.value.clone(),
+            None => master.name.clone(),
         };
-        let kernel_image = self.existing(&kernel_master)?;
         let tree = BootTree::new(self.out().to_path_buf());
         tree.private_dir("linux")?;
         tree.private_dir(&master.name)?;
-        let logs = self.env.log_dir.join(format!(
-            "{}-boot-{}",
-            chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
-            master.name
-        ));
+        let logs = self.runner.log_dir().to_path_buf();
 
         // The initramfs.
         let started = std::time::Instant::now();
-        let extra_conf = match &self.config.configuration.dracut_conf {
-            None => String::new(),
-            Some(c) => match &c.value {
-                DracutConf::Text(t) => t.clone(),
-                DracutConf::File(f) => std::fs::read_to_string(f)
-                    .map_err(|e| crate::Error::io("read the dracut.conf", f, e))?,
-            },
-        };
-        let key = initramfs_key(&kernel_image, &extra_conf);
+        let extra_conf = self.dracut_conf()?;
+        let key = initramfs_key(kernel_image, &extra_conf);
         let (dir, outcome) = self.boot_cached(&key, |store, dir| {
             let opts = InitramfsOptions {
                 extra_conf: extra_conf.clone(),
-                log: logs.join("dracut.log"),
+                log: logs.join(format!("dracut-{}.log", master.name)),
                 sandbox: sandbox_options(),
             };
-            export::make_initramfs(store, &kernel_image, &kernel_master.name, &opts, dir)?;
+            export::make_initramfs(store, kernel_image, &kernel_master, &opts, dir)?;
             Ok(())
         })?;
         let kver = linked_kernel(&dir, &tree.linux_dir())?;
@@ -73,7 +68,7 @@ impl Builder<'_> {
         self.exported(&tree.linux_dir().join(&kernel_file));
         self.exported(&tree.linux_dir().join(&initramfs_file));
         self.record(
-            format!("initramfs {kver} ({})", kernel_master.name),
+            format!("initramfs {kver} ({kernel_master})"),
             outcome,
             None,
             size_of(&tree.linux_dir().join(&initramfs_file)),
@@ -83,32 +78,10 @@ impl Builder<'_> {
         // rootfs.img.
         self.interrupted()?;
         let started = std::time::Instant::now();
-        let c = &self.config.configuration;
-        let squash = SquashfsOptions {
-            compression: match c.squashfs_compression {
-                SquashfsCompression::Zstd => SquashCompression::Zstd,
-                SquashfsCompression::Xz => SquashCompression::Xz,
-            },
-            resolv_conf: ResolvConf::Link(c.resolv_conf.to_string_lossy().into_owned()),
-            processors: None,
-            log: logs.join("mksquashfs.log"),
-            sandbox: sandbox_options(),
-        };
-        let key = digest_of(&format!(
-            "rootfs.img {} {} {:?} {:?}",
-            env!("CARGO_PKG_VERSION"),
-            image.manifest_digest,
-            squash.compression,
-            squash.resolv_conf
-        ));
+        let squash = self.squashfs_options(logs.join(format!("mksquashfs-{}.log", master.name)));
+        let key = rootfs_key(image, &squash);
         let (dir, outcome) = self.boot_cached(&key, |store, dir| {
-            export::make_rootfs(
-                store,
-                &image,
-                &master.name,
-                &squash,
-                &dir.join("rootfs.img"),
-            )?;
+            export::make_rootfs(store, image, &master.name, &squash, &dir.join("rootfs.img"))?;
             Ok(())
         })?;
         let dest = tree.rootfs(&master.name);
@@ -117,12 +90,19 @@ impl Builder<'_> {
         self.record(
             format!("rootfs.img {}", master.name),
             outcome,
-            Some(&image),
+            Some(image),
             size_of(&dest),
             started,
         );
 
-        // Each host's command line and iPXE script.
+        // Each host's command line and iPXE script: the hosts whose conffs
+        // this build made, or whose archive in `--out` is still current.
+        let made = self
+            .conffs_made
+            .get(&master.name)
+            .cloned()
+            .unwrap_or_default();
+        let hosts = self.tidy_out(master, image, &made, &[])?;
         if let Some(base) = self.opts.boot_url.clone().or_else(|| {
             self.config
                 .configuration
@@ -137,11 +117,11 @@ impl Builder<'_> {
                 .iter()
                 .map(|a| a.value.clone())
                 .collect();
-            for host in self.conffs_hosts_built(master) {
+            for host in &hosts {
                 tree.write_host_files(&HostBoot {
                     base: &base,
                     master: &master.name,
-                    host: &host,
+                    host,
                     kver: &kver,
                     extra_args: &args,
                 })?;
@@ -153,11 +133,11 @@ impl Builder<'_> {
                 master.name
             ));
         }
-        let sums = tree.write_sums()?;
-        self.exported(&sums);
+        self.write_sums()?;
 
         // With --registry, the master's boot files go beside its images.
-        if self.opts.registry.is_some() && self.published(master) {
+        if self.opts.registry.is_some() && super::publish::uploads_boot_files(&self.config, master)
+        {
             let mut files = vec![
                 format!("linux/{kernel_file}"),
                 format!("linux/{initramfs_file}"),
@@ -185,34 +165,36 @@ impl Builder<'_> {
         Ok(())
     }
 
-    /// The hosts whose conffs are in the output tree of `master`.
-    fn conffs_hosts_built(&self, master: &Master) -> Vec<String> {
-        let dir = BootTree::new(self.out().to_path_buf()).master_dir(&master.name);
-        let mut hosts: Vec<String> = std::fs::read_dir(&dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                name.strip_prefix("conffs-")?
-                    .strip_suffix(".tgz")
-                    .map(str::to_owned)
-            })
-            .collect();
-        hosts.sort();
-        hosts
+    /// The extra dracut.conf of the config (`dracut_conf:`).
+    pub(super) fn dracut_conf(&self) -> Result<String, BuildError> {
+        Ok(match &self.config.configuration.dracut_conf {
+            None => String::new(),
+            Some(c) => match &c.value {
+                DracutConf::Text(t) => t.clone(),
+                DracutConf::File(f) => std::fs::read_to_string(f)
+                    .map_err(|e| crate::Error::io("read the dracut.conf", f, e))?,
+            },
+        })
     }
 
-    fn exported(&mut self, path: &Path) {
-        let size = size_of(path);
-        self.env.events.emit(Event::Exported {
-            path: path.display().to_string(),
-            size,
-        });
-        self.report.exported.push(Exported {
-            path: path.to_owned(),
-            size,
-        });
+    /// How `rootfs.img` is made, its mksquashfs output going to `log`.
+    pub(super) fn squashfs_options(&self, log: PathBuf) -> SquashfsOptions {
+        let c = &self.config.configuration;
+        SquashfsOptions {
+            compression: match c.squashfs_compression {
+                SquashfsCompression::Zstd => SquashCompression::Zstd,
+                SquashfsCompression::Xz => SquashCompression::Xz,
+            },
+            resolv_conf: ResolvConf::Link(c.resolv_conf.to_string_lossy().into_owned()),
+            processors: None,
+            log,
+            sandbox: sandbox_options(),
+        }
+    }
+
+    /// Whether the boot cache has the files of `key`.
+    pub(super) fn boot_is_cached(&self, key: &str) -> bool {
+        self.store.root().join(BOOT_CACHE).join(key).is_dir()
     }
 
     /// The cache dir of `key`, made by `make` into a temp dir renamed into
@@ -225,24 +207,30 @@ impl Builder<'_> {
         let root = self.store.root().join(BOOT_CACHE);
         private_dir(&root)?;
         let dir = root.join(key);
-        if dir.is_dir() && !self.opts.no_cache {
-            return Ok((dir, Outcome::Cached));
-        }
-        let _lock = self.store.work_lock(&format!("boot-{key}"))?;
-        if dir.is_dir() && !self.opts.no_cache {
-            return Ok((dir, Outcome::Cached));
-        }
-        let temp = tempfile::Builder::new()
-            .prefix(".partial-")
-            .tempdir_in(&root)
-            .map_err(|e| crate::Error::io("create a temp dir in", &root, e))?;
-        make(self.store, temp.path())?;
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(|e| crate::Error::io("remove", &dir, e))?;
-        }
-        let temp = temp.keep();
-        std::fs::rename(&temp, &dir).map_err(|e| crate::Error::io("rename", &temp, e))?;
-        Ok((dir, Outcome::Built))
+        let no_cache = self.opts.no_cache;
+        let got = get_or_build(
+            vec![(key.to_owned(), ())],
+            |_| Ok::<_, BuildError>((dir.is_dir() && !no_cache).then(|| dir.clone())),
+            |k| Ok(self.store.work_lock(&format!("boot-{k}"))?),
+            |_| {
+                let temp = tempfile::Builder::new()
+                    .prefix(".partial-")
+                    .tempdir_in(&root)
+                    .map_err(|e| crate::Error::io("create a temp dir in", &root, e))?;
+                make(self.store, temp.path())?;
+                if dir.exists() {
+                    std::fs::remove_dir_all(&dir)
+                        .map_err(|e| crate::Error::io("remove", &dir, e))?;
+                }
+                let temp = temp.keep();
+                std::fs::rename(&temp, &dir).map_err(|e| crate::Error::io("rename", &temp, e))?;
+                Ok(vec![((), Ok::<_, Infallible>(dir.clone()))])
+            },
+        )?;
+        let Some(((), Ok(made))) = got.into_iter().next() else {
+            unreachable!("get_or_build gives one result per key, and this one cannot fail")
+        };
+        Ok(made)
     }
 }
 
@@ -250,12 +238,24 @@ impl Builder<'_> {
 /// dracut.conf `extra_conf`: vauban's version, the image's manifest digest
 /// (every layer and the config: dracut copies files from the whole image) and
 /// the whole dracut.conf.
-fn initramfs_key(image: &Image, extra_conf: &str) -> String {
+pub(super) fn initramfs_key(image: &Image, extra_conf: &str) -> String {
     digest_of(&format!(
         "initramfs {} {} {}",
         env!("CARGO_PKG_VERSION"),
         image.manifest_digest,
         export::dracut::dracut_conf(extra_conf)
+    ))
+}
+
+/// The key of the `rootfs.img` of `image` made with `squash`: vauban's
+/// version, the image's manifest digest, the compression and `resolv.conf`.
+pub(super) fn rootfs_key(image: &Image, squash: &SquashfsOptions) -> String {
+    digest_of(&format!(
+        "rootfs.img {} {} {:?} {:?}",
+        env!("CARGO_PKG_VERSION"),
+        image.manifest_digest,
+        squash.compression,
+        squash.resolv_conf
     ))
 }
 

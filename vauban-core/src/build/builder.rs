@@ -1,7 +1,9 @@
 //! [`Builder`]: a config, a store and options in; a plan out ([`Builder::plan`],
-//! [`Builder::check`]); then [`Builder::run`] builds it step by step, every
-//! stage through the cache, names every image at the end in one index write,
-//! and publishes. The steps themselves are in `rootfs`, `conffs` and `boot`.
+//! [`Builder::check`]); then [`Builder::run`] fixes what the build starts from
+//! (each branch's commit, each step's base image: `resolve`), builds it step
+//! by step, every stage through the cache, names every image at the end in one
+//! index write, and publishes. The steps themselves are in `rootfs`, `conffs`
+//! and `boot`; what the cache holds without running anything is `walk`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,15 +18,16 @@ use super::error::BuildError;
 use super::inputs::{self, AnsibleTree, Inventory, ToolCache};
 use super::plan::{plan, Part, Step, StepKind};
 use super::publish::{self, Registry};
-use super::report::{BuildReport, Outcome, StepReport};
+use super::report::{AnsibleCheckout, BuildReport, Outcome, StepReport};
+use super::resolve::Resolved;
+use super::walk::Fresh;
 use crate::config::{Config, Master};
 use crate::env::Env;
 use crate::events::Event;
 use crate::keys::KeySecret;
 use crate::sandbox::{pending_signal, SignalGuard};
-use crate::stage::confined::Confined;
 use crate::stage::repo::Checkout;
-use crate::stage::{AnsibleSource, Hooks, Stage, StageRunner, StageSpec};
+use crate::stage::{AnsibleRepo, AnsibleSource, Hooks, Stage, StageRunner, StageSpec};
 
 /// The tag of every local name a build gives.
 pub const LOCAL_TAG: &str = "latest";
@@ -38,6 +41,10 @@ pub struct BuildOptions {
     pub part: Part,
     /// `--build-parents` (`-1`: the whole chain).
     pub build_parents: i64,
+    /// `--rebuild-stale`: a master the build starts from whose stages no
+    /// longer give its image (a playbook or its variables changed since) is
+    /// rebuilt first, with its stale parents; without it the build warns.
+    pub rebuild_stale: bool,
     /// `--conffs`: the hosts' pattern instead of the master's `conffs:`.
     pub conffs: Option<String>,
     /// `--branch`: every stage from this branch.
@@ -58,7 +65,7 @@ pub struct BuildOptions {
     pub registry: Option<Registry>,
     /// The sshd host-key store.
     pub keystore: PathBuf,
-    /// Its secret (needed by conffs steps only).
+    /// Its secret (needed by conffs steps only: [`Builder::needs_keys`]).
     pub keys: Option<KeySecret>,
     /// `--boot-url`, else the config's `boot_url:`.
     pub boot_url: Option<String>,
@@ -74,6 +81,7 @@ impl BuildOptions {
             name: name.into(),
             part,
             build_parents: 0,
+            rebuild_stale: false,
             conffs: None,
             branch: None,
             ansible: None,
@@ -93,15 +101,15 @@ impl BuildOptions {
     }
 }
 
-/// What a checkout of the Ansible repository gives the cache.
+/// What a checkout of the Ansible repository gives the cache: read once per
+/// checkout, that is once per branch per build.
 pub(super) struct Analysed {
     pub tree: AnsibleTree,
     pub inventory: Inventory,
-    pub inventories: Vec<PathBuf>,
     /// The digest of the inventory's files ([`inputs::inventory_digest`]).
     pub inventory_digest: String,
-    /// Kept alive: a branch's worktree lives as long as its checkout.
-    pub checkout: Checkout,
+    /// The checkout (its inventories, commit, branch).
+    pub checkout: Arc<Checkout>,
 }
 
 /// A name to give at the end of the build.
@@ -120,24 +128,28 @@ pub struct Builder<'a> {
     pub(super) env: Env,
     pub(super) opts: BuildOptions,
     pub(super) cache: Cache<'a>,
-    pub(super) ansible: AnsibleSource,
-    pub(super) ansible_playbook: PathBuf,
-    /// How Ansible's controller runs (confined).
-    pub(super) confined: Confined,
+    /// Runs the stages (tools, helper, confined controller, logs): one per build.
+    pub(super) runner: StageRunner<'a>,
+    /// The Ansible repository: fetched once, one checkout per branch.
+    repo: AnsibleRepo,
     /// Results of Ansible's tools, by what they read.
     pub(super) tools: ToolCache,
     /// Every stage playbook of the config (files are attributed among them).
     pub(super) playbooks: Vec<String>,
     analysed: HashMap<PathBuf, Arc<Analysed>>,
-    /// The rootfs image of each master, as this build found or made it.
-    pub(super) images: HashMap<String, Image>,
+    /// What each master's stages give now, as far as the cache knows.
+    pub(super) fresh: HashMap<String, Fresh>,
+    /// The hosts whose conffs this build wrote, by master.
+    pub(super) conffs_made: HashMap<String, Vec<String>>,
     pub(super) names: Vec<Named>,
     pub(super) report: BuildReport,
 }
 
 impl<'a> Builder<'a> {
     /// A builder of `opts` over `config`: checks that the master exists and
-    /// that an Ansible repository is given, finds the tools.
+    /// that an Ansible repository is given, finds the tools; the config's
+    /// warnings are its first ([`Event::Warning`], the report's). Nothing is
+    /// fetched nor checked out yet.
     pub fn new(
         config: Config,
         store: &'a Store,
@@ -158,14 +170,20 @@ impl<'a> Builder<'a> {
             .network
             .clone()
             .unwrap_or_else(|| config.configuration.network());
-        let tools = crate::stage::tools::Tools::find()?;
         // The boot tree (every host's conffs) and the key store are never
         // the controller's to see.
         env.hidden
             .push(std::path::absolute(&opts.out).unwrap_or_else(|_| opts.out.clone()));
         env.hidden.push(opts.keystore.clone());
-        let confined = Confined::new(&env, &tools, store.root())?;
-        let ansible_playbook = tools.ansible_playbook;
+        let mut runner = StageRunner::new(store, &env, &opts.name)?;
+        runner.jobs = opts.jobs.max(1);
+        let ansible_root = config
+            .configuration
+            .ansible_root
+            .as_ref()
+            .map(|r| r.value.clone())
+            .unwrap_or_default();
+        let repo = AnsibleRepo::new(ansible, ansible_root, &env.cache_dir);
         let mut playbooks: Vec<String> = config
             .masters()
             .flat_map(|m| m.stage_list())
@@ -184,22 +202,27 @@ impl<'a> Builder<'a> {
         cache.disabled = opts.no_cache;
         let mut tool_cache = ToolCache::new(store.root());
         tool_cache.disabled = opts.no_cache;
-        Ok(Builder {
+        let mut builder = Builder {
             config,
             store,
             env,
             opts,
             cache,
-            ansible,
-            ansible_playbook,
-            confined,
+            runner,
+            repo,
             tools: tool_cache,
             playbooks,
             analysed: HashMap::new(),
-            images: HashMap::new(),
+            fresh: HashMap::new(),
+            conffs_made: HashMap::new(),
             names: Vec::new(),
             report: BuildReport::default(),
-        })
+        };
+        // What the config holds that is ignored, first of all.
+        for warning in builder.config.warnings.clone() {
+            builder.warn(warning.to_string());
+        }
+        Ok(builder)
     }
 
     /// The options.
@@ -217,7 +240,9 @@ impl<'a> Builder<'a> {
         &self.report
     }
 
-    /// The steps of the build, in order.
+    /// The steps of the build, in order, as `--stage` and `--build-parents`
+    /// ask (a release the build needs and the store lacks, or a stale master
+    /// with `--rebuild-stale`, is added when the build starts).
     pub fn plan(&self) -> Result<Vec<Step>, BuildError> {
         let target = self.config.find(&self.opts.name)?;
         if self.opts.part == Part::Conffs && self.pattern(target).is_none() {
@@ -234,6 +259,17 @@ impl<'a> Builder<'a> {
         )?)
     }
 
+    /// Whether the build makes a conffs, which needs the key store's secret
+    /// ([`BuildOptions::keys`]).
+    pub fn needs_keys(&self) -> Result<bool, BuildError> {
+        Ok(self.plan()?.iter().any(|s| s.kind == StepKind::Conffs))
+    }
+
+    /// Gives the key store's secret (see [`Builder::needs_keys`]).
+    pub fn set_keys(&mut self, secret: KeySecret) {
+        self.opts.keys = Some(secret);
+    }
+
     /// The conffs pattern of `master`: `--conffs` for the master built, else
     /// its `conffs:`.
     pub(super) fn pattern(&self, master: &Master) -> Option<String> {
@@ -247,9 +283,8 @@ impl<'a> Builder<'a> {
     /// inside a sandbox, leaves no mount nor process, and what was built
     /// stays in the cache.
     pub fn run(&mut self) -> Result<(), BuildError> {
-        let steps = self.plan()?;
-        self.check_playbooks(&steps)?;
         let _signals = SignalGuard::install()?;
+        let planned = self.resolve(true)?;
         // Private: the tree gets each host's conffs (see `export::tree`).
         crate::private::dir(&self.opts.out)
             .map_err(|e| crate::Error::io("create the output dir", &self.opts.out, e))?;
@@ -260,7 +295,7 @@ impl<'a> Builder<'a> {
                     .into(),
             );
         }
-        let result = self.run_steps(&steps);
+        let result = self.run_steps(&planned);
         // What was built is named, also when a later step or host failed (an
         // interrupted build names nothing: the cache keeps its work).
         if !matches!(result, Err(BuildError::Interrupted { .. })) {
@@ -273,26 +308,41 @@ impl<'a> Builder<'a> {
         Ok(())
     }
 
-    fn run_steps(&mut self, steps: &[Step]) -> Result<(), BuildError> {
-        for step in steps {
+    fn run_steps(&mut self, resolved: &Resolved) -> Result<(), BuildError> {
+        // The rootfs each step made, by step number.
+        let mut made: Vec<Option<Image>> = vec![None; resolved.planned.len()];
+        for (i, p) in resolved.planned.iter().enumerate() {
             self.interrupted()?;
-            let master = self.config.find(&step.master)?.clone();
+            let master = self.config.find(&p.step.master)?.clone();
+            let base = resolved.image(&p.base, &made);
             let started = std::time::Instant::now();
             self.env.events.emit(Event::StepStarted {
-                step: step.to_string(),
-                kind: format!("{:?}", step.kind).to_lowercase(),
+                step: p.step.to_string(),
+                kind: format!("{:?}", p.step.kind).to_lowercase(),
             });
-            let done = match step.kind {
-                StepKind::Rootfs => self.rootfs(&master),
-                StepKind::Conffs => self.conffs(&master),
-                StepKind::Boot => self.boot(&master),
+            let done = match (p.step.kind, base) {
+                (StepKind::Rootfs, base) => self.rootfs(&master, base).map(Some),
+                (StepKind::Conffs, Some(base)) => self.conffs(&master, &base).map(|()| None),
+                (StepKind::Boot, Some(base)) => {
+                    let kernel = p
+                        .kernel
+                        .as_ref()
+                        .and_then(|k| resolved.image(k, &made))
+                        .unwrap_or_else(|| base.clone());
+                    self.boot(&master, &base, &kernel).map(|()| None)
+                }
+                (_, None) => Err(self.not_built(&master)),
             };
+            if let Ok(Some(image)) = &done {
+                made[i] = Some(image.clone());
+            }
             self.env.events.emit(Event::StepFinished {
-                step: step.to_string(),
+                step: p.step.to_string(),
                 outcome: if done.is_ok() { "done" } else { "failed" }.into(),
-                image: self
-                    .images
-                    .get(&master.name)
+                image: done
+                    .as_ref()
+                    .ok()
+                    .and_then(|i| i.as_ref())
                     .map(|i| i.manifest_digest.clone()),
                 seconds: started.elapsed().as_secs_f64(),
             });
@@ -320,11 +370,9 @@ impl<'a> Builder<'a> {
                 continue;
             };
             let spec = self.spec(&master, conffs);
-            let env = self.env.clone();
-            let mut runner = runner(self.store, &spec, &env, "check", 1)?;
             // A check that passed on the same files is not run again (only
             // when every stage comes from one checkout, the one keyed).
-            let analysed = self.analyse(&mut runner, first, &spec)?;
+            let analysed = self.analyse(first, &spec)?;
             let one_checkout = stages.iter().all(|s| s.branch.is_none());
             let playbooks: Vec<String> = stages.iter().map(|s| s.to_string()).collect();
             let key = inputs::tool_key(
@@ -338,7 +386,10 @@ impl<'a> Builder<'a> {
             if one_checkout && self.tools.get(&key).is_some() {
                 continue;
             }
-            runner.check(&stages)?;
+            let before = self.repo.checkouts().count();
+            self.runner
+                .check(&mut self.repo, spec.branch.as_deref(), &stages)?;
+            self.new_checkouts(before);
             if one_checkout {
                 self.tools.put(&key, "passed")?;
             }
@@ -359,16 +410,9 @@ impl<'a> Builder<'a> {
         Ok(Reference::parse(&format!("{name}:{LOCAL_TAG}"))?)
     }
 
-    /// Whether `master`'s images are published (not a release, not in
-    /// `never_upload`).
+    /// Whether `master`'s images are published ([`publish::pushes_images`]).
     pub(super) fn published(&self, master: &Master) -> bool {
-        !master.is_release()
-            && !self
-                .config
-                .configuration
-                .never_upload
-                .iter()
-                .any(|n| n.value == master.name)
+        publish::pushes_images(master)
     }
 
     /// Gives `name` to `image` at the end of the build; `intermediate` names
@@ -458,62 +502,9 @@ impl<'a> Builder<'a> {
         self.report.warnings.push(message);
     }
 
-    /// The image of a master's rootfs: built by this build, else named in the
-    /// store, else `NAMESPACE/<name>:latest` pulled from the registry.
-    /// A release is always found: its base is made (once per recipe) and its
-    /// own stages run through the cache.
-    pub(super) fn existing(&mut self, master: &Master) -> Result<Image, BuildError> {
-        if let Some(image) = self.in_store(master)? {
-            return Ok(image);
-        }
-        if master.is_release() {
-            self.rootfs(master)?;
-            if let Some(image) = self.images.get(&master.name) {
-                return Ok(image.clone());
-            }
-        }
-        let local = Builder::local(&master.name)?;
-        if let Some(registry) = self.opts.registry.clone() {
-            if self.published(master) {
-                let progress = Arc::new(self.env.events.registry_progress());
-                if let Some(image) =
-                    publish::pull_latest(self.store, &registry, &master.name, &local, progress)?
-                {
-                    self.images.insert(master.name.clone(), image.clone());
-                    return Ok(image);
-                }
-            }
-        }
-        Err(BuildError::NotBuilt {
-            master: master.name.clone(),
-            what: "the rootfs",
-            registry: self
-                .opts
-                .registry
-                .as_ref()
-                .map(|r| format!(", nor in {}", r.display()))
-                .unwrap_or_default(),
-        })
-    }
-
-    /// The rootfs of `master` as this build made it or the store names it.
-    pub(super) fn in_store(&mut self, master: &Master) -> Result<Option<Image>, BuildError> {
-        if let Some(image) = self.images.get(&master.name) {
-            return Ok(Some(image.clone()));
-        }
-        match self.store.image(&Builder::local(&master.name)?) {
-            Ok(image) => {
-                self.images.insert(master.name.clone(), image.clone());
-                Ok(Some(image))
-            }
-            Err(vauban_oci::Error::ImageNotFound(_)) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
-    }
-
     /// The stage spec of `master`'s stages (`in_conffs_build` for a conffs).
     pub(super) fn spec(&self, master: &Master, conffs: bool) -> StageSpec {
-        let mut spec = StageSpec::new(self.ansible.clone(), master.name.clone());
+        let mut spec = StageSpec::new(self.repo.source().clone(), master.name.clone());
         spec.tag = LOCAL_TAG.into();
         spec.ansible_root = self
             .config
@@ -530,42 +521,65 @@ impl<'a> Builder<'a> {
         spec.extra_args = self.opts.ansible_args.clone();
         spec.hooks = self.opts.hooks.clone();
         spec.in_conffs_build = conffs;
+        spec.release = Some(master.release.clone());
         spec
     }
 
-    /// The checkout `stage` runs from, analysed once per checkout.
+    /// The checkout `stage` of `spec` runs from (one per branch per build,
+    /// fetched once), analysed once.
     pub(super) fn analyse(
         &mut self,
-        runner: &mut StageRunner<'_>,
         stage: &Stage,
         spec: &StageSpec,
     ) -> Result<Arc<Analysed>, BuildError> {
-        let checkout = runner.checkout(stage)?;
+        let before = self.repo.checkouts().count();
+        let checkout = self.repo.checkout(
+            stage.branch.as_deref().or(spec.branch.as_deref()),
+            &stage.to_string(),
+        )?;
+        self.new_checkouts(before);
         if let Some(a) = self.analysed.get(&checkout.root) {
             return Ok(a.clone());
         }
-        let inventories =
-            crate::stage::inventory::repo_inventories(&checkout.root, &spec.inventories)?;
-        let tree = AnsibleTree::read(&checkout.root, &inventories)?;
-        let inventory_digest = inputs::inventory_digest(&checkout.root, &inventories)?;
+        let tree = AnsibleTree::read(&checkout.root, &checkout.inventories)?;
+        let inventory_digest = inputs::inventory_digest(&checkout.root, &checkout.inventories)?;
         let inventory = Inventory::load_cached(
             &self.tools,
             &inventory_digest,
-            &self.confined,
-            &self.ansible_playbook,
+            self.runner.confined(),
+            self.runner.ansible_playbook(),
             &checkout.root,
-            &inventories,
+            &checkout.inventories,
         )?;
         let root = checkout.root.clone();
         let analysed = Arc::new(Analysed {
             tree,
             inventory,
-            inventories,
             inventory_digest,
             checkout,
         });
         self.analysed.insert(root, analysed.clone());
         Ok(analysed)
+    }
+
+    /// Reports the checkouts made since there were `before` of them: each
+    /// branch's commit, for the whole build.
+    fn new_checkouts(&mut self, before: usize) {
+        let source = self.repo.source().to_string();
+        let new: Vec<Arc<Checkout>> = self.repo.checkouts().skip(before).cloned().collect();
+        for c in new {
+            let checkout = AnsibleCheckout {
+                source: source.clone(),
+                branch: c.branch.clone(),
+                commit: c.commit.clone(),
+            };
+            self.env.events.emit(Event::Checkout {
+                source: checkout.source.clone(),
+                branch: checkout.branch.clone(),
+                commit: checkout.commit.clone(),
+            });
+            self.report.ansible.push(checkout);
+        }
     }
 
     /// The inputs of `stage` of `spec` for `host` on `parent`.
@@ -600,17 +614,4 @@ impl<'a> Builder<'a> {
     pub(super) fn out(&self) -> &Path {
         &self.opts.out
     }
-}
-
-/// A stage runner for `spec`, its logs labelled `label`, `jobs` hosts at once.
-pub(super) fn runner<'s>(
-    store: &'s Store,
-    spec: &'s StageSpec,
-    env: &'s Env,
-    label: &str,
-    jobs: usize,
-) -> Result<StageRunner<'s>, BuildError> {
-    let mut runner = StageRunner::new(store, spec, env, label)?;
-    runner.jobs = jobs.max(1);
-    Ok(runner)
 }

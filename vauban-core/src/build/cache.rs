@@ -2,8 +2,9 @@
 //! step built is named `vauban-cache/step:<key>` in the store (an intermediate
 //! name: `vauban images` hides it, gc keeps it), and its layer's history
 //! comment holds the key and the inputs' digests, so `vauban inspect` says why
-//! a layer is what it is. Two processes never build one key at once: the
-//! builder takes the key's work lock ([`Store::work_lock`]) and looks again.
+//! a layer is what it is. Two processes never build one key at once:
+//! [`get_or_build`] takes the keys' work locks ([`Store::work_lock`]) and looks
+//! again, for the stages' images as for the boot files.
 
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
@@ -11,7 +12,61 @@ use vauban_oci::store::{Store, StoreLock};
 use vauban_oci::{Image, Reference};
 
 use super::inputs::hex;
+use super::report::Outcome;
 use crate::error::Result;
+
+/// What [`get_or_build`] gives for one wanted key: what the cache had or what
+/// was made, or why it could not be made.
+pub(crate) type Got<T, V, F> = (T, std::result::Result<(V, Outcome), F>);
+
+/// The lookup → lock → look-again dance of every cached step, written once.
+/// Each wanted key is looked up; the keys still missing are locked in key
+/// order (two builds on one store never wait on each other) and looked up
+/// again (another build may have made them meanwhile); those still missing are
+/// given to `make` at once (one Ansible run for every host of a stage), which
+/// returns one result per item, in order, and records what it made. The
+/// locks are held until `make` is done. Results come in the order wanted.
+pub(crate) fn get_or_build<K: Ord + Clone, T, V, E, F>(
+    wanted: Vec<(K, T)>,
+    lookup: impl Fn(&K) -> std::result::Result<Option<V>, E>,
+    lock: impl Fn(&K) -> std::result::Result<StoreLock, E>,
+    make: impl FnOnce(Vec<(K, T)>) -> std::result::Result<Vec<(T, std::result::Result<V, F>)>, E>,
+) -> std::result::Result<Vec<Got<T, V, F>>, E> {
+    let mut out: Vec<Option<Got<T, V, F>>> = wanted.iter().map(|_| None).collect();
+    let mut missing = Vec::new();
+    for (i, (key, item)) in wanted.into_iter().enumerate() {
+        match lookup(&key)? {
+            Some(v) => out[i] = Some((item, Ok((v, Outcome::Cached)))),
+            None => missing.push((i, key, item)),
+        }
+    }
+    if !missing.is_empty() {
+        let mut keys: Vec<&K> = missing.iter().map(|(_, k, _)| k).collect();
+        keys.sort();
+        keys.dedup();
+        let _locks = keys
+            .into_iter()
+            .map(&lock)
+            .collect::<std::result::Result<Vec<_>, E>>()?;
+        let mut todo = Vec::new();
+        let mut places = Vec::new();
+        for (i, key, item) in missing {
+            match lookup(&key)? {
+                Some(v) => out[i] = Some((item, Ok((v, Outcome::Cached)))),
+                None => {
+                    places.push(i);
+                    todo.push((key, item));
+                }
+            }
+        }
+        if !todo.is_empty() {
+            for (i, (item, made)) in places.into_iter().zip(make(todo)?) {
+                out[i] = Some((item, made.map(|v| (v, Outcome::Built))));
+            }
+        }
+    }
+    Ok(out.into_iter().flatten().collect())
+}
 
 /// The repository of cache names in the store.
 pub const CACHE_REPOSITORY: &str = "vauban-cache/step";
@@ -234,6 +289,57 @@ mod tests {
         v.commit = Some("abc".into());
         assert_eq!(v.key(), base.key());
         assert!(v.comment().contains("ansible commit abc"));
+    }
+
+    /// Cached keys are not made; the rest are made at once, under their
+    /// locks, and come back in the order wanted.
+    #[test]
+    fn get_or_build_makes_only_what_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let have = std::cell::RefCell::new(vec!["b".to_string()]);
+        let locked = std::cell::RefCell::new(Vec::new());
+        let got = get_or_build(
+            vec![
+                ("c".to_string(), 3),
+                ("b".to_string(), 2),
+                ("a".to_string(), 1),
+            ],
+            |k| Ok::<_, crate::Error>(have.borrow().contains(k).then(|| k.clone())),
+            |k| {
+                locked.borrow_mut().push(k.clone());
+                Ok(store.work_lock(&format!("test-{k}"))?)
+            },
+            |todo| {
+                assert_eq!(todo, [("c".to_string(), 3), ("a".to_string(), 1)]);
+                Ok(todo
+                    .into_iter()
+                    .map(|(k, n)| (n, if n == 3 { Err("boom") } else { Ok(k) }))
+                    .collect())
+            },
+        )
+        .unwrap();
+        assert_eq!(*locked.borrow(), ["a", "c"], "locked in key order");
+        assert_eq!(
+            got,
+            [
+                (3, Err("boom")),
+                (2, Ok(("b".to_string(), Outcome::Cached))),
+                (1, Ok(("a".to_string(), Outcome::Built))),
+            ]
+        );
+        // All cached: nothing locked, nothing made.
+        locked.borrow_mut().clear();
+        have.borrow_mut().push("a".into());
+        let got = get_or_build(
+            vec![("a".to_string(), ())],
+            |k| Ok::<_, crate::Error>(have.borrow().contains(k).then(|| k.clone())),
+            |_| unreachable!("nothing to lock"),
+            |_| -> crate::Result<Vec<((), Result<String, ()>)>> { unreachable!("nothing to make") },
+        )
+        .unwrap();
+        assert_eq!(got, [((), Ok(("a".to_string(), Outcome::Cached)))]);
+        assert!(locked.borrow().is_empty());
     }
 
     #[test]

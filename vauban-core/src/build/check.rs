@@ -1,16 +1,21 @@
-//! `--check`: the plan of a build, step by step, with each stage's images,
-//! hosts and whether the cache serves it, and if not which input changed
-//! since the image of that name was built. Runs no stage.
+//! `--check`: the plan of a build, row by row, with what the cache serves and,
+//! for what runs, why: each stage of a rootfs; each host of a conffs (cached,
+//! or the first of its stages that runs and why); the release's base; the
+//! initramfs and `rootfs.img`. Runs no stage (the Ansible repository is
+//! fetched and its inventory read) and writes nothing: not the store, not a
+//! log directory.
 
 use serde::Serialize;
 use vauban_oci::Image;
 
-use super::builder::{runner, Builder};
+use super::boot;
+use super::builder::Builder;
 use super::error::BuildError;
-use super::plan::StepKind;
+use super::plan::{Base, StepKind};
+use super::walk::Asking;
 use crate::config::Master;
 
-/// Whether a checked stage would run.
+/// Whether a checked row would run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "status")]
 pub enum StepStatus {
@@ -23,8 +28,9 @@ pub enum StepStatus {
     },
     /// It runs because a step before it runs.
     AfterChange,
-    /// Not a stage (exports, the release): it runs, cached or not, as the build finds.
-    Export,
+    /// It starts from an image the build pulls from the registry: the cache
+    /// serves it if it knows that image.
+    AfterPull,
 }
 
 impl std::fmt::Display for StepStatus {
@@ -34,19 +40,19 @@ impl std::fmt::Display for StepStatus {
             StepStatus::Run { changed } if changed.is_empty() => f.write_str("runs (never built)"),
             StepStatus::Run { changed } => write!(f, "runs ({} changed)", changed.join(", ")),
             StepStatus::AfterChange => f.write_str("runs (a step before it runs)"),
-            StepStatus::Export => f.write_str("exports"),
+            StepStatus::AfterPull => f.write_str("runs unless cached (its base is pulled first)"),
         }
     }
 }
 
-/// One line of `--check`.
+/// One row of `--check`.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckedStep {
     /// The plan step (`rootfs master-web`).
     pub step: String,
-    /// The stage, if it is one.
+    /// The stage: a rootfs row's own, a host's first that runs.
     pub stage: Option<String>,
-    /// The image name it gives.
+    /// The image name it gives (a file of `--out` for the boot files).
     pub name: String,
     /// The hosts it runs for.
     pub hosts: Vec<String>,
@@ -55,155 +61,154 @@ pub struct CheckedStep {
 }
 
 impl Builder<'_> {
-    /// The plan with the cache's answer for every stage; runs nothing (the
-    /// Ansible repository is synced and its inventory read).
+    /// The plan with the cache's answer for every row; runs nothing.
     pub fn check(&mut self) -> Result<Vec<CheckedStep>, BuildError> {
+        let resolved = self.resolve(false)?;
         let mut out = Vec::new();
-        // Masters whose rootfs this build would change.
-        let mut changed: Vec<String> = Vec::new();
-        let steps = self.plan()?;
-        self.check_playbooks(&steps)?;
-        for step in steps {
-            let master = self.config.find(&step.master)?.clone();
-            match step.kind {
-                StepKind::Rootfs => self.check_rootfs(&master, &mut changed, &mut out)?,
-                StepKind::Conffs => {
-                    let hosts = self.check_hosts(&master)?;
-                    out.push(CheckedStep {
-                        step: step.to_string(),
-                        stage: None,
-                        name: format!("{}/<host>", master.name),
-                        hosts,
-                        status: if changed.contains(&master.name) {
-                            StepStatus::AfterChange
-                        } else {
-                            StepStatus::Export
-                        },
-                    });
+        // The rootfs each step would give, when the cache knows it.
+        let mut made: Vec<Option<Image>> = vec![None; resolved.planned.len()];
+        for (i, p) in resolved.planned.iter().enumerate() {
+            let master = self.config.find(&p.step.master)?.clone();
+            let step = p.step.to_string();
+            let base = match &p.base {
+                Base::Release => {
+                    let image = self.release_cached(&master)?;
+                    if let Some(release) = self.config.release_of(&master) {
+                        out.push(CheckedStep {
+                            step: format!("release {}", release.key()),
+                            stage: Some(super::release::describe(release)),
+                            name: release.name().to_owned(),
+                            hosts: Vec::new(),
+                            status: self.cached_or_run(image.is_some()),
+                        });
+                    }
+                    image
                 }
-                StepKind::Boot => out.push(CheckedStep {
-                    step: step.to_string(),
-                    stage: None,
-                    name: format!("{}/rootfs.img", master.name),
-                    hosts: Vec::new(),
-                    status: StepStatus::Export,
-                }),
+                base => resolved.image(base, &made),
+            };
+            let pulled = matches!(&p.base, Base::Found(m) if !resolved.found.contains_key(m));
+            match p.step.kind {
+                StepKind::Rootfs => {
+                    made[i] = self.check_rootfs(&master, &step, base, pulled, &mut out)?
+                }
+                StepKind::Conffs => self.check_conffs(&master, &step, base, pulled, &mut out)?,
+                StepKind::Boot => {
+                    let kernel = p
+                        .kernel
+                        .as_ref()
+                        .and_then(|k| resolved.image(k, &made))
+                        .or_else(|| base.clone());
+                    self.check_boot(&master, &step, base, kernel, &mut out)?
+                }
             }
         }
         Ok(out)
     }
 
+    fn cached_or_run(&self, cached: bool) -> StepStatus {
+        if cached && !self.opts.no_cache {
+            StepStatus::Cached
+        } else if cached {
+            StepStatus::Run {
+                changed: vec!["--no-cache".into()],
+            }
+        } else {
+            StepStatus::Run {
+                changed: Vec::new(),
+            }
+        }
+    }
+
+    /// A row per stage of the rootfs of `master`; the image they give.
     fn check_rootfs(
         &mut self,
         master: &Master,
-        changed: &mut Vec<String>,
+        step: &str,
+        base: Option<Image>,
+        pulled: bool,
         out: &mut Vec<CheckedStep>,
-    ) -> Result<(), BuildError> {
-        let parent_changed = self
-            .config
-            .parent(master)
-            .is_some_and(|p| changed.contains(&p.name));
-        let mut image: Option<Image> = if parent_changed {
-            None
-        } else {
-            match self.config.parent(master).cloned() {
-                Some(p) => self.in_store(&p)?,
-                None => None,
-            }
-        };
+    ) -> Result<Option<Image>, BuildError> {
+        let walked = self.walk_rootfs(master, base.as_ref(), Asking::AsBuilt)?;
         let spec = self.spec(master, false);
-        let env = self.env.clone();
-        let mut runner = runner(self.store, &spec, &env, "check", 1)?;
-        let mut after_change = parent_changed || (image.is_none() && !master.is_release());
-        for stage in master.stage_list().cloned().collect::<Vec<_>>() {
-            let name = spec.stage_reference(&stage.playbook)?;
-            let status = match (&image, after_change) {
-                (Some(parent), false) => {
-                    let analysed = self.analyse(&mut runner, &stage, &spec)?;
-                    let inputs = self.inputs(&analysed, &stage, &spec, &master.name, parent);
-                    match self.cache.peek(&inputs.key())? {
-                        Some(hit) if !self.opts.no_cache => {
-                            image = Some(hit);
-                            StepStatus::Cached
-                        }
-                        _ => {
-                            after_change = true;
-                            StepStatus::Run {
-                                changed: self.changed_since(&name, &inputs),
-                            }
-                        }
-                    }
-                }
-                _ => StepStatus::AfterChange,
-            };
+        for (stage, status) in walked.stages.iter().zip(&walked.statuses) {
             out.push(CheckedStep {
-                step: format!("rootfs {}", master.name),
+                step: step.to_owned(),
                 stage: Some(stage.to_string()),
-                name: name.to_string(),
+                name: spec.stage_reference(&stage.playbook)?.to_string(),
                 hosts: vec![master.name.clone()],
-                status,
+                status: if pulled {
+                    StepStatus::AfterPull
+                } else {
+                    status.clone()
+                },
             });
         }
-        if after_change || image.is_none() {
-            changed.push(master.name.clone());
+        Ok(walked.image)
+    }
+
+    /// A row per host of the conffs of `master`: cached, or its first stage
+    /// that runs and why.
+    fn check_conffs(
+        &mut self,
+        master: &Master,
+        step: &str,
+        base: Option<Image>,
+        pulled: bool,
+        out: &mut Vec<CheckedStep>,
+    ) -> Result<(), BuildError> {
+        for host in self.conffs_hosts(master)? {
+            let walked = self.walk_conffs(master, &host, base.as_ref(), Asking::AsBuilt)?;
+            let first = walked.first_run();
+            out.push(CheckedStep {
+                step: step.to_owned(),
+                stage: first.map(|(stage, _)| stage.to_string()),
+                name: format!("{}/{host}", master.name),
+                hosts: vec![host.clone()],
+                status: match first {
+                    _ if pulled => StepStatus::AfterPull,
+                    Some((_, why)) => why.clone(),
+                    None => StepStatus::Cached,
+                },
+            });
         }
         Ok(())
     }
 
-    /// What differs between `inputs` and those recorded on the image named
-    /// `name` (its last layer's history comment).
-    fn changed_since(
-        &self,
-        name: &vauban_oci::Reference,
-        inputs: &super::cache::StepInputs,
-    ) -> Vec<String> {
-        let Ok(image) = self.store.image(name) else {
-            return Vec::new();
+    /// The rows of the boot files: the initramfs and `rootfs.img`.
+    fn check_boot(
+        &mut self,
+        master: &Master,
+        step: &str,
+        base: Option<Image>,
+        kernel: Option<Image>,
+        out: &mut Vec<CheckedStep>,
+    ) -> Result<(), BuildError> {
+        let initramfs = match &kernel {
+            Some(k) => self
+                .cached_or_run(self.boot_is_cached(&boot::initramfs_key(k, &self.dracut_conf()?))),
+            None => StepStatus::AfterChange,
         };
-        let comment = image
-            .config
-            .history()
-            .as_ref()
-            .and_then(|h| h.last())
-            .and_then(|h| h.comment().clone())
-            .unwrap_or_default();
-        let field = |label: &str| {
-            comment
-                .split(", ")
-                .find_map(|part| part.strip_prefix(label).map(str::to_owned))
-                .unwrap_or_default()
+        out.push(CheckedStep {
+            step: step.to_owned(),
+            stage: None,
+            name: "linux/initramfs".into(),
+            hosts: Vec::new(),
+            status: initramfs,
+        });
+        let rootfs = match &base {
+            Some(image) => {
+                let key = boot::rootfs_key(image, &self.squashfs_options(Default::default()));
+                self.cached_or_run(self.boot_is_cached(&key))
+            }
+            None => StepStatus::AfterChange,
         };
-        let mut changed = Vec::new();
-        if comment.is_empty() {
-            return changed;
-        }
-        if field("parent ") != inputs.parent {
-            changed.push("parent image".into());
-        }
-        if !inputs.tree.starts_with(&field("tree ")) {
-            changed.push("Ansible files".into());
-        }
-        if !inputs.inventory.starts_with(&field("inventory ")) {
-            changed.push("inventory variables".into());
-        }
-        if changed.is_empty() {
-            changed.push("options".into());
-        }
-        changed
-    }
-
-    fn check_hosts(&mut self, master: &Master) -> Result<Vec<String>, BuildError> {
-        let Some(pattern) = self.pattern(master) else {
-            return Ok(Vec::new());
-        };
-        let stages = self.conffs_stages(master);
-        let Some(first) = stages.first().cloned() else {
-            return Ok(Vec::new());
-        };
-        let spec = self.spec(master, true);
-        let env = self.env.clone();
-        let mut runner = runner(self.store, &spec, &env, "check", 1)?;
-        let analysed = self.analyse(&mut runner, &first, &spec)?;
-        self.hosts_of(&analysed, &pattern)
+        out.push(CheckedStep {
+            step: step.to_owned(),
+            stage: None,
+            name: format!("{}/rootfs.img", master.name),
+            hosts: Vec::new(),
+            status: rootfs,
+        });
+        Ok(())
     }
 }

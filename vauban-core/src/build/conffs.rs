@@ -5,14 +5,14 @@
 //! master's rootfs: every host of a stage in **one** `ansible-playbook` run
 //! (one sandbox per host), each host's step through the cache. Then each
 //! host's layers are exported as `OUT/<master>/conffs-<host>.tgz`. A failed
-//! host stops there; the others go on and are kept.
+//! host stops there; the others go on and are kept; the failed host's
+//! archive of an earlier build is removed (`out`), and `SHA256SUMS` written.
 
 use std::collections::BTreeMap;
 
 use vauban_oci::Image;
 
-use super::builder::{runner, Builder};
-use super::cache::StepKey;
+use super::builder::Builder;
 use super::error::BuildError;
 use super::inputs;
 use super::report::{Exported, Outcome};
@@ -21,11 +21,13 @@ use crate::events::Event;
 use crate::export::conffs::{export_conffs, ConffsOptions};
 use crate::export::BootTree;
 use crate::keys::KeyStore;
-use crate::stage::{Stage, Target};
+use crate::stage::Stage;
 
 /// One host of a conffs build.
 struct HostState {
     image: Image,
+    /// Its name (`/imginfo`'s `source` of the next stage).
+    name: String,
     failed: Option<crate::Error>,
 }
 
@@ -48,22 +50,59 @@ impl Builder<'_> {
         stages
     }
 
-    /// The hosts of `pattern` in the inventory of `analysed`, through the
-    /// tool cache.
+    /// The image name of `stage`'s image for `host` of `master`'s conffs
+    /// (`<master>/<host>/<playbook>:latest`).
+    pub(super) fn host_stage_name(
+        master: &Master,
+        host: &str,
+        stage: &Stage,
+    ) -> Result<vauban_oci::Reference, BuildError> {
+        Builder::local(&format!(
+            "{}/{host}/{}",
+            master.name,
+            crate::stage::options::name_component(&stage.playbook)
+        ))
+    }
+
+    /// The hosts of the conffs of `master` (its pattern: `--conffs` for the
+    /// master built, else `conffs:`); an error when none matches.
+    pub(super) fn conffs_hosts(&mut self, master: &Master) -> Result<Vec<String>, BuildError> {
+        let pattern = self.pattern(master).ok_or_else(|| BuildError::NoConffs {
+            master: master.name.clone(),
+        })?;
+        let hosts = self.hosts_of(master, &pattern)?;
+        if hosts.is_empty() {
+            return Err(BuildError::NoHosts {
+                master: master.name.clone(),
+                pattern,
+            });
+        }
+        Ok(hosts)
+    }
+
+    /// The hosts of `pattern` in the inventory of the checkout of `master`'s
+    /// conffs stages, through the tool cache.
     pub(super) fn hosts_of(
-        &self,
-        analysed: &super::builder::Analysed,
+        &mut self,
+        master: &Master,
         pattern: &str,
     ) -> Result<Vec<String>, BuildError> {
+        let first = self
+            .conffs_stages(master)
+            .first()
+            .cloned()
+            .unwrap_or_else(|| Stage::new("none.yml").expect("a plain playbook name is a stage"));
+        let spec = self.spec(master, true);
+        let analysed = self.analyse(&first, &spec)?;
         let key = inputs::tool_key("hosts", &[&analysed.inventory_digest, pattern]);
         if let Some(hosts) = self.tools.get(&key) {
             return Ok(hosts.lines().map(str::to_owned).collect());
         }
         let hosts = inputs::conffs_hosts(
-            &self.confined,
-            &self.ansible_playbook,
+            self.runner.confined(),
+            self.runner.ansible_playbook(),
             &analysed.checkout.root,
-            &analysed.inventories,
+            &analysed.checkout.inventories,
             pattern,
         )?;
         if !hosts.is_empty() {
@@ -72,35 +111,9 @@ impl Builder<'_> {
         Ok(hosts)
     }
 
-    /// Builds the conffs of every host of `master`.
-    pub(super) fn conffs(&mut self, master: &Master) -> Result<(), BuildError> {
-        let pattern = self.pattern(master).ok_or_else(|| BuildError::NoConffs {
-            master: master.name.clone(),
-        })?;
-        let base = self.existing(master)?;
-        let stages = self.conffs_stages(master);
-        let spec = self.spec(master, true);
-        let env = self.env.clone();
-        let mut runner = runner(
-            self.store,
-            &spec,
-            &env,
-            &format!("{}-conffs", master.name),
-            self.opts.jobs,
-        )?;
-        let hosts = {
-            let first = stages.first().cloned().unwrap_or_else(|| {
-                Stage::new("none.yml").expect("a plain playbook name is a stage")
-            });
-            let analysed = self.analyse(&mut runner, &first, &spec)?;
-            self.hosts_of(&analysed, &pattern)?
-        };
-        if hosts.is_empty() {
-            return Err(BuildError::NoHosts {
-                master: master.name.clone(),
-                pattern,
-            });
-        }
+    /// Builds the conffs of every host of `master` on its rootfs `base`.
+    pub(super) fn conffs(&mut self, master: &Master, base: &Image) -> Result<(), BuildError> {
+        let hosts = self.conffs_hosts(master)?;
         tracing::info!(master = %master.name, hosts = ?hosts, "conffs hosts");
         let secret = self
             .opts
@@ -118,23 +131,44 @@ impl Builder<'_> {
         let mut state: BTreeMap<String, HostState> = hosts
             .iter()
             .map(|h| {
-                (
-                    h.clone(),
-                    HostState {
-                        image: base.clone(),
-                        failed: None,
-                    },
-                )
+                let st = HostState {
+                    image: base.clone(),
+                    name: master.name.clone(),
+                    failed: None,
+                };
+                (h.clone(), st)
             })
             .collect();
-        for stage in &stages {
+        let spec = self.spec(master, true);
+        let label = format!("{}-conffs", master.name);
+        for stage in &self.conffs_stages(master) {
             self.interrupted()?;
-            self.conffs_stage(master, &mut runner, &spec, stage, &hosts, &mut state)?;
+            let targets: Vec<(String, Image, String)> = state
+                .iter()
+                .filter(|(_, st)| st.failed.is_none())
+                .map(|(h, st)| (h.clone(), st.image.clone(), st.name.clone()))
+                .collect();
+            let what = |host: &str| format!("conffs {}/{host}: {stage}", master.name);
+            for (host, result) in self.stage_for(&spec, stage, &label, &what, targets)? {
+                let st = state
+                    .get_mut(&host)
+                    .expect("a result for a host of the build");
+                match result {
+                    Ok((image, _)) => {
+                        let name = Builder::host_stage_name(master, &host, stage)?;
+                        self.name(name.name(), &image, true, false)?;
+                        st.image = image;
+                        st.name = name.name().to_owned();
+                    }
+                    Err(e) => st.failed = Some(e),
+                }
+            }
         }
 
         // Exports, then names, of the hosts that made it.
         let tree = BootTree::new(self.out().to_path_buf());
         let mut failures = Vec::new();
+        let mut made = Vec::new();
         for host in &hosts {
             let st = state.remove(host).expect("every host has a state");
             if let Some(e) = st.failed {
@@ -152,7 +186,7 @@ impl Builder<'_> {
                 size_limit: self.config.configuration.conffs_size_limit,
                 hostname: host.clone(),
             };
-            match export_conffs(self.store, &base, &st.image, keys, &opts, &dest) {
+            match export_conffs(self.store, base, &st.image, keys, &opts, &dest) {
                 Ok(report) => {
                     for path in &report.deletions {
                         self.warn(format!(
@@ -181,135 +215,21 @@ impl Builder<'_> {
                     continue;
                 }
             }
+            made.push(host.clone());
             let name = format!("{}/{host}", master.name);
             self.name(&name, &st.image, false, self.published(master))?;
         }
         drop(keystore);
+        self.conffs_made.insert(master.name.clone(), made.clone());
+        // `--out` as this build leaves it: no archive of a failed host.
+        let failed: Vec<String> = failures.iter().map(|(h, _)| h.clone()).collect();
+        self.tidy_out(master, base, &made, &failed)?;
+        self.write_sums()?;
         if !failures.is_empty() {
             return Err(BuildError::HostsFailed {
                 master: master.name.clone(),
                 failures,
             });
-        }
-        Ok(())
-    }
-
-    /// One stage of a conffs for every host still going.
-    fn conffs_stage(
-        &mut self,
-        master: &Master,
-        runner: &mut crate::stage::StageRunner<'_>,
-        spec: &crate::stage::StageSpec,
-        stage: &Stage,
-        hosts: &[String],
-        state: &mut BTreeMap<String, HostState>,
-    ) -> Result<(), BuildError> {
-        let started = std::time::Instant::now();
-        let analysed = self.analyse(runner, stage, spec)?;
-        let mut missing: Vec<(String, StepKey, String)> = Vec::new();
-        for host in hosts {
-            let st = &state[host];
-            if st.failed.is_some() {
-                continue;
-            }
-            let inputs = self.inputs(&analysed, stage, spec, host, &st.image);
-            let key = inputs.key();
-            let what = format!("conffs {}/{host}: {stage}", master.name);
-            match self.cached(&key, &what)? {
-                Some(hit) => {
-                    self.host_done(master, stage, host, hit, Outcome::Cached, started, state)?
-                }
-                None => missing.push((host.clone(), key, inputs.comment())),
-            }
-        }
-        if missing.is_empty() {
-            return Ok(());
-        }
-        // Locks in key order (no two builds wait on each other), then a
-        // second look: another build may have made them meanwhile.
-        let mut order: Vec<usize> = (0..missing.len()).collect();
-        order.sort_by(|a, b| missing[*a].1.cmp(&missing[*b].1));
-        let mut locks = Vec::new();
-        for i in order {
-            if !locks.iter().any(|(k, _)| *k == missing[i].1) {
-                locks.push((missing[i].1.clone(), self.cache.lock(&missing[i].1)?));
-            }
-        }
-        let mut targets = Vec::new();
-        let mut keys = BTreeMap::new();
-        for (host, key, comment) in missing {
-            let what = format!("conffs {}/{host}: {stage}", master.name);
-            match self.cached(&key, &what)? {
-                Some(hit) => {
-                    self.host_done(master, stage, &host, hit, Outcome::Cached, started, state)?
-                }
-                None => {
-                    targets.push(Target {
-                        host: host.clone(),
-                        base: state[&host].image.clone(),
-                        comment: Some(comment),
-                    });
-                    keys.insert(host, key);
-                }
-            }
-        }
-        if targets.is_empty() {
-            return Ok(());
-        }
-        for (host, result) in runner.run(stage, &targets) {
-            match result {
-                Ok(built) => {
-                    self.cache.record(&keys[&host], &built)?;
-                    self.host_done(master, stage, &host, built, Outcome::Built, started, state)?;
-                }
-                Err(crate::Error::Interrupted { signal }) => {
-                    return Err(BuildError::Interrupted { signal })
-                }
-                Err(e) => {
-                    self.record(
-                        format!("conffs {}/{host}: {stage}", master.name),
-                        Outcome::Failed,
-                        None,
-                        0,
-                        started,
-                    );
-                    if let Some(st) = state.get_mut(&host) {
-                        st.failed = Some(e);
-                    }
-                }
-            }
-        }
-        drop(locks);
-        Ok(())
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn host_done(
-        &mut self,
-        master: &Master,
-        stage: &Stage,
-        host: &str,
-        image: Image,
-        outcome: Outcome,
-        started: std::time::Instant,
-        state: &mut BTreeMap<String, HostState>,
-    ) -> Result<(), BuildError> {
-        let size = image.layers().last().map(|l| l.size()).unwrap_or(0);
-        self.record(
-            format!("conffs {}/{host}: {stage}", master.name),
-            outcome,
-            Some(&image),
-            size,
-            started,
-        );
-        let name = format!(
-            "{}/{host}/{}",
-            master.name,
-            crate::stage::options::name_component(&stage.playbook)
-        );
-        self.name(&name, &image, true, false)?;
-        if let Some(st) = state.get_mut(host) {
-            st.image = image;
         }
         Ok(())
     }

@@ -19,11 +19,15 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Code map: [`plan`] (steps of `--stage`/`--build-parents`), [`inputs`]
-//! (what a stage reads: the Ansible tree, the inventory), [`cache`] (keys,
-//! records, locks), [`release`] (a release's base), `builder` ([`Builder`]),
-//! `rootfs`, `conffs` and `boot` (the three kinds of step), [`publish`]
-//! (registry), [`artifact`] (the boot files as an OCI artifact), [`check`] (`--check`), [`report`], [`error`].
+//! Code map: [`plan`] (steps of `--stage`/`--build-parents`, each with its
+//! base), [`inputs`] (what a stage reads: the Ansible tree, the inventory),
+//! [`cache`] (keys, records, locks, the one lookup → lock → look-again),
+//! [`release`] (a release's base), `builder` ([`Builder`]), `resolve` (what a
+//! build starts from: bases found once, stale masters), `walk` (what the
+//! cache holds, without running), `stages` (a stage for some hosts through
+//! the cache), `rootfs`, `conffs` and `boot` (the three kinds of step), `out`
+//! (`--out` left consistent), [`publish`] (registry), [`artifact`] (the boot
+//! files as an OCI artifact), [`check`] (`--check`), [`report`], [`error`].
 
 pub mod artifact;
 mod boot;
@@ -33,15 +37,21 @@ pub mod check;
 mod conffs;
 pub mod error;
 pub mod inputs;
+mod keystore;
+mod out;
 pub mod plan;
 pub mod publish;
 pub mod release;
 pub mod report;
+mod resolve;
 mod rootfs;
+mod stages;
+mod walk;
 
 pub use builder::{BuildOptions, Builder, LOCAL_TAG};
 pub use check::{CheckedStep, StepStatus};
 pub use error::BuildError;
-pub use plan::{Part, Step, StepKind};
+pub use keystore::{default_key_file, default_keystore, key_secret, FoundSecret};
+pub use plan::{Base, Part, Planned, Step, StepKind};
 pub use publish::Registry;
-pub use report::{BuildReport, Exported, Outcome, StepReport};
+pub use report::{AnsibleCheckout, BuildReport, Exported, Outcome, StepReport};

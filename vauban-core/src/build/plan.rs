@@ -3,6 +3,12 @@
 //! the boot files is its master's rootfs; the parent of a rootfs is the parent
 //! master's rootfs; `--build-parents N` builds N parents first (each one's own
 //! parent counting against N), `-1` the whole chain.
+//!
+//! Each step then carries where its image comes from ([`with_bases`]): the
+//! rootfs an earlier step of the build makes, the release's own base, or a
+//! master's image as it is before the build (found in the store or the
+//! registry once, when the build starts). Steps never look a name up while
+//! they run.
 
 use serde::Serialize;
 
@@ -70,6 +76,70 @@ impl std::fmt::Display for Step {
         };
         write!(f, "{kind} {}", self.master)
     }
+}
+
+/// Where a step's image comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Base {
+    /// The release's own base (pulled, a checked tarball, mmdebstrap...),
+    /// made once per recipe: the base of a release's rootfs.
+    Release,
+    /// The rootfs step number `N` of this build makes.
+    Step(usize),
+    /// The rootfs of this master as it is when the build starts (in the
+    /// store, else in the registry).
+    Found(String),
+}
+
+/// A step and the images it starts from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Planned {
+    /// The step.
+    pub step: Step,
+    /// A rootfs: its parent master's rootfs (a release: [`Base::Release`]);
+    /// a conffs or the boot files: the master's rootfs.
+    pub base: Base,
+    /// The boot files: the rootfs whose kernel and dracut make the
+    /// initramfs (`initramfs_release:`, else the master's own).
+    pub kernel: Option<Base>,
+}
+
+/// The steps of `steps` with their bases; `kernel_master` is the
+/// `initramfs_release:` master, if the config names one.
+pub fn with_bases(
+    config: &Config,
+    steps: &[Step],
+    kernel_master: Option<&str>,
+) -> Result<Vec<Planned>, ConfigError> {
+    let rootfs_of = |name: &str, before: usize| {
+        steps[..before]
+            .iter()
+            .position(|s| s.kind == StepKind::Rootfs && s.master == name)
+            .map(Base::Step)
+            .unwrap_or_else(|| Base::Found(name.to_owned()))
+    };
+    steps
+        .iter()
+        .enumerate()
+        .map(|(i, step)| {
+            let master = config.find(&step.master)?;
+            let base = match (step.kind, config.parent(master)) {
+                (StepKind::Rootfs, None) => Base::Release,
+                (StepKind::Rootfs, Some(parent)) => rootfs_of(&parent.name, i),
+                (StepKind::Conffs | StepKind::Boot, _) => rootfs_of(&master.name, i),
+            };
+            let kernel = match step.kind {
+                StepKind::Boot => Some(rootfs_of(kernel_master.unwrap_or(&master.name), i)),
+                _ => None,
+            };
+            Ok(Planned {
+                step: step.clone(),
+                base,
+                kernel,
+            })
+        })
+        .collect()
 }
 
 /// The steps of `--name name --stage part --build-parents build_parents`, in the
@@ -254,6 +324,52 @@ bookworm:
         assert_eq!(
             steps("debian-12", Part::All, 3),
             ["rootfs debian-12", "initramfs debian-12"]
+        );
+    }
+
+    #[test]
+    fn each_step_carries_its_base() {
+        let config = Config::parse(CONFIG, "/x/config.yml").unwrap();
+        let planned = |name: &str, part: Part, n: i64, kernel: Option<&str>| {
+            let steps = plan(&config, name, part, n, &|m| m.conffs.is_some()).unwrap();
+            with_bases(&config, &steps, kernel)
+                .unwrap()
+                .into_iter()
+                .map(|p| (p.step.to_string(), p.base, p.kernel))
+                .collect::<Vec<_>>()
+        };
+        let found = |m: &str| Base::Found(m.to_owned());
+        assert_eq!(
+            planned("master-b", Part::All, 1, None),
+            [
+                ("rootfs master-a".into(), found("debian-12"), None),
+                ("rootfs master-b".into(), Base::Step(0), None),
+                ("conffs master-b".into(), Base::Step(1), None),
+                (
+                    "initramfs master-b".into(),
+                    Base::Step(1),
+                    Some(Base::Step(1))
+                ),
+            ]
+        );
+        assert_eq!(
+            planned("master-b", Part::Conffs, 0, None),
+            [("conffs master-b".into(), found("master-b"), None)]
+        );
+        assert_eq!(
+            planned("debian-12", Part::Rootfs, 0, None)[0].1,
+            Base::Release
+        );
+        assert_eq!(
+            planned("master-c", Part::Initramfs, 1, Some("debian-12")),
+            [
+                ("rootfs master-c".into(), found("master-b"), None),
+                (
+                    "initramfs master-c".into(),
+                    Base::Step(0),
+                    Some(found("debian-12"))
+                ),
+            ]
         );
     }
 

@@ -1,8 +1,15 @@
 //! Publishing with `--registry HOST[:PORT]/NAMESPACE`: every image a build
 //! named is pushed as `NAMESPACE/<name>` with `latest` and the UTC date tag
-//! (`%Y-%m-%dT%H%M`, as the original tags), except releases and the masters
-//! of `never_upload`; [`deploy`] moves `deployed`. A build on another machine
-//! starts from what the registry has ([`pull_latest`]).
+//! (`%Y-%m-%dT%H%M`, as the original tags), except releases'; the boot files
+//! go beside them as an artifact, except for the masters of `never_upload`
+//! ([`pushes_images`], [`uploads_boot_files`]); [`deploy`] moves `deployed`. A
+//! build on another machine starts from what the registry has ([`pull_latest`]).
+//!
+//! `never_upload` means what it meant in the original: `vauban.py` passed
+//! `--upload no` for those masters, and `vauban.sh` then skipped `upload` (the
+//! boot files to the DHCP servers) and `set_deployed`, while the Kubernetes
+//! engine's pods pushed every stage's image all the same (`--destination` of
+//! each pod, whatever `--upload` said): children build on them.
 
 use std::sync::Arc;
 
@@ -10,6 +17,7 @@ use vauban_oci::registry::{self, Progress, RegistryOptions, RemoteReference};
 use vauban_oci::store::Store;
 use vauban_oci::{Image, Reference};
 
+use crate::config::{Config, Master};
 use crate::error::{Error, Result};
 
 /// The tag `vauban deploy` moves.
@@ -57,18 +65,26 @@ impl Registry {
     }
 }
 
+/// Whether the images of `master` are pushed: every master's, those of
+/// `never_upload` too (their children build on them); a release's never.
+pub fn pushes_images(master: &Master) -> bool {
+    !master.is_release()
+}
+
+/// Whether the boot files of `master` go to the registry: not for the masters of
+/// `never_upload`, whose boot files the original never uploaded.
+pub fn uploads_boot_files(config: &Config, master: &Master) -> bool {
+    pushes_images(master) && config.never_upload_entry(&master.name).is_none()
+}
+
 /// The UTC date tag of a build started at `now`.
 pub fn date_tag(now: chrono::DateTime<chrono::Utc>) -> String {
     now.format("%Y-%m-%dT%H%M").to_string()
 }
 
-/// A runtime for the registry calls of a build.
-pub fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("start the async runtime for", "the registry", e))
+/// The runtime of the registry calls: the process's one ([`crate::runtime()`]).
+pub fn runtime() -> Result<&'static tokio::runtime::Runtime> {
+    crate::runtime()
 }
 
 /// Pushes the store image `local` as `name` with `latest` and `date`; returns
@@ -163,6 +179,20 @@ mod tests {
         );
         assert!(Registry::parse("127.0.0.1:5000/vauban:v1", RegistryOptions::default()).is_err());
         assert!(Registry::parse("vauban", RegistryOptions::default()).is_err());
+    }
+
+    #[test]
+    fn never_upload_pushes_images_but_no_boot_files() {
+        let config = Config::parse(
+            "configuration:\n  never_upload: [lab]\nbookworm:\n  image: x\n  \
+             lab:\n    stages: [a.yml]\n    web:\n      stages: [b.yml]\n",
+            "/t/config.yml",
+        )
+        .unwrap();
+        let [release, lab, web] = ["bookworm", "lab", "web"].map(|n| config.find(n).unwrap());
+        assert!(!pushes_images(release) && !uploads_boot_files(&config, release));
+        assert!(pushes_images(lab) && !uploads_boot_files(&config, lab));
+        assert!(pushes_images(web) && uploads_boot_files(&config, web));
     }
 
     #[test]

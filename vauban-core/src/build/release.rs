@@ -2,7 +2,8 @@
 //! `image:` pulled, `tarball:` checked against its digest then imported,
 //! `mmdebstrap:` bootstrapped (`--mode=unshare` when not root), the original's
 //! `url:` cloud image checked against `sha512sums:` and its root partition read
-//! rootless with libguestfs' `virt-tar-out`.
+//! rootless with libguestfs' `virt-tar-out`, and a release named by its suite
+//! bootstrapped as the original debootstrapped it.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -14,9 +15,14 @@ use vauban_oci::registry::{RegistryOptions, RemoteReference};
 use vauban_oci::store::Store;
 use vauban_oci::Image;
 
+use super::builder::Builder;
+use super::cache::StepKey;
+use super::check::{CheckedStep, StepStatus};
 use super::error::BuildError;
 use super::inputs::hex;
-use crate::config::{Checksum, Mmdebstrap, Release, ReleaseSource, Sha512Sums, TarballLocation};
+use crate::config::{
+    Checksum, Master, Mmdebstrap, Release, ReleaseSource, Sha512Sums, TarballLocation,
+};
 use crate::error::Blame;
 
 /// What makes a release's base, as text: the same recipe gives the same base.
@@ -29,7 +35,7 @@ pub fn recipe(release: &Release) -> String {
                     TarballLocation::Path(_) | TarballLocation::Url(_) => "",
                 }
         }
-        ReleaseSource::Mmdebstrap(m) => {
+        ReleaseSource::Mmdebstrap(m) | ReleaseSource::Suite(m) => {
             format!("mmdebstrap {}", mmdebstrap_argv(m, "OUT").join(" "))
         }
         ReleaseSource::CloudImage { url, sha512sums } => match sha512sums {
@@ -39,7 +45,36 @@ pub fn recipe(release: &Release) -> String {
     }
 }
 
-/// The mmdebstrap command line writing `m` as a tarball to `out`.
+/// The cache key of the base of `release`: the same recipe gives the same base.
+pub fn cache_key(release: &Release) -> StepKey {
+    StepKey(hex(Sha256::digest(
+        format!("release {}", recipe(release)).as_bytes(),
+    )
+    .as_slice()))
+}
+
+/// Where the base of `release` comes from, in words (`--check`).
+pub fn describe(release: &Release) -> String {
+    match &release.source {
+        ReleaseSource::Image(r) => format!("image {r}"),
+        ReleaseSource::Tarball { tarball, checksum } => match tarball {
+            TarballLocation::Path(p) => {
+                format!("tarball {} ({})", p.display(), checksum.algorithm())
+            }
+            TarballLocation::Url(u) => format!("tarball {u} ({})", checksum.algorithm()),
+        },
+        ReleaseSource::Mmdebstrap(m) => format!("mmdebstrap {}", m.suite),
+        ReleaseSource::Suite(m) => format!(
+            "mmdebstrap {} (the key's suite, the original's packages)",
+            m.suite
+        ),
+        ReleaseSource::CloudImage { url, .. } => format!("cloud image {url}"),
+    }
+}
+
+/// The mmdebstrap command line writing `m` as a tarball to `out`. An include
+/// that is an apt pattern (`?...`) or a path gets an option of its own:
+/// mmdebstrap would split it at its commas otherwise.
 pub fn mmdebstrap_argv(m: &Mmdebstrap, out: &str) -> Vec<String> {
     let mut argv = vec!["mmdebstrap".to_string()];
     if !rustix::process::geteuid().is_root() {
@@ -48,8 +83,18 @@ pub fn mmdebstrap_argv(m: &Mmdebstrap, out: &str) -> Vec<String> {
     if let Some(v) = &m.variant {
         argv.push(format!("--variant={v}"));
     }
-    if !m.include.is_empty() {
-        argv.push(format!("--include={}", m.include.join(",")));
+    let whole = |p: &&String| p.starts_with(['?', '!', '~', '(', '/', '.']);
+    for pattern in m.include.iter().filter(whole) {
+        argv.push(format!("--include={pattern}"));
+    }
+    let names: Vec<&str> = m
+        .include
+        .iter()
+        .filter(|p| !whole(p))
+        .map(String::as_str)
+        .collect();
+    if !names.is_empty() {
+        argv.push(format!("--include={}", names.join(",")));
     }
     argv.push("--format=tar".into());
     argv.push(m.suite.clone());
@@ -105,10 +150,28 @@ pub fn make(
             verify(&path, checksum).map_err(fail(Blame::User))?;
             Ok(import(store, &path, &ImportOptions::default(), &|_| {})?)
         }
-        ReleaseSource::Mmdebstrap(m) => {
+        ReleaseSource::Mmdebstrap(m) | ReleaseSource::Suite(m) => {
             let out = work.join("mmdebstrap.tar");
             let argv = mmdebstrap_argv(m, &out.to_string_lossy());
-            run(&argv, &work.join("mmdebstrap.log")).map_err(fail(Blame::Environment))?;
+            let mut env = Vec::new();
+            if argv.iter().any(|a| a == "--mode=unshare") {
+                let candidates = [std::env::temp_dir(), "/tmp".into(), "/var/tmp".into()];
+                let tmp = unshare_tmpdir(&candidates, |p| {
+                    use std::os::unix::fs::PermissionsExt;
+                    Some(std::fs::metadata(p).ok()?.permissions().mode())
+                })
+                .ok_or_else(|| {
+                    format!(
+                        "mmdebstrap --mode=unshare makes its chroot as one of your subordinate \
+                         ids, which none of {} lets in: set TMPDIR to a directory of mode \
+                         1777 (as /tmp)",
+                        candidates.map(|c| c.display().to_string()).join(", ")
+                    )
+                })
+                .map_err(fail(Blame::Environment))?;
+                env.push(("TMPDIR", tmp));
+            }
+            run(&argv, &env, &work.join("mmdebstrap.log")).map_err(fail(Blame::Environment))?;
             Ok(import(store, &out, &ImportOptions::default(), &|_| {})?)
         }
         ReleaseSource::CloudImage { url, sha512sums } => {
@@ -136,7 +199,7 @@ pub fn make(
                 "/".into(),
                 tar.to_string_lossy().into_owned(),
             ];
-            run(&argv, &work.join("virt-tar-out.log")).map_err(fail(Blame::Environment))?;
+            run(&argv, &[], &work.join("virt-tar-out.log")).map_err(fail(Blame::Environment))?;
             Ok(import(store, &tar, &ImportOptions::default(), &|_| {})?)
         }
     }
@@ -197,13 +260,33 @@ fn download(url: &str, dest: &Path) -> Result<PathBuf, String> {
         dest.to_string_lossy().into_owned(),
         url.into(),
     ];
-    run(&argv, &dest.with_extension("curl.log"))?;
+    run(&argv, &[], &dest.with_extension("curl.log"))?;
     Ok(dest.to_owned())
 }
 
-/// Runs `argv`, its output in `log`; an error says what to install when the
-/// program is missing, else the log's last lines.
-fn run(argv: &[String], log: &Path) -> Result<(), String> {
+/// Where `mmdebstrap --mode=unshare` can make its chroot: it does so as root of
+/// its user namespace, one of our subordinate ids, which a private `$TMPDIR`
+/// (0700, as pam_tmpdir makes) shuts out. The first of `candidates` that every
+/// user may write to, sticky as `/tmp` is, and reach through its parents.
+fn unshare_tmpdir(
+    candidates: &[PathBuf],
+    mode_of: impl Fn(&Path) -> Option<u32>,
+) -> Option<PathBuf> {
+    let open_to_all = |dir: &Path| mode_of(dir).is_some_and(|m| m & 0o1003 == 0o1003);
+    let reachable = |dir: &Path| {
+        dir.ancestors()
+            .skip(1)
+            .all(|a| mode_of(a).is_some_and(|m| m & 0o001 != 0))
+    };
+    candidates
+        .iter()
+        .find(|dir| dir.is_absolute() && open_to_all(dir) && reachable(dir))
+        .cloned()
+}
+
+/// Runs `argv` with `env` added, its output in `log`; an error says what to
+/// install when the program is missing, else the log's last lines.
+fn run(argv: &[String], env: &[(&str, PathBuf)], log: &Path) -> Result<(), String> {
     let program = &argv[0];
     let Some(path) = vauban_oci::programs::which(program, std::env::var_os("PATH").as_deref())
     else {
@@ -215,6 +298,7 @@ fn run(argv: &[String], log: &Path) -> Result<(), String> {
             "{program} is not installed: install it (`apt-get install {package}`)"
         ));
     };
+    tracing::debug!("running {}", argv.join(" "));
     let out =
         crate::private::create_file(log).map_err(|e| format!("create {}: {e}", log.display()))?;
     let err = out
@@ -222,6 +306,7 @@ fn run(argv: &[String], log: &Path) -> Result<(), String> {
         .map_err(|e| format!("create {}: {e}", log.display()))?;
     let status = Command::new(path)
         .args(&argv[1..])
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(std::process::Stdio::null())
         .stdout(out)
         .stderr(err)
@@ -262,6 +347,55 @@ mod tests {
                 "--include=python3,systemd-sysv"
             ]
         );
+    }
+
+    #[test]
+    fn a_suite_named_release_is_bootstrapped_as_the_original_did() {
+        let m = Mmdebstrap::original("bookworm");
+        let argv = mmdebstrap_argv(&m, "/o.tar");
+        let args: Vec<&str> = argv
+            .iter()
+            .map(String::as_str)
+            .skip_while(|a| *a != "--variant=required")
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "--variant=required",
+                "--include=?and(?priority(important),?not(?name(^ifupdown$)))",
+                "--include=debconf-utils,openssh-client,openssl,openssh-server,sudo,python3,\
+                 bash-completion,unattended-upgrades,xz-utils,file,curl,ca-certificates",
+                "--format=tar",
+                "bookworm",
+                "/o.tar"
+            ]
+        );
+    }
+
+    #[test]
+    fn mmdebstrap_unshare_gets_a_temp_dir_its_subordinate_root_can_write() {
+        let modes = |p: &Path| match p.to_str()? {
+            "/" | "/home" | "/var" => Some(0o40755),
+            "/home/me/tmp" => Some(0o40700),
+            "/home/me" => Some(0o40711),
+            "/tmp" | "/var/tmp" => Some(0o41777),
+            "/srv/shut" => Some(0o41777),
+            "/srv" => Some(0o40700),
+            "/scratch" => Some(0o40777),
+            _ => None,
+        };
+        let pick = |c: &[&str]| {
+            let c: Vec<PathBuf> = c.iter().map(PathBuf::from).collect();
+            unshare_tmpdir(&c, modes)
+        };
+        // A private TMPDIR is passed over for /tmp.
+        assert_eq!(pick(&["/home/me/tmp", "/tmp"]), Some("/tmp".into()));
+        // Open to all but behind a closed parent, or not sticky, or missing.
+        assert_eq!(
+            pick(&["/srv/shut", "/scratch", "/nowhere", "/var/tmp"]),
+            Some("/var/tmp".into())
+        );
+        assert_eq!(pick(&["tmp", "/home/me/tmp"]), None);
     }
 
     #[test]

@@ -52,9 +52,36 @@ pub struct Exported {
     pub size: u64,
 }
 
+/// A branch of the Ansible repository as the build saw it, from start to end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AnsibleCheckout {
+    /// The repository (a directory or a git URL).
+    pub source: String,
+    /// The branch, when known.
+    pub branch: Option<String>,
+    /// The commit, when it is a git checkout.
+    pub commit: Option<String>,
+}
+
+impl std::fmt::Display for AnsibleCheckout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.source)?;
+        if let Some(b) = &self.branch {
+            write!(f, " branch {b}")?;
+        }
+        match &self.commit {
+            Some(c) => write!(f, " at {c}"),
+            None => f.write_str(" (not a git checkout)"),
+        }
+    }
+}
+
 /// Everything a build did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct BuildReport {
+    /// Each branch of the Ansible repository the build ran from, at the
+    /// commit it had when the build first read it.
+    pub ansible: Vec<AnsibleCheckout>,
     /// The steps, in order.
     pub steps: Vec<StepReport>,
     /// The files written under `--out`.

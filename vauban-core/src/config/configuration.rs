@@ -1,6 +1,7 @@
 //! The top-level `configuration:` mapping: the original's conffs and upload
 //! settings, and vauban's own (the Ansible repository, the conffs size limit, and the
-//! boot files). Every key is optional; an unknown key is an error.
+//! boot files). Every key is optional; an unknown key is ignored with a warning, as
+//! the original ignored it.
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
@@ -253,7 +254,11 @@ pub(crate) fn configuration(
                         .map_err(|e| invalid(entry, &e))?;
                 }
             }
-            _ => return Err(r.unknown_key(e, path, KeyContext::Configuration)),
+            // The original read the keys it knew and dropped the others.
+            _ => {
+                r.ignored_key(e, path, KeyContext::Configuration);
+                continue;
+            }
         }
         c.locations.insert(e.key.clone(), r.at(value.pos, &vpath));
     }

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use super::configuration::CONFIGURATION_KEYS;
 use super::location::Location;
 use super::master::MASTER_KEYS;
-use super::release::RELEASE_ALL_KEYS;
+use super::release::{DEBIAN_CODENAMES, DEBIAN_SUITES, RELEASE_ALL_KEYS};
+use super::warning::ConfigWarning;
 
 /// Everything that can be wrong with a config file.
 #[derive(Debug, thiserror::Error)]
@@ -42,9 +43,8 @@ pub enum ConfigError {
     },
     /// A key appears twice in one mapping.
     #[error(
-        "{location}: duplicate key `{key}` (first written at line {}, column {})",
-        first.line,
-        first.column
+        "{location}: duplicate key `{key}`, first written at {first} (the original silently \
+         kept the last)"
     )]
     DuplicateKey {
         /// The key.
@@ -119,18 +119,10 @@ pub enum ConfigError {
         #[source]
         source: Box<crate::Error>,
     },
-    /// A master that would build nothing.
-    #[error("{location}: master `{master}` has neither `stages` nor child masters")]
-    NoStages {
-        /// The master's key.
-        location: Location,
-        /// Its name.
-        master: String,
-    },
     /// Two masters (or releases) share a name, so `--name` could not tell them apart.
     #[error(
-        "{location}: two masters are named `{name}`; the other is at line {}, column {} (`{}`)",
-        first.line, first.column, first.key_path
+        "{location}: two masters are named `{name}`, this one and the one at {first}: rename \
+         one (the original silently built the first)"
     )]
     DuplicateName {
         /// The name.
@@ -140,10 +132,16 @@ pub enum ConfigError {
         /// The first one.
         first: Box<Location>,
     },
-    /// A release that does not say where its base comes from.
+    /// A release that does not say where its base comes from, under a key that
+    /// names no Debian suite.
     #[error(
         "{location}: release `{release}` has no source: give one of `image`, `tarball` \
-         (with `sha256` or `sha512`), `mmdebstrap`, or `url` with `sha512sums`"
+         (with `sha256` or `sha512`), `mmdebstrap`, or `url` with `sha512sums`; or name \
+         the release by the Debian suite to bootstrap, as the original did: a codename \
+         ({}), a suite ({}) or `debian-NN` ({})",
+        codenames(),
+        DEBIAN_SUITES.join(", "),
+        numbered()
     )]
     NoSource {
         /// The release's key.
@@ -209,6 +207,47 @@ pub enum ConfigError {
         /// The playbook present with the closest path, if one is close.
         suggestion: Option<String>,
     },
+    /// `--strict`: the config holds what is ignored.
+    #[error(
+        "{} holds {} warning(s), errors with --strict; the first: {}",
+        file.display(),
+        warnings.len(),
+        warnings.first().map(ToString::to_string).unwrap_or_default()
+    )]
+    Strict {
+        /// The config file.
+        file: PathBuf,
+        /// What is ignored.
+        warnings: Vec<ConfigWarning>,
+    },
+    /// `vauban deploy` of a master the config never uploads.
+    #[error(
+        "{location}: `{name}` is in `never_upload`: its boot files are never uploaded and \
+         its `deployed` tag never moves (the original's `--upload no`); give --force to \
+         move it anyway"
+    )]
+    NeverUpload {
+        /// The `never_upload` entry.
+        location: Location,
+        /// The master.
+        name: String,
+    },
+}
+
+fn codenames() -> String {
+    DEBIAN_CODENAMES
+        .iter()
+        .map(|(name, _)| *name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn numbered() -> String {
+    let numbers: Vec<u32> = DEBIAN_CODENAMES.iter().filter_map(|(_, n)| *n).collect();
+    match (numbers.first(), numbers.last()) {
+        (Some(first), Some(last)) => format!("debian-{first} to debian-{last}"),
+        _ => String::new(),
+    }
 }
 
 fn did_you_mean(suggestion: Option<&str>) -> String {
@@ -277,14 +316,15 @@ impl ConfigError {
             | ConfigError::MissingKey { .. }
             | ConfigError::InvalidValue { .. }
             | ConfigError::BadStage { .. }
-            | ConfigError::NoStages { .. }
             | ConfigError::DuplicateName { .. }
             | ConfigError::NoSource { .. }
             | ConfigError::TwoSources { .. }
             | ConfigError::BadChecksum { .. }
             | ConfigError::NoSuchMaster { .. }
             | ConfigError::UnknownMaster { .. }
-            | ConfigError::MissingPlaybook { .. } => Blame::User,
+            | ConfigError::MissingPlaybook { .. }
+            | ConfigError::Strict { .. }
+            | ConfigError::NeverUpload { .. } => Blame::User,
         }
     }
 }

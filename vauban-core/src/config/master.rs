@@ -5,8 +5,8 @@
 //!
 //! Keys of a master: `name`, `stages`, `conffs`, `branch`, and the original
 //! scheduler's `schedule` and `schedule_options`. A key whose value is a mapping is a
-//! child master; any other key is an error. Reserved names (those keys, and a
-//! release's source keys) are never children.
+//! child master; any other key is ignored with a warning, as the original ignored
+//! it. Reserved names (those keys, and a release's source keys) are never children.
 
 use std::collections::HashMap;
 
@@ -18,6 +18,7 @@ use super::location::{Located, Location};
 use super::read::Reader;
 use super::release::RELEASE_KEYS;
 use super::source::SourceKeys;
+use super::warning::ConfigWarning;
 use super::yaml::{Entry, Value};
 use crate::stage::spec::check_branch_name;
 use crate::stage::Stage;
@@ -213,20 +214,21 @@ impl MasterReader<'_> {
                     }
                 },
                 _ if matches!(e.value.value, Value::Map(_)) => child_entries.push(e),
+                // The original read the keys it knew and dropped the others.
                 _ => {
                     let within = if source.is_some() {
                         KeyContext::Release
                     } else {
                         KeyContext::Master
                     };
-                    return Err(r.unknown_key(e, &path, within));
+                    r.ignored_key(e, &path, within);
                 }
             }
         }
         if parent.is_some() && master.stages.is_empty() && child_entries.is_empty() {
-            return Err(ConfigError::NoStages {
-                location,
-                master: master.name,
+            r.warn(ConfigWarning::NoStages {
+                location: location.clone(),
+                master: master.name.clone(),
             });
         }
         self.register(&master.name, name_location)?;

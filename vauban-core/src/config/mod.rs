@@ -23,9 +23,13 @@
 //! ([`master`]), `configuration:` the settings ([`configuration`]). The same file works
 //! with the original: its keys (`url`, `sha512sums`, `name`, `stages`, `conffs`,
 //! `branch`, the scheduler's `schedule` and `schedule_options`, and
-//! `configuration:`'s three lists) mean what they meant there. What the original
-//! silently ignored is an error here: an unknown key, a duplicate key, a master that
-//! builds nothing, two masters with one name (the original built the first).
+//! `configuration:`'s three lists) mean what they meant there; a release without a
+//! source key is bootstrapped from the suite its key names, as the original's current
+//! engine did. What the original silently ignored, vauban ignores with a warning
+//! ([`ConfigWarning`], [`Config::warnings`]; errors with [`Config::strict`]): a key it
+//! does not know whose value is no mapping, a master that builds nothing. What could
+//! build something else than meant is an error: a duplicate key (the original kept
+//! the last), two masters with one name (the original built the first).
 //!
 //! [`json_schema`] describes the file for editors; it is generated from these types.
 //!
@@ -46,7 +50,7 @@
 //! `yaml` (text to positioned nodes), `read` (typed reads, unknown keys),
 //! [`location`] ([`Location`], [`Located`]), [`release`] and `source` (reading its
 //! source keys), [`master`],
-//! [`configuration`], `navigate` (finding masters, chains), `playbooks`
+//! [`configuration`], [`warning`], `navigate` (finding masters, chains), `playbooks`
 //! ([`Config::check_playbooks`]), `schema` ([`json_schema`]), [`error`]
 //! ([`ConfigError`]).
 
@@ -61,7 +65,8 @@ pub mod release;
 mod schema;
 mod source;
 mod suggest;
-mod yaml;
+pub mod warning;
+pub(crate) mod yaml;
 
 #[cfg(test)]
 mod tests;
@@ -79,6 +84,7 @@ pub use navigate::Masters;
 pub use playbooks::check_playbook;
 pub use release::{Checksum, Mmdebstrap, Release, ReleaseSource, Sha512Sums, TarballLocation};
 pub use schema::json_schema;
+pub use warning::ConfigWarning;
 
 use master::MasterReader;
 use read::Reader;
@@ -98,6 +104,9 @@ pub struct Config {
     /// The releases, in file order.
     #[schemars(flatten, with = "std::collections::BTreeMap<String, Release>")]
     pub releases: Vec<Release>,
+    /// What the file holds that is ignored, in file order.
+    #[schemars(skip)]
+    pub warnings: Vec<ConfigWarning>,
 }
 
 impl Config {
@@ -171,6 +180,39 @@ impl Config {
             path: file,
             configuration,
             releases,
+            warnings: r.take_warnings(),
         })
+    }
+
+    /// An error when the file holds anything ignored (`--strict`).
+    pub fn strict(&self) -> Result<(), ConfigError> {
+        if self.warnings.is_empty() {
+            return Ok(());
+        }
+        Err(ConfigError::Strict {
+            file: self.path.clone(),
+            warnings: self.warnings.clone(),
+        })
+    }
+
+    /// The `never_upload:` entry naming `name`, a master or one of its hosts'
+    /// images (`master/host`), if any.
+    pub fn never_upload_entry(&self, name: &str) -> Option<&Located<String>> {
+        self.configuration.never_upload.iter().find(|n| {
+            name.strip_prefix(n.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+    }
+
+    /// An error when `vauban deploy` of `name` would move the `deployed` tag of a
+    /// master of `never_upload` (the original never moved it).
+    pub fn check_deployable(&self, name: &str) -> Result<(), ConfigError> {
+        match self.never_upload_entry(name) {
+            Some(entry) => Err(ConfigError::NeverUpload {
+                location: entry.location.clone(),
+                name: name.to_owned(),
+            }),
+            None => Ok(()),
+        }
     }
 }

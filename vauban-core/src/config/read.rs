@@ -1,16 +1,19 @@
 //! Typed reads of [`Node`]s: the one place that turns "expected a list, found a
-//! string" and unknown keys into [`ConfigError`]s with a [`Location`].
+//! string" and unknown keys into [`ConfigError`]s (or, for keys the original
+//! ignored, [`ConfigWarning`]s) with a [`Location`].
 //!
 //! Where a value is optional (an optional string, a list, a mapping), an explicit null
 //! (`key:` with nothing, `~`) reads as if the key were absent; a required string must
 //! be written.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::error::{ConfigError, KeyContext};
 use super::location::{Located, Location};
 use super::suggest::closest;
+use super::warning::ConfigWarning;
 use super::yaml::{Entry, Node, Pos, Value};
 
 /// What every read needs: the file, for locations, and its directory, for the
@@ -20,6 +23,8 @@ pub(crate) struct Reader {
     pub file: Arc<Path>,
     /// Its directory.
     pub dir: PathBuf,
+    /// What the reads found to ignore, in file order.
+    warnings: RefCell<Vec<ConfigWarning>>,
 }
 
 impl Reader {
@@ -29,7 +34,20 @@ impl Reader {
             dir: file
                 .parent()
                 .map_or_else(|| PathBuf::from("/"), Path::to_owned),
+            warnings: RefCell::new(Vec::new()),
         }
+    }
+
+    /// Notes something the config holds that is ignored.
+    pub(crate) fn warn(&self, warning: ConfigWarning) {
+        self.warnings.borrow_mut().push(warning);
+    }
+
+    /// The warnings noted, in file order.
+    pub(crate) fn take_warnings(&self) -> Vec<ConfigWarning> {
+        let mut warnings = self.warnings.take();
+        warnings.sort_by_key(|w| (w.location().line, w.location().column));
+        warnings
     }
 
     pub(crate) fn at(&self, pos: Pos, key_path: &str) -> Location {
@@ -132,14 +150,31 @@ impl Reader {
         within: KeyContext,
     ) -> ConfigError {
         ConfigError::UnknownKey {
-            location: self.at(
-                entry.key_pos,
-                &Location::child_path(parent_path, &entry.key),
-            ),
+            location: self.key_at(entry, parent_path),
             key: entry.key.clone(),
             within,
             suggestion: closest(&entry.key, within.valid_keys().iter().copied()),
         }
+    }
+
+    /// Notes `entry`, a key of the mapping at `parent_path` (a `within`) that is
+    /// not one of its keys, as ignored (the original ignored it).
+    pub(crate) fn ignored_key(&self, entry: &Entry, parent_path: &str, within: KeyContext) {
+        self.warn(ConfigWarning::UnknownKey {
+            location: self.key_at(entry, parent_path),
+            key: entry.key.clone(),
+            within,
+            suggestion: closest(&entry.key, within.valid_keys().iter().copied()),
+            empty: matches!(entry.value.value, Value::Null),
+        });
+    }
+
+    /// Where the key of `entry`, in the mapping at `parent_path`, is written.
+    fn key_at(&self, entry: &Entry, parent_path: &str) -> Location {
+        self.at(
+            entry.key_pos,
+            &Location::child_path(parent_path, &entry.key),
+        )
     }
 
     /// A path written in the config: absolute as it is, relative to the config's

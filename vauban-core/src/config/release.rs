@@ -7,6 +7,13 @@
 //! use), `mmdebstrap:` (bootstrapped: `suite`, `variant`, `include`, `mirror`), or the
 //! original's `url:` + `sha512sums:` (a raw cloud image and the `SHA512SUMS` file
 //! that lists its digest, or the digest itself).
+//!
+//! A release with none of them is named by its suite, as the original's current
+//! engine read it: `vauban.py` passes the top-level key as `--debian-release`, and
+//! `kubernetes_controller_resources.py` debootstraps that suite with a fixed set of
+//! packages. Such a key is a Debian codename (`bookworm`, `trixie`, `sid`...), a
+//! suite (`stable`, `testing`...) or `debian-NN` (`debian-12` is `bookworm`); the
+//! base is [`Mmdebstrap::original`] of it ([`ReleaseSource::Suite`]).
 
 use schemars::JsonSchema;
 
@@ -104,6 +111,9 @@ pub enum ReleaseSource {
     },
     /// `mmdebstrap:` a Debian base bootstrapped on the spot.
     Mmdebstrap(Mmdebstrap),
+    /// No source key: the release's key names a Debian suite, bootstrapped with
+    /// mmdebstrap as the original debootstrapped it ([`Mmdebstrap::original`]).
+    Suite(Mmdebstrap),
     /// `url:` + `sha512sums:` the original's raw cloud image.
     CloudImage {
         /// The image's http(s) URL.
@@ -174,10 +184,105 @@ pub struct Mmdebstrap {
     pub mirror: Option<String>,
 }
 
+/// The Debian codenames a release key may be, oldest first, with their
+/// `debian-NN` numbers (`None` for `sid`, which has none).
+pub const DEBIAN_CODENAMES: &[(&str, Option<u32>)] = &[
+    ("jessie", Some(8)),
+    ("stretch", Some(9)),
+    ("buster", Some(10)),
+    ("bullseye", Some(11)),
+    ("bookworm", Some(12)),
+    ("trixie", Some(13)),
+    ("forky", Some(14)),
+    ("duke", Some(15)),
+    ("sid", None),
+];
+
+/// The suite names a release key may be besides the codenames (what debootstrap
+/// takes, as the original's `--debian-release` help says: "bookworm, testing, ...").
+pub const DEBIAN_SUITES: &[&str] = &["oldoldstable", "oldstable", "stable", "testing", "unstable"];
+
+/// The packages the original's debootstrap added to the required and important
+/// ones (`kubernetes_controller_resources.py`, `first_rootfs_script`).
+pub const ORIGINAL_INCLUDE: &[&str] = &[
+    "debconf-utils",
+    "openssh-client",
+    "openssl",
+    "openssh-server",
+    "sudo",
+    "python3",
+    "bash-completion",
+    "unattended-upgrades",
+    "xz-utils",
+    "file",
+    "curl",
+    "ca-certificates",
+];
+
+/// The important packages, but `ifupdown`, which the original left out
+/// (`--exclude apparmor,ifupdown`; apparmor is not important, so never in): an apt
+/// pattern, which mmdebstrap passes to apt whole.
+pub const ORIGINAL_IMPORTANT: &str = "?and(?priority(important),?not(?name(^ifupdown$)))";
+
+/// The suite a release key names: a codename or suite as it is, `debian-NN` as its
+/// codename; `None` for any other key.
+pub fn suite_of_key(key: &str) -> Option<&'static str> {
+    if let Some(number) = key.strip_prefix("debian-") {
+        let number: u32 = number.parse().ok()?;
+        return DEBIAN_CODENAMES
+            .iter()
+            .find(|(_, n)| *n == Some(number))
+            .map(|(name, _)| *name);
+    }
+    DEBIAN_CODENAMES
+        .iter()
+        .map(|(name, _)| *name)
+        .chain(DEBIAN_SUITES.iter().copied())
+        .find(|name| *name == key)
+}
+
+impl Mmdebstrap {
+    /// What the original's debootstrap made of `suite`: debootstrap's default
+    /// package set (required and important; mmdebstrap's `required` variant and
+    /// [`ORIGINAL_IMPORTANT`]) with [`ORIGINAL_INCLUDE`], from mmdebstrap's
+    /// default mirror.
+    pub fn original(suite: &str) -> Mmdebstrap {
+        Mmdebstrap {
+            suite: suite.to_owned(),
+            variant: Some("required".into()),
+            include: std::iter::once(ORIGINAL_IMPORTANT)
+                .chain(ORIGINAL_INCLUDE.iter().copied())
+                .map(str::to_owned)
+                .collect(),
+            mirror: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::master::MASTER_KEYS;
+
+    #[test]
+    fn keys_name_suites() {
+        assert_eq!(suite_of_key("bookworm"), Some("bookworm"));
+        assert_eq!(suite_of_key("sid"), Some("sid"));
+        assert_eq!(suite_of_key("testing"), Some("testing"));
+        assert_eq!(suite_of_key("debian-12"), Some("bookworm"));
+        assert_eq!(suite_of_key("debian-11"), Some("bullseye"));
+        assert_eq!(suite_of_key("debian-13"), Some("trixie"));
+        for other in [
+            "debian-12/iso",
+            "debian-7",
+            "debian-",
+            "debian-12-generic-amd64.raw",
+            "Bookworm",
+            "ubuntu",
+        ] {
+            assert_eq!(suite_of_key(other), None, "{other}");
+        }
+    }
 
     #[test]
     fn a_release_takes_the_master_keys_and_its_own() {

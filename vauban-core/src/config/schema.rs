@@ -91,7 +91,8 @@ impl JsonSchema for DracutConf {
     }
 }
 
-/// The source keys of a release, and the rule that exactly one source is given.
+/// The source keys of a release, and the rule that at most one source is given
+/// (none: the key names the suite).
 impl JsonSchema for ReleaseSource {
     fn schema_name() -> Cow<'static, str> {
         "ReleaseSource".into()
@@ -137,7 +138,16 @@ impl JsonSchema for ReleaseSource {
                 { "required": ["image"] },
                 { "required": ["tarball"], "oneOf": [{ "required": ["sha256"] }, { "required": ["sha512"] }] },
                 { "required": ["mmdebstrap"] },
-                { "required": ["url", "sha512sums"] }
+                { "required": ["url", "sha512sums"] },
+                {
+                    "description": "No source: the release's key names the Debian suite bootstrapped (`bookworm`, `sid`, `stable`, `debian-12`), as the original did.",
+                    "not": { "anyOf": [
+                        { "required": ["image"] },
+                        { "required": ["tarball"] },
+                        { "required": ["mmdebstrap"] },
+                        { "required": ["url"] }
+                    ] }
+                }
             ]
         })
     }

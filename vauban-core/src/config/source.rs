@@ -1,12 +1,14 @@
 //! Reading a release's source keys: which one of `image`, `tarball`, `mmdebstrap`
-//! and `url` is given, whether its companion keys are (`sha256`/`sha512` with a
-//! tarball, `sha512sums` with a url), and whether its digests are the hex they claim.
+//! and `url` is given (none: the key names the suite, [`ReleaseSource::Suite`]),
+//! whether its companion keys are (`sha256`/`sha512` with a tarball, `sha512sums`
+//! with a url), and whether its digests are the hex they claim.
 
 use super::error::{ConfigError, KeyContext};
 use super::location::{Located, Location};
 use super::read::{http_url, is_url, Reader};
 use super::release::{
-    Checksum, Mmdebstrap, ReleaseSource, Sha512Sums, TarballLocation, MMDEBSTRAP_VARIANTS,
+    suite_of_key, Checksum, Mmdebstrap, ReleaseSource, Sha512Sums, TarballLocation,
+    MMDEBSTRAP_VARIANTS,
 };
 use super::yaml::Entry;
 
@@ -60,14 +62,14 @@ impl SourceKeys {
         .filter_map(|(k, l)| l.map(|l| (k, l)))
         .collect();
         given.sort_by_key(|(_, l)| (l.line, l.column));
-        match given.as_slice() {
-            [] => {
-                return Err(ConfigError::NoSource {
-                    location: release.clone(),
-                    release: key.to_owned(),
-                })
-            }
-            [_] => {}
+        let misplaced = |value: &Located<String>, key: &str, reason| ConfigError::MisplacedKey {
+            location: value.location.clone(),
+            key: key.to_owned(),
+            reason,
+        };
+        let no_source = match given.as_slice() {
+            [] => true,
+            [_] => false,
             [(first, _), (second, location), ..] => {
                 return Err(ConfigError::TwoSources {
                     location: (*location).clone(),
@@ -76,11 +78,6 @@ impl SourceKeys {
                     second,
                 })
             }
-        }
-        let misplaced = |value: &Located<String>, key: &str, reason| ConfigError::MisplacedKey {
-            location: value.location.clone(),
-            key: key.to_owned(),
-            reason,
         };
         if self.tarball.is_none() {
             if let Some(v) = self.sha256.as_ref().or(self.sha512.as_ref()) {
@@ -100,6 +97,17 @@ impl SourceKeys {
                     "goes with `url`, to check the image it downloads",
                 ));
             }
+        }
+        if no_source {
+            // As the original's current engine: the key is the suite bootstrapped.
+            let suite = suite_of_key(key).ok_or_else(|| ConfigError::NoSource {
+                location: release.clone(),
+                release: key.to_owned(),
+            })?;
+            return Ok((
+                ReleaseSource::Suite(Mmdebstrap::original(suite)),
+                release.clone(),
+            ));
         }
         if let Some(image) = self.image {
             if image.contains(char::is_whitespace) {

@@ -376,6 +376,7 @@ fn run_controller_over(
             },
         };
         tracing::info!(program, "running the Ansible controller");
+        tracing::debug!(argv = ?controller.argv, "the controller's command line");
         run_job(
             helper,
             ns,

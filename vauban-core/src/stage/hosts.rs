@@ -20,7 +20,7 @@ use super::command::{self, AnsibleConfig};
 use super::confined::Confined;
 use super::hooks::{self, WrapperOutcome};
 use super::inventory;
-use super::metadata::{self, ImgInfo};
+use super::metadata::{self, ImgInfo, ImgInfoHead, MetadataWrite};
 use super::options::StageSpec;
 use super::output::{Follower, Scanner};
 use super::repo::Checkout;
@@ -43,6 +43,8 @@ pub struct Target {
     pub host: String,
     /// The image it starts from.
     pub base: Image,
+    /// That image's name, for `/imginfo` (its digest when `None`).
+    pub source: Option<String>,
     /// The history comment of its new layer (a build's cache key), if any.
     pub comment: Option<String>,
 }
@@ -67,6 +69,7 @@ pub(crate) struct StageRun<'a> {
 /// A prepared host.
 struct Prepared<'s> {
     host: String,
+    source: Option<String>,
     comment: Option<String>,
     sandbox: Sandbox<'s>,
     before: Option<String>,
@@ -114,6 +117,7 @@ impl StageRun<'_> {
             });
             Some(before.map(|b| Prepared {
                 host: host.clone(),
+                source: targets[i].source.clone(),
                 comment: targets[i].comment.clone(),
                 sandbox,
                 before: b,
@@ -188,7 +192,7 @@ impl StageRun<'_> {
             (Some(b), Some(a)) => Some(metadata::package_diff(b, a)),
             _ => None,
         };
-        self.write_metadata(&p.sandbox, &p.host, diff.as_deref())?;
+        self.write_metadata(&p, diff.as_deref())?;
         let mut commit = CommitOptions::new(self.created_by(&p.host));
         commit.compression = self.spec.compression;
         commit.exclude.extend(self.spec.exclude.iter().cloned());
@@ -211,15 +215,7 @@ impl StageRun<'_> {
     }
 
     fn created_by(&self, host: &str) -> String {
-        format!(
-            "vauban stage {} --host {host}{}",
-            self.stage,
-            self.checkout
-                .commit
-                .as_deref()
-                .map(|c| format!(" (ansible {c})"))
-                .unwrap_or_default()
-        )
+        crate::history::stage(self.stage, host, self.checkout.commit.as_deref())
     }
 
     fn step(&self, step: &'static str, status: ExitStatus) -> Error {
@@ -251,12 +247,12 @@ impl StageRun<'_> {
         Ok(())
     }
 
-    /// `dpkg-query -W` in the image, its output written into `out`; `None` when
-    /// the image has no dpkg-query.
+    /// `apt list --installed` in the image, its output written into `out`;
+    /// `None` when the image has no apt.
     fn dpkg_list(&self, sandbox: &Sandbox<'_>, out: &Path) -> Result<Option<String>> {
         let file = std::fs::File::create(out).at("create", out)?;
         let mut argv = vec!["/usr/bin/env".to_string(), "LC_ALL=C".into()];
-        argv.extend(metadata::dpkg_query_argv());
+        argv.extend(metadata::package_list_argv());
         let io = RunIo {
             stdin: Io::Null,
             stdout: Io::File(file),
@@ -282,7 +278,7 @@ impl StageRun<'_> {
                 Ok(Some(text))
             }
             None | Some(127) => {
-                tracing::debug!("no dpkg-query in the image: /packages lists no package change");
+                tracing::debug!("no apt in the image: /packages lists no package change");
                 Ok(None)
             }
             _ => Err(self.step(
@@ -296,7 +292,7 @@ impl StageRun<'_> {
     /// the scanner of its output.
     fn run_ansible(&self, sandboxes: &[&Sandbox<'_>], work: &Path) -> Result<Scanner> {
         let root = &self.checkout.root;
-        let inventories = inventory::repo_inventories(root, &self.spec.inventories)?;
+        let inventories = &self.checkout.inventories;
         let hosts: Vec<&str> = sandboxes.iter().map(|s| s.hostname()).collect();
         // vauban's files for the run, shown read-only at INPUTS_DIR.
         let inputs = work.join("in");
@@ -377,7 +373,7 @@ impl StageRun<'_> {
                 self.confined,
                 &self.tools.ansible_playbook,
                 self.checkout,
-                &inventories,
+                inventories,
                 self.stage,
                 &hosts.join(","),
             )),
@@ -464,45 +460,40 @@ impl StageRun<'_> {
         }))
     }
 
-    /// Appends to `/imginfo` and `/packages`, and puts `/etc/hostname` in the layer
-    /// when the image's differs (through `/toslash`, which the commit moves onto `/`:
-    /// the sandbox mounts its own `/etc/hostname`).
-    fn write_metadata(
-        &self,
-        sandbox: &Sandbox<'_>,
-        host: &str,
-        diff: Option<&[String]>,
-    ) -> Result<()> {
+    /// Appends to `/imginfo` and `/packages` (their heads first where the image
+    /// has none), and puts `/etc/hostname` in the layer when the image's differs.
+    fn write_metadata(&self, p: &Prepared<'_>, diff: Option<&[String]>) -> Result<()> {
+        let (sandbox, host) = (&p.sandbox, p.host.as_str());
+        let now = chrono::Utc::now();
+        let source_digest = sandbox.image().manifest_digest.to_string();
         let info = ImgInfo {
-            date: chrono::Utc::now(),
+            date: now,
             playbook: self.stage.playbook.clone(),
             hostname: host.to_owned(),
-            source: sandbox.image().manifest_digest.to_string(),
+            source: p.source.clone(),
+            source_digest: source_digest.clone(),
             git_sha1: self.checkout.commit.clone(),
             git_branch: self.checkout.branch.clone(),
-            vauban_version: env!("CARGO_PKG_VERSION").to_owned(),
         };
-        let packages = metadata::packages_entry(&self.stage.playbook, host, diff);
         let hostname = format!("{host}\n");
         let write_hostname = image_file(self.store, sandbox.image(), "etc/hostname")?.as_deref()
             != Some(hostname.as_bytes());
-        let script = "umask 022\n\
-             printf '%s' \"$1\" >>/imginfo\n\
-             printf '%s' \"$2\" >>/packages\n\
-             if [ \"$3\" = yes ]; then mkdir -p /toslash/etc && printf '%s' \"$4\" >/toslash/etc/hostname; fi\n";
-        let status = sandbox.run_offline(
-            &Program::Image(vec![
-                "/bin/sh".into(),
-                "-ec".into(),
-                script.into(),
-                "vauban-metadata".into(),
-                info.to_yaml(),
-                packages,
-                if write_hostname { "yes" } else { "no" }.into(),
-                hostname,
-            ]),
-            RunIo::default(),
-        )?;
+        let write = MetadataWrite {
+            imginfo_head: ImgInfoHead {
+                debian_release: self.spec.release.clone(),
+                date: now,
+            }
+            .to_yaml(),
+            imginfo_entry: info.to_yaml(),
+            packages_head: metadata::packages_head(
+                p.source.as_deref().unwrap_or(&source_digest),
+                host,
+                p.before.as_deref(),
+            ),
+            packages_entry: metadata::packages_entry(&self.stage.playbook, host, diff),
+            hostname: write_hostname.then_some(hostname),
+        };
+        let status = sandbox.run_offline(&Program::Image(write.argv()), RunIo::default())?;
         if !status.success() {
             return Err(self.step("writing /imginfo and /packages", status));
         }
@@ -597,7 +588,7 @@ fn split_log(log: &Path, host: &str) -> Result<()> {
     crate::private::write_file(&out, (mine.join("\n") + "\n").as_bytes()).at("write", &out)
 }
 
-/// The largest `dpkg-query -W` output read (a Debian with 3000 packages: 150 KB).
+/// The largest package list read (a Debian with 3000 packages: 250 KB).
 const DPKG_LIST_LIMIT: u64 = 64 << 20;
 
 /// The largest image file read on the host ([`image_file`]).

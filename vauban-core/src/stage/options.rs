@@ -48,6 +48,10 @@ pub struct StageSpec {
     pub compression: Compression,
     /// Paths left out of every layer, on top of the sandbox's defaults.
     pub exclude: Vec<PathBuf>,
+    /// The release the images descend from (its key in `config.yml`), for the
+    /// head of an `/imginfo` written anew (`debian_release`).
+    #[serde(default)]
+    pub release: Option<String>,
 }
 
 impl StageSpec {
@@ -68,6 +72,7 @@ impl StageSpec {
             final_name: None,
             compression: Compression::default(),
             exclude: Vec::new(),
+            release: None,
         }
     }
 

@@ -1,6 +1,9 @@
 //! Ansible's output: followed line by line from the stage's log file while the
-//! playbook runs, sent as [`Event::AnsibleLine`]s, and scanned for the task and
-//! host that failed (`TASK [name]`, `fatal: [host]: FAILED! => {...}`).
+//! playbook runs, sent as [`Event::AnsibleLine`]s, gathered into one
+//! [`Event::AnsibleTask`] per task (its name and each host's result, what a
+//! person follows; the lines carry `-v --diff`'s detail, which the log keeps),
+//! and scanned for the task and host that failed (`TASK [name]`,
+//! `fatal: [host]: FAILED! => {...}`).
 //! A line's control characters are escaped ([`crate::printable`]) before it is
 //! sent or scanned: what the events, the failure and the tail carry is safe
 //! to print. The log file keeps the bytes as Ansible wrote them.
@@ -15,7 +18,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::error::{IoContext, Result};
-use crate::events::{Event, Events};
+use crate::events::{Event, Events, TaskResult};
 
 /// How many lines of output an error carries.
 pub const TAIL_LINES: usize = 25;
@@ -219,6 +222,102 @@ fn result_message(rest: &str) -> Option<String> {
     Some(crate::printable::escape(&message).into_owned())
 }
 
+/// Gathers each task's results from Ansible's lines: a task is done at the
+/// next task, play or recap header, or at the end of the output.
+#[derive(Debug, Default)]
+pub struct Tasks {
+    current: Option<String>,
+    results: Vec<TaskResult>,
+    /// The host of the last failure (an `...ignoring` after it takes it back).
+    last_failed: Option<usize>,
+}
+
+impl Tasks {
+    /// Feeds one line; a task that this line ends, with its results.
+    pub fn feed(&mut self, line: &str) -> Option<(String, Vec<TaskResult>)> {
+        if let Some(task) = header(line, "TASK [").or_else(|| header(line, "RUNNING HANDLER [")) {
+            let done = self.finish();
+            self.current = Some(task.to_owned());
+            return done;
+        }
+        if line.starts_with("PLAY [") || line.starts_with("PLAY RECAP") {
+            return self.finish();
+        }
+        self.current.as_ref()?;
+        if line.trim() == "...ignoring" {
+            if let Some(i) = self.last_failed.take() {
+                self.results[i].status = "ignored".into();
+            }
+            return None;
+        }
+        if let Some(rest) = line.strip_prefix("included: ") {
+            if let Some((_, hosts)) = rest.rsplit_once(" for ") {
+                for host in hosts.split(", ") {
+                    self.add(host.trim(), "included", None);
+                }
+            }
+            return None;
+        }
+        let (status, rest) = line.split_once(": [")?;
+        let status = match status {
+            "ok" | "changed" | "skipping" => status,
+            "fatal" | "failed" if rest.contains("UNREACHABLE!") => "unreachable",
+            "fatal" | "failed" => "failed",
+            _ => return None,
+        };
+        let end = rest.find(']')?;
+        let host = rest[..end].split(" -> ").next().unwrap_or_default();
+        let message = matches!(status, "failed" | "unreachable")
+            .then(|| result_message(&rest[end + 1..]))
+            .flatten();
+        self.add(host, status, message);
+        None
+    }
+
+    /// The task under way, if it has results.
+    pub fn finish(&mut self) -> Option<(String, Vec<TaskResult>)> {
+        self.last_failed = None;
+        let task = self.current.take()?;
+        let results = std::mem::take(&mut self.results);
+        (!results.is_empty()).then_some((task, results))
+    }
+
+    /// A host's result: one per host and task, the worst of its items'.
+    fn add(&mut self, host: &str, status: &str, message: Option<String>) {
+        const RANK: [&str; 7] = [
+            "included",
+            "skipping",
+            "ok",
+            "changed",
+            "ignored",
+            "failed",
+            "unreachable",
+        ];
+        let rank = |s: &str| RANK.iter().position(|r| *r == s).unwrap_or(0);
+        let i = match self.results.iter().position(|r| r.host == host) {
+            Some(i) => i,
+            None => {
+                self.results.push(TaskResult {
+                    host: host.to_owned(),
+                    status: status.to_owned(),
+                    message: None,
+                });
+                self.results.len() - 1
+            }
+        };
+        let r = &mut self.results[i];
+        if rank(status) >= rank(&r.status) {
+            r.status = status.to_owned();
+        }
+        if r.message.is_none() {
+            r.message = message;
+        }
+        if matches!(status, "failed" | "unreachable") {
+            self.last_failed = Some(i);
+        }
+    }
+}
+
 /// Follows a log file that another process appends to, feeding each complete line to a
 /// [`Scanner`] and echoing it with a prefix, until [`Follower::finish`].
 pub struct Follower {
@@ -262,8 +361,21 @@ struct Lines {
     events: Events,
 }
 
+impl Lines {
+    fn task(&self, done: Option<(String, Vec<TaskResult>)>) {
+        if let Some((task, results)) = done {
+            self.events.emit(Event::AnsibleTask {
+                stage: self.stage.clone(),
+                task,
+                results,
+            });
+        }
+    }
+}
+
 fn follow(mut file: File, path: &Path, to: &Lines, done: &AtomicBool) -> Result<Scanner> {
     let mut scanner = Scanner::default();
+    let mut tasks = Tasks::default();
     let mut pending: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -278,13 +390,14 @@ fn follow(mut file: File, path: &Path, to: &Lines, done: &AtomicBool) -> Result<
             pending.extend_from_slice(&buf[..n]);
             while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = pending.drain(..=pos).collect();
-                emit(&mut scanner, &line[..line.len() - 1], to);
+                emit(&mut scanner, &mut tasks, &line[..line.len() - 1], to);
             }
         }
         if finished {
             if !pending.is_empty() {
-                emit(&mut scanner, &std::mem::take(&mut pending), to);
+                emit(&mut scanner, &mut tasks, &std::mem::take(&mut pending), to);
             }
+            to.task(tasks.finish());
             return Ok(scanner);
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -293,7 +406,7 @@ fn follow(mut file: File, path: &Path, to: &Lines, done: &AtomicBool) -> Result<
 
 /// Sends one line, its control characters escaped ([`crate::printable`]): the
 /// output shows the image's files (`--diff`) and whatever its programs print.
-fn emit(scanner: &mut Scanner, line: &[u8], to: &Lines) {
+fn emit(scanner: &mut Scanner, tasks: &mut Tasks, line: &[u8], to: &Lines) {
     let end = line.iter().rposition(|&b| b != b'\r').map_or(0, |i| i + 1);
     let line = crate::printable::escape_bytes(&line[..end]);
     to.events.emit(Event::AnsibleLine {
@@ -301,6 +414,7 @@ fn emit(scanner: &mut Scanner, line: &[u8], to: &Lines) {
         host: to.host.clone(),
         line: line.to_string(),
     });
+    to.task(tasks.feed(&line));
     scanner.feed(&line);
 }
 
@@ -415,6 +529,63 @@ db01                       : ok=2    changed=1    unreachable=0    failed=1
         assert!(scan(&with_recap).failed_hosts().is_empty());
     }
 
+    /// The tasks of a run over two hosts, each with every host's result:
+    /// items and `--diff` folded, ignored failures told apart.
+    #[test]
+    fn each_task_gathers_its_hosts_results() {
+        let run = r#"PLAY [Web] *********
+TASK [Gathering Facts] *****
+ok: [web01]
+ok: [web02]
+TASK [Config] *****
+--- before: /etc/web.conf
++++ after: /etc/web.conf
+@@ -0,0 +1 @@
++port=80
+changed: [web01] => {"changed": true, "dest": "/etc/web.conf"}
+ok: [web02] => (item=a)
+changed: [web02] => (item=b)
+TASK [Maybe] *****
+fatal: [web01]: FAILED! => {"changed": false, "msg": "tolerated"}
+...ignoring
+skipping: [web02]
+TASK [Fail where asked] *****
+fatal: [web02]: FAILED! => {"changed": false, "msg": "asked to fail"}
+RUNNING HANDLER [restart] *****
+changed: [web01 -> localhost]
+PLAY RECAP *****
+web01 : ok=4 changed=2 failed=0
+"#;
+        let mut tasks = Tasks::default();
+        let mut done: Vec<(String, Vec<TaskResult>)> =
+            run.lines().filter_map(|l| tasks.feed(l)).collect();
+        done.extend(tasks.finish());
+        let summary: Vec<String> = done
+            .iter()
+            .map(|(task, results)| {
+                let r: Vec<String> = results
+                    .iter()
+                    .map(|r| match &r.message {
+                        Some(m) => format!("{} {} ({m})", r.status, r.host),
+                        None => format!("{} {}", r.status, r.host),
+                    })
+                    .collect();
+                format!("{task}: {}", r.join(", "))
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                "Gathering Facts: ok web01, ok web02",
+                "Config: changed web01, changed web02",
+                "Maybe: ignored web01 (tolerated), skipping web02",
+                "Fail where asked: failed web02 (asked to fail)",
+                "restart: changed web01",
+            ]
+        );
+        assert_eq!(tasks.finish(), None);
+    }
+
     #[test]
     fn tail_is_bounded() {
         let text: String = (0..100).map(|i| format!("line {i}\n")).collect();
@@ -438,11 +609,12 @@ db01                       : ok=2    changed=1    unreachable=0    failed=1
         let lines = sink
             .events()
             .into_iter()
-            .map(|e| match e {
+            .filter_map(|e| match e {
                 Event::AnsibleLine { stage, host, line } => {
                     assert_eq!((stage.as_str(), host.as_str()), ("t.yml", "h"));
-                    line
+                    Some(line)
                 }
+                Event::AnsibleTask { .. } => None,
                 other => panic!("{other:?}"),
             })
             .collect();

@@ -1,6 +1,9 @@
-//! [`StageRunner`]: the Ansible repository synced once, its playbooks checked
-//! before anything runs, then stages run over hosts ([`super::hosts`]); and
-//! [`apply_stages`], a chain of stages for one host named at its end.
+//! [`StageRunner`]: what running stages takes, found once per build (the
+//! tools, the sandbox helper, the confined controller, the build's log
+//! directory); its playbooks checked before anything runs, then stages run
+//! over hosts ([`super::hosts`]) from the checkouts of the build's one
+//! [`AnsibleRepo`]; and [`apply_stages`], a chain of stages for one host
+//! named at its end.
 
 use std::path::{Path, PathBuf};
 
@@ -17,18 +20,18 @@ use super::repo::{AnsibleRepo, Checkout};
 use super::spec::Stage;
 use super::tools::Tools;
 use crate::env::Env;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::sandbox::Helper;
 
-/// Runs stages of one build: one repository, one log directory.
+/// Runs the stages of one build: one log directory (`<log_dir>/<time>-<label>`,
+/// made when the first stage runs, so a build that runs none leaves none),
+/// each run's log numbered in it.
 pub struct StageRunner<'a> {
     store: &'a Store,
-    spec: &'a StageSpec,
-    env: &'a Env,
+    env: Env,
     tools: Tools,
     helper: Helper,
     confined: Confined,
-    repo: AnsibleRepo,
     logs: PathBuf,
     runs: usize,
     /// Hosts worked on at once.
@@ -36,50 +39,55 @@ pub struct StageRunner<'a> {
 }
 
 impl<'a> StageRunner<'a> {
-    /// Finds the tools, syncs the Ansible repository (fetch), makes the build's
-    /// log directory (`<log_dir>/<time>-<label>`).
-    pub fn new(store: &'a Store, spec: &'a StageSpec, env: &'a Env, label: &str) -> Result<Self> {
+    /// Finds the tools and the helper, sets up the confined controller; the
+    /// logs go to `<log_dir>/<time>-<label>`.
+    pub fn new(store: &'a Store, env: &Env, label: &str) -> Result<Self> {
         let tools = Tools::find()?;
         let helper = env.helper()?;
         let confined = Confined::new(env, &tools, store.root())?;
-        let mut repo = AnsibleRepo::new(spec.ansible.clone(), &spec.ansible_root, &env.cache_dir);
-        repo.sync()?;
         let logs = env.log_dir.join(format!(
             "{}-{label}",
             chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
         ));
-        crate::private::dir(&logs).at("create the log dir", &logs)?;
         Ok(StageRunner {
             store,
-            spec,
-            env,
+            env: env.clone(),
             tools,
             helper,
             confined,
-            repo,
             logs,
             runs: 0,
             jobs: 1,
         })
     }
 
-    /// The build's log directory.
+    /// The build's log directory (made when the first stage runs).
     pub fn log_dir(&self) -> &Path {
         &self.logs
     }
 
-    /// The checkout a stage's playbook comes from (its branch, else the build's).
-    pub fn checkout(&mut self, stage: &Stage) -> Result<Checkout> {
-        let branch = stage.branch.as_deref().or(self.spec.branch.as_deref());
-        self.repo.checkout(branch, &stage.to_string())
+    /// How Ansible's controller and tools run.
+    pub(crate) fn confined(&self) -> &Confined {
+        &self.confined
+    }
+
+    /// `ansible-playbook` (its siblings `ansible`, `ansible-inventory` beside it).
+    pub(crate) fn ansible_playbook(&self) -> &Path {
+        &self.tools.ansible_playbook
     }
 
     /// Before any stage runs: every playbook exists in its branch's checkout
-    /// (else a "did you mean") and parses (one `--syntax-check` per checkout).
-    pub fn check(&mut self, stages: &[Stage]) -> Result<()> {
-        let mut by_root: Vec<(Checkout, Vec<&str>)> = Vec::new();
+    /// of `repo` (else a "did you mean") and parses (one `--syntax-check` per
+    /// checkout). `branch` is the build's (a stage's own wins).
+    pub fn check(
+        &self,
+        repo: &mut AnsibleRepo,
+        branch: Option<&str>,
+        stages: &[Stage],
+    ) -> Result<()> {
+        let mut by_root: Vec<(std::sync::Arc<Checkout>, Vec<&str>)> = Vec::new();
         for stage in stages {
-            let checkout = self.checkout(stage)?;
+            let checkout = repo.checkout(stage.branch.as_deref().or(branch), &stage.to_string())?;
             check::check_exists(stage, &checkout)?;
             match by_root.iter_mut().find(|(c, _)| c.root == checkout.root) {
                 Some((_, playbooks)) => playbooks.push(&stage.playbook),
@@ -87,57 +95,47 @@ impl<'a> StageRunner<'a> {
             }
         }
         for (checkout, playbooks) in &by_root {
-            let inventories = inventory::repo_inventories(&checkout.root, &self.spec.inventories)?;
             check::check_syntax(
                 &self.confined,
                 &self.tools.ansible_playbook,
                 checkout,
-                &inventories,
+                &checkout.inventories,
                 playbooks,
             )?;
         }
         Ok(())
     }
 
-    /// Builds `stage` for every target at once (one Ansible run); one result
-    /// per host, in order.
-    pub fn run(&mut self, stage: &Stage, targets: &[Target]) -> Vec<(String, Result<Image>)> {
-        let checkout = match self.checkout(stage) {
-            Ok(c) => c,
-            Err(e) => {
-                let message = e.to_string();
-                return targets
-                    .iter()
-                    .map(|t| {
-                        (
-                            t.host.clone(),
-                            Err(Error::StageFailed {
-                                stage: stage.to_string(),
-                                host: t.host.clone(),
-                                message: message.clone(),
-                            }),
-                        )
-                    })
-                    .collect();
-            }
-        };
+    /// Builds `stage` of `spec` from `checkout` for every target at once (one
+    /// Ansible run); one result per host, in order. `label` names the run's
+    /// log (`NN-<label>-<playbook>.log`).
+    pub fn run(
+        &mut self,
+        spec: &StageSpec,
+        stage: &Stage,
+        checkout: &Checkout,
+        label: &str,
+        targets: &[Target],
+    ) -> Vec<(String, Result<Image>)> {
         self.runs += 1;
-        let log = self.logs.join(format!(
-            "{:02}-{}.log",
-            self.runs,
-            super::options::name_component(&stage.playbook).replace('/', "_")
-        ));
+        let playbook = super::options::name_component(&stage.playbook).replace('/', "_");
+        let name = if label.is_empty() {
+            format!("{:02}-{playbook}.log", self.runs)
+        } else {
+            format!("{:02}-{label}-{playbook}.log", self.runs)
+        };
+        let log = self.logs.join(name);
         let run = StageRun {
             store: self.store,
             tools: &self.tools,
             stage,
-            spec: self.spec,
-            env: self.env,
+            spec,
+            env: &self.env,
             helper: &self.helper,
             confined: &self.confined,
-            checkout: &checkout,
+            checkout,
             log: &log,
-            jobs: self.jobs,
+            jobs: self.jobs.max(1),
         };
         run.run(targets)
     }
@@ -145,8 +143,9 @@ impl<'a> StageRunner<'a> {
 
 /// Applies `stages` in order to `image` for `host`; each stage becomes one layer
 /// and one image, the next stage starting from the image the previous one built
-/// (never from a name looked up again). Every playbook is checked before the
-/// first stage runs. Once every stage is built, the images are named at once
+/// (never from a name looked up again), every stage of a branch from one
+/// checkout of it. Every playbook is checked before the first stage runs.
+/// Once every stage is built, the images are named at once
 /// ([`StageSpec::stage_reference`], and [`StageSpec::final_name`] for the last).
 /// Returns the last image. A failed stage names nothing and leaves no sandbox
 /// behind.
@@ -165,25 +164,32 @@ pub fn apply_stages(
             reason: "no stage given".into(),
         });
     }
-    let mut runner = StageRunner::new(store, opts, env, host)?;
-    runner.check(stages)?;
+    let mut repo = AnsibleRepo::new(opts.ansible.clone(), &opts.ansible_root, &env.cache_dir)
+        .with_inventories(opts.inventories.clone());
+    let mut runner = StageRunner::new(store, env, host)?;
+    runner.check(&mut repo, opts.branch.as_deref(), stages)?;
     let mut source = image.clone();
+    let mut source_name = None;
     let mut names = Vec::with_capacity(stages.len() + 1);
     for stage in stages {
+        let checkout = repo.checkout(
+            stage.branch.as_deref().or(opts.branch.as_deref()),
+            &stage.to_string(),
+        )?;
         let target = Target {
             host: host.to_string(),
             base: source.clone(),
+            source: source_name.take(),
             comment: None,
         };
         let (_, built) = runner
-            .run(stage, &[target])
+            .run(opts, stage, &checkout, "", &[target])
             .pop()
             .ok_or(Error::Panicked("a stage run"))?;
         let built = built?;
-        names.push((
-            opts.stage_reference(&stage.playbook)?,
-            intermediate(built.descriptor()),
-        ));
+        let name = opts.stage_reference(&stage.playbook)?;
+        source_name = Some(name.name().to_owned());
+        names.push((name, intermediate(built.descriptor())));
         source = built;
     }
     if let Some(name) = &opts.final_name {

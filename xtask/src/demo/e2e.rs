@@ -3,7 +3,9 @@
 //! boot fixture instead of a fresh mmdebstrap: the same packages), then two
 //! hosts booted under QEMU from the one `rootfs.img`, each with its own
 //! conffs, each marker checked; then a second build with nothing changed
-//! must leave `SHA256SUMS` as it was (no new initramfs nor squashfs).
+//! must leave `SHA256SUMS` as it was (no new initramfs nor squashfs), and an
+//! archive an earlier build left for a host the inventory no longer has gets
+//! no command line, is not listed and is gone.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -112,9 +114,20 @@ pub fn run(runner: &Runner, stage: &Stage) -> Result<()> {
         );
     }
 
+    // An archive of a host that left the inventory, as an earlier build
+    // would have left it.
+    let master_dir = out.join(MASTER);
+    let stale = master_dir.join("conffs-old01.tgz");
+    std::fs::copy(master_dir.join("conffs-web01.tgz"), &stale)
+        .with_context(|| format!("copy to {}", stale.display()))?;
     let again = Instant::now();
     build(false)?;
     let sums_again = std::fs::read_to_string(out.join("SHA256SUMS")).context("read SHA256SUMS")?;
+    for left in ["conffs-old01.tgz", "cmdline-old01", "boot-old01.ipxe"] {
+        if master_dir.join(left).exists() || sums_again.contains(left) {
+            bail!("{left} of a host no longer in the inventory is still in the boot tree:\n{sums_again}");
+        }
+    }
     if sums != sums_again {
         bail!("a second build with nothing changed changed the boot files:\n{sums}\n---\n{sums_again}");
     }

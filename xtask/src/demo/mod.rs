@@ -5,12 +5,20 @@
 //! the registry holds, then boots host `web01` from the boot tree under QEMU and
 //! prints its marker line. The registry is stopped at the end, also on error.
 //!
+//! The demo user must read `vauban` and the demo's config and Ansible
+//! repository, and write its store, boot tree and HOME: from a clone under a
+//! directory it cannot traverse (`/root` is 0700), what it reads is staged in a
+//! world-traversable temp dir (as `cargo xtask test` stages its binaries:
+//! [`stage`]) and what it writes goes to a directory of its own under the
+//! system's temp dir, kept between runs (`target/demo-*` otherwise).
+//!
 //! The pieces are functions of their own for tests: [`build::command`] (the
 //! command line), [`run_build`], [`show_registry`], and
 //! [`crate::boot::boot_tree_host`] with [`check_marker`].
 
 pub mod build;
 pub mod e2e;
+pub mod stage;
 pub mod user;
 
 use std::path::{Path, PathBuf};
@@ -27,10 +35,10 @@ pub const HOST: &str = "web01";
 /// What the rootfs' `/etc/fleet-release` says (`testdata/demo/ansible/group_vars/all.yml`).
 pub const ROOTFS_VALUE: &str = "from-rootfs";
 
-/// Where the demo reads and writes, all under the workspace.
+/// Where the demo reads and writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Paths {
-    /// `testdata/demo/config.yml`.
+    /// `testdata/demo/config.yml` (or its staged copy).
     pub config: PathBuf,
     /// `target/demo-store`, the demo user's store.
     pub store: PathBuf,
@@ -47,12 +55,16 @@ impl Paths {
         let testdata = std::env::var_os("VAUBAN_TESTDATA")
             .map(PathBuf::from)
             .unwrap_or_else(|| util::workspace_root().join("testdata"));
-        let target = util::target_dir();
+        Paths::under(testdata.join("demo/config.yml"), &util::target_dir())
+    }
+
+    /// The config `config`, the store, boot tree and HOME as `demo-*` in `dir`.
+    pub fn under(config: PathBuf, dir: &Path) -> Paths {
         Paths {
-            config: testdata.join("demo/config.yml"),
-            store: target.join("demo-store"),
-            out: target.join("demo-out"),
-            home: target.join("demo-home"),
+            config,
+            store: dir.join("demo-store"),
+            out: dir.join("demo-out"),
+            home: dir.join("demo-home"),
         }
     }
 }
@@ -66,7 +78,20 @@ pub fn task(args: &[String]) -> Result<()> {
     let started = Instant::now();
     let runner = user::runner()?;
     let vauban = rootless::build_vauban(false)?;
-    let paths = Paths::in_workspace();
+    let workspace = Paths::in_workspace();
+    // What the demo user reads, where it can read it; what it writes, where
+    // it can write.
+    let staged = stage::Staged::create(&runner, &vauban, &workspace.config)?;
+    let work = stage::work_dir(&runner, &util::target_dir())?;
+    if work != util::target_dir() {
+        println!(
+            "== demo: {} is out of reach of the demo user: its store and boot tree go to {}",
+            util::target_dir().display(),
+            work.display()
+        );
+    }
+    let paths = Paths::under(staged.config(), &work);
+    let vauban = staged.vauban();
     for path in [&vauban, &paths.config] {
         user::check_reachable(&runner, path.parent().unwrap_or(path))?;
     }
@@ -124,10 +149,11 @@ fn who(runner: &Runner) -> String {
 }
 
 /// Runs the demo's `vauban build` as the demo user (see [`user::as_user`]),
-/// with its output shown; fails naming the command.
+/// in its HOME (the workspace may be out of its reach), with its output
+/// shown; fails naming the command.
 pub fn run_build(runner: &Runner, build: &build::Build, home: &Path) -> Result<()> {
     let mut cmd = user::as_user(runner, &build::command(build), home);
-    cmd.current_dir(util::workspace_root());
+    cmd.current_dir(home);
     let started = Instant::now();
     util::run(&mut cmd).context("the demo's vauban build")?;
     println!("== build done in {:.1} s", started.elapsed().as_secs_f64());

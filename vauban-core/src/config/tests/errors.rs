@@ -22,36 +22,6 @@ fn bad_yaml_carries_the_parsers_position(#[case] text: &str, #[case] start: &str
 }
 
 #[rstest]
-#[case::master_key(
-    "r:\n  image: x\n  web:\n    stage: [a.yml]\n",
-    "/t/config.yml:4:5 at `r.web.stage`: unknown key `stage` in a master (did you mean `stages`?); \
-     valid keys here: name, stages, conffs, branch, schedule, schedule_options, or a mapping for a child master"
-)]
-#[case::release_key(
-    "r:\n  imgae: x\n",
-    "/t/config.yml:2:3 at `r.imgae`: unknown key `imgae` in a release (did you mean `image`?); \
-     valid keys here: name, stages, conffs, branch, schedule, schedule_options, image, tarball, sha256, \
-     sha512, mmdebstrap, url, sha512sums, or a mapping for a child master"
-)]
-#[case::null_is_no_master(
-    "r:\n  image: x\n  web:\n",
-    "/t/config.yml:3:3 at `r.web`: unknown key `web` in a release; valid keys here: name, stages, \
-     conffs, branch, schedule, schedule_options, image, tarball, sha256, sha512, mmdebstrap, url, \
-     sha512sums, or a mapping for a child master"
-)]
-#[case::configuration_key(
-    "configuration:\n  never_uplaod: [x]\nr:\n  image: x\n",
-    "/t/config.yml:2:3 at `configuration.never_uplaod`: unknown key `never_uplaod` in `configuration` \
-     (did you mean `never_upload`?); valid keys here: ignore_stage_in_conffs, never_upload, \
-     always_apply_stage_in_conffs, ansible, ansible_root, conffs_size_limit, dracut_conf, \
-     initramfs_release, kernel_args, squashfs_compression, resolv_conf, boot_url, network, network_allow"
-)]
-#[case::configuration_mapping(
-    "configuration:\n  extra: {a: 1}\nr:\n  image: x\n",
-    "/t/config.yml:2:3 at `configuration.extra`: unknown key `extra` in `configuration`; valid keys here: \
-     ignore_stage_in_conffs, never_upload, always_apply_stage_in_conffs, ansible, ansible_root, \
-     conffs_size_limit, dracut_conf, initramfs_release, kernel_args, squashfs_compression, resolv_conf, boot_url, network, network_allow"
-)]
 #[case::mmdebstrap_key(
     "bookworm:\n  mmdebstrap:\n    suit: bookworm\n",
     "/t/config.yml:3:5 at `bookworm.mmdebstrap.suit`: unknown key `suit` in `mmdebstrap` (did you mean \
@@ -99,26 +69,32 @@ fn wrong_types(#[case] text: &str, #[case] expected: &str) {
 }
 
 #[rstest]
-#[case::no_stages(
-    "r:\n  image: x\n  m:\n    conffs: web*\n",
-    "/t/config.yml:3:3 at `r.m`: master `m` has neither `stages` nor child masters"
-)]
 #[case::duplicate_name(
     "r:\n  image: x\n  a:\n    stages: [a.yml]\n  b:\n    name: a\n    stages: [b.yml]\n",
-    "/t/config.yml:6:11 at `r.b.name`: two masters are named `a`; the other is at line 3, column 3 (`r.a`)"
+    "/t/config.yml:6:11 at `r.b.name`: two masters are named `a`, this one and the one at \
+     /t/config.yml:3:3 at `r.a`: rename one (the original silently built the first)"
 )]
 #[case::duplicate_name_across_releases(
     "r:\n  image: x\n  web:\n    stages: [a.yml]\ns:\n  image: y\n  web:\n    stages: [b.yml]\n",
-    "/t/config.yml:7:3 at `s.web`: two masters are named `web`; the other is at line 3, column 3 (`r.web`)"
+    "/t/config.yml:7:3 at `s.web`: two masters are named `web`, this one and the one at \
+     /t/config.yml:3:3 at `r.web`: rename one (the original silently built the first)"
 )]
 #[case::duplicate_key(
     "r:\n  image: x\n  m:\n    stages: [a.yml]\n    stages: [b.yml]\n",
-    "/t/config.yml:5:5 at `r.m.stages`: duplicate key `stages` (first written at line 4, column 5)"
+    "/t/config.yml:5:5 at `r.m.stages`: duplicate key `stages`, first written at \
+     /t/config.yml:4:5 at `r.m.stages` (the original silently kept the last)"
 )]
 #[case::no_source(
     "r:\n  name: debian-12/iso\n",
     "/t/config.yml:1:1 at `r`: release `r` has no source: give one of `image`, `tarball` (with `sha256` \
-     or `sha512`), `mmdebstrap`, or `url` with `sha512sums`"
+     or `sha512`), `mmdebstrap`, or `url` with `sha512sums`; or name the release by the Debian suite \
+     to bootstrap, as the original did: a codename (jessie, stretch, buster, bullseye, bookworm, \
+     trixie, forky, duke, sid), a suite (oldoldstable, oldstable, stable, testing, unstable) or \
+     `debian-NN` (debian-8 to debian-15)"
+)]
+#[case::checksum_on_a_suite(
+    "bookworm:\n  sha256: 00\n",
+    "/t/config.yml:2:11 at `bookworm.sha256`: `sha256` goes with `tarball`, to check it"
 )]
 #[case::two_sources(
     "r:\n  image: x\n  mmdebstrap: {suite: bookworm}\n",
@@ -196,6 +172,11 @@ fn bad_checksums(#[case] text: String, #[case] expected: &str) {
 #[case::schedule_stage(
     "r:\n  image: x\n  m:\n    stages: [a.yml]\n    schedule_options: {stage: everything}\n",
     "/t/config.yml:5:31 at `r.m.schedule_options.stage`: unknown stage `everything`"
+)]
+#[case::no_source_for_a_cloud_image_name(
+    "\"debian-12-generic-amd64.raw\":\n  name: debian-12/iso\n",
+    "/t/config.yml:1:1 at `\"debian-12-generic-amd64.raw\"`: release `debian-12-generic-amd64.raw` has \
+     no source: give one of"
 )]
 #[case::size(
     "configuration:\n  conffs_size_limit: 50 Mo\nr:\n  image: x\n",

@@ -6,6 +6,7 @@ mod errors;
 mod parse;
 mod playbooks;
 mod schema;
+mod warnings;
 mod yaml;
 
 use std::error::Error as _;

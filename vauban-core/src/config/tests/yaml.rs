@@ -56,7 +56,8 @@ fn refuses_duplicates_bad_merges_and_alias_bombs() {
     let err = parse("a: 1\nb: 2\na: 3\n", Path::new("/t/c.yml")).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "/t/c.yml:3:1 at `a`: duplicate key `a` (first written at line 1, column 1)"
+        "/t/c.yml:3:1 at `a`: duplicate key `a`, first written at /t/c.yml:1:1 at `a` (the \
+         original silently kept the last)"
     );
     let err = parse("a:\n  <<: 3\n", Path::new("/t/c.yml")).unwrap_err();
     assert!(

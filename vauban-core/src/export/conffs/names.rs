@@ -17,6 +17,31 @@ pub(super) const LEFT_OUT: [&[u8]; 5] = [
     b"var/lib/apt/lists",
 ];
 
+/// Whether `name` is a directory the sandbox itself puts in every layer: a
+/// mount point of its own (`dev`, `proc`...) or a parent of one (`usr/sbin`
+/// of `policy-rc.d`, `usr/lib/lsb/init-functions.d` of the init-functions
+/// hook, `etc` of `resolv.conf`), which the overlay copies up when the mount
+/// point is made. Empty in a conffs it only repeats the master's directory
+/// (dracut `mkdir -p`s each directory and keeps no mode), so it is shipped
+/// only with something under it (see [`super::plan`]).
+pub(super) fn sandbox_dir(name: &[u8]) -> bool {
+    use crate::sandbox::rootfs::{PLACEHOLDER_DIRS, PLACEHOLDER_FILES, PLACEHOLDER_LINKS};
+    let mount_points = PLACEHOLDER_FILES
+        .iter()
+        .chain(PLACEHOLDER_LINKS.iter().map(|(l, _)| l))
+        .chain(PLACEHOLDER_DIRS.iter());
+    for point in mount_points {
+        let point = point.as_bytes();
+        if point == name && PLACEHOLDER_DIRS.iter().any(|d| d.as_bytes() == name) {
+            return true;
+        }
+        if ancestors(point).any(|a| a == name) {
+            return true;
+        }
+    }
+    false
+}
+
 /// What a layer entry's name says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Named {
@@ -143,6 +168,13 @@ mod tests {
             Some((&b"etc/hosts"[..], true))
         );
         assert_eq!(final_name(b"toslashes"), Some((&b"toslashes"[..], false)));
+        assert!(sandbox_dir(b"usr") && sandbox_dir(b"usr/sbin") && sandbox_dir(b"dev"));
+        assert!(sandbox_dir(b"usr/lib/lsb/init-functions.d") && sandbox_dir(b"etc"));
+        assert!(
+            !sandbox_dir(b"usr/sbin/policy-rc.d"),
+            "a file, not a directory"
+        );
+        assert!(!sandbox_dir(b"usr/share") && !sandbox_dir(b"etc/vauban"));
         assert!(left_out(b"var/log"));
         assert!(left_out(b"var/lib/apt/lists/lock"));
         assert!(!left_out(b"var/logs"));

@@ -12,7 +12,7 @@ use vauban_oci::store::Store;
 
 use super::error::ConffsError;
 use super::names::{
-    ancestors, classify, final_name, is_at_or_under, left_out, show, Named, TOSLASH,
+    ancestors, classify, final_name, is_at_or_under, left_out, sandbox_dir, show, Named, TOSLASH,
 };
 use super::source::{read_layer, Flow, LayerBlob};
 use super::stack::{Hidden, LayerChanges};
@@ -181,6 +181,16 @@ fn assemble(
         .map(|(n, _)| n.clone())
         .collect();
     by_name.retain(|name, _| !ancestors(name).any(|a| non_dirs.contains(a)));
+    // A directory only the sandbox put there, with nothing shipped under it.
+    let removable = |name: &[u8], i: usize| winners[i].dir && sandbox_dir(name);
+    let shipped_under: HashSet<Vec<u8>> = by_name
+        .iter()
+        .filter(|(name, (_, i))| !removable(name, *i))
+        .map(|(name, _)| name)
+        .chain(plan.generated.iter())
+        .flat_map(|name| ancestors(name).map(<[u8]>::to_vec))
+        .collect();
+    by_name.retain(|name, (_, i)| !removable(name, *i) || shipped_under.contains(name));
 
     let mut links: BTreeMap<Source, Vec<Vec<u8>>> = BTreeMap::new();
     for (name, (_, i)) in &by_name {

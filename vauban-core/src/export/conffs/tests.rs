@@ -411,6 +411,43 @@ fn the_archive_holds_the_newest_host_files_only_with_toslash_keys_and_hostname()
     );
 }
 
+/// The directories the sandbox's mount points leave in every layer (the
+/// parents of `policy-rc.d` and of the init-functions hook, copied up) are
+/// not shipped empty; with something of the host's under them, they are.
+#[test]
+fn the_sandboxs_directories_are_not_shipped_empty() {
+    let names = |layers: &[&[E<'_>]]| {
+        let s = scenario(layers);
+        let (report, dest) = s.export(DEFAULT_CONFFS_SIZE_LIMIT);
+        report.unwrap();
+        read_back(&dest).1
+    };
+    let sandbox_only: &[E<'_>] = &[
+        E::Dir("usr"),
+        E::Dir("usr/sbin"),
+        E::Dir("usr/lib"),
+        E::Dir("usr/lib/lsb"),
+        E::Dir("usr/lib/lsb/init-functions.d"),
+        E::Dir("dev"),
+        E::Dir("etc"),
+        E::Dir("etc/vauban"),
+        E::File("etc/vauban/host-value", b"v"),
+        E::Dir("srv/empty"),
+    ];
+    let got = names(&[sandbox_only]);
+    for gone in ["usr/", "usr/sbin/", "usr/lib/", "usr/lib/lsb/", "dev/"] {
+        assert!(!got.iter().any(|n| n == gone), "{gone} in {got:?}");
+    }
+    for kept in ["etc/", "etc/vauban/", "etc/vauban/host-value", "srv/empty/"] {
+        assert!(got.iter().any(|n| n == kept), "{kept} not in {got:?}");
+    }
+    let got = names(&[sandbox_only, &[E::File("usr/sbin/tool", b"#!/bin/sh\n")]]);
+    for kept in ["usr/", "usr/sbin/", "usr/sbin/tool"] {
+        assert!(got.iter().any(|n| n == kept), "{kept} not in {got:?}");
+    }
+    assert!(!got.iter().any(|n| n == "usr/lib/"), "{got:?}");
+}
+
 #[test]
 fn a_hostname_in_toslash_is_kept() {
     let s = scenario(&[

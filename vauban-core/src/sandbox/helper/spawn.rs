@@ -194,6 +194,7 @@ fn write_maps(mapping: &IdMapping, pid: i32) -> Result<()> {
 }
 
 fn run_tool(tool: &std::path::Path, args: &[String]) -> Result<()> {
+    tracing::debug!("running {} {}", tool.display(), args.join(" "));
     let out = Command::new(tool)
         .args(args)
         .output()

@@ -121,6 +121,8 @@ pub(super) fn git(repo: &str, args: &[OsString]) -> Result<String> {
             .collect::<Vec<_>>()
             .join(" ")
     };
+    let command_line = display();
+    tracing::debug!(repo, "running {command_line}");
     let out = git_command(args).output().map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => Error::ToolMissing {
             tool: "git".into(),

@@ -1,12 +1,15 @@
 //! The Ansible repository of a build: a local directory used as it is, or a git URL
-//! cloned once into a cache directory, fetched before every build, and checked out at
-//! `origin/<branch>` in a detached worktree private to the build (the original reset
-//! one clone to `origin/<branch>` before every stage). The commit is recorded.
+//! cloned once into a cache directory, fetched **once** per build, and each branch
+//! checked out **once** at the commit `origin/<branch>` had then, in a detached
+//! worktree private to the build (the original reset one clone to `origin/<branch>`
+//! before every stage, so a push during a build changed its later stages). Every
+//! stage of a branch runs from that one checkout, whose commit is recorded.
 
 mod git;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::{Error, IoContext, Result};
 
@@ -84,6 +87,9 @@ pub struct Checkout {
     pub commit: Option<String>,
     /// The branch, when known.
     pub branch: Option<String>,
+    /// The inventories Ansible reads in it (absolute; listed once per checkout:
+    /// see [`super::inventory::repo_inventories`]).
+    pub inventories: Vec<PathBuf>,
     worktree: Option<Worktree>,
 }
 
@@ -103,13 +109,20 @@ impl Drop for Worktree {
     }
 }
 
-/// The Ansible repository of a build.
+/// The Ansible repository of a build: synced once, each branch checked out
+/// once (the checkouts live as long as the repository).
 #[derive(Debug)]
 pub struct AnsibleRepo {
     source: AnsibleSource,
     root_subdir: PathBuf,
     cache_dir: PathBuf,
+    /// The inventories asked for (relative to the Ansible root; empty: found).
+    inventories: Vec<PathBuf>,
     synced: bool,
+    /// The remote's default branch, once asked.
+    default_branch: Option<String>,
+    /// The checkouts made, by branch (`None`: a directory's own state).
+    checkouts: Vec<(Option<String>, Arc<Checkout>)>,
 }
 
 impl AnsibleRepo {
@@ -124,8 +137,23 @@ impl AnsibleRepo {
             source,
             root_subdir: root_subdir.into(),
             cache_dir: cache_dir.into(),
+            inventories: Vec::new(),
             synced: false,
+            default_branch: None,
+            checkouts: Vec::new(),
         }
+    }
+
+    /// The inventories Ansible is given, relative to the Ansible root (by
+    /// default: from `ansible.cfg`, else the usual names).
+    pub fn with_inventories(mut self, inventories: Vec<PathBuf>) -> Self {
+        self.inventories = inventories;
+        self
+    }
+
+    /// The checkouts made so far, in the order they were made.
+    pub fn checkouts(&self) -> impl Iterator<Item = &Arc<Checkout>> {
+        self.checkouts.iter().map(|(_, c)| c)
     }
 
     /// Where this repository's source is.
@@ -138,8 +166,12 @@ impl AnsibleRepo {
     }
 
     /// Clones the repository when it is not in the cache yet, then fetches it.
-    /// Does nothing for a directory. Called once per build by [`AnsibleRepo::checkout`].
+    /// Does nothing for a directory, or when done already: called once per
+    /// build by [`AnsibleRepo::checkout`].
     pub fn sync(&mut self) -> Result<()> {
+        if self.synced {
+            return Ok(());
+        }
         let AnsibleSource::Git(url) = &self.source else {
             self.synced = true;
             return Ok(());
@@ -164,15 +196,60 @@ impl AnsibleRepo {
         Ok(())
     }
 
-    /// Checks out `branch` (or the build's default: the remote's default branch for a
-    /// git source, what is there for a directory). `stage` names the stage in errors.
-    pub fn checkout(&mut self, branch: Option<&str>, stage: &str) -> Result<Checkout> {
-        if !self.synced {
-            self.sync()?;
+    /// The checkout of `branch` (or the build's default: the remote's default
+    /// branch for a git source, what is there for a directory), made on the
+    /// first call and the same one after: a branch's commit is the one it had
+    /// when this build first asked for it, whatever is pushed meanwhile.
+    /// `stage` names the stage in errors.
+    pub fn checkout(&mut self, branch: Option<&str>, stage: &str) -> Result<Arc<Checkout>> {
+        self.sync()?;
+        let key = match &self.source {
+            AnsibleSource::Dir(_) => None,
+            AnsibleSource::Git(url) => Some(match branch {
+                Some(b) => b.to_owned(),
+                None => self.default_branch(&url.clone())?,
+            }),
+        };
+        if let Some((_, done)) = self.checkouts.iter().find(|(k, _)| *k == key) {
+            if let (None, Some(wanted)) = (&key, branch) {
+                // A directory has one branch: the one it is on.
+                if done.branch.as_deref() != Some(wanted) {
+                    return Err(self.not_that_branch(stage, wanted));
+                }
+            }
+            return Ok(done.clone());
         }
-        match self.source.clone() {
-            AnsibleSource::Dir(dir) => self.checkout_dir(&dir, branch, stage),
-            AnsibleSource::Git(url) => self.checkout_git(&url, branch, stage),
+        let mut checkout = match self.source.clone() {
+            AnsibleSource::Dir(dir) => self.checkout_dir(&dir, branch, stage)?,
+            AnsibleSource::Git(url) => self.checkout_git(&url, key.as_deref(), stage)?,
+        };
+        checkout.inventories =
+            super::inventory::repo_inventories(&checkout.root, &self.inventories)?;
+        let checkout = Arc::new(checkout);
+        self.checkouts.push((key, checkout.clone()));
+        Ok(checkout)
+    }
+
+    /// The remote's default branch (asked once).
+    fn default_branch(&mut self, url: &str) -> Result<String> {
+        if let Some(b) = &self.default_branch {
+            return Ok(b.clone());
+        }
+        let full = git(url, &git_args::default_branch(&self.clone_dir(url)))?;
+        let b = full.strip_prefix("origin/").unwrap_or(&full).to_owned();
+        self.default_branch = Some(b.clone());
+        Ok(b)
+    }
+
+    fn not_that_branch(&self, stage: &str, wanted: &str) -> Error {
+        let dir = match &self.source {
+            AnsibleSource::Dir(d) => d.clone(),
+            AnsibleSource::Git(u) => PathBuf::from(u),
+        };
+        Error::BranchOfDirectory {
+            stage: stage.to_owned(),
+            branch: wanted.to_owned(),
+            dir,
         }
     }
 
@@ -189,30 +266,21 @@ impl AnsibleRepo {
         let current = git_quiet(&git_args::head(dir, true)).ok();
         if let Some(wanted) = branch {
             if current.as_deref() != Some(wanted) {
-                return Err(Error::BranchOfDirectory {
-                    stage: stage.to_owned(),
-                    branch: wanted.to_owned(),
-                    dir: dir.to_owned(),
-                });
+                return Err(self.not_that_branch(stage, wanted));
             }
         }
         Ok(Checkout {
             root: dir.join(&self.root_subdir),
             commit,
             branch: current,
+            inventories: Vec::new(),
             worktree: None,
         })
     }
 
     fn checkout_git(&self, url: &str, branch: Option<&str>, stage: &str) -> Result<Checkout> {
         let clone = self.clone_dir(url);
-        let branch = match branch {
-            Some(b) => b.to_owned(),
-            None => {
-                let full = git(url, &git_args::default_branch(&clone))?;
-                full.strip_prefix("origin/").unwrap_or(&full).to_owned()
-            }
-        };
+        let branch = branch.unwrap_or_default().to_owned();
         check_branch_name(&branch).map_err(|reason| Error::BadStage {
             spec: stage.to_owned(),
             reason,
@@ -238,6 +306,7 @@ impl AnsibleRepo {
             root: path.join(&self.root_subdir),
             commit: Some(commit),
             branch: Some(branch),
+            inventories: Vec::new(),
             worktree: Some(Worktree {
                 clone,
                 path,
@@ -331,22 +400,36 @@ mod tests {
         );
         assert_ne!(main.commit, dev.commit);
         assert_eq!(main.commit.as_ref().unwrap().len(), 40);
-        let wt = dev.root.clone();
-        drop(dev);
-        assert!(!wt.exists(), "worktree removed on drop");
+        // The default branch named or not: one checkout.
+        let main_by_name = repo.checkout(Some("main"), "main@site.yml").unwrap();
+        assert!(Arc::ptr_eq(&main, &main_by_name));
+        assert_eq!(repo.checkouts().count(), 2);
 
         let err = repo.checkout(Some("nope"), "nope@site.yml").unwrap_err();
         assert!(matches!(err, Error::NoSuchBranch { .. }), "{err}");
 
-        // A new build fetches: a new commit on main is seen.
+        // A push during the build changes nothing: the branch's checkout is
+        // the one made first, at the commit it had then.
         sh(&origin, "echo two > ans/site.yml && git commit -qam two");
-        let mut again = AnsibleRepo::new(AnsibleSource::Git(url), "ans", &cache);
-        let main2 = again.checkout(None, "site.yml").unwrap();
+        let again = repo.checkout(None, "site.yml").unwrap();
+        assert!(Arc::ptr_eq(&main, &again));
+        assert_eq!(
+            std::fs::read_to_string(again.root.join("site.yml")).unwrap(),
+            "one\n"
+        );
+        let wt = dev.root.clone();
+        drop((dev, main, main_by_name, again));
+        assert!(wt.exists(), "a worktree lives as long as its repository");
+        drop(repo);
+        assert!(!wt.exists(), "worktree removed with its repository");
+
+        // The next build fetches: the new commit on main is seen.
+        let mut next = AnsibleRepo::new(AnsibleSource::Git(url), "ans", &cache);
+        let main2 = next.checkout(None, "site.yml").unwrap();
         assert_eq!(
             std::fs::read_to_string(main2.root.join("site.yml")).unwrap(),
             "two\n"
         );
-        assert_ne!(main2.commit, main.commit);
     }
 
     #[test]
@@ -372,8 +455,16 @@ mod tests {
             &dir,
             "git init -q -b main . && touch f && git add f && git commit -qm x",
         );
+        // A new build sees the directory's new state.
+        let mut repo = AnsibleRepo::new(
+            AnsibleSource::Dir(dir.clone()),
+            "",
+            tmp.path().join("cache"),
+        );
         let c = repo.checkout(Some("main"), "main@x.yml").unwrap();
         assert_eq!(c.branch.as_deref(), Some("main"));
-        assert_eq!(c.commit.unwrap().len(), 40);
+        assert_eq!(c.commit.as_ref().unwrap().len(), 40);
+        let err = repo.checkout(Some("dev"), "dev@x.yml").unwrap_err();
+        assert!(matches!(err, Error::BranchOfDirectory { .. }), "{err}");
     }
 }
