@@ -71,14 +71,7 @@ pub fn message(err: &anyhow::Error) -> String {
 pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
     use vauban_oci::Unreachable;
     for cause in err.chain() {
-        let oci =
-            cause
-                .downcast_ref::<OciError>()
-                .or_else(|| match cause.downcast_ref::<CoreError>() {
-                    Some(CoreError::Oci(e)) => Some(e),
-                    _ => None,
-                });
-        match oci {
+        match registry_error(cause) {
             Some(OciError::Unreachable {
                 reason: Unreachable::PlainHttp,
                 ..
@@ -105,6 +98,25 @@ pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
         }
     }
     None
+}
+
+/// The registry error `cause` is or wraps. A `#[error(transparent)]`
+/// wrapper (`BuildError::Core`, `CoreError::Oci`) hands its inner error's
+/// *source* to the chain, never the inner error itself, so the chain alone
+/// would not show it (`vauban build --registry` and `vauban deploy` lost their
+/// hints that way).
+fn registry_error<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a OciError> {
+    if let Some(e) = cause.downcast_ref::<OciError>() {
+        return Some(e);
+    }
+    let core = match cause.downcast_ref::<BuildError>() {
+        Some(BuildError::Core(e)) => Some(e),
+        _ => cause.downcast_ref::<CoreError>(),
+    };
+    match core {
+        Some(CoreError::Oci(e)) => Some(e),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -573,5 +585,26 @@ mod tests {
             message(&e),
             "registry r:5000 refused the credentials of me: 401"
         );
+    }
+
+    #[test]
+    fn the_plain_http_hint_fires_through_a_build_and_a_deploy() {
+        let plain = || OciError::Unreachable {
+            registry: s("127.0.0.1:5001"),
+            url: s("https://127.0.0.1:5001/v2/"),
+            reason: vauban_oci::Unreachable::PlainHttp,
+            source: Box::new(io(ErrorKind::InvalidData)),
+        };
+        let wanted = Some("a plain-HTTP registry needs --tls-verify=false");
+        // `vauban push`: the registry's error itself.
+        assert_eq!(hint(&anyhow::Error::new(plain())), wanted);
+        // `vauban deploy`: through the core's error, with the command's context.
+        let deploy = anyhow::Error::new(CoreError::Oci(plain())).context("deploy master-web");
+        assert_eq!(hint(&deploy), wanted);
+        // `vauban build --registry`: through the build's, transparently twice.
+        let build = anyhow::Error::new(BuildError::Core(CoreError::Oci(plain())))
+            .context("build of master-web");
+        assert_eq!(hint(&build), wanted);
+        assert_eq!(code_for(&build), USER_ERROR);
     }
 }

@@ -53,7 +53,7 @@ impl World {
 
     fn keys_ok(&self, args: &[&str]) -> String {
         let out = self.keys(args);
-        cli_support::stdout_if_ok(args, out)
+        cli_support::stdout_if_ok(args, &out)
     }
 
     fn original(&self, host: &str, file: &str) -> Vec<u8> {
@@ -79,7 +79,7 @@ fn import_show_and_remove_through_the_default_store() {
 
     let out = w.keys(&["import", "--from-dir", "keys"]);
     assert_eq!(
-        cli_support::stdout_if_ok(&["import"], out.clone()),
+        cli_support::stdout_if_ok(&["import"], &out),
         "web01: added\nweb02: added\n"
     );
     let said = String::from_utf8_lossy(&out.stderr);

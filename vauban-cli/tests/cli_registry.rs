@@ -271,3 +271,24 @@ fn unknown_transport_and_missing_images_are_one_clear_line() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("transport"), "{stderr}");
 }
+
+#[test]
+fn a_plain_http_registry_gets_the_tls_hint_from_push_and_deploy() {
+    let reg = Registry::open();
+    let host = reg.host();
+    let work = Work::new();
+    work.import_busybox("bb:1");
+    let namespace = format!("{host}/vauban");
+    for args in [
+        vec!["push", "bb:1", &format!("{namespace}/bb:1")],
+        vec!["deploy", "bb", "--registry", &namespace],
+    ] {
+        let out = work.run(&mut work.cmd(&args));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("--tls-verify=false"),
+            "{args:?}: no hint in {stderr}"
+        );
+    }
+}

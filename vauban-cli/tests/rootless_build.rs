@@ -27,9 +27,9 @@ mod registry_server;
 use std::io::BufRead;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 
-use build_support::{pairs, ran, World};
+use build_support::{git, pairs, ran, World};
 use cli_support::{sandbox_leftovers, unprivileged, vauban_bin};
 
 fn skopeo_tags(image: &str) -> Vec<String> {

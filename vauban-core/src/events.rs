@@ -144,6 +144,21 @@ pub enum Event {
         /// Wall time in seconds.
         seconds: f64,
     },
+    /// One row of a build step's result (a stage of a rootfs, a stage of a
+    /// host's conffs, a release base, a boot file, a push): what the recap
+    /// lists, told as it happens.
+    StepResult {
+        /// The row (`rootfs master-web: web.yml`, `conffs master-web/web01: web.yml`).
+        step: String,
+        /// `built`, `cached` or `failed`.
+        outcome: String,
+        /// The image it gave, if any.
+        image: Option<Digest>,
+        /// The size of its new layer or file, in bytes.
+        size: u64,
+        /// Wall time in seconds.
+        seconds: f64,
+    },
     /// A file was written to the output tree.
     Exported {
         /// The file.

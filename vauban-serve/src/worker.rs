@@ -169,6 +169,8 @@ pub struct Steps {
     pub list: Vec<Step>,
     /// The phase running, if any (its index in `list`).
     running: Option<usize>,
+    /// Whether every result of the running phase so far came from the cache.
+    all_cached: bool,
     /// The first step that failed.
     pub failed_step: Option<String>,
     /// Its host.
@@ -193,9 +195,11 @@ impl Steps {
                     seconds: None,
                 });
                 self.running = Some(self.list.len() - 1);
+                self.all_cached = true;
             }
             "step_result" => {
                 let state = s("outcome").unwrap_or("built").to_string();
+                self.all_cached &= state == "cached";
                 if state == "failed" && self.failed_step.is_none() {
                     self.failed_step = Some(step.to_string());
                     self.failed_host = host_of(step);
@@ -224,7 +228,13 @@ impl Steps {
                     self.failed_step = Some(step.to_string());
                 }
                 let phase = &mut self.list[i];
-                phase.state = if failed { "failed" } else { "done" }.into();
+                // A phase is cached when each of its rows was.
+                phase.state = match (failed, self.all_cached) {
+                    (true, _) => "failed",
+                    (false, true) => "cached",
+                    (false, false) => "built",
+                }
+                .into();
                 phase.image = image;
                 phase.seconds = seconds;
             }
@@ -295,7 +305,7 @@ mod tests {
             states,
             [
                 ("rootfs m: a.yml", "cached"),
-                ("rootfs m", "done"),
+                ("rootfs m", "cached"),
                 ("conffs m/web01: a.yml", "failed"),
                 ("conffs m", "running")
             ]

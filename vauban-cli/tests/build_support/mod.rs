@@ -224,4 +224,5 @@ pub fn warnings(out: &Output) -> Vec<String> {
         .collect()
 }
 
+#[allow(unused_imports)]
 pub use crate::cli_support::git;

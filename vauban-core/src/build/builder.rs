@@ -484,13 +484,21 @@ impl<'a> Builder<'a> {
         size: u64,
         started: std::time::Instant,
     ) {
-        self.report.steps.push(StepReport {
+        let report = StepReport {
             step,
             outcome,
             image: image.map(|i| i.manifest_digest.clone()),
             size,
             seconds: started.elapsed().as_secs_f64(),
+        };
+        self.env.events.emit(Event::StepResult {
+            step: report.step.clone(),
+            outcome: report.outcome.to_string(),
+            image: report.image.clone(),
+            size: report.size,
+            seconds: report.seconds,
         });
+        self.report.steps.push(report);
     }
 
     /// A warning: in the report and the event stream.

@@ -15,14 +15,10 @@ use vauban_oci::registry::{RegistryOptions, RemoteReference};
 use vauban_oci::store::Store;
 use vauban_oci::Image;
 
-use super::builder::Builder;
 use super::cache::StepKey;
-use super::check::{CheckedStep, StepStatus};
 use super::error::BuildError;
 use super::inputs::hex;
-use crate::config::{
-    Checksum, Master, Mmdebstrap, Release, ReleaseSource, Sha512Sums, TarballLocation,
-};
+use crate::config::{Checksum, Mmdebstrap, Release, ReleaseSource, Sha512Sums, TarballLocation};
 use crate::error::Blame;
 
 /// What makes a release's base, as text: the same recipe gives the same base.

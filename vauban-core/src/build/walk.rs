@@ -7,11 +7,9 @@
 use vauban_oci::{Image, Reference};
 
 use super::builder::Builder;
-use super::cache::{StepInputs, StepKey};
+use super::cache::StepInputs;
 use super::check::StepStatus;
 use super::error::BuildError;
-use super::inputs::hex;
-use super::release;
 use crate::config::Master;
 use crate::stage::{Stage, StageSpec};
 
