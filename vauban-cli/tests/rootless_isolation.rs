@@ -142,9 +142,11 @@ impl World {
 
     /// `vauban build` of master-iso (`stage`), the victim's paths given to
     /// the playbook.
+    /// With `-v`: Ansible's own lines (the tests read what tasks printed).
     fn build(&self, stage: &str, extra: &[&str]) -> Output {
         let mut cmd = self.cmd();
         cmd.args([
+            "-v",
             "build",
             "--config",
             "config.yml",

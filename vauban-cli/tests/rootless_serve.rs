@@ -7,6 +7,8 @@
 //! no process and nothing in the store's temp space. A failing host reaches a
 //! webhook and a Sentry receiver on loopback, and `vauban remote build
 //! --follow` exits non-zero. A schedule runs its master once in its minute.
+//! The page, in headless Chromium driven through chromedriver: sign in with
+//! a token, watch a build's log arrive while it runs, its end, a screenshot.
 
 #![cfg(feature = "rootless-tests")]
 
@@ -633,4 +635,170 @@ fn a_schedule_builds_its_master_once_in_its_minute() {
     let mut unique = minutes.clone();
     unique.dedup();
     assert_eq!(minutes, unique, "two builds in one slot: {list:#}");
+}
+
+/// A chromedriver on a free loopback port, ended when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+    session: String,
+    http: reqwest::blocking::Client,
+}
+
+impl Driver {
+    /// Starts chromedriver and a headless Chromium session with a profile in `dir`.
+    fn start(dir: &std::path::Path) -> Driver {
+        let port = {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (Debian chromium-driver) is installed by cargo xtask deps");
+        let url = format!("http://127.0.0.1:{port}");
+        let http = reqwest::blocking::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http.get(format!("{url}/status")).send().is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let mut driver = Driver {
+            child,
+            url,
+            session: String::new(),
+            http,
+        };
+        let profile = dir.join("chromium-profile");
+        let created = driver.call(
+            "POST",
+            "/session",
+            json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                         "--window-size=1280,900",
+                         format!("--user-data-dir={}", profile.display())],
+            }}}}),
+        );
+        driver.session = created["sessionId"].as_str().unwrap().to_string();
+        driver
+    }
+
+    /// A WebDriver call; its `value`.
+    fn call(&self, method: &str, path: &str, body: Value) -> Value {
+        let url = format!("{}{path}", self.url);
+        let req = match method {
+            "POST" => self.http.post(url).json(&body),
+            "DELETE" => self.http.delete(url),
+            _ => self.http.get(url),
+        };
+        let v: Value = req.send().unwrap().json().unwrap();
+        assert!(
+            v["value"].get("error").is_none(),
+            "WebDriver {method} {path}: {v}"
+        );
+        v["value"].clone()
+    }
+
+    fn session(&self, method: &str, path: &str, body: Value) -> Value {
+        self.call(method, &format!("/session/{}{path}", self.session), body)
+    }
+
+    fn go(&self, url: &str) {
+        self.session("POST", "/url", json!({ "url": url }));
+    }
+
+    /// The element `css` selects.
+    fn find(&self, css: &str) -> String {
+        let v = self.session(
+            "POST",
+            "/element",
+            json!({"using": "css selector", "value": css}),
+        );
+        v.as_object()
+            .unwrap()
+            .values()
+            .next()
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// What `script` returns in the page.
+    fn eval(&self, script: &str) -> Value {
+        self.session(
+            "POST",
+            "/execute/sync",
+            json!({"script": script, "args": []}),
+        )
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if !self.session.is_empty() {
+            let _ = self
+                .http
+                .delete(format!("{}/session/{}", self.url, self.session))
+                .send();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_page_logs_in_and_shows_a_build_live_in_chromium() {
+    let w = World::new("");
+    let s = w.serve(&[]);
+    let id = s.submit(json!({"name": "master-web", "stage": "conffs", "build_parents": -1}));
+    let browser = Driver::start(w.dir.path());
+
+    // Not signed in: the build's page asks for the token.
+    browser.go(&format!("{}/ui/builds/{id}", s.url));
+    let token = browser.find("input[name=token]");
+    browser.session(
+        "POST",
+        &format!("/element/{token}/value"),
+        json!({ "text": TOKEN }),
+    );
+    let submit = browser.find("form[action='/login'] button[type=submit]");
+    browser.session("POST", &format!("/element/{submit}/click"), json!({}));
+
+    // Signed in, back on the build's page: its log arrives while it runs.
+    let log = "var l = document.getElementById('log'); return l ? l.textContent : '';";
+    let state = "var b = document.getElementById('state'); return b ? b.textContent : '';";
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut seen_live = false;
+    loop {
+        let text = browser.eval(log).as_str().unwrap_or_default().to_string();
+        let running = s.json(&format!("/builds/{id}"))["status"] == "running";
+        if running && text.contains("==> rootfs") {
+            seen_live = true;
+        }
+        if browser.eval(state) == "succeeded" && text.contains("conffs master-web") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the page never showed the build's end:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(seen_live, "the log never showed up while the build ran");
+
+    // A picture of it, for people reading the CI's artifacts.
+    let png = browser.session("GET", "/screenshot", json!({}));
+    let png = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        png.as_str().unwrap(),
+    )
+    .unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+    let shot = std::env::temp_dir().join("vauban-serve-build-page.png");
+    std::fs::write(&shot, &png).unwrap();
+    println!("screenshot of the build page: {}", shot.display());
 }

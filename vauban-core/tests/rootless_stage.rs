@@ -463,7 +463,7 @@ fn branch_at_playbook_takes_that_branch_and_unknown_hosts_are_added() {
     assert!(l1["etc/vauban-second"].text().contains("branch=main\n"));
     assert!(l1["etc/vauban-second"].text().contains("greeting=none\n"));
     assert!(l1["imginfo"].text().contains(&format!(
-        "git-sha1: \"{main_commit}\"\n  git-branch: \"main\""
+        "      ansible-sha1: {main_commit}\n      ansible-branch: main\n"
     )));
     assert_eq!(l1["etc/hostname"].text(), "newhost\n");
     let l2 = layer_entries(&store, &built, -1);
@@ -473,7 +473,7 @@ fn branch_at_playbook_takes_that_branch_and_unknown_hosts_are_added() {
         l2["etc/vauban-second"].text()
     );
     assert!(l2["imginfo"].text().contains(&format!(
-        "git-sha1: \"{feature_commit}\"\n  git-branch: \"feature\""
+        "      ansible-sha1: {feature_commit}\n      ansible-branch: feature\n"
     )));
     assert!(
         !l2.contains_key("etc/hostname"),

@@ -47,6 +47,14 @@ pub const PACKAGES: &[(&str, &str)] = &[
         "qemu-system-x86",
         "qemu-system-x86_64 boots the boot tree (cargo xtask boot-test)",
     ),
+    (
+        "chromium",
+        "the page of vauban serve, tested in a real browser",
+    ),
+    (
+        "chromium-driver",
+        "chromedriver drives Chromium in the page's test",
+    ),
 ];
 
 /// Runs the task: installs what is missing (root) or says how (not root).
@@ -183,6 +191,8 @@ mod tests {
             "qemu-system-x86",
             "gnupg",
             "openssh-client",
+            "chromium",
+            "chromium-driver",
         ] {
             assert!(PACKAGES.iter().any(|(name, _)| *name == p), "{p} missing");
         }
