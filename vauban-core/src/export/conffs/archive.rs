@@ -383,4 +383,58 @@ mod tests {
         assert!(w.size > 10);
         assert!((w.out.len() as u64) < w.size);
     }
+
+    #[test]
+    fn archive_bytes_never_change() {
+        // A rebuild that changes nothing must give the same conffs: these
+        // bytes are what vauban has always written.
+        let noise: Vec<u8> = (0u32..600_000)
+            .map(|i| {
+                (i.wrapping_mul(2_654_435_761) >> 13) as u8 & if i % 3 == 0 { 0xff } else { 0x0f }
+            })
+            .collect();
+        let deep = format!("{}/{}", "d".repeat(120), "f".repeat(90)).into_bytes();
+        let mut big_ids = meta(b"etc/ids", Kind::File(3));
+        big_ids.uid = 5_000_000;
+        big_ids.gid = 3_000_000;
+        big_ids.mtime = 1 << 34;
+        let mut with_xattrs = meta(b"usr/bin/ping", Kind::File(4));
+        with_xattrs.mode = 0o4755;
+        with_xattrs.xattrs = vec![
+            (b"security.capability".to_vec(), b"\x01\0\0\x02".to_vec()),
+            (b"user.k".to_vec(), b"v".to_vec()),
+        ];
+        let entries: Vec<(Meta, Option<Vec<u8>>)> = vec![
+            (meta(b"etc", Kind::Dir), None),
+            (meta(b"etc/file", Kind::File(3)), Some(b"abc".to_vec())),
+            (meta(&deep, Kind::File(0)), Some(Vec::new())),
+            (meta(&[b'x'; 300], Kind::Symlink(vec![b't'; 150])), None),
+            (meta(&[b'y'; 300], Kind::Dir), None),
+            (
+                meta(b"etc/link", Kind::HardLink(b"etc/file".to_vec())),
+                None,
+            ),
+            (meta(b"etc/longlink", Kind::HardLink(deep.clone())), None),
+            (meta(b"dev/null", Kind::Char(1, 3)), None),
+            (meta(b"dev/sda", Kind::Block(8, 0)), None),
+            (meta(b"run/fifo", Kind::Fifo), None),
+            (big_ids, Some(b"ids".to_vec())),
+            (with_xattrs, Some(b"ping".to_vec())),
+            (
+                meta(b"var/noise", Kind::File(noise.len() as u64)),
+                Some(noise),
+            ),
+        ];
+        let mut a = Archive::new(Vec::new(), u64::MAX);
+        for (m, data) in entries {
+            let mut data = data.as_deref();
+            a.append(&m, data.as_mut().map(|d| d as &mut dyn Read))
+                .unwrap();
+        }
+        let w = a.finish().unwrap();
+        assert_eq!(
+            vauban_oci::Digest::of_bytes(&w.out).hex(),
+            "344f357e390d29b0fb7064e29b690cdddcfc00bbaf336567d6a3bb5eae2245c7"
+        );
+    }
 }
