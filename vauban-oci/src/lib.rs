@@ -8,13 +8,13 @@
 // Items are public only where an embedder can reach them.
 #![warn(unreachable_pub)]
 
+pub mod beneath;
 pub mod digest;
 pub mod dirs;
 pub mod error;
-pub mod fs;
 pub mod image;
 pub mod layer;
-pub mod programs;
+pub mod program_path;
 pub mod reference;
 pub mod registry;
 pub mod store;
@@ -25,3 +25,15 @@ pub use image::{ChainId, Image};
 /// The OCI types this crate speaks in (`Descriptor`, `ImageManifest`, ...).
 pub use oci_spec;
 pub use reference::Reference;
+
+/// The former paths of [`beneath::read_regular_at`] and [`program_path::which`],
+/// for `vauban-core`'s `stage::hosts` and `build::release` (rewritten alongside
+/// this change) until they take the new ones; then these go.
+#[doc(hidden)]
+pub mod fs {
+    pub use crate::beneath::read_regular_at;
+}
+#[doc(hidden)]
+pub mod programs {
+    pub use crate::program_path::which;
+}

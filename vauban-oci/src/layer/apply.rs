@@ -21,10 +21,11 @@ use super::dirfix::{Comps, DirFix};
 use super::entry::{Attrs, EntryParser, Parsed};
 use super::lower::is_whiteout;
 use super::path::{unsafe_entry, EntryPath};
-use super::resolve::{open_dir_at, remove_all_at, type_at, unlock_dir, Root};
+use super::resolve::Root;
 use super::writer::Kind;
 use super::xattr;
 use super::{ApplyOptions, ApplyReport, Owners, WhiteoutMode, WHITEOUT_PREFIX};
+use crate::beneath::{open_dir_at, remove_all_at, type_at, unlock_dir};
 use crate::error::{Error, Result};
 
 /// Applies the uncompressed layer `tar` onto `target`, reading the stream to

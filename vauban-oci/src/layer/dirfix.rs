@@ -17,7 +17,7 @@ use rustix::io::Errno;
 
 use super::apply::{times, Applier};
 use super::entry::Attrs;
-use super::resolve::DirId;
+use crate::beneath::DirId;
 use crate::error::Result;
 
 /// A path inside the root, by components.

@@ -17,7 +17,7 @@ mod pack;
 mod path;
 mod pipe;
 mod repack;
-pub(crate) mod resolve;
+mod resolve;
 pub mod tree;
 mod verify;
 mod whiteout;
