@@ -15,8 +15,9 @@ use std::path::PathBuf;
 use rustix::fs::{AtFlags, Mode};
 use rustix::io::Errno;
 
-use super::apply::{times, Applier};
+use super::apply::Applier;
 use super::entry::Attrs;
+use super::set_attrs::times;
 use crate::beneath::DirId;
 use crate::error::Result;
 

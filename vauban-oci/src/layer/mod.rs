@@ -8,6 +8,7 @@
 
 mod apply;
 mod compression;
+mod create;
 mod dirfix;
 mod encoder;
 mod entry;
@@ -18,6 +19,7 @@ mod path;
 mod pipe;
 mod repack;
 mod resolve;
+mod set_attrs;
 pub mod tree;
 mod verify;
 mod whiteout;
