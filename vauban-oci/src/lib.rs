@@ -18,6 +18,7 @@ pub mod program_path;
 pub mod reference;
 pub mod registry;
 pub mod store;
+pub mod tar_writer;
 
 pub use digest::Digest;
 pub use error::{Blame, Error, Result, Unreachable};

@@ -20,10 +20,10 @@ use super::dirfix::{Comps, DirFix};
 use super::entry::{EntryParser, Parsed};
 use super::path::{unsafe_entry, EntryPath};
 use super::resolve::Root;
-use super::writer::Kind;
 use super::{ApplyOptions, ApplyReport, WHITEOUT_PREFIX};
 use crate::beneath::{remove_all_at, type_at};
 use crate::error::{Error, Result};
+use crate::tar_writer::Kind;
 
 /// Applies the uncompressed layer `tar` onto `target`, reading the stream to
 /// its very end. Entries that cannot be applied safely are refused with
