@@ -493,17 +493,8 @@ impl Error {
     }
 }
 
-/// Extension to attach a path to an `io::Result`.
-pub trait IoContext<T> {
-    /// Maps an `io::Error` into [`Error::Io`] naming `op` and `path`.
-    fn at(self, op: &'static str, path: impl Into<PathBuf>) -> Result<T>;
-}
-
-impl<T> IoContext<T> for std::io::Result<T> {
-    fn at(self, op: &'static str, path: impl Into<PathBuf>) -> Result<T> {
-        self.map_err(|e| Error::io(op, path, e))
-    }
-}
+// `IoContext`: `.at(op, path)` makes an [`Error::Io`]; written once in vauban-oci.
+vauban_oci::io_context!(Error);
 
 /// An error of a helper process, as data: who is to blame, its message and its
 /// source's, so the chain prints as it would have in the helper.

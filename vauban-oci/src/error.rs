@@ -363,14 +363,35 @@ impl Error {
     }
 }
 
-/// Extension to attach a path to an `io::Result`.
-pub trait IoContext<T> {
-    /// Maps an `io::Error` into [`Error::Io`] naming `op` and `path`.
-    fn at(self, op: &'static str, path: impl Into<PathBuf>) -> Result<T>;
+/// Defines `IoContext`, the extension that attaches what was being done and
+/// the path to an `io::Result` (`.at("open", path)?`), for an error type with
+/// an `io(op, path, source)` constructor. The trait is written once, here;
+/// vauban-oci and vauban-core each define it for their own error (a generic
+/// trait could not tell which error a `?` wants).
+#[macro_export]
+macro_rules! io_context {
+    ($error:ident) => {
+        /// Extension to attach a path to an `io::Result`.
+        pub trait IoContext<T> {
+            /// Maps an `io::Error` into the error's `Io` variant naming `op`
+            /// and `path`.
+            fn at(
+                self,
+                op: &'static str,
+                path: impl Into<::std::path::PathBuf>,
+            ) -> ::std::result::Result<T, $error>;
+        }
+
+        impl<T> IoContext<T> for ::std::io::Result<T> {
+            fn at(
+                self,
+                op: &'static str,
+                path: impl Into<::std::path::PathBuf>,
+            ) -> ::std::result::Result<T, $error> {
+                self.map_err(|e| $error::io(op, path, e))
+            }
+        }
+    };
 }
 
-impl<T> IoContext<T> for std::io::Result<T> {
-    fn at(self, op: &'static str, path: impl Into<PathBuf>) -> Result<T> {
-        self.map_err(|e| Error::io(op, path, e))
-    }
-}
+io_context!(Error);

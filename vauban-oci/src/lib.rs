@@ -8,16 +8,17 @@
 // Items are public only where an embedder can reach them.
 #![warn(unreachable_pub)]
 
+pub mod beneath;
 pub mod digest;
 pub mod dirs;
 pub mod error;
-pub mod fs;
 pub mod image;
 pub mod layer;
-pub mod programs;
+pub mod program_path;
 pub mod reference;
 pub mod registry;
 pub mod store;
+pub mod tar_writer;
 
 pub use digest::Digest;
 pub use error::{Blame, Error, Result, Unreachable};

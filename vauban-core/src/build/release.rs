@@ -284,7 +284,7 @@ fn unshare_tmpdir(
 /// install when the program is missing, else the log's last lines.
 fn run(argv: &[String], env: &[(&str, PathBuf)], log: &Path) -> Result<(), String> {
     let program = &argv[0];
-    let Some(path) = vauban_oci::programs::which(program, std::env::var_os("PATH").as_deref())
+    let Some(path) = vauban_oci::program_path::which(program, std::env::var_os("PATH").as_deref())
     else {
         let package = match program.as_str() {
             "virt-tar-out" => "guestfs-tools",

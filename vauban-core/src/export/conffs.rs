@@ -43,7 +43,7 @@ use std::path::{Path, PathBuf};
 use vauban_oci::store::Store;
 use vauban_oci::Image;
 
-use self::archive::{Archive, Kind, Meta};
+use self::archive::{Archive, Entry, Kind};
 pub use self::error::ConffsError;
 use self::names::show;
 use crate::config::configuration::DEFAULT_CONFFS_SIZE_LIMIT;
@@ -207,9 +207,9 @@ fn created_of(image: &Image) -> u64 {
 
 /// `etc/hostname` and the sshd keys, root-owned, with their contents, dated
 /// `mtime`.
-fn generated_files(host: &str, keys: &HostKeys, mtime: u64) -> Vec<(Meta, Vec<u8>)> {
+fn generated_files(host: &str, keys: &HostKeys, mtime: u64) -> Vec<(Entry, Vec<u8>)> {
     let file = |name: Vec<u8>, mode: u32, contents: Vec<u8>| {
-        let meta = Meta {
+        let meta = Entry {
             name,
             kind: Kind::File(contents.len() as u64),
             mode,

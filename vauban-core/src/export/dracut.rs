@@ -221,7 +221,7 @@ fn copy_from_upper(upper: &Path, rel: &str, dest: &Path) -> Result<()> {
         path: upper.join(rel),
     };
     let root = File::open(upper).map_err(ExportError::io("open", upper))?;
-    let dir_fd = vauban_oci::fs::open_beneath(&root, dir.as_bytes()).map_err(missing)?;
+    let dir_fd = vauban_oci::beneath::open_beneath(&root, dir.as_bytes()).map_err(missing)?;
     let fd = rustix::fs::openat(
         &dir_fd,
         name,

@@ -7,7 +7,7 @@
 //! The upper dir is the build's: it may hold links to anywhere (`/etc` replaced
 //! by a link to a host directory). Every change to it goes through a descriptor
 //! of a directory opened below the upper dir with no link followed
-//! ([`vauban_oci::fs`]), and the last component is never followed, so commit
+//! ([`vauban_oci::beneath`]), and the last component is never followed, so commit
 //! never reads, writes or deletes outside the upper dir.
 
 use std::io::Write;
@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use vauban_oci::layer::PackedLayer;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
-use vauban_oci::fs::{list_dir, open_beneath, open_dir_at, remove_all_at, type_at};
+use vauban_oci::beneath::{list_dir, open_beneath, open_dir_at, remove_all_at, type_at};
 use vauban_oci::image::{created_now, source_date_epoch, HistoryEntry};
 use vauban_oci::layer::{Compression, LayerSource, PackOptions};
 use vauban_oci::store::Store;
@@ -145,11 +145,13 @@ pub(crate) fn finish_upper(
     for (name, rel) in PRIVATE_FILES {
         let path = private.join(name);
         // What the build wrote (through the bind mount): read up to a bound.
-        let now =
-            vauban_oci::fs::read_regular_at(rustix::fs::CWD, &path, PRIVATE_FILE_LIMIT, &path)?
-                .ok_or_else(|| {
-                    Error::io("read", &path, std::io::Error::other("not a regular file"))
-                })?;
+        let now = vauban_oci::beneath::read_regular_at(
+            rustix::fs::CWD,
+            &path,
+            PRIVATE_FILE_LIMIT,
+            &path,
+        )?
+        .ok_or_else(|| Error::io("read", &path, std::io::Error::other("not a regular file")))?;
         let before = initial
             .iter()
             .find(|(n, _)| n == name)

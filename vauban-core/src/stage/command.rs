@@ -25,7 +25,7 @@ pub const CHROOT_CONNECTION: &str = "community.general.chroot";
 
 /// `PATH` given to Ansible. The chroot connection runs commands in the image with
 /// Ansible's own environment, and dpkg refuses to work without the `sbin` directories.
-pub use vauban_oci::programs::SYSTEM_PATH;
+pub use vauban_oci::program_path::SYSTEM_PATH;
 
 /// A command to run: program, arguments, environment additions and working directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,7 +213,7 @@ pub fn ansible_playbook(config: &AnsibleConfig) -> CommandLine {
     }
 }
 
-pub use vauban_oci::programs::which;
+pub use vauban_oci::program_path::which;
 
 #[cfg(test)]
 mod tests {

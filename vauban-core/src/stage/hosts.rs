@@ -266,7 +266,7 @@ impl StageRun<'_> {
             Some(0) => {
                 // The image's output: bounded.
                 let bytes =
-                    vauban_oci::fs::read_regular_at(rustix::fs::CWD, out, DPKG_LIST_LIMIT, out)?
+                    vauban_oci::beneath::read_regular_at(rustix::fs::CWD, out, DPKG_LIST_LIMIT, out)?
                         .unwrap_or_default();
                 let text = String::from_utf8(bytes).map_err(|e| {
                     Error::io(

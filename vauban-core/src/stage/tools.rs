@@ -20,9 +20,11 @@ impl Tools {
     pub(crate) fn find() -> Result<Self> {
         let path = std::env::var_os("PATH");
         let find = |tool: &str, hint: &'static str| {
-            vauban_oci::programs::which(tool, path.as_deref()).ok_or_else(|| Error::ToolMissing {
-                tool: tool.to_owned(),
-                hint,
+            vauban_oci::program_path::which(tool, path.as_deref()).ok_or_else(|| {
+                Error::ToolMissing {
+                    tool: tool.to_owned(),
+                    hint,
+                }
             })
         };
         Ok(Tools {

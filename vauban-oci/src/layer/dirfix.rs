@@ -15,9 +15,10 @@ use std::path::PathBuf;
 use rustix::fs::{AtFlags, Mode};
 use rustix::io::Errno;
 
-use super::apply::{times, Applier};
+use super::apply::Applier;
 use super::entry::Attrs;
-use super::resolve::DirId;
+use super::set_attrs::times;
+use crate::beneath::DirId;
 use crate::error::Result;
 
 /// A path inside the root, by components.

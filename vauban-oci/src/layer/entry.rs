@@ -4,9 +4,9 @@
 use std::io::Read;
 
 use super::path::{unsafe_entry, EntryPath};
-use super::writer::Kind;
 use super::xattr::Xattr;
 use crate::error::Result;
+use crate::tar_writer::Kind;
 
 /// Attributes of an entry, PAX records applied.
 pub(crate) struct Attrs {

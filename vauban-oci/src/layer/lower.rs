@@ -17,9 +17,9 @@ use rustix::io::Errno;
 use super::apply::Applier;
 use super::entry::Attrs;
 use super::path::{unsafe_entry, EntryPath};
-use super::resolve::{open_beneath, type_at, DirId};
 use super::xattr::{self, Xattr};
 use super::WhiteoutMode;
+use crate::beneath::{open_beneath, type_at, DirId};
 use crate::error::{Error, Result};
 
 /// Where a path resolved in a stack of layer dirs.

@@ -84,7 +84,7 @@ pub fn read_file(dirs: &[PathBuf], rel: &str, limit: u64) -> Result<Option<Vec<u
         .0
         .get(found.layer)
         .map_or(PathBuf::from(rel), |(d, _)| d.join(rel));
-    crate::fs::read_regular_at(
+    crate::beneath::read_regular_at(
         &found.parent,
         Path::new(OsStr::from_bytes(&name)),
         limit,

@@ -8,6 +8,7 @@
 
 mod apply;
 mod compression;
+mod create;
 mod dirfix;
 mod encoder;
 mod entry;
@@ -17,7 +18,8 @@ mod pack;
 mod path;
 mod pipe;
 mod repack;
-pub(crate) mod resolve;
+mod resolve;
+mod set_attrs;
 pub mod tree;
 mod verify;
 mod whiteout;

@@ -10,10 +10,11 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use super::path::{unsafe_entry, EntryPath};
-use super::writer::{Kind, LayerWriter, Meta};
+use super::writer::LayerWriter;
 use super::xattr::{self, is_opaque, overlay_value, Xattr};
 use super::{LayerSource, PackOptions, PackedLayer, OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
 use crate::error::{Error, IoContext, Result};
+use crate::tar_writer::{Entry, Kind};
 
 impl crate::store::Store {
     /// [`pack`]s `source` into a new layer blob of the store (temp file,
@@ -169,17 +170,17 @@ impl<W: Write> Packer<W> {
 
     /// Writes a whiteout or opaque marker (an empty regular file, mode 0).
     fn marker(&mut self, path: &Path, comps: &[Vec<u8>], md: &Metadata) -> Result<()> {
-        let meta = Meta {
+        let meta = Entry {
             name: EntryPath(comps.to_vec()).tar_name(false),
             kind: Kind::File(0),
             mode: 0,
             uid: 0,
             gid: 0,
-            mtime: md.mtime(),
+            mtime: md.mtime().max(0) as u64,
             xattrs: Vec::new(),
         };
         self.writer
-            .append(&meta, None)
+            .append(meta, None)
             .at("write layer entry for", path)
     }
 
@@ -235,20 +236,20 @@ impl<W: Write> Packer<W> {
                 }
             }
         }
-        let meta = Meta {
+        let meta = Entry {
             name: entry.tar_name(ft.is_dir()),
             kind,
             mode: md.mode() & 0o7777,
             uid: md.uid().into(),
             gid: md.gid().into(),
-            mtime: md.mtime(),
+            mtime: md.mtime().max(0) as u64,
             xattrs: xattr::for_layer(raw),
         };
         let data = file
             .as_mut()
             .map(|f: &mut File| f as &mut dyn std::io::Read);
         self.writer
-            .append(&meta, data)
+            .append(meta, data)
             .at("write layer entry for", path)
     }
 }

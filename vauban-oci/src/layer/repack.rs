@@ -7,10 +7,11 @@ use std::io::{Read, Write};
 use super::entry::{EntryParser, Parsed};
 use super::pack::Excludes;
 use super::path::{unsafe_entry, EntryPath};
-use super::writer::{Kind, LayerWriter, Meta};
+use super::writer::LayerWriter;
 use super::xattr;
 use super::{PackOptions, PackedLayer, WHITEOUT_PREFIX};
 use crate::error::{Error, Result};
+use crate::tar_writer::{Entry, Kind};
 
 /// Reads the uncompressed tar `input` (e.g. a rootfs tarball) and writes it as a
 /// layer into `out`. Names with `..`, whiteout names and unsupported entry types
@@ -59,20 +60,20 @@ pub fn repack_tar(input: impl Read, opts: &PackOptions, out: impl Write) -> Resu
         if path.is_root() && kind != Kind::Dir {
             return Err(unsafe_entry(&raw, "the root `.` may only be a directory"));
         }
-        let meta = Meta {
+        let meta = Entry {
             name: path.tar_name(kind == Kind::Dir),
             kind,
             mode: attrs.mode & 0o7777,
             uid: attrs.uid.into(),
             gid: attrs.gid.into(),
-            mtime: attrs.mtime,
+            mtime: attrs.mtime.max(0) as u64,
             xattrs: xattr::for_layer(attrs.xattrs),
         };
         let data: Option<&mut dyn Read> = match meta.kind {
             Kind::File(_) => Some(&mut entry),
             _ => None,
         };
-        writer.append(&meta, data).map_err(|source| Error::Tar {
+        writer.append(meta, data).map_err(|source| Error::Tar {
             what: format!("entry {:?}", String::from_utf8_lossy(&raw)),
             source,
         })?;

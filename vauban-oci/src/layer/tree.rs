@@ -31,8 +31,8 @@ use std::path::Path;
 use rustix::fs::{FileType, Mode, OFlags, Stat};
 use sha2::{Digest as _, Sha256};
 
-use super::resolve::{list_dir, open_beneath, type_at};
 use super::xattr;
+use crate::beneath::{list_dir, open_beneath, type_at};
 use crate::error::{Error, IoContext, Result};
 
 /// The first line of a record: its format.

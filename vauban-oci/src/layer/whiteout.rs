@@ -10,8 +10,8 @@ use super::apply::Applier;
 use super::path::unsafe_entry;
 use std::os::fd::OwnedFd;
 
-use super::resolve::{list_dir, open_beneath, open_dir_at, remove_all_at, type_at};
 use super::{xattr, WhiteoutMode, OPAQUE_WHITEOUT};
+use crate::beneath::{list_dir, open_beneath, open_dir_at, remove_all_at, type_at};
 use crate::error::Result;
 
 impl Applier {

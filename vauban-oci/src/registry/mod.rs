@@ -11,9 +11,9 @@
 //! Async (`tokio`) lives here only; filesystem work is the store's plain I/O.
 
 pub mod auth;
+mod authorize;
 mod blobcache;
 mod challenge;
-pub mod client;
 pub mod manifest;
 pub mod progress;
 pub mod proxy;
@@ -21,7 +21,9 @@ mod pull;
 mod push;
 mod redirect;
 pub mod reference;
+mod response;
 pub mod retry;
+pub mod session;
 
 use std::path::PathBuf;
 
@@ -72,9 +74,9 @@ impl Default for RegistryOptions {
 
 impl RegistryOptions {
     /// Opens a session with `registry` using these options.
-    pub async fn connect(&self, registry: &str) -> Result<client::Session> {
+    pub async fn connect(&self, registry: &str) -> Result<session::Session> {
         let creds = self.auth.resolve(registry)?;
-        client::Session::connect(registry, self.tls_verify, creds, self.retry.clone()).await
+        session::Session::connect(registry, self.tls_verify, creds, self.retry.clone()).await
     }
 }
 
@@ -89,7 +91,7 @@ pub async fn login(
     retry: RetryPolicy,
 ) -> Result<PathBuf> {
     let session =
-        client::Session::connect(registry, tls_verify, Some(creds.clone()), retry).await?;
+        session::Session::connect(registry, tls_verify, Some(creds.clone()), retry).await?;
     // `GET /v2/` with the credentials: refused ones end in Error::Unauthorized.
     let url = session.url("v2/")?;
     let resp = session.send(&[], |c| Ok(c.get(url.clone()))).await?;

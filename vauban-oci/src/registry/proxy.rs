@@ -95,7 +95,7 @@ fn looks_like_transport(t: &str, rest: &str) -> bool {
 
 /// The path of `skopeo` in `path_var`, or [`Error::MissingTool`] saying what to install.
 pub fn require_skopeo(transport: &str, path_var: Option<&OsStr>) -> Result<PathBuf> {
-    crate::programs::which("skopeo", path_var).ok_or_else(|| Error::MissingTool {
+    crate::program_path::which("skopeo", path_var).ok_or_else(|| Error::MissingTool {
         transport: format!("{transport}:"),
         tool: "skopeo".into(),
         hint: "install it (Debian: apt-get install skopeo), or pull from a registry with docker://"

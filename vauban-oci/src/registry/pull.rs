@@ -14,11 +14,12 @@ use reqwest::StatusCode;
 use sha2::Digest as _;
 
 use super::blobcache::BlobLocations;
-use super::client::{read_capped, repo_scope, Session};
 use super::manifest::{self, Document};
 use super::progress::{BlobOutcome, Progress};
 use super::reference::{RemoteReference, RemoteTarget};
+use super::response::read_capped;
 use super::retry::{content_range_resumes_at, is_retryable_transport};
+use super::session::{repo_scope, Session};
 use super::RegistryOptions;
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};

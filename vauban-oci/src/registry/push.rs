@@ -14,10 +14,10 @@ use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::{Response, StatusCode, Url};
 
 use super::blobcache::BlobLocations;
-use super::client::{repo_scope, Session};
 use super::manifest;
 use super::progress::{BlobOutcome, Progress};
 use super::reference::RemoteReference;
+use super::session::{repo_scope, Session};
 use super::RegistryOptions;
 use crate::digest::Digest;
 use crate::error::{Error, Result};

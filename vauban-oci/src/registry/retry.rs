@@ -1,6 +1,6 @@
 //! When and how long to retry: backoff on 5xx/408/429 (honouring `Retry-After`)
 //! and on dropped connections, and the check of a resumed download's
-//! `Content-Range`. Pure functions; the loops live in `client` and `pull`.
+//! `Content-Range`. Pure functions; the loops live in `session` and `pull`.
 
 use std::time::Duration;
 

@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 
 use vauban_oci::store::Store;
 
-use super::archive::{Archive, Kind, Meta};
+use super::archive::{Archive, Entry, Kind};
 use super::error::ConffsError;
 use super::names::show;
 use super::plan::{EntryId, Plan};
@@ -43,7 +43,7 @@ pub(super) fn emit<W: Write>(
 /// `links` as hard links to it (or the first as a copy of it).
 pub(super) fn write_with_links<W: Write>(
     archive: &mut Archive<W>,
-    mut meta: Meta,
+    mut meta: Entry,
     data: &mut dyn Read,
     name: Option<&Vec<u8>>,
     links: Option<&[Vec<u8>]>,
@@ -61,7 +61,7 @@ pub(super) fn write_with_links<W: Write>(
     meta.name = target.clone();
     archive.append(&meta, Some(data)).map_err(io)?;
     for link in links {
-        let link_meta = Meta {
+        let link_meta = Entry {
             name: link.clone(),
             kind: Kind::HardLink(target.clone()),
             xattrs: Vec::new(),
@@ -77,7 +77,7 @@ pub(super) fn write_with_links<W: Write>(
 pub(super) fn meta_of<R: Read>(
     entry: &mut tar::Entry<'_, R>,
     layer: &vauban_oci::Digest,
-) -> Result<Meta, ConffsError> {
+) -> Result<Entry, ConffsError> {
     let raw = show(&entry.path_bytes());
     let bad = |reason: String| {
         ConffsError::Layer(vauban_oci::Error::UnsafeEntry {
@@ -132,7 +132,7 @@ pub(super) fn meta_of<R: Read>(
             }
         }
     }
-    Ok(Meta {
+    Ok(Entry {
         name: Vec::new(),
         kind,
         mode,

@@ -14,9 +14,9 @@ use vauban_oci::layer::{repack_tar, Compression, PackOptions, PackedLayer, MEDIA
 use vauban_oci::store::Store;
 use vauban_oci::{Digest, Image};
 
-use super::archive::record;
 use super::*;
 use crate::keys::{KeySecret, KeyStore, PRIVATE_MODE, PUBLIC_MODE};
+use vauban_oci::tar_writer::pax_record;
 
 const HOST: &str = "web01";
 
@@ -59,7 +59,7 @@ fn tar_of(entries: &[E<'_>]) -> Vec<u8> {
             E::File(p, data) => file(&mut b, p, data),
             E::Rich(p, data, mode, uid, mtime, (xname, xvalue)) => {
                 let mut pax = Vec::new();
-                record(
+                pax_record(
                     &mut pax,
                     format!("SCHILY.xattr.{xname}").as_bytes(),
                     xvalue.as_bytes(),

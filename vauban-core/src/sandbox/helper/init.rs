@@ -18,7 +18,6 @@
 //! another's processes.
 
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
@@ -34,6 +33,7 @@ use super::super::controller::{self, ControllerRoot};
 use super::super::mount::Overlay;
 use super::super::network::{self, NetNs};
 use super::super::rootfs;
+use super::before_exec::BeforeExec;
 use super::channel::{self, Channel};
 use super::exec::{self, Spawn};
 use super::keeper::KeeperJob;
@@ -514,46 +514,16 @@ pub(crate) fn start(
         Caps::Nothing => Some(CapabilitySet::empty()),
         Caps::Kept => None,
     };
-    let no_new_privs = matches!(caps, Caps::Nothing);
-    let filter = (!matches!(caps, Caps::Kept)).then(super::super::seccomp::Filter::new);
-    let last = confine::last_capability();
-    // SAFETY: runs between fork and exec in this single-threaded process:
-    // every call is a plain system call (setsid, ioctl, prctl, capset,
-    // close_range) that allocates nothing and takes no lock; the seccomp
-    // program was built before the fork.
-    #[allow(unsafe_code)]
-    unsafe {
-        cmd.pre_exec(move || {
-            rustix::process::setsid()?;
-            if has_tty {
-                // The pty becomes the session's controlling terminal, from
-                // whichever standard stream holds it.
-                let held = [0, 1, 2].into_iter().find(|&fd| libc::isatty(fd) == 1);
-                if let Some(fd) = held {
-                    if libc::ioctl(fd, libc::TIOCSCTTY, 0) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-            }
-            if no_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // Before the capabilities go: without no_new_privs, installing
-            // a filter takes CAP_SYS_ADMIN.
-            if let Some(filter) = &filter {
-                filter.install()?;
-            }
-            if let Some(allowed) = bound {
-                confine::bound_capabilities(allowed, last)?;
-            }
-            // Every descriptor above 2 (this process's channel among them) is
-            // closed at exec; std's own error pipe is already close-on-exec.
-            if libc::close_range(3, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+    BeforeExec {
+        new_session: true,
+        controlling_tty: has_tty,
+        no_new_privs: matches!(caps, Caps::Nothing),
+        seccomp: (!matches!(caps, Caps::Kept)).then(super::super::seccomp::Filter::new),
+        bound: bound.map(|allowed| (allowed, confine::last_capability())),
+        // Every descriptor above 2, this process's channel among them.
+        ..BeforeExec::closing_from(3)
     }
+    .install(&mut cmd);
     match cmd.spawn() {
         Ok(child) => Ok(child.id()),
         Err(e) => match e.raw_os_error() {

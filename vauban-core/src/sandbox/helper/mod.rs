@@ -34,8 +34,10 @@
 //!   client that hands the command and its standard streams to the host's
 //!   keeper.
 //! - `exec` starts every one of them; `spawn` is P's side; `channel` and
-//!   `protocol` what they say.
+//!   `protocol` what they say; `before_exec` what a child does between fork
+//!   and exec (the one `pre_exec`).
 
+pub(crate) mod before_exec;
 pub(crate) mod channel;
 pub(crate) mod enter;
 pub(crate) mod exec;

@@ -1,4 +1,4 @@
-//! Finding the programs vauban runs (`skopeo`, `ansible-playbook`,
+//! Where a program is: finding the programs vauban runs (`skopeo`, `ansible-playbook`,
 //! `mksquashfs`...): in `$PATH`, then in the system directories an ordinary
 //! user's `PATH` may lack (`/usr/sbin`, `/sbin`).
 
