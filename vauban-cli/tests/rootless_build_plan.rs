@@ -139,7 +139,7 @@ fn check_per_host_a_stale_master_and_the_default_output() {
     assert!(warned.is_empty(), "{warned:?}");
     let rows: Vec<(String, String)> = rows.iter().map(row).collect();
     for wanted in [
-        "debian-12 (release base)",
+        "debian-12",
         "master-base/base.yml:latest",
         "master-web/web.yml:latest",
         "master-web/web01",

@@ -265,9 +265,13 @@ impl StageRun<'_> {
         match status.and_then(|s| s.code()) {
             Some(0) => {
                 // The image's output: bounded.
-                let bytes =
-                    vauban_oci::beneath::read_regular_at(rustix::fs::CWD, out, DPKG_LIST_LIMIT, out)?
-                        .unwrap_or_default();
+                let bytes = vauban_oci::beneath::read_regular_at(
+                    rustix::fs::CWD,
+                    out,
+                    DPKG_LIST_LIMIT,
+                    out,
+                )?
+                .unwrap_or_default();
                 let text = String::from_utf8(bytes).map_err(|e| {
                     Error::io(
                         "read",
