@@ -220,6 +220,17 @@ impl Server {
         (status, r.json().unwrap_or(Value::Null), location)
     }
 
+    /// `DELETE /builds/{id}`: its status code.
+    fn cancel(&self, id: &str) -> u16 {
+        self.http
+            .delete(format!("{}/builds/{id}", self.url))
+            .bearer_auth(TOKEN)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
     /// Asks for a build; its id.
     fn submit(&self, body: Value) -> String {
         let (status, v, location) = self.post("/builds", &body);
@@ -483,25 +494,13 @@ fn a_cancelled_build_leaves_no_process_and_no_temp_entry() {
     );
     s.wait_for_event(&id, "rootfs master-base");
     std::thread::sleep(Duration::from_secs(2));
-    let r = s
-        .http
-        .delete(format!("{}/builds/{id}", s.url))
-        .bearer_auth(TOKEN)
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 202);
+    assert_eq!(s.cancel(&id), 202);
     let b = s.wait(&id);
     assert_eq!(b["status"], "cancelled", "{b:#}");
     assert_eq!(w.processes(Some(s.pid())), Vec::<String>::new());
     assert_eq!(w.store_tmp(), Vec::<String>::new());
     // Cancelling again: it is over.
-    let r = s
-        .http
-        .delete(format!("{}/builds/{id}", s.url))
-        .bearer_auth(TOKEN)
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 409);
+    assert_eq!(s.cancel(&id), 409);
 }
 
 #[test]
