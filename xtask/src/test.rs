@@ -33,8 +33,11 @@ pub fn task(args: &[String]) -> Result<()> {
             ),
         }
     }
+    let mut clock = util::Clock::start();
     deps::ensure()?;
+    clock.lap("installing packages");
     let fixtures = fixtures::ensure()?;
+    clock.lap("fixtures");
 
     let mut failures = Vec::new();
     if !rootless_only {
@@ -47,9 +50,11 @@ pub fn task(args: &[String]) -> Result<()> {
             eprintln!("error: {e:#}");
             failures.push("cargo test --workspace".to_string());
         }
+        clock.lap("cargo test --workspace");
     }
 
     let counts = rootless_tests(&fixtures, test_args);
+    clock.lap("the rootless tests");
     match &counts {
         Ok(c) => println!("rootless: {} passed, {} failed", c.passed, c.failed),
         Err(e) => {
@@ -79,10 +84,15 @@ fn rootless_tests(fixtures: &[std::path::PathBuf], args: &[String]) -> Result<Co
     } else {
         Runner { switch_to: None }
     };
+    let built = std::time::Instant::now();
     let (tests, problems) = rootless::build_tests()?;
     let vauban = rootless::build_vauban(false)?;
     let examples = rootless::build_examples()?;
     let stage = Stage::create(&runner, &tests, &vauban, fixtures)?;
+    eprintln!(
+        "time: building the rootless tests took {:.0} s",
+        built.elapsed().as_secs_f64()
+    );
     for (name, exe) in &examples {
         util::copy_readable(exe, &stage.examples().join(name))?;
     }

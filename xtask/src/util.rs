@@ -105,6 +105,35 @@ pub fn stdout_of(cmd: &mut Command) -> Result<String> {
     String::from_utf8(out.stdout).with_context(|| format!("`{}` printed non-UTF-8", display(cmd)))
 }
 
+/// Time since the task began, printed after each phase so a slow CI run says
+/// where its minutes went.
+pub struct Clock {
+    start: std::time::Instant,
+    lap: std::time::Instant,
+}
+
+impl Clock {
+    /// Starts the clock.
+    pub fn start() -> Clock {
+        let now = std::time::Instant::now();
+        Clock {
+            start: now,
+            lap: now,
+        }
+    }
+
+    /// Prints `time: WHAT took Ns (N s since the start)` and starts a new lap.
+    pub fn lap(&mut self, what: &str) {
+        let now = std::time::Instant::now();
+        eprintln!(
+            "time: {what} took {:.0} s ({:.0} s since the start)",
+            (now - self.lap).as_secs_f64(),
+            (now - self.start).as_secs_f64()
+        );
+        self.lap = now;
+    }
+}
+
 /// The last `n` lines of a text, for error messages.
 pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();

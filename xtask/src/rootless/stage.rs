@@ -4,6 +4,7 @@
 //! that user (or as ourselves when not root), counting libtest's results.
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -209,10 +210,13 @@ pub fn parse_result(line: &str) -> Option<Counts> {
 /// Runs one staged test binary, streaming its output, and counts its tests.
 pub fn run_one(cmd: &mut Command) -> Result<Counts> {
     eprintln!("$ {}", util::display(cmd));
+    let started = std::time::Instant::now();
     let mut child = cmd
         .stdout(Stdio::piped())
+        .process_group(0)
         .spawn()
         .with_context(|| format!("cannot start `{}`", util::display(cmd)))?;
+    let watchdog = Watchdog::arm(child.id(), BINARY_TIME_LIMIT);
     let mut counts = None;
     let stdout = child.stdout.take().context("no stdout pipe")?;
     for line in BufReader::new(stdout).lines() {
@@ -223,12 +227,52 @@ pub fn run_one(cmd: &mut Command) -> Result<Counts> {
         }
     }
     let status = child.wait().context("wait for the test binary")?;
+    let timed_out = watchdog.disarm();
     let mut counts = counts.unwrap_or_default();
-    if !status.success() && counts.failed == 0 {
+    if timed_out {
+        eprintln!(
+            "test binary killed after {} s (the limit): the tests still running above hung",
+            BINARY_TIME_LIMIT.as_secs()
+        );
+        counts.failed = counts.failed.max(1);
+    } else if !status.success() && counts.failed == 0 {
         eprintln!("test binary exited with {status} without a failed test: counted as one failure");
         counts.failed = 1;
     }
+    eprintln!("time: {:.0} s", started.elapsed().as_secs_f64());
     Ok(counts)
+}
+
+/// How long one rootless test binary may run before it is killed and counted
+/// as failed: a hung test must fail the suite, not eat CI's whole budget.
+pub const BINARY_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Kills a process group (SIGKILL) unless disarmed before its time is up.
+struct Watchdog {
+    disarm: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<bool>,
+}
+
+impl Watchdog {
+    /// Arms the watchdog on the process group led by `pid`.
+    fn arm(pid: u32, limit: std::time::Duration) -> Watchdog {
+        let (disarm, disarmed) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || match disarmed.recv_timeout(limit) {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let group = nix::unistd::Pid::from_raw(pid as i32);
+                let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+                true
+            }
+            _ => false,
+        });
+        Watchdog { disarm, thread }
+    }
+
+    /// Stops the watchdog; true when it had fired.
+    fn disarm(self) -> bool {
+        let _ = self.disarm.send(());
+        self.thread.join().unwrap_or(true)
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ chmod 755 /tmp/by-vauban
 cat > /tmp/watch.py <<'PY'
 import os, time
 image = os.stat("/").st_dev
-deadline = time.time() + 40
+deadline = time.time() + 240
 result = "never saw vauban's executable"
 while time.time() < deadline and result.startswith("never"):
     for pid in os.listdir("/proc"):
