@@ -6,7 +6,8 @@
 //! store. A cancelled build and a server killed with SIGKILL mid-build leave
 //! no process and nothing in the store's temp space. A failing host reaches a
 //! webhook and a Sentry receiver on loopback, and `vauban remote build
-//! --follow` exits non-zero. A schedule runs its master once in its minute.
+//! --follow` exits non-zero. A schedule runs its master once in its minute,
+//! and once when the server is back after missing two of its slots.
 //! The page, in headless Chromium driven through chromedriver: sign in with
 //! a token, watch a build's log arrive while it runs, its end, a screenshot.
 
@@ -636,6 +637,64 @@ fn a_schedule_builds_its_master_once_in_its_minute() {
     let mut unique = minutes.clone();
     unique.dedup();
     assert_eq!(minutes, unique, "two builds in one slot: {list:#}");
+
+    // Down while two slots pass: one build when back, not one per slot.
+    let known = ids_of(&list);
+    drop(s);
+    let back_at = (unix_now() / 60 + 2) * 60 + 2;
+    std::thread::sleep(Duration::from_secs(back_at.saturating_sub(unix_now())));
+    let s = w.serve(&[]);
+    let catch_up = loop {
+        let list = s.json("/builds?master=master-web&limit=100");
+        let new: Vec<String> = ids_of(&list)
+            .into_iter()
+            .filter(|id| !known.contains(id))
+            .collect();
+        if let Some(id) = new.first() {
+            break id.clone();
+        }
+        assert!(
+            unix_now() < back_at + 40,
+            "no build caught up:\n{}",
+            s.log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    let b = s.wait(&catch_up);
+    assert_eq!(b["trigger"], "schedule", "{b:#}");
+    assert_eq!(b["status"], "succeeded", "{b:#}");
+    // Nothing more until the next slot (checked just before it comes).
+    let next_slot = (unix_now() / 60 + 1) * 60;
+    std::thread::sleep(Duration::from_secs(
+        next_slot.saturating_sub(unix_now() + 5),
+    ));
+    let list = s.json("/builds?master=master-web&limit=100");
+    let new: Vec<String> = ids_of(&list)
+        .into_iter()
+        .filter(|id| !known.contains(id))
+        .collect();
+    assert_eq!(
+        new,
+        [catch_up],
+        "missed slots built more than once: {list:#}"
+    );
+}
+
+/// The ids of a `/builds` list.
+fn ids_of(list: &Value) -> Vec<String> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Seconds since the epoch (slots are whole minutes).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// A chromedriver on a free loopback port, ended when dropped.
@@ -802,4 +861,61 @@ fn the_page_logs_in_and_shows_a_build_live_in_chromium() {
     let shot = std::env::temp_dir().join("vauban-serve-build-page.png");
     std::fs::write(&shot, &png).unwrap();
     println!("screenshot of the build page: {}", shot.display());
+}
+
+#[test]
+fn the_api_holds_against_schemathesis() {
+    let w = World::new("");
+    let s = w.serve(&[]);
+    let st = std::env::var_os("VAUBAN_SCHEMATHESIS")
+        .expect("VAUBAN_SCHEMATHESIS names schemathesis's `st` (cargo xtask test installs it)");
+    // Bounded and seeded: the same cases on every run. Two checks are left
+    // out, on purpose: `positive_data_acceptance` (a schema-valid `name` is
+    // refused with 400 unless config.yml has that master) and
+    // `use_after_free` (DELETE cancels a build; its record stays in the
+    // history and is still served). One worker: schemathesis 4.32's coverage
+    // phase is not thread-safe.
+    let out = Command::new(st)
+        .arg("run")
+        .arg(format!("{}/openapi.json", s.url))
+        .args(["--header", &format!("Authorization: Bearer {TOKEN}")])
+        .args(["--checks", "all"])
+        .args([
+            "--exclude-checks",
+            "positive_data_acceptance,use_after_free",
+        ])
+        .args(["--max-examples", "10", "--workers", "1", "--seed", "2026"])
+        .args(["--report", "junit", "--report-junit-path"])
+        .arg(w.path("schemathesis.xml"))
+        .current_dir(w.dir.path())
+        .env("HOME", w.dir.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "schemathesis found failures:\n{text}");
+    // It really ran every operation, and each of them with cases.
+    let report = std::fs::read_to_string(w.path("schemathesis.xml")).unwrap();
+    for operation in [
+        "POST /builds",
+        "GET /builds",
+        "GET /builds/{id}",
+        "DELETE /builds/{id}",
+        "GET /builds/{id}/log",
+        "GET /builds/{id}/events",
+    ] {
+        assert!(
+            report.contains(&format!("name=\"{operation}\"")),
+            "{operation} was not tested:\n{report}"
+        );
+    }
+    assert!(
+        !s.log.lock().unwrap().contains("panicked"),
+        "{}",
+        s.log.lock().unwrap()
+    );
 }

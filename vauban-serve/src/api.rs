@@ -108,13 +108,16 @@ pub async fn submit(
 
 /// The filters of `GET /builds`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Only this master's builds.
     pub master: Option<String>,
     /// Only builds in this state (`queued`, `running`, `succeeded`, `failed`, `cancelled`).
+    #[param(value_type = Option<Status>)]
     pub status: Option<String>,
     /// At most this many (1 to 1000; 50 when absent).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 
@@ -184,8 +187,22 @@ pub async fn get(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<
     Ok(Json(load(&app, &id)?))
 }
 
+/// One Server-Sent Event of `/builds/{id}/events` (and of `/log` asked for
+/// `text/event-stream`): `data` is one JSON event line (or log line), an
+/// `end` event carries the build's final state.
+#[derive(Debug, ToSchema)]
+pub struct SseEvent {
+    /// The line's number, for `Last-Event-ID`.
+    pub id: Option<String>,
+    /// `message`, or `end` for the last one.
+    pub event: Option<String>,
+    /// The line.
+    pub data: String,
+}
+
 /// How a log is read.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LogQuery {
     /// `1` (or `true`): stream the log until the build ends.
@@ -202,6 +219,7 @@ fn truthy(v: Option<&str>) -> bool {
     params(("id" = String, Path, description = "The build's id"), LogQuery),
     responses(
         (status = 200, description = "The log", content_type = "text/plain", body = String),
+        (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 401, body = ErrorBody),
     ),
@@ -238,7 +256,7 @@ pub async fn log(
 #[utoipa::path(get, path = "/builds/{id}/events",
     params(("id" = String, Path, description = "The build's id")),
     responses(
-        (status = 200, description = "Server-Sent Events", content_type = "text/event-stream", body = String),
+        (status = 200, description = "Server-Sent Events", content_type = "text/event-stream", body = SseEvent),
         (status = 404, body = ErrorBody),
         (status = 401, body = ErrorBody),
     ),

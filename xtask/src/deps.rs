@@ -52,6 +52,10 @@ pub const PACKAGES: &[(&str, &str)] = &[
         "the page of vauban serve, tested in a real browser",
     ),
     (
+        "python3-venv",
+        "a virtualenv for schemathesis (PyPI), which fuzzes vauban serve's API",
+    ),
+    (
         "chromium-driver",
         "chromedriver drives Chromium in the page's test",
     ),

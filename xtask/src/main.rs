@@ -10,6 +10,7 @@ mod registry;
 mod rootless;
 mod test;
 mod tidy;
+mod tools;
 mod util;
 
 use std::process::ExitCode;

@@ -88,7 +88,10 @@ fn rootless_tests(fixtures: &[std::path::PathBuf], args: &[String]) -> Result<Co
     let (tests, problems) = rootless::build_tests()?;
     let vauban = rootless::build_vauban(false)?;
     let examples = rootless::build_examples()?;
-    let stage = Stage::create(&runner, &tests, &vauban, fixtures)?;
+    let mut stage = Stage::create(&runner, &tests, &vauban, fixtures)?;
+    stage
+        .env
+        .push(("VAUBAN_SCHEMATHESIS", crate::tools::schemathesis()?));
     eprintln!(
         "time: building the rootless tests took {:.0} s",
         built.elapsed().as_secs_f64()

@@ -23,7 +23,13 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    fn build(&self, vauban: &std::path::Path, args: &[&str]) -> Command {
+    /// The fleet's dir.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// `vauban build --name master-web` on the fleet with `args`.
+    pub fn build(&self, vauban: &std::path::Path, args: &[&str]) -> Command {
         let mut cmd = Command::new(vauban);
         cmd.arg("--store")
             .arg(self.dir.join("store"))

@@ -9,6 +9,7 @@
 
 mod build;
 mod rows;
+mod serve;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -241,8 +242,9 @@ pub fn parse_subcommands(help: &str) -> Vec<String> {
 
 /// Runs the task.
 pub fn task(args: &[String]) -> Result<()> {
-    let usage = "usage: cargo xtask bench [--debug] [--runs N]";
+    let usage = "usage: cargo xtask bench [--debug] [--runs N] [--only TEXT]";
     let (mut release, mut runs) = (true, 1u32);
+    let mut only: Option<String> = None;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -256,6 +258,13 @@ pub fn task(args: &[String]) -> Result<()> {
                     .ok()
                     .filter(|n| *n > 0)
                     .with_context(|| format!("bad --runs {n}: {usage}"))?;
+            }
+            "--only" => {
+                only = Some(
+                    args.next()
+                        .with_context(|| format!("--only needs a text: {usage}"))?
+                        .clone(),
+                )
             }
             other => bail!("unknown option {other}: {usage}"),
         }
@@ -300,7 +309,12 @@ pub fn task(args: &[String]) -> Result<()> {
                 .copied()
                 .filter(|n| !available.iter().any(|a| a == n))
                 .collect();
-            let outcome = if !missing.is_empty() {
+            let outcome = if only
+                .as_ref()
+                .is_some_and(|o| !row.name.contains(o.as_str()))
+            {
+                Outcome::Skipped("not asked (--only)".to_string())
+            } else if !missing.is_empty() {
                 Outcome::Skipped(format!("vauban has no `{}` yet", missing.join("`, `")))
             } else {
                 eprintln!("bench: {} (run {}/{runs})", row.name, run + 1);

@@ -97,6 +97,20 @@ pub const ROWS: &[Bench] = &[
         max_rss_mib: None,
         run: super::build::boot_files,
     },
+    Bench {
+        name: "serve: cached build",
+        needs: &["build", "serve"],
+        max_ratio: 1.0,
+        max_rss_mib: None,
+        run: super::serve::api_overhead,
+    },
+    Bench {
+        name: "serve: read latency",
+        needs: &["build", "serve"],
+        max_ratio: 1.0,
+        max_rss_mib: None,
+        run: super::serve::read_latency,
+    },
 ];
 
 /// Resources shared by rows, prepared on first use.

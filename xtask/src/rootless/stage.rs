@@ -25,6 +25,8 @@ pub struct Runner {
 pub struct Stage {
     /// The staging root (removed on drop).
     pub root: PathBuf,
+    /// More environment for the tests (tools installed outside the stage).
+    pub env: Vec<(&'static str, PathBuf)>,
 }
 
 impl Stage {
@@ -67,7 +69,10 @@ impl Stage {
             .tempdir_in(&base)
             .with_context(|| format!("create a staging dir in {}", base.display()))?
             .keep();
-        let stage = Stage { root };
+        let stage = Stage {
+            root,
+            env: Vec::new(),
+        };
         util::chmod(&stage.root, 0o755)?;
         for dir in [
             stage.bin(),
@@ -160,7 +165,8 @@ pub fn test_command(runner: &Runner, stage: &Stage, exe: &Path, args: &[String])
     .env("VAUBAN_HELPER", stage.bin().join("vauban"))
     .env("VAUBAN_FIXTURES", stage.fixtures())
     .env("VAUBAN_EXAMPLES", stage.examples())
-    .env("VAUBAN_TESTDATA", stage.testdata());
+    .env("VAUBAN_TESTDATA", stage.testdata())
+    .envs(stage.env.iter().map(|(k, v)| (k, v)));
     if let Some((name, _, _)) = &runner.switch_to {
         cmd.env("USER", name).env("LOGNAME", name);
     } else {
@@ -296,6 +302,7 @@ mod tests {
     fn test_user_runs_through_setpriv_with_a_clean_env() {
         let stage = Stage {
             root: PathBuf::from("/nonexistent/stage"),
+            env: vec![("VAUBAN_SCHEMATHESIS", PathBuf::from("/opt/st"))],
         };
         let runner = Runner {
             switch_to: Some(("vauban-test".into(), 1001, 1001)),
@@ -325,6 +332,10 @@ mod tests {
             Some(Path::new("/nonexistent/stage/bin/vauban").as_os_str())
         );
         assert_eq!(get("USER"), Some(std::ffi::OsStr::new("vauban-test")));
+        assert_eq!(
+            get("VAUBAN_SCHEMATHESIS"),
+            Some(Path::new("/opt/st").as_os_str())
+        );
         std::mem::forget(stage); // nothing to remove
     }
 }
