@@ -36,7 +36,13 @@ pub fn schemathesis() -> Result<PathBuf> {
     }
     eprintln!("tools: installing schemathesis {SCHEMATHESIS} from PyPI");
     let _ = std::fs::remove_dir_all(&venv);
-    util::run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    // Debian's Python (python3-venv), not whatever `python3` a user's PATH
+    // finds first: the test user must be able to run it.
+    util::run(
+        Command::new("/usr/bin/python3")
+            .args(["-m", "venv"])
+            .arg(&venv),
+    )?;
     util::run(
         Command::new(venv.join("bin/pip"))
             .args(["install", "--quiet", "--disable-pip-version-check"])
