@@ -513,6 +513,18 @@ fn a_failing_host_reaches_the_webhook_sentry_and_remote_follow() {
     )
     .unwrap();
     let hook = Receiver::start();
+    // A second webhook named by config.yml's `notify:`.
+    let configured = Receiver::start();
+    let text = std::fs::read_to_string(w.path("config.yml")).unwrap();
+    std::fs::write(
+        w.path("config.yml"),
+        text.replacen(
+            "configuration:\n",
+            &format!("configuration:\n  notify: {}/configured\n", configured.url),
+            1,
+        ),
+    )
+    .unwrap();
     let sentry = Receiver::start();
     let dsn = format!("{}/42", sentry.url.replace("http://", "http://publickey@"));
     let s = w.serve(&[
@@ -553,6 +565,8 @@ fn a_failing_host_reaches_the_webhook_sentry_and_remote_follow() {
     assert_eq!(body["event"], "build_failed", "{body}");
     assert_eq!(body["build"]["failed_host"], "web02", "{body}");
     assert_eq!(body["build"]["id"], b["id"], "{body}");
+    let body: Value = serde_json::from_str(&configured.wait_for("/configured")).unwrap();
+    assert_eq!(body["build"]["failed_host"], "web02", "{body}");
 
     let envelope = sentry.wait_for("/api/42/envelope/");
     assert!(

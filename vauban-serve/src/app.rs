@@ -27,7 +27,7 @@ pub struct App {
     /// The queue and its workers.
     pub runner: Arc<Runner>,
     /// config.yml.
-    pub config: ConfigFile,
+    pub config: Arc<ConfigFile>,
     /// Who may call.
     pub auth: Arc<Auth>,
     /// The URL people reach the server at (for links), if given.

@@ -112,13 +112,14 @@ impl Server {
             )));
         }
         let history = Arc::new(db::History::open(&opts.state.join("history.db"))?);
-        let config = config_file::ConfigFile::load(&opts.config)?;
+        let config = Arc::new(config_file::ConfigFile::load(&opts.config)?);
         let tokens = auth::Tokens::load(opts.token_file.as_deref())?;
         if opts.token_file.is_some() && tokens.is_empty() {
             tracing::warn!("the token file has no token: only --user-header callers get in");
         }
         let notifier = Arc::new(notify::Notifier::new(
             opts.notify.clone(),
+            Some(config.clone()),
             opts.notify_all,
             opts.public_url.clone(),
             opts.sentry_dsn.as_deref(),

@@ -1,4 +1,5 @@
-//! Telling people: a JSON POST to each `--notify` URL when a build fails,
+//! Telling people: a JSON POST to each `--notify` URL (and each of
+//! `notify:` under config.yml's `configuration:`) when a build fails,
 //! when a master's build succeeds after a failure, and (with `--notify-all`)
 //! after every build. A URL of Slack's (`hooks.slack.com`), or one written
 //! `slack+https://…` (Mattermost and others take Slack's payload), gets
@@ -10,10 +11,12 @@
 //! tagged with the master, stage, step and host; no environment variable,
 //! token or log line beyond the failed build's last ones goes into them.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
 
+use crate::config_file::ConfigFile;
 use crate::model::{Build, Status};
 
 /// How many times a webhook is tried.
@@ -22,6 +25,8 @@ const TRIES: u32 = 4;
 /// Who hears about builds.
 pub struct Notifier {
     urls: Vec<String>,
+    /// config.yml, whose `notify:` URLs are read when a build ends.
+    config: Option<Arc<ConfigFile>>,
     all: bool,
     /// The server's URL as people reach it (for links), if known.
     public_url: Option<String>,
@@ -38,10 +43,12 @@ enum Why {
 }
 
 impl Notifier {
-    /// Notifies `urls` (all builds when `all`), links to `public_url`,
-    /// reports to Sentry at `sentry_dsn`.
+    /// Notifies `urls` and the `notify:` URLs of `config` as it is when a
+    /// build ends (all builds when `all`), links to `public_url`, reports to
+    /// Sentry at `sentry_dsn`.
     pub fn new(
         urls: Vec<String>,
+        config: Option<Arc<ConfigFile>>,
         all: bool,
         public_url: Option<String>,
         sentry_dsn: Option<&str>,
@@ -54,6 +61,7 @@ impl Notifier {
         });
         Notifier {
             urls,
+            config,
             all,
             public_url,
             client: reqwest::Client::builder()
@@ -75,7 +83,15 @@ impl Notifier {
         if why == Why::Failed {
             report_to_sentry(build);
         }
-        for url in &self.urls {
+        let mut urls = self.urls.clone();
+        if let Some(config) = &self.config {
+            for url in &config.get().configuration.notify {
+                if !urls.contains(&url.value) {
+                    urls.push(url.value.clone());
+                }
+            }
+        }
+        for url in &urls {
             let (target, body) = payload(url, build, why, self.public_url.as_deref());
             let client = self.client.clone();
             tokio::spawn(async move { post(&client, &target, &body).await });

@@ -32,6 +32,7 @@ pub const CONFIGURATION_KEYS: &[&str] = &[
     "boot_url",
     "network",
     "network_allow",
+    "notify",
 ];
 
 /// The default `conffs_size_limit`: the original refused a conffs archive of 50 MiB.
@@ -82,6 +83,11 @@ pub struct Configuration {
     /// a private network): `HOST`, `HOST:PORT`, `*.DOMAIN`, an address or
     /// `ADDRESS/PREFIX`.
     pub network_allow: Vec<Located<String>>,
+    /// Webhooks `vauban serve` tells when a build fails, when a master's
+    /// build succeeds after a failure (and after every build with
+    /// `--notify-all`): `http(s)://` (or `slack+https://`) URLs, beside its
+    /// `--notify` ones; one URL or a list.
+    pub notify: Vec<Located<String>>,
     /// Where the value of each key written in `configuration:` is, by key.
     #[schemars(skip)]
     pub locations: BTreeMap<String, Location>,
@@ -104,6 +110,7 @@ impl Default for Configuration {
             boot_url: None,
             network: NetworkMode::default(),
             network_allow: Vec::new(),
+            notify: Vec::new(),
             locations: BTreeMap::new(),
         }
     }
@@ -252,6 +259,17 @@ pub(crate) fn configuration(
                 for entry in &c.network_allow {
                     crate::sandbox::network::check_allow(std::slice::from_ref(&entry.value))
                         .map_err(|e| invalid(entry, &e))?;
+                }
+            }
+            "notify" => {
+                c.notify = match &value.value {
+                    super::yaml::Value::Str(_) => vec![r.non_empty(value, &vpath)?],
+                    _ => r.strings(value, &vpath)?,
+                };
+                for url in &c.notify {
+                    // `slack+https://…`: Slack's payload to a Slack-compatible hook.
+                    let plain = url.strip_prefix("slack+").unwrap_or(url);
+                    http_url(&Located::new(plain.to_string(), url.location.clone()))?;
                 }
             }
             // The original read the keys it knew and dropped the others.

@@ -194,6 +194,10 @@ fn bad_checksums(#[case] text: String, #[case] expected: &str) {
     "configuration:\n  boot_url: ftp://127.0.0.1/boot\nr:\n  image: x\n",
     "/t/config.yml:2:13 at `configuration.boot_url`: `ftp://127.0.0.1/boot`: only http:// and https:// URLs"
 )]
+#[case::notify(
+    "configuration:\n  notify: [http://127.0.0.1:9/hook, 'slack+ftp://127.0.0.1/x']\nr:\n  image: x\n",
+    "/t/config.yml:2:37 at `configuration.notify[1]`: `ftp://127.0.0.1/x`: only http:// and https:// URLs"
+)]
 #[case::ansible_root(
     "configuration:\n  ansible_root: ../elsewhere\nr:\n  image: x\n",
     "/t/config.yml:2:17 at `configuration.ansible_root`: `ansible_root` is a directory inside the repository"

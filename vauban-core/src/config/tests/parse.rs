@@ -309,3 +309,28 @@ fn defaults_sizes_and_nulls() {
     };
     assert_eq!(sha512sums, &Sha512Sums::Digest("ab".repeat(64)));
 }
+
+#[test]
+fn notify_is_one_url_or_a_list() {
+    let one = Config::parse(
+        "configuration:\n  notify: https://hooks.slack.com/services/T/B/X\nr:\n  image: x\n",
+        super::FILE,
+    )
+    .unwrap();
+    assert_eq!(
+        strings(&one.configuration.notify),
+        ["https://hooks.slack.com/services/T/B/X"]
+    );
+    let two = Config::parse(
+        "configuration:\n  notify:\n    - http://127.0.0.1:9/hook\n    - slack+https://chat.example/hooks/x\nr:\n  image: x\n",
+        super::FILE,
+    )
+    .unwrap();
+    assert_eq!(
+        strings(&two.configuration.notify),
+        [
+            "http://127.0.0.1:9/hook",
+            "slack+https://chat.example/hooks/x"
+        ]
+    );
+}
