@@ -18,6 +18,23 @@ pub const TEST_USER: &str = "vauban-test";
 /// How many subordinate ids the test user gets (a full 16-bit range).
 pub const SUBID_COUNT: u64 = 65536;
 
+/// How many rootless test binaries run at once, beside the boot test: much
+/// of their time is waiting (on Ansible's forks, on apt, on a schedule's
+/// minute), and one after the other they took 21 min.
+const LANES: usize = 2;
+
+/// The slowest rootless binaries, started first so the lanes end together.
+const SLOWEST: &[&str] = &[
+    "rootless_serve",
+    "rootless_build",
+    "rootless_isolation",
+    "rootless_build_plan",
+    "rootless_export",
+    "rootless_example",
+    "rootless_stage",
+    "rootless_stage_cli",
+];
+
 /// Runs the task.
 pub fn task(args: &[String]) -> Result<()> {
     let (flags, test_args) = match args.iter().position(|a| a == "--") {
@@ -39,21 +56,21 @@ pub fn task(args: &[String]) -> Result<()> {
     let fixtures = fixtures::ensure()?;
     clock.lap("fixtures");
 
+    let built = rootless::build_all()?;
+    clock.lap("building every test");
+
     let mut failures = Vec::new();
     if !rootless_only {
-        let mut cmd = util::cargo();
-        cmd.args(["test", "--workspace"]);
-        if !test_args.is_empty() {
-            cmd.arg("--").args(test_args);
+        for mut cmd in workspace_test_commands(&built, test_args) {
+            if let Err(e) = util::run(&mut cmd) {
+                eprintln!("error: {e:#}");
+                failures.push(util::display(&cmd));
+            }
         }
-        if let Err(e) = util::run(&mut cmd) {
-            eprintln!("error: {e:#}");
-            failures.push("cargo test --workspace".to_string());
-        }
-        clock.lap("cargo test --workspace");
+        clock.lap("the workspace's tests");
     }
 
-    let counts = rootless_tests(&fixtures, test_args);
+    let counts = rootless_tests(&built, &fixtures, test_args);
     clock.lap("the rootless tests");
     match &counts {
         Ok(c) => println!("rootless: {} passed, {} failed", c.passed, c.failed),
@@ -73,9 +90,44 @@ pub fn task(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Builds, stages and runs every rootless test binary; sums the counts (a
+/// `cargo test` of the workspace's unit, integration (all but the rootless
+/// ones) and doc tests, with the features everything was built with.
+pub fn workspace_test_commands(built: &rootless::Built, args: &[String]) -> Vec<Command> {
+    let mut targets = util::cargo();
+    targets.args([
+        "test",
+        "--workspace",
+        "--features",
+        &built.features,
+        "--lib",
+        "--bins",
+    ]);
+    for test in &built.other_tests {
+        targets.args(["--test", test]);
+    }
+    let mut docs = util::cargo();
+    docs.args([
+        "test",
+        "--workspace",
+        "--features",
+        &built.features,
+        "--doc",
+    ]);
+    for cmd in [&mut targets, &mut docs] {
+        if !args.is_empty() {
+            cmd.arg("--").args(args);
+        }
+    }
+    vec![targets, docs]
+}
+
+/// Stages and runs every rootless test binary; sums the counts (a
 /// misdeclared crate counts as one failure).
-fn rootless_tests(fixtures: &[std::path::PathBuf], args: &[String]) -> Result<Counts> {
+fn rootless_tests(
+    built: &rootless::Built,
+    fixtures: &[std::path::PathBuf],
+    args: &[String],
+) -> Result<Counts> {
     let runner = if util::is_root() {
         let (uid, gid) = ensure_test_user()?;
         Runner {
@@ -84,19 +136,13 @@ fn rootless_tests(fixtures: &[std::path::PathBuf], args: &[String]) -> Result<Co
     } else {
         Runner { switch_to: None }
     };
-    let built = std::time::Instant::now();
-    let (tests, problems) = rootless::build_tests()?;
-    let vauban = rootless::build_vauban(false)?;
-    let examples = rootless::build_examples()?;
-    let mut stage = Stage::create(&runner, &tests, &vauban, fixtures)?;
+    let tests = &built.rootless;
+    let problems = &built.problems;
+    let mut stage = Stage::create(&runner, tests, &built.vauban, fixtures)?;
     stage
         .env
         .push(("VAUBAN_SCHEMATHESIS", crate::tools::schemathesis()?));
-    eprintln!(
-        "time: building the rootless tests took {:.0} s",
-        built.elapsed().as_secs_f64()
-    );
-    for (name, exe) in &examples {
+    for (name, exe) in &built.examples {
         util::copy_readable(exe, &stage.examples().join(name))?;
     }
     eprintln!("rootless: staged in {}", stage.root.display());
@@ -107,15 +153,42 @@ fn rootless_tests(fixtures: &[std::path::PathBuf], args: &[String]) -> Result<Co
     // The boot test (minutes under TCG) runs beside the test binaries; a
     // filter other than `boot` leaves it out.
     let boot_wanted = args.is_empty() || args.iter().any(|a| a == "boot");
+    let mut order: Vec<&str> = tests.iter().map(|(n, _)| n.as_str()).collect();
+    order.sort_by_key(|n| SLOWEST.iter().position(|s| s == n).unwrap_or(SLOWEST.len()));
+    let queue = std::sync::Mutex::new(order.into_iter());
+    let sums = std::sync::Mutex::new(Counts::default());
     std::thread::scope(|s| -> Result<()> {
         let boot = boot_wanted.then(|| s.spawn(|| crate::demo::e2e::run(&runner, &stage)));
-        for (name, _) in &tests {
-            let exe = stage.bin().join(name);
-            let c = stage::run_one(&mut stage::test_command(&runner, &stage, &exe, args))?;
-            eprintln!("rootless: {name}: {} passed, {} failed", c.passed, c.failed);
-            total.passed += c.passed;
-            total.failed += c.failed;
+        let lanes: Vec<_> = (0..LANES)
+            .map(|_| {
+                s.spawn(|| loop {
+                    let Some(name) = queue.lock().unwrap_or_else(|e| e.into_inner()).next() else {
+                        break;
+                    };
+                    let exe = stage.bin().join(name);
+                    let c = stage::run_one(&mut stage::test_command(&runner, &stage, &exe, args))
+                        .unwrap_or_else(|e| {
+                            eprintln!("rootless: {name}: {e:#}");
+                            Counts {
+                                passed: 0,
+                                failed: 1,
+                            }
+                        });
+                    eprintln!("rootless: {name}: {} passed, {} failed", c.passed, c.failed);
+                    let mut sum = sums.lock().unwrap_or_else(|e| e.into_inner());
+                    sum.passed += c.passed;
+                    sum.failed += c.failed;
+                })
+            })
+            .collect();
+        for lane in lanes {
+            if lane.join().is_err() {
+                total.failed += 1;
+            }
         }
+        let sum = sums.lock().unwrap_or_else(|e| e.into_inner());
+        total.passed += sum.passed;
+        total.failed += sum.failed;
         if let Some(boot) = boot {
             match boot.join() {
                 Ok(Ok(())) => {
@@ -191,6 +264,34 @@ fn ranges(contents: &str) -> impl Iterator<Item = (&str, u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn workspace_tests_use_the_build_features_and_leave_rootless_targets_out() {
+        let built = rootless::Built {
+            features: "vauban-cli/rootless-tests".into(),
+            rootless: vec![("rootless_run".into(), "/t/rootless_run".into())],
+            other_tests: vec!["cli_errors".into(), "tidy".into()],
+            vauban: "/t/vauban".into(),
+            examples: Vec::new(),
+            problems: Vec::new(),
+        };
+        let lines: Vec<String> = workspace_test_commands(&built, &["name".into()])
+            .iter()
+            .map(util::display)
+            .collect();
+        assert!(
+            lines[0].ends_with(
+                "test --workspace --features vauban-cli/rootless-tests --lib --bins \
+                 --test cli_errors --test tidy -- name"
+            ),
+            "{lines:?}"
+        );
+        assert!(
+            lines[1]
+                .ends_with("test --workspace --features vauban-cli/rootless-tests --doc -- name"),
+            "{lines:?}"
+        );
+    }
 
     #[test]
     fn subid_ranges_are_found_and_new_ones_do_not_overlap() {

@@ -1,7 +1,8 @@
-//! The rootless half of `cargo xtask test`, part one: find the `rootless_*`
-//! test targets of the workspace and build them with `--features
-//! rootless-tests`, and build the `vauban` binary they drive. [`stage`] then
-//! stages and runs them.
+//! The build half of `cargo xtask test`: find the `rootless_*` test targets
+//! of the workspace, then build every test target, the `vauban` binary they
+//! drive and the examples in one `cargo test --no-run` with the
+//! `rootless-tests` features on ([`build_all`]). [`stage`] then stages and
+//! runs the rootless ones as the test user.
 //!
 //! The clone itself is never made readable to anyone: it may live under
 //! `/root` (mode 700), so everything the test user runs or reads is copied (or
@@ -11,7 +12,6 @@ pub mod stage;
 pub mod userns;
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
@@ -85,24 +85,6 @@ pub fn discover(metadata: &Value) -> Result<Discovery> {
     Ok(found)
 }
 
-/// `cargo test -p PKG --features rootless-tests --no-run --message-format=json… --test …`.
-pub fn build_command(targets: &Targets) -> Command {
-    let mut cmd = util::cargo();
-    cmd.args([
-        "test",
-        "-p",
-        &targets.package,
-        "--features",
-        FEATURE,
-        "--no-run",
-    ]);
-    cmd.arg("--message-format=json-render-diagnostics");
-    for test in &targets.tests {
-        cmd.args(["--test", test]);
-    }
-    cmd
-}
-
 /// The `(target name, executable)` of every rootless test binary in cargo's
 /// JSON messages.
 pub fn executables(messages: &str) -> Vec<TestBinary> {
@@ -124,9 +106,29 @@ pub fn executables(messages: &str) -> Vec<TestBinary> {
         .collect()
 }
 
-/// Builds every rootless test binary; fails when there is none. Returns the
-/// binaries and the manifest problems found on the way.
-pub fn build_tests() -> Result<(Vec<TestBinary>, Vec<String>)> {
+/// Everything `cargo xtask test` runs, from one `cargo test --no-run` with
+/// one feature set: every later cargo call of the run (the workspace's own
+/// tests, the doc tests) selects the same features and builds nothing again.
+/// Separate `-p` builds resolve features differently and rebuilt most of the
+/// dependency graph several times on a fresh clone.
+#[derive(Debug)]
+pub struct Built {
+    /// `--features` for every cargo call of the run.
+    pub features: String,
+    /// The rootless test binaries.
+    pub rootless: Vec<TestBinary>,
+    /// The workspace's other integration test targets (run by cargo as we are).
+    pub other_tests: Vec<String>,
+    /// The `vauban` binary.
+    pub vauban: PathBuf,
+    /// vauban-core's examples (embedders' programs a rootless test runs).
+    pub examples: Vec<TestBinary>,
+    /// Manifest mistakes (see [`Discovery::problems`]).
+    pub problems: Vec<String>,
+}
+
+/// Builds every test target, the `vauban` binary and the examples.
+pub fn build_all() -> Result<Built> {
     let metadata =
         util::output(util::cargo().args(["metadata", "--no-deps", "--format-version=1"]))?;
     let metadata: Value = serde_json::from_str(&metadata).context("parse cargo metadata")?;
@@ -134,38 +136,77 @@ pub fn build_tests() -> Result<(Vec<TestBinary>, Vec<String>)> {
     for problem in &found.problems {
         eprintln!("error: {problem}");
     }
-    let mut exes = Vec::new();
-    for targets in &found.crates {
-        let mut cmd = build_command(targets);
-        exes.extend(executables(&util::stdout_of(&mut cmd)?));
-    }
-    if exes.is_empty() {
+    let features = features_of(&found);
+    let mut cmd = util::cargo();
+    cmd.args(["test", "--workspace", "--no-run", "--features", &features])
+        .arg("--message-format=json-render-diagnostics");
+    let messages = util::stdout_of(&mut cmd)?;
+    let rootless = executables(&messages);
+    if rootless.is_empty() {
         bail!("no rootless test binary found (test targets named `{PREFIX}*` with feature `{FEATURE}`)");
     }
-    Ok((exes, found.problems))
+    let vauban = artifacts(&messages, "bin")
+        .into_iter()
+        .find_map(|(name, exe)| (name == "vauban").then_some(exe))
+        .context("cargo built no `vauban` executable")?;
+    Ok(Built {
+        features,
+        rootless,
+        other_tests: other_tests(&metadata),
+        vauban,
+        examples: artifacts(&messages, "example"),
+        problems: found.problems,
+    })
 }
 
-/// Builds the examples of vauban-core (embedders' programs, run by a
-/// rootless test) and returns `(name, executable)` of each.
-pub fn build_examples() -> Result<Vec<TestBinary>> {
-    let mut cmd = util::cargo();
-    cmd.args(["build", "-p", "vauban-core", "--examples"]);
-    cmd.arg("--message-format=json-render-diagnostics");
-    let messages = util::stdout_of(&mut cmd)?;
-    Ok(messages
+/// `PKG/rootless-tests,…` for every crate [`discover`] found.
+pub fn features_of(found: &Discovery) -> String {
+    found
+        .crates
+        .iter()
+        .map(|t| format!("{}/{FEATURE}", t.package))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The integration test targets of the workspace that are not rootless.
+pub fn other_tests(metadata: &Value) -> Vec<String> {
+    let mut names: Vec<String> = metadata["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|p| p["targets"].as_array().into_iter().flatten())
+        .filter(|t| {
+            t["kind"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k == "test"))
+        })
+        .filter_map(|t| t["name"].as_str())
+        .filter(|n| !n.starts_with(PREFIX))
+        .map(String::from)
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// `(name, executable)` of the non-test artifacts of `kind` (`bin`, `example`).
+fn artifacts(messages: &str, kind: &str) -> Vec<TestBinary> {
+    messages
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
         .filter(|m| {
             m["reason"] == "compiler-artifact"
+                && m["profile"]["test"] == false
                 && m["target"]["kind"]
                     .as_array()
-                    .is_some_and(|k| k.iter().any(|k| k == "example"))
+                    .is_some_and(|k| k.iter().any(|k| k == kind))
         })
         .filter_map(|m| {
             let name = m["target"]["name"].as_str()?;
             Some((name.to_string(), PathBuf::from(m["executable"].as_str()?)))
         })
-        .collect())
+        .collect()
 }
 
 /// Builds the `vauban` binary (debug, like the tests) and returns its path.
@@ -216,6 +257,8 @@ mod tests {
             }]
         );
         assert!(found.problems.is_empty());
+        assert_eq!(features_of(&found), "vauban-core/rootless-tests");
+        assert_eq!(other_tests(&meta), ["sandbox_args", "tidy"]);
         let bad = serde_json::json!({"packages": [
             {"name": "x", "features": {}, "targets": [{"name": "rootless_a", "kind": ["test"]}]}]});
         let found = discover(&bad).unwrap();
@@ -228,18 +271,20 @@ mod tests {
     }
 
     #[test]
-    fn build_command_selects_the_feature_and_targets() {
-        let cmd = build_command(&Targets {
-            package: "vauban-cli".into(),
-            tests: vec!["rootless_a".into(), "rootless_b".into()],
-        });
-        let line = util::display(&cmd);
-        assert!(
-            line.ends_with(
-                "test -p vauban-cli --features rootless-tests --no-run \
-             --message-format=json-render-diagnostics --test rootless_a --test rootless_b"
-            ),
-            "{line}"
+    fn the_vauban_binary_and_examples_are_found_among_test_builds() {
+        let messages = [
+            r#"{"reason":"compiler-artifact","target":{"name":"vauban","kind":["bin"]},"profile":{"test":true},"executable":"/t/vauban-unittests"}"#,
+            r#"{"reason":"compiler-artifact","target":{"name":"vauban","kind":["bin"]},"profile":{"test":false},"executable":"/t/vauban"}"#,
+            r#"{"reason":"compiler-artifact","target":{"name":"embed","kind":["example"]},"profile":{"test":false},"executable":"/t/examples/embed"}"#,
+        ]
+        .join("\n");
+        assert_eq!(
+            artifacts(&messages, "bin"),
+            [("vauban".into(), PathBuf::from("/t/vauban"))]
+        );
+        assert_eq!(
+            artifacts(&messages, "example"),
+            [("embed".into(), PathBuf::from("/t/examples/embed"))]
         );
     }
 

@@ -225,13 +225,17 @@ pub fn run_one(cmd: &mut Command) -> Result<Counts> {
     let watchdog = Watchdog::arm(child.id(), BINARY_TIME_LIMIT);
     let mut counts = None;
     let stdout = child.stdout.take().context("no stdout pipe")?;
+    // Kept and printed at once: binaries run side by side.
+    let mut output = String::new();
     for line in BufReader::new(stdout).lines() {
         let line = line.context("read test output")?;
-        println!("{line}");
         if let Some(c) = parse_result(&line) {
             counts = Some(c);
         }
+        output.push_str(&line);
+        output.push('\n');
     }
+    print!("$ {}\n{output}", util::display(cmd));
     let status = child.wait().context("wait for the test binary")?;
     let timed_out = watchdog.disarm();
     let mut counts = counts.unwrap_or_default();
