@@ -255,7 +255,7 @@ pub fn run_one(cmd: &mut Command) -> Result<Counts> {
 
 /// How long one rootless test binary may run before it is killed and counted
 /// as failed: a hung test must fail the suite, not eat CI's whole budget.
-pub const BINARY_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+pub const BINARY_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(20 * 60);
 
 /// Kills a process group (SIGKILL) unless disarmed before its time is up.
 struct Watchdog {
