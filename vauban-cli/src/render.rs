@@ -124,7 +124,8 @@ impl Renderer {
                 }
             }
             Event::BlobDone { digest, outcome } => self.blob_done(digest, outcome),
-            Event::Registry { message } | Event::Warning { message } => self.note(message),
+            Event::Registry { message } => self.note(message),
+            Event::Warning { message } => self.note(&format!("warning: {message}")),
             Event::StageStarted { stage, host, base } if self.ansible == AnsibleOutput::Lines => {
                 self.note(&format!("==> stage {stage} for {host} on {}", short(base)))
             }

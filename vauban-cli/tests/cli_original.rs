@@ -304,6 +304,13 @@ fn a_misspelt_key_warns_with_its_line_and_strict_fails() {
         stderr.contains("typo.yml:5:7") && stderr.contains("did you mean `stages`?"),
         "{stderr}"
     );
+    // Once, as a warning (not also as a log line).
+    assert_eq!(
+        stderr.matches("did you mean `stages`?").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains(&warning), "{stderr}");
 }
 
 #[test]

@@ -501,9 +501,10 @@ impl<'a> Builder<'a> {
         self.report.steps.push(report);
     }
 
-    /// A warning: in the report and the event stream.
+    /// A warning: in the report and the event stream (a log line too would
+    /// show it twice where the events are rendered).
     pub(super) fn warn(&mut self, message: String) {
-        tracing::warn!("{message}");
+        tracing::debug!("warning: {message}");
         self.env.events.emit(Event::Warning {
             message: message.clone(),
         });
