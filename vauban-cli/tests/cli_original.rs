@@ -384,3 +384,48 @@ fn deploy_refuses_a_never_upload_master() {
         assert!(!stderr.contains("never_upload"), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn an_mmdebstrap_that_signals_its_process_group_is_reported_not_fatal() {
+    // mmdebstrap HUPs its whole process group when its tarball fails; this
+    // stand-in does the same. Were vauban (and this test) in its group, the
+    // HUP would kill them both instead of vauban saying what failed.
+    let site = Site::new();
+    let bin = site.path("fake-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let fake = bin.join("mmdebstrap");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho 'creating tarball failed: disk full' >&2\nkill -HUP 0\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    site.write(
+        "suite.yml",
+        "bookworm:\n  master-a:\n    stages: [playbook.yml]\n",
+    );
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new(vauban_bin())
+        .arg("--store")
+        .arg(site.path("store"))
+        .args(["build", "--config", "suite.yml", "--name", "master-a"])
+        .args(["--stage", "rootfs", "--ansible", "ansible"])
+        .current_dir(site.dir.path())
+        .env("PATH", path)
+        .env("XDG_CONFIG_HOME", site.path("xdg/config"))
+        .env("XDG_STATE_HOME", site.path("xdg/state"))
+        .env("XDG_CACHE_HOME", site.path("xdg/cache"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("release bookworm: mmdebstrap")
+            && stderr.contains("creating tarball failed: disk full"),
+        "{stderr}"
+    );
+}

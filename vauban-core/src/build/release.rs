@@ -300,12 +300,16 @@ fn run(argv: &[String], env: &[(&str, PathBuf)], log: &Path) -> Result<(), Strin
     let err = out
         .try_clone()
         .map_err(|e| format!("create {}: {e}", log.display()))?;
-    let status = Command::new(path)
-        .args(&argv[1..])
+    let mut cmd = Command::new(path);
+    cmd.args(&argv[1..])
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(std::process::Stdio::null())
         .stdout(out)
-        .stderr(err)
+        .stderr(err);
+    // mmdebstrap HUPs its whole process group when its tarball fails: a
+    // group of its own, so that vauban reports the failure instead of dying.
+    crate::sandbox::own_group_dying_with_us(&mut cmd);
+    let status = cmd
         .status()
         .map_err(|e| format!("cannot run {program}: {e}"))?;
     if !status.success() {

@@ -52,6 +52,12 @@ pub use layers::{ensure_layer_dirs, remove_dir_all};
 pub use network::Network;
 pub use ns::{exit_code, NsConfig};
 pub(crate) use program::host_env;
+
+/// Runs `cmd` in a session and process group of its own that is killed
+/// when vauban dies (see `BeforeExec::own_group_dying_with_us`).
+pub(crate) fn own_group_dying_with_us(cmd: &mut std::process::Command) {
+    helper::before_exec::BeforeExec::own_group_dying_with_us().install(cmd);
+}
 pub use program::{Io, Program, RunIo, DEFAULT_ENV, HOST_ENV_KEPT};
 pub use sandbox::{run_controller_alone, Sandbox, SandboxOptions};
 pub use signals::{pending as pending_signal, SignalGuard};

@@ -67,6 +67,17 @@ impl BeforeExec {
         }
     }
 
+    /// A session and process group of its own, killed when we die: for a
+    /// tool that signals its whole process group (mmdebstrap HUPs its group
+    /// when its tarball fails), so that signal never reaches vauban.
+    pub(crate) fn own_group_dying_with_us() -> Self {
+        BeforeExec {
+            new_session: true,
+            die_with_parent: true,
+            ..BeforeExec::closing_from(3)
+        }
+    }
+
     /// Makes `cmd` take these steps in its child.
     pub(crate) fn install(self, cmd: &mut Command) {
         let BeforeExec {
