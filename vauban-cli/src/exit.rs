@@ -4,7 +4,6 @@
 //! in the sandbox exits 127 (not found) or 126 (not executable), as shells and
 //! podman do; an interrupted command 128 + the signal (130, 143).
 
-use vauban_core::build::BuildError;
 use vauban_core::{Blame, Error as CoreError};
 use vauban_oci::Error as OciError;
 
@@ -17,19 +16,6 @@ pub const INTERNAL_ERROR: u8 = 2;
 /// messages written by the commands themselves (`bail!`) are user errors.
 pub fn code_for(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
-        if let Some(e) = cause.downcast_ref::<BuildError>() {
-            return match e {
-                BuildError::Core(e) => core_code(e),
-                BuildError::Interrupted { signal } => (128 + signal) as u8,
-                other => blame_code(other.blame()),
-            };
-        }
-        if let Some(e) = cause.downcast_ref::<vauban_core::config::ConfigError>() {
-            return blame_code(e.blame());
-        }
-        if let Some(e) = cause.downcast_ref::<vauban_core::keys::KeyStoreError>() {
-            return blame_code(e.blame());
-        }
         if let Some(e) = cause.downcast_ref::<CoreError>() {
             return core_code(e);
         }
@@ -45,7 +31,9 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
 
 fn core_code(e: &CoreError) -> u8 {
     match e {
-        CoreError::Interrupted { signal } => (128 + signal) as u8,
+        CoreError::Interrupted { signal } | CoreError::BuildInterrupted { signal } => {
+            (128 + signal) as u8
+        }
         CoreError::Exec { source, .. } if source.kind() == std::io::ErrorKind::NotFound => 127,
         CoreError::Exec { .. } => 126,
         other => blame_code(other.blame()),
@@ -100,20 +88,15 @@ pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
     None
 }
 
-/// The registry error `cause` is or wraps. A `#[error(transparent)]`
-/// wrapper (`BuildError::Core`, `CoreError::Oci`) hands its inner error's
-/// *source* to the chain, never the inner error itself, so the chain alone
-/// would not show it (`vauban build --registry` and `vauban deploy` lost their
-/// hints that way).
+/// The registry error `cause` is or wraps. The `#[error(transparent)]`
+/// wrapper `CoreError::Oci` hands its inner error's *source* to the chain,
+/// never the inner error itself, so the chain alone would not show it
+/// (`vauban build --registry` and `vauban deploy` lost their hints that way).
 fn registry_error<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a OciError> {
     if let Some(e) = cause.downcast_ref::<OciError>() {
         return Some(e);
     }
-    let core = match cause.downcast_ref::<BuildError>() {
-        Some(BuildError::Core(e)) => Some(e),
-        _ => cause.downcast_ref::<CoreError>(),
-    };
-    match core {
+    match cause.downcast_ref::<CoreError>() {
         Some(CoreError::Oci(e)) => Some(e),
         _ => None,
     }
@@ -511,6 +494,74 @@ mod tests {
                 USER_ERROR,
             ),
             (CoreError::AnsibleFailed(Box::new(failure)), USER_ERROR),
+            (
+                CoreError::Internal {
+                    what: s("a host without keys after ensure_hosts"),
+                },
+                INTERNAL_ERROR,
+            ),
+            // The other sections: config.yml, key store, boot files, conffs, builds.
+            (
+                CoreError::ReadConfig {
+                    path: "/c.yml".into(),
+                    source: io(ErrorKind::NotFound),
+                },
+                USER_ERROR,
+            ),
+            (
+                CoreError::EmptyConfig {
+                    file: "/c.yml".into(),
+                },
+                USER_ERROR,
+            ),
+            (
+                CoreError::NoDefaultPath {
+                    var: "XDG_DATA_HOME",
+                },
+                USER_ERROR,
+            ),
+            (
+                CoreError::RunGpg {
+                    file: "/k.tar.gpg".into(),
+                    source: io(ErrorKind::NotFound),
+                },
+                USER_ERROR,
+            ),
+            (
+                CoreError::NoKernel {
+                    image: s("x"),
+                    modules: vec![],
+                    kernels: vec![],
+                    packages: "linux-image-amd64",
+                },
+                USER_ERROR,
+            ),
+            (
+                CoreError::WrongKeys {
+                    host: s("web01"),
+                    keys_host: s("web02"),
+                },
+                INTERNAL_ERROR,
+            ),
+            (
+                CoreError::Release {
+                    release: s("debian-12"),
+                    message: s("?"),
+                    blame: Blame::Internal,
+                },
+                INTERNAL_ERROR,
+            ),
+            (
+                CoreError::HostsFailed {
+                    master: s("master-web"),
+                    failures: vec![
+                        (s("web01"), CoreError::EmptyCommand),
+                        (s("web02"), CoreError::Internal { what: s("?") }),
+                    ],
+                },
+                INTERNAL_ERROR,
+            ),
+            (CoreError::BuildInterrupted { signal: 2 }, 130),
         ]
     }
 
@@ -601,9 +652,8 @@ mod tests {
         // `vauban deploy`: through the core's error, with the command's context.
         let deploy = anyhow::Error::new(CoreError::Oci(plain())).context("deploy master-web");
         assert_eq!(hint(&deploy), wanted);
-        // `vauban build --registry`: through the build's, transparently twice.
-        let build = anyhow::Error::new(BuildError::Core(CoreError::Oci(plain())))
-            .context("build of master-web");
+        // `vauban build --registry`: the same, under the build's context.
+        let build = anyhow::Error::new(CoreError::Oci(plain())).context("build of master-web");
         assert_eq!(hint(&build), wanted);
         assert_eq!(code_for(&build), USER_ERROR);
     }

@@ -54,9 +54,9 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
-    /// config.yml cannot be read.
+    /// config.yml cannot be read (the core's error of loading it).
     #[error(transparent)]
-    Config(#[from] vauban_core::config::ConfigError),
+    Config(#[from] vauban_core::Error),
     /// The token file is malformed.
     #[error(
         "{path}:{line}: expected `NAME TOKEN` (a name, a space, a token of 16 characters or more)"

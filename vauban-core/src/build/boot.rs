@@ -20,10 +20,10 @@ use vauban_oci::Image;
 
 use super::builder::Builder;
 use super::cache::get_or_build;
-use super::error::BuildError;
 use super::inputs::{hex, private_dir};
 use super::report::Outcome;
 use crate::config::{DracutConf, Master, SquashfsCompression};
+use crate::error::{Error, Result};
 use crate::export::{
     self, BootTree, HostBoot, InitramfsOptions, ResolvConf, SquashCompression, SquashfsOptions,
 };
@@ -40,7 +40,7 @@ impl Builder<'_> {
         master: &Master,
         image: &Image,
         kernel_image: &Image,
-    ) -> Result<(), BuildError> {
+    ) -> Result<()> {
         let kernel_master = match &self.config.configuration.initramfs_release {
             Some(name) => name.value.clone(),
             None => master.name.clone(),
@@ -144,7 +144,7 @@ impl Builder<'_> {
             ];
             let dir = tree.master_dir(&master.name);
             let mut own: Vec<String> = std::fs::read_dir(&dir)
-                .map_err(|e| crate::Error::io("read", &dir, e))?
+                .map_err(|e| Error::io("read", &dir, e))?
                 .flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .filter(|n| !n.starts_with('.'))
@@ -166,13 +166,13 @@ impl Builder<'_> {
     }
 
     /// The extra dracut.conf of the config (`dracut_conf:`).
-    pub(super) fn dracut_conf(&self) -> Result<String, BuildError> {
+    pub(super) fn dracut_conf(&self) -> Result<String> {
         Ok(match &self.config.configuration.dracut_conf {
             None => String::new(),
             Some(c) => match &c.value {
                 DracutConf::Text(t) => t.clone(),
                 DracutConf::File(f) => std::fs::read_to_string(f)
-                    .map_err(|e| crate::Error::io("read the dracut.conf", f, e))?,
+                    .map_err(|e| Error::io("read the dracut.conf", f, e))?,
             },
         })
     }
@@ -202,28 +202,27 @@ impl Builder<'_> {
     fn boot_cached(
         &self,
         key: &str,
-        make: impl FnOnce(&vauban_oci::store::Store, &Path) -> Result<(), BuildError>,
-    ) -> Result<(PathBuf, Outcome), BuildError> {
+        make: impl FnOnce(&vauban_oci::store::Store, &Path) -> Result<()>,
+    ) -> Result<(PathBuf, Outcome)> {
         let root = self.store.root().join(BOOT_CACHE);
         private_dir(&root)?;
         let dir = root.join(key);
         let no_cache = self.opts.no_cache;
         let got = get_or_build(
             vec![(key.to_owned(), ())],
-            |_| Ok::<_, BuildError>((dir.is_dir() && !no_cache).then(|| dir.clone())),
+            |_| Ok::<_, Error>((dir.is_dir() && !no_cache).then(|| dir.clone())),
             |k| Ok(self.store.work_lock(&format!("boot-{k}"))?),
             |_| {
                 let temp = tempfile::Builder::new()
                     .prefix(".partial-")
                     .tempdir_in(&root)
-                    .map_err(|e| crate::Error::io("create a temp dir in", &root, e))?;
+                    .map_err(|e| Error::io("create a temp dir in", &root, e))?;
                 make(self.store, temp.path())?;
                 if dir.exists() {
-                    std::fs::remove_dir_all(&dir)
-                        .map_err(|e| crate::Error::io("remove", &dir, e))?;
+                    std::fs::remove_dir_all(&dir).map_err(|e| Error::io("remove", &dir, e))?;
                 }
                 let temp = temp.keep();
-                std::fs::rename(&temp, &dir).map_err(|e| crate::Error::io("rename", &temp, e))?;
+                std::fs::rename(&temp, &dir).map_err(|e| Error::io("rename", &temp, e))?;
                 Ok(vec![((), Ok::<_, Infallible>(dir.clone()))])
             },
         )?;
@@ -273,8 +272,8 @@ fn size_of(path: &Path) -> u64 {
 
 /// Links the kernel and initramfs of the cache dir `cached` into `linux`
 /// (and their `-default` names); the kernel version.
-fn linked_kernel(cached: &Path, linux: &Path) -> Result<String, BuildError> {
-    let entries = std::fs::read_dir(cached).map_err(|e| crate::Error::io("read", cached, e))?;
+fn linked_kernel(cached: &Path, linux: &Path) -> Result<String> {
+    let entries = std::fs::read_dir(cached).map_err(|e| Error::io("read", cached, e))?;
     let kver = entries
         .flatten()
         .filter_map(|e| {
@@ -285,7 +284,7 @@ fn linked_kernel(cached: &Path, linux: &Path) -> Result<String, BuildError> {
                 .map(str::to_owned)
         })
         .next()
-        .ok_or_else(|| crate::Error::Panicked("a cached initramfs dir without its kernel"))?;
+        .ok_or_else(|| Error::internal("a cached initramfs dir without its kernel"))?;
     let (kernel, initramfs) = export::dracut::file_names(&kver);
     link(&cached.join(&kernel), &linux.join(&kernel))?;
     link(&cached.join(&initramfs), &linux.join(&initramfs))?;
@@ -296,7 +295,7 @@ fn linked_kernel(cached: &Path, linux: &Path) -> Result<String, BuildError> {
 
 /// Puts `src` at `dest` atomically: a hard link when they share a file
 /// system, else a copy.
-fn link(src: &Path, dest: &Path) -> Result<(), BuildError> {
+fn link(src: &Path, dest: &Path) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     // Already this very file (a rename onto another link of one inode does
     // nothing and would leave the temp name behind).
@@ -308,7 +307,7 @@ fn link(src: &Path, dest: &Path) -> Result<(), BuildError> {
     let staged = export::atomic::Staged::new(dest)?;
     let _ = std::fs::remove_file(staged.path());
     if std::fs::hard_link(src, staged.path()).is_err() {
-        std::fs::copy(src, staged.path()).map_err(|e| crate::Error::io("copy", src, e))?;
+        std::fs::copy(src, staged.path()).map_err(|e| Error::io("copy", src, e))?;
     }
     staged.publish()?;
     Ok(())

@@ -14,7 +14,6 @@ use vauban_oci::store::Store;
 use vauban_oci::{Image, Reference};
 
 use super::cache::{Cache, StepInputs};
-use super::error::BuildError;
 use super::inputs::{self, AnsibleTree, Inventory, ToolCache};
 use super::plan::{plan, Part, Step, StepKind};
 use super::publish::{self, Registry};
@@ -23,6 +22,7 @@ use super::resolve::Resolved;
 use super::walk::Fresh;
 use crate::config::{Config, Master};
 use crate::env::Env;
+use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::keys::KeySecret;
 use crate::sandbox::{pending_signal, SignalGuard};
@@ -150,18 +150,13 @@ impl<'a> Builder<'a> {
     /// that an Ansible repository is given, finds the tools; the config's
     /// warnings are its first ([`Event::Warning`], the report's). Nothing is
     /// fetched nor checked out yet.
-    pub fn new(
-        config: Config,
-        store: &'a Store,
-        mut env: Env,
-        opts: BuildOptions,
-    ) -> Result<Self, BuildError> {
+    pub fn new(config: Config, store: &'a Store, mut env: Env, opts: BuildOptions) -> Result<Self> {
         config.find(&opts.name)?;
         let ansible = match (&opts.ansible, &config.configuration.ansible) {
             (Some(a), _) => a.clone(),
             (None, Some(a)) => a.value.clone(),
             (None, None) => {
-                return Err(BuildError::NoAnsible {
+                return Err(Error::NoAnsible {
                     config: config.path.clone(),
                 })
             }
@@ -243,25 +238,25 @@ impl<'a> Builder<'a> {
     /// The steps of the build, in order, as `--stage` and `--build-parents`
     /// ask (a release the build needs and the store lacks, or a stale master
     /// with `--rebuild-stale`, is added when the build starts).
-    pub fn plan(&self) -> Result<Vec<Step>, BuildError> {
+    pub fn plan(&self) -> Result<Vec<Step>> {
         let target = self.config.find(&self.opts.name)?;
         if self.opts.part == Part::Conffs && self.pattern(target).is_none() {
-            return Err(BuildError::NoConffs {
+            return Err(Error::NoConffs {
                 master: target.name.clone(),
             });
         }
-        Ok(plan(
+        plan(
             &self.config,
             &self.opts.name,
             self.opts.part,
             self.opts.build_parents,
             &|m| self.pattern(m).is_some(),
-        )?)
+        )
     }
 
     /// Whether the build makes a conffs, which needs the key store's secret
     /// ([`BuildOptions::keys`]).
-    pub fn needs_keys(&self) -> Result<bool, BuildError> {
+    pub fn needs_keys(&self) -> Result<bool> {
         Ok(self.plan()?.iter().any(|s| s.kind == StepKind::Conffs))
     }
 
@@ -282,12 +277,12 @@ impl<'a> Builder<'a> {
     /// Runs the plan. Interrupted (SIGINT, SIGTERM), it stops between steps or
     /// inside a sandbox, leaves no mount nor process, and what was built
     /// stays in the cache.
-    pub fn run(&mut self) -> Result<(), BuildError> {
+    pub fn run(&mut self) -> Result<()> {
         let _signals = SignalGuard::install()?;
         let planned = self.resolve(true)?;
         // Private: the tree gets each host's conffs (see `export::tree`).
         crate::private::dir(&self.opts.out)
-            .map_err(|e| crate::Error::io("create the output dir", &self.opts.out, e))?;
+            .map_err(|e| Error::io("create the output dir", &self.opts.out, e))?;
         if self.env.network == crate::sandbox::Network::Host {
             self.warn(
                 "the build ran on the host's network (`--network host` or `network: host`): \
@@ -298,7 +293,7 @@ impl<'a> Builder<'a> {
         let result = self.run_steps(&planned);
         // What was built is named, also when a later step or host failed (an
         // interrupted build names nothing: the cache keeps its work).
-        if !matches!(result, Err(BuildError::Interrupted { .. })) {
+        if !matches!(result, Err(Error::BuildInterrupted { .. })) {
             self.name_all()?;
         }
         result?;
@@ -308,7 +303,7 @@ impl<'a> Builder<'a> {
         Ok(())
     }
 
-    fn run_steps(&mut self, resolved: &Resolved) -> Result<(), BuildError> {
+    fn run_steps(&mut self, resolved: &Resolved) -> Result<()> {
         // The rootfs each step made, by step number.
         let mut made: Vec<Option<Image>> = vec![None; resolved.planned.len()];
         for (i, p) in resolved.planned.iter().enumerate() {
@@ -347,9 +342,7 @@ impl<'a> Builder<'a> {
                 seconds: started.elapsed().as_secs_f64(),
             });
             done.map_err(|e| match e {
-                BuildError::Core(crate::Error::Interrupted { signal }) => {
-                    BuildError::Interrupted { signal }
-                }
+                Error::Interrupted { signal } => Error::BuildInterrupted { signal },
                 other => other,
             })?;
         }
@@ -358,7 +351,7 @@ impl<'a> Builder<'a> {
 
     /// Before anything runs: every playbook of the plan exists in its
     /// checkout (else a "did you mean") and parses.
-    pub(super) fn check_playbooks(&mut self, steps: &[Step]) -> Result<(), BuildError> {
+    pub(super) fn check_playbooks(&mut self, steps: &[Step]) -> Result<()> {
         for step in steps {
             let master = self.config.find(&step.master)?.clone();
             let (stages, conffs): (Vec<Stage>, bool) = match step.kind {
@@ -398,15 +391,15 @@ impl<'a> Builder<'a> {
     }
 
     /// An error if a signal came.
-    pub(super) fn interrupted(&self) -> Result<(), BuildError> {
+    pub(super) fn interrupted(&self) -> Result<()> {
         match pending_signal() {
-            Some(signal) => Err(BuildError::Interrupted { signal }),
+            Some(signal) => Err(Error::BuildInterrupted { signal }),
             None => Ok(()),
         }
     }
 
     /// The store name `<name>:latest`.
-    pub(super) fn local(name: &str) -> Result<Reference, BuildError> {
+    pub(super) fn local(name: &str) -> Result<Reference> {
         Ok(Reference::parse(&format!("{name}:{LOCAL_TAG}"))?)
     }
 
@@ -423,7 +416,7 @@ impl<'a> Builder<'a> {
         image: &Image,
         intermediate: bool,
         publish: bool,
-    ) -> Result<(), BuildError> {
+    ) -> Result<()> {
         let desc = if intermediate {
             crate::stage::intermediate(image.descriptor())
         } else {
@@ -438,7 +431,7 @@ impl<'a> Builder<'a> {
         Ok(())
     }
 
-    fn name_all(&mut self) -> Result<(), BuildError> {
+    fn name_all(&mut self) -> Result<()> {
         let names: Vec<(Reference, Descriptor)> = self
             .names
             .iter()
@@ -449,7 +442,7 @@ impl<'a> Builder<'a> {
         Ok(())
     }
 
-    fn publish(&mut self) -> Result<(), BuildError> {
+    fn publish(&mut self) -> Result<()> {
         let Some(registry) = self.opts.registry.clone() else {
             return Ok(());
         };
@@ -536,11 +529,7 @@ impl<'a> Builder<'a> {
 
     /// The checkout `stage` of `spec` runs from (one per branch per build,
     /// fetched once), analysed once.
-    pub(super) fn analyse(
-        &mut self,
-        stage: &Stage,
-        spec: &StageSpec,
-    ) -> Result<Arc<Analysed>, BuildError> {
+    pub(super) fn analyse(&mut self, stage: &Stage, spec: &StageSpec) -> Result<Arc<Analysed>> {
         let before = self.repo.checkouts().count();
         let checkout = self.repo.checkout(
             stage.branch.as_deref().or(spec.branch.as_deref()),

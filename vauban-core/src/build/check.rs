@@ -10,10 +10,10 @@ use vauban_oci::Image;
 
 use super::boot;
 use super::builder::Builder;
-use super::error::BuildError;
 use super::plan::{Base, StepKind};
 use super::walk::Asking;
 use crate::config::Master;
+use crate::error::Result;
 
 /// Whether a checked row would run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -62,7 +62,7 @@ pub struct CheckedStep {
 
 impl Builder<'_> {
     /// The plan with the cache's answer for every row; runs nothing.
-    pub fn check(&mut self) -> Result<Vec<CheckedStep>, BuildError> {
+    pub fn check(&mut self) -> Result<Vec<CheckedStep>> {
         let resolved = self.resolve(false)?;
         let mut out = Vec::new();
         // The rootfs each step would give, when the cache knows it.
@@ -127,7 +127,7 @@ impl Builder<'_> {
         base: Option<Image>,
         pulled: bool,
         out: &mut Vec<CheckedStep>,
-    ) -> Result<Option<Image>, BuildError> {
+    ) -> Result<Option<Image>> {
         let walked = self.walk_rootfs(master, base.as_ref(), Asking::AsBuilt)?;
         let spec = self.spec(master, false);
         for (stage, status) in walked.stages.iter().zip(&walked.statuses) {
@@ -155,7 +155,7 @@ impl Builder<'_> {
         base: Option<Image>,
         pulled: bool,
         out: &mut Vec<CheckedStep>,
-    ) -> Result<(), BuildError> {
+    ) -> Result<()> {
         for host in self.conffs_hosts(master)? {
             let walked = self.walk_conffs(master, &host, base.as_ref(), Asking::AsBuilt)?;
             let first = walked.first_run();
@@ -182,7 +182,7 @@ impl Builder<'_> {
         base: Option<Image>,
         kernel: Option<Image>,
         out: &mut Vec<CheckedStep>,
-    ) -> Result<(), BuildError> {
+    ) -> Result<()> {
         let initramfs = match &kernel {
             Some(k) => self
                 .cached_or_run(self.boot_is_cached(&boot::initramfs_key(k, &self.dracut_conf()?))),

@@ -13,10 +13,10 @@ use std::collections::BTreeMap;
 use vauban_oci::Image;
 
 use super::builder::Builder;
-use super::error::BuildError;
 use super::inputs;
 use super::report::{Exported, Outcome};
 use crate::config::Master;
+use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::export::conffs::{export_conffs, ConffsOptions};
 use crate::export::BootTree;
@@ -56,7 +56,7 @@ impl Builder<'_> {
         master: &Master,
         host: &str,
         stage: &Stage,
-    ) -> Result<vauban_oci::Reference, BuildError> {
+    ) -> Result<vauban_oci::Reference> {
         Builder::local(&format!(
             "{}/{host}/{}",
             master.name,
@@ -66,13 +66,13 @@ impl Builder<'_> {
 
     /// The hosts of the conffs of `master` (its pattern: `--conffs` for the
     /// master built, else `conffs:`); an error when none matches.
-    pub(super) fn conffs_hosts(&mut self, master: &Master) -> Result<Vec<String>, BuildError> {
-        let pattern = self.pattern(master).ok_or_else(|| BuildError::NoConffs {
+    pub(super) fn conffs_hosts(&mut self, master: &Master) -> Result<Vec<String>> {
+        let pattern = self.pattern(master).ok_or_else(|| Error::NoConffs {
             master: master.name.clone(),
         })?;
         let hosts = self.hosts_of(master, &pattern)?;
         if hosts.is_empty() {
-            return Err(BuildError::NoHosts {
+            return Err(Error::NoHosts {
                 master: master.name.clone(),
                 pattern,
             });
@@ -82,11 +82,7 @@ impl Builder<'_> {
 
     /// The hosts of `pattern` in the inventory of the checkout of `master`'s
     /// conffs stages, through the tool cache.
-    pub(super) fn hosts_of(
-        &mut self,
-        master: &Master,
-        pattern: &str,
-    ) -> Result<Vec<String>, BuildError> {
+    pub(super) fn hosts_of(&mut self, master: &Master, pattern: &str) -> Result<Vec<String>> {
         let first = self
             .conffs_stages(master)
             .first()
@@ -112,16 +108,12 @@ impl Builder<'_> {
     }
 
     /// Builds the conffs of every host of `master` on its rootfs `base`.
-    pub(super) fn conffs(&mut self, master: &Master, base: &Image) -> Result<(), BuildError> {
+    pub(super) fn conffs(&mut self, master: &Master, base: &Image) -> Result<()> {
         let hosts = self.conffs_hosts(master)?;
         tracing::info!(master = %master.name, hosts = ?hosts, "conffs hosts");
-        let secret = self
-            .opts
-            .keys
-            .clone()
-            .ok_or_else(|| BuildError::NoKeySecret {
-                keystore: self.opts.keystore.clone(),
-            })?;
+        let secret = self.opts.keys.clone().ok_or_else(|| Error::NoKeySecret {
+            keystore: self.opts.keystore.clone(),
+        })?;
         // Opened once (a passphrase costs a second per open): held until the
         // exports are written, so two builds sharing it take turns.
         let mut keystore = KeyStore::open(&self.opts.keystore, secret)?;
@@ -179,7 +171,7 @@ impl Builder<'_> {
             let started = std::time::Instant::now();
             let keys = keystore
                 .get(host)
-                .ok_or_else(|| crate::Error::Panicked("a host without keys after ensure_hosts"))?;
+                .ok_or_else(|| Error::internal("a host without keys after ensure_hosts"))?;
             tree.private_dir(&master.name)?;
             let dest = tree.conffs(&master.name, host);
             let opts = ConffsOptions {
@@ -211,7 +203,7 @@ impl Builder<'_> {
                     );
                 }
                 Err(e) => {
-                    failures.push((host.clone(), crate::Error::from(e)));
+                    failures.push((host.clone(), e));
                     continue;
                 }
             }
@@ -226,7 +218,7 @@ impl Builder<'_> {
         self.tidy_out(master, base, &made, &failed)?;
         self.write_sums()?;
         if !failures.is_empty() {
-            return Err(BuildError::HostsFailed {
+            return Err(Error::HostsFailed {
                 master: master.name.clone(),
                 failures,
             });

@@ -21,8 +21,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
-use super::error::BuildError;
-use crate::error::{Error, IoContext};
+use crate::error::{Error, IoContext, Result};
 use crate::stage::confined::Confined;
 
 /// Files larger than this are hashed but never read for names.
@@ -46,7 +45,7 @@ pub struct AnsibleTree {
 impl AnsibleTree {
     /// Reads every file under `root` except `.git`, the inventories and their
     /// `host_vars`/`group_vars` (which enter keys as resolved variables).
-    pub fn read(root: &Path, inventories: &[PathBuf]) -> Result<Self, BuildError> {
+    pub fn read(root: &Path, inventories: &[PathBuf]) -> Result<Self> {
         let mut skip: HashSet<PathBuf> = HashSet::new();
         skip.insert(root.join(".git"));
         skip.extend(inventory_paths(root, inventories));
@@ -155,7 +154,7 @@ fn is_named(rel: &str, words: &HashSet<String>) -> bool {
     false
 }
 
-fn read_file(path: &Path, meta: &std::fs::Metadata) -> Result<TreeFile, BuildError> {
+fn read_file(path: &Path, meta: &std::fs::Metadata) -> Result<TreeFile> {
     let mut hasher = Sha256::new();
     hasher.update(format!("{:o}\0", meta.permissions().mode() & 0o7777).as_bytes());
     let mut words = HashSet::new();
@@ -246,7 +245,7 @@ fn inventory_paths(root: &Path, inventories: &[PathBuf]) -> Vec<PathBuf> {
 /// The digest of what the inventory is made of: `ansible.cfg`, the
 /// inventories, and the `host_vars`/`group_vars` beside them and at the root
 /// (what [`AnsibleTree::read`] leaves out).
-pub fn inventory_digest(root: &Path, inventories: &[PathBuf]) -> Result<String, BuildError> {
+pub fn inventory_digest(root: &Path, inventories: &[PathBuf]) -> Result<String> {
     let mut paths: Vec<PathBuf> = vec![root.join("ansible.cfg")];
     paths.extend(inventory_paths(root, inventories));
     paths.sort();
@@ -301,7 +300,7 @@ impl ToolCache {
     }
 
     /// Keeps `value` for `key` (temp file, rename).
-    pub fn put(&self, key: &str, value: &str) -> Result<(), BuildError> {
+    pub fn put(&self, key: &str, value: &str) -> Result<()> {
         use std::io::Write;
         private_dir(&self.dir)?;
         let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)
@@ -316,8 +315,8 @@ impl ToolCache {
 
 /// Makes `dir` private to its owner (created, or tightened), like the
 /// store's own directories.
-pub(super) fn private_dir(dir: &Path) -> Result<(), BuildError> {
-    crate::private::dir(dir).map_err(|e| Error::io("create", dir, e).into())
+pub(super) fn private_dir(dir: &Path) -> Result<()> {
+    crate::private::dir(dir).at("create", dir)
 }
 
 /// The key of a tool's result: its name and what it read.
@@ -348,7 +347,7 @@ impl Inventory {
         ansible_playbook: &Path,
         root: &Path,
         inventories: &[PathBuf],
-    ) -> Result<Self, BuildError> {
+    ) -> Result<Self> {
         let key = tool_key("inventory", &[digest]);
         if let Some(list) = cache.get(&key).and_then(|t| serde_json::from_str(&t).ok()) {
             return Ok(Inventory { list });
@@ -364,21 +363,21 @@ impl Inventory {
         ansible_playbook: &Path,
         root: &Path,
         inventories: &[PathBuf],
-    ) -> Result<Self, BuildError> {
+    ) -> Result<Self> {
         let program = ansible_playbook.with_file_name("ansible-inventory");
         let out = confined
             .tool(&program, root, inventories)
             .arg("--list")
             .output()?;
         if !out.status.success() {
-            return Err(BuildError::Inventory {
+            return Err(Error::Inventory {
                 root: root.to_owned(),
                 message: crate::printable::escape_bytes(&out.stderr)
                     .trim()
                     .to_owned(),
             });
         }
-        let list = serde_json::from_slice(&out.stdout).map_err(|e| BuildError::Inventory {
+        let list = serde_json::from_slice(&out.stdout).map_err(|e| Error::Inventory {
             root: root.to_owned(),
             message: format!("ansible-inventory printed no JSON: {e}"),
         })?;
@@ -411,7 +410,7 @@ pub(crate) fn conffs_hosts(
     root: &Path,
     inventories: &[PathBuf],
     pattern: &str,
-) -> Result<Vec<String>, BuildError> {
+) -> Result<Vec<String>> {
     let program = ansible_playbook.with_file_name("ansible");
     let limit = format!("{pattern},!master-*");
     let out = confined
@@ -420,7 +419,7 @@ pub(crate) fn conffs_hosts(
         .arg("--list-hosts")
         .output()?;
     if !out.status.success() {
-        return Err(BuildError::Inventory {
+        return Err(Error::Inventory {
             root: root.to_owned(),
             message: format!(
                 "ansible {limit} --list-hosts: {}",

@@ -10,24 +10,24 @@ use std::path::{Path, PathBuf};
 
 use vauban_oci::dirs::UserDir;
 
-use super::error::BuildError;
+use crate::error::{Error, Result};
 use crate::keys::KeySecret;
 
 /// The key store's default path: `$XDG_DATA_HOME/vauban-keys/hostkeys.age`
 /// (else under `~/.local/share`).
-pub fn default_keystore() -> Result<PathBuf, BuildError> {
+pub fn default_keystore() -> Result<PathBuf> {
     Ok(UserDir::Data
         .path()
-        .ok_or(crate::Error::NoUserDir { what: "data" })?
+        .ok_or(Error::NoUserDir { what: "data" })?
         .join("vauban-keys/hostkeys.age"))
 }
 
 /// Where the key store's secret is made when none is given:
 /// `$XDG_CONFIG_HOME/vauban/keystore-key.txt` (else under `~/.config`).
-pub fn default_key_file() -> Result<PathBuf, BuildError> {
+pub fn default_key_file() -> Result<PathBuf> {
     Ok(UserDir::Config
         .vauban()
-        .ok_or(crate::Error::NoUserDir { what: "config" })?
+        .ok_or(Error::NoUserDir { what: "config" })?
         .join("keystore-key.txt"))
 }
 
@@ -42,7 +42,7 @@ pub struct FoundSecret {
 
 /// The key store's secret: the file `key_file` when given, else
 /// `$VAUBAN_KEYSTORE_KEY`, else [`default_key_file`], made when missing.
-pub fn key_secret(key_file: Option<&Path>) -> Result<FoundSecret, BuildError> {
+pub fn key_secret(key_file: Option<&Path>) -> Result<FoundSecret> {
     if let Some(file) = key_file {
         return Ok(FoundSecret {
             secret: KeySecret::from_file(file)?,

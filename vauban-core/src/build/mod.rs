@@ -27,7 +27,9 @@
 //! cache holds, without running), `stages` (a stage for some hosts through
 //! the cache), `rootfs`, `conffs` and `boot` (the three kinds of step), `out`
 //! (`--out` left consistent), [`publish`] (registry), [`artifact`] (the boot
-//! files as an OCI artifact), [`check`] (`--check`), [`report`], [`error`].
+//! files as an OCI artifact), [`check`] (`--check`), [`report`]. Errors are the crate's
+//! [`Error`](crate::Error), in its section for builds, with the config's, the
+//! key store's, the exports' and the stages' beside it.
 
 pub mod artifact;
 mod boot;
@@ -35,7 +37,6 @@ mod builder;
 pub mod cache;
 pub mod check;
 mod conffs;
-pub mod error;
 pub mod inputs;
 mod keystore;
 mod out;
@@ -50,7 +51,6 @@ mod walk;
 
 pub use builder::{BuildOptions, Builder, LOCAL_TAG};
 pub use check::{CheckedStep, StepStatus};
-pub use error::BuildError;
 pub use keystore::{default_key_file, default_keystore, key_secret, FoundSecret};
 pub use plan::{Base, Part, Planned, Step, StepKind};
 pub use publish::Registry;

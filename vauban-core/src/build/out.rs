@@ -13,10 +13,10 @@ use std::path::Path;
 use vauban_oci::Image;
 
 use super::builder::Builder;
-use super::error::BuildError;
 use super::report::Exported;
 use super::walk::Asking;
 use crate::config::Master;
+use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::export::BootTree;
 
@@ -30,7 +30,7 @@ impl Builder<'_> {
         base: &Image,
         made: &[String],
         failed: &[String],
-    ) -> Result<Vec<String>, BuildError> {
+    ) -> Result<Vec<String>> {
         let tree = BootTree::new(self.out().to_path_buf());
         let dir = tree.master_dir(&master.name);
         let present = files_of(&dir, "conffs-", ".tgz");
@@ -77,7 +77,7 @@ impl Builder<'_> {
 
     /// The hosts `master` has: of its `conffs:` and, for the master built,
     /// of `--conffs`.
-    fn known_hosts(&mut self, master: &Master) -> Result<Vec<String>, BuildError> {
+    fn known_hosts(&mut self, master: &Master) -> Result<Vec<String>> {
         let mut patterns: Vec<String> = master.conffs.iter().map(|c| c.value.clone()).collect();
         patterns.extend(self.pattern(master));
         patterns.dedup();
@@ -90,12 +90,7 @@ impl Builder<'_> {
 
     /// `None` when every stage of `host`'s conffs is cached on `base`; else
     /// the first that would run, and why.
-    fn conffs_runs(
-        &mut self,
-        master: &Master,
-        base: &Image,
-        host: &str,
-    ) -> Result<Option<String>, BuildError> {
+    fn conffs_runs(&mut self, master: &Master, base: &Image, host: &str) -> Result<Option<String>> {
         let walked = self.walk_conffs(master, host, Some(base), Asking::Cached)?;
         Ok(walked
             .first_run()
@@ -103,7 +98,7 @@ impl Builder<'_> {
     }
 
     /// Writes `OUT/SHA256SUMS` over what the tree holds.
-    pub(super) fn write_sums(&mut self) -> Result<(), BuildError> {
+    pub(super) fn write_sums(&mut self) -> Result<()> {
         let sums = BootTree::new(self.out().to_path_buf()).write_sums()?;
         self.exported(&sums);
         Ok(())
@@ -141,11 +136,9 @@ fn files_of(dir: &Path, prefix: &str, suffix: &str) -> Vec<String> {
     found
 }
 
-fn remove(path: &Path) -> Result<(), BuildError> {
+fn remove(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(crate::Error::io("remove", path, e).into())
-        }
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("remove", path, e)),
         _ => Ok(()),
     }
 }

@@ -12,7 +12,8 @@
 
 use serde::Serialize;
 
-use crate::config::{Config, ConfigError, Master};
+use crate::config::{Config, Master};
+use crate::error::Result;
 
 /// What `--stage` asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -111,7 +112,7 @@ pub fn with_bases(
     config: &Config,
     steps: &[Step],
     kernel_master: Option<&str>,
-) -> Result<Vec<Planned>, ConfigError> {
+) -> Result<Vec<Planned>> {
     let rootfs_of = |name: &str, before: usize| {
         steps[..before]
             .iter()
@@ -152,7 +153,7 @@ pub fn plan(
     part: Part,
     build_parents: i64,
     has_conffs: &dyn Fn(&Master) -> bool,
-) -> Result<Vec<Step>, ConfigError> {
+) -> Result<Vec<Step>> {
     let master = config.find(name)?;
     let mut steps = Vec::new();
     plan_into(config, master, part, build_parents, has_conffs, &mut steps);

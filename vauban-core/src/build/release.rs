@@ -16,10 +16,9 @@ use vauban_oci::store::Store;
 use vauban_oci::Image;
 
 use super::cache::StepKey;
-use super::error::BuildError;
 use super::inputs::hex;
 use crate::config::{Checksum, Mmdebstrap, Release, ReleaseSource, Sha512Sums, TarballLocation};
-use crate::error::Blame;
+use crate::error::{Blame, Error, Result};
 
 /// What makes a release's base, as text: the same recipe gives the same base.
 pub fn recipe(release: &Release) -> String {
@@ -107,11 +106,11 @@ pub fn make(
     release: &Release,
     registry: &RegistryOptions,
     work: &Path,
-) -> Result<Image, BuildError> {
+) -> Result<Image> {
     let key = release.key().to_owned();
     let fail = |blame: Blame| {
         let key = key.clone();
-        move |message: String| BuildError::Release {
+        move |message: String| Error::Release {
             release: key,
             message,
             blame,

@@ -14,11 +14,11 @@ use vauban_oci::Image;
 
 use super::builder::Builder;
 use super::check::StepStatus;
-use super::error::BuildError;
 use super::plan::{with_bases, Base, Planned, Step, StepKind};
 use super::publish;
 use super::walk::Fresh;
 use crate::config::Master;
+use crate::error::{Error, Result};
 
 /// The plan with every base fixed.
 pub(super) struct Resolved {
@@ -45,7 +45,7 @@ impl Builder<'_> {
     /// The plan with each step's base fixed (see the module doc); `pull`:
     /// look in the registry for what the store lacks (the build does,
     /// `--check` does not).
-    pub(super) fn resolve(&mut self, pull: bool) -> Result<Resolved, BuildError> {
+    pub(super) fn resolve(&mut self, pull: bool) -> Result<Resolved> {
         let mut steps = self.plan()?;
         self.check_playbooks(&steps)?;
         let kernel = self
@@ -130,7 +130,7 @@ impl Builder<'_> {
         &mut self,
         master: &Master,
         image: &Image,
-    ) -> Result<Option<(String, String, StepStatus)>, BuildError> {
+    ) -> Result<Option<(String, String, StepStatus)>> {
         Ok(match self.freshness(master)? {
             Fresh::Image(fresh) if fresh.manifest_digest != image.manifest_digest => Some((
                 master.name.clone(),
@@ -145,7 +145,7 @@ impl Builder<'_> {
     }
 
     /// The rootfs of `master` as the store names it.
-    pub(super) fn in_store(&self, master: &Master) -> Result<Option<Image>, BuildError> {
+    pub(super) fn in_store(&self, master: &Master) -> Result<Option<Image>> {
         match self.store.image(&Builder::local(&master.name)?) {
             Ok(image) => Ok(Some(image)),
             Err(vauban_oci::Error::ImageNotFound(_)) => Ok(None),
@@ -155,7 +155,7 @@ impl Builder<'_> {
 
     /// `NAMESPACE/<master>:latest` pulled from `--registry` (when `pull`,
     /// and the master is published there).
-    fn pulled(&self, master: &Master, pull: bool) -> Result<Option<Image>, BuildError> {
+    fn pulled(&self, master: &Master, pull: bool) -> Result<Option<Image>> {
         let Some(registry) = self.opts.registry.clone() else {
             return Ok(None);
         };
@@ -164,17 +164,11 @@ impl Builder<'_> {
         }
         let progress = std::sync::Arc::new(self.env.events.registry_progress());
         let local = Builder::local(&master.name)?;
-        Ok(publish::pull_latest(
-            self.store,
-            &registry,
-            &master.name,
-            &local,
-            progress,
-        )?)
+        publish::pull_latest(self.store, &registry, &master.name, &local, progress)
     }
 
-    pub(super) fn not_built(&self, master: &Master) -> BuildError {
-        BuildError::NotBuilt {
+    pub(super) fn not_built(&self, master: &Master) -> Error {
+        Error::NotBuilt {
             master: master.name.clone(),
             what: "the rootfs",
             registry: self

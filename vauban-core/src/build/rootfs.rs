@@ -10,21 +10,17 @@ use vauban_oci::Image;
 
 use super::builder::Builder;
 use super::cache::get_or_build;
-use super::error::BuildError;
 use super::release;
 use super::report::Outcome;
 use crate::config::Master;
+use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::stage::Stage;
 
 impl Builder<'_> {
     /// Builds (or finds in the cache) the rootfs of `master` from `base`
     /// (`None`: a release, from its own base); its image.
-    pub(super) fn rootfs(
-        &mut self,
-        master: &Master,
-        base: Option<Image>,
-    ) -> Result<Image, BuildError> {
+    pub(super) fn rootfs(&mut self, master: &Master, base: Option<Image>) -> Result<Image> {
         let mut image = match base {
             Some(image) => image,
             None => self.release_base(master)?,
@@ -59,11 +55,11 @@ impl Builder<'_> {
     }
 
     /// The base image of the release `root`, made once per recipe.
-    fn release_base(&mut self, root: &Master) -> Result<Image, BuildError> {
+    fn release_base(&mut self, root: &Master) -> Result<Image> {
         let release = self
             .config
             .release_of(root)
-            .ok_or_else(|| crate::Error::Panicked("a release root without its release"))?
+            .ok_or_else(|| Error::internal("a release root without its release"))?
             .clone();
         let started = std::time::Instant::now();
         let key = release::cache_key(&release);
@@ -77,13 +73,13 @@ impl Builder<'_> {
             .unwrap_or_default();
         let got = get_or_build(
             vec![(key.clone(), ())],
-            |k| Ok::<_, BuildError>(cache.lookup(k)?),
-            |k| Ok(cache.lock(k)?),
+            |k| cache.lookup(k),
+            |k| cache.lock(k),
             |_| {
                 let work = tempfile::Builder::new()
                     .prefix("vauban-release-")
                     .tempdir_in(store.tmp_dir())
-                    .map_err(|e| crate::Error::io("create a temp dir in", store.tmp_dir(), e))?;
+                    .map_err(|e| Error::io("create a temp dir in", store.tmp_dir(), e))?;
                 let image = release::make(store, &release, &registry, work.path())?;
                 cache.record(&key, &image)?;
                 Ok(vec![((), Ok::<_, Infallible>(image))])

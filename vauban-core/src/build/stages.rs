@@ -9,8 +9,8 @@ use vauban_oci::Image;
 
 use super::builder::Builder;
 use super::cache::get_or_build;
-use super::error::BuildError;
 use super::report::Outcome;
+use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::stage::{Stage, StageSpec, Target};
 
@@ -29,7 +29,7 @@ impl Builder<'_> {
         label: &str,
         what: &dyn Fn(&str) -> String,
         targets: Vec<(String, Image, String)>,
-    ) -> Result<Vec<(String, HostResult)>, BuildError> {
+    ) -> Result<Vec<(String, HostResult)>> {
         let started = std::time::Instant::now();
         let analysed = self.analyse(stage, spec)?;
         let wanted: Vec<_> = targets
@@ -74,8 +74,8 @@ impl Builder<'_> {
             let host = target.host;
             let line = what(&host);
             match &result {
-                Err(crate::Error::Interrupted { signal }) => {
-                    return Err(BuildError::Interrupted { signal: *signal })
+                Err(Error::Interrupted { signal }) => {
+                    return Err(Error::BuildInterrupted { signal: *signal })
                 }
                 Err(_) => self.record(line, Outcome::Failed, None, 0, started),
                 Ok((image, outcome)) => {

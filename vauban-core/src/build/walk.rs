@@ -9,8 +9,8 @@ use vauban_oci::{Image, Reference};
 use super::builder::Builder;
 use super::cache::StepInputs;
 use super::check::StepStatus;
-use super::error::BuildError;
 use crate::config::Master;
+use crate::error::Result;
 use crate::stage::{Stage, StageSpec};
 
 /// What a master's stages give now, as far as the cache knows.
@@ -76,9 +76,9 @@ impl Builder<'_> {
         stages: &[Stage],
         host: &str,
         base: Option<&Image>,
-        name: &dyn Fn(&Stage) -> Result<Reference, BuildError>,
+        name: &dyn Fn(&Stage) -> Result<Reference>,
         asking: Asking,
-    ) -> Result<(Vec<StepStatus>, Option<Image>), BuildError> {
+    ) -> Result<(Vec<StepStatus>, Option<Image>)> {
         let mut image = base.cloned();
         let mut out = Vec::with_capacity(stages.len());
         for stage in stages {
@@ -112,10 +112,10 @@ impl Builder<'_> {
         master: &Master,
         base: Option<&Image>,
         asking: Asking,
-    ) -> Result<Walked, BuildError> {
+    ) -> Result<Walked> {
         let stages: Vec<Stage> = master.stage_list().cloned().collect();
         let spec = self.spec(master, false);
-        let name = |s: &Stage| Ok(spec.stage_reference(&s.playbook)?);
+        let name = |s: &Stage| spec.stage_reference(&s.playbook);
         let (statuses, image) = self.walk(&spec, &stages, &master.name, base, &name, asking)?;
         Ok(Walked {
             stages,
@@ -132,7 +132,7 @@ impl Builder<'_> {
         host: &str,
         base: Option<&Image>,
         asking: Asking,
-    ) -> Result<Walked, BuildError> {
+    ) -> Result<Walked> {
         let stages = self.conffs_stages(master);
         let spec = self.spec(master, true);
         let name = |s: &Stage| Builder::host_stage_name(master, host, s);
@@ -146,7 +146,7 @@ impl Builder<'_> {
 
     /// What the chain of `master` gives now (see [`Fresh`]); asked once per
     /// master and build.
-    pub(super) fn freshness(&mut self, master: &Master) -> Result<Fresh, BuildError> {
+    pub(super) fn freshness(&mut self, master: &Master) -> Result<Fresh> {
         if let Some(f) = self.fresh.get(&master.name) {
             return Ok(f.clone());
         }
@@ -182,11 +182,11 @@ impl Builder<'_> {
 
     /// The base of the release `root` if the cache has it (made by an
     /// earlier build from the same recipe).
-    pub(super) fn release_cached(&self, root: &Master) -> Result<Option<Image>, BuildError> {
+    pub(super) fn release_cached(&self, root: &Master) -> Result<Option<Image>> {
         let Some(release) = self.config.release_of(root) else {
             return Ok(None);
         };
-        Ok(self.cache.peek(&super::release::cache_key(release))?)
+        self.cache.peek(&super::release::cache_key(release))
     }
 
     /// What differs between `inputs` and those recorded on the image named

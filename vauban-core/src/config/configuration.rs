@@ -9,11 +9,12 @@ use std::path::{Component, Path, PathBuf};
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use super::error::{ConfigError, KeyContext};
 use super::location::{Located, Location};
 use super::master::stage;
 use super::read::{http_url, Reader};
 use super::yaml::Node;
+use super::KeyContext;
+use crate::error::{Error, Result};
 use crate::stage::{AnsibleSource, Stage};
 
 /// The keys `configuration:` holds.
@@ -160,11 +161,7 @@ pub enum SquashfsCompression {
 }
 
 /// Reads `configuration:`.
-pub(crate) fn configuration(
-    r: &Reader,
-    node: &Node,
-    path: &str,
-) -> Result<Configuration, ConfigError> {
+pub(crate) fn configuration(r: &Reader, node: &Node, path: &str) -> Result<Configuration> {
     let mut c = Configuration::default();
     for e in r.map(node, path)? {
         let vpath = Location::child_path(path, &e.key);
@@ -283,14 +280,14 @@ pub(crate) fn configuration(
     Ok(c)
 }
 
-fn invalid(value: &Located<String>, message: &str) -> ConfigError {
-    ConfigError::InvalidValue {
+fn invalid(value: &Located<String>, message: &str) -> Error {
+    Error::InvalidValue {
         location: value.location.clone(),
         message: message.to_owned(),
     }
 }
 
-fn stages(r: &Reader, node: &Node, path: &str) -> Result<Vec<Located<Stage>>, ConfigError> {
+fn stages(r: &Reader, node: &Node, path: &str) -> Result<Vec<Located<Stage>>> {
     r.list(node, path)?
         .into_iter()
         .map(|(item, item_path)| stage(r.string(item, &item_path)?))
@@ -299,7 +296,7 @@ fn stages(r: &Reader, node: &Node, path: &str) -> Result<Vec<Located<Stage>>, Co
 
 /// Bytes, or a number and a unit (`50MiB`, `1.5 GB`, `512k`; `k`, `M`, `G` are
 /// powers of 1000, `Ki`, `Mi`, `Gi` of 1024).
-fn size(text: &Located<String>) -> Result<u64, ConfigError> {
+fn size(text: &Located<String>) -> Result<u64> {
     let bytes = text.trim().parse::<bytesize::ByteSize>().map_err(|_| {
         invalid(
             text,

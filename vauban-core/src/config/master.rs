@@ -13,13 +13,14 @@ use std::collections::HashMap;
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use super::error::{ConfigError, KeyContext};
 use super::location::{Located, Location};
 use super::read::Reader;
 use super::release::RELEASE_KEYS;
 use super::source::SourceKeys;
 use super::warning::ConfigWarning;
 use super::yaml::{Entry, Value};
+use super::KeyContext;
+use crate::error::{Error, Result};
 use crate::stage::spec::check_branch_name;
 use crate::stage::Stage;
 
@@ -145,12 +146,12 @@ impl MasterReader<'_> {
         parent_path: &str,
         parent: Option<&Master>,
         mut source: Option<&mut SourceKeys>,
-    ) -> Result<Master, ConfigError> {
+    ) -> Result<Master> {
         let r = self.reader;
         let path = Location::child_path(parent_path, &entry.key);
         let location = r.at(entry.key_pos, &path);
         let Value::Map(entries) = &entry.value.value else {
-            return Err(ConfigError::WrongType {
+            return Err(Error::WrongType {
                 location: r.at(entry.value.pos, &path),
                 expected: "a mapping (a release)",
                 found: entry.value.value.kind(),
@@ -190,7 +191,7 @@ impl MasterReader<'_> {
                 "branch" => {
                     master.branch = r.opt_string(&e.value, &vpath)?;
                     if let Some(branch) = &master.branch {
-                        check_branch_name(branch).map_err(|message| ConfigError::InvalidValue {
+                        check_branch_name(branch).map_err(|message| Error::InvalidValue {
                             location: branch.location.clone(),
                             message,
                         })?;
@@ -206,7 +207,7 @@ impl MasterReader<'_> {
                 key if RELEASE_KEYS.contains(&key) => match source.as_deref_mut() {
                     Some(source) => source.read(r, e, &vpath)?,
                     None => {
-                        return Err(ConfigError::MisplacedKey {
+                        return Err(Error::MisplacedKey {
                             location: r.at(e.key_pos, &vpath),
                             key: e.key.clone(),
                             reason: "is only valid on a release (a top-level key), not on a master",
@@ -239,9 +240,9 @@ impl MasterReader<'_> {
         Ok(master)
     }
 
-    fn register(&mut self, name: &str, location: Location) -> Result<(), ConfigError> {
+    fn register(&mut self, name: &str, location: Location) -> Result<()> {
         if let Some(first) = self.names.get(name) {
-            return Err(ConfigError::DuplicateName {
+            return Err(Error::DuplicateName {
                 name: name.to_owned(),
                 location,
                 first: Box::new(first.clone()),
@@ -254,10 +255,10 @@ impl MasterReader<'_> {
 }
 
 /// Reads a stage entry (`playbook.yml` or `branch@playbook.yml`).
-pub(crate) fn stage(spec: Located<String>) -> Result<Located<Stage>, ConfigError> {
+pub(crate) fn stage(spec: Located<String>) -> Result<Located<Stage>> {
     match Stage::parse(&spec) {
         Ok(stage) => Ok(Located::new(stage, spec.location)),
-        Err(e) => Err(ConfigError::BadStage {
+        Err(e) => Err(Error::BadStageEntry {
             location: spec.location,
             source: Box::new(e),
         }),
@@ -265,10 +266,10 @@ pub(crate) fn stage(spec: Located<String>) -> Result<Located<Stage>, ConfigError
 }
 
 /// The scheduler split a schedule into exactly five fields.
-fn check_cron(cron: &Located<String>) -> Result<(), ConfigError> {
+fn check_cron(cron: &Located<String>) -> Result<()> {
     let fields = cron.split_whitespace().count();
     if fields != 5 {
-        return Err(ConfigError::InvalidValue {
+        return Err(Error::InvalidValue {
             location: cron.location.clone(),
             message: format!(
                 "a schedule is a cron expression of 5 fields (minute hour day month weekday), `{}` has {fields}",
@@ -283,7 +284,7 @@ fn schedule_options(
     r: &Reader,
     entry: &Entry,
     path: &str,
-) -> Result<Option<Located<ScheduleOptions>>, ConfigError> {
+) -> Result<Option<Located<ScheduleOptions>>> {
     if matches!(entry.value.value, Value::Null) {
         return Ok(None);
     }
@@ -297,7 +298,7 @@ fn schedule_options(
                     .iter()
                     .find(|(name, _)| *name == text.value)
                     .map(|(_, stage)| *stage)
-                    .ok_or_else(|| ConfigError::InvalidValue {
+                    .ok_or_else(|| Error::InvalidValue {
                         location: text.location.clone(),
                         message: format!(
                             "unknown stage `{}`: one of rootfs, conffs, initramfs, kernel, all, trueall",
@@ -307,14 +308,13 @@ fn schedule_options(
             }
             "build_parents" => {
                 let text = r.string(&e.value, &vpath)?;
-                options.build_parents =
-                    text.trim().parse().map_err(|_| ConfigError::InvalidValue {
-                        location: text.location.clone(),
-                        message: format!(
-                            "`build_parents` is a whole number (-1 for the whole chain), not `{}`",
-                            text.value
-                        ),
-                    })?;
+                options.build_parents = text.trim().parse().map_err(|_| Error::InvalidValue {
+                    location: text.location.clone(),
+                    message: format!(
+                        "`build_parents` is a whole number (-1 for the whole chain), not `{}`",
+                        text.value
+                    ),
+                })?;
             }
             _ => {
                 return Err(r.unknown_key(e, path, KeyContext::ScheduleOptions));

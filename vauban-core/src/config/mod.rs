@@ -51,11 +51,12 @@
 //! [`location`] ([`Location`], [`Located`]), [`release`] and `source` (reading its
 //! source keys), [`master`],
 //! [`configuration`], [`warning`], `navigate` (finding masters, chains), `playbooks`
-//! ([`Config::check_playbooks`]), `schema` ([`json_schema`]), [`error`]
-//! ([`ConfigError`]).
+//! ([`Config::check_playbooks`]), `schema` ([`json_schema`]), `key_context`
+//! ([`KeyContext`]). Errors are the crate's [`Error`], in its
+//! section for `config.yml`.
 
 pub mod configuration;
-pub mod error;
+mod key_context;
 pub mod location;
 pub mod master;
 mod navigate;
@@ -77,7 +78,7 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 
 pub use configuration::{Configuration, DracutConf, NetworkMode, SquashfsCompression};
-pub use error::{ConfigError, KeyContext};
+pub use key_context::KeyContext;
 pub use location::{Located, Location};
 pub use master::{Master, ScheduleOptions, ScheduledStage};
 pub use navigate::Masters;
@@ -86,6 +87,7 @@ pub use release::{Checksum, Mmdebstrap, Release, ReleaseSource, Sha512Sums, Tarb
 pub use schema::json_schema;
 pub use warning::ConfigWarning;
 
+use crate::error::{Error, Result};
 use master::MasterReader;
 use read::Reader;
 use source::SourceKeys;
@@ -111,9 +113,9 @@ pub struct Config {
 
 impl Config {
     /// Reads and checks the config file at `path`.
-    pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+    pub fn load(path: impl AsRef<Path>) -> Result<Config> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ReadConfig {
             path: path.to_owned(),
             source,
         })?;
@@ -122,21 +124,21 @@ impl Config {
 
     /// Checks `text` as the content of the config file at `path` (which need not
     /// exist: it names the file in errors and anchors the config's relative paths).
-    pub fn parse(text: &str, path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+    pub fn parse(text: &str, path: impl AsRef<Path>) -> Result<Config> {
         let path = path.as_ref();
-        let file = std::path::absolute(path).map_err(|source| ConfigError::Read {
+        let file = std::path::absolute(path).map_err(|source| Error::ReadConfig {
             path: path.to_owned(),
             source,
         })?;
         let r = Reader::new(&file);
         let Some(root) = yaml::parse(text, &file)? else {
-            return Err(ConfigError::Empty { file });
+            return Err(Error::EmptyConfig { file });
         };
         let entries = match &root.value {
             Value::Map(entries) => entries,
-            Value::Null => return Err(ConfigError::Empty { file }),
+            Value::Null => return Err(Error::EmptyConfig { file }),
             other => {
-                return Err(ConfigError::WrongType {
+                return Err(Error::WrongType {
                     location: r.at(root.pos, ""),
                     expected: "a mapping of releases",
                     found: other.kind(),
@@ -165,11 +167,11 @@ impl Config {
             });
         }
         if releases.is_empty() {
-            return Err(ConfigError::Empty { file });
+            return Err(Error::EmptyConfig { file });
         }
         if let Some(name) = &configuration.initramfs_release {
             if !masters.names.contains_key(&name.value) {
-                return Err(ConfigError::UnknownMaster {
+                return Err(Error::UnknownMaster {
                     location: name.location.clone(),
                     name: name.value.clone(),
                     known: masters.order,
@@ -185,11 +187,11 @@ impl Config {
     }
 
     /// An error when the file holds anything ignored (`--strict`).
-    pub fn strict(&self) -> Result<(), ConfigError> {
+    pub fn strict(&self) -> Result<()> {
         if self.warnings.is_empty() {
             return Ok(());
         }
-        Err(ConfigError::Strict {
+        Err(Error::Strict {
             file: self.path.clone(),
             warnings: self.warnings.clone(),
         })
@@ -206,9 +208,9 @@ impl Config {
 
     /// An error when `vauban deploy` of `name` would move the `deployed` tag of a
     /// master of `never_upload` (the original never moved it).
-    pub fn check_deployable(&self, name: &str) -> Result<(), ConfigError> {
+    pub fn check_deployable(&self, name: &str) -> Result<()> {
         match self.never_upload_entry(name) {
-            Some(entry) => Err(ConfigError::NeverUpload {
+            Some(entry) => Err(Error::NeverUpload {
                 location: entry.location.clone(),
                 name: name.to_owned(),
             }),

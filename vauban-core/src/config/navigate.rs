@@ -1,10 +1,10 @@
 //! Finding masters: by the name `--name` takes, a master's parent and chain (its
 //! release first), and every master depth first in file order.
 
-use super::error::ConfigError;
 use super::master::Master;
 use super::release::Release;
 use super::Config;
+use crate::error::{Error, Result};
 
 /// Every master of a config, depth first in file order, each release's root first
 /// (see [`Config::masters`]).
@@ -43,8 +43,8 @@ impl Config {
     }
 
     /// The master named `name`, or an error listing every master name.
-    pub fn find(&self, name: &str) -> Result<&Master, ConfigError> {
-        self.get(name).ok_or_else(|| ConfigError::NoSuchMaster {
+    pub fn find(&self, name: &str) -> Result<&Master> {
+        self.get(name).ok_or_else(|| Error::NoSuchMaster {
             name: name.to_owned(),
             file: self.path.clone(),
             known: self.names().into_iter().map(str::to_owned).collect(),

@@ -4,10 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use super::error::ConfigError;
 use super::location::Located;
 use super::suggest::closest;
 use super::Config;
+use crate::error::{Error, Result};
 use crate::stage::Stage;
 
 /// How deep under the Ansible root playbooks are looked for, for suggestions.
@@ -37,7 +37,7 @@ impl Config {
     /// looked at (one checkout is checked, as a `--branch` override builds every master
     /// from one branch); a planner that checks out each master's branch can call
     /// [`check_playbook`] per master instead.
-    pub fn check_playbooks(&self, ansible_root: &Path) -> Result<(), ConfigError> {
+    pub fn check_playbooks(&self, ansible_root: &Path) -> Result<()> {
         let stages = self
             .masters()
             .flat_map(|m| m.stages.iter())
@@ -52,13 +52,13 @@ impl Config {
 
 /// Checks that the playbook of `stage` exists under `ansible_root`, suggesting the
 /// closest playbook present when it does not.
-pub fn check_playbook(ansible_root: &Path, stage: &Located<Stage>) -> Result<(), ConfigError> {
+pub fn check_playbook(ansible_root: &Path, stage: &Located<Stage>) -> Result<()> {
     if ansible_root.join(&stage.playbook).is_file() {
         return Ok(());
     }
     let present = playbooks_under(ansible_root);
     let wanted = stage.playbook.trim_start_matches("./");
-    Err(ConfigError::MissingPlaybook {
+    Err(Error::MissingPlaybook {
         location: stage.location.clone(),
         playbook: stage.playbook.clone(),
         root: ansible_root.into(),

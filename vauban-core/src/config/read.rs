@@ -1,5 +1,5 @@
 //! Typed reads of [`Node`]s: the one place that turns "expected a list, found a
-//! string" and unknown keys into [`ConfigError`]s (or, for keys the original
+//! string" and unknown keys into [`Error`]s (or, for keys the original
 //! ignored, [`ConfigWarning`]s) with a [`Location`].
 //!
 //! Where a value is optional (an optional string, a list, a mapping), an explicit null
@@ -10,11 +10,12 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::error::{ConfigError, KeyContext};
 use super::location::{Located, Location};
 use super::suggest::closest;
 use super::warning::ConfigWarning;
 use super::yaml::{Entry, Node, Pos, Value};
+use super::KeyContext;
+use crate::error::{Error, Result};
 
 /// What every read needs: the file, for locations, and its directory, for the
 /// relative paths of the config.
@@ -59,8 +60,8 @@ impl Reader {
         }
     }
 
-    fn wrong_type(&self, node: &Node, path: &str, expected: &'static str) -> ConfigError {
-        ConfigError::WrongType {
+    fn wrong_type(&self, node: &Node, path: &str, expected: &'static str) -> Error {
+        Error::WrongType {
             location: self.at(node.pos, path),
             expected,
             found: node.value.kind(),
@@ -68,7 +69,7 @@ impl Reader {
     }
 
     /// A string; a null is an error (the key is there, so a value was meant).
-    pub(crate) fn string(&self, node: &Node, path: &str) -> Result<Located<String>, ConfigError> {
+    pub(crate) fn string(&self, node: &Node, path: &str) -> Result<Located<String>> {
         match &node.value {
             Value::Str(s) => Ok(Located::new(s.clone(), self.at(node.pos, path))),
             _ => Err(self.wrong_type(node, path, "a string")),
@@ -76,14 +77,10 @@ impl Reader {
     }
 
     /// A string that must not be empty.
-    pub(crate) fn non_empty(
-        &self,
-        node: &Node,
-        path: &str,
-    ) -> Result<Located<String>, ConfigError> {
+    pub(crate) fn non_empty(&self, node: &Node, path: &str) -> Result<Located<String>> {
         let s = self.string(node, path)?;
         if s.value.trim().is_empty() {
-            return Err(ConfigError::InvalidValue {
+            return Err(Error::InvalidValue {
                 location: s.location,
                 message: "the value is empty".into(),
             });
@@ -92,11 +89,7 @@ impl Reader {
     }
 
     /// A non-empty string, or `None` for a null.
-    pub(crate) fn opt_string(
-        &self,
-        node: &Node,
-        path: &str,
-    ) -> Result<Option<Located<String>>, ConfigError> {
+    pub(crate) fn opt_string(&self, node: &Node, path: &str) -> Result<Option<Located<String>>> {
         match node.value {
             Value::Null => Ok(None),
             _ => self.non_empty(node, path).map(Some),
@@ -104,11 +97,7 @@ impl Reader {
     }
 
     /// The items of a list, each with its key path; a null is an empty list.
-    pub(crate) fn list<'n>(
-        &self,
-        node: &'n Node,
-        path: &str,
-    ) -> Result<Vec<(&'n Node, String)>, ConfigError> {
+    pub(crate) fn list<'n>(&self, node: &'n Node, path: &str) -> Result<Vec<(&'n Node, String)>> {
         match &node.value {
             Value::Null => Ok(Vec::new()),
             Value::Seq(items) => Ok(items
@@ -121,11 +110,7 @@ impl Reader {
     }
 
     /// A list of non-empty strings.
-    pub(crate) fn strings(
-        &self,
-        node: &Node,
-        path: &str,
-    ) -> Result<Vec<Located<String>>, ConfigError> {
+    pub(crate) fn strings(&self, node: &Node, path: &str) -> Result<Vec<Located<String>>> {
         self.list(node, path)?
             .into_iter()
             .map(|(item, item_path)| self.non_empty(item, &item_path))
@@ -133,7 +118,7 @@ impl Reader {
     }
 
     /// The entries of a mapping; a null is an empty mapping.
-    pub(crate) fn map<'n>(&self, node: &'n Node, path: &str) -> Result<&'n [Entry], ConfigError> {
+    pub(crate) fn map<'n>(&self, node: &'n Node, path: &str) -> Result<&'n [Entry]> {
         match &node.value {
             Value::Null => Ok(&[]),
             Value::Map(entries) => Ok(entries),
@@ -148,8 +133,8 @@ impl Reader {
         entry: &Entry,
         parent_path: &str,
         within: KeyContext,
-    ) -> ConfigError {
-        ConfigError::UnknownKey {
+    ) -> Error {
+        Error::UnknownKey {
             location: self.key_at(entry, parent_path),
             key: entry.key.clone(),
             within,
@@ -190,8 +175,8 @@ pub(crate) fn is_url(text: &str) -> bool {
 }
 
 /// Checks that `text` is an `http://` or `https://` URL.
-pub(crate) fn http_url(text: &Located<String>) -> Result<(), ConfigError> {
-    let bad = |message: String| ConfigError::InvalidValue {
+pub(crate) fn http_url(text: &Located<String>) -> Result<()> {
+    let bad = |message: String| Error::InvalidValue {
         location: text.location.clone(),
         message,
     };

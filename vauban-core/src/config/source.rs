@@ -3,7 +3,6 @@
 //! whether its companion keys are (`sha256`/`sha512` with a tarball, `sha512sums`
 //! with a url), and whether its digests are the hex they claim.
 
-use super::error::{ConfigError, KeyContext};
 use super::location::{Located, Location};
 use super::read::{http_url, is_url, Reader};
 use super::release::{
@@ -11,6 +10,8 @@ use super::release::{
     MMDEBSTRAP_VARIANTS,
 };
 use super::yaml::Entry;
+use super::KeyContext;
+use crate::error::{Error, Result};
 
 /// The source keys of a release as they are read, resolved into a [`ReleaseSource`]
 /// once the whole release is read.
@@ -27,7 +28,7 @@ pub(crate) struct SourceKeys {
 
 impl SourceKeys {
     /// Reads one of [`RELEASE_KEYS`].
-    pub(crate) fn read(&mut self, r: &Reader, e: &Entry, path: &str) -> Result<(), ConfigError> {
+    pub(crate) fn read(&mut self, r: &Reader, e: &Entry, path: &str) -> Result<()> {
         let slot = match e.key.as_str() {
             "image" => &mut self.image,
             "tarball" => &mut self.tarball,
@@ -51,7 +52,7 @@ impl SourceKeys {
         r: &Reader,
         key: &str,
         release: &Location,
-    ) -> Result<(ReleaseSource, Location), ConfigError> {
+    ) -> Result<(ReleaseSource, Location)> {
         let mut given: Vec<(&'static str, &Location)> = [
             ("image", self.image.as_ref().map(|v| &v.location)),
             ("tarball", self.tarball.as_ref().map(|v| &v.location)),
@@ -62,7 +63,7 @@ impl SourceKeys {
         .filter_map(|(k, l)| l.map(|l| (k, l)))
         .collect();
         given.sort_by_key(|(_, l)| (l.line, l.column));
-        let misplaced = |value: &Located<String>, key: &str, reason| ConfigError::MisplacedKey {
+        let misplaced = |value: &Located<String>, key: &str, reason| Error::MisplacedKey {
             location: value.location.clone(),
             key: key.to_owned(),
             reason,
@@ -71,7 +72,7 @@ impl SourceKeys {
             [] => true,
             [_] => false,
             [(first, _), (second, location), ..] => {
-                return Err(ConfigError::TwoSources {
+                return Err(Error::TwoSources {
                     location: (*location).clone(),
                     release: key.to_owned(),
                     first,
@@ -100,7 +101,7 @@ impl SourceKeys {
         }
         if no_source {
             // As the original's current engine: the key is the suite bootstrapped.
-            let suite = suite_of_key(key).ok_or_else(|| ConfigError::NoSource {
+            let suite = suite_of_key(key).ok_or_else(|| Error::NoSource {
                 location: release.clone(),
                 release: key.to_owned(),
             })?;
@@ -111,7 +112,7 @@ impl SourceKeys {
         }
         if let Some(image) = self.image {
             if image.contains(char::is_whitespace) {
-                return Err(ConfigError::InvalidValue {
+                return Err(Error::InvalidValue {
                     location: image.location,
                     message: format!("`{}` is not an image reference", image.value),
                 });
@@ -122,7 +123,7 @@ impl SourceKeys {
             let checksum = match (self.sha256, self.sha512) {
                 (Some(hex), None) => Checksum::Sha256(hex_digest(&hex, "sha256", 64)?),
                 (None, Some(hex)) => Checksum::Sha512(hex_digest(&hex, "sha512", 128)?),
-                (None, None) => return Err(ConfigError::MissingKey {
+                (None, None) => return Err(Error::MissingKey {
                     location: release.clone(),
                     key: "sha256",
                     reason:
@@ -159,7 +160,7 @@ impl SourceKeys {
         let url = self.url.expect("one source is given");
         http_url(&url)?;
         let Some(sums) = self.sha512sums else {
-            return Err(ConfigError::MissingKey {
+            return Err(Error::MissingKey {
                 location: release.clone(),
                 key: "sha512sums",
                 reason: "a `url` image is checked against `sha512sums`: the URL of its SHA512SUMS file, or its digest",
@@ -170,11 +171,11 @@ impl SourceKeys {
             Sha512Sums::Url(sums.value)
         } else {
             Sha512Sums::Digest(hex_digest(&sums, "sha512", 128).map_err(|e| match e {
-                ConfigError::BadChecksum {
+                Error::BadChecksum {
                     location,
                     algorithm,
                     reason,
-                } => ConfigError::BadChecksum {
+                } => Error::BadChecksum {
                     location,
                     algorithm,
                     reason: format!("{reason} (or give the http(s) URL of a SHA512SUMS file)"),
@@ -193,12 +194,8 @@ impl SourceKeys {
 }
 
 /// Checks that `text` is `digits` hex digits, and lowercases it.
-fn hex_digest(
-    text: &Located<String>,
-    algorithm: &'static str,
-    digits: usize,
-) -> Result<String, ConfigError> {
-    let bad = |reason: String| ConfigError::BadChecksum {
+fn hex_digest(text: &Located<String>, algorithm: &'static str, digits: usize) -> Result<String> {
+    let bad = |reason: String| Error::BadChecksum {
         location: text.location.clone(),
         algorithm,
         reason,
@@ -223,7 +220,7 @@ fn hex_digest(
     Ok(hex.to_ascii_lowercase())
 }
 
-fn mmdebstrap(r: &Reader, entry: &Entry, path: &str) -> Result<Located<Mmdebstrap>, ConfigError> {
+fn mmdebstrap(r: &Reader, entry: &Entry, path: &str) -> Result<Located<Mmdebstrap>> {
     let location = r.at(entry.value.pos, path);
     let mut suite = None;
     let mut spec = Mmdebstrap {
@@ -239,7 +236,7 @@ fn mmdebstrap(r: &Reader, entry: &Entry, path: &str) -> Result<Located<Mmdebstra
             "variant" => {
                 if let Some(variant) = r.opt_string(&e.value, &vpath)? {
                     if !MMDEBSTRAP_VARIANTS.contains(&variant.as_str()) {
-                        return Err(ConfigError::InvalidValue {
+                        return Err(Error::InvalidValue {
                             location: variant.location.clone(),
                             message: format!(
                                 "mmdebstrap has no variant `{}`{}; it has: {}",
@@ -267,7 +264,7 @@ fn mmdebstrap(r: &Reader, entry: &Entry, path: &str) -> Result<Located<Mmdebstra
             _ => return Err(r.unknown_key(e, path, KeyContext::Mmdebstrap)),
         }
     }
-    spec.suite = suite.ok_or_else(|| ConfigError::MissingKey {
+    spec.suite = suite.ok_or_else(|| Error::MissingKey {
         location: location.clone(),
         key: "suite",
         reason: "mmdebstrap needs the suite to bootstrap (`bookworm`, `trixie`, ...)",

@@ -4,7 +4,7 @@
 //! so anything else was silently dropped; it read `configuration:` the same way),
 //! and a master with nothing to build. A build goes on and shows them as
 //! warnings; `vauban config check --strict` refuses them
-//! ([`ConfigError::Strict`](super::ConfigError::Strict)).
+//! ([`Error::Strict`](crate::Error::Strict)).
 //!
 //! What the original refused too stays an error: a release that is no mapping
 //! (`assert isinstance(value, dict)`), a value of the wrong type (a `stages:` that
@@ -12,7 +12,7 @@
 //! scheduler's `ScheduleOptions(**options)` raised), and in what only vauban reads
 //! (`mmdebstrap:`), where a typo would change the build.
 
-use super::error::KeyContext;
+use super::key_context::KeyContext;
 use super::location::Location;
 
 /// Something ignored in a config, with where it is written.

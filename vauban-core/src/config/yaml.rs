@@ -15,8 +15,8 @@ use std::path::Path;
 
 use saphyr_parser::{Event, Parser, ScalarStyle, ScanError, Span, StrInput, Tag};
 
-use super::error::ConfigError;
 use super::location::Location;
+use crate::error::{Error, Result};
 
 /// Deepest nesting of mappings and lists accepted.
 pub(crate) const MAX_DEPTH: usize = 128;
@@ -96,7 +96,7 @@ impl Value {
 
 /// Parses `text` (read from `file`) into its one document; `None` when the text holds
 /// no document at all (empty, or only comments).
-pub(crate) fn parse(text: &str, file: &Path) -> Result<Option<Node>, ConfigError> {
+pub(crate) fn parse(text: &str, file: &Path) -> Result<Option<Node>> {
     let mut builder = Builder {
         events: Parser::new_from_str(text),
         file,
@@ -136,11 +136,11 @@ struct Builder<'a> {
 }
 
 impl<'a> Builder<'a> {
-    fn next(&mut self) -> Result<(Event<'a>, Span), ConfigError> {
+    fn next(&mut self) -> Result<(Event<'a>, Span)> {
         match self.events.next() {
             Some(Ok(pair)) => Ok(pair),
             Some(Err(e)) => Err(self.scan_error(&e)),
-            None => Err(ConfigError::Yaml {
+            None => Err(Error::Yaml {
                 file: self.file.to_owned(),
                 line: 0,
                 column: 0,
@@ -149,8 +149,8 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn scan_error(&self, e: &ScanError) -> ConfigError {
-        ConfigError::Yaml {
+    fn scan_error(&self, e: &ScanError) -> Error {
+        Error::Yaml {
             file: self.file.to_owned(),
             line: e.marker().line(),
             column: e.marker().col() + 1,
@@ -158,8 +158,8 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn error(&self, pos: Pos, message: String) -> ConfigError {
-        ConfigError::Yaml {
+    fn error(&self, pos: Pos, message: String) -> Error {
+        Error::Yaml {
             file: self.file.to_owned(),
             line: pos.line,
             column: pos.column,
@@ -176,7 +176,7 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn count(&mut self, weight: usize, pos: Pos) -> Result<(), ConfigError> {
+    fn count(&mut self, weight: usize, pos: Pos) -> Result<()> {
         self.nodes += weight;
         if self.nodes > MAX_NODES {
             return Err(self.error(
@@ -196,13 +196,7 @@ impl<'a> Builder<'a> {
     }
 
     /// Builds the node that starts with `event`.
-    fn node(
-        &mut self,
-        event: Event<'a>,
-        span: Span,
-        path: &str,
-        depth: usize,
-    ) -> Result<Node, ConfigError> {
+    fn node(&mut self, event: Event<'a>, span: Span, path: &str, depth: usize) -> Result<Node> {
         let pos = Pos::of(&span);
         if depth > MAX_DEPTH {
             return Err(self.error(
@@ -264,7 +258,7 @@ impl<'a> Builder<'a> {
     }
 
     /// Reads the entries of a mapping up to its end, then applies its merge keys.
-    fn mapping(&mut self, path: &str, depth: usize) -> Result<Vec<Entry>, ConfigError> {
+    fn mapping(&mut self, path: &str, depth: usize) -> Result<Vec<Entry>> {
         // Entries as written; `None` as key marks a merge key.
         let mut written: Vec<(Option<String>, Pos, Node)> = Vec::new();
         let mut first_seen: HashMap<String, Pos> = HashMap::new();
@@ -294,7 +288,7 @@ impl<'a> Builder<'a> {
             let value = self.node(event, span, &value_path, depth + 1)?;
             if let Some(key) = &key {
                 if let Some(first) = first_seen.get(key) {
-                    return Err(ConfigError::DuplicateKey {
+                    return Err(Error::DuplicateKey {
                         key: key.clone(),
                         location: self.location(key_pos, &value_path),
                         first: Box::new(self.location(*first, &value_path)),
@@ -343,7 +337,7 @@ impl<'a> Builder<'a> {
         Ok(entries)
     }
 
-    fn merge_error(&self, pos: Pos, found: &Value) -> ConfigError {
+    fn merge_error(&self, pos: Pos, found: &Value) -> Error {
         self.error(
             pos,
             format!(

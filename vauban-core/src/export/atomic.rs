@@ -15,7 +15,7 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use super::error::{ExportError, Result};
+use crate::error::{Error, IoContext, Result};
 
 /// Mode of every published file: the kernel, initramfs, `rootfs.img`,
 /// command lines, iPXE scripts, `SHA256SUMS` (what any machine that boots
@@ -34,13 +34,13 @@ impl Staged {
     /// are created private).
     pub fn new(dest: &Path) -> Result<Self> {
         let dir = parent(dest);
-        crate::private::create_dirs(dir).map_err(ExportError::io("create the directory", dir))?;
+        crate::private::create_dirs(dir).at("create the directory", dir)?;
         let name = dest.file_name().unwrap_or_default().to_string_lossy();
         let tmp = tempfile::Builder::new()
             .prefix(&format!(".{name}."))
             .suffix(".tmp")
             .tempfile_in(dir)
-            .map_err(ExportError::io("create a temp file in", dir))?
+            .at("create a temp file in", dir)?
             .into_temp_path();
         Ok(Staged {
             tmp,
@@ -57,15 +57,15 @@ impl Staged {
     /// to its destination.
     pub fn publish(self) -> Result<PathBuf> {
         let path: &Path = &self.tmp;
-        let file = File::open(path).map_err(ExportError::io("open", path))?;
+        let file = File::open(path).at("open", path)?;
         file.set_permissions(Permissions::from_mode(PUBLISHED_MODE))
-            .map_err(ExportError::io("chmod", path))?;
-        file.sync_all().map_err(ExportError::io("fsync", path))?;
+            .at("chmod", path)?;
+        file.sync_all().at("fsync", path)?;
         drop(file);
         let dest = self.dest;
         self.tmp
             .persist(&dest)
-            .map_err(|e| ExportError::io("rename a temp file onto", &dest)(e.error))?;
+            .map_err(|e| Error::io("rename a temp file onto", &dest, e.error))?;
         sync_dir(parent(&dest))?;
         Ok(dest)
     }
@@ -80,7 +80,7 @@ pub fn write_file(dest: &Path, content: &[u8]) -> Result<PathBuf> {
         .truncate(true)
         .open(path)
         .and_then(|mut f| f.write_all(content))
-        .map_err(ExportError::io("write", path))?;
+        .at("write", path)?;
     staged.publish()
 }
 
@@ -90,10 +90,10 @@ pub fn symlink(target: &str, dest: &Path) -> Result<PathBuf> {
     let name = dest.file_name().unwrap_or_default().to_string_lossy();
     let tmp = dir.join(format!(".{name}.{}.link.tmp", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(target, &tmp).map_err(ExportError::io("symlink", &tmp))?;
+    std::os::unix::fs::symlink(target, &tmp).at("symlink", &tmp)?;
     if let Err(e) = std::fs::rename(&tmp, dest) {
         let _ = std::fs::remove_file(&tmp);
-        return Err(ExportError::io("rename a temp link onto", dest)(e));
+        return Err(Error::io("rename a temp link onto", dest, e));
     }
     sync_dir(dir)?;
     Ok(dest.to_owned())
@@ -107,9 +107,7 @@ fn parent(path: &Path) -> &Path {
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(ExportError::io("fsync", dir))
+    File::open(dir).and_then(|d| d.sync_all()).at("fsync", dir)
 }
 
 #[cfg(test)]

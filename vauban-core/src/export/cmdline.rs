@@ -8,7 +8,7 @@
 //! it the root is never mounted), `rd.neednet=1 ip=dhcp` brings the network
 //! up first.
 
-use super::error::{ExportError, Result};
+use crate::error::{Error, Result};
 
 /// What one host boots.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,7 +82,7 @@ pub fn check_name(what: &'static str, name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(ExportError::BadName {
+        Err(Error::BadName {
             what,
             name: name.to_owned(),
         })

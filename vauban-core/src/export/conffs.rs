@@ -26,7 +26,6 @@
 
 mod archive;
 mod emit;
-mod error;
 mod master;
 mod names;
 mod plan;
@@ -44,9 +43,9 @@ use vauban_oci::store::Store;
 use vauban_oci::Image;
 
 use self::archive::{Archive, Entry, Kind};
-pub use self::error::ConffsError;
 use self::names::show;
 use crate::config::configuration::DEFAULT_CONFFS_SIZE_LIMIT;
+use crate::error::{Error, Result};
 use crate::keys::{HostKeys, SSH_DIR};
 
 /// Mode of the archive: its host's secrets (serve it to that host only).
@@ -97,13 +96,13 @@ pub fn export_conffs(
     keys: &HostKeys,
     opts: &ConffsOptions,
     dest: &Path,
-) -> Result<ConffsReport, ConffsError> {
+) -> Result<ConffsReport> {
     let host = &opts.hostname;
     if host.is_empty() || host.contains(['\n', '\0', '/']) {
-        return Err(ConffsError::BadHostname { host: host.clone() });
+        return Err(Error::BadHostname { host: host.clone() });
     }
     if keys.host() != host {
-        return Err(ConffsError::WrongKeys {
+        return Err(Error::WrongKeys {
             host: host.clone(),
             keys_host: keys.host().to_owned(),
         });
@@ -117,18 +116,17 @@ pub fn export_conffs(
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    crate::private::create_dirs(dir)
-        .map_err(|e| ConffsError::io("create the directory", dir, e))?;
+    crate::private::create_dirs(dir).map_err(|e| Error::io("create the directory", dir, e))?;
     let file_name = dest.file_name().unwrap_or_default().to_string_lossy();
     let tmp = tempfile::Builder::new()
         .prefix(&format!(".{file_name}."))
         .suffix(".tmp")
         .tempfile_in(dir)
-        .map_err(|e| ConffsError::io("create a temp file in", dir, e))?;
+        .map_err(|e| Error::io("create a temp file in", dir, e))?;
     let file = tmp
         .as_file()
         .try_clone()
-        .map_err(|e| ConffsError::io("open", tmp.path(), e))?;
+        .map_err(|e| Error::io("open", tmp.path(), e))?;
     let mut archive = Archive::new(BufWriter::new(file), opts.size_limit);
 
     emit::emit(store, &layers, &plan, &mut archive, tmp.path())?;
@@ -136,7 +134,7 @@ pub fn export_conffs(
         if plan.generated.contains(&meta.name) {
             archive
                 .append(meta, Some(&mut &contents[..]))
-                .map_err(|e| ConffsError::io("write", tmp.path(), e))?;
+                .map_err(|e| Error::io("write", tmp.path(), e))?;
         }
     }
     let deletions = if plan.deletions.is_empty() && plan.master_links.is_empty() {
@@ -155,9 +153,9 @@ pub fn export_conffs(
     };
     let written = archive
         .finish()
-        .map_err(|e| ConffsError::io("write", tmp.path(), e))?;
+        .map_err(|e| Error::io("write", tmp.path(), e))?;
     if written.size >= opts.size_limit {
-        return Err(ConffsError::TooBig {
+        return Err(Error::TooBig {
             host: host.clone(),
             size: written.size,
             limit: opts.size_limit,
@@ -167,7 +165,7 @@ pub fn export_conffs(
     let file = written
         .out
         .into_inner()
-        .map_err(|e| ConffsError::io("write", tmp.path(), e.into_error()))?;
+        .map_err(|e| Error::io("write", tmp.path(), e.into_error()))?;
     publish(tmp, file, dest)?;
 
     let deletions: Vec<String> = deletions.iter().map(|d| show(d)).collect();
@@ -233,20 +231,19 @@ fn generated_files(host: &str, keys: &HostKeys, mtime: u64) -> Vec<(Entry, Vec<u
 }
 
 /// Flushes the temp file, makes it [`ARCHIVE_MODE`] and renames it to `dest`.
-fn publish(tmp: tempfile::NamedTempFile, file: File, dest: &Path) -> Result<(), ConffsError> {
+fn publish(tmp: tempfile::NamedTempFile, file: File, dest: &Path) -> Result<()> {
     let path = tmp.path().to_owned();
     file.set_permissions(Permissions::from_mode(ARCHIVE_MODE))
-        .map_err(|e| ConffsError::io("chmod", &path, e))?;
-    file.sync_all()
-        .map_err(|e| ConffsError::io("fsync", &path, e))?;
+        .map_err(|e| Error::io("chmod", &path, e))?;
+    file.sync_all().map_err(|e| Error::io("fsync", &path, e))?;
     drop(file);
     tmp.persist(dest)
-        .map_err(|e| ConffsError::io("rename a temp file onto", dest, e.error))?;
+        .map_err(|e| Error::io("rename a temp file onto", dest, e.error))?;
     let dir = match dest.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
     File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(|e| ConffsError::io("fsync", dir, e))
+        .map_err(|e| Error::io("fsync", dir, e))
 }

@@ -25,9 +25,9 @@ use vauban_oci::store::Store;
 use vauban_oci::Image;
 
 use super::atomic::{self, Staged};
-use super::error::{ExportError, Result};
 use super::kernel::{self, DRACUT_PACKAGES};
 use super::runlog;
+use crate::error::{Error, IoContext, Result};
 use crate::sandbox::{Io, Program, RunIo, Sandbox, SandboxOptions};
 
 /// dracut modules added for a live boot over the network.
@@ -163,12 +163,12 @@ pub fn make_initramfs(
     out_dir: &Path,
 ) -> Result<BootKernel> {
     let sandbox = Sandbox::prepare(store, image, opts.sandbox.clone()).map_err(
-        ExportError::sandbox(format!("prepare a sandbox over {name}")),
+        Error::export_sandbox(format!("prepare a sandbox over {name}")),
     )?;
     let listing = kernel::list(&sandbox)?;
     let kver = listing.require(name)?;
     if !listing.dracut || !listing.curl {
-        return Err(ExportError::NoDracut {
+        return Err(Error::NoDracut {
             image: name.to_owned(),
             packages: DRACUT_PACKAGES,
         });
@@ -184,14 +184,14 @@ pub fn make_initramfs(
             dracut_conf(&opts.extra_conf).as_bytes(),
             0o644,
         )
-        .map_err(ExportError::sandbox("put dracut.conf in the image"))?;
+        .map_err(Error::export_sandbox("put dracut.conf in the image"))?;
     let started = std::time::Instant::now();
     let status = sandbox
         .run_with(
             &Program::Image(dracut_argv(&kver)),
             runlog::streams(&opts.log)?,
         )
-        .map_err(ExportError::sandbox(format!("run dracut in {name}")))?;
+        .map_err(Error::export_sandbox(format!("run dracut in {name}")))?;
     runlog::check("dracut", status, &opts.log)?;
     tracing::info!(kver, elapsed = ?started.elapsed(), "initramfs made");
 
@@ -199,7 +199,7 @@ pub fn make_initramfs(
     copy_from_upper(&sandbox.upper_dir(), INITRAMFS_IN_IMAGE, initramfs.path())?;
     sandbox
         .discard()
-        .map_err(ExportError::sandbox("remove dracut's sandbox"))?;
+        .map_err(Error::export_sandbox("remove dracut's sandbox"))?;
     let kernel = staged_kernel.publish()?;
     let initramfs = initramfs.publish()?;
     atomic::symlink(&kernel_name, &out_dir.join(DEFAULT_NAMES.0))?;
@@ -216,11 +216,11 @@ pub fn make_initramfs(
 fn copy_from_upper(upper: &Path, rel: &str, dest: &Path) -> Result<()> {
     let rel = rel.trim_start_matches('/');
     let (dir, name) = rel.rsplit_once('/').unwrap_or(("", rel));
-    let missing = |_| ExportError::Missing {
+    let missing = |_| Error::NotMade {
         program: "dracut".into(),
         path: upper.join(rel),
     };
-    let root = File::open(upper).map_err(ExportError::io("open", upper))?;
+    let root = File::open(upper).at("open", upper)?;
     let dir_fd = vauban_oci::beneath::open_beneath(&root, dir.as_bytes()).map_err(missing)?;
     let fd = rustix::fs::openat(
         &dir_fd,
@@ -239,10 +239,12 @@ fn copy_from_upper(upper: &Path, rel: &str, dest: &Path) -> Result<()> {
         return Err(missing(std::io::Error::other("not a regular file")));
     }
     let mut src = File::from(fd).take(INITRAMFS_LIMIT + 1);
-    let mut out = File::create(dest).map_err(ExportError::io("open", dest))?;
-    let copied = std::io::copy(&mut src, &mut out).map_err(ExportError::io("write", dest))?;
+    let mut out = File::create(dest).at("open", dest)?;
+    let copied = std::io::copy(&mut src, &mut out).at("write", dest)?;
     if copied > INITRAMFS_LIMIT {
-        return Err(ExportError::io("copy", upper.join(rel))(
+        return Err(Error::io(
+            "copy",
+            upper.join(rel),
             std::io::Error::other(format!("more than {INITRAMFS_LIMIT} bytes")),
         ));
     }
@@ -255,7 +257,7 @@ fn copy_from_upper(upper: &Path, rel: &str, dest: &Path) -> Result<()> {
 /// nothing ran in the sandbox since.
 fn copy_kernel(sandbox: &Sandbox<'_>, kver: &str, dest: &Path) -> Result<()> {
     let src = sandbox.merged_dir().join(format!("boot/vmlinuz-{kver}"));
-    let out = File::create(dest).map_err(ExportError::io("open", dest))?;
+    let out = File::create(dest).at("open", dest)?;
     let io = RunIo {
         stdin: Io::Null,
         stdout: Io::File(out),
@@ -268,9 +270,9 @@ fn copy_kernel(sandbox: &Sandbox<'_>, kver: &str, dest: &Path) -> Result<()> {
     ]);
     let status = sandbox
         .run_with(&program, io)
-        .map_err(ExportError::sandbox("copy the kernel out of the image"))?;
+        .map_err(Error::export_sandbox("copy the kernel out of the image"))?;
     if !status.success() {
-        return Err(ExportError::Missing {
+        return Err(Error::NotMade {
             program: "cat".into(),
             path: src,
         });
@@ -336,6 +338,6 @@ mod tests {
         std::os::unix::fs::symlink(upper.path().join("var/tmp"), linked.path().join("var/tmp"))
             .unwrap();
         let err = copy_from_upper(linked.path(), INITRAMFS_IN_IMAGE, &dest).unwrap_err();
-        assert!(matches!(err, ExportError::Missing { .. }), "{err}");
+        assert!(matches!(err, Error::NotMade { .. }), "{err}");
     }
 }

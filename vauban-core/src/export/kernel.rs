@@ -7,7 +7,7 @@
 use std::cmp::Ordering;
 use std::io::{Read, Seek};
 
-use super::error::{ExportError, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::sandbox::{Io, Program, RunIo, Sandbox};
 
 /// The package that brings a kernel (Debian, amd64).
@@ -46,7 +46,7 @@ impl KernelListing {
     pub fn require(&self, image: &str) -> Result<String> {
         self.newest()
             .map(str::to_owned)
-            .ok_or_else(|| ExportError::NoKernel {
+            .ok_or_else(|| Error::NoKernel {
                 image: image.to_owned(),
                 modules: self.modules.clone(),
                 kernels: self.kernels.clone(),
@@ -141,12 +141,8 @@ exit 0
 /// Lists the kernels and dracut of the sandbox's image.
 pub fn list(sandbox: &Sandbox<'_>) -> Result<KernelListing> {
     let merged = sandbox.merged_dir();
-    let mut out =
-        tempfile::tempfile().map_err(ExportError::io("create a temp file in", "TMPDIR"))?;
-    let dup = || {
-        out.try_clone()
-            .map_err(ExportError::io("dup", "a temp file"))
-    };
+    let mut out = tempfile::tempfile().at("create a temp file in", "TMPDIR")?;
+    let dup = || out.try_clone().at("dup", "a temp file");
     let io = RunIo {
         stdin: Io::Null,
         stdout: Io::File(dup()?),
@@ -161,13 +157,13 @@ pub fn list(sandbox: &Sandbox<'_>) -> Result<KernelListing> {
     ]);
     let status = sandbox
         .run_with(&program, io)
-        .map_err(ExportError::sandbox("list the kernels of the image"))?;
+        .map_err(Error::export_sandbox("list the kernels of the image"))?;
     let mut text = String::new();
     out.rewind()
         .and_then(|_| out.read_to_string(&mut text))
-        .map_err(ExportError::io("read", "the kernel listing"))?;
+        .at("read", "the kernel listing")?;
     if !status.success() {
-        return Err(ExportError::ScriptFailed {
+        return Err(Error::ScriptFailed {
             what: "listing the kernels of the image",
             status: status.to_string(),
             output: crate::printable::escape(&text).into_owned(),

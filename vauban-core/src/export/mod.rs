@@ -8,13 +8,13 @@
 //! Each export runs in a [`Sandbox`](crate::sandbox::Sandbox) over an image
 //! of the store (rootless when vauban is not root): dracut inside the image,
 //! mksquashfs on the bare merged tree. Files land in the tree atomically
-//! ([`atomic`]). Errors are [`ExportError`].
+//! ([`atomic`]). Errors are the crate's [`Error`](crate::Error), in its sections
+//! for boot files and conffs archives.
 
 pub mod atomic;
 pub mod cmdline;
 pub mod conffs;
 pub mod dracut;
-pub mod error;
 pub mod kernel;
 pub mod runlog;
 pub mod squashfs;
@@ -22,9 +22,8 @@ pub mod sums;
 pub mod tree;
 
 pub use cmdline::HostBoot;
-pub use conffs::{export_conffs, ConffsError, ConffsOptions, ConffsReport};
+pub use conffs::{export_conffs, ConffsOptions, ConffsReport};
 pub use dracut::{make_initramfs, BootKernel, InitramfsOptions};
-pub use error::ExportError;
 pub use kernel::KernelListing;
 pub use squashfs::{make_rootfs, ResolvConf, SquashCompression, SquashfsOptions};
 pub use tree::BootTree;

@@ -7,7 +7,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::process::ExitStatus;
 
-use super::error::{ExportError, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::sandbox::{Io, RunIo};
 
 /// Lines of a log shown in an error.
@@ -15,8 +15,8 @@ pub const TAIL_LINES: usize = 20;
 
 /// Creates (truncates) `log` and returns the streams that write into it.
 pub fn streams(log: &Path) -> Result<RunIo> {
-    let file = crate::private::create_file(log).map_err(ExportError::io("create", log))?;
-    let err = file.try_clone().map_err(ExportError::io("dup", log))?;
+    let file = crate::private::create_file(log).at("create", log)?;
+    let err = file.try_clone().at("dup", log)?;
     Ok(RunIo {
         stdin: Io::Null,
         stdout: Io::File(file),
@@ -24,13 +24,13 @@ pub fn streams(log: &Path) -> Result<RunIo> {
     })
 }
 
-/// `Ok` when `status` is a success, else [`ExportError::Failed`] with the
+/// `Ok` when `status` is a success, else [`Error::ProgramFailed`] with the
 /// tail of `log`.
 pub fn check(program: &str, status: ExitStatus, log: &Path) -> Result<()> {
     if status.success() {
         return Ok(());
     }
-    Err(ExportError::Failed {
+    Err(Error::ProgramFailed {
         program: program.to_owned(),
         status: status.to_string(),
         log: log.to_owned(),

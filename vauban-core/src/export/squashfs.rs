@@ -27,8 +27,8 @@ use vauban_oci::store::Store;
 use vauban_oci::Image;
 
 use super::atomic::Staged;
-use super::error::{ExportError, Result};
 use super::runlog;
+use crate::error::{Error, IoContext, Result};
 use crate::sandbox::{Program, Sandbox, SandboxOptions};
 
 /// Paths left out of the squashfs (mksquashfs wildcards, relative to `/`).
@@ -165,7 +165,7 @@ pub fn make_rootfs(
     dest: &Path,
 ) -> Result<PathBuf> {
     let sandbox = Sandbox::prepare(store, image, opts.sandbox.clone()).map_err(
-        ExportError::sandbox(format!("prepare a sandbox over {name}")),
+        Error::export_sandbox(format!("prepare a sandbox over {name}")),
     )?;
     // Our dir lives in the sandbox dir, which the sandbox removes (inside the
     // user namespace: the script gives its files the image's owners), also
@@ -175,7 +175,7 @@ pub fn make_rootfs(
     let ours = sandbox_dir.join(OUR_DIR);
     make_extras(&ours.join("extras"), &opts.resolv_conf)?;
     let view = ours.join("view");
-    std::fs::create_dir(&view).map_err(ExportError::io("mkdir", &view))?;
+    std::fs::create_dir(&view).at("mkdir", &view)?;
 
     let staged = Staged::new(dest)?;
     let mut argv: Vec<String> = vec![
@@ -196,12 +196,12 @@ pub fn make_rootfs(
     let started = std::time::Instant::now();
     let status = sandbox
         .run_with(&Program::OnTree(argv), runlog::streams(&opts.log)?)
-        .map_err(ExportError::sandbox(format!("run mksquashfs on {name}")))?;
+        .map_err(Error::export_sandbox(format!("run mksquashfs on {name}")))?;
     runlog::check("mksquashfs", status, &opts.log)?;
     tracing::info!(elapsed = ?started.elapsed(), "rootfs.img made");
     sandbox
         .discard()
-        .map_err(ExportError::sandbox("remove mksquashfs's sandbox"))?;
+        .map_err(Error::export_sandbox("remove mksquashfs's sandbox"))?;
     staged.publish()
 }
 
@@ -215,9 +215,8 @@ fn make_extras(extras: &Path, resolv_conf: &ResolvConf) -> Result<()> {
     }
     for (dir, mode) in dirs {
         let p = extras.join(dir);
-        std::fs::create_dir_all(&p).map_err(ExportError::io("mkdir", &p))?;
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))
-            .map_err(ExportError::io("chmod", &p))?;
+        std::fs::create_dir_all(&p).at("mkdir", &p)?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).at("chmod", &p)?;
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::atomic;
-use super::error::{ExportError, Result};
+use crate::error::{IoContext, Result};
 
 /// The file name of the list.
 pub const SUMS_FILE: &str = "SHA256SUMS";
@@ -38,10 +38,9 @@ pub fn compute_sums(root: &Path) -> Result<BTreeMap<String, String>> {
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
         let dir = root.join(&rel);
-        let entries =
-            std::fs::read_dir(&dir).map_err(ExportError::io("read the directory", &dir))?;
+        let entries = std::fs::read_dir(&dir).at("read the directory", &dir)?;
         for entry in entries {
-            let entry = entry.map_err(ExportError::io("read the directory", &dir))?;
+            let entry = entry.at("read the directory", &dir)?;
             let name = entry.file_name().to_string_lossy().into_owned();
             let rel = rel.join(&name);
             let path = root.join(&rel);
@@ -49,7 +48,7 @@ pub fn compute_sums(root: &Path) -> Result<BTreeMap<String, String>> {
                 continue;
             }
             // Through links, as sha256sum reads them.
-            let meta = std::fs::metadata(&path).map_err(ExportError::io("stat", &path))?;
+            let meta = std::fs::metadata(&path).at("stat", &path)?;
             if meta.is_dir() {
                 if !entry.file_type().is_ok_and(|t| t.is_symlink()) {
                     stack.push(rel);
@@ -59,7 +58,7 @@ pub fn compute_sums(root: &Path) -> Result<BTreeMap<String, String>> {
             if !meta.is_file() {
                 continue;
             }
-            let target = std::fs::canonicalize(&path).map_err(ExportError::io("resolve", &path))?;
+            let target = std::fs::canonicalize(&path).at("resolve", &path)?;
             let hex = match by_target.get(&target) {
                 Some(hex) => hex.clone(),
                 None => {
@@ -81,11 +80,11 @@ pub fn write_sums(root: &Path) -> Result<PathBuf> {
 }
 
 fn sha256_file(path: &Path) -> Result<String> {
-    let mut file = std::fs::File::open(path).map_err(ExportError::io("open", path))?;
+    let mut file = std::fs::File::open(path).at("open", path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = file.read(&mut buf).map_err(ExportError::io("read", path))?;
+        let n = file.read(&mut buf).at("read", path)?;
         if n == 0 {
             break;
         }

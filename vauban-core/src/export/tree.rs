@@ -24,8 +24,8 @@ use std::path::{Path, PathBuf};
 
 use super::atomic;
 use super::cmdline::HostBoot;
-use super::error::{ExportError, Result};
 use super::sums;
+use crate::error::{IoContext, Result};
 
 /// A boot tree rooted at a directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +49,7 @@ impl BootTree {
     pub fn private_dir(&self, sub: &str) -> Result<PathBuf> {
         let dir = self.root.join(sub);
         for d in [self.root.as_path(), dir.as_path()] {
-            crate::private::dir(d).map_err(ExportError::io("make private", d))?;
+            crate::private::dir(d).at("make private", d)?;
         }
         Ok(dir)
     }

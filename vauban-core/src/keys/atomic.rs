@@ -8,7 +8,7 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use super::error::{KeyStoreError, Result};
+use crate::error::{Error, IoContext, Result};
 
 /// Mode of the store file.
 pub(super) const STORE_MODE: u32 = 0o600;
@@ -25,19 +25,18 @@ pub(super) fn write_atomically(path: &Path, contents: &[u8]) -> Result<()> {
         .suffix(".tmp")
         .permissions(Permissions::from_mode(STORE_MODE))
         .tempfile_in(dir)
-        .map_err(KeyStoreError::io("create a temp file in", dir))?;
+        .at("create a temp file in", dir)?;
     let tmp_path = tmp.path().to_owned();
-    let tmp_err = |op| KeyStoreError::io(op, &tmp_path);
     // The umask may have taken bits off at creation; fchmod sets exactly 0600.
     tmp.as_file()
         .set_permissions(Permissions::from_mode(STORE_MODE))
-        .map_err(tmp_err("chmod"))?;
-    tmp.write_all(contents).map_err(tmp_err("write"))?;
-    tmp.as_file().sync_all().map_err(tmp_err("fsync"))?;
+        .at("chmod", &tmp_path)?;
+    tmp.write_all(contents).at("write", &tmp_path)?;
+    tmp.as_file().sync_all().at("fsync", &tmp_path)?;
     tmp.persist(path)
-        .map_err(|e| KeyStoreError::io("rename a temp file onto", path)(e.error))?;
+        .map_err(|e| Error::io("rename a temp file onto", path, e.error))?;
     File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(KeyStoreError::io("fsync", dir))?;
+        .at("fsync", dir)?;
     Ok(())
 }

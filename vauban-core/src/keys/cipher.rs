@@ -7,20 +7,21 @@ use std::path::Path;
 use age::DecryptError;
 use zeroize::Zeroizing;
 
-use super::error::{KeyStoreError, Result, SecretKind};
+use super::problem::SecretKind;
 use super::secret::KeySecret;
+use crate::error::{Error, Result};
 
 /// Encrypts `plaintext` to `secret`, for the store file at `path`.
 pub(super) fn encrypt(secret: &KeySecret, plaintext: &[u8], path: &Path) -> Result<Vec<u8>> {
     let recipient = secret.age_recipient();
     let encryptor =
         age::Encryptor::with_recipients(std::iter::once(&*recipient)).map_err(|source| {
-            KeyStoreError::Encrypt {
+            Error::Encrypt {
                 path: path.to_owned(),
                 source: Box::new(source),
             }
         })?;
-    let write_err = |source| KeyStoreError::Io {
+    let write_err = |source| Error::Io {
         op: "encrypt",
         path: path.to_owned(),
         source,
@@ -34,14 +35,14 @@ pub(super) fn encrypt(secret: &KeySecret, plaintext: &[u8], path: &Path) -> Resu
 
 /// Decrypts the store file `ciphertext` read from `path` with `secret`.
 ///
-/// A secret that does not open the file gives [`KeyStoreError::WrongKey`], saying
-/// how the file is encrypted; a damaged file gives [`KeyStoreError::Corrupt`].
+/// A secret that does not open the file gives [`Error::WrongKey`], saying
+/// how the file is encrypted; a damaged file gives [`Error::CorruptKeyStore`].
 pub(super) fn decrypt(
     secret: &KeySecret,
     ciphertext: &[u8],
     path: &Path,
 ) -> Result<Zeroizing<Vec<u8>>> {
-    let corrupt = |what: String| KeyStoreError::Corrupt {
+    let corrupt = |what: String| Error::CorruptKeyStore {
         path: path.to_owned(),
         what,
     };
@@ -58,12 +59,12 @@ pub(super) fn decrypt(
         .map_err(|e| match e {
             DecryptError::NoMatchingKeys
             | DecryptError::DecryptionFailed
-            | DecryptError::KeyDecryptionFailed => KeyStoreError::WrongKey {
+            | DecryptError::KeyDecryptionFailed => Error::WrongKey {
                 path: path.to_owned(),
                 store,
                 given: secret.kind(),
             },
-            DecryptError::ExcessiveWork { required, target } => KeyStoreError::ExcessiveWork {
+            DecryptError::ExcessiveWork { required, target } => Error::ExcessiveWork {
                 path: path.to_owned(),
                 required,
                 max: target.saturating_add(4),

@@ -11,8 +11,9 @@ use ssh_key::public::KeyData;
 use ssh_key::{HashAlg, LineEnding, PrivateKey, PublicKey};
 use zeroize::Zeroizing;
 
-use super::error::{KeyProblem, KeyStoreError, Result};
 use super::kind::KeyKind;
+use crate::error::{Error, Result};
+use crate::keys::KeyProblem;
 
 /// The directory of the key files in a root tree, relative to `/`.
 pub const SSH_DIR: &str = "etc/ssh";
@@ -158,7 +159,7 @@ impl HostKeys {
             kind.generate()
                 .and_then(|data| PrivateKey::new(data, comment(host)))
                 .and_then(|key| HostKey::from_private(kind, &key))
-                .map_err(|source| KeyStoreError::Generate {
+                .map_err(|source| Error::Generate {
                     host: host.to_owned(),
                     kind: kind.name(),
                     source,
@@ -343,7 +344,7 @@ pub(super) fn check_host(host: &str) -> Result<()> {
             .chars()
             .any(|c| c == '/' || c.is_whitespace() || c.is_control())
     {
-        return Err(KeyStoreError::InvalidHost {
+        return Err(Error::InvalidHost {
             host: host.to_owned(),
         });
     }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{flock, FlockOperation};
 use rustix::io::Errno;
 
-use super::error::{KeyStoreError, Result};
+use crate::error::{Error, IoContext, Result};
 
 /// An exclusive `flock` on a lock file, released when dropped (the file closes).
 #[derive(Debug)]
@@ -40,7 +40,7 @@ impl StoreLock {
             .truncate(false)
             .mode(0o600)
             .open(path)
-            .map_err(KeyStoreError::io("open the lock file", path))?;
+            .at("open the lock file", path)?;
         match flock(&file, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {}
             Err(Errno::WOULDBLOCK) => {
@@ -52,11 +52,11 @@ impl StoreLock {
                     match flock(&file, FlockOperation::LockExclusive) {
                         Ok(()) => break,
                         Err(Errno::INTR) => continue,
-                        Err(e) => return Err(KeyStoreError::io("lock", path)(e.into())),
+                        Err(e) => return Err(Error::io("lock", path, e.into())),
                     }
                 }
             }
-            Err(e) => return Err(KeyStoreError::io("lock", path)(e.into())),
+            Err(e) => return Err(Error::io("lock", path, e.into())),
         }
         Ok(StoreLock { _file: file })
     }

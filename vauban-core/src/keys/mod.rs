@@ -20,21 +20,21 @@
 
 mod atomic;
 mod cipher;
-mod error;
 mod host;
 mod import;
 mod kind;
 mod lock;
 mod parallel;
+mod problem;
 mod secret;
 mod store;
 
 #[cfg(test)]
 mod tests;
 
-pub use error::{KeyProblem, KeyStoreError, Result, SecretKind};
 pub use host::{HostKeys, KeyFile, KeyInfo, PRIVATE_MODE, PUBLIC_MODE, SSH_DIR};
 pub use import::{Ignored, ImportReport, ImportSource, Imported, SkipReason};
 pub use kind::{KeyKind, ECDSA_CURVE, RSA_BITS};
+pub use problem::{KeyProblem, SecretKind};
 pub use secret::{KeySecret, KEY_ENV};
 pub use store::KeyStore;

@@ -5,8 +5,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use super::error::Result;
 use super::host::HostKeys;
+use crate::error::Result;
 
 /// Generates the keys of each of `hosts` (distinct names), one thread per core
 /// at most; the results are in the order of `hosts`.

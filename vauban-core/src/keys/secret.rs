@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use age::secrecy::SecretString;
 use zeroize::Zeroizing;
 
-use super::error::{KeyStoreError, Result, SecretKind};
+use super::problem::SecretKind;
+use crate::error::{Error, IoContext, Result};
 
 /// The environment variable [`KeySecret::from_env`] reads.
 pub const KEY_ENV: &str = "VAUBAN_KEYSTORE_KEY";
@@ -50,7 +51,7 @@ impl KeySecret {
         vauban_oci::dirs::UserDir::Config
             .path()
             .map(|dir| dir.join(DEFAULT_IDENTITY))
-            .ok_or(KeyStoreError::NoUserDir {
+            .ok_or(Error::NoDefaultPath {
                 var: "XDG_CONFIG_HOME",
             })
     }
@@ -59,7 +60,7 @@ impl KeySecret {
     /// [`KEY_ENV`], else the default identity file
     /// ([`default_identity_path`](Self::default_identity_path)), which is made when
     /// missing if `make` (then its path is returned, to tell the user to keep it)
-    /// and is [`KeyStoreError::NoSecret`] otherwise.
+    /// and is [`Error::NoSecret`] otherwise.
     pub fn find(key_file: Option<&Path>, make: bool) -> Result<(Self, Option<PathBuf>)> {
         if let Some(file) = key_file {
             return Ok((Self::from_file(file)?, None));
@@ -69,7 +70,7 @@ impl KeySecret {
         }
         let identity = Self::default_identity_path()?;
         if !make && !identity.exists() {
-            return Err(KeyStoreError::NoSecret {
+            return Err(Error::NoSecret {
                 var: KEY_ENV,
                 identity,
             });
@@ -90,7 +91,7 @@ impl KeySecret {
         match std::env::var(var) {
             Ok(value) => Self::parse(&Zeroizing::new(value), format!("${var}")).map(Some),
             Err(std::env::VarError::NotPresent) => Ok(None),
-            Err(std::env::VarError::NotUnicode(_)) => Err(KeyStoreError::SecretNotUtf8 {
+            Err(std::env::VarError::NotUnicode(_)) => Err(Error::SecretNotUtf8 {
                 var: var.to_owned(),
             }),
         }
@@ -101,7 +102,7 @@ impl KeySecret {
     ///
     /// A file that the group or others may read or write gets a warning.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let read_err = |source| KeyStoreError::ReadSecret {
+        let read_err = |source| Error::ReadSecret {
             path: path.to_owned(),
             source,
         };
@@ -128,14 +129,14 @@ impl KeySecret {
             Ok(_) => return Ok((Self::from_file(path)?, false)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => {
-                return Err(KeyStoreError::ReadSecret {
+                return Err(Error::ReadSecret {
                     path: path.to_owned(),
                     source,
                 })
             }
         }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            crate::private::create_dirs(dir).map_err(KeyStoreError::io("create", dir))?;
+            crate::private::create_dirs(dir).at("create", dir)?;
         }
         let identity = age::x25519::Identity::generate();
         let text = Zeroizing::new(format!(
@@ -152,7 +153,7 @@ impl KeySecret {
     /// with `AGE-SECRET-KEY-`, it must be the only such line and a valid age X25519
     /// identity; otherwise the whole text, less trailing line ends, is a passphrase
     /// (use [`KeySecret::passphrase`] for one that starts like an identity). Blank
-    /// text is [`KeyStoreError::EmptySecret`]. `origin` names where the text came
+    /// text is [`Error::EmptySecret`]. `origin` names where the text came
     /// from, for messages (`$VAUBAN_KEYSTORE_KEY`, a path).
     pub fn parse(text: &str, origin: impl Into<String>) -> Result<Self> {
         let origin = origin.into();
@@ -164,10 +165,10 @@ impl KeySecret {
         if lines.iter().any(|line| line.starts_with(IDENTITY_PREFIX)) {
             match lines[..] {
                 [identity] => Self::identity_from(identity, origin),
-                _ => Err(KeyStoreError::InvalidIdentity { origin }),
+                _ => Err(Error::InvalidIdentity { origin }),
             }
         } else if text.trim().is_empty() {
-            Err(KeyStoreError::EmptySecret { origin })
+            Err(Error::EmptySecret { origin })
         } else {
             Self::passphrase_from(text.trim_end_matches(['\n', '\r']), origin)
         }
@@ -186,7 +187,7 @@ impl KeySecret {
     fn identity_from(text: &str, origin: String) -> Result<Self> {
         let identity =
             text.parse::<age::x25519::Identity>()
-                .map_err(|_| KeyStoreError::InvalidIdentity {
+                .map_err(|_| Error::InvalidIdentity {
                     origin: origin.clone(),
                 })?;
         Ok(KeySecret {
@@ -198,7 +199,7 @@ impl KeySecret {
 
     fn passphrase_from(passphrase: &str, origin: String) -> Result<Self> {
         if passphrase.is_empty() {
-            return Err(KeyStoreError::EmptySecret { origin });
+            return Err(Error::EmptySecret { origin });
         }
         Ok(KeySecret {
             key: Key::Passphrase(SecretString::from(passphrase.to_owned())),

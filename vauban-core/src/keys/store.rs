@@ -23,12 +23,12 @@ use zeroize::Zeroizing;
 
 use super::atomic::write_atomically;
 use super::cipher;
-use super::error::{KeyStoreError, Result};
 use super::host::{check_host, HostKeys};
 use super::kind::KeyKind;
 use super::lock::{lock_path, StoreLock};
 use super::parallel::generate_all;
 use super::secret::KeySecret;
+use crate::error::{Error, IoContext, Result};
 
 /// The version of the plaintext format written.
 const FORMAT_VERSION: u32 = 2;
@@ -87,7 +87,7 @@ impl KeyStore {
         vauban_oci::dirs::UserDir::Data
             .path()
             .map(|dir| dir.join(DEFAULT_FILE))
-            .ok_or(KeyStoreError::NoUserDir {
+            .ok_or(Error::NoDefaultPath {
                 var: "XDG_DATA_HOME",
             })
     }
@@ -99,17 +99,17 @@ impl KeyStore {
     ///
     /// Decrypts once: microseconds with an identity, about a second with a
     /// passphrase. A secret that does not open the file is
-    /// [`KeyStoreError::WrongKey`]; a damaged file is [`KeyStoreError::Corrupt`].
+    /// [`Error::WrongKey`]; a damaged file is [`Error::CorruptKeyStore`].
     pub fn open(path: impl Into<PathBuf>, secret: KeySecret) -> Result<Self> {
         let path = path.into();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            crate::private::create_dirs(dir).map_err(KeyStoreError::io("create", dir))?;
+            crate::private::create_dirs(dir).at("create", dir)?;
         }
         let lock = StoreLock::acquire(&lock_path(&path))?;
         let hosts = match fs::read(&path) {
             Ok(ciphertext) => load(&secret, &ciphertext, &path)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(KeyStoreError::io("read", &path)(e)),
+            Err(e) => return Err(Error::io("read", &path, e)),
         };
         tracing::debug!(path = %path.display(), hosts = hosts.len(), "opened the key store");
         Ok(KeyStore {
@@ -271,7 +271,7 @@ impl std::fmt::Debug for KeyStore {
 
 /// Decrypts and parses the store file read from `path`.
 fn load(secret: &KeySecret, ciphertext: &[u8], path: &Path) -> Result<BTreeMap<String, HostKeys>> {
-    let corrupt = |what: String| KeyStoreError::Corrupt {
+    let corrupt = |what: String| Error::CorruptKeyStore {
         path: path.to_owned(),
         what,
     };
@@ -285,7 +285,7 @@ fn load(secret: &KeySecret, ciphertext: &[u8], path: &Path) -> Result<BTreeMap<S
     };
     let plaintext = cipher::decrypt(secret, ciphertext, path)?;
     let header: Header = serde_json::from_slice(&plaintext).map_err(bad_json)?;
-    let bad_key = |host: &str, kind: KeyKind| KeyStoreError::BadStoredKey {
+    let bad_key = |host: &str, kind: KeyKind| Error::BadStoredKey {
         path: path.to_owned(),
         host: host.to_owned(),
         kind: kind.name(),

@@ -5,8 +5,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use vauban_core::export::{self, ExportError, InitramfsOptions, ResolvConf, SquashfsOptions};
+use vauban_core::export::{self, InitramfsOptions, ResolvConf, SquashfsOptions};
 use vauban_core::sandbox::Program;
+use vauban_core::Error;
 use vauban_oci::image::HistoryEntry;
 use vauban_oci::layer::{repack_tar, PackOptions};
 use vauban_oci::store::Store;
@@ -238,7 +239,7 @@ pub fn initramfs_needs_a_kernel_and_dracut() {
     let image = s.store.image(&s.base).unwrap();
     let linux = out.path().join("linux");
     let err = export::make_initramfs(&s.store, &image, "bb", &opts, &linux).unwrap_err();
-    assert!(matches!(err, ExportError::NoKernel { .. }), "{err}");
+    assert!(matches!(err, Error::NoKernel { .. }), "{err}");
     assert!(err.to_string().contains("linux-image-amd64"), "{err}");
 
     let kernel = s.with_layer("kernel", "kernel", |t| {
@@ -249,7 +250,7 @@ pub fn initramfs_needs_a_kernel_and_dracut() {
     });
     let image = s.store.image(&kernel).unwrap();
     let err = export::make_initramfs(&s.store, &image, "kernel", &opts, &linux).unwrap_err();
-    assert!(matches!(err, ExportError::NoDracut { .. }), "{err}");
+    assert!(matches!(err, Error::NoDracut { .. }), "{err}");
     assert!(
         err.to_string().contains("dracut-live dracut-network"),
         "{err}"

@@ -12,7 +12,8 @@ mod yaml;
 use std::error::Error as _;
 use std::path::PathBuf;
 
-use super::{Config, ConfigError};
+use super::Config;
+use crate::Error;
 
 /// The path the inline test texts pretend to be read from.
 const FILE: &str = "/t/config.yml";
@@ -51,7 +52,7 @@ fn load(name: &str) -> Config {
 }
 
 /// An error and its sources, as the CLI prints them.
-fn chain(e: &ConfigError) -> String {
+fn chain(e: &Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -10,10 +10,10 @@ use std::io::{Read, Write};
 use vauban_oci::store::Store;
 
 use super::archive::{Archive, Entry, Kind};
-use super::error::ConffsError;
 use super::names::show;
 use super::plan::{EntryId, Plan};
 use super::source::{read_layer, Flow, LayerBlob};
+use crate::error::{Error, Result};
 
 /// Writes the planned entries of `layers` (top first) into `archive`.
 pub(super) fn emit<W: Write>(
@@ -22,7 +22,7 @@ pub(super) fn emit<W: Write>(
     plan: &Plan,
     archive: &mut Archive<W>,
     dest: &std::path::Path,
-) -> Result<(), ConffsError> {
+) -> Result<()> {
     for (n, layer) in layers.iter().enumerate() {
         read_layer(store, layer, |entry, index| {
             let id = EntryId { layer: n, index };
@@ -33,7 +33,7 @@ pub(super) fn emit<W: Write>(
             }
             let meta = meta_of(entry, &layer.digest)?;
             write_with_links(archive, meta, entry, name, links.map(Vec::as_slice), dest)?;
-            Ok::<_, ConffsError>(Flow::Continue)
+            Ok(Flow::Continue)
         })?;
     }
     Ok(())
@@ -48,8 +48,8 @@ pub(super) fn write_with_links<W: Write>(
     name: Option<&Vec<u8>>,
     links: Option<&[Vec<u8>]>,
     dest: &std::path::Path,
-) -> Result<(), ConffsError> {
-    let io = |e| ConffsError::io("write", dest, e);
+) -> Result<()> {
+    let io = |e| Error::io("write", dest, e);
     let mut links = links.unwrap_or_default().iter();
     let target = match name {
         Some(name) => name.clone(),
@@ -77,10 +77,10 @@ pub(super) fn write_with_links<W: Write>(
 pub(super) fn meta_of<R: Read>(
     entry: &mut tar::Entry<'_, R>,
     layer: &vauban_oci::Digest,
-) -> Result<Entry, ConffsError> {
+) -> Result<Entry> {
     let raw = show(&entry.path_bytes());
     let bad = |reason: String| {
-        ConffsError::Layer(vauban_oci::Error::UnsafeEntry {
+        Error::Oci(vauban_oci::Error::UnsafeEntry {
             entry: raw.clone(),
             reason: format!("{reason} (layer {layer})"),
         })

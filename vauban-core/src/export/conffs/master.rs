@@ -12,10 +12,10 @@ use vauban_oci::store::Store;
 
 use super::archive::{Archive, Kind};
 use super::emit::{meta_of, write_with_links};
-use super::error::ConffsError;
 use super::names::{ancestors, classify, show, Named};
 use super::source::{read_layer, Flow, LayerBlob};
 use super::stack::{Hidden, LayerChanges};
+use crate::error::Result;
 
 /// Finds in the master (`layers` top first) which `deletions` it has (those
 /// are returned) and writes the `links` whose target it has.
@@ -26,7 +26,7 @@ pub(super) fn resolve<W: Write>(
     links: &BTreeMap<Vec<u8>, Vec<Vec<u8>>>,
     archive: &mut Archive<W>,
     dest: &std::path::Path,
-) -> Result<Vec<Vec<u8>>, ConffsError> {
+) -> Result<Vec<Vec<u8>>> {
     // An opaque directory `d/*` deletes something if the master has `d`.
     let asked_path = |d: &Vec<u8>| d.strip_suffix(b"/*").unwrap_or(d).to_vec();
     let mut open: HashSet<Vec<u8>> = deletions.iter().map(asked_path).collect();
@@ -73,7 +73,7 @@ pub(super) fn resolve<W: Write>(
                 }
                 _ => {}
             }
-            Ok::<_, ConffsError>(if open.is_empty() {
+            Ok(if open.is_empty() {
                 Flow::Stop
             } else {
                 Flow::Continue

@@ -10,12 +10,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use vauban_oci::store::Store;
 
-use super::error::ConffsError;
 use super::names::{
     ancestors, classify, final_name, is_at_or_under, left_out, sandbox_dir, show, Named, TOSLASH,
 };
 use super::source::{read_layer, Flow, LayerBlob};
 use super::stack::{Hidden, LayerChanges};
+use crate::error::{Error, Result};
 
 /// An entry of a host layer: the layer (0 = top) and its number in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -73,11 +73,7 @@ struct Winner {
 
 /// Reads the headers of `layers` (top first) and plans the archive;
 /// `generated` are the names of the files vauban writes itself.
-pub(super) fn plan(
-    store: &Store,
-    layers: &[LayerBlob],
-    generated: &[Vec<u8>],
-) -> Result<Plan, ConffsError> {
+pub(super) fn plan(store: &Store, layers: &[LayerBlob], generated: &[Vec<u8>]) -> Result<Plan> {
     let mut hidden = Hidden::default();
     let mut seen: Vec<HashMap<Vec<u8>, Seen>> = Vec::with_capacity(layers.len());
     let mut winners = Vec::new();
@@ -106,7 +102,7 @@ pub(super) fn plan(
                     here.insert(p, Seen { index, dir, link });
                 }
             }
-            Ok::<_, ConffsError>(Flow::Continue)
+            Ok(Flow::Continue)
         })?;
         for (path, s) in &here {
             if !hidden.is_covered(path) {
@@ -261,8 +257,8 @@ fn resolve(seen: &[HashMap<Vec<u8>, Seen>], layer: usize, target: &[u8]) -> Sour
     Source::Master(target)
 }
 
-fn unsafe_entry(raw: &[u8], reason: &str) -> ConffsError {
-    ConffsError::Layer(vauban_oci::Error::UnsafeEntry {
+fn unsafe_entry(raw: &[u8], reason: &str) -> Error {
+    Error::Oci(vauban_oci::Error::UnsafeEntry {
         entry: show(raw),
         reason: reason.into(),
     })

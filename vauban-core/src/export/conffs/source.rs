@@ -11,7 +11,7 @@ use vauban_oci::layer::decompressor;
 use vauban_oci::store::Store;
 use vauban_oci::{Digest, Image};
 
-use super::error::ConffsError;
+use crate::error::{Error, Result};
 
 /// One layer blob of an image.
 #[derive(Debug, Clone)]
@@ -27,7 +27,7 @@ pub(super) struct LayerBlob {
 }
 
 /// The layers of `image`, base first.
-pub(super) fn layers_of(image: &Image) -> Result<Vec<LayerBlob>, ConffsError> {
+pub(super) fn layers_of(image: &Image) -> Result<Vec<LayerBlob>> {
     image
         .layers_with_diff_ids()?
         .into_iter()
@@ -44,12 +44,12 @@ pub(super) fn layers_of(image: &Image) -> Result<Vec<LayerBlob>, ConffsError> {
 
 /// The host image's own layers, **top first**: those after the master's,
 /// whose diff_ids must start the host image's.
-pub(super) fn host_layers(master: &Image, host: &Image) -> Result<Vec<LayerBlob>, ConffsError> {
+pub(super) fn host_layers(master: &Image, host: &Image) -> Result<Vec<LayerBlob>> {
     let below = master.diff_ids()?;
     let all = layers_of(host)?;
     let on_top = all.len() >= below.len() && all.iter().zip(&below).all(|(l, d)| l.diff_id == *d);
     if !on_top {
-        return Err(ConffsError::NotOnTop {
+        return Err(Error::NotOnTop {
             master: master.manifest_digest.to_string(),
             image: host.manifest_digest.to_string(),
         });
@@ -69,24 +69,20 @@ pub(super) enum Flow {
 /// Reads the tar entries of `layer` in order, calling `visit` with each
 /// entry and its number in the layer; checks digest, size and diff_id when
 /// the stream was read to its end. `visit`'s errors are returned as they are.
-pub(super) fn read_layer<E>(
+pub(super) fn read_layer(
     store: &Store,
     layer: &LayerBlob,
-    mut visit: impl FnMut(&mut tar::Entry<'_, &mut dyn Read>, u64) -> Result<Flow, E>,
-) -> Result<Flow, E>
-where
-    E: From<ConffsError>,
-{
-    let oci = |e: vauban_oci::Error| E::from(ConffsError::Layer(e));
+    mut visit: impl FnMut(&mut tar::Entry<'_, &mut dyn Read>, u64) -> Result<Flow>,
+) -> Result<Flow> {
     let tar_err = |source: io::Error| {
-        E::from(ConffsError::Layer(vauban_oci::Error::Tar {
+        Error::Oci(vauban_oci::Error::Tar {
             what: format!("layer blob {}", layer.digest),
             source,
-        }))
+        })
     };
-    let blob = store.open_blob(&layer.digest).map_err(oci)?;
+    let blob = store.open_blob(&layer.digest)?;
     let mut packed = HashingReader::new(BufReader::new(blob).take(layer.size.saturating_add(1)));
-    let mut plain = HashingReader::new(decompressor(&layer.media_type, &mut packed).map_err(oci)?);
+    let mut plain = HashingReader::new(decompressor(&layer.media_type, &mut packed)?);
     {
         let input: &mut dyn Read = &mut plain;
         let mut archive = tar::Archive::new(input);
@@ -103,16 +99,15 @@ where
     let (digest, size) = packed.finish();
     let what = format!("layer blob {}", layer.digest);
     if size != layer.size {
-        return Err(oci(vauban_oci::Error::SizeMismatch {
+        return Err(Error::Oci(vauban_oci::Error::SizeMismatch {
             what,
             expected: layer.size,
             found: size,
         }));
     }
-    layer.digest.verify(&digest, &what).map_err(oci)?;
+    layer.digest.verify(&digest, &what)?;
     layer
         .diff_id
-        .verify(&diff_id, format!("diff_id of {what}"))
-        .map_err(oci)?;
+        .verify(&diff_id, format!("diff_id of {what}"))?;
     Ok(Flow::Continue)
 }

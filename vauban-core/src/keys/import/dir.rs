@@ -11,7 +11,7 @@ use zeroize::Zeroizing;
 
 use super::files::{HostFiles, KEY_PREFIX, MAX_KEY_FILE};
 use super::Ignored;
-use crate::keys::error::{KeyStoreError, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::keys::host::SSH_DIR;
 
 /// Reads the key files of every host under `dir`.
@@ -20,17 +20,14 @@ pub(super) fn read(dir: &Path) -> Result<(Vec<HostFiles>, Vec<Ignored>)> {
     let mut ignored = Vec::new();
     for entry in sorted_entries(dir)? {
         let path = dir.join(&entry);
-        if !fs::metadata(&path)
-            .map_err(KeyStoreError::io("stat", &path))?
-            .is_dir()
-        {
+        if !fs::metadata(&path).at("stat", &path)?.is_dir() {
             ignored.push(Ignored {
                 file: path.display().to_string(),
                 reason: "not a HOST directory",
             });
             continue;
         }
-        let host = entry.to_str().ok_or_else(|| KeyStoreError::InvalidHost {
+        let host = entry.to_str().ok_or_else(|| Error::InvalidHost {
             host: entry.to_string_lossy().into_owned(),
         })?;
         let ssh_dir = path.join(SSH_DIR);
@@ -42,9 +39,7 @@ pub(super) fn read(dir: &Path) -> Result<(Vec<HostFiles>, Vec<Ignored>)> {
         let names = match sorted_entries(&ssh_dir) {
             Ok(names) => names,
             // A host directory without `etc/ssh` lacks every key: `finish` says so.
-            Err(KeyStoreError::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound =>
-            {
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 Vec::new()
             }
             Err(e) => return Err(e),
@@ -63,12 +58,8 @@ pub(super) fn read(dir: &Path) -> Result<(Vec<HostFiles>, Vec<Ignored>)> {
 /// The names in `dir`, sorted.
 fn sorted_entries(dir: &Path) -> Result<Vec<std::ffi::OsString>> {
     let mut names = Vec::new();
-    for entry in fs::read_dir(dir).map_err(KeyStoreError::io("read the directory", dir))? {
-        names.push(
-            entry
-                .map_err(KeyStoreError::io("read the directory", dir))?
-                .file_name(),
-        );
+    for entry in fs::read_dir(dir).at("read the directory", dir)? {
+        names.push(entry.at("read the directory", dir)?.file_name());
     }
     names.sort();
     Ok(names)
@@ -77,17 +68,18 @@ fn sorted_entries(dir: &Path) -> Result<Vec<std::ffi::OsString>> {
 /// The contents of a key file, at most [`MAX_KEY_FILE`] + 1 bytes (a larger one
 /// is refused as such by [`HostFiles::add`]); it must be a regular file.
 fn read_key_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
-    let file = fs::File::open(path).map_err(KeyStoreError::io("read", path))?;
-    let meta = file.metadata().map_err(KeyStoreError::io("stat", path))?;
+    let file = fs::File::open(path).at("read", path)?;
+    let meta = file.metadata().at("stat", path)?;
     if !meta.is_file() {
-        return Err(KeyStoreError::io("read", path)(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a regular file",
-        )));
+        return Err(Error::io(
+            "read",
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"),
+        ));
     }
     let mut contents = Zeroizing::new(Vec::with_capacity(meta.len().min(MAX_KEY_FILE) as usize));
     file.take(MAX_KEY_FILE + 1)
         .read_to_end(&mut contents)
-        .map_err(KeyStoreError::io("read", path))?;
+        .at("read", path)?;
     Ok(contents)
 }

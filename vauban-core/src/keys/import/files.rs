@@ -9,9 +9,10 @@ use std::collections::BTreeMap;
 use zeroize::Zeroizing;
 
 use super::Ignored;
-use crate::keys::error::{KeyProblem, KeyStoreError, Result};
+use crate::error::{Error, Result};
 use crate::keys::host::{check_host, HostKeys};
 use crate::keys::kind::KeyKind;
+use crate::keys::KeyProblem;
 
 /// The largest key file read (an RSA 16384 private key is about 12 KiB).
 pub(super) const MAX_KEY_FILE: u64 = 64 << 10;
@@ -75,11 +76,11 @@ impl HostFiles {
             .flat_map(|kind| [kind.private_file(), kind.public_file()])
             .find(|known| *known == name)
         else {
-            return Err(KeyStoreError::UnknownKeyFile {
+            return Err(Error::UnknownKeyFile {
                 file: self.show(name),
             });
         };
-        let bad = |problem| KeyStoreError::BadKeyFile {
+        let bad = |problem| Error::BadKeyFile {
             file: self.show(name),
             problem,
         };
@@ -104,7 +105,7 @@ impl HostFiles {
             } else {
                 kind.private_file()
             };
-            KeyStoreError::BadKeyFile {
+            Error::BadKeyFile {
                 file: self.show(name),
                 problem,
             }
@@ -117,7 +118,7 @@ impl HostFiles {
         let (private, public) = (kind.private_file(), kind.public_file());
         match (self.files.remove(private), self.files.remove(public)) {
             (Some(key), Some(line)) => Ok((key, line.as_str().to_owned())),
-            (None, None) => Err(KeyStoreError::MissingKind {
+            (None, None) => Err(Error::MissingKind {
                 origin: self.origin.clone(),
                 host: self.host.clone(),
                 kind,
@@ -128,8 +129,8 @@ impl HostFiles {
         }
     }
 
-    fn missing(&self, missing: &str, there: &str) -> KeyStoreError {
-        KeyStoreError::MissingHalf {
+    fn missing(&self, missing: &str, there: &str) -> Error {
+        Error::MissingHalf {
             file: self.show(missing),
             other: there.to_owned(),
         }

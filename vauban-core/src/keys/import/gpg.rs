@@ -23,7 +23,7 @@ use zeroize::Zeroizing;
 use super::files::HostFiles;
 use super::tarball;
 use super::Ignored;
-use crate::keys::error::{KeyStoreError, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::keys::host::check_host;
 
 /// The suffix of the original's encrypted tarballs.
@@ -39,13 +39,12 @@ const STDERR_TAIL: usize = 600;
 pub(super) fn read(path: &Path, passphrase_file: &Path) -> Result<(Vec<HostFiles>, Vec<Ignored>)> {
     let passphrase = read_passphrase(passphrase_file)?;
     let mut ignored = Vec::new();
-    let meta = std::fs::metadata(path).map_err(KeyStoreError::io("read", path))?;
+    let meta = std::fs::metadata(path).at("read", path)?;
     let tarballs = if meta.is_dir() {
         let mut tarballs = Vec::new();
-        let entries =
-            std::fs::read_dir(path).map_err(KeyStoreError::io("read the directory", path))?;
+        let entries = std::fs::read_dir(path).at("read the directory", path)?;
         for entry in entries {
-            let entry = entry.map_err(KeyStoreError::io("read the directory", path))?;
+            let entry = entry.at("read the directory", path)?;
             let file = entry.path();
             if file.is_file() && host_of(&file).is_some() {
                 tarballs.push(file);
@@ -64,7 +63,7 @@ pub(super) fn read(path: &Path, passphrase_file: &Path) -> Result<(Vec<HostFiles
     };
     let mut hosts = Vec::new();
     for file in &tarballs {
-        let host = host_of(file).ok_or_else(|| KeyStoreError::NothingToImport {
+        let host = host_of(file).ok_or_else(|| Error::NothingToImport {
             path: file.clone(),
             expected: "not a HOST.tar.gpg file",
         })?;
@@ -88,10 +87,10 @@ fn read_passphrase(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
     let mut text = Zeroizing::new(Vec::new());
     std::fs::File::open(path)
         .and_then(|f| f.take(64 << 10).read_to_end(&mut text))
-        .map_err(KeyStoreError::io("read the passphrase file", path))?;
+        .at("read the passphrase file", path)?;
     let line = text.split(|b| *b == b'\n').next().unwrap_or_default();
     if line.is_empty() {
-        return Err(KeyStoreError::EmptyPassphrase {
+        return Err(Error::EmptyPassphrase {
             path: path.to_owned(),
         });
     }
@@ -130,21 +129,17 @@ fn decrypt(input: &Path, passphrase: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
         .prefix("vauban-gpg-")
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .tempdir()
-        .map_err(KeyStoreError::io(
-            "create a temp dir for gpg",
-            std::env::temp_dir(),
-        ))?;
+        .at("create a temp dir for gpg", std::env::temp_dir())?;
     let mut child = Command::new("gpg")
         .args(args(home.path(), input))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|source| KeyStoreError::RunGpg {
+        .map_err(|source| Error::RunGpg {
             file: input.to_owned(),
             source,
         })?;
-    let io_err = KeyStoreError::io("read gpg's output for", input);
     let mut stderr = child.stderr.take().expect("stderr is piped");
     let stderr = std::thread::spawn(move || {
         let mut text = Vec::new();
@@ -168,24 +163,22 @@ fn decrypt(input: &Path, passphrase: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
     if plaintext.len() as u64 > MAX_TARBALL {
         let _ = child.kill();
     }
-    let status = child
-        .wait()
-        .map_err(KeyStoreError::io("wait for gpg on", input))?;
+    let status = child.wait().at("wait for gpg on", input)?;
     let stderr = stderr.join().unwrap_or_default();
     if plaintext.len() as u64 > MAX_TARBALL {
-        return Err(KeyStoreError::BadTarball {
+        return Err(Error::BadTarball {
             tarball: input.to_owned(),
             source: std::io::Error::other("larger than 1 MiB, which no key tarball is"),
         });
     }
     if !status.success() {
-        return Err(KeyStoreError::Gpg {
+        return Err(Error::Gpg {
             file: input.to_owned(),
             status: status.to_string(),
             stderr: tail(&stderr),
         });
     }
-    read.map_err(io_err)?;
+    read.at("read gpg's output for", input)?;
     Ok(plaintext)
 }
 

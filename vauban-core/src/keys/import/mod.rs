@@ -28,9 +28,9 @@ mod tests;
 
 use std::path::Path;
 
-use super::error::{KeyStoreError, Result};
 use super::host::HostKeys;
 use super::store::KeyStore;
+use crate::error::{Error, Result};
 
 /// Where the keys to import are.
 #[derive(Debug, Clone, Copy)]
@@ -81,7 +81,7 @@ impl Imported {
             ImportSource::Dir(dir) => (dir::read(dir)?, dir, "no HOST/etc/ssh/ssh_host_* in it"),
         };
         if found.is_empty() {
-            return Err(KeyStoreError::NothingToImport {
+            return Err(Error::NothingToImport {
                 path: path.to_owned(),
                 expected,
             });

@@ -12,13 +12,13 @@ use std::path::Path;
 use zeroize::Zeroizing;
 
 use super::files::{HostFiles, KEY_PREFIX, MAX_KEY_FILE};
-use crate::keys::error::{KeyStoreError, Result};
+use crate::error::{Error, Result};
 
 /// Reads the key files of `host` from `plaintext`, the decryption of `tarball`.
 pub(super) fn read(tarball: &Path, host: &str, plaintext: &[u8]) -> Result<HostFiles> {
     let shown = tarball.display().to_string();
     let mut files = HostFiles::new(host, shown.clone(), format!("{shown}: {host}/etc/ssh/"))?;
-    let bad_tar = |source| KeyStoreError::BadTarball {
+    let bad_tar = |source| Error::BadTarball {
         tarball: tarball.to_owned(),
         source,
     };
@@ -28,7 +28,7 @@ pub(super) fn read(tarball: &Path, host: &str, plaintext: &[u8]) -> Result<HostF
         let mut entry = entry.map_err(bad_tar)?;
         let raw = entry.path_bytes().into_owned();
         let name = String::from_utf8_lossy(&raw).into_owned();
-        let refuse = |reason: String| KeyStoreError::BadTarEntry {
+        let refuse = |reason: String| Error::BadTarEntry {
             tarball: tarball.to_owned(),
             entry: name.clone(),
             reason,

@@ -5,17 +5,18 @@ use std::fs;
 use std::path::Path;
 
 use super::{fixture, new_identity, passphrase, private_key_lines, store_copy, HOSTS};
-use crate::keys::{cipher, KeyKind, KeySecret, KeyStore, KeyStoreError, SecretKind};
+use crate::keys::{cipher, KeyKind, KeySecret, KeyStore, SecretKind};
+use crate::Error;
 
 /// Opens `path` with `secret`, expecting an error.
-fn open_err(path: &Path, secret: KeySecret) -> KeyStoreError {
+fn open_err(path: &Path, secret: KeySecret) -> Error {
     KeyStore::open(path, secret).expect_err("the open should fail")
 }
 
 /// Asserts that `err` is `WrongKey` for `path` with these kinds, and says so.
-fn assert_wrong_key(err: &KeyStoreError, path: &Path, store: SecretKind, given: SecretKind) {
+fn assert_wrong_key(err: &Error, path: &Path, store: SecretKind, given: SecretKind) {
     assert!(
-        matches!(err, KeyStoreError::WrongKey { path: p, store: s, given: g }
+        matches!(err, Error::WrongKey { path: p, store: s, given: g }
             if p == path && *s == store && *g == given),
         "{err:?}"
     );
@@ -84,7 +85,7 @@ fn a_damaged_file_is_corrupt() {
         fs::write(&path, bytes).unwrap();
         let err = open_err(&path, fixture().secret.clone());
         assert!(
-            matches!(&err, KeyStoreError::Corrupt { path: p, .. } if *p == path),
+            matches!(&err, Error::CorruptKeyStore { path: p, .. } if *p == path),
             "{case}: {err:?}"
         );
     }
@@ -135,7 +136,7 @@ fn plaintext_that_is_not_a_store_is_corrupt_and_not_quoted() {
         let err = open_err(&path, secret.clone());
         let message = err.to_string();
         assert!(
-            matches!(err, KeyStoreError::Corrupt { .. }),
+            matches!(err, Error::CorruptKeyStore { .. }),
             "{case}: {err:?}"
         );
         assert!(message.contains(what), "{case}: {message}");
@@ -169,7 +170,7 @@ fn a_stored_key_that_is_invalid_or_of_the_wrong_type_names_the_host_and_kind() {
         fs::write(&path, ciphertext).unwrap();
         let err = open_err(&path, secret.clone());
         assert!(
-            matches!(&err, KeyStoreError::BadStoredKey { host, kind: k, .. } if host == "web-9" && *k == kind),
+            matches!(&err, Error::BadStoredKey { host, kind: k, .. } if host == "web-9" && *k == kind),
             "{err:?}"
         );
         assert_quotes_no_key(&err);
@@ -192,14 +193,14 @@ fn a_stored_pub_that_is_not_its_keys_half_names_the_host_and_kind() {
     fs::write(&path, ciphertext).unwrap();
     let err = open_err(&path, secret);
     assert!(
-        matches!(&err, KeyStoreError::BadStoredKey { host, kind: "rsa", .. } if host == "web-9"),
+        matches!(&err, Error::BadStoredKey { host, kind: "rsa", .. } if host == "web-9"),
         "{err:?}"
     );
     assert_quotes_no_key(&err);
 }
 
 /// Asserts that neither the message nor the `Debug` of `err` holds a private key line.
-fn assert_quotes_no_key(err: &KeyStoreError) {
+fn assert_quotes_no_key(err: &Error) {
     let message = format!("{err} {err:?}");
     for line in private_key_lines() {
         assert!(

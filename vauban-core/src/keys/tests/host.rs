@@ -2,7 +2,8 @@
 
 use super::super::{KeyKind, PRIVATE_MODE, PUBLIC_MODE};
 use super::{fixture, private_key_lines, store_copy, HOSTS};
-use crate::keys::{KeyStore, KeyStoreError};
+use crate::keys::KeyStore;
+use crate::Error;
 
 #[test]
 fn files_are_the_six_that_sshd_expects_with_their_modes() {
@@ -100,7 +101,7 @@ fn host_names_that_cannot_name_keys_are_refused() {
     for host in ["", "web 1", "web\n1", "web\t1"] {
         let err = store.host_keys(host).unwrap_err();
         assert!(
-            matches!(&err, KeyStoreError::InvalidHost { host: h } if h == host),
+            matches!(&err, Error::InvalidHost { host: h } if h == host),
             "{err}"
         );
     }

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use age::secrecy::ExposeSecret;
 use rstest::rstest;
 
-use crate::keys::{KeySecret, KeyStoreError, SecretKind};
+use crate::keys::{KeySecret, SecretKind};
+use crate::Error;
 
 #[test]
 fn an_identity_file_as_age_keygen_writes_it_is_an_identity() {
@@ -49,12 +50,10 @@ fn anything_else_is_a_passphrase(#[case] text: &str, #[case] passphrase: &str) {
 #[case::blank("  \n\t\n")]
 fn an_empty_secret_is_an_error(#[case] text: &str) {
     let err = KeySecret::parse(text, "$VAUBAN_KEYSTORE_KEY").unwrap_err();
-    assert!(
-        matches!(&err, KeyStoreError::EmptySecret { origin } if origin == "$VAUBAN_KEYSTORE_KEY")
-    );
+    assert!(matches!(&err, Error::EmptySecret { origin } if origin == "$VAUBAN_KEYSTORE_KEY"));
     assert!(matches!(
         KeySecret::passphrase("").unwrap_err(),
-        KeyStoreError::EmptySecret { .. }
+        Error::EmptySecret { .. }
     ));
 }
 
@@ -63,7 +62,7 @@ fn an_empty_secret_is_an_error(#[case] text: &str) {
 #[case::two_lines("AGE-SECRET-KEY-1AAA\nAGE-SECRET-KEY-1BBB")]
 fn a_bad_identity_is_an_error_that_does_not_quote_it(#[case] text: &str) {
     let err = KeySecret::parse(text, "key.txt").unwrap_err();
-    assert!(matches!(&err, KeyStoreError::InvalidIdentity { origin } if origin == "key.txt"));
+    assert!(matches!(&err, Error::InvalidIdentity { origin } if origin == "key.txt"));
     for line in text.lines() {
         assert!(!err.to_string().contains(line), "{err}");
     }
@@ -107,13 +106,11 @@ fn from_file_reads_it_and_warns_when_group_or_others_may_read_it() {
 
     let missing = dir.path().join("missing");
     let err = KeySecret::from_file(&missing).unwrap_err();
-    assert!(matches!(&err, KeyStoreError::ReadSecret { path, .. } if *path == missing));
+    assert!(matches!(&err, Error::ReadSecret { path, .. } if *path == missing));
 
     fs::write(&path, "\n").unwrap();
     let err = KeySecret::from_file(&path).unwrap_err();
-    assert!(
-        matches!(&err, KeyStoreError::EmptySecret { origin } if *origin == path.display().to_string())
-    );
+    assert!(matches!(&err, Error::EmptySecret { origin } if *origin == path.display().to_string()));
 }
 
 /// Runs `f` with the tracing output of this thread captured; returns it too.

@@ -5,10 +5,11 @@ use std::fs;
 
 use super::{source_copy, source_file, source_files, ssh_dir, write_private, HOSTS};
 use crate::keys::tests::{files_of, new_identity, ssh_keygen};
-use crate::keys::{ImportSource, Imported, KeyProblem, KeyStore, KeyStoreError};
+use crate::keys::{ImportSource, Imported, KeyProblem, KeyStore};
+use crate::Error;
 
 /// Reads `dir` as an import, expecting an error.
-fn read_err(dir: &std::path::Path) -> KeyStoreError {
+fn read_err(dir: &std::path::Path) -> Error {
     Imported::read(ImportSource::Dir(dir)).expect_err("the import should be refused")
 }
 
@@ -54,7 +55,7 @@ fn a_pub_that_is_not_the_keys_half_is_refused_naming_it() {
     fs::write(&public, other).unwrap();
     let err = read_err(&dir);
     assert!(
-        matches!(&err, KeyStoreError::BadKeyFile { file, problem: KeyProblem::PublicMismatch }
+        matches!(&err, Error::BadKeyFile { file, problem: KeyProblem::PublicMismatch }
             if *file == public.display().to_string()),
         "{err:?}"
     );
@@ -71,7 +72,7 @@ fn a_missing_half_or_kind_is_refused_naming_the_file() {
         let (_tmp, dir) = source_copy();
         fs::remove_file(ssh_dir(&dir, HOSTS[1]).join(removed)).unwrap();
         let err = read_err(&dir);
-        assert!(matches!(err, KeyStoreError::MissingHalf { .. }), "{err:?}");
+        assert!(matches!(err, Error::MissingHalf { .. }), "{err:?}");
         let message = err.to_string();
         assert!(
             message.contains(&format!("{}/etc/ssh/{said}", HOSTS[1])),
@@ -85,7 +86,7 @@ fn a_missing_half_or_kind_is_refused_naming_the_file() {
     }
     let err = read_err(&dir);
     assert!(
-        matches!(&err, KeyStoreError::MissingKind { host, file: "ssh_host_ecdsa_key", .. }
+        matches!(&err, Error::MissingKind { host, file: "ssh_host_ecdsa_key", .. }
             if host == HOSTS[0]),
         "{err:?}"
     );
@@ -134,7 +135,7 @@ fn keys_that_are_no_usable_host_key_are_refused_naming_the_file() {
         spoil(&key);
         let err = read_err(&dir);
         assert!(
-            matches!(&err, KeyStoreError::BadKeyFile { file, problem }
+            matches!(&err, Error::BadKeyFile { file, problem }
                 if *file == key.display().to_string() && expected(problem)),
             "{name}: {err:?}"
         );
@@ -165,7 +166,7 @@ fn dsa_keys_are_left_out_and_other_key_names_refused() {
     fs::write(&cert, "ssh-ed25519-cert-v01@openssh.com AAAA\n").unwrap();
     let err = read_err(&dir);
     assert!(
-        matches!(&err, KeyStoreError::UnknownKeyFile { file } if *file == cert.display().to_string()),
+        matches!(&err, Error::UnknownKeyFile { file } if *file == cert.display().to_string()),
         "{err:?}"
     );
 }
@@ -177,16 +178,13 @@ fn host_names_that_cannot_name_a_host_are_refused() {
         fs::rename(dir.join(HOSTS[0]), dir.join(bad)).unwrap();
         let err = read_err(&dir);
         assert!(
-            matches!(&err, KeyStoreError::InvalidHost { host } if host == bad),
+            matches!(&err, Error::InvalidHost { host } if host == bad),
             "{bad:?}: {err:?}"
         );
     }
     let empty = tempfile::tempdir().unwrap();
     let err = read_err(empty.path());
-    assert!(
-        matches!(err, KeyStoreError::NothingToImport { .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, Error::NothingToImport { .. }), "{err:?}");
 }
 
 #[test]

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use super::super::gpg;
 use super::{original, source_copy, source_files, HOSTS};
 use crate::keys::tests::files_of;
-use crate::keys::{ImportSource, Imported, KeyStoreError};
+use crate::keys::{ImportSource, Imported};
+use crate::Error;
 
 /// The passphrase of the test vaults.
 const PASSPHRASE: &str = "correct horse battery staple";
@@ -79,7 +80,7 @@ fn a_wrong_or_empty_passphrase_and_bad_names_are_refused() {
     };
     let err = read(&vault, &wrong);
     assert!(
-        matches!(&err, KeyStoreError::Gpg { file, .. } if *file == vault.join("web01.tar.gpg")),
+        matches!(&err, Error::Gpg { file, .. } if *file == vault.join("web01.tar.gpg")),
         "{err:?}"
     );
     let message = err.to_string();
@@ -92,10 +93,7 @@ fn a_wrong_or_empty_passphrase_and_bad_names_are_refused() {
     let empty = tmp.path().join("empty");
     fs::write(&empty, "\nsecond line\n").unwrap();
     let err = read(&vault, &empty);
-    assert!(
-        matches!(err, KeyStoreError::EmptyPassphrase { .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, Error::EmptyPassphrase { .. }), "{err:?}");
 
     // A bad host name is refused before gpg runs.
     for (file, host) in [("..tar.gpg", "."), ("web 03.tar.gpg", "web 03")] {
@@ -103,15 +101,12 @@ fn a_wrong_or_empty_passphrase_and_bad_names_are_refused() {
         fs::write(&path, "not encrypted").unwrap();
         let err = read(&path, &wrong);
         assert!(
-            matches!(&err, KeyStoreError::InvalidHost { host: h } if h == host),
+            matches!(&err, Error::InvalidHost { host: h } if h == host),
             "{file}: {err:?}"
         );
     }
     let err = read(&tmp.path().join("elsewhere"), &wrong);
-    assert!(
-        matches!(err, KeyStoreError::NothingToImport { .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, Error::NothingToImport { .. }), "{err:?}");
 }
 
 #[test]

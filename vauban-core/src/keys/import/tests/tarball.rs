@@ -7,7 +7,7 @@ use std::path::Path;
 use super::super::tarball;
 use super::{source_file, source_files, HOSTS};
 use crate::keys::tests::files_of;
-use crate::keys::KeyStoreError;
+use crate::Error;
 
 /// An entry of a test tarball.
 #[derive(Clone, Copy)]
@@ -74,7 +74,7 @@ fn original(without: &str) -> Vec<(Vec<u8>, Entry)> {
 }
 
 /// Reads `entries` as web01's decrypted tarball.
-fn read(entries: &[(Vec<u8>, Entry)]) -> crate::keys::Result<crate::keys::HostKeys> {
+fn read(entries: &[(Vec<u8>, Entry)]) -> crate::Result<crate::keys::HostKeys> {
     let bytes = tar_of(entries);
     tarball::read(Path::new(TARBALL), HOSTS[0], &bytes)?
         .finish()
@@ -154,7 +154,7 @@ fn entries_outside_the_layout_are_refused_naming_them() {
         entries.push((name.as_bytes().to_vec(), entry));
         let err = read(&entries).expect_err(name);
         assert!(
-            matches!(&err, KeyStoreError::BadTarEntry { tarball, entry, reason }
+            matches!(&err, Error::BadTarEntry { tarball, entry, reason }
                 if tarball == Path::new(TARBALL) && entry == name && reason.contains(said)),
             "{name}: {err:?}"
         );
@@ -179,5 +179,5 @@ fn a_tarball_missing_a_file_names_it_and_garbage_is_no_tarball() {
     let err = tarball::read(Path::new(TARBALL), HOSTS[0], &[7u8; 1024])
         .err()
         .expect("garbage is refused");
-    assert!(matches!(err, KeyStoreError::BadTarball { .. }), "{err:?}");
+    assert!(matches!(err, Error::BadTarball { .. }), "{err:?}");
 }
