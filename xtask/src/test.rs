@@ -94,25 +94,14 @@ pub fn task(args: &[String]) -> Result<()> {
 /// ones) and doc tests, with the features everything was built with.
 pub fn workspace_test_commands(built: &rootless::Built, args: &[String]) -> Vec<Command> {
     let mut targets = util::cargo();
-    targets.args([
-        "test",
-        "--workspace",
-        "--features",
-        &built.features,
-        "--lib",
-        "--bins",
-    ]);
+    targets.args(["test", "--workspace", "--no-fail-fast", "--features"]);
+    targets.args([&built.features, "--lib", "--bins"]);
     for test in &built.other_tests {
         targets.args(["--test", test]);
     }
     let mut docs = util::cargo();
-    docs.args([
-        "test",
-        "--workspace",
-        "--features",
-        &built.features,
-        "--doc",
-    ]);
+    docs.args(["test", "--workspace", "--no-fail-fast", "--features"]);
+    docs.args([&built.features, "--doc"]);
     for cmd in [&mut targets, &mut docs] {
         if !args.is_empty() {
             cmd.arg("--").args(args);
@@ -281,14 +270,14 @@ mod tests {
             .collect();
         assert!(
             lines[0].ends_with(
-                "test --workspace --features vauban-cli/rootless-tests --lib --bins \
+                "test --workspace --no-fail-fast --features vauban-cli/rootless-tests --lib --bins \
                  --test cli_errors --test tidy -- name"
             ),
             "{lines:?}"
         );
         assert!(
             lines[1]
-                .ends_with("test --workspace --features vauban-cli/rootless-tests --doc -- name"),
+                .ends_with("test --workspace --no-fail-fast --features vauban-cli/rootless-tests --doc -- name"),
             "{lines:?}"
         );
     }
