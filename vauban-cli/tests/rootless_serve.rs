@@ -932,4 +932,29 @@ fn the_api_holds_against_schemathesis() {
         "{}",
         s.log.lock().unwrap()
     );
+
+    // config.yml broken on disk: builds (which read it) are refused with
+    // the reason, not started to fail.
+    std::fs::write(w.path("config.yml"), "bookworm:\n  name: [unclosed\n").unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(s.pid() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (status, body) = loop {
+        let (status, body, _) =
+            s.post("/builds", &json!({"name": "master-web", "stage": "conffs"}));
+        if status != 201 || Instant::now() > deadline {
+            break (status, body);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("config.yml cannot be used") && e.contains("YAML")),
+        "{body}"
+    );
 }

@@ -60,6 +60,10 @@ pub fn check_id(id: &str) -> Result<String> {
 
 /// Queues a build, as `caller` asked it with `trigger`.
 pub fn queue(app: &App, req: &BuildRequest, caller: &str, trigger: Trigger) -> Result<Submitted> {
+    // A worker reads config.yml from disk: a broken one would fail it.
+    if let Some(e) = app.config.error() {
+        return Err(ServeError::BrokenConfig(e));
+    }
     req.validate(&app.masters())?;
     let sub = app.runner.submit(req, caller, trigger)?;
     let status = match sub.coalesced {
@@ -85,6 +89,7 @@ pub fn queue(app: &App, req: &BuildRequest, caller: &str, trigger: Trigger) -> R
         (status = 201, description = "Queued (or joined an identical queued build)", body = Submitted),
         (status = 400, description = "A field is wrong: named, with the choices", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 503, description = "config.yml on disk cannot be used: fix it", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn submit(

@@ -80,6 +80,12 @@ impl App {
     /// last look. Returns when the next slot comes.
     fn run_schedules(&self) -> Option<chrono::DateTime<Utc>> {
         let now = Utc::now();
+        // Builds read config.yml from disk: while it is broken no slot is
+        // used up, and the first look after the fix builds what was missed.
+        if let Some(e) = self.config.error() {
+            tracing::warn!("schedules wait: config.yml cannot be used: {e}");
+            return Some(now + chrono::Duration::seconds(30));
+        }
         let list = self
             .schedules
             .read()

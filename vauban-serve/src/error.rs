@@ -32,8 +32,15 @@ pub enum ServeError {
     #[error("refused: {0}")]
     Forbidden(String),
     /// The build is over: it cannot be cancelled.
-    #[error("build {0} is over")]
+    #[error("build {0} is over: there is nothing to cancel")]
     Over(String),
+    /// config.yml on disk cannot be used: builds (which read it) are
+    /// refused until it is fixed.
+    #[error(
+        "config.yml cannot be used, so no build is started until it is fixed (the schedules \
+         wait too): {0}"
+    )]
+    BrokenConfig(String),
     /// The history database failed.
     #[error("history database {path}")]
     Db {
@@ -108,6 +115,7 @@ impl ServeError {
             ServeError::NotFound(_) => StatusCode::NOT_FOUND,
             ServeError::Unauthorized => StatusCode::UNAUTHORIZED,
             ServeError::Over(_) => StatusCode::CONFLICT,
+            ServeError::BrokenConfig(_) => StatusCode::SERVICE_UNAVAILABLE,
             ServeError::Forbidden(_) => StatusCode::FORBIDDEN,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -114,7 +114,14 @@ impl Server {
         let history = Arc::new(db::History::open(&opts.state.join("history.db"))?);
         let config = Arc::new(config_file::ConfigFile::load(&opts.config)?);
         let tokens = auth::Tokens::load(opts.token_file.as_deref())?;
-        if opts.token_file.is_some() && tokens.is_empty() {
+        if let Some(file) = opts.token_file.as_deref().filter(|_| tokens.is_empty()) {
+            if opts.user_header.is_none() {
+                return Err(ServeError::Setup(format!(
+                    "the token file {} has no token (lines `NAME TOKEN`) and there is no \
+                     --user-header: nobody could get in",
+                    file.display()
+                )));
+            }
             tracing::warn!("the token file has no token: only --user-header callers get in");
         }
         let notifier = Arc::new(notify::Notifier::new(

@@ -246,7 +246,14 @@ impl Steps {
 
 /// The host an error message names (`... on host web02 ...`).
 fn host_in_error(error: &str) -> Option<String> {
-    let rest = &error[error.find("host ")? + 5..];
+    // Only where vauban's errors name the host being built ("stage S for
+    // host H: …", "… on host H"), never any word after "host" ("matches no
+    // host of the inventory").
+    let at = ["for host ", "on host "]
+        .iter()
+        .filter_map(|p| error.find(p).map(|i| i + p.len()))
+        .min()?;
+    let rest = &error[at..];
     let host: String = rest
         .chars()
         .take_while(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c))
@@ -316,6 +323,16 @@ mod tests {
         assert_eq!(
             host_in_error("task \"x\" failed on host web-02.fr: boom").as_deref(),
             Some("web-02.fr")
+        );
+        assert_eq!(
+            host_in_error("stage web.yml for host web01: ansible-playbook failed").as_deref(),
+            Some("web01")
+        );
+        assert_eq!(
+            host_in_error(
+                "the conffs pattern \"nohost*\" of master master-web matches no host of the inventory"
+            ),
+            None
         );
     }
 

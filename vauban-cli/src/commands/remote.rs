@@ -12,6 +12,19 @@ use vauban_serve::model::{Build, BuildRequest, Status};
 
 use crate::cli::Globals;
 
+/// `println!` that ends vauban quietly when the reader went away (`| head`),
+/// as a Unix tool does, instead of panicking on the broken pipe.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
 /// Arguments of `vauban remote`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -19,8 +32,9 @@ pub struct Args {
     #[arg(long, value_name = "URL", env = "VAUBAN_SERVER", global = true)]
     pub server: Option<String>,
 
-    /// A file holding the token (alone, or as the server's `NAME TOKEN`
-    /// line) [default: $VAUBAN_TOKEN].
+    /// A file holding the token, alone or as one `NAME TOKEN` line (a file
+    /// of several lines is refused: say which token). Without it, the token
+    /// is `$VAUBAN_TOKEN` itself.
     #[arg(long, value_name = "FILE", global = true)]
     pub token_file: Option<PathBuf>,
 
@@ -118,12 +132,12 @@ pub fn run(_globals: &Globals, args: Args) -> Result<()> {
                 if follow {
                     return follow_build(&client, &id).await;
                 }
-                client.log(&id, false, |l| println!("{l}")).await?;
+                client.log(&id, false, |l| out!("{l}")).await?;
                 Ok(())
             }
             Command::Cancel { id } => {
                 let reply = client.cancel(&id).await?;
-                println!("{}: {}", reply.id, reply.status);
+                out!("{}: {}", reply.id, reply.status);
                 Ok(())
             }
             Command::List {
@@ -134,12 +148,16 @@ pub fn run(_globals: &Globals, args: Args) -> Result<()> {
                 let builds = client
                     .list(master.as_deref(), status.as_deref(), limit)
                     .await?;
-                println!(
+                out!(
                     "{:<26}  {:<9}  {:<20}  {:<9}  {:<10}  CREATED",
-                    "ID", "STATE", "MASTER", "STAGE", "BY"
+                    "ID",
+                    "STATE",
+                    "MASTER",
+                    "STAGE",
+                    "BY"
                 );
                 for b in builds {
-                    println!(
+                    out!(
                         "{:<26}  {:<9}  {:<20}  {:<9}  {:<10}  {}",
                         b.id,
                         b.status.as_str(),
@@ -161,12 +179,20 @@ fn token(file: Option<&std::path::Path>) -> Result<Option<String>> {
         return Ok(std::env::var("VAUBAN_TOKEN").ok().filter(|t| !t.is_empty()));
     };
     let text = std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?;
-    let line = text
+    let lines: Vec<&str> = text
         .lines()
         .map(str::trim)
-        .find(|l| !l.is_empty() && !l.starts_with('#'))
-        .with_context(|| format!("{}: no token in it", file.display()))?;
-    Ok(line.split_whitespace().last().map(str::to_owned))
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    match lines.as_slice() {
+        [line] => Ok(line.split_whitespace().last().map(str::to_owned)),
+        [] => bail!("{}: no token in it", file.display()),
+        _ => bail!(
+            "{}: {} tokens in it; give a file of one (or $VAUBAN_TOKEN)",
+            file.display(),
+            lines.len()
+        ),
+    }
 }
 
 async fn build(client: &Client, b: BuildArgs) -> Result<()> {
@@ -190,7 +216,7 @@ async fn build(client: &Client, b: BuildArgs) -> Result<()> {
         sub.url
     );
     if !b.follow {
-        println!("{}", sub.id);
+        out!("{}", sub.id);
         return Ok(());
     }
     follow_build(client, &sub.id).await
@@ -238,22 +264,24 @@ fn ask_cancel(id: &str) -> Result<bool> {
 
 fn print_build(b: &Build) {
     let r = &b.request;
-    println!("build {}: {}", b.id, b.status.as_str());
-    println!(
+    out!("build {}: {}", b.id, b.status.as_str());
+    out!(
         "  master {} --stage {} --build-parents {}",
-        r.name, r.stage, r.build_parents
+        r.name,
+        r.stage,
+        r.build_parents
     );
-    println!(
+    out!(
         "  asked by {} ({}) at {}",
         b.requested_by,
         b.trigger.as_str(),
         b.created
     );
     if let Some(s) = b.seconds {
-        println!("  took {s:.1} s");
+        out!("  took {s:.1} s");
     }
     for s in &b.steps {
-        println!(
+        out!(
             "  {:<9} {:<50} {} {}",
             s.state,
             s.step,
@@ -262,13 +290,13 @@ fn print_build(b: &Build) {
         );
     }
     if let Some(e) = &b.error {
-        println!("  error: {e}");
+        out!("  error: {e}");
     }
     if let Some(h) = &b.failed_host {
-        println!("  failed host: {h}");
+        out!("  failed host: {h}");
     }
     for l in &b.tail {
-        println!("  | {l}");
+        out!("  | {l}");
     }
 }
 
