@@ -81,6 +81,7 @@ fn request_of(args: &serde_json::Map<String, Value>) -> Result<BuildRequest, Str
             "name",
             "stage",
             "build-parents",
+            "build_parents",
             "branch",
             "conffs",
             "vauban-image",
@@ -91,7 +92,13 @@ fn request_of(args: &serde_json::Map<String, Value>) -> Result<BuildRequest, Str
             tracing::warn!("POST /build: field {key:?} ignored");
         }
     }
-    let build_parents = match text("build-parents")? {
+    // `build_parents` as `POST /builds` spells it is taken too: a caller
+    // moving between the two routes must not lose it silently.
+    let parents = match text("build-parents")? {
+        Some(n) => Some(n),
+        None => text("build_parents")?,
+    };
+    let build_parents = match parents {
         None => 0,
         Some(n) => n
             .trim()
@@ -214,6 +221,11 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(r.build_parents, -1);
+        let r = request_of(&args(
+            json!({"name": "web", "stage": "all", "build_parents": 1}),
+        ))
+        .unwrap();
+        assert_eq!(r.build_parents, 1);
         assert_eq!(
             request_of(&args(json!({"stage": "all"}))).unwrap_err(),
             "Need some more arguments. missing: 'name'"
