@@ -21,6 +21,7 @@ CREATE TABLE IF NOT EXISTS builds(
     conffs TEXT,
     branch TEXT,
     no_cache INTEGER NOT NULL,
+    rebuild_stale INTEGER NOT NULL DEFAULT 0,
     requested_by TEXT NOT NULL,
     trigger TEXT NOT NULL,
     status TEXT NOT NULL,
@@ -92,6 +93,17 @@ impl History {
         )
         .map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
+        // A history made before `rebuild_stale` existed gets the column.
+        let has_column = conn
+            .prepare("SELECT 1 FROM pragma_table_info('builds') WHERE name='rebuild_stale'")
+            .and_then(|mut s| s.exists([]))
+            .map_err(db)?;
+        if !has_column {
+            conn.execute_batch(
+                "ALTER TABLE builds ADD COLUMN rebuild_stale INTEGER NOT NULL DEFAULT 0",
+            )
+            .map_err(db)?;
+        }
         Ok(History {
             path: path.to_owned(),
             conn: Mutex::new(conn),
@@ -118,7 +130,8 @@ impl History {
         self.with(|c| {
             c.execute(
                 "INSERT INTO builds(id, master, stage, build_parents, conffs, branch, no_cache,
-                 requested_by, trigger, status, created) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,'queued',?10)",
+                 requested_by, trigger, status, created, rebuild_stale)
+                 VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,'queued',?10,?11)",
                 params![
                     id,
                     req.name,
@@ -129,7 +142,8 @@ impl History {
                     req.no_cache,
                     by,
                     trigger.as_str(),
-                    now
+                    now,
+                    req.rebuild_stale
                 ],
             )
             .map(drop)
@@ -142,6 +156,7 @@ impl History {
             c.query_row(
                 "SELECT id FROM builds WHERE status='queued' AND master=?1 AND stage=?2
                  AND build_parents=?3 AND conffs IS ?4 AND branch IS ?5 AND no_cache=?6
+                 AND rebuild_stale=?7
                  ORDER BY created LIMIT 1",
                 params![
                     req.name,
@@ -149,7 +164,8 @@ impl History {
                     req.build_parents,
                     req.conffs,
                     req.branch,
-                    req.no_cache
+                    req.no_cache,
+                    req.rebuild_stale
                 ],
                 |r| r.get(0),
             )
@@ -396,7 +412,8 @@ impl History {
 
 const SELECT: &str =
     "SELECT id, master, stage, build_parents, conffs, branch, no_cache, requested_by,
-    trigger, status, created, started, finished, error, failed_step, failed_host FROM builds";
+    trigger, status, created, started, finished, error, failed_step, failed_host, rebuild_stale
+    FROM builds";
 
 fn row_to_build(r: &rusqlite::Row<'_>) -> rusqlite::Result<Build> {
     let started: Option<String> = r.get(11)?;
@@ -419,6 +436,7 @@ fn row_to_build(r: &rusqlite::Row<'_>) -> rusqlite::Result<Build> {
             conffs: r.get(4)?,
             branch: r.get(5)?,
             no_cache: r.get(6)?,
+            rebuild_stale: r.get(16)?,
         },
         requested_by: r.get(7)?,
         trigger: Trigger::parse(&r.get::<_, String>(8)?),
@@ -447,7 +465,36 @@ mod tests {
             conffs: None,
             branch: None,
             no_cache: false,
+            rebuild_stale: false,
         }
+    }
+
+    #[test]
+    fn a_history_from_before_rebuild_stale_gets_the_column_and_keeps_its_builds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(&SCHEMA.replace("    rebuild_stale INTEGER NOT NULL DEFAULT 0,\n", ""))
+                .unwrap();
+            c.execute(
+                "INSERT INTO builds(id, master, stage, build_parents, no_cache, requested_by,
+                 trigger, status, created) VALUES('01OLD','m','all',0,0,'alice','api','succeeded',
+                 '2026-01-01T00:00:00Z')",
+                [],
+            )
+            .unwrap();
+        }
+        let h = History::open(&path).unwrap();
+        assert!(!h.get("01OLD").unwrap().unwrap().request.rebuild_stale);
+        let mut stale = req("m");
+        stale.rebuild_stale = true;
+        h.insert("01NEW", &stale, "bob", Trigger::Api, "2026-01-01T00:00:01Z")
+            .unwrap();
+        assert!(h.get("01NEW").unwrap().unwrap().request.rebuild_stale);
+        // Not coalesced with an equal request that does not rebuild.
+        assert_eq!(h.queued_like(&req("m")).unwrap(), None);
+        assert_eq!(h.queued_like(&stale).unwrap().as_deref(), Some("01NEW"));
     }
 
     #[test]

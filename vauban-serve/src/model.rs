@@ -31,6 +31,10 @@ pub struct BuildRequest {
     /// `--no-cache`.
     #[serde(default)]
     pub no_cache: bool,
+    /// `--rebuild-stale`: a parent whose inputs changed since it was built
+    /// is rebuilt first.
+    #[serde(default)]
+    pub rebuild_stale: bool,
 }
 
 impl BuildRequest {
@@ -105,6 +109,9 @@ impl BuildRequest {
         if let Some(b) = &self.branch {
             args.push("--branch".into());
             args.push(b.clone());
+        }
+        if self.rebuild_stale {
+            args.push("--rebuild-stale".into());
         }
         if self.no_cache {
             args.push("--no-cache".into());
@@ -268,6 +275,7 @@ mod tests {
             conffs: Some("web0*,!web03".into()),
             branch: Some("feature/x".into()),
             no_cache: true,
+            rebuild_stale: true,
         }
     }
 
@@ -288,6 +296,7 @@ mod tests {
                 "web0*,!web03",
                 "--branch",
                 "feature/x",
+                "--rebuild-stale",
                 "--no-cache"
             ]
         );

@@ -228,6 +228,7 @@ mod tests {
                 conffs: None,
                 branch: None,
                 no_cache: false,
+                rebuild_stale: false,
             },
             status,
             requested_by: "alice".into(),

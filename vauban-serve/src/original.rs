@@ -112,6 +112,7 @@ fn request_of(args: &serde_json::Map<String, Value>) -> Result<BuildRequest, Str
         conffs: text("conffs")?,
         branch: text("branch")?,
         no_cache: false,
+        rebuild_stale: false,
     })
 }
 

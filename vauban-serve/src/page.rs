@@ -175,6 +175,7 @@ pub async fn build(State(app): State<Arc<App>>, Path(id): Path<String>) -> Resul
             @if let Some(c) = &r.conffs { dt { "Hosts" } dd { code { (c) } } }
             @if let Some(br) = &r.branch { dt { "Branch" } dd { code { (br) } } }
             @if r.no_cache { dt { "Cache" } dd { "not used" } }
+            @if r.rebuild_stale { dt { "Stale parents" } dd { "rebuilt first" } }
             dt { "Asked by" } dd { (b.requested_by) " (" (b.trigger.as_str()) ")" }
             dt { "Asked" } dd { (b.created) }
             @if let Some(s) = &b.started { dt { "Started" } dd { (s) } }

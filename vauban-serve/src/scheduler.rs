@@ -106,6 +106,7 @@ pub fn schedules(config: &Config) -> (Vec<Schedule>, Vec<String>) {
                 conffs: None,
                 branch: None,
                 no_cache: false,
+                rebuild_stale: false,
             },
         });
     }

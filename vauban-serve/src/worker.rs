@@ -351,6 +351,7 @@ mod tests {
             conffs: None,
             branch: None,
             no_cache: false,
+            rebuild_stale: false,
         };
         assert_eq!(
             cmd.argv(&req, Path::new("/st/b/logs")),

@@ -106,6 +106,9 @@ pub struct BuildArgs {
     /// Run every stage, even those the cache has.
     #[arg(long)]
     pub no_cache: bool,
+    /// Rebuild first a parent whose inputs changed since it was built.
+    #[arg(long)]
+    pub rebuild_stale: bool,
     /// Print the live log and exit with the build's result.
     #[arg(long, short)]
     pub follow: bool,
@@ -203,6 +206,7 @@ async fn build(client: &Client, b: BuildArgs) -> Result<()> {
         conffs: b.conffs,
         branch: b.branch,
         no_cache: b.no_cache,
+        rebuild_stale: b.rebuild_stale,
     };
     let sub = client.submit(&req).await?;
     eprintln!(
