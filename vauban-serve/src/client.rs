@@ -17,8 +17,8 @@ pub enum ClientError {
     /// The server's URL is not one.
     #[error("--server {0:?}: expected http://HOST:PORT or https://HOST:PORT")]
     BadUrl(String),
-    /// The server cannot be reached.
-    #[error("{url}: {source}")]
+    /// The server cannot be reached (its error follows in the chain).
+    #[error("cannot reach {url}")]
     Unreachable {
         /// The URL.
         url: String,
@@ -26,11 +26,20 @@ pub enum ClientError {
         #[source]
         source: reqwest::Error,
     },
-    /// The server refused the token.
-    #[error("{url}: the server refused the token (give --token-file or $VAUBAN_TOKEN)")]
+    /// The server refused the token, or asked for one none was given.
+    #[error(
+        "{url}: {}",
+        if *given {
+            "the server refused the token (a line of its --token-file?)"
+        } else {
+            "the server wants a token: give --token-file or set $VAUBAN_TOKEN"
+        }
+    )]
     Unauthorized {
         /// The URL.
         url: String,
+        /// Whether a token was shown.
+        given: bool,
     },
     /// The server answered with an error.
     #[error("{url}: {status}: {message}")]
@@ -74,7 +83,7 @@ impl Client {
             .build()
             .map_err(|e| ClientError::Unreachable {
                 url: server.into(),
-                source: e,
+                source: e.without_url(),
             })?;
         Ok(Client {
             base: server.trim_end_matches('/').to_string(),
@@ -98,14 +107,17 @@ impl Client {
         };
         let resp = req.send().await.map_err(|e| ClientError::Unreachable {
             url: url.into(),
-            source: e,
+            source: e.without_url(),
         })?;
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
         }
         if status == StatusCode::UNAUTHORIZED {
-            return Err(ClientError::Unauthorized { url: url.into() });
+            return Err(ClientError::Unauthorized {
+                url: url.into(),
+                given: self.token.is_some(),
+            });
         }
         let text = resp.text().await.unwrap_or_default();
         let message = serde_json::from_str::<serde_json::Value>(&text)
@@ -130,7 +142,7 @@ impl Client {
             .await
             .map_err(|e| ClientError::Unreachable {
                 url: url.into(),
-                source: e,
+                source: e.without_url(),
             })
     }
 
@@ -186,7 +198,7 @@ impl Client {
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| ClientError::Unreachable {
                 url: url.clone(),
-                source: e,
+                source: e.without_url(),
             })?;
             pending.extend_from_slice(&chunk);
             while let Some(i) = pending.iter().position(|&b| b == b'\n') {
