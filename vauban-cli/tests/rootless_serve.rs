@@ -498,6 +498,9 @@ fn a_cancelled_build_leaves_no_process_and_no_temp_entry() {
     assert_eq!(s.cancel(&id), 202);
     let b = s.wait(&id);
     assert_eq!(b["status"], "cancelled", "{b:#}");
+    // The log says so last (not the killed step's "failed").
+    let log = s.get(&format!("/builds/{id}/log")).text().unwrap();
+    assert_eq!(log.lines().last(), Some("==> build cancelled"), "{log}");
     assert_eq!(w.processes(Some(s.pid())), Vec::<String>::new());
     assert_eq!(w.store_tmp(), Vec::<String>::new());
     // Cancelling again: it is over.

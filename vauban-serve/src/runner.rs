@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 
 use crate::db::History;
 use crate::error::{Result, ServeError};
-use crate::live::{Hub, TAIL};
+use crate::live::{Feed, Hub, TAIL};
 use crate::model::{Build, BuildRequest, Status, Trigger};
 use crate::notify::Notifier;
 use crate::worker::{self, WorkerCommand};
@@ -297,6 +297,15 @@ impl Runner {
                 None,
             ),
         };
+        // The log's last line says how the build ended (a cancelled one
+        // would otherwise end on the step that was killed, "failed").
+        let last = match &error {
+            Some(e) if e != status.as_str() => format!("==> build {}: {e}", status.as_str()),
+            _ => format!("==> build {}", status.as_str()),
+        };
+        if let Err(e) = self.hub.push(id, Feed::Log, &last) {
+            tracing::warn!(id, "log of the build: {e}");
+        }
         if let Err(e) = self.history.finish(
             id,
             status,
