@@ -576,6 +576,29 @@ fn a_failing_host_reaches_the_webhook_sentry_and_remote_follow() {
         envelope.contains("build of master-web failed") && envelope.contains("web02"),
         "{envelope}"
     );
+
+    // A retry asks the same again, with trigger `retry`.
+    let id = b["id"].as_str().unwrap();
+    let out = w
+        .cmd()
+        .args(["remote", "--server", &s.url, "retry", id])
+        .env("VAUBAN_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_ne!(again, id);
+    let r = s.wait(&again);
+    assert_eq!(r["trigger"], "retry", "{r:#}");
+    assert_eq!(r["request"], b["request"], "{r:#}");
+    assert_eq!(r["status"], "failed", "{r:#}");
+    assert_eq!(r["failed_host"], "web02", "{r:#}");
+    let (status, body, _) = s.post("/builds/01ARZ3NDEKTSV4RRFFQ69G5FAV/retry", &json!({}));
+    assert_eq!(status, 404, "{body}");
 }
 
 #[test]

@@ -371,6 +371,41 @@ pub async fn cancel(
         .into_response())
 }
 
+/// Asks again for what a failed or cancelled build asked (trigger
+/// `retry`); the new build's id.
+#[utoipa::path(post, path = "/builds/{id}/retry",
+    params(("id" = String, Path, description = "The failed or cancelled build's id")),
+    responses(
+        (status = 201, description = "Queued (or joined an identical queued build)", body = Submitted),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "The build did not fail and was not cancelled", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 503, description = "config.yml on disk cannot be used: fix it", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn retry(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let build = load(&app, &id)?;
+    if !matches!(build.status, Status::Failed | Status::Cancelled) {
+        return Err(ServeError::NotRetriable {
+            id: build.id,
+            status: build.status.as_str().into(),
+        });
+    }
+    let sub = queue(&app, &build.request, &caller.0, Trigger::Retry)?;
+    tracing::info!(of = %build.id, id = %sub.id, "retry asked");
+    let location = sub.url.clone();
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(sub),
+    )
+        .into_response())
+}
+
 /// A master as `/masters` shows it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MasterView {

@@ -202,6 +202,7 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/builds/{id}/log", get(crate::api::log))
         .route("/builds/{id}/events", get(crate::api::events))
+        .route("/builds/{id}/retry", post(crate::api::retry))
         .route("/masters", get(crate::api::masters))
         .route("/health", get(|| async { "ok" }))
         .route("/readiness", get(|| async { "ok" }))

@@ -152,6 +152,12 @@ impl Client {
         self.json(self.http.post(&url).json(req), &url).await
     }
 
+    /// Asks again for what failed or cancelled build `id` asked.
+    pub async fn retry(&self, id: &str) -> Result<Submitted, ClientError> {
+        let url = self.url(&format!("/builds/{id}/retry"));
+        self.json(self.http.post(&url), &url).await
+    }
+
     /// A build.
     pub async fn get(&self, id: &str) -> Result<Build, ClientError> {
         let url = self.url(&format!("/builds/{id}"));

@@ -34,6 +34,14 @@ pub enum ServeError {
     /// The build is over: it cannot be cancelled.
     #[error("build {0} is over: there is nothing to cancel")]
     Over(String),
+    /// Only a build that failed or was cancelled is retried.
+    #[error("build {id} {status}: only a failed or cancelled build is retried")]
+    NotRetriable {
+        /// The build.
+        id: String,
+        /// Its state.
+        status: String,
+    },
     /// config.yml on disk cannot be used: builds (which read it) are
     /// refused until it is fixed.
     #[error(
@@ -114,7 +122,7 @@ impl ServeError {
             ServeError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ServeError::NotFound(_) => StatusCode::NOT_FOUND,
             ServeError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ServeError::Over(_) => StatusCode::CONFLICT,
+            ServeError::Over(_) | ServeError::NotRetriable { .. } => StatusCode::CONFLICT,
             ServeError::BrokenConfig(_) => StatusCode::SERVICE_UNAVAILABLE,
             ServeError::Forbidden(_) => StatusCode::FORBIDDEN,
             _ => StatusCode::INTERNAL_SERVER_ERROR,

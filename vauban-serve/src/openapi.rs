@@ -16,6 +16,7 @@ use utoipa::{Modify, OpenApi};
         crate::api::log,
         crate::api::events,
         crate::api::cancel,
+        crate::api::retry,
         crate::api::masters,
         crate::metrics::metrics,
     ),

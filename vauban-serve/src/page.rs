@@ -48,7 +48,7 @@ button { cursor: pointer; }
 "#;
 
 const SCRIPT: &str = r#"
-// The live log of a build page, and its cancel button.
+// The live log of a build page, and its cancel and retry buttons.
 (function () {
   var log = document.getElementById("log");
   if (log) {
@@ -73,6 +73,17 @@ const SCRIPT: &str = r#"
       fetch(cancel.dataset.url, { method: "DELETE", credentials: "same-origin" })
         .then(function (r) { return r.json(); })
         .then(function (j) { cancel.disabled = true; cancel.textContent = j.status || j.error; });
+    });
+  }
+  var retry = document.getElementById("retry");
+  if (retry) {
+    retry.addEventListener("click", function () {
+      retry.disabled = true;
+      fetch(retry.dataset.url, { method: "POST", credentials: "same-origin" })
+        .then(function (r) { return r.json(); })
+        .then(function (j) {
+          if (j.id) { location.href = "/ui/builds/" + j.id; } else { retry.textContent = j.error; }
+        });
     });
   }
 })();
@@ -167,6 +178,9 @@ pub async fn build(State(app): State<Arc<App>>, Path(id): Path<String>) -> Resul
         h1 { "Build " code { (b.id) } " " span #state .state.(b.status.as_str()) { (b.status.as_str()) } }
         @if !b.status.is_done() {
             p { button #cancel type="button" data-url={ "/builds/" (b.id) } { "Cancel" } }
+        }
+        @if matches!(b.status, Status::Failed | Status::Cancelled) {
+            p { button #retry type="button" data-url={ "/builds/" (b.id) "/retry" } { "Retry" } }
         }
         dl {
             dt { "Master" } dd { (r.name) }

@@ -1,4 +1,4 @@
-//! `vauban remote build|status|log|cancel|list`: the client of `vauban
+//! `vauban remote build|status|log|cancel|retry|list`: the client of `vauban
 //! serve` ([`vauban_serve::client`]). `build --follow` prints the live log
 //! and exits with the build's result; Ctrl-C asks whether to cancel the
 //! build on the server (as the original's vauban-client did).
@@ -65,6 +65,14 @@ pub enum Command {
     Cancel {
         /// The build's id.
         id: String,
+    },
+    /// Ask again for what a failed or cancelled build asked (trigger `retry`).
+    Retry {
+        /// The failed or cancelled build's id.
+        id: String,
+        /// Print the live log and exit with the new build's result.
+        #[arg(long, short)]
+        follow: bool,
     },
     /// List builds, newest first.
     List {
@@ -141,6 +149,15 @@ pub fn run(_globals: &Globals, args: Args) -> Result<()> {
             Command::Cancel { id } => {
                 let reply = client.cancel(&id).await?;
                 out!("{}: {}", reply.id, reply.status);
+                Ok(())
+            }
+            Command::Retry { id, follow } => {
+                let sub = client.retry(&id).await?;
+                eprintln!("build {} retries {id} ({})", sub.id, sub.url);
+                if follow {
+                    return follow_build(&client, &sub.id).await;
+                }
+                out!("{}", sub.id);
                 Ok(())
             }
             Command::List {
