@@ -101,14 +101,18 @@ pub async fn submit(
         field: "body",
         message: e.body_text(),
     })?;
-    let sub = queue(&app, &req, &caller.0, Trigger::Api)?;
+    Ok(created(queue(&app, &req, &caller.0, Trigger::Api)?))
+}
+
+/// 201 with the queued build and its `Location`.
+fn created(sub: Submitted) -> Response {
     let location = sub.url.clone();
-    Ok((
+    (
         StatusCode::CREATED,
         [(header::LOCATION, location)],
         Json(sub),
     )
-        .into_response())
+        .into_response()
 }
 
 /// The filters of `GET /builds`.
@@ -397,13 +401,7 @@ pub async fn retry(
     }
     let sub = queue(&app, &build.request, &caller.0, Trigger::Retry)?;
     tracing::info!(of = %build.id, id = %sub.id, "retry asked");
-    let location = sub.url.clone();
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(sub),
-    )
-        .into_response())
+    Ok(created(sub))
 }
 
 /// A master as `/masters` shows it.
