@@ -8,24 +8,24 @@
 
 pub mod build;
 pub mod config;
-pub mod env;
 pub mod error;
 pub mod events;
 pub mod export;
 pub mod history;
 pub mod keys;
+pub mod machine;
 pub mod printable;
 mod private;
 pub mod runtime;
 pub mod sandbox;
 pub mod stage;
-pub mod store;
+pub mod userns_store;
 
 /// The OCI layer (store, images, layers, registry), for embedders that need one dependency.
 pub use vauban_oci;
 pub use vauban_oci::oci_spec;
 
-pub use env::Env;
 pub use error::{Blame, Error, RemoteError, Result};
 pub use events::{Event, EventSink, Events};
+pub use machine::Env;
 pub use runtime::runtime;

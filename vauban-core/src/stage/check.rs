@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::confined::{Confined, Tool};
 use super::inventory;
 use super::repo::Checkout;
-use super::spec::Stage;
+use super::stage_name::Stage;
 use crate::error::{Error, Result};
 
 /// The playbooks of the Ansible root (`*.yml`, `*.yaml`, two levels deep), for

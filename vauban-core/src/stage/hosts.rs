@@ -21,14 +21,14 @@ use super::confined::Confined;
 use super::hooks::{self, WrapperOutcome};
 use super::inventory;
 use super::metadata::{self, ImgInfo, ImgInfoHead, MetadataWrite};
-use super::options::StageSpec;
 use super::output::{Follower, Scanner};
 use super::repo::Checkout;
-use super::spec::Stage;
+use super::spec::StageSpec;
+use super::stage_name::Stage;
 use super::tools::Tools;
-use crate::env::Env;
 use crate::error::{AnsibleFailure, Error, IoContext, Result};
 use crate::events::Event;
+use crate::machine::Env;
 use crate::sandbox::controller::{self, CHROOT_EXE, INPUTS_DIR};
 use crate::sandbox::{CommitOptions, Helper, Io, Program, RunIo, Sandbox, SandboxOptions};
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, IoContext, Result};
 
-use super::spec::check_branch_name;
+use super::stage_name::check_branch_name;
 
 /// Where the playbooks come from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
