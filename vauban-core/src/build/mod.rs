@@ -35,20 +35,20 @@
 //! key store's, the exports' and the stages' beside it.
 
 mod analysis;
-pub mod artifact;
+pub(crate) mod artifact;
 mod boot;
 mod builder;
-pub mod cache;
-pub mod check;
+pub(crate) mod cache;
+pub(crate) mod check;
 mod conffs;
-pub mod inputs;
+pub(crate) mod inputs;
 mod keystore;
 mod naming;
 mod options;
 mod out;
 pub mod plan;
 pub mod publish;
-pub mod release;
+pub(crate) mod release;
 pub mod report;
 mod resolve;
 mod rootfs;
@@ -61,4 +61,5 @@ pub use keystore::{default_key_file, default_keystore, key_secret, FoundSecret};
 pub use options::{BuildOptions, LOCAL_TAG};
 pub use plan::{Base, Part, Planned, Step, StepKind};
 pub use publish::Registry;
+pub use release::describe;
 pub use report::{AnsibleCheckout, BuildReport, Exported, Outcome, StepReport};

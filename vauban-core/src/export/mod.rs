@@ -11,12 +11,12 @@
 //! ([`atomic`]). Errors are the crate's [`Error`](crate::Error), in its sections
 //! for boot files and conffs archives.
 
-pub mod atomic;
+pub(crate) mod atomic;
 pub mod cmdline;
 pub mod conffs;
 pub mod dracut;
 pub mod kernel;
-pub mod runlog;
+pub(crate) mod runlog;
 pub mod squashfs;
 pub mod sums;
 pub mod tree;

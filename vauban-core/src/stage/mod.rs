@@ -13,14 +13,14 @@
 //! following and failure parsing), [`metadata`] (`/imginfo`, `/packages`), and
 //! [`apply_stages`] which puts them together on a [`crate::sandbox::Sandbox`].
 
-pub mod check;
-pub mod command;
+pub(crate) mod check;
+pub(crate) mod command;
 pub(crate) mod confined;
-pub mod hooks;
+pub(crate) mod hooks;
 mod hosts;
-pub mod inventory;
-pub mod metadata;
-pub mod output;
+pub(crate) mod inventory;
+pub(crate) mod metadata;
+pub(crate) mod output;
 pub mod repo;
 mod run;
 pub mod spec;

@@ -16,7 +16,7 @@ use super::{Scanner, Tasks};
 
 /// Follows a log file that another process appends to, feeding each complete line to a
 /// [`Scanner`] and echoing it with a prefix, until [`Follower::finish`].
-pub struct Follower {
+pub(crate) struct Follower {
     done: Arc<AtomicBool>,
     handle: JoinHandle<Result<Scanner>>,
 }
@@ -24,7 +24,7 @@ pub struct Follower {
 impl Follower {
     /// Starts following `log` (which must exist) in a thread; each line is an
     /// [`Event::AnsibleLine`] of `stage` for `host`.
-    pub fn start(log: &Path, stage: String, host: String, events: Events) -> Result<Self> {
+    pub(crate) fn start(log: &Path, stage: String, host: String, events: Events) -> Result<Self> {
         let file = File::open(log).at("open", log)?;
         let done = Arc::new(AtomicBool::new(false));
         let flag = done.clone();
@@ -42,7 +42,7 @@ impl Follower {
     }
 
     /// Stops following once the file is read to its end, and returns what was seen.
-    pub fn finish(self) -> Result<Scanner> {
+    pub(crate) fn finish(self) -> Result<Scanner> {
         self.done.store(true, Ordering::Release);
         self.handle
             .join()

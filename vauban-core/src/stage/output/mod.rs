@@ -15,9 +15,9 @@ mod follower;
 mod scanner;
 mod tasks;
 
-pub use follower::Follower;
-pub use scanner::{Failure, Scanner};
-pub use tasks::Tasks;
+pub(crate) use follower::Follower;
+pub(crate) use scanner::Scanner;
+pub(crate) use tasks::Tasks;
 
 /// How many lines of output an error carries.
-pub const TAIL_LINES: usize = 25;
+pub(crate) const TAIL_LINES: usize = 25;

@@ -7,7 +7,7 @@ use super::TAIL_LINES;
 
 /// A failure Ansible reported.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
+pub(crate) struct Failure {
     /// The task that failed (`TASK [name]` or `RUNNING HANDLER [name]`), if seen.
     pub task: Option<String>,
     /// The host in `fatal: [host]` / `failed: [host]`, if any.
@@ -34,7 +34,7 @@ impl std::fmt::Display for Failure {
 /// Reads Ansible's lines one by one: remembers the current task, the first failure and
 /// the last lines.
 #[derive(Debug, Default)]
-pub struct Scanner {
+pub(crate) struct Scanner {
     task: Option<String>,
     failure: Option<Failure>,
     tail: VecDeque<String>,
@@ -54,7 +54,7 @@ pub struct Scanner {
 
 impl Scanner {
     /// Feeds one line (without its newline).
-    pub fn feed(&mut self, line: &str) {
+    pub(crate) fn feed(&mut self, line: &str) {
         if self.tail.len() == TAIL_LINES {
             self.tail.pop_front();
         }
@@ -125,19 +125,19 @@ impl Scanner {
     }
 
     /// Whether every play said "no hosts matched": the run did nothing.
-    pub fn matched_no_host(&self) -> bool {
+    pub(crate) fn matched_no_host(&self) -> bool {
         self.plays > 0 && self.plays == self.plays_without_hosts
     }
 
     /// The first failure of `host`, if any.
-    pub fn failure_of(&self, host: &str) -> Option<&Failure> {
+    pub(crate) fn failure_of(&self, host: &str) -> Option<&Failure> {
         self.by_host.get(host)
     }
 
     /// The hosts that failed: those the recap counts failures for, or
     /// without a recap (Ansible stopped short) those of a `fatal:`/`failed:`
     /// line that was not ignored.
-    pub fn failed_hosts(&self) -> std::collections::BTreeSet<String> {
+    pub(crate) fn failed_hosts(&self) -> std::collections::BTreeSet<String> {
         if self.recap_seen {
             return self.recap_failed.clone();
         }
@@ -145,12 +145,12 @@ impl Scanner {
     }
 
     /// The first failure seen, if any.
-    pub fn failure(&self) -> Option<&Failure> {
+    pub(crate) fn failure(&self) -> Option<&Failure> {
         self.failure.as_ref()
     }
 
     /// The last [`TAIL_LINES`] lines.
-    pub fn tail(&self) -> String {
+    pub(crate) fn tail(&self) -> String {
         self.tail
             .iter()
             .map(String::as_str)

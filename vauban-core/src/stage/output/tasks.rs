@@ -8,7 +8,7 @@ use super::scanner::{header, result_message};
 /// Gathers each task's results from Ansible's lines: a task is done at the
 /// next task, play or recap header, or at the end of the output.
 #[derive(Debug, Default)]
-pub struct Tasks {
+pub(crate) struct Tasks {
     current: Option<String>,
     results: Vec<TaskResult>,
     /// The host of the last failure (an `...ignoring` after it takes it back).
@@ -17,7 +17,7 @@ pub struct Tasks {
 
 impl Tasks {
     /// Feeds one line; a task that this line ends, with its results.
-    pub fn feed(&mut self, line: &str) -> Option<(String, Vec<TaskResult>)> {
+    pub(crate) fn feed(&mut self, line: &str) -> Option<(String, Vec<TaskResult>)> {
         if let Some(task) = header(line, "TASK [").or_else(|| header(line, "RUNNING HANDLER [")) {
             let done = self.finish();
             self.current = Some(task.to_owned());
@@ -58,7 +58,7 @@ impl Tasks {
     }
 
     /// The task under way, if it has results.
-    pub fn finish(&mut self) -> Option<(String, Vec<TaskResult>)> {
+    pub(crate) fn finish(&mut self) -> Option<(String, Vec<TaskResult>)> {
         self.last_failed = None;
         let task = self.current.take()?;
         let results = std::mem::take(&mut self.results);
