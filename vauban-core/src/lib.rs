@@ -3,8 +3,10 @@
 //!
 //! Architecture invariant: `sandbox` is the only module with `unsafe` code.
 
-// Items are public only where an embedder can reach them.
+// Items are public only where an embedder can reach them, and an embedder can
+// name every public type it is handed.
 #![warn(unreachable_pub)]
+#![warn(unnameable_types)]
 
 pub mod build;
 pub mod config;

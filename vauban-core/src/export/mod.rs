@@ -12,14 +12,14 @@
 //! for boot files and conffs archives.
 
 pub(crate) mod atomic;
-pub mod cmdline;
-pub mod conffs;
-pub mod dracut;
-pub mod kernel;
+pub(crate) mod cmdline;
+pub(crate) mod conffs;
+pub(crate) mod dracut;
+pub(crate) mod kernel;
 pub(crate) mod runlog;
-pub mod squashfs;
-pub mod sums;
-pub mod tree;
+pub(crate) mod squashfs;
+pub(crate) mod sums;
+pub(crate) mod tree;
 
 pub use cmdline::HostBoot;
 pub use conffs::{export_conffs, ConffsOptions, ConffsReport};

@@ -13,7 +13,7 @@ use super::repo::AnsibleSource;
 use crate::error::{Error, Result};
 
 /// The interpreter Ansible uses in the image.
-pub const DEFAULT_PYTHON: &str = "/usr/bin/python3";
+pub(crate) const DEFAULT_PYTHON: &str = "/usr/bin/python3";
 
 /// What a build of stages is: everything it depends on besides the image, the
 /// stages and the host.
@@ -85,7 +85,7 @@ impl StageSpec {
 
 /// Makes a playbook path a valid part of an image name: lowercase, `/` kept, runs of
 /// other characters become one separator the reference grammar accepts.
-pub fn name_component(playbook: &str) -> String {
+pub(crate) fn name_component(playbook: &str) -> String {
     playbook
         .trim_start_matches("./")
         .split('/')

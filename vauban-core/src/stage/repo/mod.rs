@@ -51,11 +51,11 @@ impl fmt::Display for AnsibleSource {
     }
 }
 
-pub use git::args as git_args;
+pub(crate) use git::args as git_args;
 use git::{git, git_quiet, lock};
 
 /// The cache directory name of a URL: a readable tail plus a hash of the whole URL.
-pub fn cache_name(url: &str) -> String {
+pub(crate) fn cache_name(url: &str) -> String {
     use sha2::{Digest as _, Sha256};
     let hash = hex::encode(&Sha256::digest(url.as_bytes())[..8]);
     let tail = url
