@@ -19,18 +19,18 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Code map: [`plan`] (steps of `--stage`/`--build-parents`, each with its
-//! base), [`inputs`] (what a stage reads: the Ansible tree, the inventory),
-//! [`cache`] (keys, records, locks, the one lookup → lock → look-again),
-//! [`release`] (a release's base), `builder` ([`Builder`]), `options`
+//! Code map: `plan` (steps of `--stage`/`--build-parents`, each with its
+//! base), `inputs` (what a stage reads: the Ansible tree, the inventory),
+//! `cache` (keys, records, locks, the one lookup → lock → look-again),
+//! `release` (a release's base), `builder` ([`Builder`]), `options`
 //! ([`BuildOptions`]), `analysis` (the checkouts read once, the playbooks
 //! checked, each step's spec and inputs), `naming` (the names given at the end
 //! and pushed), `resolve` (what a
 //! build starts from: bases found once, stale masters), `walk` (what the
 //! cache holds, without running), `stages` (a stage for some hosts through
 //! the cache), `rootfs`, `conffs` and `boot` (the three kinds of step), `out`
-//! (`--out` left consistent), [`publish`] (registry), [`artifact`] (the boot
-//! files as an OCI artifact), [`check`] (`--check`), [`report`]. Errors are the crate's
+//! (`--out` left consistent), [`publish`] (registry), `artifact` (the boot
+//! files as an OCI artifact), `check` (`--check`), `report`. Errors are the crate's
 //! [`Error`](crate::Error), in its section for builds, with the config's, the
 //! key store's, the exports' and the stages' beside it.
 

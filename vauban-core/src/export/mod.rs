@@ -1,14 +1,14 @@
 //! The boot files of a build: the kernel and a dracut initramfs for a live
-//! boot over the network ([`dracut`]), the image as a squashfs `rootfs.img`
-//! ([`squashfs`]), each host's kernel command line and iPXE script
-//! ([`cmdline`]), the layout of the boot tree ([`tree`]) and its
-//! `SHA256SUMS` ([`sums`]), and each host's conffs archive, the layers its
-//! build added over the master's image ([`conffs`]).
+//! boot over the network (`dracut`), the image as a squashfs `rootfs.img`
+//! (`squashfs`), each host's kernel command line and iPXE script
+//! (`cmdline`), the layout of the boot tree (`tree`) and its
+//! `SHA256SUMS` (`sums`), and each host's conffs archive, the layers its
+//! build added over the master's image (`conffs`).
 //!
 //! Each export runs in a [`Sandbox`](crate::sandbox::Sandbox) over an image
 //! of the store (rootless when vauban is not root): dracut inside the image,
 //! mksquashfs on the bare merged tree. Files land in the tree atomically
-//! ([`atomic`]). Errors are the crate's [`Error`](crate::Error), in its sections
+//! (`atomic`). Errors are the crate's [`Error`](crate::Error), in its sections
 //! for boot files and conffs archives.
 
 pub(crate) mod atomic;

@@ -6,11 +6,11 @@
 //! through the `community.general.chroot` connection; the connection variables of
 //! the host being built override whatever the inventory says about the real machine.
 //!
-//! Code map: [`stage_name`] (what a stage is: `branch@playbook.yml`), [`spec`]
-//! (what a build of stages depends on besides the image: [`StageSpec`]), [`repo`]
-//! (the Ansible repository and its checkouts), [`inventory`] and [`command`] (the
-//! `ansible-playbook` command line, pure), [`hooks`] (the shell wrapper and the pre/post hooks), [`output`] (log
-//! following and failure parsing), [`metadata`] (`/imginfo`, `/packages`), and
+//! Code map: `stage_name` (what a stage is: `branch@playbook.yml`), `spec`
+//! (what a build of stages depends on besides the image: [`StageSpec`]), `repo`
+//! (the Ansible repository and its checkouts), `inventory` and `command` (the
+//! `ansible-playbook` command line, pure), `hooks` (the shell wrapper and the pre/post hooks), `output` (log
+//! following and failure parsing), `metadata` (`/imginfo`, `/packages`), and
 //! [`apply_stages`] which puts them together on a [`crate::sandbox::Sandbox`].
 
 pub(crate) mod check;

@@ -88,7 +88,7 @@ pub struct Checkout {
     /// The branch, when known.
     pub branch: Option<String>,
     /// The inventories Ansible reads in it (absolute; listed once per checkout:
-    /// see [`super::inventory::repo_inventories`]).
+    /// see `stage::inventory::repo_inventories`).
     pub inventories: Vec<PathBuf>,
     worktree: Option<Worktree>,
 }
