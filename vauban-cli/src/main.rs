@@ -19,7 +19,11 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    // The sandbox's processes are fresh execs of this binary.
+    // The helper protocol: every sandbox process (worker, init, a host's keeper,
+    // the egress proxy, the `vauban-chroot` client) is a fresh exec of this
+    // binary, never a fork of vauban, so none inherits its environment, open
+    // files or threads. Its `argv[1]` (or `argv[0]` for `vauban-chroot`) says
+    // which; then this runs that process and never returns.
     vauban_core::sandbox::run_helper_if_asked();
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,

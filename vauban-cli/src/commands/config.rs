@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use vauban_core::build::release::describe;
+use vauban_core::build::describe;
 use vauban_core::config::Config;
 use vauban_core::stage::AnsibleSource;
 

@@ -1,6 +1,6 @@
 //! `vauban fsck`: re-verifies every blob and reference of the store, then walks
 //! every cached layer dir against the record of its tree
-//! ([`vauban_core::store::fsck_layer_dirs`]), removing the tampered ones.
+//! ([`vauban_core::userns_store::fsck_layer_dirs`]), removing the tampered ones.
 
 use anyhow::{bail, Result};
 use vauban_core::sandbox::Helper;
@@ -21,7 +21,7 @@ pub fn run(globals: &Globals, _args: Args) -> Result<()> {
     for p in &report.problems {
         println!("{p}");
     }
-    let layers = vauban_core::store::fsck_layer_dirs(&store, &Helper::current_exe()?)?;
+    let layers = vauban_core::userns_store::fsck_layer_dirs(&store, &Helper::current_exe()?)?;
     for removed in &layers.removed {
         println!("{removed}");
     }

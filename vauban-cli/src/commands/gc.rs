@@ -1,5 +1,5 @@
 //! `vauban gc`: removes unreferenced blobs and cached layer directories
-//! ([`vauban_core::store::gc`]).
+//! ([`vauban_core::userns_store::gc`]).
 
 use anyhow::Result;
 use vauban_core::sandbox::Helper;
@@ -20,12 +20,12 @@ pub struct Args {
 pub fn run(globals: &Globals, args: Args) -> Result<()> {
     let store = globals.open_store()?;
     if args.temp_only {
-        let n = vauban_core::store::clean_tmp(&store, &Helper::current_exe()?)?;
+        let n = vauban_core::userns_store::clean_tmp(&store, &Helper::current_exe()?)?;
         let (renderer, _) = globals.renderer(false);
         renderer.result(&format!("removed {n} temporary entries"));
         return Ok(());
     }
-    let report = vauban_core::store::gc(&store, &Helper::current_exe()?)?;
+    let report = vauban_core::userns_store::gc(&store, &Helper::current_exe()?)?;
     let (renderer, _) = globals.renderer(false);
     renderer.result(&format!(
         "removed {} blobs ({}), {} layer directories, {} temporary entries",

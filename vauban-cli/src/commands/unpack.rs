@@ -33,7 +33,7 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
     let image = store.image(&reference)?;
     let context = || format!("cannot unpack {reference} into {}", args.dir.display());
     if args.userns {
-        let report = vauban_core::store::unpack_in_namespace(
+        let report = vauban_core::userns_store::unpack_in_namespace(
             &store,
             &image,
             &args.dir,
@@ -43,7 +43,7 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
         tracing::info!(entries = report.entries, "unpacked");
         return Ok(());
     }
-    let owners = vauban_core::store::unpack_owners();
+    let owners = vauban_core::userns_store::unpack_owners();
     let bar = progress::bytes("unpacking", Some(image.size()));
     let report = image.unpack_into(&store, &args.dir, owners, &|done| bar.set_position(done));
     bar.finish_and_clear();

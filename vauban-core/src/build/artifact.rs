@@ -20,14 +20,14 @@ use vauban_oci::{Digest, Image};
 use crate::error::{Error, IoContext, Result};
 
 /// The `artifactType` of a master's boot files.
-pub const BOOT_ARTIFACT_TYPE: &str = "application/vnd.vauban.boot.v1";
+pub(crate) const BOOT_ARTIFACT_TYPE: &str = "application/vnd.vauban.boot.v1";
 /// The annotation holding the kernel version.
-pub const KERNEL_ANNOTATION: &str = "dev.vauban.kernel.version";
+pub(crate) const KERNEL_ANNOTATION: &str = "dev.vauban.kernel.version";
 /// The annotation holding the master.
-pub const MASTER_ANNOTATION: &str = "dev.vauban.master";
+pub(crate) const MASTER_ANNOTATION: &str = "dev.vauban.master";
 
 /// The media type of a file of the boot tree, by its name.
-pub fn media_type(rel: &str) -> &'static str {
+pub(crate) fn media_type(rel: &str) -> &'static str {
     let name = rel.rsplit('/').next().unwrap_or(rel);
     if name.starts_with("vmlinuz") {
         "application/vnd.vauban.boot.kernel"
@@ -46,7 +46,7 @@ pub fn media_type(rel: &str) -> &'static str {
 
 /// Writes the artifact of the files `files` (paths relative to `tree`) into
 /// the store, unnamed (see [`Store::tag`]); returns it.
-pub fn write_boot_artifact(
+pub(crate) fn write_boot_artifact(
     store: &Store,
     tree: &Path,
     files: &[String],

@@ -32,6 +32,13 @@ use crate::sandbox::SandboxOptions;
 /// The cache directory of the boot files.
 const BOOT_CACHE: &str = "boot-cache";
 
+/// The kernel a boot step put in `linux/`: its version and file names.
+struct Kernel {
+    kver: String,
+    kernel_file: String,
+    initramfs_file: String,
+}
+
 impl Builder<'_> {
     /// Makes (or links from the cache) the boot files of `master` from its
     /// rootfs `image`, the initramfs from `kernel_image`.
@@ -41,16 +48,34 @@ impl Builder<'_> {
         image: &Image,
         kernel_image: &Image,
     ) -> Result<()> {
+        let tree = BootTree::new(self.out().to_path_buf());
+        tree.private_dir("linux")?;
+        tree.private_dir(&master.name)?;
+        let kernel = self.boot_initramfs(&tree, master, kernel_image)?;
+        self.interrupted()?;
+        self.boot_rootfs_img(&tree, master, image)?;
+        self.boot_host_files(&tree, master, image, &kernel.kver)?;
+        self.write_sums()?;
+        // With --registry, the master's boot files go beside its images.
+        if self.opts.registry.is_some() && super::publish::uploads_boot_files(&self.config, master)
+        {
+            self.boot_artifact(&tree, master, &kernel)?;
+        }
+        Ok(())
+    }
+
+    /// The kernel and initramfs (dracut in `kernel_image`) in `linux/`.
+    fn boot_initramfs(
+        &mut self,
+        tree: &BootTree,
+        master: &Master,
+        kernel_image: &Image,
+    ) -> Result<Kernel> {
         let kernel_master = match &self.config.configuration.initramfs_release {
             Some(name) => name.value.clone(),
             None => master.name.clone(),
         };
-        let tree = BootTree::new(self.out().to_path_buf());
-        tree.private_dir("linux")?;
-        tree.private_dir(&master.name)?;
         let logs = self.runner.log_dir().to_path_buf();
-
-        // The initramfs.
         let started = std::time::Instant::now();
         let extra_conf = self.dracut_conf()?;
         let key = initramfs_key(kernel_image, &extra_conf);
@@ -74,9 +99,16 @@ impl Builder<'_> {
             size_of(&tree.linux_dir().join(&initramfs_file)),
             started,
         );
+        Ok(Kernel {
+            kver,
+            kernel_file,
+            initramfs_file,
+        })
+    }
 
-        // rootfs.img.
-        self.interrupted()?;
+    /// `rootfs.img` of `image` (mksquashfs) in the master's directory.
+    fn boot_rootfs_img(&mut self, tree: &BootTree, master: &Master, image: &Image) -> Result<()> {
+        let logs = self.runner.log_dir().to_path_buf();
         let started = std::time::Instant::now();
         let squash = self.squashfs_options(logs.join(format!("mksquashfs-{}.log", master.name)));
         let key = rootfs_key(image, &squash);
@@ -94,74 +126,82 @@ impl Builder<'_> {
             size_of(&dest),
             started,
         );
+        Ok(())
+    }
 
-        // Each host's command line and iPXE script: the hosts whose conffs
-        // this build made, or whose archive in `--out` is still current.
+    /// Each host's command line and iPXE script: the hosts whose conffs this
+    /// build made, or whose archive in `--out` is still current.
+    fn boot_host_files(
+        &mut self,
+        tree: &BootTree,
+        master: &Master,
+        image: &Image,
+        kver: &str,
+    ) -> Result<()> {
         let made = self
             .conffs_made
             .get(&master.name)
             .cloned()
             .unwrap_or_default();
         let hosts = self.tidy_out(master, image, &made, &[])?;
-        if let Some(base) = self.opts.boot_url.clone().or_else(|| {
+        let Some(base) = self.opts.boot_url.clone().or_else(|| {
             self.config
                 .configuration
                 .boot_url
                 .as_ref()
                 .map(|b| b.value.clone())
-        }) {
-            let args: Vec<String> = self
-                .config
-                .configuration
-                .kernel_args
-                .iter()
-                .map(|a| a.value.clone())
-                .collect();
-            for host in &hosts {
-                tree.write_host_files(&HostBoot {
-                    base: &base,
-                    master: &master.name,
-                    host,
-                    kver: &kver,
-                    extra_args: &args,
-                })?;
-            }
-        } else {
+        }) else {
             self.warn(format!(
                 "no boot URL (--boot-url or `boot_url:`): no command line nor iPXE script for \
                  the hosts of {}",
                 master.name
             ));
+            return Ok(());
+        };
+        let args: Vec<String> = self
+            .config
+            .configuration
+            .kernel_args
+            .iter()
+            .map(|a| a.value.clone())
+            .collect();
+        for host in &hosts {
+            tree.write_host_files(&HostBoot {
+                base: &base,
+                master: &master.name,
+                host,
+                kver,
+                extra_args: &args,
+            })?;
         }
-        self.write_sums()?;
+        Ok(())
+    }
 
-        // With --registry, the master's boot files go beside its images.
-        if self.opts.registry.is_some() && super::publish::uploads_boot_files(&self.config, master)
-        {
-            let mut files = vec![
-                format!("linux/{kernel_file}"),
-                format!("linux/{initramfs_file}"),
-            ];
-            let dir = tree.master_dir(&master.name);
-            let mut own: Vec<String> = std::fs::read_dir(&dir)
-                .map_err(|e| Error::io("read", &dir, e))?
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| !n.starts_with('.'))
-                .map(|n| format!("{}/{n}", master.name))
-                .collect();
-            own.sort();
-            files.extend(own);
-            files.push("SHA256SUMS".into());
-            let image = super::artifact::write_boot_artifact(
-                self.store,
-                tree.root(),
-                &files,
-                &master.name,
-                &kver,
-            )?;
-            self.name(&format!("{}/boot", master.name), &image, true, true)?;
-        }
+    /// The master's boot files as an OCI artifact named `<master>/boot`.
+    fn boot_artifact(&mut self, tree: &BootTree, master: &Master, kernel: &Kernel) -> Result<()> {
+        let mut files = vec![
+            format!("linux/{}", kernel.kernel_file),
+            format!("linux/{}", kernel.initramfs_file),
+        ];
+        let dir = tree.master_dir(&master.name);
+        let mut own: Vec<String> = std::fs::read_dir(&dir)
+            .map_err(|e| Error::io("read", &dir, e))?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .map(|n| format!("{}/{n}", master.name))
+            .collect();
+        own.sort();
+        files.extend(own);
+        files.push("SHA256SUMS".into());
+        let image = super::artifact::write_boot_artifact(
+            self.store,
+            tree.root(),
+            &files,
+            &master.name,
+            &kernel.kver,
+        )?;
+        self.name(&format!("{}/boot", master.name), &image, true, true)?;
         Ok(())
     }
 

@@ -4,122 +4,30 @@
 //! by step, every stage through the cache, names every image at the end in one
 //! index write, and publishes. The steps themselves are in `rootfs`, `conffs`
 //! and `boot`; what the cache holds without running anything is `walk`.
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use vauban_oci::oci_spec::image::Descriptor;
 use vauban_oci::store::Store;
-use vauban_oci::{Image, Reference};
+use vauban_oci::Image;
 
-use super::cache::{Cache, StepInputs};
-use super::inputs::{self, AnsibleTree, Inventory, ToolCache};
+use super::cache::Cache;
+use super::inputs::ToolCache;
 use super::plan::{plan, Part, Step, StepKind};
-use super::publish::{self, Registry};
-use super::report::{AnsibleCheckout, BuildReport, Outcome, StepReport};
+use super::report::{BuildReport, Outcome, StepReport};
 use super::resolve::Resolved;
 use super::walk::Fresh;
 use crate::config::{Config, Master};
-use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::keys::KeySecret;
+use crate::machine::Env;
 use crate::sandbox::{pending_signal, SignalGuard};
-use crate::stage::repo::Checkout;
-use crate::stage::{AnsibleRepo, AnsibleSource, Hooks, Stage, StageRunner, StageSpec};
+use crate::stage::{AnsibleRepo, StageRunner};
 
-/// The tag of every local name a build gives.
-pub const LOCAL_TAG: &str = "latest";
-
-/// What to build, and how.
-#[derive(Debug, Clone)]
-pub struct BuildOptions {
-    /// `--name`: the master.
-    pub name: String,
-    /// `--stage`.
-    pub part: Part,
-    /// `--build-parents` (`-1`: the whole chain).
-    pub build_parents: i64,
-    /// `--rebuild-stale`: a master the build starts from whose stages no
-    /// longer give its image (a playbook or its variables changed since) is
-    /// rebuilt first, with its stale parents; without it the build warns.
-    pub rebuild_stale: bool,
-    /// `--conffs`: the hosts' pattern instead of the master's `conffs:`.
-    pub conffs: Option<String>,
-    /// `--branch`: every stage from this branch.
-    pub branch: Option<String>,
-    /// `--ansible`, else the config's `ansible:`.
-    pub ansible: Option<AnsibleSource>,
-    /// Extra `ansible-playbook` arguments.
-    pub ansible_args: Vec<String>,
-    /// Shell snippets around `ansible-playbook`.
-    pub hooks: Hooks,
-    /// `--no-cache`: run every stage.
-    pub no_cache: bool,
-    /// Hosts worked on at once (Ansible's `--forks`).
-    pub jobs: usize,
-    /// `--out`: the output tree.
-    pub out: PathBuf,
-    /// `--registry`: where images are pushed and looked for.
-    pub registry: Option<Registry>,
-    /// The sshd host-key store.
-    pub keystore: PathBuf,
-    /// Its secret (needed by conffs steps only: [`Builder::needs_keys`]).
-    pub keys: Option<KeySecret>,
-    /// `--boot-url`, else the config's `boot_url:`.
-    pub boot_url: Option<String>,
-    /// `--network`/`--network-allow`, else the config's `network:` and
-    /// `network_allow:`.
-    pub network: Option<crate::sandbox::Network>,
-}
-
-impl BuildOptions {
-    /// `--stage part` of master `name`, no parents, `./out`, two jobs per core.
-    pub fn new(name: impl Into<String>, part: Part, keystore: impl Into<PathBuf>) -> Self {
-        BuildOptions {
-            name: name.into(),
-            part,
-            build_parents: 0,
-            rebuild_stale: false,
-            conffs: None,
-            branch: None,
-            ansible: None,
-            ansible_args: Vec::new(),
-            hooks: Hooks::default(),
-            no_cache: false,
-            jobs: std::thread::available_parallelism()
-                .map(|n| n.get() * 2)
-                .unwrap_or(2),
-            out: PathBuf::from("out"),
-            registry: None,
-            keystore: keystore.into(),
-            keys: None,
-            boot_url: None,
-            network: None,
-        }
-    }
-}
-
-/// What a checkout of the Ansible repository gives the cache: read once per
-/// checkout, that is once per branch per build.
-pub(super) struct Analysed {
-    pub tree: AnsibleTree,
-    pub inventory: Inventory,
-    /// The digest of the inventory's files ([`inputs::inventory_digest`]).
-    pub inventory_digest: String,
-    /// The checkout (its inventories, commit, branch).
-    pub checkout: Arc<Checkout>,
-}
-
-/// A name to give at the end of the build.
-#[derive(Debug, Clone)]
-pub(super) struct Named {
-    pub reference: Reference,
-    pub descriptor: Descriptor,
-    /// The registry name it is published as, if it is.
-    pub publish: Option<String>,
-}
+use super::analysis::Analysed;
+use super::naming::Named;
+use super::options::BuildOptions;
 
 /// Builds the masters of a config.
 pub struct Builder<'a> {
@@ -131,12 +39,12 @@ pub struct Builder<'a> {
     /// Runs the stages (tools, helper, confined controller, logs): one per build.
     pub(super) runner: StageRunner<'a>,
     /// The Ansible repository: fetched once, one checkout per branch.
-    repo: AnsibleRepo,
+    pub(super) repo: AnsibleRepo,
     /// Results of Ansible's tools, by what they read.
     pub(super) tools: ToolCache,
     /// Every stage playbook of the config (files are attributed among them).
     pub(super) playbooks: Vec<String>,
-    analysed: HashMap<PathBuf, Arc<Analysed>>,
+    pub(super) analysed: HashMap<PathBuf, Arc<Analysed>>,
     /// What each master's stages give now, as far as the cache knows.
     pub(super) fresh: HashMap<String, Fresh>,
     /// The hosts whose conffs this build wrote, by master.
@@ -349,123 +257,12 @@ impl<'a> Builder<'a> {
         Ok(())
     }
 
-    /// Before anything runs: every playbook of the plan exists in its
-    /// checkout (else a "did you mean") and parses.
-    pub(super) fn check_playbooks(&mut self, steps: &[Step]) -> Result<()> {
-        for step in steps {
-            let master = self.config.find(&step.master)?.clone();
-            let (stages, conffs): (Vec<Stage>, bool) = match step.kind {
-                StepKind::Rootfs => (master.stage_list().cloned().collect(), false),
-                StepKind::Conffs => (self.conffs_stages(&master), true),
-                StepKind::Boot => continue,
-            };
-            let Some(first) = stages.first() else {
-                continue;
-            };
-            let spec = self.spec(&master, conffs);
-            // A check that passed on the same files is not run again (only
-            // when every stage comes from one checkout, the one keyed).
-            let analysed = self.analyse(first, &spec)?;
-            let one_checkout = stages.iter().all(|s| s.branch.is_none());
-            let playbooks: Vec<String> = stages.iter().map(|s| s.to_string()).collect();
-            let key = inputs::tool_key(
-                "syntax",
-                &[
-                    &analysed.tree.digest(),
-                    &analysed.inventory_digest,
-                    &playbooks.join(" "),
-                ],
-            );
-            if one_checkout && self.tools.get(&key).is_some() {
-                continue;
-            }
-            let before = self.repo.checkouts().count();
-            self.runner
-                .check(&mut self.repo, spec.branch.as_deref(), &stages)?;
-            self.new_checkouts(before);
-            if one_checkout {
-                self.tools.put(&key, "passed")?;
-            }
-        }
-        Ok(())
-    }
-
     /// An error if a signal came.
     pub(super) fn interrupted(&self) -> Result<()> {
         match pending_signal() {
             Some(signal) => Err(Error::BuildInterrupted { signal }),
             None => Ok(()),
         }
-    }
-
-    /// The store name `<name>:latest`.
-    pub(super) fn local(name: &str) -> Result<Reference> {
-        Ok(Reference::parse(&format!("{name}:{LOCAL_TAG}"))?)
-    }
-
-    /// Whether `master`'s images are published ([`publish::pushes_images`]).
-    pub(super) fn published(&self, master: &Master) -> bool {
-        publish::pushes_images(master)
-    }
-
-    /// Gives `name` to `image` at the end of the build; `intermediate` names
-    /// are hidden from listings; `publish` names are pushed.
-    pub(super) fn name(
-        &mut self,
-        name: &str,
-        image: &Image,
-        intermediate: bool,
-        publish: bool,
-    ) -> Result<()> {
-        let desc = if intermediate {
-            crate::stage::intermediate(image.descriptor())
-        } else {
-            image.descriptor()
-        };
-        self.names.retain(|n| n.reference.name() != name);
-        self.names.push(Named {
-            reference: Builder::local(name)?,
-            descriptor: desc,
-            publish: publish.then(|| name.to_owned()),
-        });
-        Ok(())
-    }
-
-    fn name_all(&mut self) -> Result<()> {
-        let names: Vec<(Reference, Descriptor)> = self
-            .names
-            .iter()
-            .map(|n| (n.reference.clone(), n.descriptor.clone()))
-            .collect();
-        self.store.tag_all(&names)?;
-        self.report.names = names.iter().map(|(r, _)| r.to_string()).collect();
-        Ok(())
-    }
-
-    fn publish(&mut self) -> Result<()> {
-        let Some(registry) = self.opts.registry.clone() else {
-            return Ok(());
-        };
-        let date = publish::date_tag(chrono::Utc::now());
-        let progress = Arc::new(self.env.events.registry_progress());
-        for named in self.names.clone() {
-            let Some(remote) = &named.publish else {
-                continue;
-            };
-            self.interrupted()?;
-            let started = std::time::Instant::now();
-            let pushed = publish::push(
-                self.store,
-                &registry,
-                &named.reference,
-                remote,
-                &date,
-                progress.clone(),
-            )?;
-            self.record(format!("push {remote}"), Outcome::Built, None, 0, started);
-            self.report.pushed.extend(pushed);
-        }
-        Ok(())
     }
 
     /// Adds a line to the report.
@@ -502,110 +299,6 @@ impl<'a> Builder<'a> {
             message: message.clone(),
         });
         self.report.warnings.push(message);
-    }
-
-    /// The stage spec of `master`'s stages (`in_conffs_build` for a conffs).
-    pub(super) fn spec(&self, master: &Master, conffs: bool) -> StageSpec {
-        let mut spec = StageSpec::new(self.repo.source().clone(), master.name.clone());
-        spec.tag = LOCAL_TAG.into();
-        spec.ansible_root = self
-            .config
-            .configuration
-            .ansible_root
-            .as_ref()
-            .map(|r| r.value.clone())
-            .unwrap_or_default();
-        spec.branch = self
-            .opts
-            .branch
-            .clone()
-            .or_else(|| master.branch.as_ref().map(|b| b.value.clone()));
-        spec.extra_args = self.opts.ansible_args.clone();
-        spec.hooks = self.opts.hooks.clone();
-        spec.in_conffs_build = conffs;
-        spec.release = Some(master.release.clone());
-        spec
-    }
-
-    /// The checkout `stage` of `spec` runs from (one per branch per build,
-    /// fetched once), analysed once.
-    pub(super) fn analyse(&mut self, stage: &Stage, spec: &StageSpec) -> Result<Arc<Analysed>> {
-        let before = self.repo.checkouts().count();
-        let checkout = self.repo.checkout(
-            stage.branch.as_deref().or(spec.branch.as_deref()),
-            &stage.to_string(),
-        )?;
-        self.new_checkouts(before);
-        if let Some(a) = self.analysed.get(&checkout.root) {
-            return Ok(a.clone());
-        }
-        let tree = AnsibleTree::read(&checkout.root, &checkout.inventories)?;
-        let inventory_digest = inputs::inventory_digest(&checkout.root, &checkout.inventories)?;
-        let inventory = Inventory::load_cached(
-            &self.tools,
-            &inventory_digest,
-            self.runner.confined(),
-            self.runner.ansible_playbook(),
-            &checkout.root,
-            &checkout.inventories,
-        )?;
-        let root = checkout.root.clone();
-        let analysed = Arc::new(Analysed {
-            tree,
-            inventory,
-            inventory_digest,
-            checkout,
-        });
-        self.analysed.insert(root, analysed.clone());
-        Ok(analysed)
-    }
-
-    /// Reports the checkouts made since there were `before` of them: each
-    /// branch's commit, for the whole build.
-    fn new_checkouts(&mut self, before: usize) {
-        let source = self.repo.source().to_string();
-        let new: Vec<Arc<Checkout>> = self.repo.checkouts().skip(before).cloned().collect();
-        for c in new {
-            let checkout = AnsibleCheckout {
-                source: source.clone(),
-                branch: c.branch.clone(),
-                commit: c.commit.clone(),
-            };
-            self.env.events.emit(Event::Checkout {
-                source: checkout.source.clone(),
-                branch: checkout.branch.clone(),
-                commit: checkout.commit.clone(),
-            });
-            self.report.ansible.push(checkout);
-        }
-    }
-
-    /// The inputs of `stage` of `spec` for `host` on `parent`.
-    pub(super) fn inputs(
-        &self,
-        analysed: &Analysed,
-        stage: &Stage,
-        spec: &StageSpec,
-        host: &str,
-        parent: &Image,
-    ) -> StepInputs {
-        StepInputs {
-            vauban: env!("CARGO_PKG_VERSION"),
-            parent: parent.manifest_digest.to_string(),
-            stage: stage.to_string(),
-            tree: analysed.tree.stage_digest(&stage.playbook, &self.playbooks),
-            commit: analysed.checkout.commit.clone(),
-            host: host.to_owned(),
-            inventory: analysed.inventory.host_inputs(host).1,
-            // The branch asked for (a directory's own branch name says
-            // nothing its files do not).
-            branch: spec.branch.clone(),
-            in_conffs_build: spec.in_conffs_build,
-            extra_args: spec.extra_args.clone(),
-            hooks: (spec.hooks.pre.clone(), spec.hooks.post.clone()),
-            python: spec.python_interpreter.clone(),
-            layer: format!("{:?} {:?}", spec.compression, spec.exclude),
-        }
     }
 
     /// `--out`.

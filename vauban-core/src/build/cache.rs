@@ -69,11 +69,11 @@ pub(crate) fn get_or_build<K: Ord + Clone, T, V, E, F>(
 }
 
 /// The repository of cache names in the store.
-pub const CACHE_REPOSITORY: &str = "vauban-cache/step";
+pub(crate) const CACHE_REPOSITORY: &str = "vauban-cache/step";
 
 /// Everything a stage's layer depends on.
 #[derive(Debug, Clone, Serialize)]
-pub struct StepInputs {
+pub(crate) struct StepInputs {
     /// The vauban version (a new version may build differently).
     pub vauban: &'static str,
     /// The image the stage starts from.
@@ -106,13 +106,13 @@ pub struct StepInputs {
 
 impl StepInputs {
     /// The cache key: sha256 of the inputs as JSON.
-    pub fn key(&self) -> StepKey {
+    pub(crate) fn key(&self) -> StepKey {
         let json = serde_json::to_vec(self).expect("inputs serialize");
         StepKey(hex(Sha256::digest(&json).as_slice()))
     }
 
     /// The history comment of the step's layer.
-    pub fn comment(&self) -> String {
+    pub(crate) fn comment(&self) -> String {
         format!(
             "vauban cache key {}, parent {}, stage {}, host {}, tree {}, inventory {}{}",
             self.key().0,
@@ -128,8 +128,9 @@ impl StepInputs {
         )
     }
 
-    /// Which inputs differ from `other`'s (for `--check`), by name.
-    pub fn changed_from(&self, other: &StepInputs) -> Vec<&'static str> {
+    /// Which inputs differ from `other`'s, by name.
+    #[cfg(test)]
+    pub(crate) fn changed_from(&self, other: &StepInputs) -> Vec<&'static str> {
         let mut out = Vec::new();
         let mut check = |name, same: bool| {
             if !same {
@@ -161,7 +162,7 @@ fn short(digest: &str) -> &str {
 
 /// A cache key (64 hex digits).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct StepKey(pub String);
+pub(crate) struct StepKey(pub String);
 
 impl std::fmt::Display for StepKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -171,14 +172,14 @@ impl std::fmt::Display for StepKey {
 
 impl StepKey {
     /// The store name of the image this key built.
-    pub fn reference(&self) -> Reference {
+    pub(crate) fn reference(&self) -> Reference {
         Reference::parse(&format!("{CACHE_REPOSITORY}:{}", self.0))
             .expect("a hex tag is a valid reference")
     }
 }
 
 /// The cache of one store.
-pub struct Cache<'s> {
+pub(crate) struct Cache<'s> {
     store: &'s Store,
     /// `--no-cache`: never serve, still record.
     pub disabled: bool,
@@ -186,7 +187,7 @@ pub struct Cache<'s> {
 
 impl<'s> Cache<'s> {
     /// The cache of `store`.
-    pub fn new(store: &'s Store) -> Self {
+    pub(crate) fn new(store: &'s Store) -> Self {
         Cache {
             store,
             disabled: false,
@@ -194,7 +195,7 @@ impl<'s> Cache<'s> {
     }
 
     /// The image `key` built, if the store still has it.
-    pub fn lookup(&self, key: &StepKey) -> Result<Option<Image>> {
+    pub(crate) fn lookup(&self, key: &StepKey) -> Result<Option<Image>> {
         if self.disabled {
             return Ok(None);
         }
@@ -202,7 +203,7 @@ impl<'s> Cache<'s> {
     }
 
     /// Like [`Cache::lookup`], even with `--no-cache` (for `--check`).
-    pub fn peek(&self, key: &StepKey) -> Result<Option<Image>> {
+    pub(crate) fn peek(&self, key: &StepKey) -> Result<Option<Image>> {
         match self.store.image(&key.reference()) {
             Ok(image) => Ok(Some(image)),
             Err(vauban_oci::Error::ImageNotFound(_)) => Ok(None),
@@ -211,13 +212,13 @@ impl<'s> Cache<'s> {
     }
 
     /// Waits for and holds the work lock of `key`.
-    pub fn lock(&self, key: &StepKey) -> Result<StoreLock> {
+    pub(crate) fn lock(&self, key: &StepKey) -> Result<StoreLock> {
         Ok(self.store.work_lock(&format!("step-{}", key.0))?)
     }
 
     /// The names recording that `image` is what `key` builds (give them to
     /// [`Store::tag_all`] with the build's other names, or [`Cache::record`]).
-    pub fn name(key: &StepKey, image: &Image) -> (Reference, oci_spec::image::Descriptor) {
+    pub(crate) fn name(key: &StepKey, image: &Image) -> (Reference, oci_spec::image::Descriptor) {
         (
             key.reference(),
             crate::stage::intermediate(image.descriptor()),
@@ -225,7 +226,7 @@ impl<'s> Cache<'s> {
     }
 
     /// Records at once that `image` is what `key` builds.
-    pub fn record(&self, key: &StepKey, image: &Image) -> Result<()> {
+    pub(crate) fn record(&self, key: &StepKey, image: &Image) -> Result<()> {
         self.store.tag_all(&[Cache::name(key, image)])?;
         Ok(())
     }

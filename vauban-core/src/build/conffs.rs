@@ -60,7 +60,7 @@ impl Builder<'_> {
         Builder::local(&format!(
             "{}/{host}/{}",
             master.name,
-            crate::stage::options::name_component(&stage.playbook)
+            crate::stage::spec::name_component(&stage.playbook)
         ))
     }
 

@@ -38,14 +38,14 @@ struct TreeFile {
 
 /// The Ansible tree of a checkout, hashed once per build.
 #[derive(Debug, Clone)]
-pub struct AnsibleTree {
+pub(crate) struct AnsibleTree {
     files: BTreeMap<String, TreeFile>,
 }
 
 impl AnsibleTree {
     /// Reads every file under `root` except `.git`, the inventories and their
     /// `host_vars`/`group_vars` (which enter keys as resolved variables).
-    pub fn read(root: &Path, inventories: &[PathBuf]) -> Result<Self> {
+    pub(crate) fn read(root: &Path, inventories: &[PathBuf]) -> Result<Self> {
         let mut skip: HashSet<PathBuf> = HashSet::new();
         skip.insert(root.join(".git"));
         skip.extend(inventory_paths(root, inventories));
@@ -78,7 +78,7 @@ impl AnsibleTree {
     }
 
     /// The digest of the whole tree (every file it read).
-    pub fn digest(&self) -> String {
+    pub(crate) fn digest(&self) -> String {
         let mut hasher = Sha256::new();
         for (rel, file) in &self.files {
             hasher.update(rel.as_bytes());
@@ -90,12 +90,13 @@ impl AnsibleTree {
     }
 
     /// The relative paths of the tree, sorted.
-    pub fn paths(&self) -> impl Iterator<Item = &str> {
+    #[cfg(test)]
+    pub(crate) fn paths(&self) -> impl Iterator<Item = &str> {
         self.files.keys().map(String::as_str)
     }
 
     /// The files `playbook` reads, as far as names tell (see the module doc).
-    pub fn closure(&self, playbook: &str) -> BTreeSet<String> {
+    pub(crate) fn closure(&self, playbook: &str) -> BTreeSet<String> {
         let mut taken: BTreeSet<String> = BTreeSet::new();
         if !self.files.contains_key(playbook) {
             return taken;
@@ -116,7 +117,7 @@ impl AnsibleTree {
 
     /// The digest of the tree as the stage of `playbook` reads it, among the
     /// stages of `playbooks` (every stage of the config).
-    pub fn stage_digest(&self, playbook: &str, playbooks: &[String]) -> String {
+    pub(crate) fn stage_digest(&self, playbook: &str, playbooks: &[String]) -> String {
         let own = self.closure(playbook);
         let mut others: BTreeSet<String> = BTreeSet::new();
         for p in playbooks.iter().filter(|p| p.as_str() != playbook) {
@@ -215,13 +216,13 @@ impl std::io::Write for HashWriter<'_> {
 }
 
 /// Lowercase hex.
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     hex::encode(bytes)
 }
 
 /// The digest of a JSON value (maps are sorted: `serde_json` keeps them in
 /// a `BTreeMap`).
-pub fn json_digest(value: &serde_json::Value) -> String {
+pub(crate) fn json_digest(value: &serde_json::Value) -> String {
     hex(Sha256::digest(value.to_string().as_bytes()).as_slice())
 }
 
@@ -245,7 +246,7 @@ fn inventory_paths(root: &Path, inventories: &[PathBuf]) -> Vec<PathBuf> {
 /// The digest of what the inventory is made of: `ansible.cfg`, the
 /// inventories, and the `host_vars`/`group_vars` beside them and at the root
 /// (what [`AnsibleTree::read`] leaves out).
-pub fn inventory_digest(root: &Path, inventories: &[PathBuf]) -> Result<String> {
+pub(crate) fn inventory_digest(root: &Path, inventories: &[PathBuf]) -> Result<String> {
     let mut paths: Vec<PathBuf> = vec![root.join("ansible.cfg")];
     paths.extend(inventory_paths(root, inventories));
     paths.sort();
@@ -276,7 +277,7 @@ pub fn inventory_digest(root: &Path, inventories: &[PathBuf]) -> Result<String> 
 /// passed syntax check), kept in `STORE/ansible-cache/<key>` by the digest of
 /// what they read, so a rebuild with nothing changed starts no Ansible at all.
 #[derive(Debug, Clone)]
-pub struct ToolCache {
+pub(crate) struct ToolCache {
     dir: PathBuf,
     /// `--no-cache`: never serve, still record.
     pub disabled: bool,
@@ -284,7 +285,7 @@ pub struct ToolCache {
 
 impl ToolCache {
     /// The cache of the store at `store_root`.
-    pub fn new(store_root: &Path) -> Self {
+    pub(crate) fn new(store_root: &Path) -> Self {
         ToolCache {
             dir: store_root.join("ansible-cache"),
             disabled: false,
@@ -292,7 +293,7 @@ impl ToolCache {
     }
 
     /// The value kept for `key`.
-    pub fn get(&self, key: &str) -> Option<String> {
+    pub(crate) fn get(&self, key: &str) -> Option<String> {
         if self.disabled {
             return None;
         }
@@ -300,7 +301,7 @@ impl ToolCache {
     }
 
     /// Keeps `value` for `key` (temp file, rename).
-    pub fn put(&self, key: &str, value: &str) -> Result<()> {
+    pub(crate) fn put(&self, key: &str, value: &str) -> Result<()> {
         use std::io::Write;
         private_dir(&self.dir)?;
         let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)
@@ -320,7 +321,7 @@ pub(super) fn private_dir(dir: &Path) -> Result<()> {
 }
 
 /// The key of a tool's result: its name and what it read.
-pub fn tool_key(tool: &str, parts: &[&str]) -> String {
+pub(crate) fn tool_key(tool: &str, parts: &[&str]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(env!("CARGO_PKG_VERSION").as_bytes());
     hasher.update(tool.as_bytes());
@@ -333,7 +334,7 @@ pub fn tool_key(tool: &str, parts: &[&str]) -> String {
 
 /// The inventory of a checkout as `ansible-inventory --list` resolves it.
 #[derive(Debug, Clone)]
-pub struct Inventory {
+pub(crate) struct Inventory {
     list: serde_json::Value,
 }
 
@@ -386,7 +387,7 @@ impl Inventory {
 
     /// The variables and groups of `host` (empty for a host the inventory
     /// does not have), and their digest.
-    pub fn host_inputs(&self, host: &str) -> (serde_json::Value, String) {
+    pub(crate) fn host_inputs(&self, host: &str) -> (serde_json::Value, String) {
         let vars = self
             .list
             .pointer(&format!(
@@ -431,7 +432,7 @@ pub(crate) fn conffs_hosts(
 }
 
 /// The host names of `ansible --list-hosts` output.
-pub fn parse_list_hosts(text: &str) -> Vec<String> {
+pub(crate) fn parse_list_hosts(text: &str) -> Vec<String> {
     text.lines()
         .skip_while(|l| !l.trim_start().starts_with("hosts ("))
         .skip(1)

@@ -19,39 +19,47 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Code map: [`plan`] (steps of `--stage`/`--build-parents`, each with its
-//! base), [`inputs`] (what a stage reads: the Ansible tree, the inventory),
-//! [`cache`] (keys, records, locks, the one lookup → lock → look-again),
-//! [`release`] (a release's base), `builder` ([`Builder`]), `resolve` (what a
+//! Code map: `plan` (steps of `--stage`/`--build-parents`, each with its
+//! base), `inputs` (what a stage reads: the Ansible tree, the inventory),
+//! `cache` (keys, records, locks, the one lookup → lock → look-again),
+//! `release` (a release's base), `builder` ([`Builder`]), `options`
+//! ([`BuildOptions`]), `analysis` (the checkouts read once, the playbooks
+//! checked, each step's spec and inputs), `naming` (the names given at the end
+//! and pushed), `resolve` (what a
 //! build starts from: bases found once, stale masters), `walk` (what the
 //! cache holds, without running), `stages` (a stage for some hosts through
 //! the cache), `rootfs`, `conffs` and `boot` (the three kinds of step), `out`
-//! (`--out` left consistent), [`publish`] (registry), [`artifact`] (the boot
-//! files as an OCI artifact), [`check`] (`--check`), [`report`]. Errors are the crate's
+//! (`--out` left consistent), [`publish`] (registry), `artifact` (the boot
+//! files as an OCI artifact), `check` (`--check`), `report`. Errors are the crate's
 //! [`Error`](crate::Error), in its section for builds, with the config's, the
 //! key store's, the exports' and the stages' beside it.
 
-pub mod artifact;
+mod analysis;
+pub(crate) mod artifact;
 mod boot;
 mod builder;
-pub mod cache;
-pub mod check;
+pub(crate) mod cache;
+pub(crate) mod check;
 mod conffs;
-pub mod inputs;
+pub(crate) mod inputs;
 mod keystore;
+mod naming;
+mod options;
 mod out;
-pub mod plan;
+pub(crate) mod plan;
 pub mod publish;
-pub mod release;
-pub mod report;
+pub(crate) mod release;
+pub(crate) mod report;
 mod resolve;
 mod rootfs;
 mod stages;
 mod walk;
 
-pub use builder::{BuildOptions, Builder, LOCAL_TAG};
+pub use builder::Builder;
 pub use check::{CheckedStep, StepStatus};
 pub use keystore::{default_key_file, default_keystore, key_secret, FoundSecret};
+pub use options::{BuildOptions, LOCAL_TAG};
 pub use plan::{Base, Part, Planned, Step, StepKind};
 pub use publish::Registry;
+pub use release::describe;
 pub use report::{AnsibleCheckout, BuildReport, Exported, Outcome, StepReport};

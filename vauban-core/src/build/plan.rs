@@ -108,7 +108,7 @@ pub struct Planned {
 
 /// The steps of `steps` with their bases; `kernel_master` is the
 /// `initramfs_release:` master, if the config names one.
-pub fn with_bases(
+pub(crate) fn with_bases(
     config: &Config,
     steps: &[Step],
     kernel_master: Option<&str>,
@@ -147,7 +147,7 @@ pub fn with_bases(
 /// order they run; a step never appears twice. `has_conffs` says whether a master
 /// has hosts (its `conffs:` or `--conffs`): `all` leaves the conffs out without
 /// them, `conffs` is then an error of the caller's.
-pub fn plan(
+pub(crate) fn plan(
     config: &Config,
     name: &str,
     part: Part,

@@ -21,7 +21,7 @@ use crate::config::{Checksum, Mmdebstrap, Release, ReleaseSource, Sha512Sums, Ta
 use crate::error::{Blame, Error, Result};
 
 /// What makes a release's base, as text: the same recipe gives the same base.
-pub fn recipe(release: &Release) -> String {
+pub(crate) fn recipe(release: &Release) -> String {
     match &release.source {
         ReleaseSource::Image(r) => format!("image {r}"),
         ReleaseSource::Tarball { tarball, checksum } => {
@@ -41,7 +41,7 @@ pub fn recipe(release: &Release) -> String {
 }
 
 /// The cache key of the base of `release`: the same recipe gives the same base.
-pub fn cache_key(release: &Release) -> StepKey {
+pub(crate) fn cache_key(release: &Release) -> StepKey {
     StepKey(hex(Sha256::digest(
         format!("release {}", recipe(release)).as_bytes(),
     )
@@ -70,7 +70,7 @@ pub fn describe(release: &Release) -> String {
 /// The mmdebstrap command line writing `m` as a tarball to `out`. An include
 /// that is an apt pattern (`?...`) or a path gets an option of its own:
 /// mmdebstrap would split it at its commas otherwise.
-pub fn mmdebstrap_argv(m: &Mmdebstrap, out: &str) -> Vec<String> {
+pub(crate) fn mmdebstrap_argv(m: &Mmdebstrap, out: &str) -> Vec<String> {
     let mut argv = vec!["mmdebstrap".to_string()];
     if !rustix::process::geteuid().is_root() {
         argv.push("--mode=unshare".into());
@@ -101,7 +101,7 @@ pub fn mmdebstrap_argv(m: &Mmdebstrap, out: &str) -> Vec<String> {
 }
 
 /// Makes the base of `release` into `store` (unnamed), working in `work`.
-pub fn make(
+pub(crate) fn make(
     store: &Store,
     release: &Release,
     registry: &RegistryOptions,
@@ -211,7 +211,7 @@ fn sum_of(text: &str, name: &str) -> Option<String> {
 }
 
 /// Checks `path` against `checksum`, streaming.
-pub fn verify(path: &Path, checksum: &Checksum) -> Result<(), String> {
+pub(crate) fn verify(path: &Path, checksum: &Checksum) -> Result<(), String> {
     let mut file =
         std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     let mut buf = vec![0u8; 1 << 20];

@@ -21,7 +21,7 @@ use super::warning::ConfigWarning;
 use super::yaml::{Entry, Value};
 use super::KeyContext;
 use crate::error::{Error, Result};
-use crate::stage::spec::check_branch_name;
+use crate::stage::stage_name::check_branch_name;
 use crate::stage::Stage;
 
 /// The keys a master (and a release) may hold besides child masters.

@@ -20,11 +20,11 @@ use crate::error::{Error, IoContext, Result};
 /// Mode of every published file: the kernel, initramfs, `rootfs.img`,
 /// command lines, iPXE scripts, `SHA256SUMS` (what any machine that boots
 /// fetches in clear).
-pub const PUBLISHED_MODE: u32 = 0o644;
+pub(crate) const PUBLISHED_MODE: u32 = 0o644;
 
 /// A file being made under a temp name beside its destination.
 #[derive(Debug)]
-pub struct Staged {
+pub(crate) struct Staged {
     tmp: tempfile::TempPath,
     dest: PathBuf,
 }
@@ -32,7 +32,7 @@ pub struct Staged {
 impl Staged {
     /// Creates an empty temp file beside `dest` (whose missing directories
     /// are created private).
-    pub fn new(dest: &Path) -> Result<Self> {
+    pub(crate) fn new(dest: &Path) -> Result<Self> {
         let dir = parent(dest);
         crate::private::create_dirs(dir).at("create the directory", dir)?;
         let name = dest.file_name().unwrap_or_default().to_string_lossy();
@@ -49,13 +49,13 @@ impl Staged {
     }
 
     /// The temp file, for a program to write.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.tmp
     }
 
     /// Flushes the temp file, makes it mode [`PUBLISHED_MODE`] and renames it
     /// to its destination.
-    pub fn publish(self) -> Result<PathBuf> {
+    pub(crate) fn publish(self) -> Result<PathBuf> {
         let path: &Path = &self.tmp;
         let file = File::open(path).at("open", path)?;
         file.set_permissions(Permissions::from_mode(PUBLISHED_MODE))
@@ -72,7 +72,7 @@ impl Staged {
 }
 
 /// Writes `content` to `dest` atomically.
-pub fn write_file(dest: &Path, content: &[u8]) -> Result<PathBuf> {
+pub(crate) fn write_file(dest: &Path, content: &[u8]) -> Result<PathBuf> {
     let staged = Staged::new(dest)?;
     let path = staged.path();
     File::options()
@@ -85,7 +85,7 @@ pub fn write_file(dest: &Path, content: &[u8]) -> Result<PathBuf> {
 }
 
 /// Makes `dest` a symlink to `target` atomically (a temp link renamed over it).
-pub fn symlink(target: &str, dest: &Path) -> Result<PathBuf> {
+pub(crate) fn symlink(target: &str, dest: &Path) -> Result<PathBuf> {
     let dir = parent(dest);
     let name = dest.file_name().unwrap_or_default().to_string_lossy();
     let tmp = dir.join(format!(".{name}.{}.link.tmp", std::process::id()));

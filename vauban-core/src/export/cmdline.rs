@@ -73,7 +73,7 @@ impl HostBoot<'_> {
 
 /// A master or host name usable in a file name and a URL: ASCII letters,
 /// digits, `.`, `_`, `-`, not starting with `.`.
-pub fn check_name(what: &'static str, name: &str) -> Result<()> {
+pub(crate) fn check_name(what: &'static str, name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && !name.starts_with('.')
         && name

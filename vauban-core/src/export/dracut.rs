@@ -31,7 +31,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::sandbox::{Io, Program, RunIo, Sandbox, SandboxOptions};
 
 /// dracut modules added for a live boot over the network.
-pub const MODULES: [&str; 5] = [
+pub(crate) const MODULES: [&str; 5] = [
     "livenet",
     "dmsquash-live",
     "overlayfs",
@@ -41,7 +41,7 @@ pub const MODULES: [&str; 5] = [
 
 /// dracut modules left out: systemd's (see the module doc) and the storage
 /// stacks a live root does not use.
-pub const OMITTED_MODULES: [&str; 13] = [
+pub(crate) const OMITTED_MODULES: [&str; 13] = [
     "systemd",
     "systemd-initrd",
     "dracut-systemd",
@@ -59,7 +59,7 @@ pub const OMITTED_MODULES: [&str; 13] = [
 
 /// Kernel drivers always in the initramfs: the live root's, QEMU's NICs and
 /// disks, and common server NICs.
-pub const DRIVERS: [&str; 13] = [
+pub(crate) const DRIVERS: [&str; 13] = [
     "overlay",
     "loop",
     "squashfs",
@@ -76,17 +76,17 @@ pub const DRIVERS: [&str; 13] = [
 ];
 
 /// Where vauban's `dracut.conf` is put in the image.
-pub const CONF_IN_IMAGE: &str = "/etc/vauban/dracut.conf";
+pub(crate) const CONF_IN_IMAGE: &str = "/etc/vauban/dracut.conf";
 
 /// Where dracut writes the initramfs in the image (lands in the upper dir).
-pub const INITRAMFS_IN_IMAGE: &str = "/var/tmp/vauban-initramfs.img";
+pub(crate) const INITRAMFS_IN_IMAGE: &str = "/var/tmp/vauban-initramfs.img";
 
 /// The largest initramfs taken out of the image (dracut's are ~60 MB): the
 /// file is the image's, a sparse one could otherwise fill the disk.
 const INITRAMFS_LIMIT: u64 = 4 << 30;
 
 /// vauban's `dracut.conf`, then the user's `extra` text (which may override it).
-pub fn dracut_conf(extra: &str) -> String {
+pub(crate) fn dracut_conf(extra: &str) -> String {
     let mut conf = String::from("# vauban: an initramfs for a live boot over the network\n");
     conf.push_str("hostonly=\"no\"\n");
     conf.push_str("compress=\"gzip\"\n");
@@ -107,7 +107,7 @@ pub fn dracut_conf(extra: &str) -> String {
 }
 
 /// The dracut command line (run in the image) making the initramfs of `kver`.
-pub fn dracut_argv(kver: &str) -> Vec<String> {
+pub(crate) fn dracut_argv(kver: &str) -> Vec<String> {
     [
         "dracut",
         "--force",
@@ -146,12 +146,12 @@ pub struct BootKernel {
 }
 
 /// File names of the kernel and initramfs of `kver`.
-pub fn file_names(kver: &str) -> (String, String) {
+pub(crate) fn file_names(kver: &str) -> (String, String) {
     (format!("vmlinuz-{kver}"), format!("initramfs-{kver}.img"))
 }
 
 /// The `-default` names.
-pub const DEFAULT_NAMES: (&str, &str) = ("vmlinuz-default", "initramfs-default.img");
+pub(crate) const DEFAULT_NAMES: (&str, &str) = ("vmlinuz-default", "initramfs-default.img");
 
 /// Runs dracut in a sandbox over `image` (named `name` in messages) and writes
 /// the kernel and initramfs into `out_dir` (see the module doc).

@@ -11,12 +11,12 @@ use crate::error::{Error, IoContext, Result};
 use crate::sandbox::{Io, Program, RunIo, Sandbox};
 
 /// The package that brings a kernel (Debian, amd64).
-pub const KERNEL_PACKAGES: &str = "linux-image-amd64";
+pub(crate) const KERNEL_PACKAGES: &str = "linux-image-amd64";
 
 /// The packages a rootfs needs to make a live-boot initramfs with dracut
 /// (without `dbus` dracut's postinst fails; without `procps` dracut drops
 /// `network-legacy`; without `curl` it drops `url-lib`, hence `livenet`).
-pub const DRACUT_PACKAGES: &str =
+pub(crate) const DRACUT_PACKAGES: &str =
     "dracut dracut-live dracut-network curl isc-dhcp-client procps systemd-sysv dbus";
 
 /// What an image holds of kernels, dracut and curl.
@@ -74,7 +74,7 @@ impl KernelListing {
 
 /// Orders kernel versions as people read them: runs of digits by value, the
 /// rest by bytes (`6.1.0-10-amd64` after `6.1.0-9-amd64`).
-pub fn compare_versions(a: &str, b: &str) -> Ordering {
+pub(crate) fn compare_versions(a: &str, b: &str) -> Ordering {
     let (mut a, mut b) = (a.as_bytes(), b.as_bytes());
     loop {
         match (a.first(), b.first()) {
@@ -111,7 +111,7 @@ fn split_digits(s: &[u8]) -> (&str, &[u8]) {
 /// The host `sh` script that lists an image's kernels (`$1`: the merged
 /// tree). `lib` may be the usrmerge link `usr/lib`; every other link is left
 /// alone.
-pub const LISTING_SCRIPT: &str = r#"cd "$1" || exit 1
+pub(crate) const LISTING_SCRIPT: &str = r#"cd "$1" || exit 1
 if [ -d usr/lib/modules ] && [ ! -L usr ] && [ ! -L usr/lib ] && [ ! -L usr/lib/modules ]; then
   m=usr/lib/modules
 elif [ -d lib/modules ] && [ ! -L lib ] && [ ! -L lib/modules ]; then
@@ -139,7 +139,7 @@ exit 0
 "#;
 
 /// Lists the kernels and dracut of the sandbox's image.
-pub fn list(sandbox: &Sandbox<'_>) -> Result<KernelListing> {
+pub(crate) fn list(sandbox: &Sandbox<'_>) -> Result<KernelListing> {
     let merged = sandbox.merged_dir();
     let mut out = tempfile::tempfile().at("create a temp file in", "TMPDIR")?;
     let dup = || out.try_clone().at("dup", "a temp file");

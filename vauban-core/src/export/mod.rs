@@ -1,25 +1,25 @@
 //! The boot files of a build: the kernel and a dracut initramfs for a live
-//! boot over the network ([`dracut`]), the image as a squashfs `rootfs.img`
-//! ([`squashfs`]), each host's kernel command line and iPXE script
-//! ([`cmdline`]), the layout of the boot tree ([`tree`]) and its
-//! `SHA256SUMS` ([`sums`]), and each host's conffs archive, the layers its
-//! build added over the master's image ([`conffs`]).
+//! boot over the network (`dracut`), the image as a squashfs `rootfs.img`
+//! (`squashfs`), each host's kernel command line and iPXE script
+//! (`cmdline`), the layout of the boot tree (`tree`) and its
+//! `SHA256SUMS` (`sums`), and each host's conffs archive, the layers its
+//! build added over the master's image (`conffs`).
 //!
 //! Each export runs in a [`Sandbox`](crate::sandbox::Sandbox) over an image
 //! of the store (rootless when vauban is not root): dracut inside the image,
 //! mksquashfs on the bare merged tree. Files land in the tree atomically
-//! ([`atomic`]). Errors are the crate's [`Error`](crate::Error), in its sections
+//! (`atomic`). Errors are the crate's [`Error`](crate::Error), in its sections
 //! for boot files and conffs archives.
 
-pub mod atomic;
-pub mod cmdline;
-pub mod conffs;
-pub mod dracut;
-pub mod kernel;
-pub mod runlog;
-pub mod squashfs;
-pub mod sums;
-pub mod tree;
+pub(crate) mod atomic;
+pub(crate) mod cmdline;
+pub(crate) mod conffs;
+pub(crate) mod dracut;
+pub(crate) mod kernel;
+pub(crate) mod runlog;
+pub(crate) mod squashfs;
+pub(crate) mod sums;
+pub(crate) mod tree;
 
 pub use cmdline::HostBoot;
 pub use conffs::{export_conffs, ConffsOptions, ConffsReport};

@@ -11,10 +11,10 @@ use crate::error::{Error, IoContext, Result};
 use crate::sandbox::{Io, RunIo};
 
 /// Lines of a log shown in an error.
-pub const TAIL_LINES: usize = 20;
+pub(crate) const TAIL_LINES: usize = 20;
 
 /// Creates (truncates) `log` and returns the streams that write into it.
-pub fn streams(log: &Path) -> Result<RunIo> {
+pub(crate) fn streams(log: &Path) -> Result<RunIo> {
     let file = crate::private::create_file(log).at("create", log)?;
     let err = file.try_clone().at("dup", log)?;
     Ok(RunIo {
@@ -26,7 +26,7 @@ pub fn streams(log: &Path) -> Result<RunIo> {
 
 /// `Ok` when `status` is a success, else [`Error::ProgramFailed`] with the
 /// tail of `log`.
-pub fn check(program: &str, status: ExitStatus, log: &Path) -> Result<()> {
+pub(crate) fn check(program: &str, status: ExitStatus, log: &Path) -> Result<()> {
     if status.success() {
         return Ok(());
     }
@@ -40,7 +40,7 @@ pub fn check(program: &str, status: ExitStatus, log: &Path) -> Result<()> {
 
 /// The last `lines` lines of the file at `path` (at most 64 KiB read),
 /// escaped.
-pub fn tail(path: &Path, lines: usize) -> String {
+pub(crate) fn tail(path: &Path, lines: usize) -> String {
     let Ok(mut file) = std::fs::File::open(path) else {
         return String::new();
     };

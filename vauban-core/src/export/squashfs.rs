@@ -32,7 +32,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::sandbox::{Program, Sandbox, SandboxOptions};
 
 /// Paths left out of the squashfs (mksquashfs wildcards, relative to `/`).
-pub const REMOVED: [&str; 14] = [
+pub(crate) const REMOVED: [&str; 14] = [
     "toslash",
     "var/lib/apt/lists/*",
     "var/cache/apt/*",
@@ -53,7 +53,7 @@ pub const REMOVED: [&str; 14] = [
 const OUR_DIR: &str = "export-rootfs";
 
 /// Where `/etc/resolv.conf` points by default (Debian's `resolvconf`).
-pub const RESOLV_CONF_LINK: &str = "/run/resolvconf/resolv.conf";
+pub(crate) const RESOLV_CONF_LINK: &str = "/run/resolvconf/resolv.conf";
 
 /// The squashfs compressor.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -107,7 +107,7 @@ pub struct SquashfsOptions {
 
 /// The mksquashfs options after `SOURCE DEST` (`-e` and its list last, as
 /// mksquashfs wants).
-pub fn mksquashfs_args(opts: &SquashfsOptions) -> Vec<String> {
+pub(crate) fn mksquashfs_args(opts: &SquashfsOptions) -> Vec<String> {
     let mut args: Vec<String> = [
         "-noappend",
         "-no-exports",
@@ -136,7 +136,7 @@ pub fn mksquashfs_args(opts: &SquashfsOptions) -> Vec<String> {
 /// links, and writes only into `extras`, whose dirs are ours (it cannot
 /// replace them with links of the image); the link is made after the copy,
 /// in our `extras/etc`.
-pub const SCRIPT: &str = r#"set -eu
+pub(crate) const SCRIPT: &str = r#"set -eu
 cd "$1"; m=$2; x=$3; link=$4; shift 4
 if [ -d "$m/toslash" ] && [ ! -L "$m/toslash" ]; then
   cp -a "$m/toslash/." "$x/extras/"

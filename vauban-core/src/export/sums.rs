@@ -13,12 +13,12 @@ use super::atomic;
 use crate::error::{IoContext, Result};
 
 /// The file name of the list.
-pub const SUMS_FILE: &str = "SHA256SUMS";
+pub(crate) const SUMS_FILE: &str = "SHA256SUMS";
 
 /// The list's text for `(path, hex digest)` pairs, sorted by path. A path
 /// with a `\` or a newline is escaped as GNU `sha256sum` does (the line then
 /// starts with `\`).
-pub fn format_sums(entries: &BTreeMap<String, String>) -> String {
+pub(crate) fn format_sums(entries: &BTreeMap<String, String>) -> String {
     let mut out = String::new();
     for (path, hex) in entries {
         if path.contains(['\\', '\n']) {
@@ -32,7 +32,7 @@ pub fn format_sums(entries: &BTreeMap<String, String>) -> String {
 }
 
 /// The sha256 of every file of the tree at `root` by relative path.
-pub fn compute_sums(root: &Path) -> Result<BTreeMap<String, String>> {
+pub(crate) fn compute_sums(root: &Path) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     let mut by_target: BTreeMap<PathBuf, String> = BTreeMap::new();
     let mut stack = vec![PathBuf::new()];
@@ -74,7 +74,7 @@ pub fn compute_sums(root: &Path) -> Result<BTreeMap<String, String>> {
 }
 
 /// Writes `root/SHA256SUMS` (atomically) for the tree at `root`.
-pub fn write_sums(root: &Path) -> Result<PathBuf> {
+pub(crate) fn write_sums(root: &Path) -> Result<PathBuf> {
     let text = format_sums(&compute_sums(root)?);
     atomic::write_file(&root.join(SUMS_FILE), text.as_bytes())
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::confined::{Confined, Tool};
 use super::inventory;
 use super::repo::Checkout;
-use super::spec::Stage;
+use super::stage_name::Stage;
 use crate::error::{Error, Result};
 
 /// The playbooks of the Ansible root (`*.yml`, `*.yaml`, two levels deep), for
@@ -43,7 +43,7 @@ fn playbooks_in(root: &Path) -> Vec<String> {
 }
 
 /// The playbook of `root` closest to `wanted`, when close enough.
-pub fn did_you_mean(root: &Path, wanted: &str) -> Option<String> {
+pub(crate) fn did_you_mean(root: &Path, wanted: &str) -> Option<String> {
     playbooks_in(root)
         .into_iter()
         .map(|p| (strsim::levenshtein(&p, wanted), p))
@@ -53,7 +53,7 @@ pub fn did_you_mean(root: &Path, wanted: &str) -> Option<String> {
 }
 
 /// The stage's playbook must exist in the checkout.
-pub fn check_exists(stage: &Stage, checkout: &Checkout) -> Result<()> {
+pub(crate) fn check_exists(stage: &Stage, checkout: &Checkout) -> Result<()> {
     if checkout.root.join(&stage.playbook).is_file() {
         return Ok(());
     }
@@ -165,7 +165,7 @@ pub(crate) fn no_host_matched(
 }
 
 /// The `pattern: [...]` lines of `ansible-playbook --list-hosts`.
-pub fn play_patterns(listing: &str) -> Vec<String> {
+pub(crate) fn play_patterns(listing: &str) -> Vec<String> {
     listing
         .lines()
         .filter_map(|l| l.trim().strip_prefix("pattern:"))

@@ -20,16 +20,13 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-/// The connection plugin Ansible uses to reach the image.
-pub const CHROOT_CONNECTION: &str = "community.general.chroot";
-
 /// `PATH` given to Ansible. The chroot connection runs commands in the image with
 /// Ansible's own environment, and dpkg refuses to work without the `sbin` directories.
-pub use vauban_oci::program_path::SYSTEM_PATH;
+pub(crate) use vauban_oci::program_path::SYSTEM_PATH;
 
 /// A command to run: program, arguments, environment additions and working directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CommandLine {
+pub(crate) struct CommandLine {
     /// The program (an absolute path when resolved).
     pub program: PathBuf,
     /// Its arguments.
@@ -43,7 +40,7 @@ pub struct CommandLine {
 impl CommandLine {
     /// The whole command as `env K=V... PROGRAM ARGS...`, ready to be exec'd by a
     /// shell wrapper that already changed to [`CommandLine::cwd`].
-    pub fn env_argv(&self, env_program: &Path) -> Vec<OsString> {
+    pub(crate) fn env_argv(&self, env_program: &Path) -> Vec<OsString> {
         let mut argv = vec![env_program.as_os_str().to_owned()];
         for (key, value) in &self.env {
             let mut kv = OsString::from(key);
@@ -57,7 +54,7 @@ impl CommandLine {
     }
 
     /// A readable rendering for logs and error messages (not for a shell).
-    pub fn display(&self) -> String {
+    pub(crate) fn display(&self) -> String {
         std::iter::once(self.program.as_os_str())
             .chain(self.args.iter().map(|a| a.as_os_str()))
             .map(|a| a.to_string_lossy().into_owned())
@@ -68,7 +65,7 @@ impl CommandLine {
 
 /// Everything the `ansible-playbook` command of one stage depends on.
 #[derive(Debug, Clone)]
-pub struct AnsibleConfig {
+pub(crate) struct AnsibleConfig {
     /// The `ansible-playbook` program (resolved on the host).
     pub ansible_playbook: PathBuf,
     /// What the chroot connection runs instead of `chroot(8)`:
@@ -106,7 +103,7 @@ pub struct AnsibleConfig {
 /// The extra vars of a stage, as one JSON object (`-e '{...}'`). Extra vars
 /// apply to every host, so each host's root comes from a map by host name
 /// (`ansible_host` is templated per host).
-pub fn extra_vars(config: &AnsibleConfig) -> serde_json::Value {
+pub(crate) fn extra_vars(config: &AnsibleConfig) -> serde_json::Value {
     let roots: serde_json::Map<String, serde_json::Value> = config
         .hosts
         .iter()
@@ -152,7 +149,7 @@ fn short_names<'h>(hosts: impl Iterator<Item = &'h str>) -> serde_json::Value {
 }
 
 /// Builds the `ansible-playbook` command of a stage.
-pub fn ansible_playbook(config: &AnsibleConfig) -> CommandLine {
+pub(crate) fn ansible_playbook(config: &AnsibleConfig) -> CommandLine {
     let mut args: Vec<OsString> = Vec::new();
     for inventory in &config.inventories {
         args.push("-i".into());
@@ -212,8 +209,6 @@ pub fn ansible_playbook(config: &AnsibleConfig) -> CommandLine {
         cwd: config.ansible_root.clone(),
     }
 }
-
-pub use vauban_oci::program_path::which;
 
 #[cfg(test)]
 mod tests {

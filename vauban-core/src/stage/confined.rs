@@ -16,8 +16,8 @@ use vauban_oci::dirs::UserDir;
 
 use super::command::SYSTEM_PATH;
 use super::tools::Tools;
-use crate::env::Env;
 use crate::error::{Error, IoContext, Result};
+use crate::machine::Env;
 use crate::sandbox::{run_controller_alone, Controller, Helper, Io, Network, RunIo};
 
 /// Where the controller's Ansible finds its local temp (its private `/tmp`).

@@ -14,13 +14,13 @@ use std::path::Path;
 use super::command::CommandLine;
 
 /// Exit code of the wrapper when the pre hook failed.
-pub const EXIT_PRE_HOOK: i32 = 201;
+pub(crate) const EXIT_PRE_HOOK: i32 = 201;
 /// Exit code of the wrapper when the post hook failed.
-pub const EXIT_POST_HOOK: i32 = 202;
+pub(crate) const EXIT_POST_HOOK: i32 = 202;
 /// Exit code of the wrapper when the Ansible root cannot be entered.
-pub const EXIT_CWD: i32 = 203;
+pub(crate) const EXIT_CWD: i32 = 203;
 /// Exit code of the wrapper when a hook ended the script before Ansible finished.
-pub const EXIT_EARLY: i32 = 204;
+pub(crate) const EXIT_EARLY: i32 = 204;
 
 /// Shell snippets run around `ansible-playbook`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -33,7 +33,7 @@ pub struct Hooks {
 
 /// How the wrapper ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WrapperOutcome {
+pub(crate) enum WrapperOutcome {
     /// Ansible and the hooks succeeded.
     Success,
     /// The pre hook failed; Ansible did not run.
@@ -50,7 +50,7 @@ pub enum WrapperOutcome {
 
 impl WrapperOutcome {
     /// Reads the wrapper's exit code (`None`: killed by a signal).
-    pub fn from_code(code: Option<i32>) -> Self {
+    pub(crate) fn from_code(code: Option<i32>) -> Self {
         match code {
             Some(0) => Self::Success,
             Some(EXIT_PRE_HOOK) => Self::PreHookFailed,
@@ -70,7 +70,7 @@ fn function(name: &str, body: Option<&str>) -> String {
 
 /// The wrapper script. Its positional parameters are: the working directory, then
 /// the command to run.
-pub fn wrapper_script(hooks: &Hooks) -> String {
+pub(crate) fn wrapper_script(hooks: &Hooks) -> String {
     let mut script = String::from(
         "vauban_cwd=$1\nshift\n\
          exec 2>&1 </dev/null\n\
@@ -101,7 +101,7 @@ pub fn wrapper_script(hooks: &Hooks) -> String {
 
 /// The argv that runs `command` through the wrapper (its standard output is the
 /// log; its standard error goes there too).
-pub fn wrapper_argv(
+pub(crate) fn wrapper_argv(
     shell: &Path,
     env_program: &Path,
     hooks: &Hooks,

@@ -30,24 +30,24 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 /// What `/imginfo`'s `build-engine` says.
-pub const BUILD_ENGINE: &str = "vauban";
+pub(crate) const BUILD_ENGINE: &str = "vauban";
 
 /// The commit vauban was built from: `$VAUBAN_SHA1` at build time (as the
 /// original took it from the environment when it was not a checkout), else its
 /// version.
-pub fn vauban_sha1() -> &'static str {
+pub(crate) fn vauban_sha1() -> &'static str {
     option_env!("VAUBAN_SHA1").unwrap_or(env!("CARGO_PKG_VERSION"))
 }
 
 /// The branch vauban was built from: `$VAUBAN_BRANCH` at build time, else its
 /// version.
-pub fn vauban_branch() -> &'static str {
+pub(crate) fn vauban_branch() -> &'static str {
     option_env!("VAUBAN_BRANCH").unwrap_or(env!("CARGO_PKG_VERSION"))
 }
 
 /// The program run in the image for its package list: `apt list --installed`
 /// (no cache file written), exit 127 without apt. Run with `LC_ALL=C`.
-pub fn package_list_argv() -> Vec<String> {
+pub(crate) fn package_list_argv() -> Vec<String> {
     vec![
         "/bin/sh".into(),
         "-c".into(),
@@ -95,7 +95,7 @@ fn optional(s: Option<&str>) -> String {
 
 /// The head of an `/imginfo` written where the image has none.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImgInfoHead {
+pub(crate) struct ImgInfoHead {
     /// The release the image descends from (the original's `--debian-release`:
     /// the release's key), if known.
     pub debian_release: Option<String>,
@@ -105,7 +105,7 @@ pub struct ImgInfoHead {
 
 impl ImgInfoHead {
     /// The head as YAML text: `/imginfo`'s beginning, up to `stages:`.
-    pub fn to_yaml(&self) -> String {
+    pub(crate) fn to_yaml(&self) -> String {
         format!(
             "---\n\ndebian_release: {}\nvauban_branch: {}\nvauban_sha1: {}\ndate: {}\nstages:\n",
             optional(self.debian_release.as_deref()),
@@ -118,7 +118,7 @@ impl ImgInfoHead {
 
 /// One entry of `/imginfo`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImgInfo {
+pub(crate) struct ImgInfo {
     /// When the stage ran.
     pub date: DateTime<Utc>,
     /// The playbook.
@@ -138,7 +138,7 @@ pub struct ImgInfo {
 
 impl ImgInfo {
     /// The entry as YAML text, to be appended to `/imginfo` (under `stages:`).
-    pub fn to_yaml(&self) -> String {
+    pub(crate) fn to_yaml(&self) -> String {
         let sha1 = optional(self.git_sha1.as_deref());
         let branch = optional(self.git_branch.as_deref());
         let source_digest = scalar(&self.source_digest);
@@ -190,7 +190,7 @@ fn packages(listing: &str) -> BTreeMap<String, String> {
 /// The package changes between two listings: `- line` for a package only in
 /// `before`, `+ line` for one only in `after` (an upgrade is both), ordered by
 /// package then sign.
-pub fn package_diff(before: &str, after: &str) -> Vec<String> {
+pub(crate) fn package_diff(before: &str, after: &str) -> Vec<String> {
     let (before, after) = (packages(before), packages(after));
     let mut lines: Vec<(&String, char, &String)> = before
         .iter()
@@ -230,7 +230,7 @@ fn packages_block(lines: Option<&[String]>) -> String {
 /// The beginning of a `/packages` written where the image has none: every
 /// package of `listing` (the image the first stage starts from, `source`), as
 /// the original's debootstrap entry listed the release's.
-pub fn packages_head(source: &str, hostname: &str, listing: Option<&str>) -> String {
+pub(crate) fn packages_head(source: &str, hostname: &str, listing: Option<&str>) -> String {
     let all: Option<Vec<String>> = listing.map(|l| {
         packages(l)
             .into_values()
@@ -246,7 +246,7 @@ pub fn packages_head(source: &str, hostname: &str, listing: Option<&str>) -> Str
 }
 
 /// One entry of `/packages`: what the stage changed.
-pub fn packages_entry(playbook: &str, hostname: &str, diff: Option<&[String]>) -> String {
+pub(crate) fn packages_entry(playbook: &str, hostname: &str, diff: Option<&[String]>) -> String {
     format!(
         "\n- playbook: {}\n  hostname: {}\n{}",
         scalar(playbook),
@@ -257,7 +257,7 @@ pub fn packages_entry(playbook: &str, hostname: &str, diff: Option<&[String]>) -
 
 /// What a stage writes into its image, run with `/bin/sh` in the image.
 #[derive(Debug, Clone)]
-pub struct MetadataWrite {
+pub(crate) struct MetadataWrite {
     /// `/imginfo`'s head, written when the image has no `/imginfo`.
     pub imginfo_head: String,
     /// The stage's `/imginfo` entry.
@@ -293,7 +293,7 @@ fn chunks(text: &str) -> Vec<String> {
 impl MetadataWrite {
     /// The argv (`/bin/sh -ec SCRIPT ...`) that writes it; long texts go in
     /// pieces, each under the kernel's limit of one argument.
-    pub fn argv(&self) -> Vec<String> {
+    pub(crate) fn argv(&self) -> Vec<String> {
         let script = "umask 022\n\
              [ -s /imginfo ] || printf '%s' \"$1\" >/imginfo\n\
              printf '%s' \"$2\" >>/imginfo\n\

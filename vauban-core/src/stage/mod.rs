@@ -6,29 +6,30 @@
 //! through the `community.general.chroot` connection; the connection variables of
 //! the host being built override whatever the inventory says about the real machine.
 //!
-//! Code map: [`spec`] (what a stage is), [`repo`] (the Ansible repository and its
-//! checkouts), [`inventory`] and [`command`] (the `ansible-playbook` command line,
-//! pure), [`hooks`] (the shell wrapper and the pre/post hooks), [`output`] (log
-//! following and failure parsing), [`metadata`] (`/imginfo`, `/packages`), and
+//! Code map: `stage_name` (what a stage is: `branch@playbook.yml`), `spec`
+//! (what a build of stages depends on besides the image: [`StageSpec`]), `repo`
+//! (the Ansible repository and its checkouts), `inventory` and `command` (the
+//! `ansible-playbook` command line, pure), `hooks` (the shell wrapper and the pre/post hooks), `output` (log
+//! following and failure parsing), `metadata` (`/imginfo`, `/packages`), and
 //! [`apply_stages`] which puts them together on a [`crate::sandbox::Sandbox`].
 
-pub mod check;
-pub mod command;
+pub(crate) mod check;
+pub(crate) mod command;
 pub(crate) mod confined;
-pub mod hooks;
+pub(crate) mod hooks;
 mod hosts;
-pub mod inventory;
-pub mod metadata;
-pub mod options;
-pub mod output;
-pub mod repo;
+pub(crate) mod inventory;
+pub(crate) mod metadata;
+pub(crate) mod output;
+pub(crate) mod repo;
 mod run;
-pub mod spec;
+pub(crate) mod spec;
+pub(crate) mod stage_name;
 pub(crate) mod tools;
 
 pub use hooks::Hooks;
 pub use hosts::Target;
-pub use options::StageSpec;
-pub use repo::{AnsibleRepo, AnsibleSource};
+pub use repo::{AnsibleRepo, AnsibleSource, Checkout};
 pub use run::{apply_stages, intermediate, StageRunner};
-pub use spec::Stage;
+pub use spec::StageSpec;
+pub use stage_name::Stage;

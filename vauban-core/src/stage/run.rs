@@ -15,12 +15,12 @@ use super::check;
 use super::confined::Confined;
 use super::hosts::{StageRun, Target};
 use super::inventory;
-use super::options::StageSpec;
 use super::repo::{AnsibleRepo, Checkout};
-use super::spec::Stage;
+use super::spec::StageSpec;
+use super::stage_name::Stage;
 use super::tools::Tools;
-use crate::env::Env;
 use crate::error::{Error, Result};
+use crate::machine::Env;
 use crate::sandbox::Helper;
 
 /// Runs the stages of one build: one log directory (`<log_dir>/<time>-<label>`,
@@ -118,7 +118,7 @@ impl<'a> StageRunner<'a> {
         targets: &[Target],
     ) -> Vec<(String, Result<Image>)> {
         self.runs += 1;
-        let playbook = super::options::name_component(&stage.playbook).replace('/', "_");
+        let playbook = super::spec::name_component(&stage.playbook).replace('/', "_");
         let name = if label.is_empty() {
             format!("{:02}-{playbook}.log", self.runs)
         } else {

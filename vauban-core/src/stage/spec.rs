@@ -1,140 +1,120 @@
-//! What a stage is on the command line and in `config.yml`: `playbook.yml`, or
-//! `branch@playbook.yml` to take that playbook from another branch of the Ansible
-//! repository for that stage only (as the original allows).
+//! What a build of stages is ([`StageSpec`]: plain data that can be planned,
+//! hashed for the cache, sent to another process or machine) and how the image
+//! of each stage is named. Where this machine keeps things is [`crate::Env`].
 
-use std::fmt;
-use std::path::{Component, Path};
-use std::str::FromStr;
+use std::path::PathBuf;
 
+use serde::{Deserialize, Serialize};
+use vauban_oci::layer::Compression;
+use vauban_oci::Reference;
+
+use super::hooks::Hooks;
+use super::repo::AnsibleSource;
 use crate::error::{Error, Result};
 
-/// One stage: a playbook, optionally from a given branch of the Ansible repository.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Stage {
-    /// The branch this stage's playbook is taken from; `None` means the build's branch.
+/// The interpreter Ansible uses in the image.
+pub(crate) const DEFAULT_PYTHON: &str = "/usr/bin/python3";
+
+/// What a build of stages is: everything it depends on besides the image, the
+/// stages and the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageSpec {
+    /// The Ansible repository (a directory as an absolute path, or a git URL).
+    pub ansible: AnsibleSource,
+    /// The Ansible root inside the repository (the original's `ANSIBLE_ROOT_DIR`);
+    /// empty for the top.
+    pub ansible_root: PathBuf,
+    /// The build's branch (stages written `branch@playbook.yml` override it); `None`:
+    /// the remote's default branch.
     pub branch: Option<String>,
-    /// The playbook, relative to the Ansible root of the repository.
-    pub playbook: String,
+    /// The repository's inventories, relative to the Ansible root; empty: found from
+    /// `ansible.cfg` or the usual names.
+    pub inventories: Vec<PathBuf>,
+    /// Extra `ansible-playbook` arguments (the original's `ANSIBLE_EXTRA_ARGS`).
+    pub extra_args: Vec<String>,
+    /// Shell snippets run around `ansible-playbook`.
+    pub hooks: Hooks,
+    /// The extra var `in_conffs_build`.
+    pub in_conffs_build: bool,
+    /// The Python interpreter in the image.
+    pub python_interpreter: String,
+    /// Each stage's image is named `<name_prefix>/<playbook>:<tag>`.
+    pub name_prefix: String,
+    /// The tag of each stage's image.
+    pub tag: String,
+    /// A name also given to the last stage's image.
+    pub final_name: Option<Reference>,
+    /// Compression of the new layers.
+    pub compression: Compression,
+    /// Paths left out of every layer, on top of the sandbox's defaults.
+    pub exclude: Vec<PathBuf>,
+    /// The release the images descend from (its key in `config.yml`), for the
+    /// head of an `/imginfo` written anew (`debian_release`).
+    #[serde(default)]
+    pub release: Option<String>,
 }
 
-impl Stage {
-    /// A stage running `playbook` from the build's branch.
-    pub fn new(playbook: impl Into<String>) -> Result<Self> {
-        let stage = Stage {
+impl StageSpec {
+    /// A spec with defaults: the remote's default branch, no hooks, stage images
+    /// named `<name_prefix>/<playbook>`.
+    pub fn new(ansible: AnsibleSource, name_prefix: impl Into<String>) -> Self {
+        StageSpec {
+            ansible,
+            ansible_root: PathBuf::new(),
             branch: None,
-            playbook: playbook.into(),
-        };
-        stage.validate()?;
-        Ok(stage)
+            inventories: Vec::new(),
+            extra_args: Vec::new(),
+            hooks: Hooks::default(),
+            in_conffs_build: false,
+            python_interpreter: DEFAULT_PYTHON.into(),
+            name_prefix: name_prefix.into(),
+            tag: vauban_oci::reference::DEFAULT_TAG.into(),
+            final_name: None,
+            compression: Compression::default(),
+            exclude: Vec::new(),
+            release: None,
+        }
     }
 
-    /// Parses `playbook.yml` or `branch@playbook.yml`.
-    pub fn parse(spec: &str) -> Result<Self> {
-        let bad = |reason: &str| Error::BadStage {
-            spec: spec.to_owned(),
-            reason: reason.to_owned(),
-        };
-        let stage = match spec.split_once('@') {
-            Some((branch, playbook)) => {
-                if branch.is_empty() {
-                    return Err(bad("the branch before `@` is empty"));
-                }
-                Stage {
-                    branch: Some(branch.to_owned()),
-                    playbook: playbook.to_owned(),
+    /// The name of the image a stage running `playbook` makes.
+    pub fn stage_reference(&self, playbook: &str) -> Result<Reference> {
+        let name = format!("{}/{}", self.name_prefix, name_component(playbook));
+        Reference::new(&name, &self.tag).map_err(Error::from)
+    }
+}
+
+/// Makes a playbook path a valid part of an image name: lowercase, `/` kept, runs of
+/// other characters become one separator the reference grammar accepts.
+pub(crate) fn name_component(playbook: &str) -> String {
+    playbook
+        .trim_start_matches("./")
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .map(|component| {
+            let lower = component.to_ascii_lowercase();
+            let mut out = String::new();
+            let mut sep = String::new();
+            for c in lower.chars() {
+                if c.is_ascii_lowercase() || c.is_ascii_digit() {
+                    if !out.is_empty() && !sep.is_empty() {
+                        let valid = matches!(sep.as_str(), "." | "_" | "__")
+                            || sep.chars().all(|s| s == '-');
+                        out.push_str(if valid { &sep } else { "-" });
+                    }
+                    sep.clear();
+                    out.push(c);
+                } else {
+                    sep.push(c);
                 }
             }
-            None => Stage {
-                branch: None,
-                playbook: spec.to_owned(),
-            },
-        };
-        stage.validate().map_err(|e| match e {
-            Error::BadStage { reason, .. } => bad(&reason),
-            other => other,
-        })?;
-        Ok(stage)
-    }
-
-    /// The branch of this stage, or `default` when it names none.
-    pub fn branch_or<'a>(&'a self, default: &'a str) -> &'a str {
-        self.branch.as_deref().unwrap_or(default)
-    }
-
-    /// The playbook's file name without directories and extension (`web.yml` → `web`),
-    /// used where a short label is wanted.
-    pub fn label(&self) -> &str {
-        let name = self.playbook.rsplit('/').next().unwrap_or(&self.playbook);
-        name.strip_suffix(".yml")
-            .or_else(|| name.strip_suffix(".yaml"))
-            .unwrap_or(name)
-    }
-
-    fn validate(&self) -> Result<()> {
-        let bad = |reason: &str| {
-            Err(Error::BadStage {
-                spec: self.to_string(),
-                reason: reason.to_owned(),
-            })
-        };
-        if self.playbook.is_empty() {
-            return bad("the playbook is empty");
-        }
-        if self.playbook.contains('@') {
-            return bad("more than one `@`");
-        }
-        let path = Path::new(&self.playbook);
-        if path.is_absolute() {
-            return bad("the playbook must be relative to the Ansible root");
-        }
-        if path
-            .components()
-            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
-        {
-            return bad("the playbook may not leave the Ansible root (`..`)");
-        }
-        if let Some(branch) = &self.branch {
-            check_branch_name(branch).or_else(|reason| bad(&reason))?;
-        }
-        Ok(())
-    }
-}
-
-/// Refuses branch names git would not accept or that could be read as an option.
-pub(crate) fn check_branch_name(branch: &str) -> std::result::Result<(), String> {
-    if branch.is_empty() {
-        return Err("the branch name is empty".into());
-    }
-    if branch.starts_with('-') {
-        return Err(format!("branch {branch:?} starts with `-`"));
-    }
-    if branch.contains("..")
-        || branch.ends_with('/')
-        || branch.ends_with(".lock")
-        || branch
-            .chars()
-            .any(|c| c.is_ascii_control() || " ~^:?*[\\".contains(c))
-    {
-        return Err(format!("{branch:?} is not a valid git branch name"));
-    }
-    Ok(())
-}
-
-impl FromStr for Stage {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        Stage::parse(s)
-    }
-}
-
-impl fmt::Display for Stage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.branch {
-            Some(branch) => write!(f, "{branch}@{}", self.playbook),
-            None => f.write_str(&self.playbook),
-        }
-    }
+            if out.is_empty() {
+                "x".to_owned()
+            } else {
+                out
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 #[cfg(test)]
@@ -143,38 +123,34 @@ mod tests {
     use rstest::rstest;
 
     #[rstest]
-    #[case("site.yml", None, "site.yml")]
-    #[case("feature@site.yml", Some("feature"), "site.yml")]
-    #[case("release/2.0@roles/web.yml", Some("release/2.0"), "roles/web.yml")]
-    #[case("./site.yml", None, "./site.yml")]
-    fn parses(#[case] spec: &str, #[case] branch: Option<&str>, #[case] playbook: &str) {
-        let stage = Stage::parse(spec).unwrap();
-        assert_eq!(stage.branch.as_deref(), branch);
-        assert_eq!(stage.playbook, playbook);
-        assert_eq!(stage.to_string(), spec);
-    }
-
-    #[rstest]
-    #[case("", "empty")]
-    #[case("@site.yml", "branch before")]
-    #[case("main@", "playbook is empty")]
-    #[case("a@b@c.yml", "more than one")]
-    #[case("/etc/site.yml", "relative")]
-    #[case("../other/site.yml", "leave")]
-    #[case("-x@site.yml", "starts with")]
-    #[case("a..b@site.yml", "valid git branch")]
-    #[case("a b@site.yml", "valid git branch")]
-    fn refuses(#[case] spec: &str, #[case] why: &str) {
-        let err = Stage::parse(spec).unwrap_err().to_string();
-        assert!(err.contains(why), "{spec:?}: {err}");
-        assert!(err.contains(&format!("{spec:?}")), "{err}");
+    #[case("base.yml", "base.yml")]
+    #[case("./roles/Web Server.yml", "roles/web-server.yml")]
+    #[case("a__b--c._d.yml", "a__b--c-d.yml")]
+    #[case("_x_.yml", "x-yml")]
+    fn components(#[case] playbook: &str, #[case] expected: &str) {
+        assert_eq!(name_component(playbook), expected);
     }
 
     #[test]
-    fn label_and_branch() {
-        let stage = Stage::parse("dev@roles/web.yaml").unwrap();
-        assert_eq!(stage.label(), "web");
-        assert_eq!(stage.branch_or("main"), "dev");
-        assert_eq!(Stage::new("x.yml").unwrap().branch_or("main"), "main");
+    fn stage_names() {
+        let mut o = StageSpec::new(AnsibleSource::Dir("/a".into()), "web");
+        assert_eq!(
+            o.stage_reference("base.yml").unwrap().to_string(),
+            "web/base.yml:latest"
+        );
+        o.tag = "v1".into();
+        assert_eq!(
+            o.stage_reference("Site.YML").unwrap().to_string(),
+            "web/site.yml:v1"
+        );
+    }
+
+    #[test]
+    fn a_spec_crosses_a_process_boundary() {
+        let mut o = StageSpec::new(AnsibleSource::Git("file:///r".into()), "web");
+        o.final_name = Some(Reference::parse("web:final").unwrap());
+        o.hooks.pre = Some("echo pre".into());
+        let json = serde_json::to_string(&o).unwrap();
+        assert_eq!(serde_json::from_str::<StageSpec>(&json).unwrap(), o);
     }
 }

@@ -9,12 +9,12 @@ use std::process::Command;
 use crate::error::{Error, IoContext, Result};
 
 /// The git argv (after `git`) of each operation.
-pub mod args {
+pub(crate) mod args {
     use std::ffi::OsString;
     use std::path::Path;
 
     /// Clones without checking out: worktrees are made per build.
-    pub fn clone(url: &str, dest: &Path) -> Vec<OsString> {
+    pub(crate) fn clone(url: &str, dest: &Path) -> Vec<OsString> {
         vec![
             "clone".into(),
             "--no-checkout".into(),
@@ -26,21 +26,21 @@ pub mod args {
     }
 
     /// Updates every remote branch (`origin/*`), dropping deleted ones.
-    pub fn fetch(clone: &Path) -> Vec<OsString> {
+    pub(crate) fn fetch(clone: &Path) -> Vec<OsString> {
         let mut v = at(clone);
         v.extend(["fetch", "--prune", "--quiet", "origin"].map(OsString::from));
         v
     }
 
     /// The remote's default branch, as `origin/<name>`.
-    pub fn default_branch(clone: &Path) -> Vec<OsString> {
+    pub(crate) fn default_branch(clone: &Path) -> Vec<OsString> {
         let mut v = at(clone);
         v.extend(["symbolic-ref", "--short", "refs/remotes/origin/HEAD"].map(OsString::from));
         v
     }
 
     /// The commit of `origin/<branch>`.
-    pub fn remote_commit(clone: &Path, branch: &str) -> Vec<OsString> {
+    pub(crate) fn remote_commit(clone: &Path, branch: &str) -> Vec<OsString> {
         let mut v = at(clone);
         v.extend(["rev-parse", "--verify", "--quiet", "--end-of-options"].map(OsString::from));
         v.push(format!("refs/remotes/origin/{branch}^{{commit}}").into());
@@ -48,7 +48,7 @@ pub mod args {
     }
 
     /// A detached worktree of `commit` at `path`.
-    pub fn worktree_add(clone: &Path, path: &Path, commit: &str) -> Vec<OsString> {
+    pub(crate) fn worktree_add(clone: &Path, path: &Path, commit: &str) -> Vec<OsString> {
         let mut v = at(clone);
         v.extend(["worktree", "add", "--detach", "--force", "--quiet"].map(OsString::from));
         v.push(path.into());
@@ -57,7 +57,7 @@ pub mod args {
     }
 
     /// Removes the worktree at `path`.
-    pub fn worktree_remove(clone: &Path, path: &Path) -> Vec<OsString> {
+    pub(crate) fn worktree_remove(clone: &Path, path: &Path) -> Vec<OsString> {
         let mut v = at(clone);
         v.extend(["worktree", "remove", "--force"].map(OsString::from));
         v.push(path.into());
@@ -65,14 +65,14 @@ pub mod args {
     }
 
     /// Forgets worktrees whose directory is gone.
-    pub fn worktree_prune(clone: &Path) -> Vec<OsString> {
+    pub(crate) fn worktree_prune(clone: &Path) -> Vec<OsString> {
         let mut v = at(clone);
         v.extend(["worktree", "prune"].map(OsString::from));
         v
     }
 
     /// `HEAD`'s commit / current branch of a work tree.
-    pub fn head(dir: &Path, branch: bool) -> Vec<OsString> {
+    pub(crate) fn head(dir: &Path, branch: bool) -> Vec<OsString> {
         let mut v = at(dir);
         if branch {
             v.extend(["symbolic-ref", "--short", "--quiet", "HEAD"].map(OsString::from));

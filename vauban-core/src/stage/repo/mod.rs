@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, IoContext, Result};
 
-use super::spec::check_branch_name;
+use super::stage_name::check_branch_name;
 
 /// Where the playbooks come from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -51,11 +51,11 @@ impl fmt::Display for AnsibleSource {
     }
 }
 
-pub use git::args as git_args;
+pub(crate) use git::args as git_args;
 use git::{git, git_quiet, lock};
 
 /// The cache directory name of a URL: a readable tail plus a hash of the whole URL.
-pub fn cache_name(url: &str) -> String {
+pub(crate) fn cache_name(url: &str) -> String {
     use sha2::{Digest as _, Sha256};
     let hash = hex::encode(&Sha256::digest(url.as_bytes())[..8]);
     let tail = url
@@ -88,7 +88,7 @@ pub struct Checkout {
     /// The branch, when known.
     pub branch: Option<String>,
     /// The inventories Ansible reads in it (absolute; listed once per checkout:
-    /// see [`super::inventory::repo_inventories`]).
+    /// see `stage::inventory::repo_inventories`).
     pub inventories: Vec<PathBuf>,
     worktree: Option<Worktree>,
 }
