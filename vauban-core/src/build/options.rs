@@ -44,7 +44,7 @@ pub struct BuildOptions {
     pub registry: Option<Registry>,
     /// The sshd host-key store.
     pub keystore: PathBuf,
-    /// Its secret (needed by conffs steps only: [`Builder::needs_keys`]).
+    /// Its secret (needed by conffs steps only: [`crate::build::Builder::needs_keys`]).
     pub keys: Option<KeySecret>,
     /// `--boot-url`, else the config's `boot_url:`.
     pub boot_url: Option<String>,

@@ -54,7 +54,7 @@ impl KernelListing {
             })
     }
 
-    /// Parses the output of [`LISTING_SCRIPT`]. A name with a control
+    /// Parses the output of `LISTING_SCRIPT`. A name with a control
     /// character is no kernel version (it would reach file names, command
     /// lines and messages): left out.
     pub fn parse(text: &str) -> Self {

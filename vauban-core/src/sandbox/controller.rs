@@ -17,7 +17,7 @@
 //!
 //! The hosts' trees are not in it: each host is a directory
 //! `/vauban/hosts/HOST` holding only the socket of the host's keeper (see
-//! [`super::helper::keeper`]); `/vauban/bin/vauban-chroot` (the helper
+//! `helper::keeper`); `/vauban/bin/vauban-chroot` (the helper
 //! executable) is what Ansible's chroot connection runs, and it asks the
 //! keeper to run the command in the host's own namespaces.
 //!

@@ -4,7 +4,7 @@
 //! loopback services, abstract Unix sockets (a session D-Bus, X11) or
 //! interfaces is reachable, and ports below 1024 can be bound (the sandbox
 //! owns the namespace). What a build needs from outside goes through
-//! vauban's egress proxy ([`super::proxy`]), which listens *inside* the
+//! vauban's egress proxy (`sandbox::proxy`), which listens *inside* the
 //! namespace — on `127.0.0.1:3128` for HTTP and HTTPS (`http_proxy`,
 //! `https_proxy`, which apt, pip, curl, git and Ansible's modules honour) and
 //! on `127.0.0.1:53` for DNS — and connects out from the host, to public

@@ -1,8 +1,8 @@
 //! One HTTP session with one registry: scheme discovery (`--tls-verify=false`
 //! falls back to plain HTTP), then every request sent through
-//! [`Session::send`]: authorised ([`super::authorize`]), retried with backoff,
+//! [`Session::send`]: authorised (`registry::authorize`), retried with backoff,
 //! under our redirect policy; failures become typed errors
-//! ([`super::response`]).
+//! (`registry::response`).
 //!
 //! Built directly on `reqwest`, the HTTP stack `oci-client` uses: `oci-client`
 //! hides the status, `Retry-After`, `Content-Range` and redirect decisions this
