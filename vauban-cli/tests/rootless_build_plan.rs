@@ -122,6 +122,11 @@ fn check_per_host_a_stale_master_and_the_default_output() {
         stderr.contains("Ansible: "),
         "no checkout in the recap: {stderr}"
     );
+    // The first build makes the hosts' keys, and says so.
+    assert!(
+        stderr.contains("warning: new sshd host keys made for web01, web02 (none in "),
+        "{stderr}"
+    );
     eprintln!(
         "default output of the first build: {} lines ({} on stdout)",
         stdout.lines().count() + stderr.lines().count(),

@@ -761,7 +761,15 @@ pub enum Error {
         source: std::io::Error,
     },
     /// `gpg` failed to decrypt a file.
-    #[error("gpg could not decrypt {file} ({status}){}", display::said(stderr))]
+    #[error(
+        "gpg could not decrypt {file} ({status}){}{}",
+        display::said(stderr),
+        if stderr.contains("Bad session key") {
+            ": the passphrase is wrong (the original's VAULTED_SSHD_KEYS_KEY?)"
+        } else {
+            ""
+        }
+    )]
     Gpg {
         /// The encrypted file.
         file: PathBuf,

@@ -19,7 +19,8 @@ pub struct Args {
     #[arg(long, value_name = "MASTER")]
     pub name: String,
 
-    /// What to build: the master's image, its hosts' conffs, its boot files, or all.
+    /// What to build: the master's image, its hosts' conffs, its boot files, or all:
+    /// `rootfs`, `conffs`, `initramfs` or `all`.
     #[arg(long, value_name = "STAGE", default_value = "all", value_parser = parse_part)]
     pub stage: Part,
 
@@ -48,8 +49,10 @@ pub struct Args {
     )]
     pub config: PathBuf,
 
-    /// The hosts' pattern instead of the master's `conffs:` (Ansible `--limit` syntax).
-    #[arg(long, value_name = "PATTERN")]
+    /// The hosts' pattern instead of the master's `conffs:` (Ansible `--limit` syntax;
+    /// hosts named `master-*` are never part of a conffs). Not empty: an empty
+    /// pattern would be every host.
+    #[arg(long, value_name = "PATTERN", value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub conffs: Option<String>,
 
     /// Print the plan (each stage, each host: cached, or runs and why) and build nothing.

@@ -106,7 +106,7 @@ pub struct BuildArgs {
     )]
     pub build_parents: i64,
     /// The hosts' pattern instead of the master's `conffs:`.
-    #[arg(long, value_name = "PATTERN")]
+    #[arg(long, value_name = "PATTERN", value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub conffs: Option<String>,
     /// Take every stage from this branch.
     #[arg(long, value_name = "BRANCH")]

@@ -86,6 +86,10 @@ fn a_wrong_or_empty_passphrase_and_bad_names_are_refused() {
     let message = err.to_string();
     assert!(message.contains("; it said: "), "{message}");
     assert!(
+        message.ends_with(": the passphrase is wrong (the original's VAULTED_SSHD_KEYS_KEY?)"),
+        "{message}"
+    );
+    assert!(
         !message.contains("unsafe permissions"),
         "a private home: {message}"
     );
