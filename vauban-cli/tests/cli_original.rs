@@ -429,3 +429,31 @@ fn an_mmdebstrap_that_signals_its_process_group_is_reported_not_fatal() {
         "{stderr}"
     );
 }
+
+#[test]
+fn config_check_says_what_it_cannot_read_as_a_directory() {
+    let site = Site::new();
+    let url = format!("file://{}", site.path("ansible").display());
+    for (ansible, says) in [
+        (
+            url.as_str(),
+            "`config check` reads a directory as it is on disk",
+        ),
+        (
+            "no-such-dir",
+            "the Ansible directory no-such-dir: no such directory",
+        ),
+    ] {
+        let out = site.vauban(&[
+            "config",
+            "check",
+            "--config",
+            "config.yml",
+            "--ansible",
+            ansible,
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+    }
+}

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use vauban_core::build::describe;
 use vauban_core::config::Config;
 use vauban_core::stage::AnsibleSource;
@@ -76,6 +76,17 @@ pub fn run(_globals: &Globals, args: Args) -> Result<()> {
                         _ => None,
                     },
                 );
+            match &dir {
+                Some(d) if is_git_url(&d.to_string_lossy()) => bail!(
+                    "--ansible {}: `config check` reads a directory as it is on disk; a git \
+                     source's playbooks are checked by `vauban build --check` in its checkout",
+                    d.display()
+                ),
+                Some(d) if !d.is_dir() => {
+                    bail!("the Ansible directory {}: no such directory", d.display())
+                }
+                _ => {}
+            }
             if let Some(dir) = dir {
                 let root = match &config.configuration.ansible_root {
                     Some(r) => dir.join(&r.value),
@@ -103,4 +114,10 @@ pub fn run(_globals: &Globals, args: Args) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `https://…`, `file://…`, `ssh://…` or `git@host:path`: a git source, not a
+/// directory.
+fn is_git_url(text: &str) -> bool {
+    text.contains("://") || text.starts_with("git@")
 }
