@@ -128,9 +128,14 @@ fn rootless_tests(
     let tests = &built.rootless;
     let problems = &built.problems;
     let mut stage = Stage::create(&runner, tests, &built.vauban, fixtures)?;
-    stage
-        .env
-        .push(("VAUBAN_SCHEMATHESIS", crate::tools::schemathesis()?));
+    // A failed install (PyPI unreachable) fails the one test that needs it,
+    // loudly, not the whole run.
+    match crate::tools::schemathesis() {
+        Ok(st) => stage.env.push(("VAUBAN_SCHEMATHESIS", st)),
+        Err(e) => eprintln!(
+            "error: schemathesis could not be installed ({e:#}): the API fuzz test will fail"
+        ),
+    }
     for (name, exe) in &built.examples {
         util::copy_readable(exe, &stage.examples().join(name))?;
     }
