@@ -117,12 +117,7 @@ impl Builder<'_> {
         // Opened once (a passphrase costs a second per open): held until the
         // exports are written, so two builds sharing it take turns.
         let mut keystore = KeyStore::open(&self.opts.keystore, secret)?;
-        let new: Vec<&str> = hosts
-            .iter()
-            .map(String::as_str)
-            .filter(|h| keystore.get(h).is_none())
-            .collect();
-        keystore.ensure_hosts(hosts.iter().map(String::as_str))?;
+        let new = keystore.ensure_hosts(hosts.iter().map(String::as_str))?;
         keystore.save()?;
         if !new.is_empty() {
             // A host that had keys elsewhere (the original's vault) would

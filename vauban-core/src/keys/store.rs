@@ -141,10 +141,13 @@ impl KeyStore {
     }
 
     /// Generates the keys of every host of `hosts` that has none, on all cores;
-    /// returns how many hosts got keys. Call it before a build's per-host steps
+    /// returns the hosts that got keys. Call it before a build's per-host steps
     /// so that the first build of a fleet does not make its RSA keys one by one.
     /// New keys are kept only once [`save`](Self::save)d, even when one fails.
-    pub fn ensure_hosts<'a>(&mut self, hosts: impl IntoIterator<Item = &'a str>) -> Result<usize> {
+    pub fn ensure_hosts<'a>(
+        &mut self,
+        hosts: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Vec<String>> {
         let mut missing: Vec<&str> = Vec::new();
         for host in hosts {
             check_host(host)?;
@@ -153,21 +156,21 @@ impl KeyStore {
             }
         }
         let mut first_error = None;
-        let mut generated = 0;
+        let mut generated = Vec::new();
         for (host, keys) in missing.iter().zip(generate_all(&missing)) {
             match keys {
                 Ok(keys) => {
                     self.hosts.insert((*host).to_owned(), keys);
                     self.changed = true;
-                    generated += 1;
+                    generated.push((*host).to_owned());
                 }
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
             }
         }
-        if generated > 0 {
-            tracing::info!(hosts = generated, store = %self.path.display(), "generated sshd host keys");
+        if !generated.is_empty() {
+            tracing::info!(hosts = ?generated, store = %self.path.display(), "generated sshd host keys");
         }
         first_error.map_or(Ok(generated), Err)
     }
