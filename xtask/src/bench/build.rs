@@ -151,10 +151,7 @@ pub fn no_change(ctx: &mut Ctx) -> Result<Vec<Comparison>> {
         "no-change rebuild",
         again,
         "target 2 s",
-        Sample {
-            wall: Duration::from_secs(2),
-            max_rss_kib: 0,
-        },
+        Sample::wall_only(Duration::from_secs(2)),
     )])
 }
 
@@ -227,24 +224,15 @@ pub fn boot_files(ctx: &mut Ctx) -> Result<Vec<Comparison>> {
     )?;
     let mut initramfs = Comparison::new(
         "initramfs (dracut)",
-        Sample {
-            wall: dracut,
-            max_rss_kib: 0,
-        },
+        Sample::wall_only(dracut),
         "by hand ~65 s",
-        Sample {
-            wall: Duration::from_secs(65),
-            max_rss_kib: 0,
-        },
+        Sample::wall_only(Duration::from_secs(65)),
     );
     initramfs.checked = false;
     Ok(vec![
         Comparison::new(
             "rootfs.img",
-            Sample {
-                wall: squash,
-                max_rss_kib: 0,
-            },
+            Sample::wall_only(squash),
             "mksquashfs unpacked",
             floor,
         ),

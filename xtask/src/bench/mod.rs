@@ -90,6 +90,14 @@ pub struct Sample {
 }
 
 impl Sample {
+    /// A wall time alone (a target, or a time read from a recap), no RSS.
+    pub fn wall_only(wall: Duration) -> Sample {
+        Sample {
+            wall,
+            max_rss_kib: 0,
+        }
+    }
+
     /// The better of two runs of the same thing: the shorter wall time, the
     /// higher peak RSS (so memory is never under-reported).
     pub fn best(self, other: Sample) -> Sample {

@@ -163,13 +163,6 @@ impl Server {
 
 const CACHED: &str = r#"{"name": "master-web", "stage": "conffs"}"#;
 
-fn wall(d: Duration) -> Sample {
-    Sample {
-        wall: d,
-        max_rss_kib: 0,
-    }
-}
-
 /// A fully cached build through the API against the same on the command line.
 pub fn api_overhead(ctx: &mut Ctx) -> Result<Vec<Comparison>> {
     let vauban = ctx.vauban.clone();
@@ -193,9 +186,9 @@ pub fn api_overhead(ctx: &mut Ctx) -> Result<Vec<Comparison>> {
     );
     Ok(vec![Comparison::new(
         "serve: cached build",
-        wall(api),
+        Sample::wall_only(api),
         "CLI + 0.5 s",
-        wall(cli.wall + Duration::from_millis(500)),
+        Sample::wall_only(cli.wall + Duration::from_millis(500)),
     )])
 }
 
@@ -231,12 +224,17 @@ pub fn read_latency(ctx: &mut Ctx) -> Result<Vec<Comparison>> {
     );
     let mut idle_row = Comparison::new(
         &format!("serve: {READERS} GET p99"),
-        wall(idle),
+        Sample::wall_only(idle),
         "(reported)",
-        wall(Duration::from_millis(100)),
+        Sample::wall_only(Duration::from_millis(100)),
     );
     idle_row.checked = false;
-    let mut loaded_row = Comparison::new("p99, two builds", wall(loaded), "p99 idle", wall(idle));
+    let mut loaded_row = Comparison::new(
+        "p99, two builds",
+        Sample::wall_only(loaded),
+        "p99 idle",
+        Sample::wall_only(idle),
+    );
     loaded_row.checked = false;
     Ok(vec![idle_row, loaded_row])
 }
