@@ -88,8 +88,15 @@ pub enum Command {
     Stage(commands::stage::Args),
     /// Build masters, their hosts' conffs and boot files from config.yml.
     Build(commands::build::Args),
-    /// Tag an image of the registry `deployed`.
+    /// Move what a master's hosts boot next (on a `vauban serve`), or tag
+    /// an image of the registry `deployed`.
     Deploy(commands::deploy::Args),
+    /// Go back to a master's deployment before the current one (on a `vauban serve`).
+    Rollback(commands::rollback::Args),
+    /// List a master's deployments (on a `vauban serve`).
+    Deployments(commands::deployments::Args),
+    /// Each host's last boot and whether it runs the deployed build (on a `vauban serve`).
+    Hosts(commands::hosts::Args),
     /// Print the JSON Schema of config.yml, or check a config.
     Config(commands::config::Args),
     /// The hosts' sshd keys: import a site's existing ones, list, show, remove.
@@ -169,6 +176,9 @@ impl Cli {
             Command::Stage(args) => commands::stage::run(&globals, args),
             Command::Build(args) => commands::build::run(&globals, args),
             Command::Deploy(args) => commands::deploy::run(&globals, args),
+            Command::Rollback(args) => commands::rollback::run(&globals, args),
+            Command::Deployments(args) => commands::deployments::run(&globals, args),
+            Command::Hosts(args) => commands::hosts::run(&globals, args),
             Command::Config(args) => commands::config::run(&globals, args),
             Command::Keys(args) => commands::keys::run(&globals, args),
             Command::Serve(args) => commands::serve::run(&globals, args),

@@ -166,6 +166,16 @@ pub enum Event {
         /// Its size in bytes.
         size: u64,
     },
+    /// A master's boot files were recorded in the store as one OCI artifact
+    /// (`<master>/boot`): what a boot server deploys.
+    BootArtifact {
+        /// The master.
+        master: String,
+        /// The artifact's manifest digest.
+        artifact: Digest,
+        /// The kernel version.
+        kver: String,
+    },
     /// Something worth telling that is not an error.
     Warning {
         /// What.

@@ -14,6 +14,7 @@ use axum::Router;
 use chrono::Utc;
 
 use crate::auth::Auth;
+use crate::boot::routes as boot;
 use crate::config_file::ConfigFile;
 use crate::model::Trigger;
 use crate::runner::Runner;
@@ -36,6 +37,10 @@ pub struct App {
     pub keep_days: Option<u32>,
     /// The schedules in use, and what is wrong with the others.
     pub schedules: RwLock<(Vec<Schedule>, Vec<String>)>,
+    /// The boot service (hosts, deployments, boot files).
+    pub boot: Option<Arc<crate::boot::BootService>>,
+    /// Whether builds are off (`--boot-only`).
+    pub boot_only: bool,
 }
 
 impl App {
@@ -191,9 +196,47 @@ impl App {
     }
 }
 
-/// Every route.
+/// Every route: the boot routes firmware calls (their own checks), then
+/// the others behind the API's authentication; with `--boot-only`, no
+/// build route.
 pub fn router(app: Arc<App>) -> Router {
     let auth = app.auth.clone();
+    let firmware = Router::new()
+        .route("/boot/ipxe", get(boot::ipxe))
+        .route("/boot/{file}", get(boot::ipxe_file))
+        .route("/boot/blobs/{digest}", get(boot::blob).head(boot::blob))
+        .route(
+            "/boot/blobs/{digest}/{name}",
+            get(boot::blob_named).head(boot::blob_named),
+        )
+        .with_state(app.clone());
+    let operators = Router::new()
+        .route("/masters/{name}/deploy", post(boot::deploy))
+        .route("/masters/{name}/rollback", post(boot::rollback))
+        .route("/masters/{name}/deployments", get(boot::deployments))
+        .route("/hosts", get(boot::hosts))
+        .route("/hosts/{name}", get(boot::host));
+    let api = if app.boot_only {
+        operators
+    } else {
+        operators.merge(build_routes())
+    };
+    api.route("/health", get(|| async { "ok" }))
+        .route("/readiness", get(|| async { "ok" }))
+        .route("/metrics", get(crate::metrics::metrics))
+        .route("/openapi.json", get(crate::openapi::document))
+        .layer(axum::middleware::from_fn_with_state(
+            auth,
+            crate::auth::require,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(app)
+        .merge(firmware)
+        .layer(axum::middleware::map_response(security_headers))
+}
+
+/// The routes of builds, the original's and the page.
+fn build_routes() -> Router<Arc<App>> {
     Router::new()
         .route("/builds", post(crate::api::submit).get(crate::api::list))
         .route(
@@ -204,10 +247,6 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/builds/{id}/events", get(crate::api::events))
         .route("/builds/{id}/retry", post(crate::api::retry))
         .route("/masters", get(crate::api::masters))
-        .route("/health", get(|| async { "ok" }))
-        .route("/readiness", get(|| async { "ok" }))
-        .route("/metrics", get(crate::metrics::metrics))
-        .route("/openapi.json", get(crate::openapi::document))
         .route("/build", post(crate::original::build))
         .route("/status/{id}", get(crate::original::status))
         .route(
@@ -224,13 +263,6 @@ pub fn router(app: Arc<App>) -> Router {
             get(crate::page::login_form).post(crate::page::login_submit),
         )
         .route("/logout", post(crate::page::logout))
-        .layer(axum::middleware::from_fn_with_state(
-            auth,
-            crate::auth::require,
-        ))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(axum::middleware::map_response(security_headers))
-        .with_state(app)
 }
 
 async fn security_headers(mut resp: axum::response::Response) -> axum::response::Response {

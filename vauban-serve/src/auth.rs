@@ -163,7 +163,7 @@ pub struct Caller(pub String);
 impl Auth {
     /// The caller of a request with these headers, and whether the cookie
     /// said so.
-    fn caller(&self, headers: &HeaderMap) -> Option<(String, bool)> {
+    pub(crate) fn caller(&self, headers: &HeaderMap) -> Option<(String, bool)> {
         if let Some(value) = headers.get(header::AUTHORIZATION) {
             let token = value.to_str().ok()?.strip_prefix("Bearer ")?.trim();
             return self.tokens.check(token).map(|n| (n, false));

@@ -152,6 +152,40 @@ impl Client {
         self.json(self.http.post(&url).json(req), &url).await
     }
 
+    /// Deploys `master`'s boot files of build `build`, or of tag `from`
+    /// (neither: `latest`); the deployment.
+    pub async fn deploy(
+        &self,
+        master: &str,
+        build: Option<&str>,
+        from: Option<&str>,
+    ) -> Result<serde_json::Value, ClientError> {
+        let url = self.url(&format!("/masters/{}/deploy", segment(master)?));
+        let body = serde_json::json!({"build": build, "from": from});
+        self.json(self.http.post(&url).json(&body), &url).await
+    }
+
+    /// Goes back to `master`'s deployment before the current one.
+    pub async fn rollback(&self, master: &str) -> Result<serde_json::Value, ClientError> {
+        let url = self.url(&format!("/masters/{}/rollback", segment(master)?));
+        self.json(self.http.post(&url), &url).await
+    }
+
+    /// `master`'s deployments, newest first.
+    pub async fn deployments(&self, master: &str) -> Result<serde_json::Value, ClientError> {
+        let url = self.url(&format!("/masters/{}/deployments", segment(master)?));
+        self.json(self.http.get(&url), &url).await
+    }
+
+    /// The hosts and their boots (`/hosts`), or one host's history.
+    pub async fn hosts(&self, host: Option<&str>) -> Result<serde_json::Value, ClientError> {
+        let url = match host {
+            Some(h) => self.url(&format!("/hosts/{}", segment(h)?)),
+            None => self.url("/hosts"),
+        };
+        self.json(self.http.get(&url), &url).await
+    }
+
     /// Asks again for what failed or cancelled build `id` asked.
     pub async fn retry(&self, id: &str) -> Result<Submitted, ClientError> {
         let url = self.url(&format!("/builds/{id}/retry"));
@@ -217,5 +251,22 @@ impl Client {
             line(String::from_utf8_lossy(&pending).as_ref());
         }
         Ok(())
+    }
+}
+
+/// A master or host name as one path segment (nothing that would change
+/// the path: `/`, `?`, `#`, `%`, `..`).
+fn segment(name: &str) -> Result<&str, ClientError> {
+    let ok = !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok {
+        Ok(name)
+    } else {
+        Err(ClientError::BadUrl(format!(
+            "{name:?} is not a master or host name (letters, digits, `.`, `_`, `-`)"
+        )))
     }
 }

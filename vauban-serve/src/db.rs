@@ -22,6 +22,7 @@ CREATE TABLE IF NOT EXISTS builds(
     branch TEXT,
     no_cache INTEGER NOT NULL,
     rebuild_stale INTEGER NOT NULL DEFAULT 0,
+    deploy INTEGER NOT NULL DEFAULT 0,
     requested_by TEXT NOT NULL,
     trigger TEXT NOT NULL,
     status TEXT NOT NULL,
@@ -93,16 +94,18 @@ impl History {
         )
         .map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
-        // A history made before `rebuild_stale` existed gets the column.
-        let has_column = conn
-            .prepare("SELECT 1 FROM pragma_table_info('builds') WHERE name='rebuild_stale'")
-            .and_then(|mut s| s.exists([]))
-            .map_err(db)?;
-        if !has_column {
-            conn.execute_batch(
-                "ALTER TABLE builds ADD COLUMN rebuild_stale INTEGER NOT NULL DEFAULT 0",
-            )
-            .map_err(db)?;
+        // A history made before a column existed gets it.
+        for column in ["rebuild_stale", "deploy"] {
+            let has_column = conn
+                .prepare("SELECT 1 FROM pragma_table_info('builds') WHERE name=?1")
+                .and_then(|mut s| s.exists([column]))
+                .map_err(db)?;
+            if !has_column {
+                conn.execute_batch(&format!(
+                    "ALTER TABLE builds ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0"
+                ))
+                .map_err(db)?;
+            }
         }
         Ok(History {
             path: path.to_owned(),
@@ -130,8 +133,8 @@ impl History {
         self.with(|c| {
             c.execute(
                 "INSERT INTO builds(id, master, stage, build_parents, conffs, branch, no_cache,
-                 requested_by, trigger, status, created, rebuild_stale)
-                 VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,'queued',?10,?11)",
+                 requested_by, trigger, status, created, rebuild_stale, deploy)
+                 VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,'queued',?10,?11,?12)",
                 params![
                     id,
                     req.name,
@@ -143,7 +146,8 @@ impl History {
                     by,
                     trigger.as_str(),
                     now,
-                    req.rebuild_stale
+                    req.rebuild_stale,
+                    req.deploy
                 ],
             )
             .map(drop)
@@ -156,7 +160,7 @@ impl History {
             c.query_row(
                 "SELECT id FROM builds WHERE status='queued' AND master=?1 AND stage=?2
                  AND build_parents=?3 AND conffs IS ?4 AND branch IS ?5 AND no_cache=?6
-                 AND rebuild_stale=?7
+                 AND rebuild_stale=?7 AND deploy=?8
                  ORDER BY created LIMIT 1",
                 params![
                     req.name,
@@ -165,7 +169,8 @@ impl History {
                     req.conffs,
                     req.branch,
                     req.no_cache,
-                    req.rebuild_stale
+                    req.rebuild_stale,
+                    req.deploy
                 ],
                 |r| r.get(0),
             )
@@ -412,8 +417,8 @@ impl History {
 
 const SELECT: &str =
     "SELECT id, master, stage, build_parents, conffs, branch, no_cache, requested_by,
-    trigger, status, created, started, finished, error, failed_step, failed_host, rebuild_stale
-    FROM builds";
+    trigger, status, created, started, finished, error, failed_step, failed_host, rebuild_stale,
+    deploy FROM builds";
 
 fn row_to_build(r: &rusqlite::Row<'_>) -> rusqlite::Result<Build> {
     let started: Option<String> = r.get(11)?;
@@ -437,6 +442,7 @@ fn row_to_build(r: &rusqlite::Row<'_>) -> rusqlite::Result<Build> {
             branch: r.get(5)?,
             no_cache: r.get(6)?,
             rebuild_stale: r.get(16)?,
+            deploy: r.get(17)?,
         },
         requested_by: r.get(7)?,
         trigger: Trigger::parse(&r.get::<_, String>(8)?),
@@ -466,6 +472,7 @@ mod tests {
             branch: None,
             no_cache: false,
             rebuild_stale: false,
+            deploy: false,
         }
     }
 

@@ -25,6 +25,18 @@ pub enum ServeError {
     /// No such build.
     #[error("no build {0}")]
     NotFound(String),
+    /// No such thing (a master, a host, a deployment, a file).
+    #[error("{0}")]
+    Missing(String),
+    /// It was there, and is no more (a spent or expired boot token).
+    #[error("{0}")]
+    Gone(String),
+    /// Nothing to go back to, or a state that forbids the request.
+    #[error("{0}")]
+    Conflict(String),
+    /// The image store failed.
+    #[error("the image store")]
+    Store(#[from] vauban_core::vauban_oci::Error),
     /// No valid token (or user header).
     #[error("authentication needed: a bearer token (Authorization: Bearer TOKEN)")]
     Unauthorized,
@@ -120,7 +132,9 @@ impl ServeError {
     pub fn status(&self) -> StatusCode {
         match self {
             ServeError::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            ServeError::NotFound(_) => StatusCode::NOT_FOUND,
+            ServeError::NotFound(_) | ServeError::Missing(_) => StatusCode::NOT_FOUND,
+            ServeError::Gone(_) => StatusCode::GONE,
+            ServeError::Conflict(_) => StatusCode::CONFLICT,
             ServeError::Unauthorized => StatusCode::UNAUTHORIZED,
             ServeError::Over(_) | ServeError::NotRetriable { .. } => StatusCode::CONFLICT,
             ServeError::BrokenConfig(_) => StatusCode::SERVICE_UNAVAILABLE,

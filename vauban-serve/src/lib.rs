@@ -15,6 +15,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod boot;
 pub mod client;
 pub mod config_file;
 pub mod db;
@@ -65,6 +66,13 @@ pub struct ServeOptions {
     pub sentry_dsn: Option<String>,
     /// Days a finished build's files are kept.
     pub keep_days: Option<u32>,
+    /// The image store the builds write into (the boot service serves its
+    /// blobs).
+    pub store: PathBuf,
+    /// The boot service's options.
+    pub boot: boot::BootOptions,
+    /// No build API, no scheduler: a boot server only.
+    pub boot_only: bool,
 }
 
 /// A server set up and listening, not yet serving.
@@ -142,6 +150,30 @@ impl Server {
         if interrupted > 0 {
             clean_store_tmp(&opts.worker).await;
         }
+        let store = vauban_core::vauban_oci::store::Store::open(&opts.store)?;
+        let boot = Arc::new(boot::BootService::open(
+            store,
+            &opts.state.join("history.db"),
+            runner.history.clone(),
+            opts.boot.clone(),
+        )?);
+        {
+            let boot = boot.clone();
+            let config = config.clone();
+            let _ = runner.after_success.set(Box::new(move |build| {
+                let auto: Vec<String> = config
+                    .get()
+                    .masters()
+                    .filter(|m| {
+                        m.deploy
+                            .as_ref()
+                            .is_some_and(|d| d.value == vauban_core::config::DeployPolicy::Auto)
+                    })
+                    .map(|m| m.name.clone())
+                    .collect();
+                boot.after_build(build, &auto);
+            }));
+        }
         let app = Arc::new(app::App {
             runner,
             config,
@@ -152,6 +184,8 @@ impl Server {
             public_url: opts.public_url.clone(),
             keep_days: opts.keep_days,
             schedules: RwLock::default(),
+            boot: Some(boot),
+            boot_only: opts.boot_only,
         });
         app.reschedule();
         let listener = tokio::net::TcpListener::bind(opts.listen)
@@ -183,13 +217,18 @@ impl Server {
             listener,
             _lock,
         } = self;
-        tokio::spawn(app.runner.clone().dispatch());
-        tokio::spawn(app.clone().tick());
+        if !app.boot_only {
+            tokio::spawn(app.runner.clone().dispatch());
+            tokio::spawn(app.clone().tick());
+        }
         let router = app::router(app.clone());
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .map_err(|e| ServeError::io("serve", "the listening socket", e))?;
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| ServeError::io("serve", "the listening socket", e))?;
         tracing::info!("stopping: builds still running are interrupted");
         app.runner.stop_all(Duration::from_secs(30)).await;
         Ok(())

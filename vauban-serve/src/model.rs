@@ -35,6 +35,10 @@ pub struct BuildRequest {
     /// is rebuilt first.
     #[serde(default)]
     pub rebuild_stale: bool,
+    /// Deploy the master's boot files when the build succeeds (what its
+    /// hosts boot next).
+    #[serde(default)]
+    pub deploy: bool,
 }
 
 impl BuildRequest {
@@ -276,6 +280,7 @@ mod tests {
             branch: Some("feature/x".into()),
             no_cache: true,
             rebuild_stale: true,
+            deploy: false,
         }
     }
 

@@ -229,6 +229,7 @@ mod tests {
                 branch: None,
                 no_cache: false,
                 rebuild_stale: false,
+                deploy: false,
             },
             status,
             requested_by: "alice".into(),

@@ -113,6 +113,7 @@ fn request_of(args: &serde_json::Map<String, Value>) -> Result<BuildRequest, Str
         branch: text("branch")?,
         no_cache: false,
         rebuild_stale: false,
+        deploy: false,
     })
 }
 

@@ -50,7 +50,13 @@ pub struct Runner {
     notifier: Arc<Notifier>,
     /// The server is stopping: builds that end are interrupted, not cancelled.
     stopping: std::sync::atomic::AtomicBool,
+    /// What runs when a build succeeded, before the history says so (the
+    /// boot service names and deploys its boot files).
+    pub after_success: std::sync::OnceLock<AfterSuccess>,
 }
+
+/// A hook run on each successful build.
+pub type AfterSuccess = Box<dyn Fn(&crate::model::Build) + Send + Sync>;
 
 /// What a submission did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +97,7 @@ impl Runner {
             wake: Notify::new(),
             notifier,
             stopping: std::sync::atomic::AtomicBool::new(false),
+            after_success: std::sync::OnceLock::new(),
         }
     }
 
@@ -305,6 +312,12 @@ impl Runner {
         };
         if let Err(e) = self.hub.push(id, Feed::Log, &last) {
             tracing::warn!(id, "log of the build: {e}");
+        }
+        if status == Status::Succeeded {
+            if let (Some(hook), Ok(Some(build))) = (self.after_success.get(), self.history.get(id))
+            {
+                hook(&build);
+            }
         }
         if let Err(e) = self.history.finish(
             id,

@@ -107,6 +107,7 @@ pub fn schedules(config: &Config) -> (Vec<Schedule>, Vec<String>) {
                 branch: None,
                 no_cache: false,
                 rebuild_stale: false,
+                deploy: false,
             },
         });
     }

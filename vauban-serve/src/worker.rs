@@ -159,6 +159,10 @@ pub async fn follow(
     Ok(outcome)
 }
 
+/// The step of a build that made a master's boot artifact is named this
+/// and the master (its image: the artifact's digest).
+pub const BOOT_STEP_PREFIX: &str = "boot files ";
+
 /// A build's steps as its events tell them: the phase running (`rootfs
 /// master-web`, from `step_started`) last, the results of the phases
 /// before it (`step_result`: each stage of each host, built, cached or
@@ -181,6 +185,26 @@ impl Steps {
     /// Takes one event; whether the steps changed.
     pub fn update(&mut self, event: &serde_json::Value) -> bool {
         let s = |k: &str| event.get(k).and_then(|v| v.as_str());
+        // A master's boot artifact: a step of its own, which `deploy
+        // --build` looks up.
+        if let ("boot_artifact", Some(master), Some(artifact)) =
+            (s("event").unwrap_or_default(), s("master"), s("artifact"))
+        {
+            let result = Step {
+                step: format!("{BOOT_STEP_PREFIX}{master}"),
+                state: "built".into(),
+                image: Some(artifact.to_owned()),
+                seconds: None,
+            };
+            match self.running {
+                Some(i) => {
+                    self.list.insert(i, result);
+                    self.running = Some(i + 1);
+                }
+                None => self.list.push(result),
+            }
+            return true;
+        }
         let (Some(kind), Some(step)) = (s("event"), s("step")) else {
             return false;
         };
@@ -352,6 +376,7 @@ mod tests {
             branch: None,
             no_cache: false,
             rebuild_stale: false,
+            deploy: false,
         };
         assert_eq!(
             cmd.argv(&req, Path::new("/st/b/logs")),

@@ -28,6 +28,17 @@ macro_rules! out {
 /// Arguments of `vauban remote`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    #[command(flatten)]
+    pub server: ServerArgs,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the server is and the token to show it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
     /// The server (`http://HOST:PORT`).
     #[arg(long, value_name = "URL", env = "VAUBAN_SERVER", global = true)]
     pub server: Option<String>,
@@ -37,10 +48,18 @@ pub struct Args {
     /// is `$VAUBAN_TOKEN` itself.
     #[arg(long, value_name = "FILE", global = true)]
     pub token_file: Option<PathBuf>,
+}
 
-    /// What to do.
-    #[command(subcommand)]
-    pub command: Command,
+impl ServerArgs {
+    /// A client of the server.
+    pub fn client(&self) -> Result<Client> {
+        let server = self
+            .server
+            .clone()
+            .context("which server? give --server URL or $VAUBAN_SERVER")?;
+        let token = token(self.token_file.as_deref())?;
+        Ok(Client::new(&server, token)?)
+    }
 }
 
 /// The subcommands of `vauban remote`.
@@ -117,6 +136,10 @@ pub struct BuildArgs {
     /// Rebuild first a parent whose inputs changed since it was built.
     #[arg(long)]
     pub rebuild_stale: bool,
+    /// Deploy the master's boot files when the build succeeds (its hosts
+    /// boot them next).
+    #[arg(long)]
+    pub deploy: bool,
     /// Print the live log and exit with the build's result.
     #[arg(long, short)]
     pub follow: bool,
@@ -124,12 +147,7 @@ pub struct BuildArgs {
 
 /// Runs the subcommand.
 pub fn run(_globals: &Globals, args: Args) -> Result<()> {
-    let server = args
-        .server
-        .clone()
-        .context("which server? give --server URL or $VAUBAN_SERVER")?;
-    let token = token(args.token_file.as_deref())?;
-    let client = Client::new(&server, token)?;
+    let client = args.server.client()?;
     let runtime = super::push::runtime()?;
     runtime.block_on(async move {
         match args.command {
@@ -224,6 +242,7 @@ async fn build(client: &Client, b: BuildArgs) -> Result<()> {
         branch: b.branch,
         no_cache: b.no_cache,
         rebuild_stale: b.rebuild_stale,
+        deploy: b.deploy,
     };
     let sub = client.submit(&req).await?;
     eprintln!(

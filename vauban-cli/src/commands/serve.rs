@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use vauban_core::build::publish::Registry;
 use vauban_oci::dirs::UserDir;
+use vauban_serve::boot::BootOptions;
 use vauban_serve::{ServeOptions, Server, WorkerCommand};
 
 use super::network::{NetworkArgs, NetworkMode};
@@ -101,6 +103,27 @@ pub struct Args {
     /// the history keeps their record.
     #[arg(long, value_name = "DAYS")]
     pub keep_days: Option<u32>,
+
+    /// A boot server only: the boot routes, deployments and hosts, no
+    /// build API, no scheduler (deploy with `--from TAG`, pulled from
+    /// --registry).
+    #[arg(long)]
+    pub boot_only: bool,
+
+    /// The URL hosts reach this server at, written into their iPXE
+    /// scripts and kernel command lines [default: http:// and the Host
+    /// each script request names].
+    #[arg(long, value_name = "URL")]
+    pub boot_url: Option<String>,
+
+    /// Hand a host's conffs (its sshd keys) only to its inventory address
+    /// (host variable `ip`, or an `ansible_host` that is an address).
+    #[arg(long)]
+    pub conffs_from_known_ip: bool,
+
+    /// How long the token of a boot opens its files, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 1800)]
+    pub boot_token_ttl: u64,
 }
 
 /// Runs the server until SIGTERM or Ctrl-C.
@@ -184,6 +207,28 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
         public_url: args.public_url.clone(),
         sentry_dsn: args.sentry_dsn.clone(),
         keep_days: args.keep_days,
+        store: store.root().to_path_buf(),
+        boot: BootOptions {
+            boot_url: match &args.boot_url {
+                Some(u) => Some(check_boot_url(u)?),
+                None => None,
+            },
+            token_ttl: std::time::Duration::from_secs(args.boot_token_ttl.max(60)),
+            conffs_from_known_ip: args.conffs_from_known_ip,
+            registry: match &args.registry {
+                Some(r) => Some(Registry::parse(
+                    r,
+                    super::push::RegistryArgs {
+                        tls_verify: args.tls_verify,
+                        creds: None,
+                        authfile: args.authfile.clone(),
+                    }
+                    .options()?,
+                )?),
+                None => None,
+            },
+        },
+        boot_only: args.boot_only,
     };
     let runtime = super::push::runtime()?;
     runtime.block_on(async move {
@@ -193,4 +238,18 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
         server.run().await?;
         Ok(())
     })
+}
+
+/// `--boot-url`: an `http://` or `https://` URL with a host and no query.
+fn check_boot_url(url: &str) -> Result<String> {
+    let parsed =
+        url::Url::parse(url).with_context(|| format!("--boot-url {url:?} is not a URL"))?;
+    if !matches!(parsed.scheme(), "http" | "https")
+        || parsed.host().is_none()
+        || parsed.query().is_some()
+        || url.contains(char::is_whitespace)
+    {
+        anyhow::bail!("--boot-url {url:?}: give http(s)://HOST[:PORT][/PATH], which hosts reach");
+    }
+    Ok(url.trim_end_matches('/').to_owned())
 }

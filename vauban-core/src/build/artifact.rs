@@ -11,13 +11,12 @@
 //! that reads images reads it; `artifactType` tells what it is (OCI image
 //! spec 1.1, "artifacts").
 
-use std::io::Write;
 use std::path::Path;
 
 use vauban_oci::store::Store;
 use vauban_oci::{Digest, Image};
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 
 /// The `artifactType` of a master's boot files.
 pub(crate) const BOOT_ARTIFACT_TYPE: &str = "application/vnd.vauban.boot.v1";
@@ -37,6 +36,8 @@ pub(crate) fn media_type(rel: &str) -> &'static str {
         "application/vnd.vauban.boot.rootfs.squashfs"
     } else if name.starts_with("conffs-") {
         "application/vnd.vauban.boot.conffs.tar+gzip"
+    } else if name == "boot.json" {
+        "application/vnd.vauban.boot.info.v1+json"
     } else if name.ends_with(".ipxe") {
         "application/vnd.vauban.boot.ipxe"
     } else {
@@ -46,7 +47,7 @@ pub(crate) fn media_type(rel: &str) -> &'static str {
 
 /// Writes the artifact of the files `files` (paths relative to `tree`) into
 /// the store, unnamed (see [`Store::tag`]); returns it.
-pub(crate) fn write_boot_artifact(
+pub fn write_boot_artifact(
     store: &Store,
     tree: &Path,
     files: &[String],
@@ -57,11 +58,8 @@ pub(crate) fn write_boot_artifact(
     let mut diff_ids = Vec::new();
     for rel in files {
         let path = tree.join(rel);
-        let mut file = std::fs::File::open(&path).at("open", &path)?;
-        let mut blob = store.blob_writer()?;
-        std::io::copy(&mut file, &mut blob).at("read", &path)?;
-        blob.flush().at("write", store.tmp_dir())?;
-        let (digest, size): (Digest, u64) = blob.commit(None)?;
+        // The big files are hard-linked, not copied (see `Store::link_blob`).
+        let (digest, size): (Digest, u64) = store.link_blob(&path)?;
         diff_ids.push(digest.to_string());
         layers.push(serde_json::json!({
             "mediaType": media_type(rel),

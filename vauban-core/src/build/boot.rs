@@ -24,8 +24,10 @@ use super::inputs::{hex, private_dir};
 use super::report::Outcome;
 use crate::config::{DracutConf, Master, SquashfsCompression};
 use crate::error::{Error, Result};
+use crate::events::Event;
 use crate::export::{
-    self, BootTree, HostBoot, InitramfsOptions, ResolvConf, SquashCompression, SquashfsOptions,
+    self, BootInfo, BootTree, HostBoot, HostInfo, InitramfsOptions, ResolvConf, SquashCompression,
+    SquashfsOptions, BOOT_INFO_FILE,
 };
 use crate::sandbox::SandboxOptions;
 
@@ -54,13 +56,11 @@ impl Builder<'_> {
         let kernel = self.boot_initramfs(&tree, master, kernel_image)?;
         self.interrupted()?;
         self.boot_rootfs_img(&tree, master, image)?;
-        self.boot_host_files(&tree, master, image, &kernel.kver)?;
+        self.boot_host_files(&tree, master, image, &kernel)?;
         self.write_sums()?;
-        // With --registry, the master's boot files go beside its images.
-        if self.opts.registry.is_some() && super::publish::uploads_boot_files(&self.config, master)
-        {
-            self.boot_artifact(&tree, master, &kernel)?;
-        }
+        // The files as one artifact in the store (what a boot server
+        // deploys), pushed beside the images with --registry.
+        self.boot_artifact(&tree, master, &kernel)?;
         Ok(())
     }
 
@@ -129,21 +129,24 @@ impl Builder<'_> {
         Ok(())
     }
 
-    /// Each host's command line and iPXE script: the hosts whose conffs this
-    /// build made, or whose archive in `--out` is still current.
+    /// Each host's command line and iPXE script, and the master's
+    /// `boot.json`: the hosts whose conffs this build made, or whose archive
+    /// in `--out` is still current.
     fn boot_host_files(
         &mut self,
         tree: &BootTree,
         master: &Master,
         image: &Image,
-        kver: &str,
+        kernel: &Kernel,
     ) -> Result<()> {
+        let kver = kernel.kver.as_str();
         let made = self
             .conffs_made
             .get(&master.name)
             .cloned()
             .unwrap_or_default();
         let hosts = self.tidy_out(master, image, &made, &[])?;
+        self.write_boot_info(tree, master, kernel, &hosts)?;
         let Some(base) = self.opts.boot_url.clone().or_else(|| {
             self.config
                 .configuration
@@ -177,7 +180,61 @@ impl Builder<'_> {
         Ok(())
     }
 
-    /// The master's boot files as an OCI artifact named `<master>/boot`.
+    /// `OUT/<master>/boot.json`: the files and each host's boot facts from
+    /// its inventory variables (`export::BootInfo`).
+    fn write_boot_info(
+        &mut self,
+        tree: &BootTree,
+        master: &Master,
+        kernel: &Kernel,
+        hosts: &[String],
+    ) -> Result<()> {
+        let c = &self.config.configuration;
+        let mut info = BootInfo {
+            master: master.name.clone(),
+            kver: kernel.kver.clone(),
+            kernel: format!("linux/{}", kernel.kernel_file),
+            initramfs: format!("linux/{}", kernel.initramfs_file),
+            rootfs: format!("{}/rootfs.img", master.name),
+            kernel_args: c
+                .kernel_args
+                .iter()
+                .chain(&master.kernel_args)
+                .map(|a| a.value.clone())
+                .collect(),
+            hosts: Default::default(),
+        };
+        let stages = self.conffs_stages(master);
+        let analysed = match stages.first() {
+            Some(first) if !hosts.is_empty() => {
+                let spec = self.spec(master, true);
+                Some(self.analyse(first, &spec)?)
+            }
+            _ => None,
+        };
+        for host in hosts {
+            let vars = analysed
+                .as_ref()
+                .map(|a| a.inventory.host_inputs(host).0["vars"].clone())
+                .unwrap_or_default();
+            let conffs = format!("{}/conffs-{host}.tgz", master.name);
+            let (host_info, warnings) = HostInfo::from_vars(conffs, &vars);
+            for w in warnings {
+                self.warn(format!("host {host}: {w}"));
+            }
+            info.hosts.insert(host.clone(), host_info);
+        }
+        let path = tree.master_dir(&master.name).join(BOOT_INFO_FILE);
+        let mut json =
+            serde_json::to_vec_pretty(&info).map_err(|e| Error::internal(e.to_string()))?;
+        json.push(b'\n');
+        export::atomic::write_file(&path, &json)?;
+        self.exported(&path);
+        Ok(())
+    }
+
+    /// The master's boot files as an OCI artifact named `<master>/boot`
+    /// (pushed unless the master is of `never_upload`).
     fn boot_artifact(&mut self, tree: &BootTree, master: &Master, kernel: &Kernel) -> Result<()> {
         let mut files = vec![
             format!("linux/{}", kernel.kernel_file),
@@ -201,7 +258,13 @@ impl Builder<'_> {
             &master.name,
             &kernel.kver,
         )?;
-        self.name(&format!("{}/boot", master.name), &image, true, true)?;
+        let publish = super::publish::uploads_boot_files(&self.config, master);
+        self.name(&format!("{}/boot", master.name), &image, true, publish)?;
+        self.env.events.emit(Event::BootArtifact {
+            master: master.name.clone(),
+            artifact: image.manifest_digest.clone(),
+            kver: kernel.kver.clone(),
+        });
         Ok(())
     }
 

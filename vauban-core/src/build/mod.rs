@@ -55,6 +55,7 @@ mod rootfs;
 mod stages;
 mod walk;
 
+pub use artifact::write_boot_artifact;
 pub use builder::Builder;
 pub use check::{CheckedStep, StepStatus};
 pub use keystore::{default_key_file, default_keystore, key_secret, FoundSecret};

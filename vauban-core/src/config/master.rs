@@ -62,6 +62,13 @@ pub struct Master {
     pub schedule: Option<Located<String>>,
     /// How the scheduled build runs.
     pub schedule_options: Option<Located<ScheduleOptions>>,
+    /// Kernel arguments of this master's hosts, after `configuration:`'s
+    /// `kernel_args` and before each host's own (host variable `kernel_args`).
+    #[schemars(default)]
+    pub kernel_args: Vec<Located<String>>,
+    /// Whether `vauban serve` deploys each successful build of this master
+    /// (`auto`) or only when asked (`manual`, the default).
+    pub deploy: Option<Located<DeployPolicy>>,
     /// The child masters, built `FROM` this one, in file order.
     #[schemars(flatten, with = "std::collections::BTreeMap<String, Master>")]
     pub children: Vec<Master>,
@@ -86,6 +93,17 @@ impl Master {
     pub fn stage_list(&self) -> impl Iterator<Item = &Stage> {
         self.stages.iter().map(|s| &s.value)
     }
+}
+
+/// `deploy:` of a master: when its builds become what its hosts boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, JsonSchema, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeployPolicy {
+    /// Only when someone deploys a build (`vauban deploy`).
+    #[default]
+    Manual,
+    /// Every successful build of the master's boot files, by `vauban serve`.
+    Auto,
 }
 
 /// `schedule_options:` of a scheduled master.
@@ -165,6 +183,8 @@ impl MasterReader<'_> {
             branch: None,
             schedule: None,
             schedule_options: None,
+            kernel_args: Vec::new(),
+            deploy: None,
             children: Vec::new(),
             parent: parent.map(|p| p.name.clone()),
             release: parent.map_or_else(|| entry.key.clone(), |p| p.release.clone()),
@@ -204,6 +224,8 @@ impl MasterReader<'_> {
                     }
                 }
                 "schedule_options" => master.schedule_options = schedule_options(r, e, &vpath)?,
+                "kernel_args" => master.kernel_args = r.strings(&e.value, &vpath)?,
+                "deploy" => master.deploy = deploy_policy(r, e, &vpath)?,
                 key if RELEASE_KEYS.contains(&key) => match source.as_deref_mut() {
                     Some(source) => source.read(r, e, &vpath)?,
                     None => {
@@ -278,6 +300,27 @@ fn check_cron(cron: &Located<String>) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// `deploy: auto|manual`.
+fn deploy_policy(r: &Reader, entry: &Entry, path: &str) -> Result<Option<Located<DeployPolicy>>> {
+    let Some(text) = r.opt_string(&entry.value, path)? else {
+        return Ok(None);
+    };
+    let policy = match text.value.as_str() {
+        "auto" => DeployPolicy::Auto,
+        "manual" => DeployPolicy::Manual,
+        other => {
+            return Err(Error::InvalidValue {
+                location: text.location.clone(),
+                message: format!("unknown deploy policy `{other}`: auto or manual"),
+            })
+        }
+    };
+    Ok(Some(Located {
+        value: policy,
+        location: text.location,
+    }))
 }
 
 fn schedule_options(

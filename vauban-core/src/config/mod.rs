@@ -80,7 +80,7 @@ use schemars::JsonSchema;
 pub use configuration::{Configuration, DracutConf, NetworkMode, SquashfsCompression};
 pub use key_context::KeyContext;
 pub use location::{Located, Location};
-pub use master::{Master, ScheduleOptions, ScheduledStage};
+pub use master::{DeployPolicy, Master, ScheduleOptions, ScheduledStage};
 pub use navigate::Masters;
 pub use playbooks::check_playbook;
 pub use release::{Checksum, Mmdebstrap, Release, ReleaseSource, Sha512Sums, TarballLocation};

@@ -41,16 +41,11 @@ impl HostBoot<'_> {
     pub fn cmdline(&self) -> String {
         let base = self.base();
         let (m, h) = (self.master, self.host);
-        let mut args = vec![
-            format!("root=live:{base}/{m}/rootfs.img"),
-            format!("live.updates={base}/{m}/conffs-{h}.tgz"),
-            "rd.live.image".into(),
-            "rd.live.overlay.overlayfs=1".into(),
-            "rd.neednet=1".into(),
-            "ip=dhcp".into(),
-        ];
-        args.extend(self.extra_args.iter().cloned());
-        args.join(" ")
+        live_cmdline(
+            &format!("{base}/{m}/rootfs.img"),
+            &format!("{base}/{m}/conffs-{h}.tgz"),
+            self.extra_args,
+        )
     }
 
     /// The iPXE script: kernel (with `initrd=`, which EFI kernels need to
@@ -69,6 +64,22 @@ impl HostBoot<'_> {
             cmdline = self.cmdline(),
         )
     }
+}
+
+/// The kernel command line of a live boot over the network: the squashfs
+/// at `rootfs_url`, the conffs at `conffs_url` unpacked over it, then
+/// `extra_args`.
+pub fn live_cmdline(rootfs_url: &str, conffs_url: &str, extra_args: &[String]) -> String {
+    let mut args = vec![
+        format!("root=live:{rootfs_url}"),
+        format!("live.updates={conffs_url}"),
+        "rd.live.image".into(),
+        "rd.live.overlay.overlayfs=1".into(),
+        "rd.neednet=1".into(),
+        "ip=dhcp".into(),
+    ];
+    args.extend(extra_args.iter().cloned());
+    args.join(" ")
 }
 
 /// A master or host name usable in a file name and a URL: ASCII letters,

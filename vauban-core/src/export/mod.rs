@@ -1,7 +1,8 @@
 //! The boot files of a build: the kernel and a dracut initramfs for a live
 //! boot over the network (`dracut`), the image as a squashfs `rootfs.img`
 //! (`squashfs`), each host's kernel command line and iPXE script
-//! (`cmdline`), the layout of the boot tree (`tree`) and its
+//! (`cmdline`), what a boot server reads of a master's build (`boot_info`),
+//! the layout of the boot tree (`tree`) and its
 //! `SHA256SUMS` (`sums`), and each host's conffs archive, the layers its
 //! build added over the master's image (`conffs`).
 //!
@@ -12,6 +13,7 @@
 //! for boot files and conffs archives.
 
 pub(crate) mod atomic;
+pub(crate) mod boot_info;
 pub(crate) mod cmdline;
 pub(crate) mod conffs;
 pub(crate) mod dracut;
@@ -21,7 +23,8 @@ pub(crate) mod squashfs;
 pub(crate) mod sums;
 pub(crate) mod tree;
 
-pub use cmdline::HostBoot;
+pub use boot_info::{normalize_mac, BootInfo, HostInfo, BOOT_INFO_FILE};
+pub use cmdline::{live_cmdline, HostBoot};
 pub use conffs::{export_conffs, ConffsOptions, ConffsReport};
 pub use dracut::{make_initramfs, BootKernel, InitramfsOptions};
 pub use kernel::KernelListing;

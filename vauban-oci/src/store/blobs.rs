@@ -111,6 +111,42 @@ impl Store {
         self.write_blob(&bytes)
     }
 
+    /// Stores the file at `path` as a blob without copying it when it can:
+    /// hashed, then hard-linked into `blobs/` when it is on the store's file
+    /// system and already a blob's mode (0644), copied otherwise (and
+    /// checked against the hash). The file must never change afterwards: it
+    /// *is* the blob (`vauban fsck` would say so). Returns digest and size.
+    pub fn link_blob(&self, path: &std::path::Path) -> Result<(Digest, u64)> {
+        let mut file = File::open(path).at("open", path)?;
+        let mode = file.metadata().at("stat", path)?.permissions().mode() & 0o7777;
+        let mut hashing = HashingWriter::new(std::io::sink());
+        std::io::copy(&mut file, &mut hashing).at("read", path)?;
+        let (_, digest, size) = hashing.finish();
+        let target = self.blob_path(&digest);
+        if target.exists() {
+            return Ok((digest, size));
+        }
+        if mode == 0o644 {
+            let staged =
+                self.tmp_dir()
+                    .join(format!(".link-{}-{}", std::process::id(), digest.hex()));
+            let _ = fs::remove_file(&staged);
+            if fs::hard_link(path, &staged).is_ok() {
+                fs::rename(&staged, &target).map_err(|e| {
+                    let _ = fs::remove_file(&staged);
+                    Error::io("rename into place", &target, e)
+                })?;
+                sync_parent(&target)?;
+                tracing::debug!(%digest, size, path = %path.display(), "blob linked");
+                return Ok((digest, size));
+            }
+        }
+        let mut file = File::open(path).at("open", path)?;
+        let mut blob = self.blob_writer()?;
+        std::io::copy(&mut file, &mut blob).at("read", path)?;
+        blob.commit_as(Some(&digest), &path.display().to_string())
+    }
+
     /// Whether the blob is present.
     pub fn has_blob(&self, digest: &Digest) -> bool {
         self.blob_path(digest).is_file()

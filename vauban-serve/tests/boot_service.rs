@@ -1,0 +1,492 @@
+//! The boot service over HTTP on loopback, on a real store holding boot
+//! artifacts written by vauban-core's own writer (small files stand for the
+//! kernel, initramfs, rootfs and conffs: what is checked is which host gets
+//! which file, how, and what is recorded, not what boots; the QEMU boot
+//! test of `cargo xtask test` boots the real ones through these routes).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use vauban_core::vauban_oci::store::Store;
+use vauban_core::vauban_oci::Reference;
+use vauban_serve::boot::BootOptions;
+use vauban_serve::{ServeOptions, Server, WorkerCommand};
+
+const TOKEN: &str = "operator-token-0123456789";
+const WEB01: &str = "52:54:00:00:00:01";
+const WEB02: &str = "52:54:00:00:00:02";
+
+/// A boot tree of master `m` whose rootfs holds `rootfs`, as a build
+/// leaves it, written into `store` as an artifact named `m/boot:TAG`.
+fn artifact(store: &Store, dir: &Path, rootfs: &[u8], tag: &str) -> String {
+    let tree = dir.join(format!("tree-{tag}"));
+    std::fs::create_dir_all(tree.join("linux")).unwrap();
+    std::fs::create_dir_all(tree.join("m")).unwrap();
+    std::fs::write(tree.join("linux/vmlinuz-6.1"), b"kernel of 6.1").unwrap();
+    std::fs::write(tree.join("linux/initramfs-6.1.img"), b"initramfs of 6.1").unwrap();
+    std::fs::write(tree.join("m/rootfs.img"), rootfs).unwrap();
+    for host in ["web01", "web02", "new01"] {
+        std::fs::write(
+            tree.join(format!("m/conffs-{host}.tgz")),
+            format!("secret keys of {host} ({tag})"),
+        )
+        .unwrap();
+    }
+    let info = json!({
+        "master": "m", "kver": "6.1",
+        "kernel": "linux/vmlinuz-6.1", "initramfs": "linux/initramfs-6.1.img",
+        "rootfs": "m/rootfs.img", "kernel_args": ["console=ttyS0,115200"],
+        "hosts": {
+            "web01": {"conffs": "m/conffs-web01.tgz", "macs": [WEB01], "ip": "127.0.0.1",
+                      "kernel_args": ["quiet"]},
+            "web02": {"conffs": "m/conffs-web02.tgz", "macs": [WEB02], "ip": "127.0.0.2"},
+            "new01": {"conffs": "m/conffs-new01.tgz", "discoverable": true},
+        },
+    });
+    std::fs::write(tree.join("m/boot.json"), info.to_string()).unwrap();
+    let files: Vec<String> = [
+        "linux/vmlinuz-6.1",
+        "linux/initramfs-6.1.img",
+        "m/boot.json",
+        "m/conffs-new01.tgz",
+        "m/conffs-web01.tgz",
+        "m/conffs-web02.tgz",
+        "m/rootfs.img",
+    ]
+    .map(String::from)
+    .to_vec();
+    let image = vauban_core::build::write_boot_artifact(store, &tree, &files, "m", "6.1").unwrap();
+    store
+        .tag(
+            &Reference::parse(&format!("m/boot:{tag}")).unwrap(),
+            &image.descriptor(),
+        )
+        .unwrap();
+    image.manifest_digest.to_string()
+}
+
+struct World {
+    dir: tempfile::TempDir,
+    store: Store,
+}
+
+impl World {
+    fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        std::fs::write(
+            dir.path().join("config.yml"),
+            "bookworm:\n  image: debian:12\n  m:\n    stages: [a.yml]\n    conffs: 'web*'\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("tokens"), format!("alice {TOKEN}\n")).unwrap();
+        World { dir, store }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    /// A server of this world's store with `boot` options, its address.
+    async fn serve(&self, state: &str, boot: BootOptions) -> SocketAddr {
+        let opts = ServeOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            config: self.path("config.yml"),
+            state: self.path(state),
+            token_file: Some(self.path("tokens")),
+            user_header: None,
+            jobs: 1,
+            worker: WorkerCommand {
+                program: "/bin/false".into(),
+                global_args: vec![],
+                build_args: vec![],
+                env: vec![],
+            },
+            notify: vec![],
+            notify_all: false,
+            public_url: None,
+            sentry_dsn: None,
+            keep_days: None,
+            store: self.store.root().to_path_buf(),
+            boot,
+            boot_only: true,
+        };
+        let server = Server::bind(opts).await.unwrap();
+        let addr = server.local_addr().unwrap();
+        tokio::spawn(server.run());
+        addr
+    }
+}
+
+/// The URL of the script's line starting with `first_word`.
+fn line_url(script: &str, first_word: &str) -> String {
+    script
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{first_word} ")))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no `{first_word}` line in:\n{script}"))
+        .to_string()
+}
+
+fn arg_url(script: &str, key: &str) -> String {
+    script
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(key))
+        .unwrap_or_else(|| panic!("no {key} in:\n{script}"))
+        .to_string()
+}
+
+async fn script(http: &reqwest::Client, addr: SocketAddr, mac: &str) -> String {
+    let r = http
+        .get(format!("http://{addr}/boot/ipxe"))
+        .query(&[("mac", mac)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r.text().await.unwrap()
+}
+
+async fn api(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut req = http.request(method, url).bearer_auth(TOKEN);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_boot_their_deployment_and_only_they_get_their_conffs() {
+    let w = World::new();
+    let rootfs_a: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let a = artifact(&w.store, w.dir.path(), &rootfs_a, "a");
+    let b = artifact(&w.store, w.dir.path(), b"rootfs of build b", "b");
+    let addr = w.serve("state", BootOptions::default()).await;
+    let http = reqwest::Client::new();
+    let base = format!("http://{addr}");
+
+    // Nothing deployed: web01 is known by the latest build, and boots its disk.
+    let s = script(&http, addr, "52-54-00-00-00-01").await;
+    assert!(s.contains("exit") && s.contains("not deployed"), "{s}");
+
+    let (st, d1) = api(
+        &http,
+        reqwest::Method::POST,
+        format!("{base}/masters/m/deploy"),
+        Some(json!({"from": "a"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{d1}");
+    assert_eq!(d1["artifact"], a.as_str());
+    assert_eq!(d1["by"], "alice");
+
+    // web01's script names the files of a by digest, with its kernel args.
+    let s = script(&http, addr, "52:54:00:00:00:01").await;
+    assert!(s.starts_with("#!ipxe\n"), "{s}");
+    assert!(s.contains("console=ttyS0,115200 quiet"), "{s}");
+    assert!(s.contains(&format!("{base}/boot/blobs/sha256:")), "{s}");
+    let kernel = line_url(&s, "kernel");
+    let initrd = line_url(&s, "initrd");
+    let rootfs = arg_url(&s, "root=live:");
+    let conffs = arg_url(&s, "live.updates=");
+    assert!(
+        kernel.contains("/vmlinuz-6.1?boot=") && s.contains("initrd=initramfs-6.1.img"),
+        "{s}"
+    );
+
+    // Range, ETag, HEAD, 304 on the rootfs.
+    let r = http
+        .get(&rootfs)
+        .header("Range", "bytes=1000-1999")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(r.headers()["content-range"], "bytes 1000-1999/3000000");
+    let etag = r.headers()["etag"].to_str().unwrap().to_string();
+    assert!(etag.starts_with("\"sha256:"), "{etag}");
+    assert!(r.headers().contains_key("last-modified"));
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &rootfs_a[1000..2000]);
+    let r = http.head(&rootfs).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-length"], "3000000");
+    let r = http
+        .get(&rootfs)
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+    let r = http
+        .get(&rootfs)
+        .header("Range", "bytes=3000000-")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+
+    // The boot, in order: every file whole.
+    for (url, want) in [
+        (&kernel, b"kernel of 6.1".to_vec()),
+        (&initrd, b"initramfs of 6.1".to_vec()),
+        (&rootfs, rootfs_a.clone()),
+        (&conffs, b"secret keys of web01 (a)".to_vec()),
+    ] {
+        let r = http.get(url).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{url}");
+        assert_eq!(r.bytes().await.unwrap().as_ref(), want.as_slice(), "{url}");
+    }
+
+    // The conffs URL again (someone who read it in /proc/cmdline): refused.
+    let r = http.get(&conffs).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::GONE);
+    // web02's conffs with web01's token: refused, whatever the name says.
+    let s2 = script(&http, addr, WEB02).await;
+    let conffs2 = arg_url(&s2, "live.updates=");
+    let digest2 = conffs2.split('/').nth(5).unwrap().to_string();
+    let token1 = conffs.rsplit("boot=").next().unwrap();
+    for url in [
+        format!("{base}/boot/blobs/{digest2}/conffs-web01.tgz?boot={token1}"),
+        format!("{base}/boot/blobs/{digest2}?boot={}", "0".repeat(64)),
+    ] {
+        let r = http.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{url}");
+    }
+    // No token: 401; an operator's token opens the rootfs, never a conffs.
+    let bare_rootfs = rootfs.split('?').next().unwrap().to_string();
+    assert_eq!(
+        http.get(&bare_rootfs).send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let r = http
+        .get(&bare_rootfs)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let bare_conffs = format!("{base}/boot/blobs/{digest2}");
+    let r = http
+        .get(&bare_conffs)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // A path that is no digest reaches no file.
+    let r = http
+        .get(format!("{base}/boot/blobs/..%2F..%2Findex.json"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    // Unknown MACs: the first is bound to the discoverable host, the next
+    // one boots its disk and is listed.
+    let s = script(&http, addr, "52:54:00:00:00:99").await;
+    assert!(s.contains("new01 boots m"), "{s}");
+    let s = script(&http, addr, "52:54:00:00:00:98").await;
+    assert!(s.ends_with("exit\n") && s.contains("no host"), "{s}");
+    let r = http
+        .get(format!("{base}/boot/ipxe?mac=nonsense"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    // /hosts: web01 booted a, whole; new01 is bound; the stray MAC listed.
+    // (A fetch is recorded once its body is over: give the records a moment.)
+    let mut hosts = Value::Null;
+    for _ in 0..50 {
+        let (st, h) = api(&http, reqwest::Method::GET, format!("{base}/hosts"), None).await;
+        assert_eq!(st, StatusCode::OK);
+        hosts = h;
+        let web01 = hosts["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["host"] == "web01")
+            .cloned();
+        if web01.is_some_and(|h| h["last_boot"]["state"] == "complete") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let host = |name: &str| {
+        hosts["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["host"] == name)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(host("web01")["last_boot"]["state"], "complete", "{hosts:#}");
+    assert_eq!(host("web01")["runs_deployed"], true);
+    assert_eq!(host("new01")["macs"], json!(["52:54:00:00:00:99"]));
+    assert_eq!(hosts["unknown"][0]["mac"], "52:54:00:00:00:98", "{hosts:#}");
+    let (_, web01) = api(
+        &http,
+        reqwest::Method::GET,
+        format!("{base}/hosts/web01"),
+        None,
+    )
+    .await;
+    let fetched: Vec<&str> = web01["boots"][0]["fetches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["complete"] == true)
+        .map(|f| f["file"].as_str().unwrap())
+        .collect();
+    assert!(
+        fetched.ends_with(&["kernel", "initramfs", "rootfs", "conffs"]),
+        "{web01:#}"
+    );
+
+    // Deploy b: web01 still runs a, says /hosts; then back to a.
+    let (st, d2) = api(
+        &http,
+        reqwest::Method::POST,
+        format!("{base}/masters/m/deploy"),
+        Some(json!({"from": "b"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{d2}");
+    assert_eq!(d2["artifact"], b.as_str());
+    let (_, hosts) = api(&http, reqwest::Method::GET, format!("{base}/hosts"), None).await;
+    let web01 = hosts["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["host"] == "web01")
+        .unwrap();
+    assert_eq!(web01["runs_deployed"], false);
+    assert!(
+        web01["summary"].as_str().unwrap().contains("still runs"),
+        "{web01:#}"
+    );
+    let s = script(&http, addr, WEB01).await;
+    let rootfs_b = arg_url(&s, "root=live:");
+    assert_eq!(
+        http.get(&rootfs_b)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .as_ref(),
+        b"rootfs of build b"
+    );
+    let (st, d3) = api(
+        &http,
+        reqwest::Method::POST,
+        format!("{base}/masters/m/rollback"),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{d3}");
+    assert_eq!(d3["artifact"], a.as_str());
+    let (st, list) = api(
+        &http,
+        reqwest::Method::GET,
+        format!("{base}/masters/m/deployments"),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    let ids: Vec<i64> = list["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            d3["id"].as_i64().unwrap(),
+            d2["id"].as_i64().unwrap(),
+            d1["id"].as_i64().unwrap()
+        ]
+    );
+    let (st, e) = api(
+        &http,
+        reqwest::Method::POST,
+        format!("{base}/masters/m/rollback"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        st,
+        StatusCode::CONFLICT,
+        "nothing before the first deployment: {e}"
+    );
+    let (st, e) = api(
+        &http,
+        reqwest::Method::POST,
+        format!("{base}/masters/nope/deploy"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{e}");
+    // The store keeps what was deployed named.
+    let names: Vec<String> = w
+        .store
+        .list()
+        .unwrap()
+        .iter()
+        .map(|(r, _)| r.to_string())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .any(|n| n.ends_with(&format!("m/boot:deploy-{}", d3["id"]))),
+        "{names:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_conffs_from_known_ip_a_conffs_goes_only_to_its_hosts_address() {
+    let w = World::new();
+    artifact(&w.store, w.dir.path(), b"rootfs", "a");
+    let opts = BootOptions {
+        conffs_from_known_ip: true,
+        ..BootOptions::default()
+    };
+    let addr = w.serve("state", opts).await;
+    let http = reqwest::Client::new();
+    let (st, _) = api(
+        &http,
+        reqwest::Method::POST,
+        format!("http://{addr}/masters/m/deploy"),
+        Some(json!({"from": "a"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED);
+    // web02 is 127.0.0.2 in the inventory: from 127.0.0.1 its conffs is refused...
+    let s = script(&http, addr, WEB02).await;
+    let conffs = arg_url(&s, "live.updates=");
+    assert_eq!(
+        http.get(&conffs).send().await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    // ...and handed over from 127.0.0.2.
+    let from_02 = reqwest::Client::builder()
+        .local_address(Some("127.0.0.2".parse().unwrap()))
+        .build()
+        .unwrap();
+    let r = from_02.get(&conffs).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.text().await.unwrap(), "secret keys of web02 (a)");
+}
