@@ -215,7 +215,14 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/masters/{name}/rollback", post(boot::rollback))
         .route("/masters/{name}/deployments", get(boot::deployments))
         .route("/hosts", get(boot::hosts))
-        .route("/hosts/{name}", get(boot::host));
+        .route("/hosts/{name}", get(boot::host))
+        .route("/ui/hosts", get(crate::page::hosts))
+        .route("/ui/style.css", get(crate::page::style))
+        .route(
+            "/login",
+            get(crate::page::login_form).post(crate::page::login_submit),
+        )
+        .route("/logout", post(crate::page::logout));
     let api = if app.boot_only {
         operators
     } else {
@@ -256,13 +263,7 @@ fn build_routes() -> Router<Arc<App>> {
         .route("/", get(crate::page::builds))
         .route("/ui/builds/{id}", get(crate::page::build))
         .route("/ui/masters", get(crate::page::masters))
-        .route("/ui/style.css", get(crate::page::style))
         .route("/ui/app.js", get(crate::page::script))
-        .route(
-            "/login",
-            get(crate::page::login_form).post(crate::page::login_submit),
-        )
-        .route("/logout", post(crate::page::logout))
 }
 
 async fn security_headers(mut resp: axum::response::Response) -> axum::response::Response {

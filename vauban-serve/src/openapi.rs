@@ -8,7 +8,7 @@ use utoipa::{Modify, OpenApi};
 /// The API's description.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "vauban serve", description = "Builds on request and on schedule, their history and live logs."),
+    info(title = "vauban serve", description = "Builds on request and on schedule, their history and live logs; deployments and the hosts' boots. (The routes firmware calls, /boot/ipxe and /boot/blobs/DIGEST, are told in the README.)"),
     paths(
         crate::api::submit,
         crate::api::list,
@@ -18,6 +18,11 @@ use utoipa::{Modify, OpenApi};
         crate::api::cancel,
         crate::api::retry,
         crate::api::masters,
+        crate::boot::routes::deploy,
+        crate::boot::routes::rollback,
+        crate::boot::routes::deployments,
+        crate::boot::routes::hosts,
+        crate::boot::routes::host,
         crate::metrics::metrics,
     ),
     modifiers(&Bearer),

@@ -105,6 +105,7 @@ fn layout(title: &str, refresh: Option<u32>, body: Markup) -> Markup {
                     a.brand href="/" { "vauban" }
                     a href="/" { "Builds" }
                     a href="/ui/masters" { "Masters" }
+                    a href="/ui/hosts" { "Hosts" }
                     form method="post" action="/logout" { button type="submit" { "Sign out" } }
                 }
                 main { (body) }
@@ -252,6 +253,51 @@ pub async fn masters(State(app): State<Arc<App>>) -> Result<Markup> {
         }
     };
     Ok(layout("Masters", Some(30), body))
+}
+
+/// `/ui/hosts`: each host's deployed build, last boot and whether it runs
+/// the deployed build; the unknown MACs.
+pub async fn hosts(State(app): State<Arc<App>>) -> Result<Markup> {
+    let boot = app
+        .boot
+        .clone()
+        .ok_or_else(|| crate::error::ServeError::Missing("no boot service".into()))?;
+    let view = tokio::task::spawn_blocking(move || boot.hosts())
+        .await
+        .map_err(|e| crate::error::ServeError::Setup(e.to_string()))??;
+    let build = |id: Option<&str>, artifact: &str| -> Markup {
+        match id {
+            Some(b) => html! { a href={ "/ui/builds/" (b) } { (b) } },
+            None => html! { code { (&artifact[..artifact.len().min(19)]) } },
+        }
+    };
+    let body = html! {
+        h1 { "Hosts" }
+        table {
+            thead { tr { th { "Host" } th { "Master" } th { "MAC" } th { "Deployed" } th { "Last boot" } th { "State" } th { "" } } }
+            tbody {
+                @for h in &view.hosts {
+                    tr {
+                        td { (h.host) }
+                        td { (h.master) }
+                        td { code { (h.macs.join(" ")) } }
+                        td { @if let Some(d) = &h.deployed { "#" (d.id) " " (build(d.build_id.as_deref(), &d.artifact)) } }
+                        td { @if let Some(b) = &h.last_boot { (b.started) " " (build(b.build_id.as_deref(), &b.artifact)) } }
+                        td { @if let Some(b) = &h.last_boot { (b.state) } }
+                        td { @match h.runs_deployed { Some(true) => "runs the deployed build", Some(false) => span.error { "runs an older build" }, None => "" } }
+                    }
+                }
+            }
+        }
+        @if !view.unknown.is_empty() {
+            h2 { "Unknown MACs" }
+            table {
+                thead { tr { th { "MAC" } th { "Address" } th { "Asked" } th { "Last" } } }
+                tbody { @for m in &view.unknown { tr { td { code { (m.mac) } } td { (m.ip) } td { (m.asked) } td { (m.last_seen) } } } }
+            }
+        }
+    };
+    Ok(layout("Hosts", Some(30), body))
 }
 
 /// The style sheet.

@@ -439,9 +439,11 @@ impl BootService {
                     .map_err(|e| ServeError::Conflict(format!("pulling {src}: {e}")))?;
                 self.store.resolve(&reference)?
             }
-            Err(_) => return Err(ServeError::Missing(format!(
+            Err(_) => {
+                return Err(ServeError::Missing(format!(
                 "the store has no {reference} (and the server has no --registry to pull it from)"
-            ))),
+            )))
+            }
         };
         let digest = desc.digest().to_string();
         let build_id = self.build_of_artifact(master, &digest)?;
@@ -552,11 +554,12 @@ impl BootService {
         let size = std::fs::metadata(self.store.blob_path(&digest))
             .map_err(|e| ServeError::io("stat", self.store.blob_path(&digest), e))?
             .len();
-        let desc = Descriptor::new(
+        // Hidden from `vauban images` as the build's own name of it is.
+        let desc = vauban_core::stage::intermediate(Descriptor::new(
             MediaType::ImageManifest,
             size,
             vauban_core::vauban_oci::image::oci_digest(&digest),
-        );
+        ));
         let reference = Reference::parse(&format!("{master}/boot:{tag}"))
             .map_err(|e| ServeError::Conflict(e.to_string()))?;
         self.store.tag(&reference, &desc)?;

@@ -1,11 +1,17 @@
 //! The boot test of `cargo xtask test`: the demo built rootless by the test
-//! user (`vauban build --stage all --build-parents -1`, the release from the
-//! boot fixture instead of a fresh mmdebstrap: the same packages), then two
-//! hosts booted under QEMU from the one `rootfs.img`, each with its own
-//! conffs, each marker checked; then a second build with nothing changed
-//! must leave `SHA256SUMS` as it was (no new initramfs nor squashfs), and an
-//! archive an earlier build left for a host the inventory no longer has gets
-//! no command line, is not listed and is gone.
+//! user through `vauban serve` (`vauban remote build --stage all
+//! --build-parents -1`, the release from the boot fixture instead of a fresh
+//! mmdebstrap: the same packages), its boot artifact in the registry; a
+//! second build with nothing changed must leave `SHA256SUMS` as it was and
+//! remove an archive an earlier build left for a host the inventory no
+//! longer has. Then a build where web01's value changed, deployed when it
+//! succeeds, and web01 and web02 booted at once under QEMU with no
+//! `-kernel`: the firmware's iPXE gets its script from QEMU's DHCP/TFTP,
+//! chains to vauban's boot route by MAC, and each host shows its own conffs
+//! of the newer build. Their conffs URLs are then spent, a token opens no
+//! other host's conffs, an unknown MAC gets the local-disk script; the older
+//! build is deployed again and web01's next boot shows it; `/hosts` tells
+//! both boots and their builds.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,7 +19,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use super::{build::MASTER, check_marker, user};
+use super::{build::MASTER, user};
 use crate::rootless::stage::{Runner, Stage};
 use crate::{boot, util};
 
@@ -51,8 +57,10 @@ pub fn run(runner: &Runner, stage: &Stage) -> Result<()> {
     let dir = stage.tmp().join("boot-e2e");
     std::fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
     user::own_dir(runner, &dir)?;
+    // The demo's repository, copied: the test changes a host's value.
+    let demo = dir.join("demo");
+    util::copy_tree_readable(&stage.testdata().join("demo"), &demo)?;
     let tarball = stage.fixtures().join("debian-boot.tar");
-    let demo = stage.testdata().join("demo");
     let text = std::fs::read_to_string(demo.join("config.yml"))
         .with_context(|| format!("read {}", demo.join("config.yml").display()))?;
     let config = demo.join("config-boot-test.yml");
@@ -64,58 +72,20 @@ pub fn run(runner: &Runner, stage: &Stage) -> Result<()> {
     util::chmod(&config, 0o644)?;
     let out = dir.join("out");
     let registry = crate::registry::Registry::start_temp()?;
-    let build = |publish: bool| -> Result<()> {
-        let mut cmd = Command::new(stage.bin().join("vauban"));
-        cmd.arg("--store")
-            .arg(dir.join("store"))
-            .arg("build")
-            .arg("--config")
-            .arg(&config)
-            .args(["--name", MASTER, "--stage", "all", "--build-parents", "-1"])
-            .arg("--out")
-            .arg(&out)
-            .arg("--log-dir")
-            .arg(dir.join("logs"))
-            .arg("--quiet");
-        if publish {
-            cmd.arg("--registry")
-                .arg(format!("{}/vauban", registry.addr))
-                .arg("--tls-verify=false");
-        }
-        let mut cmd = user::as_user(runner, &cmd, &dir);
-        cmd.current_dir(&dir);
-        util::run(&mut cmd).context("the boot test's vauban build")
-    };
-    build(true)?;
-    eprintln!("boot: built in {:.0} s", started.elapsed().as_secs_f64());
+    let serve = BootServer::start(runner, stage, &dir, &config, &out, &registry.addr)?;
+    let build = |deploy: bool| serve.build(deploy);
+
+    let a = build(false)?;
+    eprintln!(
+        "boot: build {a} in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
     check_artifact(&registry.addr)?;
     let sums = std::fs::read_to_string(out.join("SHA256SUMS")).context("read SHA256SUMS")?;
 
-    let booted: Vec<Result<boot::Booted>> = std::thread::scope(|s| {
-        let handles: Vec<_> = HOSTS
-            .iter()
-            .map(|host| {
-                let out: PathBuf = out.clone();
-                s.spawn(move || boot::boot_tree_host(&out, MASTER, host))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| bail!("a boot thread panicked")))
-            .collect()
-    });
-    for (host, result) in HOSTS.iter().zip(booted) {
-        let booted = result.with_context(|| format!("booting {host}"))?;
-        check_marker(&booted.line, host)?;
-        eprintln!(
-            "boot: {host} reached its marker in {:.0} s: {}",
-            booted.elapsed.as_secs_f64(),
-            booted.line
-        );
-    }
-
     // An archive of a host that left the inventory, as an earlier build
-    // would have left it.
+    // would have left it: a build with nothing changed removes it and
+    // changes nothing else.
     let master_dir = out.join(MASTER);
     let stale = master_dir.join("conffs-old01.tgz");
     std::fs::copy(master_dir.join("conffs-web01.tgz"), &stale)
@@ -143,6 +113,329 @@ pub fn run(runner: &Runner, stage: &Stage) -> Result<()> {
         "boot: a second build changed nothing ({:.1} s)",
         again.elapsed().as_secs_f64()
     );
+
+    // A newer build where web01's value changed, deployed when it succeeds.
+    let host_vars = demo.join("ansible/host_vars/web01.yml");
+    let vars = std::fs::read_to_string(&host_vars)?;
+    std::fs::write(&host_vars, vars.replace("conffs-of-web01", NEWER_WEB01))?;
+    let b = build(true)?;
+    eprintln!("boot: build {b} deployed");
+
+    // Both hosts boot through their firmware: DHCP and TFTP of QEMU's
+    // network, then vauban's script by MAC, each its own conffs.
+    let booted = boot_hosts(
+        &serve,
+        &[("web01", NEWER_WEB01), ("web02", "conffs-of-web02")],
+    )?;
+    serve.check_conffs_urls_are_spent(&booted)?;
+    serve.check_unknown_mac()?;
+
+    // The older build deployed again: web01's next boot is of it.
+    serve.vauban(&["deploy", MASTER, "--build", &a])?;
+    boot_hosts(&serve, &[("web01", "conffs-of-web01")])?;
+    serve.check_hosts(&a, &b)?;
+    eprintln!("boot: done in {:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// web01's value in the second build.
+const NEWER_WEB01: &str = "conffs-of-web01-v2";
+
+/// Boots `hosts` (host, the conffs value its marker must show) at once
+/// through the firmware; each host's console log.
+fn boot_hosts(serve: &BootServer, hosts: &[(&str, &str)]) -> Result<Vec<(String, String)>> {
+    let results: Vec<Result<boot::Booted>> = std::thread::scope(|s| {
+        let handles: Vec<_> = hosts
+            .iter()
+            .map(|(host, _)| {
+                let mac = mac_of(host);
+                let port = serve.port;
+                s.spawn(move || boot::boot_firmware(port, &mac, host))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| bail!("a boot thread panicked")))
+            .collect()
+    });
+    let mut consoles = Vec::new();
+    for ((host, value), result) in hosts.iter().zip(results) {
+        let booted = result.with_context(|| format!("booting {host} through its firmware"))?;
+        check_marker_value(&booted.line, host, value)?;
+        eprintln!(
+            "boot: {host} reached its marker in {:.0} s: {}",
+            booted.elapsed.as_secs_f64(),
+            booted.line
+        );
+        let console = std::fs::read_to_string(&booted.console_log)
+            .with_context(|| format!("read {}", booted.console_log.display()))?;
+        consoles.push((host.to_string(), console));
+    }
+    Ok(consoles)
+}
+
+/// The MAC of a demo host (its `mac:` in the demo's `host_vars`).
+fn mac_of(host: &str) -> String {
+    match host {
+        "web01" => "52:54:00:12:34:01",
+        "web02" => "52:54:00:12:34:02",
+        _ => "52:54:00:12:34:ff",
+    }
+    .to_string()
+}
+
+/// A `vauban serve` of the test user over the test's store, killed when
+/// dropped.
+struct BootServer {
+    child: std::process::Child,
+    port: u16,
+    url: String,
+    tokens: PathBuf,
+    vauban: PathBuf,
+    runner_home: PathBuf,
+    runner: Runner,
+}
+
+impl Drop for BootServer {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+impl BootServer {
+    fn start(
+        runner: &Runner,
+        stage: &Stage,
+        dir: &Path,
+        config: &Path,
+        out: &Path,
+        registry: &str,
+    ) -> Result<BootServer> {
+        let tokens = dir.join("tokens");
+        std::fs::write(&tokens, format!("boot-test {TOKEN}\n"))?;
+        util::chmod(&tokens, 0o600)?;
+        if let Some((_, uid, gid)) = &runner.switch_to {
+            nix::unistd::chown(
+                &tokens,
+                Some(nix::unistd::Uid::from_raw(*uid)),
+                Some(nix::unistd::Gid::from_raw(*gid)),
+            )?;
+        }
+        let vauban = stage.bin().join("vauban");
+        let mut inner = Command::new(&vauban);
+        inner
+            .arg("--store")
+            .arg(dir.join("store"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(config)
+            .arg("--state")
+            .arg(dir.join("state"))
+            .arg("--token-file")
+            .arg(&tokens)
+            .arg("--out")
+            .arg(out)
+            .arg("--registry")
+            .arg(format!("{registry}/vauban"))
+            .arg("--tls-verify=false")
+            .current_dir(dir);
+        let mut cmd = user::as_user(runner, &inner, dir);
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().context("start vauban serve")?;
+        let mut stderr = std::io::BufReader::new(child.stderr.take().context("no stderr")?);
+        let log = dir.join("serve.log");
+        let url = loop {
+            let mut line = String::new();
+            if std::io::BufRead::read_line(&mut stderr, &mut line)? == 0 {
+                bail!("vauban serve ended before listening");
+            }
+            if let Some(url) = line.trim().strip_prefix("vauban serve: listening on ") {
+                break url.trim_end_matches('/').to_string();
+            }
+        };
+        let mut log_file = std::fs::File::create(&log)?;
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut log_file));
+        let port = url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .with_context(|| format!("no port in {url}"))?;
+        eprintln!("boot: vauban serve at {url} (log {})", log.display());
+        Ok(BootServer {
+            child,
+            port,
+            url,
+            tokens,
+            vauban,
+            runner_home: dir.to_owned(),
+            runner: runner.clone(),
+        })
+    }
+
+    /// Runs `vauban ARGS --server URL --token-file F` as the test user; its
+    /// standard output.
+    fn vauban(&self, args: &[&str]) -> Result<String> {
+        let mut inner = Command::new(&self.vauban);
+        inner
+            .args(args)
+            .arg("--server")
+            .arg(&self.url)
+            .arg("--token-file")
+            .arg(&self.tokens)
+            .current_dir(&self.runner_home);
+        let mut cmd = user::as_user(&self.runner, &inner, &self.runner_home);
+        util::stdout_of(&mut cmd)
+    }
+
+    /// A build of the demo's master on the server (`--deploy`: deployed
+    /// when it succeeds), followed to its end; its id.
+    fn build(&self, deploy: bool) -> Result<String> {
+        let mut args = vec![
+            "remote",
+            "build",
+            "--name",
+            MASTER,
+            "--stage",
+            "all",
+            "--build-parents",
+            "-1",
+        ];
+        if deploy {
+            args.push("--deploy");
+        }
+        let id = self.vauban(&args)?.trim().to_string();
+        if id.len() != 26 {
+            bail!("vauban remote build printed no build id: {id:?}");
+        }
+        self.vauban(&["remote", "log", &id, "--follow"])
+            .with_context(|| format!("build {id} on the server"))?;
+        Ok(id)
+    }
+
+    /// `curl` of `path` (no token): status and body.
+    fn get(&self, url: &str) -> Result<(u16, String)> {
+        let out = util::output(
+            Command::new("curl")
+                .args(["-s", "-o", "-", "-w", "\n%{http_code}", "--"])
+                .arg(url),
+        )?;
+        let (body, code) = out.rsplit_once('\n').unwrap_or(("", &out));
+        Ok((code.trim().parse().unwrap_or(0), body.to_string()))
+    }
+
+    /// The conffs URL a host booted with (the kernel prints its command
+    /// line: any process of the host reads it in /proc/cmdline too) is
+    /// spent, and opens no other host's conffs either.
+    fn check_conffs_urls_are_spent(&self, consoles: &[(String, String)]) -> Result<()> {
+        let conffs_url = |console: &str| -> Result<String> {
+            console
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("live.updates="))
+                .map(|u| u.replace("10.0.2.100", &self.url.replace("http://", "")))
+                .context("no live.updates= on the console (the kernel prints its command line)")
+        };
+        let urls: Vec<String> = consoles
+            .iter()
+            .map(|(_, c)| conffs_url(c))
+            .collect::<Result<_>>()?;
+        for (url, (host, _)) in urls.iter().zip(consoles) {
+            let (code, body) = self.get(url)?;
+            if code != 410 {
+                bail!("{host}'s conffs URL, fetched again, answered {code}, not 410: {body}");
+            }
+        }
+        if let [first, second, ..] = urls.as_slice() {
+            // The first host's token on the second host's conffs.
+            let (digest_path, _) = second.split_once('?').context("no token")?;
+            let (_, token) = first.split_once('?').context("no token")?;
+            let (code, _) = self.get(&format!("{digest_path}?{token}"))?;
+            if code != 403 {
+                bail!(
+                    "{}'s boot token opened {}'s conffs ({code})",
+                    consoles[0].0,
+                    consoles[1].0
+                );
+            }
+            let (code, _) = self.get(&format!("{digest_path}?boot={}", "0".repeat(64)))?;
+            if code != 403 {
+                bail!("a guessed token was answered {code}, not 403");
+            }
+        }
+        eprintln!("boot: the conffs URLs of the boots are spent, and open no other host's");
+        Ok(())
+    }
+
+    /// A MAC nobody owns gets the script that boots the local disk, and is
+    /// listed.
+    fn check_unknown_mac(&self) -> Result<()> {
+        let (code, script) = self.get(&format!("{}/boot/ipxe?mac=52:54:00:99:99:99", self.url))?;
+        if code != 200 || !script.trim_end().ends_with("exit") {
+            bail!("an unknown MAC got {code}:\n{script}");
+        }
+        let hosts: serde_json::Value = serde_json::from_str(&self.vauban(&["hosts", "--json"])?)?;
+        if !hosts["unknown"]
+            .as_array()
+            .is_some_and(|u| u.iter().any(|m| m["mac"] == "52:54:00:99:99:99"))
+        {
+            bail!("the unknown MAC is not in /hosts: {hosts:#}");
+        }
+        Ok(())
+    }
+
+    /// `/hosts`: web01 last booted build `a`, whole, and runs the deployed
+    /// build; web02 booted `b`, which is no longer deployed; web01's history
+    /// holds both boots.
+    fn check_hosts(&self, a: &str, b: &str) -> Result<()> {
+        let hosts: serde_json::Value = serde_json::from_str(&self.vauban(&["hosts", "--json"])?)?;
+        let host = |name: &str| {
+            hosts["hosts"]
+                .as_array()
+                .and_then(|l| l.iter().find(|h| h["host"] == name))
+                .cloned()
+                .with_context(|| format!("no {name} in /hosts: {hosts:#}"))
+        };
+        let (web01, web02) = (host("web01")?, host("web02")?);
+        let wanted = [(&web01, a, true), (&web02, b, false)];
+        for (h, build, runs) in wanted {
+            let last = &h["last_boot"];
+            if last["build_id"] != build
+                || last["state"] != "complete"
+                || h["runs_deployed"] != runs
+            {
+                bail!("/hosts: {} should have booted build {build} whole (runs the deployed: {runs}): {h:#}", h["host"]);
+            }
+        }
+        let history: serde_json::Value =
+            serde_json::from_str(&self.vauban(&["hosts", "web01", "--json"])?)?;
+        let builds: Vec<&str> = history["boots"]
+            .as_array()
+            .map(|l| l.iter().filter_map(|b| b["build_id"].as_str()).collect())
+            .unwrap_or_default();
+        if builds != [a, b] {
+            bail!("web01's boots should be of builds {a} then {b} (newest first): {history:#}");
+        }
+        eprintln!(
+            "boot: /hosts says {}",
+            web02["summary"].as_str().unwrap_or_default()
+        );
+        Ok(())
+    }
+}
+
+/// The token the test shows the server.
+const TOKEN: &str = "boot-test-token-0123456789";
+
+/// `check_marker` with the conffs value `value`.
+fn check_marker_value(line: &str, host: &str, value: &str) -> Result<()> {
+    super::check_marker(&line.replace(value, &format!("conffs-of-{host}")), host)
+        .with_context(|| format!("{host} should show conffs={value}"))?;
+    if !line.contains(&format!("conffs={value} ")) {
+        bail!("{host} should show conffs={value}: {line}");
+    }
     Ok(())
 }
 
