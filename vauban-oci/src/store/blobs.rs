@@ -193,3 +193,40 @@ impl Store {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+
+    #[test]
+    fn a_published_file_is_linked_in_and_a_private_one_copied() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        let public = dir.path().join("rootfs.img");
+        fs::write(&public, b"squashfs").unwrap();
+        fs::set_permissions(&public, fs::Permissions::from_mode(0o644)).unwrap();
+        let (digest, size) = store.link_blob(&public).unwrap();
+        assert_eq!((digest.clone(), size), (Digest::of_bytes(b"squashfs"), 8));
+        let blob = store.blob_path(&digest);
+        assert_eq!(
+            fs::metadata(&blob).unwrap().ino(),
+            fs::metadata(&public).unwrap().ino()
+        );
+        // Again: already there, nothing else happens.
+        assert_eq!(store.link_blob(&public).unwrap().0, digest);
+
+        // A 0600 file (a conffs) is copied: the blob must not share its mode.
+        let private = dir.path().join("conffs-web01.tgz");
+        fs::write(&private, b"keys").unwrap();
+        fs::set_permissions(&private, fs::Permissions::from_mode(0o600)).unwrap();
+        let (digest, _) = store.link_blob(&private).unwrap();
+        let blob = fs::metadata(store.blob_path(&digest)).unwrap();
+        assert_ne!(blob.ino(), fs::metadata(&private).unwrap().ino());
+        assert_eq!(blob.mode() & 0o777, 0o644);
+        assert_eq!(store.read_blob(&digest, 100).unwrap(), b"keys");
+        let leftovers = fs::read_dir(store.tmp_dir()).unwrap().count();
+        assert_eq!(leftovers, 0, "nothing left in the store's temp dir");
+    }
+}
