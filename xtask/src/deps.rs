@@ -48,6 +48,10 @@ pub const PACKAGES: &[(&str, &str)] = &[
         "qemu-system-x86_64 boots the boot tree (cargo xtask boot-test)",
     ),
     (
+        "ipxe-qemu",
+        "the iPXE ROM of QEMU's network card (boot-test --firmware)",
+    ),
+    (
         "chromium",
         "the page of vauban serve, tested in a real browser",
     ),
@@ -185,6 +189,7 @@ mod tests {
             "docker-registry",
             "ansible",
             "buildah",
+            "ipxe-qemu",
             "apache2-utils",
             "git",
             "ca-certificates",
