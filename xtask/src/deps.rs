@@ -26,6 +26,11 @@ pub const PACKAGES: &[(&str, &str)] = &[
         "ansible-playbook with the community.general.chroot connection",
     ),
     ("buildah", "bench peer of vauban run"),
+    (
+        "nginx",
+        "bench peer of vauban serve's boot route (sendfile)",
+    ),
+    ("curl", "the clients of the boot route bench row"),
     ("apache2-utils", "htpasswd for the registry auth tests"),
     ("git", "Ansible repositories"),
     ("ca-certificates", "HTTPS to Debian's mirror"),
@@ -46,6 +51,10 @@ pub const PACKAGES: &[(&str, &str)] = &[
     (
         "qemu-system-x86",
         "qemu-system-x86_64 boots the boot tree (cargo xtask boot-test)",
+    ),
+    (
+        "ipxe-qemu",
+        "the iPXE ROM of QEMU's network card (boot-test --firmware)",
     ),
     (
         "chromium",
@@ -185,6 +194,9 @@ mod tests {
             "docker-registry",
             "ansible",
             "buildah",
+            "nginx",
+            "curl",
+            "ipxe-qemu",
             "apache2-utils",
             "git",
             "ca-certificates",

@@ -31,7 +31,7 @@ const TASKS: &[Task] = &[
     Task { name: "test", help: "deps, fixtures, cargo test --workspace, then the rootless tests as an unprivileged user [--rootless-only] [-- ARGS]", run: test::task },
     Task { name: "demo", help: "build testdata/demo (vauban build, rootless) into target/demo-out, push it to a local registry, boot web01 under QEMU", run: demo::task },
     Task { name: "tidy", help: "check the sources: module docs, no ignored tests, no stubs, unsafe only in the sandbox", run: tidy::task },
-    Task { name: "boot-test", help: "boot hosts of a boot tree in QEMU until their marker line: --tree OUT --master M --host H... [--kvm]", run: boot::task },
+    Task { name: "boot-test", help: "boot hosts of a boot tree in QEMU until their marker line: --tree OUT --master M --host H... [--kvm | --firmware]", run: boot::task },
     Task { name: "bench", help: "vauban against umoci, skopeo and buildah on the Debian fixture [--debug]", run: bench::task },
 ];
 

@@ -5,10 +5,10 @@
 
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
@@ -33,10 +33,7 @@ impl Registry {
     /// Starts one in `dir` (its storage and config live there) and waits until
     /// it accepts connections.
     pub fn start(dir: &Path) -> Result<Registry> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .context("find a free loopback port")?
-            .port();
+        let port = crate::util::free_port()?;
         let addr = format!("127.0.0.1:{port}");
         let storage = dir.join("storage");
         fs::create_dir_all(&storage).with_context(|| format!("mkdir {}", storage.display()))?;
@@ -56,19 +53,12 @@ impl Registry {
             addr,
             _dir: None,
         };
-        let started = Instant::now();
-        while TcpStream::connect(&registry.addr).is_err() {
-            if let Some(status) = registry.child.try_wait()? {
-                bail!("docker-registry exited early: {status}");
-            }
-            if started.elapsed() > Duration::from_secs(15) {
-                bail!(
-                    "docker-registry did not listen on {} within 15s",
-                    registry.addr
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::util::wait_listening(
+            &mut registry.child,
+            port,
+            "docker-registry",
+            Duration::from_secs(15),
+        )?;
         Ok(registry)
     }
 

@@ -4,9 +4,11 @@
 
 use std::ffi::OsStr;
 use std::fs;
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use sha2::{Digest as _, Sha256};
@@ -103,6 +105,30 @@ pub fn stdout_of(cmd: &mut Command) -> Result<String> {
         bail!("`{}` failed: {}", display(cmd), out.status);
     }
     String::from_utf8(out.stdout).with_context(|| format!("`{}` printed non-UTF-8", display(cmd)))
+}
+
+/// A free TCP port on 127.0.0.1 (the kernel's pick, free until someone binds it).
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .context("find a free loopback port")?
+        .port())
+}
+
+/// Waits until `127.0.0.1:port` accepts connections; fails if `child` (named
+/// `what`) exits first or nothing listens after `timeout`.
+pub fn wait_listening(child: &mut Child, port: u16, what: &str, timeout: Duration) -> Result<()> {
+    let started = Instant::now();
+    while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+        if let Some(status) = child.try_wait()? {
+            bail!("{what} exited at start ({status})");
+        }
+        if started.elapsed() > timeout {
+            bail!("{what} does not listen on 127.0.0.1:{port} after {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
 }
 
 /// Time since the task began, printed after each phase so a slow CI run says

@@ -2,7 +2,9 @@
 //! web hosts, a release from the Debian fixture. Conffs of 20 hosts against 1
 //! (`--no-cache`, keys made beforehand: both sides run every stage), one
 //! host's `host_vars` changed among 20 against the 1-host build, and a
-//! rebuild with nothing changed against the 2 s target.
+//! rebuild with nothing changed against the 2 s target. Also the boot
+//! fixture's build ([`boot_build`]): its boot files row, and the store the
+//! boot route row serves.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -155,41 +157,76 @@ pub fn no_change(ctx: &mut Ctx) -> Result<Vec<Comparison>> {
     )])
 }
 
+/// The master of the boot fixture's build (a release built as its own master).
+pub const BOOT_MASTER: &str = "debian-boot";
+
+/// The boot fixture built once with `--stage all`: its dir (config, store,
+/// boot tree) and the build's recap.
+pub struct BootBuild {
+    dir: PathBuf,
+    recap: String,
+}
+
+impl BootBuild {
+    /// The store: the master's images and its boot artifact
+    /// (`debian-boot/boot:latest`).
+    pub fn store(&self) -> PathBuf {
+        self.dir.join("store")
+    }
+
+    /// The build's `config.yml`.
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("config.yml")
+    }
+}
+
+/// The boot fixture's build, run on first use (its step times are in the
+/// recap, so running it untimed costs no row its measure).
+pub fn boot_build(ctx: &mut Ctx) -> Result<&BootBuild> {
+    if ctx.state.boot.is_none() {
+        let fixture = ctx.fixture.with_file_name("debian-boot.tar");
+        let dir = ctx.fresh_dir("boot")?;
+        std::fs::write(
+            dir.join("config.yml"),
+            format!(
+                "configuration:\n  ansible: ansible\n  boot_url: http://10.0.2.100\nbookworm:\n  name: {BOOT_MASTER}\n  tarball: {}\n  sha256: {}\n",
+                fixture.display(),
+                util::sha256_file(&fixture)?
+            ),
+        )?;
+        std::fs::create_dir_all(dir.join("ansible"))?;
+        let mut cmd = ctx.vauban(&dir.join("store"));
+        cmd.arg("build")
+            .arg("--config")
+            .arg(dir.join("config.yml"))
+            .args(["--name", BOOT_MASTER, "--stage", "all"])
+            .arg("--out")
+            .arg(dir.join("out"))
+            .arg("--log-dir")
+            .arg(dir.join("logs"))
+            .current_dir(&dir);
+        eprintln!("  $ {}", util::display(&cmd));
+        let out = cmd.output().context("run vauban build")?;
+        let recap = String::from_utf8_lossy(&out.stderr).into_owned();
+        if !out.status.success() {
+            anyhow::bail!(
+                "vauban build of the boot fixture failed:\n{}",
+                util::tail(&recap, 15)
+            );
+        }
+        ctx.state.boot = Some(BootBuild { dir, recap });
+    }
+    ctx.state.boot.as_ref().context("boot build state")
+}
+
 /// The boot step on the boot fixture: `rootfs.img` against `mksquashfs` of an
 /// unpacked copy of the same image (the floor), and the initramfs (dracut)
 /// reported. Times of the build's steps come from its recap.
 pub fn boot_files(ctx: &mut Ctx) -> Result<Vec<Comparison>> {
-    let fixture = ctx.fixture.with_file_name("debian-boot.tar");
-    let dir = ctx.fresh_dir("boot")?;
-    std::fs::write(
-        dir.join("config.yml"),
-        format!(
-            "configuration:\n  ansible: ansible\n  boot_url: http://10.0.2.100\nbookworm:\n  name: debian-boot\n  tarball: {}\n  sha256: {}\n",
-            fixture.display(),
-            util::sha256_file(&fixture)?
-        ),
-    )?;
-    std::fs::create_dir_all(dir.join("ansible"))?;
-    let store = dir.join("store");
-    let mut cmd = ctx.vauban(&store);
-    cmd.arg("build")
-        .arg("--config")
-        .arg(dir.join("config.yml"))
-        .args(["--name", "debian-boot", "--stage", "all"])
-        .arg("--out")
-        .arg(dir.join("out"))
-        .arg("--log-dir")
-        .arg(dir.join("logs"))
-        .current_dir(&dir);
-    eprintln!("  $ {}", util::display(&cmd));
-    let out = cmd.output().context("run vauban build")?;
-    let recap = String::from_utf8_lossy(&out.stderr).into_owned();
-    if !out.status.success() {
-        anyhow::bail!(
-            "vauban build of the boot fixture failed:\n{}",
-            util::tail(&recap, 15)
-        );
-    }
+    let (dir, store, recap) = {
+        let build = boot_build(ctx)?;
+        (build.dir.clone(), build.store(), build.recap.clone())
+    };
     let seconds_of = |prefix: &str| -> Result<Duration> {
         recap
             .lines()
@@ -208,7 +245,7 @@ pub fn boot_files(ctx: &mut Ctx) -> Result<Vec<Comparison>> {
     util::run(
         ctx.vauban(&store)
             .arg("unpack")
-            .arg("debian-boot:latest")
+            .arg(format!("{BOOT_MASTER}:latest"))
             .arg(&tree),
     )?;
     let img = dir.join("floor.img");

@@ -1,5 +1,5 @@
-//! `cargo xtask bench [--debug]`: vauban side by side with its peer tools, in
-//! one run, on the Debian fixture. Each [`Bench`] row times our command and the
+//! `cargo xtask bench [--debug]`: vauban side by side with its peer tools
+//! (umoci, skopeo, buildah, nginx), in one run, on the Debian fixture. Each [`Bench`] row times our command and the
 //! peer's with `/usr/bin/time` (wall time and peak RSS of the process and its
 //! waited-for children), then prints the ratio against the row's target.
 //!
@@ -7,6 +7,7 @@
 //! it needs (a row whose command does not exist yet is shown as skipped) and a
 //! function that returns one or more [`Comparison`]s.
 
+mod boot;
 mod build;
 mod rows;
 mod serve;

@@ -98,6 +98,14 @@ pub const ROWS: &[Bench] = &[
         run: super::build::boot_files,
     },
     Bench {
+        name: "boot: rootfs.img to 20 clients",
+        needs: &["build", "serve"],
+        // Throughput at least 0.9 of nginx's: wall time at most 1/0.9 of it.
+        max_ratio: 1.0 / 0.9,
+        max_rss_mib: None,
+        run: super::boot::rootfs_to_clients,
+    },
+    Bench {
         name: "serve: cached build",
         needs: &["build", "serve"],
         max_ratio: 1.0,
@@ -126,6 +134,8 @@ pub struct State {
     buildah: Option<(PathBuf, PathBuf)>,
     /// The `vauban build` rows' fleet.
     pub fleet: Option<super::build::Fleet>,
+    /// The boot fixture's build (boot files, the boot route).
+    pub boot: Option<super::build::BootBuild>,
 }
 
 struct Umoci {
@@ -526,9 +536,10 @@ mod tests {
         // Against a peer tool we must be faster; the build rows compare two
         // builds of ours (20 hosts against 1, ...) or a fixed target, the
         // cost rows one run of ours with and without a feature, the serve
-        // rows the server against the CLI plus its target.
+        // rows the server against the CLI plus its target, the boot row a
+        // share of nginx's throughput.
         for r in ROWS {
-            if ["build: ", "cost: ", "serve: "]
+            if ["build: ", "cost: ", "serve: ", "boot: "]
                 .iter()
                 .any(|p| r.name.starts_with(p))
             {

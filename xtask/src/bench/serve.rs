@@ -18,14 +18,16 @@ use anyhow::{bail, Context, Result};
 
 use super::{measure, Comparison, Ctx, Sample};
 
-const TOKEN: &str = "bench-token-0123456789abcdef";
+/// The bench's bearer token (`bench TOKEN` in the token file).
+pub const TOKEN: &str = "bench-token-0123456789abcdef";
 /// Concurrent readers in the latency rows.
 const READERS: usize = 200;
 
-/// A `vauban serve` on the fleet, killed when dropped.
-struct Server {
+/// A `vauban serve`, killed when dropped.
+pub struct Server {
     child: Child,
-    addr: String,
+    /// `127.0.0.1:PORT` it listens on.
+    pub addr: String,
 }
 
 impl Drop for Server {
@@ -39,36 +41,46 @@ impl Drop for Server {
 }
 
 impl Server {
+    /// `vauban serve` on the fleet: its store, config, keys and boot tree.
     fn start(ctx: &Ctx, fleet: &Path) -> Result<Server> {
-        let state = ctx.fresh_dir("serve-state")?;
-        let tokens = state.join("tokens");
-        std::fs::write(&tokens, format!("bench {TOKEN}\n"))?;
-        crate::util::chmod(&tokens, 0o600)?;
-        let mut cmd = Command::new(&ctx.vauban);
-        cmd.arg("--store")
-            .arg(fleet.join("store"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--jobs", "2"])
+        let mut cmd = ctx.vauban(&fleet.join("store"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--jobs", "2"])
             .arg("--config")
             .arg(fleet.join("config.yml"))
-            .arg("--state")
-            .arg(&state)
-            .arg("--token-file")
-            .arg(&tokens)
             .arg("--keystore")
             .arg(fleet.join("hostkeys.age"))
             .arg("--out")
             .arg(fleet.join("out"))
             .env("XDG_CONFIG_HOME", fleet.join("config-home"))
             .env_remove("VAUBAN_KEYSTORE_KEY")
-            .current_dir(fleet)
+            .current_dir(fleet);
+        Server::spawn(ctx, cmd)
+    }
+
+    /// Starts `cmd` (a `vauban … serve …` listening on `127.0.0.1:0`) with a
+    /// fresh `--state` dir and a `--token-file` holding [`TOKEN`]; returns
+    /// once it says where it listens, or fails with what it printed.
+    pub fn spawn(ctx: &Ctx, mut cmd: Command) -> Result<Server> {
+        let state = ctx.fresh_dir("serve-state")?;
+        let tokens = state.join("tokens");
+        std::fs::write(&tokens, format!("bench {TOKEN}\n"))?;
+        crate::util::chmod(&tokens, 0o600)?;
+        cmd.arg("--state")
+            .arg(&state)
+            .arg("--token-file")
+            .arg(&tokens)
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        eprintln!("  $ {}", crate::util::display(&cmd));
         let mut child = cmd.spawn().context("start vauban serve")?;
         let mut stderr = BufReader::new(child.stderr.take().context("no stderr")?);
+        let mut said = String::new();
         let addr = loop {
             let mut line = String::new();
             if stderr.read_line(&mut line)? == 0 {
-                bail!("vauban serve ended before listening");
+                let _ = child.wait();
+                bail!("vauban serve ended before listening:\n{}", said.trim_end());
             }
             if let Some(url) = line.trim().strip_prefix("vauban serve: listening on ") {
                 break url
@@ -76,9 +88,15 @@ impl Server {
                     .trim_end_matches('/')
                     .to_string();
             }
+            said.push_str(&line);
         };
         std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
         Ok(Server { child, addr })
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// One request; its status and body.

@@ -1,12 +1,13 @@
 //! The boot tree's HTTP server: `busybox httpd` (from `busybox-static`) in
 //! the foreground on a free loopback port, stopped on drop.
 
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+
+use crate::util;
 
 /// A running server.
 pub struct Server {
@@ -31,9 +32,7 @@ pub fn httpd_argv(root: &Path, port: u16) -> Vec<String> {
 impl Server {
     /// Serves `root` on a free port; returns once the port accepts connections.
     pub fn start(root: &Path) -> Result<Self> {
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-            .local_addr()?
-            .port();
+        let port = util::free_port()?;
         let argv = httpd_argv(root, port);
         let child = Command::new(&argv[0])
             .args(&argv[1..])
@@ -41,16 +40,12 @@ impl Server {
             .spawn()
             .context("cannot start busybox httpd (apt-get install busybox-static)")?;
         let mut server = Server { child, port };
-        let started = Instant::now();
-        while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
-            if let Some(status) = server.child.try_wait()? {
-                bail!("busybox httpd exited at start ({status})");
-            }
-            if started.elapsed() > Duration::from_secs(10) {
-                bail!("busybox httpd does not listen on 127.0.0.1:{port}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        util::wait_listening(
+            &mut server.child,
+            port,
+            "busybox httpd",
+            Duration::from_secs(10),
+        )?;
         Ok(server)
     }
 }

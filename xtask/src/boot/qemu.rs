@@ -6,6 +6,15 @@
 //! guest reaches the tree's server on loopback (`guestfwd=...-tcp:` would be
 //! one connection made at start: the second request would hang).
 //! KVM is opt-in: on this machine `-cpu host` aborts and plain KVM hangs.
+//!
+//! A guest boots one of two ways ([`Boot`]): QEMU loads the kernel and
+//! initramfs itself, or the firmware boots from the network as a PXE host
+//! does. For the latter (checked with QEMU 7.2 and Debian's `ipxe-qemu`):
+//! `-boot n`, SeaBIOS runs the iPXE ROM of the `virtio-net-pci` card (fixed
+//! `mac=`), QEMU's user network answers its DHCP with the boot file
+//! [`BOOT_FILE`] and serves it over TFTP from a directory, which works with
+//! `restrict=on`. iPXE prints on VGA only; the kernel it boots prints on
+//! ttyS0 when its command line says `console=ttyS0,115200`.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -16,16 +25,36 @@ use anyhow::{bail, Context, Result};
 
 /// The address the guest fetches the boot tree from.
 pub const GUEST_SERVER: &str = "10.0.2.100";
+/// The file QEMU's DHCP names and its TFTP serves in a firmware boot.
+pub const BOOT_FILE: &str = "boot.ipxe";
+
+/// How a guest boots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Boot {
+    /// QEMU loads the kernel and initramfs (`-kernel`, `-initrd`, `-append`).
+    Kernel {
+        /// The kernel.
+        kernel: PathBuf,
+        /// The initramfs.
+        initrd: PathBuf,
+        /// The kernel command line (the console is added).
+        cmdline: String,
+    },
+    /// The firmware boots from the network: DHCP, then [`BOOT_FILE`] over
+    /// TFTP from `tftp_dir`, which the iPXE ROM runs.
+    Firmware {
+        /// The directory QEMU's TFTP server serves.
+        tftp_dir: PathBuf,
+        /// The network card's MAC address (`52:54:00:xx:xx:xx`).
+        mac: String,
+    },
+}
 
 /// One guest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Guest {
-    /// The kernel.
-    pub kernel: PathBuf,
-    /// The initramfs.
-    pub initrd: PathBuf,
-    /// The kernel command line (the console is added).
-    pub cmdline: String,
+    /// How it boots.
+    pub boot: Boot,
     /// Where the serial console is written.
     pub console_log: PathBuf,
     /// The loopback port of the HTTP server.
@@ -38,6 +67,20 @@ pub struct Guest {
 
 /// The `qemu-system-x86_64` argv (program first).
 pub fn qemu_argv(g: &Guest) -> Vec<String> {
+    let mut argv = machine_argv(g);
+    argv.extend(boot_argv(&g.boot));
+    argv.push("-netdev".into());
+    argv.push(netdev(g));
+    argv.push("-device".into());
+    argv.push(match &g.boot {
+        Boot::Kernel { .. } => "virtio-net-pci,netdev=n0".into(),
+        Boot::Firmware { mac, .. } => format!("virtio-net-pci,netdev=n0,mac={mac}"),
+    });
+    argv
+}
+
+/// The machine: accelerator, memory, CPUs, no display, the serial console.
+fn machine_argv(g: &Guest) -> Vec<String> {
     let mut argv: Vec<String> = [
         "qemu-system-x86_64",
         "-accel",
@@ -52,19 +95,47 @@ pub fn qemu_argv(g: &Guest) -> Vec<String> {
     argv.extend(["-smp", "2", "-display", "none", "-no-reboot"].map(String::from));
     argv.push("-serial".into());
     argv.push(format!("file:{}", g.console_log.display()));
-    argv.push("-kernel".into());
-    argv.push(g.kernel.display().to_string());
-    argv.push("-initrd".into());
-    argv.push(g.initrd.display().to_string());
-    argv.push("-append".into());
-    argv.push(format!("{} console=ttyS0,115200", g.cmdline.trim()));
-    argv.push("-netdev".into());
-    argv.push(format!(
-        "user,id=n0,restrict=on,guestfwd=tcp:{GUEST_SERVER}:80-cmd:busybox nc 127.0.0.1 {}",
-        g.port
-    ));
-    argv.extend(["-device", "virtio-net-pci,netdev=n0"].map(String::from));
     argv
+}
+
+/// What starts the boot: the kernel with its command line, or `-boot n`.
+fn boot_argv(boot: &Boot) -> Vec<String> {
+    match boot {
+        Boot::Kernel {
+            kernel,
+            initrd,
+            cmdline,
+        } => vec![
+            "-kernel".into(),
+            kernel.display().to_string(),
+            "-initrd".into(),
+            initrd.display().to_string(),
+            "-append".into(),
+            format!("{} console=ttyS0,115200", cmdline.trim()),
+        ],
+        Boot::Firmware { .. } => vec!["-boot".into(), "n".into()],
+    }
+}
+
+/// The `-netdev user,...` value: restricted, the forward to loopback, and
+/// for a firmware boot the TFTP dir and boot file.
+fn netdev(g: &Guest) -> String {
+    let tftp = match &g.boot {
+        Boot::Kernel { .. } => String::new(),
+        Boot::Firmware { tftp_dir, .. } => format!(
+            "tftp={},bootfile={BOOT_FILE},",
+            option_value(&tftp_dir.display().to_string())
+        ),
+    };
+    format!(
+        "user,id=n0,restrict=on,{tftp}guestfwd=tcp:{GUEST_SERVER}:80-cmd:busybox nc 127.0.0.1 {}",
+        g.port
+    )
+}
+
+/// A value inside a QEMU option list: a comma is written twice.
+fn option_value(value: &str) -> String {
+    value.replace(',', ",,")
 }
 
 /// The first line of `console` holding `marker`, if any.
@@ -82,6 +153,8 @@ pub struct Booted {
     pub line: String,
     /// From QEMU's start to the marker.
     pub elapsed: Duration,
+    /// The serial console's log (the kernel's `Command line:` is in it).
+    pub console_log: PathBuf,
 }
 
 /// Starts QEMU, waits for `marker` on the console (polling the log), then
@@ -113,6 +186,7 @@ fn watch(
             return Ok(Booted {
                 line,
                 elapsed: started.elapsed(),
+                console_log: log.to_owned(),
             });
         }
         if let Some(status) = child.try_wait()? {
@@ -170,9 +244,11 @@ mod tests {
 
     fn guest(kvm: bool) -> Guest {
         Guest {
-            kernel: "/o/linux/vmlinuz-default".into(),
-            initrd: "/o/linux/initramfs-default.img".into(),
-            cmdline: "root=live:http://10.0.2.100/m/rootfs.img ip=dhcp\n".into(),
+            boot: Boot::Kernel {
+                kernel: "/o/linux/vmlinuz-default".into(),
+                initrd: "/o/linux/initramfs-default.img".into(),
+                cmdline: "root=live:http://10.0.2.100/m/rootfs.img ip=dhcp\n".into(),
+            },
             console_log: "/l/console.log".into(),
             port: 8123,
             kvm,
@@ -213,6 +289,32 @@ mod tests {
         );
         let kvm = qemu_argv(&guest(true));
         assert_eq!(kvm[1..3], ["-accel", "kvm"]);
+    }
+
+    #[test]
+    fn the_firmware_boots_from_the_network_with_a_fixed_mac_and_tftp() {
+        let g = Guest {
+            boot: Boot::Firmware {
+                tftp_dir: "/t/web01,tftp".into(),
+                mac: "52:54:00:7c:1d:01".into(),
+            },
+            ..guest(false)
+        };
+        let argv = qemu_argv(&g);
+        assert_eq!(argv[..14], qemu_argv(&guest(false))[..14]);
+        assert_eq!(
+            argv[14..],
+            [
+                "-boot",
+                "n",
+                "-netdev",
+                "user,id=n0,restrict=on,tftp=/t/web01,,tftp,bootfile=boot.ipxe,\
+                 guestfwd=tcp:10.0.2.100:80-cmd:busybox nc 127.0.0.1 8123",
+                "-device",
+                "virtio-net-pci,netdev=n0,mac=52:54:00:7c:1d:01",
+            ]
+        );
+        assert!(!argv.iter().any(|a| a == "-kernel"));
     }
 
     #[test]
