@@ -23,9 +23,6 @@ use super::{build::MASTER, user};
 use crate::rootless::stage::{Runner, Stage};
 use crate::{boot, util};
 
-/// The hosts booted.
-pub const HOSTS: [&str; 2] = ["web01", "web02"];
-
 /// The demo's config with its release read from `tarball` (checked by its sha256).
 pub fn config_with_tarball(demo_config: &str, tarball: &Path, sha256: &str) -> Result<String> {
     let mut out = Vec::new();
@@ -148,9 +145,17 @@ fn boot_hosts(serve: &BootServer, hosts: &[(&str, &str)]) -> Result<Vec<(String,
         let handles: Vec<_> = hosts
             .iter()
             .map(|(host, _)| {
-                let mac = mac_of(host);
+                let mac = demo_mac(host);
                 let port = serve.port;
-                s.spawn(move || boot::boot_firmware(port, &mac, host))
+                s.spawn(move || {
+                    boot::boot_firmware(
+                        port,
+                        &mac,
+                        host,
+                        boot::DEFAULT_MARKER,
+                        boot::DEFAULT_TIMEOUT,
+                    )
+                })
             })
             .collect();
         handles
@@ -175,7 +180,7 @@ fn boot_hosts(serve: &BootServer, hosts: &[(&str, &str)]) -> Result<Vec<(String,
 }
 
 /// The MAC of a demo host (its `mac:` in the demo's `host_vars`).
-fn mac_of(host: &str) -> String {
+fn demo_mac(host: &str) -> String {
     match host {
         "web01" => "52:54:00:12:34:01",
         "web02" => "52:54:00:12:34:02",
