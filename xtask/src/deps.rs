@@ -56,7 +56,10 @@ pub const PACKAGES: &[(&str, &str)] = &[
         "ipxe-qemu",
         "the iPXE ROM a QEMU guest PXE-boots from vauban serve with",
     ),
-    ("curl", "the boot test fetches vauban's boot routes as a stranger would"),
+    (
+        "curl",
+        "the boot test fetches vauban's boot routes as a stranger would",
+    ),
     (
         "ipxe-qemu",
         "the iPXE ROM of QEMU's network card (boot-test --firmware)",

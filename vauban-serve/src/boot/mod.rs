@@ -166,6 +166,23 @@ impl BootService {
         self.artifacts.load(&self.store, &d, master)
     }
 
+    /// Every boot artifact the store names (`*/boot:*`); one that cannot
+    /// be read is left out.
+    fn store_artifacts(&self) -> Result<Vec<Arc<Artifact>>> {
+        let mut found = Vec::new();
+        for (reference, desc) in self.store.list()? {
+            if !reference.name().ends_with("/boot") {
+                continue;
+            }
+            if let Ok(a) = self.artifact(desc.digest().as_ref(), None) {
+                if !found.iter().any(|f: &Arc<Artifact>| f.digest == a.digest) {
+                    found.push(a);
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// Each deployed master's current deployment and artifact (a master
     /// whose artifact cannot be read is logged and left out).
     fn deployed(&self) -> Result<Vec<(Deployment, Arc<Artifact>)>> {
@@ -239,16 +256,7 @@ impl BootService {
                 }
             }
         }
-        for (reference, _) in self.store.list()? {
-            if !reference.name().ends_with("/boot") {
-                continue;
-            }
-            let Ok(desc) = self.store.resolve(&reference) else {
-                continue;
-            };
-            let Ok(a) = self.artifact(desc.digest().as_ref(), None) else {
-                continue;
-            };
+        for a in self.store_artifacts()? {
             if let Some((host, _)) = a
                 .info
                 .hosts
@@ -360,16 +368,7 @@ impl BootService {
     /// artifact of the store that is no conffs; what it is.
     pub fn authorize_operator_fetch(&self, digest: &Digest) -> Result<FileKind> {
         let mut kind = None;
-        for (reference, _) in self.store.list()? {
-            if !reference.name().ends_with("/boot") {
-                continue;
-            }
-            let Ok(desc) = self.store.resolve(&reference) else {
-                continue;
-            };
-            let Ok(a) = self.artifact(desc.digest().as_ref(), None) else {
-                continue;
-            };
+        for a in self.store_artifacts()? {
             match a.by_digest(digest) {
                 Some((_, FileKind::Conffs, _)) => {
                     return Err(ServeError::Forbidden(
