@@ -77,10 +77,20 @@ impl HostInfo {
             .iter()
             .filter_map(|k| vars.get(*k)?.as_str())
             .find_map(|v| v.parse::<IpAddr>().ok());
-        let kernel_args = match vars.get("kernel_args") {
+        let mut kernel_args: Vec<String> = match vars.get("kernel_args") {
             Some(serde_json::Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
             other => strings(other),
         };
+        kernel_args.retain(|a| {
+            // A boot script's line must stay one line, and iPXE expands `${...}`.
+            let ok = !a.is_empty() && a.bytes().all(|b| b.is_ascii_graphic() && b != b'$');
+            if !ok {
+                warnings.push(format!(
+                    "kernel argument {a:?} left out: printable ASCII without spaces or `$` only"
+                ));
+            }
+            ok
+        });
         let discoverable = match vars.get("discoverable") {
             Some(serde_json::Value::Bool(b)) => *b,
             Some(serde_json::Value::String(s)) => {
@@ -166,7 +176,7 @@ mod tests {
             "mac": ["52:54:00:00:00:01", "nonsense"],
             "ansible_host": "db01.example",
             "ip": "10.1.2.3",
-            "kernel_args": "quiet  loglevel=3",
+            "kernel_args": "quiet  loglevel=3 ${x}",
             "discoverable": "yes",
         });
         let (info, warnings) = HostInfo::from_vars("m/conffs-h.tgz".into(), &vars);
@@ -174,8 +184,9 @@ mod tests {
         assert_eq!(info.ip, Some("10.1.2.3".parse().unwrap()));
         assert_eq!(info.kernel_args, ["quiet", "loglevel=3"]);
         assert!(info.discoverable);
-        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert!(warnings[0].contains("nonsense"));
+        assert!(warnings[1].contains("${x}"));
 
         let (info, warnings) = HostInfo::from_vars(
             "c".into(),

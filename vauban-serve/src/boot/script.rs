@@ -20,12 +20,29 @@ pub fn host_script(
     token: &str,
 ) -> Result<String> {
     let [kernel, initramfs, rootfs, conffs] = artifact.boot_files(host)?;
-    let url = |f: &BootFile| format!("{base}/boot/blobs/{}/{}?boot={token}", f.digest, f.name());
+    let url = |f: &BootFile| {
+        format!(
+            "{base}/boot/blobs/{}/{}?boot={token}",
+            f.digest,
+            word(f.name())
+        )
+    };
     let info = &artifact.info;
     let mut extra: Vec<String> = info.kernel_args.clone();
     if let Some(h) = info.hosts.get(host) {
         extra.extend(h.kernel_args.iter().cloned());
     }
+    // An artifact may come from a registry, its boot.json from an
+    // inventory: nothing of it may end a line of the script or be expanded
+    // by iPXE (`${...}`).
+    extra.retain(|a| {
+        let ok = is_kernel_arg(a);
+        if !ok {
+            tracing::warn!(host, arg = %a.escape_debug(), "kernel argument left out of the iPXE script");
+        }
+        ok
+    });
+    let (host, master) = (word(host), word(&info.master));
     let cmdline = vauban_core::export::live_cmdline(&url(rootfs), &url(conffs), &extra);
     let what = match build {
         Some(b) => format!("build {b}"),
@@ -38,9 +55,8 @@ pub fn host_script(
          kernel {kernel_url} initrd={initrd_name} {cmdline}\n\
          initrd {initrd_url}\n\
          boot\n",
-        master = info.master,
         kernel_url = url(kernel),
-        initrd_name = initramfs.name(),
+        initrd_name = word(initramfs.name()),
         initrd_url = url(initramfs),
     ))
 }
@@ -67,4 +83,39 @@ pub fn local_disk_script(why: &str) -> String {
          sleep 5\n\
          exit\n"
     )
+}
+
+/// Whether `arg` can be a word of the kernel's command line in an iPXE
+/// script: printable ASCII, no space, no `$` (iPXE expands `${...}`).
+pub fn is_kernel_arg(arg: &str) -> bool {
+    !arg.is_empty() && arg.bytes().all(|b| b.is_ascii_graphic() && b != b'$')
+}
+
+/// A name as a word of the script: letters, digits, `.`, `_`, `-` kept,
+/// anything else `_`.
+fn word(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_of_an_artifact_can_add_a_line_or_expand_a_setting() {
+        assert!(is_kernel_arg("console=ttyS0,115200"));
+        for bad in ["", "a b", "x\nchain http://evil/", "${net0/mac}", "é"] {
+            assert!(!is_kernel_arg(bad), "{bad:?}");
+        }
+        assert_eq!(word("web01"), "web01");
+        assert_eq!(word("web\nchain ${x}"), "web_chain___x_");
+    }
 }
