@@ -30,7 +30,10 @@ pub const PACKAGES: &[(&str, &str)] = &[
         "nginx",
         "bench peer of vauban serve's boot route (sendfile)",
     ),
-    ("curl", "the clients of the boot route bench row"),
+    (
+        "curl",
+        "the boot route bench row's clients; the boot test fetches the boot routes as a stranger would",
+    ),
     ("apache2-utils", "htpasswd for the registry auth tests"),
     ("git", "Ansible repositories"),
     ("ca-certificates", "HTTPS to Debian's mirror"),
@@ -54,15 +57,7 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ),
     (
         "ipxe-qemu",
-        "the iPXE ROM a QEMU guest PXE-boots from vauban serve with",
-    ),
-    (
-        "curl",
-        "the boot test fetches vauban's boot routes as a stranger would",
-    ),
-    (
-        "ipxe-qemu",
-        "the iPXE ROM of QEMU's network card (boot-test --firmware)",
+        "the iPXE ROM of QEMU's network card: the boot test PXE-boots from vauban serve",
     ),
     (
         "chromium",

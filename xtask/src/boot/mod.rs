@@ -109,14 +109,6 @@ pub fn task(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Boots `host` of the boot tree `tree` (master `master`) with the default
-/// marker and timeout under TCG, its console log in `target/boot-test/`, and
-/// returns its marker line. What the demo and tests call.
-pub fn boot_tree_host(tree: &Path, master: &str, host: &str) -> Result<Booted> {
-    let opts = Options::new(tree.to_owned(), master.to_owned(), vec![host.to_owned()]);
-    boot_host(&opts, host)
-}
-
 /// The serial console log of the guest `label` (a host name):
 /// `target/boot-test/<label>-console.log`.
 pub fn console_of(label: &str) -> PathBuf {

@@ -13,12 +13,13 @@
 //! build is deployed again and web01's next boot shows it; `/hosts` tells
 //! both boots and their builds.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
+use super::boot_server::{BootServer, ServerSetup};
 use super::{build::MASTER, user};
 use crate::rootless::stage::{Runner, Stage};
 use crate::{boot, util};
@@ -69,7 +70,27 @@ pub fn run(runner: &Runner, stage: &Stage) -> Result<()> {
     util::chmod(&config, 0o644)?;
     let out = dir.join("out");
     let registry = crate::registry::Registry::start_temp()?;
-    let serve = BootServer::start(runner, stage, &dir, &config, &out, &registry.addr)?;
+    let vauban = stage.bin().join("vauban");
+    let serve = BootServer::start(
+        runner,
+        &ServerSetup {
+            vauban: &vauban,
+            store: &dir.join("store"),
+            config: &config,
+            out: &out,
+            dir: &dir,
+            extra: vec![
+                "--registry".into(),
+                format!("{}/vauban", registry.addr),
+                "--tls-verify=false".into(),
+            ],
+        },
+    )?;
+    eprintln!(
+        "boot: vauban serve at {} (log {})",
+        serve.url,
+        serve.log.display()
+    );
     let build = |deploy: bool| serve.build(deploy);
 
     let a = build(false)?;
@@ -124,13 +145,13 @@ pub fn run(runner: &Runner, stage: &Stage) -> Result<()> {
         &serve,
         &[("web01", NEWER_WEB01), ("web02", "conffs-of-web02")],
     )?;
-    serve.check_conffs_urls_are_spent(&booted)?;
-    serve.check_unknown_mac()?;
+    check_conffs_urls_are_spent(&serve, &booted)?;
+    check_unknown_mac(&serve)?;
 
     // The older build deployed again: web01's next boot is of it.
     serve.vauban(&["deploy", MASTER, "--build", &a])?;
     boot_hosts(&serve, &[("web01", "conffs-of-web01")])?;
-    serve.check_hosts(&a, &b)?;
+    check_hosts(&serve, &a, &b)?;
     eprintln!("boot: done in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
 }
@@ -182,257 +203,107 @@ fn boot_hosts(serve: &BootServer, hosts: &[(&str, &str)]) -> Result<Vec<(String,
 /// The MAC of a demo host (its `mac:` in the demo's `host_vars`).
 fn demo_mac(host: &str) -> String {
     match host {
-        "web01" => "52:54:00:12:34:01",
+        "web01" => super::DEMO_MAC,
         "web02" => "52:54:00:12:34:02",
         _ => "52:54:00:12:34:ff",
     }
     .to_string()
 }
 
-/// A `vauban serve` of the test user over the test's store, killed when
-/// dropped.
-struct BootServer {
-    child: std::process::Child,
-    port: u16,
-    url: String,
-    tokens: PathBuf,
-    vauban: PathBuf,
-    runner_home: PathBuf,
-    runner: Runner,
+/// The conffs URL a host booted with (the kernel prints its command
+/// line: any process of the host reads it in /proc/cmdline too) is
+/// spent, and opens no other host's conffs either.
+fn check_conffs_urls_are_spent(serve: &BootServer, consoles: &[(String, String)]) -> Result<()> {
+    let conffs_url = |console: &str| -> Result<String> {
+        console
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("live.updates="))
+            .map(|u| u.replace("10.0.2.100", &serve.url.replace("http://", "")))
+            .context("no live.updates= on the console (the kernel prints its command line)")
+    };
+    let urls: Vec<String> = consoles
+        .iter()
+        .map(|(_, c)| conffs_url(c))
+        .collect::<Result<_>>()?;
+    for (url, (host, _)) in urls.iter().zip(consoles) {
+        let (code, body) = serve.get(url)?;
+        if code != 410 {
+            bail!("{host}'s conffs URL, fetched again, answered {code}, not 410: {body}");
+        }
+    }
+    if let [first, second, ..] = urls.as_slice() {
+        // The first host's token on the second host's conffs.
+        let (digest_path, _) = second.split_once('?').context("no token")?;
+        let (_, token) = first.split_once('?').context("no token")?;
+        let (code, _) = serve.get(&format!("{digest_path}?{token}"))?;
+        if code != 403 {
+            bail!(
+                "{}'s boot token opened {}'s conffs ({code})",
+                consoles[0].0,
+                consoles[1].0
+            );
+        }
+        let (code, _) = serve.get(&format!("{digest_path}?boot={}", "0".repeat(64)))?;
+        if code != 403 {
+            bail!("a guessed token was answered {code}, not 403");
+        }
+    }
+    eprintln!("boot: the conffs URLs of the boots are spent, and open no other host's");
+    Ok(())
 }
 
-impl Drop for BootServer {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.child.wait();
+/// A MAC nobody owns gets the script that boots the local disk, and is
+/// listed.
+fn check_unknown_mac(serve: &BootServer) -> Result<()> {
+    let (code, script) = serve.get(&format!("{}/boot/ipxe?mac=52:54:00:99:99:99", serve.url))?;
+    if code != 200 || !script.trim_end().ends_with("exit") {
+        bail!("an unknown MAC got {code}:\n{script}");
     }
+    let hosts: serde_json::Value = serde_json::from_str(&serve.vauban(&["hosts", "--json"])?)?;
+    if !hosts["unknown"]
+        .as_array()
+        .is_some_and(|u| u.iter().any(|m| m["mac"] == "52:54:00:99:99:99"))
+    {
+        bail!("the unknown MAC is not in /hosts: {hosts:#}");
+    }
+    Ok(())
 }
 
-impl BootServer {
-    fn start(
-        runner: &Runner,
-        stage: &Stage,
-        dir: &Path,
-        config: &Path,
-        out: &Path,
-        registry: &str,
-    ) -> Result<BootServer> {
-        let tokens = dir.join("tokens");
-        std::fs::write(&tokens, format!("boot-test {TOKEN}\n"))?;
-        util::chmod(&tokens, 0o600)?;
-        if let Some((_, uid, gid)) = &runner.switch_to {
-            nix::unistd::chown(
-                &tokens,
-                Some(nix::unistd::Uid::from_raw(*uid)),
-                Some(nix::unistd::Gid::from_raw(*gid)),
-            )?;
-        }
-        let vauban = stage.bin().join("vauban");
-        let mut inner = Command::new(&vauban);
-        inner
-            .arg("--store")
-            .arg(dir.join("store"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-            .arg(config)
-            .arg("--state")
-            .arg(dir.join("state"))
-            .arg("--token-file")
-            .arg(&tokens)
-            .arg("--out")
-            .arg(out)
-            .arg("--registry")
-            .arg(format!("{registry}/vauban"))
-            .arg("--tls-verify=false")
-            .current_dir(dir);
-        let mut cmd = user::as_user(runner, &inner, dir);
-        cmd.stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped());
-        let mut child = cmd.spawn().context("start vauban serve")?;
-        let mut stderr = std::io::BufReader::new(child.stderr.take().context("no stderr")?);
-        let log = dir.join("serve.log");
-        let url = loop {
-            let mut line = String::new();
-            if std::io::BufRead::read_line(&mut stderr, &mut line)? == 0 {
-                bail!("vauban serve ended before listening");
-            }
-            if let Some(url) = line.trim().strip_prefix("vauban serve: listening on ") {
-                break url.trim_end_matches('/').to_string();
-            }
-        };
-        let mut log_file = std::fs::File::create(&log)?;
-        std::thread::spawn(move || std::io::copy(&mut stderr, &mut log_file));
-        let port = url
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .with_context(|| format!("no port in {url}"))?;
-        eprintln!("boot: vauban serve at {url} (log {})", log.display());
-        Ok(BootServer {
-            child,
-            port,
-            url,
-            tokens,
-            vauban,
-            runner_home: dir.to_owned(),
-            runner: runner.clone(),
-        })
-    }
-
-    /// Runs `vauban ARGS --server URL --token-file F` as the test user; its
-    /// standard output.
-    fn vauban(&self, args: &[&str]) -> Result<String> {
-        let mut inner = Command::new(&self.vauban);
-        inner
-            .args(args)
-            .arg("--server")
-            .arg(&self.url)
-            .arg("--token-file")
-            .arg(&self.tokens)
-            .current_dir(&self.runner_home);
-        let mut cmd = user::as_user(&self.runner, &inner, &self.runner_home);
-        util::stdout_of(&mut cmd)
-    }
-
-    /// A build of the demo's master on the server (`--deploy`: deployed
-    /// when it succeeds), followed to its end; its id.
-    fn build(&self, deploy: bool) -> Result<String> {
-        let mut args = vec![
-            "remote",
-            "build",
-            "--name",
-            MASTER,
-            "--stage",
-            "all",
-            "--build-parents",
-            "-1",
-        ];
-        if deploy {
-            args.push("--deploy");
-        }
-        let id = self.vauban(&args)?.trim().to_string();
-        if id.len() != 26 {
-            bail!("vauban remote build printed no build id: {id:?}");
-        }
-        self.vauban(&["remote", "log", &id, "--follow"])
-            .with_context(|| format!("build {id} on the server"))?;
-        Ok(id)
-    }
-
-    /// `curl` of `path` (no token): status and body.
-    fn get(&self, url: &str) -> Result<(u16, String)> {
-        let out = util::output(
-            Command::new("curl")
-                .args(["-s", "-o", "-", "-w", "\n%{http_code}", "--"])
-                .arg(url),
-        )?;
-        let (body, code) = out.rsplit_once('\n').unwrap_or(("", &out));
-        Ok((code.trim().parse().unwrap_or(0), body.to_string()))
-    }
-
-    /// The conffs URL a host booted with (the kernel prints its command
-    /// line: any process of the host reads it in /proc/cmdline too) is
-    /// spent, and opens no other host's conffs either.
-    fn check_conffs_urls_are_spent(&self, consoles: &[(String, String)]) -> Result<()> {
-        let conffs_url = |console: &str| -> Result<String> {
-            console
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix("live.updates="))
-                .map(|u| u.replace("10.0.2.100", &self.url.replace("http://", "")))
-                .context("no live.updates= on the console (the kernel prints its command line)")
-        };
-        let urls: Vec<String> = consoles
-            .iter()
-            .map(|(_, c)| conffs_url(c))
-            .collect::<Result<_>>()?;
-        for (url, (host, _)) in urls.iter().zip(consoles) {
-            let (code, body) = self.get(url)?;
-            if code != 410 {
-                bail!("{host}'s conffs URL, fetched again, answered {code}, not 410: {body}");
-            }
-        }
-        if let [first, second, ..] = urls.as_slice() {
-            // The first host's token on the second host's conffs.
-            let (digest_path, _) = second.split_once('?').context("no token")?;
-            let (_, token) = first.split_once('?').context("no token")?;
-            let (code, _) = self.get(&format!("{digest_path}?{token}"))?;
-            if code != 403 {
-                bail!(
-                    "{}'s boot token opened {}'s conffs ({code})",
-                    consoles[0].0,
-                    consoles[1].0
-                );
-            }
-            let (code, _) = self.get(&format!("{digest_path}?boot={}", "0".repeat(64)))?;
-            if code != 403 {
-                bail!("a guessed token was answered {code}, not 403");
-            }
-        }
-        eprintln!("boot: the conffs URLs of the boots are spent, and open no other host's");
-        Ok(())
-    }
-
-    /// A MAC nobody owns gets the script that boots the local disk, and is
-    /// listed.
-    fn check_unknown_mac(&self) -> Result<()> {
-        let (code, script) = self.get(&format!("{}/boot/ipxe?mac=52:54:00:99:99:99", self.url))?;
-        if code != 200 || !script.trim_end().ends_with("exit") {
-            bail!("an unknown MAC got {code}:\n{script}");
-        }
-        let hosts: serde_json::Value = serde_json::from_str(&self.vauban(&["hosts", "--json"])?)?;
-        if !hosts["unknown"]
+/// `/hosts`: web01 last booted build `a`, whole, and runs the deployed
+/// build; web02 booted `b`, which is no longer deployed; web01's history
+/// holds both boots.
+fn check_hosts(serve: &BootServer, a: &str, b: &str) -> Result<()> {
+    let hosts: serde_json::Value = serde_json::from_str(&serve.vauban(&["hosts", "--json"])?)?;
+    let host = |name: &str| {
+        hosts["hosts"]
             .as_array()
-            .is_some_and(|u| u.iter().any(|m| m["mac"] == "52:54:00:99:99:99"))
-        {
-            bail!("the unknown MAC is not in /hosts: {hosts:#}");
+            .and_then(|l| l.iter().find(|h| h["host"] == name))
+            .cloned()
+            .with_context(|| format!("no {name} in /hosts: {hosts:#}"))
+    };
+    let (web01, web02) = (host("web01")?, host("web02")?);
+    let wanted = [(&web01, a, true), (&web02, b, false)];
+    for (h, build, runs) in wanted {
+        let last = &h["last_boot"];
+        if last["build_id"] != build || last["state"] != "complete" || h["runs_deployed"] != runs {
+            bail!("/hosts: {} should have booted build {build} whole (runs the deployed: {runs}): {h:#}", h["host"]);
         }
-        Ok(())
     }
-
-    /// `/hosts`: web01 last booted build `a`, whole, and runs the deployed
-    /// build; web02 booted `b`, which is no longer deployed; web01's history
-    /// holds both boots.
-    fn check_hosts(&self, a: &str, b: &str) -> Result<()> {
-        let hosts: serde_json::Value = serde_json::from_str(&self.vauban(&["hosts", "--json"])?)?;
-        let host = |name: &str| {
-            hosts["hosts"]
-                .as_array()
-                .and_then(|l| l.iter().find(|h| h["host"] == name))
-                .cloned()
-                .with_context(|| format!("no {name} in /hosts: {hosts:#}"))
-        };
-        let (web01, web02) = (host("web01")?, host("web02")?);
-        let wanted = [(&web01, a, true), (&web02, b, false)];
-        for (h, build, runs) in wanted {
-            let last = &h["last_boot"];
-            if last["build_id"] != build
-                || last["state"] != "complete"
-                || h["runs_deployed"] != runs
-            {
-                bail!("/hosts: {} should have booted build {build} whole (runs the deployed: {runs}): {h:#}", h["host"]);
-            }
-        }
-        let history: serde_json::Value =
-            serde_json::from_str(&self.vauban(&["hosts", "web01", "--json"])?)?;
-        let builds: Vec<&str> = history["boots"]
-            .as_array()
-            .map(|l| l.iter().filter_map(|b| b["build_id"].as_str()).collect())
-            .unwrap_or_default();
-        if builds != [a, b] {
-            bail!("web01's boots should be of builds {a} then {b} (newest first): {history:#}");
-        }
-        eprintln!(
-            "boot: /hosts says {}",
-            web02["summary"].as_str().unwrap_or_default()
-        );
-        Ok(())
+    let history: serde_json::Value =
+        serde_json::from_str(&serve.vauban(&["hosts", "web01", "--json"])?)?;
+    let builds: Vec<&str> = history["boots"]
+        .as_array()
+        .map(|l| l.iter().filter_map(|b| b["build_id"].as_str()).collect())
+        .unwrap_or_default();
+    if builds != [a, b] {
+        bail!("web01's boots should be of builds {a} then {b} (newest first): {history:#}");
     }
+    eprintln!(
+        "boot: /hosts says {}",
+        web02["summary"].as_str().unwrap_or_default()
+    );
+    Ok(())
 }
-
-/// The token the test shows the server.
-const TOKEN: &str = "boot-test-token-0123456789";
 
 /// `check_marker` with the conffs value `value`.
 fn check_marker_value(line: &str, host: &str, value: &str) -> Result<()> {

@@ -2,8 +2,11 @@
 //! booted. Installs what is missing, builds `vauban`, starts a throwaway
 //! `docker-registry` on loopback, runs `vauban build` of `master-web` (its whole
 //! chain, its conffs, its boot files) as the unprivileged demo user, lists what
-//! the registry holds, then boots host `web01` from the boot tree under QEMU and
-//! prints its marker line. The registry is stopped at the end, also on error.
+//! the registry holds, then starts `vauban serve --boot-only` over the store,
+//! deploys the build, PXE-boots host `web01` from it under QEMU (its
+//! firmware's iPXE asks the server by MAC) and prints its marker line and
+//! `vauban hosts`. The registry and the server are stopped at the end, also
+//! on error.
 //!
 //! The demo user must read `vauban` and the demo's config and Ansible
 //! repository, and write its store, boot tree and HOME: from a clone under a
@@ -13,9 +16,10 @@
 //! system's temp dir, kept between runs (`target/demo-*` otherwise).
 //!
 //! The pieces are functions of their own for tests: [`build::command`] (the
-//! command line), [`run_build`], [`show_registry`], and
-//! [`crate::boot::boot_tree_host`] with [`check_marker`].
+//! command line), [`run_build`], [`show_registry`], [`boot_server`], and
+//! [`crate::boot::boot_firmware`] with [`check_marker`].
 
+pub mod boot_server;
 pub mod build;
 pub mod e2e;
 pub mod stage;
@@ -32,6 +36,8 @@ use crate::{boot, deps, rootless, util};
 
 /// The host the demo boots.
 pub const HOST: &str = "web01";
+/// Its MAC (`mac:` in the demo's `host_vars/web01.yml`).
+pub const DEMO_MAC: &str = "52:54:00:12:34:01";
 /// What the rootfs' `/etc/fleet-release` says (`testdata/demo/ansible/group_vars/all.yml`).
 pub const ROOTFS_VALUE: &str = "from-rootfs";
 
@@ -124,14 +130,43 @@ pub fn task(args: &[String]) -> Result<()> {
     println!("\n== demo: the boot tree in {}", paths.out.display());
     print!("{}", show_tree(&paths.out)?);
 
-    println!("\n== demo: booting {HOST} of {} under QEMU", build.master);
-    let booted = boot::boot_tree_host(&paths.out, &build.master, HOST)?;
+    println!("\n== demo: vauban serve --boot-only over the store, the build deployed");
+    let serve_dir = paths.home.join("serve");
+    user::own_dir(&runner, &serve_dir)?;
+    let serve = boot_server::BootServer::start(
+        &runner,
+        &boot_server::ServerSetup {
+            vauban: &build.vauban,
+            store: &paths.store,
+            config: &paths.config,
+            out: &paths.out,
+            dir: &serve_dir,
+            extra: vec!["--boot-only".into()],
+        },
+    )?;
+    println!("listening on {} (log {})", serve.url, serve.log.display());
+    print!("{}", serve.vauban(&["deploy", &build.master])?);
+
+    println!(
+        "\n== demo: {HOST} PXE-boots under QEMU: its firmware's iPXE asks {}/boot/ipxe?mac=...",
+        serve.url
+    );
+    let booted = boot::boot_firmware(
+        serve.port,
+        DEMO_MAC,
+        HOST,
+        boot::DEFAULT_MARKER,
+        boot::DEFAULT_TIMEOUT,
+    )?;
     check_marker(&booted.line, HOST)?;
     println!(
         "{HOST} booted, marker after {:.1} s:\n{}",
         booted.elapsed.as_secs_f64(),
         booted.line
     );
+    println!("\n== demo: vauban hosts");
+    print!("{}", serve.vauban(&["hosts"])?);
+    drop(serve);
     println!(
         "\ndemo done in {:.0} s; store {}, boot tree {}",
         started.elapsed().as_secs_f64(),
