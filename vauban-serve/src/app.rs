@@ -224,7 +224,10 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/logout", post(crate::page::logout));
     let api = if app.boot_only {
-        operators
+        operators.route(
+            "/",
+            get(|| async { axum::response::Redirect::to("/ui/hosts") }),
+        )
     } else {
         operators.merge(build_routes())
     };

@@ -254,6 +254,24 @@ async fn hosts_boot_their_deployment_and_only_they_get_their_conffs() {
     let conffs2 = arg_url(&s2, "live.updates=");
     let digest2 = conffs2.split('/').nth(5).unwrap().to_string();
     let token1 = conffs.rsplit("boot=").next().unwrap();
+    // A conffs goes whole or not at all: a Range or a condition gets the
+    // whole file (and spends it), never a part nor a 304.
+    let r = http
+        .get(&conffs2)
+        .header("Range", "bytes=0-3")
+        .header("If-None-Match", "*")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.text().await.unwrap(), "secret keys of web02 (a)");
+    let r = http
+        .get(&conffs2)
+        .header("Range", "bytes=0-3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::GONE);
     for url in [
         format!("{base}/boot/blobs/{digest2}/conffs-web01.tgz?boot={token1}"),
         format!("{base}/boot/blobs/{digest2}?boot={}", "0".repeat(64)),
@@ -333,6 +351,25 @@ async fn hosts_boot_their_deployment_and_only_they_get_their_conffs() {
     };
     assert_eq!(host("web01")["last_boot"]["state"], "complete", "{hosts:#}");
     assert_eq!(host("web01")["runs_deployed"], true);
+    // Anyone may ask for web01's script: that proves no boot, and changes
+    // what web01 runs in nobody's eyes.
+    script(&http, addr, WEB01).await;
+    let (_, again) = api(&http, reqwest::Method::GET, format!("{base}/hosts"), None).await;
+    let web01 = again["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["host"] == "web01")
+        .unwrap();
+    assert_eq!(web01["runs_deployed"], true, "{web01:#}");
+    assert_eq!(
+        web01["last_complete_boot"]["id"],
+        host("web01")["last_boot"]["id"]
+    );
+    assert!(
+        web01["summary"].as_str().unwrap().contains("last asked"),
+        "{web01:#}"
+    );
     assert_eq!(host("new01")["macs"], json!(["52:54:00:00:00:99"]));
     assert_eq!(hosts["unknown"][0]["mac"], "52:54:00:00:00:98", "{hosts:#}");
     let (_, web01) = api(
@@ -342,7 +379,9 @@ async fn hosts_boot_their_deployment_and_only_they_get_their_conffs() {
         None,
     )
     .await;
-    let fetched: Vec<&str> = web01["boots"][0]["fetches"]
+    // Newest first: the script asked for just now, then the whole boot.
+    assert_eq!(web01["boots"][0]["state"], "in progress", "{web01:#}");
+    let fetched: Vec<&str> = web01["boots"][1]["fetches"]
         .as_array()
         .unwrap()
         .iter()
@@ -466,7 +505,7 @@ async fn with_conffs_from_known_ip_a_conffs_goes_only_to_its_hosts_address() {
     };
     let addr = w.serve("state", opts).await;
     let http = reqwest::Client::new();
-    let (st, _) = api(
+    let (st, d) = api(
         &http,
         reqwest::Method::POST,
         format!("http://{addr}/masters/m/deploy"),
@@ -474,6 +513,12 @@ async fn with_conffs_from_known_ip_a_conffs_goes_only_to_its_hosts_address() {
     )
     .await;
     assert_eq!(st, StatusCode::CREATED);
+    // new01 has no address: the deployment says nobody will get its conffs.
+    let warning = d["warnings"][0].as_str().unwrap_or_default();
+    assert!(
+        warning.contains("new01") && warning.contains("no address"),
+        "{d:#}"
+    );
     // web02 is 127.0.0.2 in the inventory: from 127.0.0.1 its conffs is refused...
     let s = script(&http, addr, WEB02).await;
     let conffs = arg_url(&s, "live.updates=");
@@ -489,4 +534,81 @@ async fn with_conffs_from_known_ip_a_conffs_goes_only_to_its_hosts_address() {
     let r = from_02.get(&conffs).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.text().await.unwrap(), "secret keys of web02 (a)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_is_deployed_when_it_asks_or_its_master_is_auto() {
+    use vauban_serve::boot::BootService;
+    use vauban_serve::model::{Build, BuildRequest, Status, Step, Trigger};
+    let w = World::new();
+    let a = artifact(&w.store, w.dir.path(), b"rootfs", "a");
+    let db = w.path("history.db");
+    let history = std::sync::Arc::new(vauban_serve::db::History::open(&db).unwrap());
+    let boot = BootService::open(
+        Store::open(w.store.root()).unwrap(),
+        &db,
+        history,
+        BootOptions::default(),
+    )
+    .unwrap();
+    let build = |id: &str, deploy: bool| Build {
+        id: id.into(),
+        request: BuildRequest {
+            name: "m".into(),
+            stage: "all".into(),
+            build_parents: 0,
+            conffs: None,
+            branch: None,
+            no_cache: false,
+            rebuild_stale: false,
+            deploy,
+        },
+        status: Status::Succeeded,
+        requested_by: "ci".into(),
+        trigger: Trigger::Api,
+        created: "2026-12-06T00:00:00Z".into(),
+        started: None,
+        finished: None,
+        seconds: None,
+        error: None,
+        failed_step: None,
+        failed_host: None,
+        steps: vec![Step {
+            step: format!("{}m", vauban_serve::worker::BOOT_STEP_PREFIX),
+            state: "built".into(),
+            image: Some(a.clone()),
+            seconds: None,
+        }],
+        tail: vec![],
+    };
+    let deployments = || boot.records.deployments("m", 10).unwrap();
+    boot.after_build(&build("01AAAAAAAAAAAAAAAAAAAAAAAA", false), &[]);
+    assert!(
+        deployments().is_empty(),
+        "a master's build is deployed only when asked"
+    );
+    let named = |tag: &str| {
+        w.store
+            .list()
+            .unwrap()
+            .iter()
+            .any(|(r, _)| r.to_string() == format!("m/boot:{tag}"))
+    };
+    assert!(
+        named("build-01AAAAAAAAAAAAAAAAAAAAAAAA"),
+        "kept for `deploy --build`"
+    );
+    boot.after_build(&build("01BBBBBBBBBBBBBBBBBBBBBBBB", true), &[]);
+    let d = deployments();
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].build_id.as_deref(), Some("01BBBBBBBBBBBBBBBBBBBBBBBB"));
+    assert!(d[0].source.contains("--deploy"), "{:?}", d[0]);
+    boot.after_build(
+        &build("01CCCCCCCCCCCCCCCCCCCCCCCC", false),
+        &["m".to_string()],
+    );
+    let d = deployments();
+    assert_eq!(d.len(), 2);
+    assert!(d[0].source.contains("deploy: auto"), "{:?}", d[0]);
+    assert_eq!(d[0].previous, Some(d[1].id));
 }

@@ -79,10 +79,18 @@ fn on_server(args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// One line for a deployment of the API.
+/// Prints a deployment of the API, and its warnings.
 pub fn print_deployment(d: &serde_json::Value) {
+    out!("{}", deployment_line(d));
+    for w in d["warnings"].as_array().into_iter().flatten() {
+        eprintln!("warning: {}", w.as_str().unwrap_or_default());
+    }
+}
+
+/// One line for a deployment of the API.
+pub fn deployment_line(d: &serde_json::Value) -> String {
     let s = |k: &str| d[k].as_str().unwrap_or("-").to_string();
-    println!(
+    format!(
         "#{} {} {} ({}) by {} at {}",
         d["id"],
         s("master"),
@@ -93,7 +101,7 @@ pub fn print_deployment(d: &serde_json::Value) {
         s("source"),
         s("by"),
         s("at"),
-    );
+    )
 }
 
 fn on_registry(globals: &Globals, args: &Args, registry: &str) -> Result<()> {

@@ -27,16 +27,16 @@ pub fn run(_globals: &Globals, args: Args) -> Result<()> {
         .block_on(client.deployments(&args.name))
         .with_context(|| format!("the deployments of {}", args.name))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&reply)?);
+        out!("{}", serde_json::to_string_pretty(&reply)?);
         return Ok(());
     }
     let list = reply["deployments"].as_array().cloned().unwrap_or_default();
     if list.is_empty() {
-        println!("{} was never deployed", args.name);
+        out!("{} was never deployed", args.name);
     }
     for (i, d) in list.iter().enumerate() {
-        print!("{}", if i == 0 { "* " } else { "  " });
-        super::deploy::print_deployment(d);
+        let mark = if i == 0 { "* " } else { "  " };
+        out!("{mark}{}", super::deploy::deployment_line(d));
     }
     Ok(())
 }

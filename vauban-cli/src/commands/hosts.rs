@@ -29,16 +29,16 @@ pub fn run(_globals: &Globals, args: Args) -> Result<()> {
         .block_on(client.hosts(args.host.as_deref()))
         .context("the server's hosts")?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&reply)?);
+        out!("{}", serde_json::to_string_pretty(&reply)?);
         return Ok(());
     }
     let s = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or("-").to_string();
     if args.host.is_some() {
         if let Some(current) = reply.get("current").filter(|c| !c.is_null()) {
-            println!("{}", s(current, "summary"));
+            out!("{}", s(current, "summary"));
         }
         for b in reply["boots"].as_array().into_iter().flatten() {
-            println!(
+            out!(
                 "{} {} {} from {} ({}): {}",
                 s(b, "started"),
                 s(b, "master"),
@@ -51,7 +51,7 @@ pub fn run(_globals: &Globals, args: Args) -> Result<()> {
                 s(b, "state")
             );
             for f in b["fetches"].as_array().into_iter().flatten() {
-                println!(
+                out!(
                     "    {} {} {} bytes{}",
                     s(f, "at"),
                     s(f, "file"),
@@ -72,11 +72,11 @@ pub fn run(_globals: &Globals, args: Args) -> Result<()> {
             Some(false) => "OLD ",
             None => "-   ",
         };
-        println!("{mark}{}", s(h, "summary"));
+        out!("{mark}{}", s(h, "summary"));
     }
     for m in reply["unknown"].as_array().into_iter().flatten() {
-        println!(
-            "?   unknown MAC {} from {} (asked {} times, last {})",
+        out!(
+            "?   unknown MAC {} from {} (asked {}x, last {})",
             s(m, "mac"),
             s(m, "ip"),
             m["asked"],

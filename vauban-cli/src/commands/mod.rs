@@ -1,5 +1,18 @@
 //! One module per subcommand: each has clap `Args` and `run(&Globals, Args)`.
 
+/// `println!` that ends vauban quietly when the reader went away (`| head`),
+/// as a Unix tool does, instead of panicking on the broken pipe.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
 pub mod ansible;
 pub mod build;
 pub mod config;

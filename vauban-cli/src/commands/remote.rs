@@ -12,19 +12,6 @@ use vauban_serve::model::{Build, BuildRequest, Status};
 
 use crate::cli::Globals;
 
-/// `println!` that ends vauban quietly when the reader went away (`| head`),
-/// as a Unix tool does, instead of panicking on the broken pipe.
-macro_rules! out {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                std::process::exit(0);
-            }
-        }
-    }};
-}
-
 /// Arguments of `vauban remote`.
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -88,8 +88,7 @@ pub(super) fn check_pair(
     // ignores and `ssh-key` does not (keys written out of Vault by `jq -r`
     // end with two line feeds).
     let trimmed = Zeroizing::new(format!("{}\n", private.trim()));
-    let key = PrivateKey::from_openssh(trimmed.as_bytes())
-        .map_err(|e| KeyProblem::Unreadable(e.to_string()))?;
+    let key = read_private(&trimmed).map_err(|e| KeyProblem::Unreadable(e.to_string()))?;
     if key.is_encrypted() {
         return Err(KeyProblem::Encrypted);
     }
@@ -105,6 +104,15 @@ pub(super) fn check_pair(
         return Err(KeyProblem::PublicMismatch);
     }
     Ok(public)
+}
+
+/// An OpenSSH private key, an ECDSA one with a short scalar too (see
+/// `ecdsa_scalar`).
+fn read_private(pem: &str) -> std::result::Result<PrivateKey, ssh_key::Error> {
+    PrivateKey::from_openssh(pem).or_else(|e| match super::ecdsa_scalar::padded(pem) {
+        Some(padded) => PrivateKey::from_openssh(padded.as_bytes()),
+        None => Err(e),
+    })
 }
 
 /// A file to write under `/etc/ssh` of a conffs tree. Its `Debug` shows the name,
@@ -183,7 +191,7 @@ impl HostKeys {
         [ed25519, ecdsa, rsa]: [&str; 3],
     ) -> std::result::Result<Self, KeyKind> {
         let parse = |kind: KeyKind, pem: &str| {
-            PrivateKey::from_openssh(pem)
+            read_private(pem)
                 .ok()
                 .filter(|key| kind.matches(key.public_key().key_data()) && !key.is_encrypted())
                 .and_then(|key| HostKey::from_private(kind, &key).ok())

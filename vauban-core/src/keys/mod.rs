@@ -20,6 +20,7 @@
 
 mod atomic;
 mod cipher;
+mod ecdsa_scalar;
 mod host;
 mod import;
 mod kind;

@@ -25,6 +25,17 @@ const CHUNK: usize = 512 * 1024;
 /// What a response sent, told once when its body is over.
 pub type Done = Box<dyn FnOnce(u64, bool) + Send>;
 
+/// How a file may be asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asked {
+    /// As any static file: conditions and ranges honoured.
+    AsFile,
+    /// Whole or not at all (a conffs, handed over once): `Range`,
+    /// `If-Range` and `If-None-Match` are ignored, so no part of it goes
+    /// out without the whole being counted, and no 304 uses it up.
+    WholeOnly,
+}
+
 /// The response for `file` (the blob `etag` names), `done` told what went
 /// out (not for `HEAD`, a 304 or a 416).
 pub fn respond(
@@ -33,6 +44,7 @@ pub fn respond(
     mut file: File,
     etag: &str,
     name: &str,
+    asked: Asked,
     done: Done,
 ) -> Response {
     let meta = match file.metadata() {
@@ -60,7 +72,12 @@ pub fn respond(
     if !modified.is_empty() {
         builder = builder.header(header::LAST_MODIFIED, &modified);
     }
-    let header_str = |h: header::HeaderName| headers.get(h).and_then(|v| v.to_str().ok());
+    let header_str = |h: header::HeaderName| {
+        if asked == Asked::WholeOnly {
+            return None;
+        }
+        headers.get(h).and_then(|v| v.to_str().ok())
+    };
     if header_str(header::IF_NONE_MATCH).is_some_and(|v| etag_matches(v, &quoted)) {
         return builder
             .status(StatusCode::NOT_MODIFIED)

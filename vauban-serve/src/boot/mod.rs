@@ -125,9 +125,11 @@ pub struct HostView {
     pub macs: Vec<String>,
     /// The deployment its next boot gets.
     pub deployed: Option<Deployment>,
-    /// Its last boot.
+    /// Its last boot (asked for: complete or not).
     pub last_boot: Option<Boot>,
-    /// Whether its last boot was of the deployed artifact.
+    /// Its last boot that fetched its four files whole.
+    pub last_complete_boot: Option<Boot>,
+    /// Whether its last complete boot was of the deployed artifact.
     pub runs_deployed: Option<bool>,
     /// In words: `web02 still runs build X of 2026-12-01 (deployed: Y)`.
     pub summary: String,
@@ -490,12 +492,13 @@ impl BootService {
             .flatten()
             .ok_or_else(|| {
                 ServeError::Conflict(format!(
-                    "{master} has no deployment before #{} to go back to",
-                    current.id
+                    "{master} has nothing to go back to: its current deployment #{} ({}) \
+                     has no deployment before it",
+                    current.id, current.source
                 ))
             })?;
-        self.artifact(&before.artifact, Some(master))?;
-        let d = self.records.deploy(
+        let read = self.artifact(&before.artifact, Some(master))?;
+        let mut d = self.records.deploy(
             master,
             &before.artifact,
             before.build_id.as_deref(),
@@ -505,6 +508,7 @@ impl BootService {
         )?;
         self.keep_named(master, &d)?;
         tracing::info!(master, id = d.id, artifact = %d.artifact, by, "rolled back");
+        d.warnings = self.deploy_warnings(&read);
         Ok(d)
     }
 
@@ -517,9 +521,9 @@ impl BootService {
         source: &str,
         by: &str,
     ) -> Result<Deployment> {
-        self.artifact(artifact, Some(master))?;
+        let read = self.artifact(artifact, Some(master))?;
         let previous = self.records.deployments(master, 1)?.into_iter().next();
-        let d = self.records.deploy(
+        let mut d = self.records.deploy(
             master,
             artifact,
             build_id,
@@ -529,7 +533,35 @@ impl BootService {
         )?;
         self.keep_named(master, &d)?;
         tracing::info!(master, id = d.id, artifact, by, source, "deployed");
+        d.warnings = self.deploy_warnings(&read);
         Ok(d)
+    }
+
+    /// What is worth a warning in deploying `artifact`: with
+    /// `--conffs-from-known-ip`, the hosts whose conffs nobody can fetch.
+    fn deploy_warnings(&self, artifact: &Artifact) -> Vec<String> {
+        if !self.opts.conffs_from_known_ip {
+            return Vec::new();
+        }
+        let without: Vec<&str> = artifact
+            .info
+            .hosts
+            .iter()
+            .filter(|(_, h)| h.ip.is_none())
+            .map(|(name, _)| name.as_str())
+            .collect();
+        if without.is_empty() {
+            return Vec::new();
+        }
+        let w = format!(
+            "--conffs-from-known-ip: {} ha{} no address in the inventory (host variable `ip`, \
+             or an `ansible_host` that is an address): no conffs will be handed to {}",
+            without.join(", "),
+            if without.len() == 1 { "s" } else { "ve" },
+            if without.len() == 1 { "it" } else { "them" },
+        );
+        tracing::warn!(master = %artifact.info.master, "{w}");
+        vec![w]
     }
 
     /// Names deployment `d`'s artifact in the store (`<master>/boot:deploy-N`)
@@ -631,7 +663,8 @@ impl BootService {
     /// `/hosts`.
     pub fn hosts(&self) -> Result<HostsView> {
         let deployed = self.deployed()?;
-        let last = self.records.last_boots()?;
+        let last = self.records.last_boots(false)?;
+        let complete = self.records.last_boots(true)?;
         let macs = self.records.macs()?;
         let mut hosts = Vec::new();
         for (d, a) in &deployed {
@@ -643,14 +676,18 @@ impl BootService {
                         .map(|m| m.mac.clone()),
                 );
                 let last_boot = last.iter().find(|b| &b.host == host).cloned();
-                let runs = last_boot.as_ref().map(|b| b.artifact == d.artifact);
-                let summary = summary(host, d, last_boot.as_ref());
+                let last_complete_boot = complete.iter().find(|b| &b.host == host).cloned();
+                let runs = last_complete_boot
+                    .as_ref()
+                    .map(|b| b.artifact == d.artifact);
+                let summary = summary(host, d, last_complete_boot.as_ref(), last_boot.as_ref());
                 hosts.push(HostView {
                     host: host.clone(),
                     master: d.master.clone(),
                     macs: host_macs,
                     deployed: Some(d.clone()),
                     last_boot,
+                    last_complete_boot,
                     runs_deployed: runs,
                     summary,
                 });
@@ -665,6 +702,7 @@ impl BootService {
                     macs: vec![b.mac.clone()],
                     deployed: None,
                     last_boot: Some(b.clone()),
+                    last_complete_boot: complete.iter().find(|c| c.host == b.host).cloned(),
                     runs_deployed: None,
                     summary: format!(
                         "{} is in no deployed build; it last booted {}",
@@ -685,24 +723,30 @@ impl BootService {
     }
 }
 
-/// `web02 still runs build X (booted …); deployed: build Y`.
-fn summary(host: &str, d: &Deployment, last: Option<&Boot>) -> String {
+/// `web02 still runs build X (booted …); deployed: build Y`, from the last
+/// complete boot, and the last boot asked for when it is another.
+fn summary(host: &str, d: &Deployment, complete: Option<&Boot>, last: Option<&Boot>) -> String {
     let deployed = build_words(d.build_id.as_deref(), &d.artifact);
-    match last {
-        None => format!("{host} has not booted from vauban yet; deployed: {deployed}"),
+    let mut text = match complete {
+        None => format!("{host} has not booted whole from vauban yet; deployed: {deployed}"),
         Some(b) if b.artifact == d.artifact => {
-            format!(
-                "{host} runs the deployed {deployed} (booted {}, {})",
-                b.started, b.state
-            )
+            format!("{host} runs the deployed {deployed} (booted {})", b.started)
         }
         Some(b) => format!(
-            "{host} still runs {} (booted {}, {}); deployed: {deployed}",
+            "{host} still runs {} (booted {}); deployed: {deployed}",
             build_words(b.build_id.as_deref(), &b.artifact),
-            b.started,
-            b.state
+            b.started
         ),
+    };
+    if let Some(l) = last.filter(|l| complete.is_none_or(|c| c.id != l.id)) {
+        text.push_str(&format!(
+            "; last asked for its script {} ({}, {})",
+            l.started,
+            build_words(l.build_id.as_deref(), &l.artifact),
+            l.state
+        ));
     }
+    text
 }
 
 fn build_words(build: Option<&str>, artifact: &str) -> String {

@@ -90,6 +90,9 @@ pub struct Deployment {
     pub at: String,
     /// The deployment it replaced.
     pub previous: Option<i64>,
+    /// What the deployment answer warns about (not kept).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// One boot of a host.
@@ -240,6 +243,7 @@ impl Records {
             by: by.to_owned(),
             at,
             previous,
+            warnings: Vec::new(),
         })
     }
 
@@ -310,6 +314,16 @@ impl Records {
                     boot.started,
                     expires
                 ],
+            )?;
+            let old = "SELECT id FROM boots WHERE host=?1 AND id NOT IN
+                 (SELECT id FROM boots WHERE host=?1 ORDER BY started DESC, id DESC LIMIT ?2)";
+            c.execute(
+                &format!("DELETE FROM fetches WHERE boot_id IN ({old})"),
+                params![boot.host, BOOTS_KEPT as i64],
+            )?;
+            c.execute(
+                &format!("DELETE FROM boots WHERE id IN ({old})"),
+                params![boot.host, BOOTS_KEPT as i64],
             )?;
             Ok(())
         })
@@ -414,12 +428,15 @@ impl Records {
         })
     }
 
-    /// The last boot of each host.
-    pub fn last_boots(&self) -> Result<Vec<Boot>> {
+    /// The last boot of each host (`complete`: the last that fetched its
+    /// four files whole: a script asked for proves nothing of a boot).
+    pub fn last_boots(&self, complete: bool) -> Result<Vec<Boot>> {
+        let only = if complete { COMPLETE } else { "1" };
         self.with(|c| {
             let mut s = c.prepare(&format!(
                 "SELECT {BOOT_COLUMNS} FROM boots b WHERE id = (SELECT id FROM boots
-                 WHERE host=b.host ORDER BY started DESC, id DESC LIMIT 1) ORDER BY host"
+                 WHERE host=b.host AND {only} ORDER BY started DESC, id DESC LIMIT 1)
+                 ORDER BY host"
             ))?;
             let rows = s.query_map([], boot_row)?;
             rows.collect()
@@ -454,6 +471,11 @@ impl Records {
                 "INSERT INTO macs(mac, ip, first_seen, last_seen, asked) VALUES(?1,?2,?3,?3,1)
                  ON CONFLICT(mac) DO UPDATE SET ip=?2, last_seen=?3, asked=asked+1",
                 params![mac, ip, now],
+            )?;
+            c.execute(
+                "DELETE FROM macs WHERE host IS NULL AND mac NOT IN
+                 (SELECT mac FROM macs WHERE host IS NULL ORDER BY last_seen DESC LIMIT ?1)",
+                params![UNKNOWN_MACS_KEPT as i64],
             )?;
             Ok(())
         })
@@ -503,6 +525,16 @@ impl Records {
         })
     }
 }
+
+/// The SQL test of a boot whose four files came whole.
+const COMPLETE: &str = "instr(files_done,'kernel')>0 AND instr(files_done,'initramfs')>0 \
+     AND instr(files_done,'rootfs')>0 AND instr(files_done,'conffs')>0";
+
+/// Unknown MACs kept (the most recent): anyone may ask with any MAC.
+const UNKNOWN_MACS_KEPT: usize = 1000;
+/// Boots kept per host (the most recent): anyone may ask for a known
+/// host's script.
+const BOOTS_KEPT: usize = 200;
 
 const BOOT_COLUMNS: &str =
     "id, host, mac, ip, master, artifact, build_id, deployment, started, files_done, last_file, last_at";
@@ -570,6 +602,7 @@ fn deployment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Deployment> {
         by: r.get(5)?,
         at: r.get(6)?,
         previous: r.get(7)?,
+        warnings: Vec::new(),
     })
 }
 

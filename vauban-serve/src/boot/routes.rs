@@ -263,12 +263,18 @@ async fn serve_blob(
                 .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
         })
         .unwrap_or_else(|| digest.hex().to_owned());
+    let asked = if kind == FileKind::Conffs {
+        files::Asked::WholeOnly
+    } else {
+        files::Asked::AsFile
+    };
     files::respond(
         &method,
         &headers,
         file,
         &digest.to_string(),
         &shown_name,
+        asked,
         done,
     )
 }
@@ -374,7 +380,8 @@ pub struct LimitQuery {
 /// `GET /masters/{name}/deployments`.
 #[utoipa::path(get, path = "/masters/{name}/deployments",
     params(("name" = String, Path, description = "The master"), LimitQuery),
-    responses((status = 200, body = DeploymentsReply), (status = 401, body = crate::api::ErrorBody),
+    responses((status = 200, body = DeploymentsReply), (status = 400, body = crate::api::ErrorBody),
+        (status = 401, body = crate::api::ErrorBody),
         (status = 404, body = crate::api::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn deployments(
@@ -410,7 +417,8 @@ pub async fn hosts(State(app): State<Arc<App>>) -> Result<Json<HostsView>> {
 /// fetches.
 #[utoipa::path(get, path = "/hosts/{name}",
     params(("name" = String, Path, description = "The host"), LimitQuery),
-    responses((status = 200, body = HostHistory), (status = 401, body = crate::api::ErrorBody),
+    responses((status = 200, body = HostHistory), (status = 400, body = crate::api::ErrorBody),
+        (status = 401, body = crate::api::ErrorBody),
         (status = 404, body = crate::api::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn host(
