@@ -156,6 +156,11 @@ pub fn run(runner: &Runner, stage: &Stage) -> Result<()> {
     Ok(())
 }
 
+/// How long one boot may take here: two TCG guests beside the rootless
+/// tests on two cores took up to 535 s (the kernel stalled for minutes,
+/// starved), against 106 s on an idle machine.
+const BOOT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1200);
+
 /// web01's value in the second build.
 const NEWER_WEB01: &str = "conffs-of-web01-v2";
 
@@ -169,13 +174,7 @@ fn boot_hosts(serve: &BootServer, hosts: &[(&str, &str)]) -> Result<Vec<(String,
                 let mac = demo_mac(host);
                 let port = serve.port;
                 s.spawn(move || {
-                    boot::boot_firmware(
-                        port,
-                        &mac,
-                        host,
-                        boot::DEFAULT_MARKER,
-                        boot::DEFAULT_TIMEOUT,
-                    )
+                    boot::boot_firmware(port, &mac, host, boot::DEFAULT_MARKER, BOOT_TIMEOUT)
                 })
             })
             .collect();
