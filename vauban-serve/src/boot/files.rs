@@ -50,7 +50,11 @@ pub fn respond(
 ) -> Response {
     let meta = match file.metadata() {
         Ok(m) => m,
-        Err(e) => return plain(StatusCode::INTERNAL_SERVER_ERROR, &format!("stat: {e}")),
+        Err(e) => {
+            // Nothing went out: told so (a claimed conffs is given back).
+            done(0, false);
+            return plain(StatusCode::INTERNAL_SERVER_ERROR, &format!("stat: {e}"));
+        }
     };
     let size = meta.len();
     let quoted = format!("\"{etag}\"");
