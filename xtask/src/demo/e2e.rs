@@ -157,7 +157,7 @@ pub fn run(runner: &Runner, stage: &Stage) -> Result<()> {
 }
 
 /// How long one boot may take here: two TCG guests beside the rootless
-/// tests on two cores took up to 535 s (the kernel stalled for minutes,
+/// tests on two cores took up to 716 s (the kernel stalled for minutes,
 /// starved), against 106 s on an idle machine.
 const BOOT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1200);
 
