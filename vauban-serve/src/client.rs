@@ -257,12 +257,7 @@ impl Client {
 /// A master or host name as one path segment (nothing that would change
 /// the path: `/`, `?`, `#`, `%`, `..`).
 fn segment(name: &str) -> Result<&str, ClientError> {
-    let ok = !name.is_empty()
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if ok {
+    if vauban_core::export::is_plain_name(name) {
         Ok(name)
     } else {
         Err(ClientError::BadUrl(format!(

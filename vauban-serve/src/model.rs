@@ -267,6 +267,21 @@ pub struct Build {
     pub tail: Vec<String>,
 }
 
+impl Build {
+    /// The digest of the boot artifact this build made for `master`, if
+    /// any (its step named [`crate::worker::BOOT_STEP_PREFIX`] and the master).
+    pub fn boot_artifact(&self, master: &str) -> Option<&str> {
+        self.steps
+            .iter()
+            .find(|s| {
+                s.step
+                    .strip_prefix(crate::worker::BOOT_STEP_PREFIX)
+                    .is_some_and(|m| m == master)
+            })
+            .and_then(|s| s.image.as_deref())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

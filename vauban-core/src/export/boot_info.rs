@@ -82,8 +82,7 @@ impl HostInfo {
             other => strings(other),
         };
         kernel_args.retain(|a| {
-            // A boot script's line must stay one line, and iPXE expands `${...}`.
-            let ok = !a.is_empty() && a.bytes().all(|b| b.is_ascii_graphic() && b != b'$');
+            let ok = is_kernel_arg(a);
             if !ok {
                 warnings.push(format!(
                     "kernel argument {a:?} left out: printable ASCII without spaces or `$` only"
@@ -107,6 +106,13 @@ impl HostInfo {
         };
         (info, warnings)
     }
+}
+
+/// Whether `arg` can be a word of a kernel command line in an iPXE
+/// script: printable ASCII, no space (a script's line stays one line), no
+/// `$` (iPXE expands `${...}`).
+pub fn is_kernel_arg(arg: &str) -> bool {
+    !arg.is_empty() && arg.bytes().all(|b| b.is_ascii_graphic() && b != b'$')
 }
 
 /// A string or a list of strings (anything else: none).

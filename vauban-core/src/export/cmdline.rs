@@ -82,15 +82,20 @@ pub fn live_cmdline(rootfs_url: &str, conffs_url: &str, extra_args: &[String]) -
     args.join(" ")
 }
 
-/// A master or host name usable in a file name and a URL: ASCII letters,
-/// digits, `.`, `_`, `-`, not starting with `.`.
-pub(crate) fn check_name(what: &'static str, name: &str) -> Result<()> {
-    let ok = !name.is_empty()
+/// Whether `name` is usable as a master or host name in a file name and a
+/// URL path segment: ASCII letters, digits, `.`, `_`, `-`, not starting
+/// with `.`.
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
         && !name.starts_with('.')
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// [`is_plain_name`], or an error naming `what` is at fault.
+pub(crate) fn check_name(what: &'static str, name: &str) -> Result<()> {
+    if is_plain_name(name) {
         Ok(())
     } else {
         Err(Error::BadName {

@@ -23,8 +23,8 @@ pub(crate) mod squashfs;
 pub(crate) mod sums;
 pub(crate) mod tree;
 
-pub use boot_info::{normalize_mac, BootInfo, HostInfo, BOOT_INFO_FILE};
-pub use cmdline::{live_cmdline, HostBoot};
+pub use boot_info::{is_kernel_arg, normalize_mac, BootInfo, HostInfo, BOOT_INFO_FILE};
+pub use cmdline::{is_plain_name, live_cmdline, HostBoot};
 pub use conffs::{export_conffs, ConffsOptions, ConffsReport};
 pub use dracut::{make_initramfs, BootKernel, InitramfsOptions};
 pub use kernel::KernelListing;

@@ -396,12 +396,9 @@ impl BootService {
             .history
             .get(build_id)?
             .ok_or_else(|| ServeError::NotFound(build_id.to_owned()))?;
-        let step = format!("{}{master}", crate::worker::BOOT_STEP_PREFIX);
         let artifact = build
-            .steps
-            .iter()
-            .find(|s| s.step == step)
-            .and_then(|s| s.image.clone())
+            .boot_artifact(master)
+            .map(str::to_owned)
             .ok_or_else(|| {
                 ServeError::Conflict(format!(
                     "build {build_id} made no boot files of {master} (its stage must be \
@@ -459,7 +456,6 @@ impl BootService {
 
     /// The build of the history that made `artifact`, if any.
     fn build_of_artifact(&self, master: &str, artifact: &str) -> Result<Option<String>> {
-        let step = format!("{}{master}", crate::worker::BOOT_STEP_PREFIX);
         let filter = crate::db::Filter {
             master: None,
             status: Some(crate::model::Status::Succeeded),
@@ -469,11 +465,7 @@ impl BootService {
             .history
             .list(&filter)?
             .into_iter()
-            .find(|b| {
-                b.steps
-                    .iter()
-                    .any(|s| s.step == step && s.image.as_deref() == Some(artifact))
-            })
+            .find(|b| b.boot_artifact(master) == Some(artifact))
             .map(|b| b.id))
     }
 

@@ -258,10 +258,7 @@ async fn serve_blob(
         }
     });
     let shown_name = name
-        .filter(|n| {
-            n.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-        })
+        .filter(|n| vauban_core::export::is_plain_name(n))
         .unwrap_or_else(|| digest.hex().to_owned());
     let asked = if kind == FileKind::Conffs {
         files::Asked::WholeOnly

@@ -6,6 +6,8 @@
 //! master is not deployed (`exit` hands the boot back to the firmware,
 //! which tries its next device).
 
+use vauban_core::export::is_kernel_arg;
+
 use super::artifact::{Artifact, BootFile};
 use crate::error::Result;
 
@@ -83,12 +85,6 @@ pub fn local_disk_script(why: &str) -> String {
          sleep 5\n\
          exit\n"
     )
-}
-
-/// Whether `arg` can be a word of the kernel's command line in an iPXE
-/// script: printable ASCII, no space, no `$` (iPXE expands `${...}`).
-pub fn is_kernel_arg(arg: &str) -> bool {
-    !arg.is_empty() && arg.bytes().all(|b| b.is_ascii_graphic() && b != b'$')
 }
 
 /// A name as a word of the script: letters, digits, `.`, `_`, `-` kept,
