@@ -246,6 +246,35 @@ pub fn world_readable(mode: u32, dir: bool) -> u32 {
     }
 }
 
+/// Waits until the `vauban serve` `child` (its stderr piped) prints
+/// `vauban serve: listening on URL`; the URL, without its last `/`. The rest
+/// of its stderr then goes to `log` (or nowhere), so it never blocks on a
+/// full pipe. Fails with what it said when it ends first.
+pub fn serve_url(child: &mut Child, log: Option<&Path>) -> Result<String> {
+    use std::io::BufRead as _;
+    let mut stderr = std::io::BufReader::new(child.stderr.take().context("no stderr")?);
+    let mut said = String::new();
+    let url = loop {
+        let mut line = String::new();
+        if stderr.read_line(&mut line)? == 0 {
+            let _ = child.wait();
+            bail!("vauban serve ended before listening:\n{}", said.trim_end());
+        }
+        if let Some(url) = line.trim().strip_prefix("vauban serve: listening on ") {
+            break url.trim_end_matches('/').to_string();
+        }
+        said.push_str(&line);
+    };
+    let mut sink: Box<dyn std::io::Write + Send> = match log {
+        Some(path) => {
+            Box::new(fs::File::create(path).with_context(|| format!("create {}", path.display()))?)
+        }
+        None => Box::new(std::io::sink()),
+    };
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut sink));
+    Ok(url)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

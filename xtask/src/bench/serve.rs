@@ -8,7 +8,7 @@
 //! crate: xtask is built before every task, and reqwest would add its own
 //! build of hyper and rustls to each fresh `cargo xtask`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -74,23 +74,9 @@ impl Server {
             .stderr(Stdio::piped());
         eprintln!("  $ {}", crate::util::display(&cmd));
         let mut child = cmd.spawn().context("start vauban serve")?;
-        let mut stderr = BufReader::new(child.stderr.take().context("no stderr")?);
-        let mut said = String::new();
-        let addr = loop {
-            let mut line = String::new();
-            if stderr.read_line(&mut line)? == 0 {
-                let _ = child.wait();
-                bail!("vauban serve ended before listening:\n{}", said.trim_end());
-            }
-            if let Some(url) = line.trim().strip_prefix("vauban serve: listening on ") {
-                break url
-                    .trim_start_matches("http://")
-                    .trim_end_matches('/')
-                    .to_string();
-            }
-            said.push_str(&line);
-        };
-        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        let addr = crate::util::serve_url(&mut child, None)?
+            .trim_start_matches("http://")
+            .to_string();
         Ok(Server { child, addr })
     }
 

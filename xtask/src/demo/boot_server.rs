@@ -89,23 +89,8 @@ impl BootServer {
         cmd.stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped());
         let mut child = cmd.spawn().context("start vauban serve")?;
-        let mut stderr = std::io::BufReader::new(child.stderr.take().context("no stderr")?);
         let log = dir.join("serve.log");
-        let mut seen = String::new();
-        let url = loop {
-            let mut line = String::new();
-            if std::io::BufRead::read_line(&mut stderr, &mut line)? == 0 {
-                let _ = child.wait();
-                bail!("vauban serve ended before listening:\n{seen}");
-            }
-            seen.push_str(&line);
-            if let Some(url) = line.trim().strip_prefix("vauban serve: listening on ") {
-                break url.trim_end_matches('/').to_string();
-            }
-        };
-        let mut log_file =
-            std::fs::File::create(&log).with_context(|| format!("create {}", log.display()))?;
-        std::thread::spawn(move || std::io::copy(&mut stderr, &mut log_file));
+        let url = util::serve_url(&mut child, Some(&log))?;
         let port = url
             .rsplit(':')
             .next()
