@@ -1025,6 +1025,42 @@ pub enum Error {
         /// The signal.
         signal: i32,
     },
+
+    // ---- executors (module `executor`) ----
+    /// An argument given to a build cannot be used.
+    #[error("{argument}: {reason}")]
+    InvalidArgument {
+        /// The argument (`--conffs-shards`, `--executor`).
+        argument: String,
+        /// Why.
+        reason: String,
+    },
+    /// The batch system refused or failed a request.
+    #[error("{executor}: {message}")]
+    Executor {
+        /// `slurm`, `kubernetes`.
+        executor: crate::executor::ExecutorKind,
+        /// What it said, and what was asked.
+        message: String,
+        /// Who has to act.
+        blame: Blame,
+    },
+    /// A task of a job failed, and so did its retry.
+    #[error("{executor} job {job}: task {index} ({what}) failed: {reason}{}", display::log_hint(log))]
+    TaskFailed {
+        /// `slurm`, `kubernetes`.
+        executor: crate::executor::ExecutorKind,
+        /// The job, as the batch system names it.
+        job: String,
+        /// The task's index.
+        index: usize,
+        /// What it built (`conffs master-web: web01,web02`).
+        what: String,
+        /// Why, as the batch system says it, or the task's own error.
+        reason: String,
+        /// The task's output, when the coordinator kept it.
+        log: Option<PathBuf>,
+    },
 }
 
 impl Error {

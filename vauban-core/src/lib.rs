@@ -12,6 +12,7 @@ pub mod build;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod executor;
 pub mod export;
 pub mod history;
 pub mod keys;

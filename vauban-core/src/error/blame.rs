@@ -125,6 +125,11 @@ impl Error {
             | Error::NotBuilt { .. }
             | Error::NoKeySecret { .. }
             | Error::BuildInterrupted { .. } => Blame::User,
+
+            // ---- executors ----
+            Error::InvalidArgument { .. } => Blame::User,
+            Error::Executor { blame, .. } => *blame,
+            Error::TaskFailed { .. } => Blame::User,
         }
     }
 }

@@ -74,3 +74,10 @@ pub(super) fn summary(failures: &[(String, Error)]) -> String {
         .collect::<Vec<_>>()
         .join("; ")
 }
+
+/// `; its output: LOG` when a task's output was kept.
+pub(super) fn log_hint(log: &Option<std::path::PathBuf>) -> String {
+    log.as_ref()
+        .map(|l| format!("; its output: {}", l.display()))
+        .unwrap_or_default()
+}
