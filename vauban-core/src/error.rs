@@ -1046,7 +1046,10 @@ pub enum Error {
         blame: Blame,
     },
     /// A task of a job failed, and so did its retry.
-    #[error("{executor} job {job}: task {index} ({what}) failed: {reason}{}", display::log_hint(log))]
+    #[error(
+        "{executor} job {job}: task {index} ({what}) failed: {reason}{}",
+        display::log_hint(log)
+    )]
     TaskFailed {
         /// `slurm`, `kubernetes`.
         executor: crate::executor::ExecutorKind,

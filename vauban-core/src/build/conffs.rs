@@ -143,29 +143,17 @@ impl Builder<'_> {
             .collect();
         let spec = self.spec(master, true);
         let label = format!("{}-conffs", master.name);
-        for stage in &self.conffs_stages(master) {
-            self.interrupted()?;
-            let targets: Vec<(String, Image, String)> = state
-                .iter()
-                .filter(|(_, st)| st.failed.is_none())
-                .map(|(h, st)| (h.clone(), st.image.clone(), st.name.clone()))
-                .collect();
-            let what = |host: &str| format!("conffs {}/{host}: {stage}", master.name);
-            for (host, result) in self.stage_for(&spec, stage, &label, &what, targets)? {
-                let st = state
-                    .get_mut(&host)
-                    .expect("a result for a host of the build");
-                match result {
-                    Ok((image, _)) => {
-                        let name = Builder::host_stage_name(master, &host, stage)?;
-                        self.name(name.name(), &image, true, false)?;
-                        st.image = image;
-                        st.name = name.name().to_owned();
-                    }
-                    Err(e) => st.failed = Some(e),
-                }
-            }
-        }
+        // Each host's facts gathered once, at its first stage that runs: the
+        // setup module was a third of a host's cost (issue 19's profile).
+        let facts = tempfile::Builder::new()
+            .prefix("facts-")
+            .tempdir_in(self.store.tmp_dir())
+            .map_err(|e| Error::io("create a temp dir in", self.store.tmp_dir(), e))?;
+        self.runner.facts = Some(facts.path().to_path_buf());
+        let built = self.conffs_stages_over(master, &spec, &label, &mut state);
+        self.runner.facts = None;
+        drop(facts);
+        built?;
 
         // Exports, then names, of the hosts that made it.
         let tree = BootTree::new(self.out().to_path_buf());
@@ -232,6 +220,40 @@ impl Builder<'_> {
                 master: master.name.clone(),
                 failures,
             });
+        }
+        Ok(())
+    }
+
+    /// Every conffs stage of `master` over each host of `state` still going.
+    fn conffs_stages_over(
+        &mut self,
+        master: &Master,
+        spec: &crate::stage::StageSpec,
+        label: &str,
+        state: &mut BTreeMap<String, HostState>,
+    ) -> Result<()> {
+        for stage in &self.conffs_stages(master) {
+            self.interrupted()?;
+            let targets: Vec<(String, Image, String)> = state
+                .iter()
+                .filter(|(_, st)| st.failed.is_none())
+                .map(|(h, st)| (h.clone(), st.image.clone(), st.name.clone()))
+                .collect();
+            let what = |host: &str| format!("conffs {}/{host}: {stage}", master.name);
+            for (host, result) in self.stage_for(spec, stage, label, &what, targets)? {
+                let st = state
+                    .get_mut(&host)
+                    .expect("a result for a host of the build");
+                match result {
+                    Ok((image, _)) => {
+                        let name = Builder::host_stage_name(master, &host, stage)?;
+                        self.name(name.name(), &image, true, false)?;
+                        st.image = image;
+                        st.name = name.name().to_owned();
+                    }
+                    Err(e) => st.failed = Some(e),
+                }
+            }
         }
         Ok(())
     }

@@ -97,7 +97,10 @@ mod tests {
         let encoded = encode(&split(&hosts(6), 2));
         assert_eq!(encoded, "web01,web02;web03,web04;web05,web06");
         assert_eq!(pick(&encoded, 1).unwrap(), "web03,web04");
-        assert!(pick(&encoded, 3).unwrap_err().to_string().contains("3 shard(s)"));
+        assert!(pick(&encoded, 3)
+            .unwrap_err()
+            .to_string()
+            .contains("3 shard(s)"));
         assert!(pick("web01,!web02", 0).is_err(), "a pattern is no shard");
         assert!(pick("", 0).is_err());
     }

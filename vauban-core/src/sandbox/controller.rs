@@ -43,6 +43,9 @@ pub const HOSTS_DIR: &str = "/vauban/hosts";
 /// Where the files vauban made for the run (a generated inventory) are,
 /// read-only.
 pub const INPUTS_DIR: &str = "/vauban/in";
+/// Where the build's fact cache is, writable: facts a host's first stage
+/// gathered, read back by its next stages (`gathering = smart`).
+pub const FACTS_DIR: &str = "/vauban/facts";
 /// The keeper's socket in a host's directory.
 pub(crate) const SOCKET_NAME: &str = ".vauban.sock";
 
@@ -69,6 +72,9 @@ pub struct Controller {
     pub hidden: Vec<PathBuf>,
     /// A directory of vauban's files for the run, at [`INPUTS_DIR`].
     pub inputs: Option<PathBuf>,
+    /// The build's fact cache, writable, at [`FACTS_DIR`] (a conffs's
+    /// hosts: facts gathered once per host and build).
+    pub facts: Option<PathBuf>,
 }
 
 /// What init builds for the controller (made from a [`Controller`]).
@@ -90,6 +96,9 @@ pub(crate) struct ControllerRoot {
     pub hidden: Vec<PathBuf>,
     /// See [`Controller::inputs`].
     pub inputs: Option<PathBuf>,
+    /// See [`Controller::facts`].
+    #[serde(default)]
+    pub facts: Option<PathBuf>,
     /// The helper executable, shown as [`CHROOT_EXE`].
     pub helper: PathBuf,
     /// A `resolv.conf` shown over the system's (the build's own resolver).
@@ -293,6 +302,11 @@ pub(crate) fn build_root(root: &ControllerRoot) -> Result<Vec<OwnedFd>> {
         let target = top.join(INPUTS_DIR.trim_start_matches('/'));
         mkdir_p(&target)?;
         show_read_only(inputs, &target)?;
+    }
+    if let Some(facts) = &root.facts {
+        let target = top.join(FACTS_DIR.trim_start_matches('/'));
+        mkdir_p(&target)?;
+        bind(facts, &target, false)?;
     }
     let exe = top.join(CHROOT_EXE.trim_start_matches('/'));
     touch(&exe)?;
@@ -500,6 +514,7 @@ mod tests {
             read_only: read_only.iter().map(|p| shown_as_is(p)).collect(),
             hidden: hidden.iter().map(PathBuf::from).collect(),
             inputs: None,
+            facts: None,
             helper: "/usr/bin/vauban".into(),
             resolv_conf: None,
             hosts: vec![],

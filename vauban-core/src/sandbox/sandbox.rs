@@ -439,6 +439,7 @@ fn controller_root(
             })
             .collect(),
         inputs: controller.inputs.clone(),
+        facts: controller.facts.clone(),
         helper: helper_exe,
         resolv_conf: resolv_conf.map(PathBuf::from),
         hosts: hosts.iter().map(|h| h.hostname.clone()).collect(),
@@ -464,7 +465,10 @@ fn run_job(
     let reply = call(
         helper,
         ns,
-        Job::Run { init, proxy },
+        Job::Run {
+            init: Box::new(init),
+            proxy,
+        },
         Call {
             what,
             interruptible: true,

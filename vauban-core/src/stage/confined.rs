@@ -112,6 +112,7 @@ impl Confined {
             read_only: self.read_only.clone(),
             hidden,
             inputs,
+            facts: None,
         })
     }
 

@@ -36,6 +36,9 @@ pub struct StageRunner<'a> {
     runs: usize,
     /// Hosts worked on at once.
     pub jobs: usize,
+    /// The fact cache of the stages run now (a conffs's: each host's facts
+    /// gathered at its first stage of the build), shown to the controller.
+    pub facts: Option<PathBuf>,
 }
 
 impl<'a> StageRunner<'a> {
@@ -58,6 +61,7 @@ impl<'a> StageRunner<'a> {
             logs,
             runs: 0,
             jobs: 1,
+            facts: None,
         })
     }
 
@@ -136,6 +140,7 @@ impl<'a> StageRunner<'a> {
             checkout,
             log: &log,
             jobs: self.jobs.max(1),
+            facts: self.facts.as_deref(),
         };
         run.run(targets)
     }

@@ -112,10 +112,14 @@ pub fn conffs_hosts(ctx: &mut Ctx) -> Result<Vec<Comparison>> {
     let vauban = ctx.vauban.clone();
     let cmd = fleet(ctx)?.build(&vauban, &["--stage", "conffs", "--no-cache"]);
     let all = measure(ctx, &cmd)?;
+    let (one_s, all_s) = (one.wall.as_secs_f64(), all.wall.as_secs_f64());
+    let marginal = (all_s - one_s) / (HOSTS - 1) as f64;
     eprintln!(
-        "    per host: {:.2} s with {HOSTS} hosts, {:.2} s alone",
-        all.wall.as_secs_f64() / HOSTS as f64,
-        one.wall.as_secs_f64()
+        "    per host: {:.2} s with {HOSTS} hosts, {one_s:.2} s alone; each host more: {marginal:.2} s; \
+         200 hosts projected: {:.0} s on this machine ({} CPUs)",
+        all_s / HOSTS as f64,
+        projection(one_s, all_s, 200),
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
     );
     Ok(vec![Comparison::new(
         &format!("conffs {HOSTS} hosts"),
@@ -123,6 +127,12 @@ pub fn conffs_hosts(ctx: &mut Ctx) -> Result<Vec<Comparison>> {
         "conffs 1 host",
         one,
     )])
+}
+
+/// The wall time of `hosts` hosts' conffs, projected from one host's and
+/// [`HOSTS`]' (what each host more costs is taken as constant).
+pub fn projection(one: f64, all: f64, hosts: usize) -> f64 {
+    one + (all - one) / (HOSTS - 1) as f64 * (hosts - 1) as f64
 }
 
 /// One host's `host_vars` changed among 20: only it rebuilds.

@@ -72,7 +72,7 @@ pub const ROWS: &[Bench] = &[
     Bench {
         name: "build: conffs x20",
         needs: &["build"],
-        max_ratio: 8.0,
+        max_ratio: 5.0,
         max_rss_mib: None,
         run: super::build::conffs_hosts,
     },

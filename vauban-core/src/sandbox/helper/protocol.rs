@@ -83,7 +83,7 @@ pub(crate) enum Job {
     /// Run a program in the sandbox.
     Run {
         /// What the sandbox's init does.
-        init: InitJob,
+        init: Box<InitJob>,
         /// The egress proxy's allowlist, when the sandbox has one (an
         /// isolated network).
         proxy: Option<Vec<String>>,

@@ -93,7 +93,7 @@ fn run_job(job: Job, chan: &mut Channel) -> Reply {
             image,
             target,
         } => unpack(&store, &image, &target).map(Reply::Unpacked),
-        Job::Run { init, proxy } => return start_init(init, proxy, chan),
+        Job::Run { init, proxy } => return start_init(*init, proxy, chan),
     };
     result.unwrap_or_else(|e| Reply::Failed(RemoteError::of(&e)))
 }

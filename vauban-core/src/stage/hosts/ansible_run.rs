@@ -49,6 +49,11 @@ impl StageRun<'_> {
             extra_args: self.spec.extra_args.clone(),
             local_temp: crate::stage::confined::LOCAL_TEMP.into(),
             remote_temp: REMOTE_TEMP.into(),
+            facts_cache: self.facts.map(|_| controller::FACTS_DIR.to_owned()),
+            user_set: std::env::vars_os()
+                .filter_map(|(k, _)| k.into_string().ok())
+                .filter(|k| k.starts_with("ANSIBLE_"))
+                .collect(),
         };
         let cmd = command::ansible_playbook(&config);
         let header = format!(
@@ -71,7 +76,8 @@ impl StageRun<'_> {
             .into_iter()
             .map(os_string)
             .collect::<Result<Vec<_>>>()?;
-        let controller = self.confined.controller(argv, root, &[], Some(inputs))?;
+        let mut controller = self.confined.controller(argv, root, &[], Some(inputs))?;
+        controller.facts = self.facts.map(Path::to_path_buf);
         let log = std::fs::OpenOptions::new()
             .append(true)
             .open(self.log)

@@ -57,6 +57,8 @@ pub(crate) struct StageRun<'a> {
     pub log: &'a Path,
     /// Hosts worked on at once.
     pub jobs: usize,
+    /// The build's fact cache, when facts are gathered once per host.
+    pub facts: Option<&'a Path>,
 }
 
 /// A prepared host.
