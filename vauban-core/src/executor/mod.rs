@@ -92,7 +92,7 @@ pub struct JobSpec {
 }
 
 /// A submitted job, as its backend names it (a Slurm job id, a Job's name).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct JobId(pub String);
 
 impl fmt::Display for JobId {
