@@ -188,7 +188,7 @@ fn a_sites_config_in_the_originals_shape_gets_a_warning_for_each_thing_ignored()
             "warning: {}: unknown key `registry` in `configuration`, ignored; valid keys here: \
              ignore_stage_in_conffs, never_upload, always_apply_stage_in_conffs, ansible, \
              ansible_root, conffs_size_limit, dracut_conf, initramfs_release, kernel_args, \
-             squashfs_compression, resolv_conf, boot_url, network, network_allow, notify",
+             squashfs_compression, resolv_conf, boot_url, network, network_allow, notify, executor",
             at("16:3", "configuration.registry")
         ),
         format!(

@@ -51,6 +51,9 @@ pub struct Builder<'a> {
     pub(super) conffs_made: HashMap<String, Vec<String>>,
     pub(super) names: Vec<Named>,
     pub(super) report: BuildReport,
+    /// Where a conffs's hosts are built: here (`None`), or as tasks of a
+    /// batch system ([`Builder::set_executor`]).
+    pub(super) executor: Option<super::remote::Executor>,
 }
 
 impl<'a> Builder<'a> {
@@ -120,6 +123,7 @@ impl<'a> Builder<'a> {
             conffs_made: HashMap::new(),
             names: Vec::new(),
             report: BuildReport::default(),
+            executor: None,
         };
         // What the config holds that is ignored, first of all.
         for warning in builder.config.warnings.clone() {
@@ -165,7 +169,7 @@ impl<'a> Builder<'a> {
     /// Whether the build makes a conffs, which needs the key store's secret
     /// ([`BuildOptions::keys`]).
     pub fn needs_keys(&self) -> Result<bool> {
-        Ok(self.plan()?.iter().any(|s| s.kind == StepKind::Conffs))
+        Ok(!self.opts.images_only && self.plan()?.iter().any(|s| s.kind == StepKind::Conffs))
     }
 
     /// Gives the key store's secret (see [`Builder::needs_keys`]).

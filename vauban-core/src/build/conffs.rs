@@ -111,6 +111,9 @@ impl Builder<'_> {
     pub(super) fn conffs(&mut self, master: &Master, base: &Image) -> Result<()> {
         let hosts = self.conffs_hosts(master)?;
         tracing::info!(master = %master.name, hosts = ?hosts, "conffs hosts");
+        if self.opts.images_only {
+            return self.conffs_images(master, base, &hosts);
+        }
         let secret = self.opts.keys.clone().ok_or_else(|| Error::NoKeySecret {
             keystore: self.opts.keystore.clone(),
         })?;
@@ -141,6 +144,29 @@ impl Builder<'_> {
                 (h.clone(), st)
             })
             .collect();
+        if self.executor.is_some() {
+            for (host, image) in self.conffs_remote(master, base, &hosts)? {
+                let st = state.get_mut(&host).expect("a result for a host of the build");
+                match image {
+                    Ok(image) => {
+                        let stage = self.conffs_stages(master).last().cloned();
+                        if let Some(stage) = stage {
+                            let name = Builder::host_stage_name(master, &host, &stage)?;
+                            self.name(name.name(), &image, true, false)?;
+                        }
+                        st.image = image;
+                    }
+                    Err(e) => st.failed = Some(e),
+                }
+            }
+        } else {
+            self.conffs_here(master, &mut state)?;
+        }
+        self.export_hosts(master, base, &hosts, state, keystore)
+    }
+
+    /// The stages of every host of `state`, here.
+    fn conffs_here(&mut self, master: &Master, state: &mut BTreeMap<String, HostState>) -> Result<()> {
         let spec = self.spec(master, true);
         let label = format!("{}-conffs", master.name);
         // Each host's facts gathered once, at its first stage that runs: the
@@ -150,16 +176,28 @@ impl Builder<'_> {
             .tempdir_in(self.store.tmp_dir())
             .map_err(|e| Error::io("create a temp dir in", self.store.tmp_dir(), e))?;
         self.runner.facts = Some(facts.path().to_path_buf());
-        let built = self.conffs_stages_over(master, &spec, &label, &mut state);
+        let built = self.conffs_stages_over(master, &spec, &label, state);
         self.runner.facts = None;
         drop(facts);
-        built?;
+        built
+    }
+
+    /// Each host's archive from its image (the hosts that made it), then
+    /// its name; `--out` left consistent, `SHA256SUMS` written.
+    fn export_hosts(
+        &mut self,
+        master: &Master,
+        base: &Image,
+        hosts: &[String],
+        mut state: BTreeMap<String, HostState>,
+        keystore: KeyStore,
+    ) -> Result<()> {
 
         // Exports, then names, of the hosts that made it.
         let tree = BootTree::new(self.out().to_path_buf());
         let mut failures = Vec::new();
         let mut made = Vec::new();
-        for host in &hosts {
+        for host in hosts {
             let st = state.remove(host).expect("every host has a state");
             if let Some(e) = st.failed {
                 failures.push((host.clone(), e));
@@ -254,6 +292,41 @@ impl Builder<'_> {
                     Err(e) => st.failed = Some(e),
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// `--images-only` (a task of an executor): the stages of every host,
+    /// each host's image named `<master>/<host>` (pushed with
+    /// `--registry`), no archive, no key store.
+    fn conffs_images(&mut self, master: &Master, base: &Image, hosts: &[String]) -> Result<()> {
+        let mut state: BTreeMap<String, HostState> = hosts
+            .iter()
+            .map(|h| {
+                let st = HostState {
+                    image: base.clone(),
+                    name: master.name.clone(),
+                    failed: None,
+                };
+                (h.clone(), st)
+            })
+            .collect();
+        self.conffs_here(master, &mut state)?;
+        let mut failures = Vec::new();
+        for (host, st) in state {
+            match st.failed {
+                Some(e) => failures.push((host, e)),
+                None => {
+                    let name = format!("{}/{host}", master.name);
+                    self.name(&name, &st.image, false, self.published(master))?;
+                }
+            }
+        }
+        if !failures.is_empty() {
+            return Err(Error::HostsFailed {
+                master: master.name.clone(),
+                failures,
+            });
         }
         Ok(())
     }

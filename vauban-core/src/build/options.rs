@@ -51,6 +51,13 @@ pub struct BuildOptions {
     /// `--network`/`--network-allow`, else the config's `network:` and
     /// `network_allow:`.
     pub network: Option<crate::sandbox::Network>,
+    /// `--images-only`: a conffs makes and publishes its hosts' images, and
+    /// no archive (a task of an executor: no key store, no `--out`; the
+    /// coordinator exports).
+    pub images_only: bool,
+    /// `--base-digest`: the master's image a conffs starts from, this
+    /// manifest exactly (from the store, else pulled from `--registry`).
+    pub base_digest: Option<vauban_oci::Digest>,
 }
 
 impl BuildOptions {
@@ -76,6 +83,8 @@ impl BuildOptions {
             keys: None,
             boot_url: None,
             network: None,
+            images_only: false,
+            base_digest: None,
         }
     }
 }

@@ -63,7 +63,10 @@ impl Builder<'_> {
                     continue;
                 }
                 let master = self.config.find(&name)?.clone();
-                if let Some(image) = self.in_store(&master)? {
+                if let Some(digest) = self.opts.base_digest.clone().filter(|_| name == self.opts.name) {
+                    let image = self.exact_base(&master, &digest, pull)?;
+                    found.insert(name, image);
+                } else if let Some(image) = self.in_store(&master)? {
                     found.insert(name, image);
                 } else if master.is_release() {
                     // Made on the way: its base once per recipe, its own
@@ -142,6 +145,36 @@ impl Builder<'_> {
             Fresh::Stale { master, stage, why } => Some((master, stage, why)),
             Fresh::Image(_) | Fresh::Unknown => None,
         })
+    }
+
+    /// `--base-digest`: the master's image, that manifest exactly: the
+    /// store's name when it is that one, else pulled by digest from
+    /// `--registry` (under a name of the cache, not the master's).
+    fn exact_base(&self, master: &Master, digest: &vauban_oci::Digest, pull: bool) -> Result<Image> {
+        if let Some(image) = self.in_store(master)?.filter(|i| i.manifest_digest == *digest) {
+            return Ok(image);
+        }
+        let local = vauban_oci::Reference::parse(&format!("vauban-cache/base:{}", digest.hex()))?;
+        if let Ok(image) = self.store.image(&local) {
+            return Ok(image);
+        }
+        let registry = match (&self.opts.registry, pull) {
+            (Some(r), true) => r.clone(),
+            _ => return Err(self.not_built(master)),
+        };
+        let src = vauban_oci::registry::RemoteReference::parse(&format!(
+            "{}/{}/{}@{digest}",
+            registry.host, registry.namespace, master.name
+        ))?;
+        let progress = std::sync::Arc::new(self.env.events.registry_progress());
+        publish::runtime()?.block_on(vauban_oci::registry::pull(
+            self.store,
+            &src,
+            Some(&local),
+            &registry.options,
+            progress,
+        ))?;
+        Ok(self.store.image(&local)?)
     }
 
     /// The rootfs of `master` as the store names it.

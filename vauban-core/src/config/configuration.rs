@@ -34,6 +34,7 @@ pub const CONFIGURATION_KEYS: &[&str] = &[
     "network",
     "network_allow",
     "notify",
+    "executor",
 ];
 
 /// The default `conffs_size_limit`: the original refused a conffs archive of 50 MiB.
@@ -89,6 +90,9 @@ pub struct Configuration {
     /// `--notify-all`): `http(s)://` (or `slack+https://`) URLs, beside its
     /// `--notify` ones; one URL or a list.
     pub notify: Vec<Located<String>>,
+    /// Where builds run their conffs hosts by default, and the batch
+    /// system's settings (`--executor` wins).
+    pub executor: super::executor::ExecutorConfig,
     /// Where the value of each key written in `configuration:` is, by key.
     #[schemars(skip)]
     pub locations: BTreeMap<String, Location>,
@@ -112,6 +116,7 @@ impl Default for Configuration {
             network: NetworkMode::default(),
             network_allow: Vec::new(),
             notify: Vec::new(),
+            executor: Default::default(),
             locations: BTreeMap::new(),
         }
     }
@@ -269,6 +274,7 @@ pub(crate) fn configuration(r: &Reader, node: &Node, path: &str) -> Result<Confi
                     http_url(&Located::new(plain.to_string(), url.location.clone()))?;
                 }
             }
+            "executor" => c.executor = super::executor::executor(r, value, &vpath)?,
             // The original read the keys it knew and dropped the others.
             _ => {
                 r.ignored_key(e, path, KeyContext::Configuration);

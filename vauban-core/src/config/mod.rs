@@ -56,6 +56,7 @@
 //! section for `config.yml`.
 
 pub mod configuration;
+pub mod executor;
 mod key_context;
 pub mod location;
 pub mod master;
@@ -78,6 +79,7 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 
 pub use configuration::{Configuration, DracutConf, NetworkMode, SquashfsCompression};
+pub use executor::{ExecutorConfig, SlurmConfig};
 pub use key_context::KeyContext;
 pub use location::{Located, Location};
 pub use master::{DeployPolicy, Master, ScheduleOptions, ScheduledStage};

@@ -18,8 +18,15 @@ use crate::events::{Event, Events, Stamped};
 pub const POLL: Duration = Duration::from_secs(1);
 
 /// What one task gave: the events it reported (its Ansible lines left out:
-/// they went to the live view and its log), or why it failed.
-pub type TaskResult = Result<Vec<Event>>;
+/// they went to the live view and its log), and why it failed, if it did
+/// (a failed task may have built some of its hosts).
+#[derive(Debug)]
+pub struct TaskResult {
+    /// Its events, of its last try.
+    pub events: Vec<Event>,
+    /// Why it failed.
+    pub error: Option<Error>,
+}
 
 /// One task's place: the job it runs in now, its tries, its log.
 struct Task {
@@ -94,7 +101,12 @@ pub fn run_job(
                 None => TaskState::Pending,
             };
             match state {
-                TaskState::Succeeded => t.done = Some(Ok(std::mem::take(&mut t.events))),
+                TaskState::Succeeded => {
+                    t.done = Some(TaskResult {
+                        events: std::mem::take(&mut t.events),
+                        error: None,
+                    })
+                }
                 TaskState::Failed(reason) if t.tries == 0 && !backend.retries_itself() => {
                     events.emit(Event::Warning {
                         message: format!(
@@ -115,14 +127,17 @@ pub fn run_job(
                         true => reason,
                         false => format!("{reason}: {}", t.tail.join(" / ")),
                     };
-                    t.done = Some(Err(Error::TaskFailed {
-                        executor: backend.kind(),
-                        job: t.job.to_string(),
-                        index,
-                        what: what(index),
-                        reason,
-                        log: Some(t.log.clone()),
-                    }));
+                    t.done = Some(TaskResult {
+                        events: std::mem::take(&mut t.events),
+                        error: Some(Error::TaskFailed {
+                            executor: backend.kind(),
+                            job: t.job.to_string(),
+                            index,
+                            what: what(index),
+                            reason,
+                            log: Some(t.log.clone()),
+                        }),
+                    });
                 }
                 TaskState::Pending | TaskState::Running => {}
             }
@@ -288,7 +303,8 @@ mod tests {
         assert_eq!(b.submitted, ["1", "retry1"]);
         assert_eq!(results.len(), 2);
         for r in &results {
-            assert_eq!(r.as_ref().unwrap().len(), 1, "the task's one event");
+            assert!(r.error.is_none());
+            assert_eq!(r.events.len(), 1, "the task's one event");
         }
         let log = std::fs::read_to_string(logs.path().join("vauban-b-conffs-0.log")).unwrap();
         assert!(log.contains("not json"), "every line is logged: {log}");
@@ -318,7 +334,7 @@ mod tests {
             &|| None,
         )
         .unwrap();
-        let err = results[0].as_ref().unwrap_err().to_string();
+        let err = results[0].error.as_ref().unwrap().to_string();
         assert!(err.contains("task 0 (conffs m: web01) failed"), "{err}");
         assert!(err.contains("retry0"), "the retry's job is named: {err}");
 

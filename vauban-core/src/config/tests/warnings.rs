@@ -41,7 +41,7 @@ fn warnings_of(text: &str) -> Vec<String> {
     "/t/config.yml:2:3 at `configuration.extra`: unknown key `extra` in `configuration`, ignored; valid \
      keys here: ignore_stage_in_conffs, never_upload, always_apply_stage_in_conffs, ansible, \
      ansible_root, conffs_size_limit, dracut_conf, initramfs_release, kernel_args, \
-     squashfs_compression, resolv_conf, boot_url, network, network_allow, notify"
+     squashfs_compression, resolv_conf, boot_url, network, network_allow, notify, executor"
 )]
 #[case::no_stages(
     "r:\n  image: x\n  m:\n    conffs: web*\n",

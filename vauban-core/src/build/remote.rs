@@ -1,0 +1,297 @@
+//! A conffs's hosts built as tasks of a batch system (`--executor slurm`,
+//! `kubernetes`): the plan is the same, only where the hosts' stages run
+//! changes. The master's image goes to the registry (a tag of this build),
+//! the hosts are cut into shards, one task each, every task running
+//! `vauban build --stage conffs --conffs-shards … --images-only
+//! --base-digest …` on its node (its own store, no key store); each task
+//! pushes its hosts' images and reports their digests in its events; the
+//! coordinator pulls them back, and the archives are made here, where the key
+//! store is, as for a local build. The sshd private keys therefore never
+//! leave this machine: not to the nodes, not to the registry.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use vauban_oci::registry;
+use vauban_oci::{Digest, Image, Reference};
+
+use super::builder::Builder;
+use super::report::{Outcome, StepReport};
+use crate::config::Master;
+use crate::error::{Error, Result};
+use crate::events::Event;
+use crate::executor::{coordinator, shard, Backend, JobSpec};
+
+/// Where a build's conffs hosts run, and how a task is started there.
+pub struct Executor {
+    /// The batch system.
+    pub backend: Box<dyn Backend>,
+    /// Hosts a task (`--shard-size`); `None`: [`shard::default_size`].
+    pub shard_size: Option<usize>,
+    /// What every task runs besides its shard.
+    pub task: TaskCommand,
+}
+
+impl std::fmt::Debug for Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executor")
+            .field("backend", &self.backend.kind())
+            .field("shard_size", &self.shard_size)
+            .field("task", &self.task)
+            .finish()
+    }
+}
+
+/// The `vauban` a task runs, as the nodes see it.
+#[derive(Debug, Clone)]
+pub struct TaskCommand {
+    /// vauban's executable on the nodes.
+    pub vauban: PathBuf,
+    /// `config.yml`, absolute, as the nodes see it.
+    pub config: PathBuf,
+    /// The tasks' store (`--store`); `None`: the node's default store.
+    pub store: Option<PathBuf>,
+    /// This build's id (the jobs' names and `vauban-job-id`).
+    pub build_id: String,
+    /// `--jobs` of each task (hosts at once on its node).
+    pub jobs: Option<usize>,
+}
+
+impl Builder<'_> {
+    /// Has the conffs hosts built by `executor` instead of here.
+    pub fn set_executor(&mut self, executor: Executor) {
+        self.executor = Some(executor);
+    }
+
+    /// The tasks' command line for the conffs of `master` from `base`.
+    fn task_argv(&self, task: &TaskCommand, master: &Master, shards: &str, base: &Digest) -> Vec<String> {
+        let mut argv = vec![task.vauban.display().to_string()];
+        if let Some(store) = &task.store {
+            argv.extend(["--store".into(), store.display().to_string()]);
+        }
+        argv.extend(["--events".into(), "json".into(), "build".into()]);
+        argv.extend(["--config".into(), task.config.display().to_string()]);
+        argv.extend(["--name".into(), master.name.clone(), "--stage".into(), "conffs".into()]);
+        argv.extend(["--conffs-shards".into(), shards.to_owned()]);
+        argv.extend(["--images-only".into(), "--base-digest".into(), base.to_string()]);
+        if let Some(r) = &self.opts.registry {
+            argv.extend(["--registry".into(), r.display()]);
+            if !r.options.tls_verify {
+                argv.push("--tls-verify=false".into());
+            }
+            if let Some(file) = &r.options.auth.authfile {
+                argv.extend(["--authfile".into(), file.display().to_string()]);
+            }
+        }
+        if let Some(a) = &self.opts.ansible {
+            argv.extend(["--ansible".into(), a.to_string()]);
+        }
+        if let Some(b) = &self.opts.branch {
+            argv.extend(["--branch".into(), b.clone()]);
+        }
+        for a in &self.opts.ansible_args {
+            argv.push(format!("--ansible-arg={a}"));
+        }
+        if self.opts.no_cache {
+            argv.push("--no-cache".into());
+        }
+        if let Some(j) = task.jobs {
+            argv.extend(["--jobs".into(), j.to_string()]);
+        }
+        argv
+    }
+
+    /// Builds the images of `hosts` of `master` from `base` as tasks of the
+    /// executor; each host's image (pulled into the store), or why it has none.
+    pub(super) fn conffs_remote(
+        &mut self,
+        master: &Master,
+        base: &Image,
+        hosts: &[String],
+    ) -> Result<BTreeMap<String, Result<Image>>> {
+        let mut executor = self
+            .executor
+            .take()
+            .ok_or_else(|| Error::internal("conffs_remote without an executor"))?;
+        let result = self.conffs_tasks(&mut executor, master, base, hosts);
+        self.executor = Some(executor);
+        result
+    }
+
+    fn conffs_tasks(
+        &mut self,
+        executor: &mut Executor,
+        master: &Master,
+        base: &Image,
+        hosts: &[String],
+    ) -> Result<BTreeMap<String, Result<Image>>> {
+        let registry = self.opts.registry.clone().ok_or_else(|| Error::InvalidArgument {
+            argument: format!("--executor {}", executor.backend.kind()),
+            reason: "needs --registry: the registry is where its tasks find the master's image \
+                     and leave their hosts' images"
+                .into(),
+        })?;
+        let build_id = &executor.task.build_id;
+        let progress = Arc::new(self.env.events.registry_progress());
+        let runtime = crate::runtime()?;
+
+        // The master's image, for the tasks, under a tag of this build.
+        let local = Reference::parse(&format!("vauban-cache/executor-base:{build_id}"))?;
+        self.store.tag_all(&[(local.clone(), base.descriptor())])?;
+        let dest = registry.remote(&master.name, &format!("base-{build_id}"))?;
+        let pushed = runtime.block_on(registry::push(
+            self.store,
+            &local,
+            &dest,
+            &[],
+            &registry.options,
+            progress.clone(),
+        ));
+        self.store.untag(&local)?;
+        pushed?;
+
+        let size = executor
+            .shard_size
+            .unwrap_or_else(|| shard::default_size(hosts.len(), self.opts.jobs));
+        let shards = shard::split(hosts, size);
+        let encoded = shard::encode(&shards);
+        let job = JobSpec {
+            name: job_name(build_id, &master.name, "conffs"),
+            build_id: build_id.clone(),
+            master: master.name.clone(),
+            argv: self.task_argv(&executor.task, master, &encoded, &base.manifest_digest),
+            env: Vec::new(),
+            tasks: shards.len(),
+        };
+        tracing::info!(job = %job.name, tasks = job.tasks, size, "conffs as tasks");
+        let what = |i: usize| format!("conffs {}: {}", master.name, shards[i].join(","));
+        let logs = self.runner.log_dir().join("tasks");
+        let results = coordinator::run_job(
+            executor.backend.as_mut(),
+            &job,
+            &self.env.events,
+            &logs,
+            &what,
+            &crate::sandbox::pending_signal,
+        )?;
+
+        // Each host's image: the last conffs stage's row its task reported.
+        let last = self
+            .conffs_stages(master)
+            .last()
+            .map(|s| s.to_string())
+            .ok_or_else(|| Error::internal("a conffs without stages"))?;
+        let mut images = BTreeMap::new();
+        for (shard, result) in shards.iter().zip(results) {
+            self.report_rows(&result.events);
+            for host in shard {
+                let row = format!("conffs {}/{host}: {last}", master.name);
+                let digest = result.events.iter().find_map(|e| match e {
+                    Event::StepResult {
+                        step,
+                        outcome,
+                        image: Some(d),
+                        ..
+                    } if *step == row && outcome != "failed" => Some(d.clone()),
+                    _ => None,
+                });
+                let image = match (digest, &result.error) {
+                    (Some(d), _) => self.pull_host(&registry, master, host, &d),
+                    (None, Some(e)) => Err(Error::StageFailed {
+                        stage: last.clone(),
+                        host: host.clone(),
+                        message: e.to_string(),
+                    }),
+                    (None, None) => Err(Error::StageFailed {
+                        stage: last.clone(),
+                        host: host.clone(),
+                        message: "its task ended well but reported no image for it".into(),
+                    }),
+                };
+                images.insert(host.clone(), image);
+            }
+        }
+        Ok(images)
+    }
+
+    /// `NAMESPACE/<master>/<host>@digest` into the store.
+    fn pull_host(
+        &self,
+        registry: &super::Registry,
+        master: &Master,
+        host: &str,
+        digest: &Digest,
+    ) -> Result<Image> {
+        let src = vauban_oci::registry::RemoteReference::parse(&format!(
+            "{}/{}/{}/{host}@{digest}",
+            registry.host, registry.namespace, master.name
+        ))?;
+        let local = Reference::parse(&format!("vauban-cache/executor-host:{}", digest.hex()))?;
+        let progress = Arc::new(self.env.events.registry_progress());
+        crate::runtime()?.block_on(registry::pull(
+            self.store,
+            &src,
+            Some(&local),
+            &registry.options,
+            progress,
+        ))?;
+        let image = self.store.image(&local)?;
+        self.store.untag(&local)?;
+        Ok(image)
+    }
+
+    /// The tasks' rows in this build's report (its recap).
+    fn report_rows(&mut self, events: &[Event]) {
+        for e in events {
+            if let Event::StepResult {
+                step,
+                outcome,
+                image,
+                size,
+                seconds,
+            } = e
+            {
+                let outcome = match outcome.as_str() {
+                    "built" => Outcome::Built,
+                    "cached" => Outcome::Cached,
+                    _ => Outcome::Failed,
+                };
+                self.report.steps.push(StepReport {
+                    step: step.clone(),
+                    outcome,
+                    image: image.clone(),
+                    size: *size,
+                    seconds: *seconds,
+                });
+            }
+        }
+    }
+}
+
+/// A job's name: `vauban-<build>-<master>-<step>`, lower-case letters,
+/// digits and `-` only, at most 63 bytes (a Kubernetes name).
+pub fn job_name(build_id: &str, master: &str, step: &str) -> String {
+    let raw = format!("vauban-{build_id}-{master}-{step}").to_ascii_lowercase();
+    let mut name: String = raw
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    name.truncate(63);
+    name.trim_end_matches('-').to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_names_are_kubernetes_names() {
+        assert_eq!(
+            job_name("01KB2X", "master_web", "conffs"),
+            "vauban-01kb2x-master-web-conffs"
+        );
+        let long = job_name("b", &"m".repeat(100), "conffs");
+        assert!(long.len() <= 63 && !long.ends_with('-'));
+    }
+}
