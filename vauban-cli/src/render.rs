@@ -126,6 +126,16 @@ impl Renderer {
             Event::BlobDone { digest, outcome } => self.blob_done(digest, outcome),
             Event::Registry { message } => self.note(message),
             Event::Warning { message } => self.note(&format!("warning: {message}")),
+            Event::JobSubmitted {
+                executor,
+                job,
+                name,
+                tasks,
+                retry_of,
+            } => self.note(&match retry_of {
+                Some(i) => format!("==> {executor} job {job} ({name}): task {i} again"),
+                None => format!("==> {executor} job {job} ({name}): {tasks} task(s)"),
+            }),
             Event::StageStarted { stage, host, base } if self.ansible == AnsibleOutput::Lines => {
                 self.note(&format!("==> stage {stage} for {host} on {}", short(base)))
             }

@@ -181,6 +181,19 @@ pub enum Event {
         /// What.
         message: String,
     },
+    /// Tasks of the build were submitted to a batch system (`--executor`).
+    JobSubmitted {
+        /// `slurm`, `kubernetes`.
+        executor: String,
+        /// The job, as the batch system names it (a Slurm job id, a Job's name).
+        job: String,
+        /// vauban's name for it (`vauban-<build>-<master>-conffs`).
+        name: String,
+        /// How many tasks.
+        tasks: usize,
+        /// Of them, the one task submitted again (a retry).
+        retry_of: Option<usize>,
+    },
 }
 
 /// One host's result of an Ansible task.

@@ -68,6 +68,14 @@ pub const PACKAGES: &[(&str, &str)] = &[
         "a virtualenv for schemathesis (PyPI), which fuzzes vauban serve's API",
     ),
     (
+        "slurm-wlm",
+        "a real one-node Slurm (slurmctld, slurmd, sbatch) for the executor tests and bench",
+    ),
+    (
+        "munge",
+        "Slurm's authentication daemon, for the test cluster",
+    ),
+    (
         "chromium-driver",
         "chromedriver drives Chromium in the page's test",
     ),

@@ -8,6 +8,7 @@ mod deps;
 mod fixtures;
 mod registry;
 mod rootless;
+mod slurm;
 mod test;
 mod tidy;
 mod tools;

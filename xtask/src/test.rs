@@ -26,6 +26,7 @@ const LANES: usize = 2;
 /// The slowest rootless binaries, started first so the lanes end together.
 const SLOWEST: &[&str] = &[
     "rootless_serve",
+    "rootless_slurm",
     "rootless_build",
     "rootless_isolation",
     "rootless_build_plan",
@@ -139,6 +140,20 @@ fn rootless_tests(
     for (name, exe) in &built.examples {
         util::copy_readable(exe, &stage.examples().join(name))?;
     }
+    // A real Slurm for the executor tests; one that cannot start fails
+    // them, loudly (they need $SLURM_CONF).
+    let _slurm = match crate::slurm::Cluster::start(&stage.root.join("slurm")) {
+        Ok(c) => {
+            stage.env.push(("SLURM_CONF", c.conf.clone()));
+            Some(c)
+        }
+        Err(e) => {
+            eprintln!(
+                "error: the test Slurm cluster could not start ({e:#}): the Slurm tests will fail"
+            );
+            None
+        }
+    };
     eprintln!("rootless: staged in {}", stage.root.display());
     let mut total = Counts {
         passed: 0,

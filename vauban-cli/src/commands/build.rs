@@ -95,6 +95,9 @@ pub struct Args {
     pub boot_url: Option<String>,
 
     #[command(flatten)]
+    pub executor: super::executor::ExecutorArgs,
+
+    #[command(flatten)]
     pub ansible: AnsibleArgs,
 
     #[command(flatten)]
@@ -119,6 +122,11 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
     opts.build_parents = args.build_parents;
     opts.rebuild_stale = args.rebuild_stale;
     opts.conffs = args.conffs.clone();
+    if let Some(shards) = &args.executor.conffs_shards {
+        opts.conffs = Some(args.executor.own_shard(shards)?);
+    }
+    opts.images_only = args.executor.images_only;
+    opts.base_digest = args.executor.base_digest()?;
     opts.branch = args.ansible.branch.clone();
     opts.ansible = args.ansible.source()?;
     opts.ansible_args = args.ansible.ansible_args.clone();
@@ -168,7 +176,12 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
 
     let name = args.name.clone();
     let out = opts.out.clone();
+    let log_dir = env.log_dir.clone();
+    let executor = args.executor.executor(&config, &args.config, &log_dir)?;
     let mut builder = Builder::new(config, &store, env, opts)?;
+    if let Some(executor) = executor {
+        builder.set_executor(executor);
+    }
     if builder.needs_keys()? {
         let found = key_secret(args.keystore_key_file.as_deref())?;
         if let Some(path) = &found.made {

@@ -146,7 +146,9 @@ impl Builder<'_> {
             .collect();
         if self.executor.is_some() {
             for (host, image) in self.conffs_remote(master, base, &hosts)? {
-                let st = state.get_mut(&host).expect("a result for a host of the build");
+                let st = state
+                    .get_mut(&host)
+                    .expect("a result for a host of the build");
                 match image {
                     Ok(image) => {
                         let stage = self.conffs_stages(master).last().cloned();
@@ -166,7 +168,11 @@ impl Builder<'_> {
     }
 
     /// The stages of every host of `state`, here.
-    fn conffs_here(&mut self, master: &Master, state: &mut BTreeMap<String, HostState>) -> Result<()> {
+    fn conffs_here(
+        &mut self,
+        master: &Master,
+        state: &mut BTreeMap<String, HostState>,
+    ) -> Result<()> {
         let spec = self.spec(master, true);
         let label = format!("{}-conffs", master.name);
         // Each host's facts gathered once, at its first stage that runs: the
@@ -192,7 +198,6 @@ impl Builder<'_> {
         mut state: BTreeMap<String, HostState>,
         keystore: KeyStore,
     ) -> Result<()> {
-
         // Exports, then names, of the hosts that made it.
         let tree = BootTree::new(self.out().to_path_buf());
         let mut failures = Vec::new();

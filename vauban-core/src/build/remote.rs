@@ -65,16 +65,31 @@ impl Builder<'_> {
     }
 
     /// The tasks' command line for the conffs of `master` from `base`.
-    fn task_argv(&self, task: &TaskCommand, master: &Master, shards: &str, base: &Digest) -> Vec<String> {
+    fn task_argv(
+        &self,
+        task: &TaskCommand,
+        master: &Master,
+        shards: &str,
+        base: &Digest,
+    ) -> Vec<String> {
         let mut argv = vec![task.vauban.display().to_string()];
         if let Some(store) = &task.store {
             argv.extend(["--store".into(), store.display().to_string()]);
         }
         argv.extend(["--events".into(), "json".into(), "build".into()]);
         argv.extend(["--config".into(), task.config.display().to_string()]);
-        argv.extend(["--name".into(), master.name.clone(), "--stage".into(), "conffs".into()]);
+        argv.extend([
+            "--name".into(),
+            master.name.clone(),
+            "--stage".into(),
+            "conffs".into(),
+        ]);
         argv.extend(["--conffs-shards".into(), shards.to_owned()]);
-        argv.extend(["--images-only".into(), "--base-digest".into(), base.to_string()]);
+        argv.extend([
+            "--images-only".into(),
+            "--base-digest".into(),
+            base.to_string(),
+        ]);
         if let Some(r) = &self.opts.registry {
             argv.extend(["--registry".into(), r.display()]);
             if !r.options.tls_verify {
@@ -126,12 +141,17 @@ impl Builder<'_> {
         base: &Image,
         hosts: &[String],
     ) -> Result<BTreeMap<String, Result<Image>>> {
-        let registry = self.opts.registry.clone().ok_or_else(|| Error::InvalidArgument {
-            argument: format!("--executor {}", executor.backend.kind()),
-            reason: "needs --registry: the registry is where its tasks find the master's image \
+        let registry = self
+            .opts
+            .registry
+            .clone()
+            .ok_or_else(|| Error::InvalidArgument {
+                argument: format!("--executor {}", executor.backend.kind()),
+                reason:
+                    "needs --registry: the registry is where its tasks find the master's image \
                      and leave their hosts' images"
-                .into(),
-        })?;
+                        .into(),
+            })?;
         let build_id = &executor.task.build_id;
         let progress = Arc::new(self.env.events.registry_progress());
         let runtime = crate::runtime()?;

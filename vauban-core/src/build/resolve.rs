@@ -63,7 +63,12 @@ impl Builder<'_> {
                     continue;
                 }
                 let master = self.config.find(&name)?.clone();
-                if let Some(digest) = self.opts.base_digest.clone().filter(|_| name == self.opts.name) {
+                if let Some(digest) = self
+                    .opts
+                    .base_digest
+                    .clone()
+                    .filter(|_| name == self.opts.name)
+                {
                     let image = self.exact_base(&master, &digest, pull)?;
                     found.insert(name, image);
                 } else if let Some(image) = self.in_store(&master)? {
@@ -150,8 +155,16 @@ impl Builder<'_> {
     /// `--base-digest`: the master's image, that manifest exactly: the
     /// store's name when it is that one, else pulled by digest from
     /// `--registry` (under a name of the cache, not the master's).
-    fn exact_base(&self, master: &Master, digest: &vauban_oci::Digest, pull: bool) -> Result<Image> {
-        if let Some(image) = self.in_store(master)?.filter(|i| i.manifest_digest == *digest) {
+    fn exact_base(
+        &self,
+        master: &Master,
+        digest: &vauban_oci::Digest,
+        pull: bool,
+    ) -> Result<Image> {
+        if let Some(image) = self
+            .in_store(master)?
+            .filter(|i| i.manifest_digest == *digest)
+        {
             return Ok(image);
         }
         let local = vauban_oci::Reference::parse(&format!("vauban-cache/base:{}", digest.hex()))?;

@@ -33,7 +33,14 @@ use crate::error::{Error, Result};
 use crate::executor::ExecutorKind;
 
 /// The keys of `slurm:`.
-const SLURM_KEYS: [&str; 6] = ["work_dir", "partition", "account", "time", "cpus_per_task", "mem"];
+const SLURM_KEYS: [&str; 6] = [
+    "work_dir",
+    "partition",
+    "account",
+    "time",
+    "cpus_per_task",
+    "mem",
+];
 
 /// `executor:` of `configuration:`.
 #[derive(Debug, Clone, Default, JsonSchema)]
@@ -149,17 +156,17 @@ fn slurm(r: &Reader, node: &Node, path: &str) -> Result<SlurmConfig> {
 fn positive(text: &Located<String>) -> Result<usize> {
     match text.trim().parse::<usize>() {
         Ok(n) if n > 0 && n <= u32::MAX as usize => Ok(n),
-        _ => Err(invalid(text, &format!("`{}` is not a positive number", text.value))),
+        _ => Err(invalid(
+            text,
+            &format!("`{}` is not a positive number", text.value),
+        )),
     }
 }
 
 fn absolute(text: &Located<String>) -> Result<PathBuf> {
     let p = PathBuf::from(&text.value);
     if !p.is_absolute() {
-        return Err(invalid(
-            text,
-            "an absolute path, as the nodes see it",
-        ));
+        return Err(invalid(text, "an absolute path, as the nodes see it"));
     }
     Ok(p)
 }
@@ -200,7 +207,10 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("unknown executor `pbs`") && err.contains(":3:"), "{err}");
+        assert!(
+            err.contains("unknown executor `pbs`") && err.contains(":3:"),
+            "{err}"
+        );
         let err = Config::parse(
             "configuration:\n  executor:\n    store: relative\nbookworm:\n  image: x\n",
             "/t/config.yml",

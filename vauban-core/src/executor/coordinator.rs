@@ -54,13 +54,12 @@ pub fn run_job(
 ) -> Result<Vec<TaskResult>> {
     crate::private::dir(logs).map_err(|e| Error::io("create", logs, e))?;
     let id = backend.submit(job)?;
-    events.emit(Event::Warning {
-        message: format!(
-            "{} job {id} ({}): {} task(s) submitted",
-            backend.kind(),
-            job.name,
-            job.tasks
-        ),
+    events.emit(Event::JobSubmitted {
+        executor: backend.kind().to_string(),
+        job: id.to_string(),
+        name: job.name.clone(),
+        tasks: job.tasks,
+        retry_of: None,
     });
     let mut tasks: Vec<Task> = (0..job.tasks)
         .map(|i| Task {
@@ -117,6 +116,13 @@ pub fn run_job(
                         ),
                     });
                     t.job = backend.resubmit(job, index)?;
+                    events.emit(Event::JobSubmitted {
+                        executor: backend.kind().to_string(),
+                        job: t.job.to_string(),
+                        name: job.name.clone(),
+                        tasks: 1,
+                        retry_of: Some(index),
+                    });
                     t.tries += 1;
                     t.seen = false;
                     t.events.clear();

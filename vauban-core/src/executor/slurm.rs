@@ -56,8 +56,7 @@ const CANCEL_WAIT: Duration = Duration::from_secs(120);
 impl Slurm {
     /// A backend writing its scripts and outputs under `opts.work_dir`.
     pub fn new(opts: SlurmOptions) -> Result<Self> {
-        crate::private::dir(&opts.work_dir)
-            .map_err(|e| Error::io("create", &opts.work_dir, e))?;
+        crate::private::dir(&opts.work_dir).map_err(|e| Error::io("create", &opts.work_dir, e))?;
         Ok(Slurm {
             opts,
             jobs: HashMap::new(),
@@ -199,7 +198,7 @@ impl Backend for Slurm {
     }
 
     fn cancel(&mut self, id: &JobId) -> Result<()> {
-        run("scancel", &[id.0.clone()])?;
+        run("scancel", std::slice::from_ref(&id.0))?;
         let started = Instant::now();
         loop {
             let states = self.poll(id)?;
@@ -233,9 +232,7 @@ fn parse_squeue(out: &str) -> BTreeMap<usize, TaskState> {
         let state = match state.trim() {
             "PENDING" | "CONFIGURING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED"
             | "RESV_DEL_HOLD" | "SUSPENDED" | "STOPPED" => TaskState::Pending,
-            "RUNNING" | "COMPLETING" | "SIGNALING" | "STAGE_OUT" | "RESIZING" => {
-                TaskState::Running
-            }
+            "RUNNING" | "COMPLETING" | "SIGNALING" | "STAGE_OUT" | "RESIZING" => TaskState::Running,
             "COMPLETED" => TaskState::Succeeded,
             other if reason.is_empty() || reason == "None" => TaskState::Failed(other.to_owned()),
             other => TaskState::Failed(format!("{other} ({reason})")),
@@ -318,7 +315,10 @@ mod tests {
         let script = slurm.script(&job);
         assert!(script.starts_with("#!/bin/sh\n"));
         assert!(script.contains("export VAUBAN_X='a b'\n"));
-        assert!(script.ends_with("exec '/usr/bin/vauban' 'it'\\''s $(x)'\n"), "{script}");
+        assert!(
+            script.ends_with("exec '/usr/bin/vauban' 'it'\\''s $(x)'\n"),
+            "{script}"
+        );
         let args = slurm.sbatch_args(&job, "0-2", Path::new("/w/s.sh"));
         assert!(args.contains(&"--array=0-2".to_owned()));
         assert!(args.iter().any(|a| a.starts_with("--export=PATH,")));
