@@ -65,7 +65,7 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ),
     (
         "python3-venv",
-        "a virtualenv for schemathesis (PyPI), which fuzzes vauban serve's API",
+        "virtualenvs for the PyPI test tools: schemathesis (fuzzes vauban serve's API), kubernetes-validate and helm-python-sdk (vauban-kube's manifests and chart)",
     ),
     (
         "slurm-wlm",

@@ -62,7 +62,20 @@ pub fn task(args: &[String]) -> Result<()> {
 
     let mut failures = Vec::new();
     if !rootless_only {
+        // As schemathesis below: a failed install fails vauban-kube's
+        // manifest and chart tests, loudly, not the whole run.
+        let kube_tools = crate::tools::kube_tools()
+            .inspect_err(|e| {
+                eprintln!(
+                    "error: the Kubernetes tools could not be installed ({e:#}): \
+                     vauban-kube's manifest and chart tests will fail"
+                )
+            })
+            .ok();
         for mut cmd in workspace_test_commands(&built, test_args) {
+            if let Some(venv) = &kube_tools {
+                cmd.env("VAUBAN_KUBE_TOOLS", venv);
+            }
             if let Err(e) = util::run(&mut cmd) {
                 eprintln!("error: {e:#}");
                 failures.push(util::display(&cmd));

@@ -1,6 +1,8 @@
-//! Test tools that Debian does not package, installed once per machine:
-//! schemathesis (from PyPI, pinned) in a virtualenv that every user can read,
-//! because the rootless tests run it as the test user.
+//! Test tools that Debian does not package, installed once per machine from
+//! PyPI, pinned, each in a virtualenv that every user can read (the rootless
+//! tests run them as the test user): schemathesis, and the Kubernetes tools
+//! of vauban-kube's tests (kubernetes-validate, and Helm's Go SDK through
+//! helm-python-sdk to render the chart: Debian 12 has no `helm`).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -11,6 +13,13 @@ use crate::util;
 
 /// The schemathesis release the API fuzz test runs.
 pub const SCHEMATHESIS: &str = "4.32.5";
+
+/// The kubernetes-validate release (its schemas go up to Kubernetes 1.37,
+/// the API vauban-kube is built against).
+pub const KUBERNETES_VALIDATE: &str = "1.37.0";
+
+/// The helm-python-sdk release (Helm 4.2's Go SDK behind a C ABI).
+pub const HELM_PYTHON_SDK: &str = "0.2.2";
 
 /// Where shared tools live: `/var/cache/vauban-xtask` as root (readable by
 /// the test user), `$XDG_CACHE_HOME/vauban-xtask` otherwise.
@@ -27,14 +36,35 @@ fn tools_dir() -> Result<PathBuf> {
 
 /// Makes sure the pinned schemathesis is installed; returns its `st`.
 pub fn schemathesis() -> Result<PathBuf> {
-    let venv = tools_dir()?.join(format!("schemathesis-{SCHEMATHESIS}"));
-    let st = venv.join("bin/st");
+    let venv = venv(
+        &format!("schemathesis-{SCHEMATHESIS}"),
+        &[format!("schemathesis=={SCHEMATHESIS}")],
+    )?;
+    Ok(venv.join("bin/st"))
+}
+
+/// Makes sure the pinned Kubernetes tools are installed; returns their
+/// virtualenv (`bin/kubernetes-validate`, `bin/python` with `helm_python`),
+/// which vauban-kube's tests find in `$VAUBAN_KUBE_TOOLS`.
+pub fn kube_tools() -> Result<PathBuf> {
+    venv(
+        &format!("kube-{KUBERNETES_VALIDATE}-{HELM_PYTHON_SDK}"),
+        &[
+            format!("kubernetes-validate=={KUBERNETES_VALIDATE}"),
+            format!("helm-python-sdk=={HELM_PYTHON_SDK}"),
+        ],
+    )
+}
+
+/// Makes sure the virtualenv `name` of the tools dir holds `packages`.
+fn venv(name: &str, packages: &[String]) -> Result<PathBuf> {
+    let venv = tools_dir()?.join(name);
     // Written last: an interrupted install is made again, never used.
     let complete = venv.join(".complete");
     if complete.exists() {
-        return Ok(st);
+        return Ok(venv);
     }
-    eprintln!("tools: installing schemathesis {SCHEMATHESIS} from PyPI");
+    eprintln!("tools: installing {} from PyPI", packages.join(" "));
     let _ = std::fs::remove_dir_all(&venv);
     // Debian's Python (python3-venv), not whatever `python3` a user's PATH
     // finds first: the test user must be able to run it.
@@ -46,9 +76,9 @@ pub fn schemathesis() -> Result<PathBuf> {
     util::run(
         Command::new(venv.join("bin/pip"))
             .args(["install", "--quiet", "--disable-pip-version-check"])
-            .arg(format!("schemathesis=={SCHEMATHESIS}")),
+            .args(packages),
     )?;
     util::run(Command::new("chmod").args(["-R", "a+rX"]).arg(&venv))?;
     std::fs::write(&complete, "").with_context(|| format!("write {}", complete.display()))?;
-    Ok(st)
+    Ok(venv)
 }
