@@ -356,15 +356,12 @@ fn sigint_cancels_the_array_and_leaves_nothing_running() {
         .args(["-INT", &child.id().to_string()])
         .status();
     let status = child.wait().unwrap();
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    assert!(!status.success(), "an interrupted build succeeded");
-    assert!(stderr.contains("interrupted"), "{stderr}");
+    // The cleaned-up process ends the way the signal asks (a shell sees 130).
+    assert!(
+        status.code() == Some(130)
+            || std::os::unix::process::ExitStatusExt::signal(&status) == Some(2),
+        "{status}"
+    );
     // Nothing of the array pending or running, no process of its tasks left.
     let config = w.path("config.yml").display().to_string();
     let deadline = Instant::now() + Duration::from_secs(60);

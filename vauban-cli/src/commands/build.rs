@@ -182,6 +182,13 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
     if let Some(executor) = executor {
         builder.set_executor(executor);
     }
+    if args.executor.dry_run {
+        let jobs = builder.executor_jobs()?;
+        renderer.finish();
+        let kube = super::executor::kube_options(&builder.config().configuration.executor)?;
+        print!("{}", vauban_kube::dry_run(&jobs, &kube)?);
+        return Ok(());
+    }
     if builder.needs_keys()? {
         let found = key_secret(args.keystore_key_file.as_deref())?;
         if let Some(path) = &found.made {

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use vauban_core::build::{Executor, TaskCommand};
 use vauban_core::config::Config;
 use vauban_core::executor::slurm::{Slurm, SlurmOptions};
@@ -44,6 +44,11 @@ pub struct ExecutorArgs {
     /// exactly (pulled from --registry when the store lacks it).
     #[arg(long, value_name = "DIGEST")]
     pub base_digest: Option<String>,
+
+    /// Print the Kubernetes Jobs the build would submit (YAML for `kubectl
+    /// apply -f -`) and build nothing.
+    #[arg(long, requires = "executor")]
+    pub dry_run: bool,
 }
 
 fn parse_kind(s: &str) -> Result<ExecutorKind, String> {
@@ -85,15 +90,30 @@ impl ExecutorArgs {
             return Ok(None);
         }
         let build_id = build_id();
+        let kube = (kind == ExecutorKind::Kubernetes)
+            .then(|| kube_options(settings))
+            .transpose()?;
+        let config = std::path::absolute(config_path)?;
         let task = TaskCommand {
-            vauban: match &settings.vauban {
-                Some(v) => v.clone(),
-                None => std::env::current_exe().context("finding vauban's own executable")?,
+            vauban: match (&settings.vauban, &kube) {
+                (Some(v), _) => v.clone(),
+                // The image's own vauban, on its PATH.
+                (None, Some(_)) => PathBuf::from("vauban"),
+                (None, None) => {
+                    std::env::current_exe().context("finding vauban's own executable")?
+                }
             },
-            config: std::path::absolute(config_path)?,
-            store: settings.store.clone(),
+            config: match &kube {
+                // The ConfigMap's file, where the pod has it.
+                Some(k) if k.config_map.is_some() => Path::new(vauban_kube::manifests::CONFIG_DIR)
+                    .join(config.file_name().unwrap_or_default()),
+                _ => config,
+            },
+            // A pod's store is its emptyDir ($VAUBAN_STORE).
+            store: settings.store.clone().filter(|_| kube.is_none()),
             build_id: build_id.clone(),
             jobs: None,
+            pass_authfile: kube.is_none(),
         };
         let backend: Box<dyn vauban_core::executor::Backend> = match kind {
             ExecutorKind::Slurm => {
@@ -111,7 +131,14 @@ impl ExecutorArgs {
                         .join(&build_id),
                 })?)
             }
-            ExecutorKind::Kubernetes => bail!("--executor kubernetes: not built into this vauban"),
+            ExecutorKind::Kubernetes => {
+                let opts = kube.expect("made above for kubernetes");
+                if self.dry_run {
+                    Box::new(NotSubmitting(kind))
+                } else {
+                    Box::new(vauban_kube::KubeBackend::new(opts)?)
+                }
+            }
             ExecutorKind::Local => unreachable!("handled above"),
         };
         let shard_size = self.shard_size.map(|n| n as usize).or(settings.shard_size);
@@ -120,6 +147,62 @@ impl ExecutorArgs {
             shard_size,
             task,
         }))
+    }
+}
+
+/// The Kubernetes options: `executor: kubernetes:` of the config, each key
+/// the lower-case name of a `$VAUBAN_KUBE_*` variable, the variable winning.
+pub fn kube_options(
+    settings: &vauban_core::config::ExecutorConfig,
+) -> Result<vauban_kube::KubeOptions> {
+    Ok(vauban_kube::KubeOptions::from_vars(|name| {
+        std::env::var(name).ok().or_else(|| {
+            let key = name.strip_prefix("VAUBAN_KUBE_")?.to_ascii_lowercase();
+            settings.kubernetes.get(&key).map(|v| v.value.clone())
+        })
+    })?)
+}
+
+/// The backend of `--dry-run`: what the build would submit is printed
+/// before; nothing is.
+struct NotSubmitting(ExecutorKind);
+
+impl vauban_core::executor::Backend for NotSubmitting {
+    fn kind(&self) -> ExecutorKind {
+        self.0
+    }
+    fn submit(
+        &mut self,
+        job: &vauban_core::executor::JobSpec,
+    ) -> vauban_core::Result<vauban_core::executor::JobId> {
+        Err(vauban_core::Error::InvalidArgument {
+            argument: "--dry-run".into(),
+            reason: format!("{} would have been submitted", job.name),
+        })
+    }
+    fn resubmit(
+        &mut self,
+        job: &vauban_core::executor::JobSpec,
+        _: usize,
+    ) -> vauban_core::Result<vauban_core::executor::JobId> {
+        self.submit(job)
+    }
+    fn poll(
+        &mut self,
+        _: &vauban_core::executor::JobId,
+    ) -> vauban_core::Result<std::collections::BTreeMap<usize, vauban_core::executor::TaskState>>
+    {
+        Ok(Default::default())
+    }
+    fn output(
+        &mut self,
+        _: &vauban_core::executor::JobId,
+        _: usize,
+    ) -> vauban_core::Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+    fn cancel(&mut self, _: &vauban_core::executor::JobId) -> vauban_core::Result<()> {
+        Ok(())
     }
 }
 

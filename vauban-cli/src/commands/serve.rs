@@ -53,6 +53,16 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     pub host_jobs: Option<usize>,
 
+    /// Where each build's conffs hosts are built: `local`, `slurm` or
+    /// `kubernetes` (its `vauban build --executor`; needs --registry)
+    /// [default: `executor:` of the config].
+    #[arg(long, value_name = "EXECUTOR", value_parser = ["local", "slurm", "kubernetes"])]
+    pub executor: Option<String>,
+
+    /// Hosts a task of the executor (its `vauban build --shard-size`).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub shard_size: Option<u64>,
+
     /// Push every image built to HOST[:PORT]/NAMESPACE.
     #[arg(long, value_name = "HOST[:PORT]/NAMESPACE")]
     pub registry: Option<String>,
@@ -172,6 +182,12 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
     }
     if let Some(j) = args.host_jobs {
         push("--jobs", j.to_string());
+    }
+    if let Some(e) = &args.executor {
+        push("--executor", e.clone());
+    }
+    if let Some(n) = args.shard_size {
+        push("--shard-size", n.to_string());
     }
     args.network.network()?;
     match args.network.network {

@@ -56,6 +56,9 @@ pub struct TaskCommand {
     pub build_id: String,
     /// `--jobs` of each task (hosts at once on its node).
     pub jobs: Option<usize>,
+    /// Whether the task is given this machine's `--authfile` (a Slurm node
+    /// sees the same files; a Kubernetes pod gets its own from a Secret).
+    pub pass_authfile: bool,
 }
 
 impl Builder<'_> {
@@ -95,7 +98,13 @@ impl Builder<'_> {
             if !r.options.tls_verify {
                 argv.push("--tls-verify=false".into());
             }
-            if let Some(file) = &r.options.auth.authfile {
+            if let Some(file) = r
+                .options
+                .auth
+                .authfile
+                .as_ref()
+                .filter(|_| task.pass_authfile)
+            {
                 argv.extend(["--authfile".into(), file.display().to_string()]);
             }
         }
@@ -115,6 +124,61 @@ impl Builder<'_> {
             argv.extend(["--jobs".into(), j.to_string()]);
         }
         argv
+    }
+
+    /// The jobs the build would submit, without submitting nor pushing
+    /// anything (`--dry-run`): each conffs step's, its master's digest when
+    /// the store or the cache knows it (else zeros: the build makes it).
+    pub fn executor_jobs(&mut self) -> Result<Vec<JobSpec>> {
+        let Some(executor) = self.executor.take() else {
+            return Ok(Vec::new());
+        };
+        let jobs = self.planned_jobs(&executor);
+        self.executor = Some(executor);
+        jobs
+    }
+
+    fn planned_jobs(&mut self, executor: &Executor) -> Result<Vec<JobSpec>> {
+        let resolved = self.resolve(false)?;
+        let unknown: Digest = format!("sha256:{}", "0".repeat(64)).parse()?;
+        let mut jobs = Vec::new();
+        for p in &resolved.planned {
+            if p.step.kind != super::plan::StepKind::Conffs {
+                continue;
+            }
+            let master = self.config.find(&p.step.master)?.clone();
+            let hosts = self.conffs_hosts(&master)?;
+            let base = resolved
+                .image(&p.base, &[])
+                .map(|i| i.manifest_digest)
+                .unwrap_or_else(|| unknown.clone());
+            jobs.push(self.conffs_job(executor, &master, &hosts, &base).0);
+        }
+        Ok(jobs)
+    }
+
+    /// The job of the conffs of `hosts` of `master` from `base`, and its shards.
+    fn conffs_job(
+        &self,
+        executor: &Executor,
+        master: &Master,
+        hosts: &[String],
+        base: &Digest,
+    ) -> (JobSpec, Vec<Vec<String>>) {
+        let size = executor
+            .shard_size
+            .unwrap_or_else(|| shard::default_size(hosts.len(), self.opts.jobs));
+        let shards = shard::split(hosts, size);
+        let build_id = &executor.task.build_id;
+        let job = JobSpec {
+            name: job_name(build_id, &master.name, "conffs"),
+            build_id: build_id.clone(),
+            master: master.name.clone(),
+            argv: self.task_argv(&executor.task, master, &shard::encode(&shards), base),
+            env: Vec::new(),
+            tasks: shards.len(),
+        };
+        (job, shards)
     }
 
     /// Builds the images of `hosts` of `master` from `base` as tasks of the
@@ -171,20 +235,8 @@ impl Builder<'_> {
         self.store.untag(&local)?;
         pushed?;
 
-        let size = executor
-            .shard_size
-            .unwrap_or_else(|| shard::default_size(hosts.len(), self.opts.jobs));
-        let shards = shard::split(hosts, size);
-        let encoded = shard::encode(&shards);
-        let job = JobSpec {
-            name: job_name(build_id, &master.name, "conffs"),
-            build_id: build_id.clone(),
-            master: master.name.clone(),
-            argv: self.task_argv(&executor.task, master, &encoded, &base.manifest_digest),
-            env: Vec::new(),
-            tasks: shards.len(),
-        };
-        tracing::info!(job = %job.name, tasks = job.tasks, size, "conffs as tasks");
+        let (job, shards) = self.conffs_job(executor, master, hosts, &base.manifest_digest);
+        tracing::info!(job = %job.name, tasks = job.tasks, "conffs as tasks");
         let what = |i: usize| format!("conffs {}: {}", master.name, shards[i].join(","));
         let logs = self.runner.log_dir().join("tasks");
         let results = coordinator::run_job(
