@@ -385,3 +385,58 @@ fn sigint_cancels_the_array_and_leaves_nothing_running() {
         Vec::<String>::new()
     );
 }
+
+#[test]
+fn a_master_and_its_child_run_in_order_then_their_conffs() {
+    let _one = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    let _ = slurm_conf();
+    let w = world();
+    let registry = registry_server::Registry::open();
+    let reg = format!("{}/vauban", registry.host());
+    let out = w.build_succeeds(&[
+        "--name",
+        "master-web",
+        "--stage",
+        "conffs",
+        "--build-parents",
+        "-1",
+        "--registry",
+        &reg,
+        "--tls-verify=false",
+        "--executor",
+        "slurm",
+        "--shard-size",
+        "3",
+    ]);
+    let ev = events(&out);
+    // Each job's name and where in the stream it was submitted; each master's
+    // last row and where.
+    let at = |pred: &dyn Fn(&serde_json::Value) -> bool| ev.iter().position(pred);
+    let submitted = |suffix: &str| {
+        at(&|e| e["event"] == "job_submitted" && e["name"].as_str().unwrap().ends_with(suffix))
+            .unwrap_or_else(|| panic!("no job {suffix}"))
+    };
+    let row = |step: &str| {
+        at(&|e| e["event"] == "step_result" && e["step"] == step)
+            .unwrap_or_else(|| panic!("no row {step}"))
+    };
+    let (base_job, web_job, conffs_job) = (
+        submitted("-master-base-rootfs"),
+        submitted("-master-web-rootfs"),
+        submitted("-master-web-conffs"),
+    );
+    assert!(base_job < row("rootfs master-base: base.yml"));
+    assert!(
+        row("rootfs master-base: base.yml") < web_job,
+        "the child started before its parent ended"
+    );
+    assert!(row("rootfs master-web: web.yml") < conffs_job);
+    // The masters came back into the build's store, and the hosts' archives.
+    assert!(w.digest("master-web").starts_with("sha256:"));
+    for h in HOSTS {
+        assert_eq!(
+            archive(&w, "out", h)["etc/vauban/host-value"].2,
+            format!("value-of-{h}\n").as_bytes()
+        );
+    }
+}

@@ -17,6 +17,7 @@ use vauban_oci::registry;
 use vauban_oci::{Digest, Image, Reference};
 
 use super::builder::Builder;
+use super::plan::StepKind;
 use super::report::{Outcome, StepReport};
 use crate::config::Master;
 use crate::error::{Error, Result};
@@ -62,18 +63,21 @@ pub struct TaskCommand {
 }
 
 impl Builder<'_> {
-    /// Has the conffs hosts built by `executor` instead of here.
+    /// Has the masters' stages and the conffs hosts built by `executor`
+    /// instead of here.
     pub fn set_executor(&mut self, executor: Executor) {
         self.executor = Some(executor);
     }
 
-    /// The tasks' command line for the conffs of `master` from `base`.
+    /// A task's command line: `--stage part` of `master`, from `base` when
+    /// given, with `extra`.
     fn task_argv(
         &self,
         task: &TaskCommand,
         master: &Master,
-        shards: &str,
-        base: &Digest,
+        part: &str,
+        base: Option<&Digest>,
+        extra: &[String],
     ) -> Vec<String> {
         let mut argv = vec![task.vauban.display().to_string()];
         if let Some(store) = &task.store {
@@ -85,14 +89,12 @@ impl Builder<'_> {
             "--name".into(),
             master.name.clone(),
             "--stage".into(),
-            "conffs".into(),
+            part.to_owned(),
         ]);
-        argv.extend(["--conffs-shards".into(), shards.to_owned()]);
-        argv.extend([
-            "--images-only".into(),
-            "--base-digest".into(),
-            base.to_string(),
-        ]);
+        argv.extend(extra.iter().cloned());
+        if let Some(base) = base {
+            argv.extend(["--base-digest".into(), base.to_string()]);
+        }
         if let Some(r) = &self.opts.registry {
             argv.extend(["--registry".into(), r.display()]);
             if !r.options.tls_verify {
@@ -128,7 +130,7 @@ impl Builder<'_> {
 
     /// The jobs the build would submit, without submitting nor pushing
     /// anything (`--dry-run`): each conffs step's, its master's digest when
-    /// the store or the cache knows it (else zeros: the build makes it).
+    /// the store knows it (else zeros: the build makes it).
     pub fn executor_jobs(&mut self) -> Result<Vec<JobSpec>> {
         let Some(executor) = self.executor.take() else {
             return Ok(Vec::new());
@@ -143,18 +145,38 @@ impl Builder<'_> {
         let unknown: Digest = format!("sha256:{}", "0".repeat(64)).parse()?;
         let mut jobs = Vec::new();
         for p in &resolved.planned {
-            if p.step.kind != super::plan::StepKind::Conffs {
-                continue;
-            }
             let master = self.config.find(&p.step.master)?.clone();
-            let hosts = self.conffs_hosts(&master)?;
-            let base = resolved
-                .image(&p.base, &[])
-                .map(|i| i.manifest_digest)
-                .unwrap_or_else(|| unknown.clone());
-            jobs.push(self.conffs_job(executor, &master, &hosts, &base).0);
+            let base = resolved.image(&p.base, &[]).map(|i| i.manifest_digest);
+            match p.step.kind {
+                StepKind::Rootfs if master.stage_list().next().is_some() => {
+                    let base = match p.base {
+                        super::plan::Base::Release => None,
+                        _ => Some(base.unwrap_or_else(|| unknown.clone())),
+                    };
+                    jobs.push(self.rootfs_job(executor, &master, base.as_ref()));
+                }
+                StepKind::Conffs => {
+                    let hosts = self.conffs_hosts(&master)?;
+                    let base = base.unwrap_or_else(|| unknown.clone());
+                    jobs.push(self.conffs_job(executor, &master, &hosts, &base).0);
+                }
+                _ => {}
+            }
         }
         Ok(jobs)
+    }
+
+    /// The job of the rootfs of `master` from `base` (`None`: its release's).
+    fn rootfs_job(&self, executor: &Executor, master: &Master, base: Option<&Digest>) -> JobSpec {
+        let build_id = &executor.task.build_id;
+        JobSpec {
+            name: job_name(build_id, &master.name, "rootfs"),
+            build_id: build_id.clone(),
+            master: master.name.clone(),
+            argv: self.task_argv(&executor.task, master, "rootfs", base, &[]),
+            env: Vec::new(),
+            tasks: 1,
+        }
     }
 
     /// The job of the conffs of `hosts` of `master` from `base`, and its shards.
@@ -170,15 +192,90 @@ impl Builder<'_> {
             .unwrap_or_else(|| shard::default_size(hosts.len(), self.opts.jobs));
         let shards = shard::split(hosts, size);
         let build_id = &executor.task.build_id;
+        let extra = [
+            "--conffs-shards".into(),
+            shard::encode(&shards),
+            "--images-only".into(),
+        ];
         let job = JobSpec {
             name: job_name(build_id, &master.name, "conffs"),
             build_id: build_id.clone(),
             master: master.name.clone(),
-            argv: self.task_argv(&executor.task, master, &shard::encode(&shards), base),
+            argv: self.task_argv(&executor.task, master, "conffs", Some(base), &extra),
             env: Vec::new(),
             tasks: shards.len(),
         };
         (job, shards)
+    }
+
+    /// Runs `f` with the executor taken out of the builder (and put back).
+    fn with_executor<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self, &mut Executor) -> Result<T>,
+    ) -> Result<T> {
+        let mut executor = self
+            .executor
+            .take()
+            .ok_or_else(|| Error::internal("a remote step without an executor"))?;
+        let result = f(self, &mut executor);
+        self.executor = Some(executor);
+        result
+    }
+
+    /// Runs `job` to its end, its tasks' rows in this build's report.
+    fn run_tasks(
+        &mut self,
+        executor: &mut Executor,
+        job: &JobSpec,
+        what: &dyn Fn(usize) -> String,
+    ) -> Result<Vec<coordinator::TaskResult>> {
+        tracing::info!(job = %job.name, tasks = job.tasks, "submitting");
+        let logs = self.runner.log_dir().join("tasks");
+        let results = coordinator::run_job(
+            executor.backend.as_mut(),
+            job,
+            &self.env.events,
+            &logs,
+            what,
+            &crate::sandbox::pending_signal,
+        )?;
+        for r in &results {
+            self.report_rows(&r.events);
+        }
+        Ok(results)
+    }
+
+    /// Builds the rootfs of `master` from `base` (`None`: its release's) as
+    /// one task of the executor; its image, pulled into the store.
+    pub(super) fn rootfs_remote(&mut self, master: &Master, base: Option<&Image>) -> Result<Image> {
+        self.with_executor(|b, executor| {
+            let registry = b.exchange(executor)?;
+            if let (Some(base), Some(parent)) = (base, b.config.parent(master)) {
+                b.push_base(&registry, executor, &parent.name.clone(), base)?;
+            }
+            let job = b.rootfs_job(executor, master, base.map(|i| &i.manifest_digest));
+            let mut results =
+                b.run_tasks(executor, &job, &|_| format!("rootfs {}", master.name))?;
+            let result = results
+                .pop()
+                .ok_or_else(|| Error::internal("a job of one task gave none"))?;
+            if let Some(e) = result.error {
+                return Err(e);
+            }
+            let last = master
+                .stage_list()
+                .last()
+                .map(|s| format!("rootfs {}: {s}", master.name))
+                .ok_or_else(|| Error::internal("a remote rootfs of no stage"))?;
+            let digest = reported(&result.events, &last).ok_or_else(|| Error::StageFailed {
+                stage: last.clone(),
+                host: master.name.clone(),
+                message: "its task ended well but reported no image".into(),
+            })?;
+            let image = b.pull_exact(&registry, &master.name, &digest)?;
+            b.name(&master.name, &image, false, b.published(master))?;
+            Ok(image)
+        })
     }
 
     /// Builds the images of `hosts` of `master` from `base` as tasks of the
@@ -189,117 +286,91 @@ impl Builder<'_> {
         base: &Image,
         hosts: &[String],
     ) -> Result<BTreeMap<String, Result<Image>>> {
-        let mut executor = self
-            .executor
-            .take()
-            .ok_or_else(|| Error::internal("conffs_remote without an executor"))?;
-        let result = self.conffs_tasks(&mut executor, master, base, hosts);
-        self.executor = Some(executor);
-        result
+        self.with_executor(|b, executor| {
+            let registry = b.exchange(executor)?;
+            b.push_base(&registry, executor, &master.name, base)?;
+            let (job, shards) = b.conffs_job(executor, master, hosts, &base.manifest_digest);
+            let what = |i: usize| format!("conffs {}: {}", master.name, shards[i].join(","));
+            let results = b.run_tasks(executor, &job, &what)?;
+            // Each host's image: the last conffs stage's row its task reported.
+            let last = b
+                .conffs_stages(master)
+                .last()
+                .map(|s| s.to_string())
+                .ok_or_else(|| Error::internal("a conffs without stages"))?;
+            let mut images = BTreeMap::new();
+            for (shard, result) in shards.iter().zip(results) {
+                for host in shard {
+                    let row = format!("conffs {}/{host}: {last}", master.name);
+                    let image = match (reported(&result.events, &row), &result.error) {
+                        (Some(d), _) => {
+                            b.pull_exact(&registry, &format!("{}/{host}", master.name), &d)
+                        }
+                        (None, Some(e)) => Err(Error::StageFailed {
+                            stage: last.clone(),
+                            host: host.clone(),
+                            message: e.to_string(),
+                        }),
+                        (None, None) => Err(Error::StageFailed {
+                            stage: last.clone(),
+                            host: host.clone(),
+                            message: "its task ended well but reported no image for it".into(),
+                        }),
+                    };
+                    images.insert(host.clone(), image);
+                }
+            }
+            Ok(images)
+        })
     }
 
-    fn conffs_tasks(
-        &mut self,
-        executor: &mut Executor,
-        master: &Master,
-        base: &Image,
-        hosts: &[String],
-    ) -> Result<BTreeMap<String, Result<Image>>> {
-        let registry = self
-            .opts
+    /// The registry the tasks exchange through (`--registry`, required).
+    fn exchange(&self, executor: &Executor) -> Result<super::Registry> {
+        self.opts
             .registry
             .clone()
             .ok_or_else(|| Error::InvalidArgument {
                 argument: format!("--executor {}", executor.backend.kind()),
-                reason:
-                    "needs --registry: the registry is where its tasks find the master's image \
-                     and leave their hosts' images"
-                        .into(),
-            })?;
-        let build_id = &executor.task.build_id;
-        let progress = Arc::new(self.env.events.registry_progress());
-        let runtime = crate::runtime()?;
+                reason: "needs --registry: the registry is where its tasks find the image they \
+                     start from and leave the images they make"
+                    .into(),
+            })
+    }
 
-        // The master's image, for the tasks, under a tag of this build.
+    /// `base`, the image of master `owner`, pushed as
+    /// `NAMESPACE/<owner>:base-<build>` for the tasks (they pull it by digest).
+    fn push_base(
+        &self,
+        registry: &super::Registry,
+        executor: &Executor,
+        owner: &str,
+        base: &Image,
+    ) -> Result<()> {
+        let build_id = &executor.task.build_id;
         let local = Reference::parse(&format!("vauban-cache/executor-base:{build_id}"))?;
         self.store.tag_all(&[(local.clone(), base.descriptor())])?;
-        let dest = registry.remote(&master.name, &format!("base-{build_id}"))?;
-        let pushed = runtime.block_on(registry::push(
+        let dest = registry.remote(owner, &format!("base-{build_id}"))?;
+        let progress = Arc::new(self.env.events.registry_progress());
+        let pushed = crate::runtime()?.block_on(registry::push(
             self.store,
             &local,
             &dest,
             &[],
             &registry.options,
-            progress.clone(),
+            progress,
         ));
         self.store.untag(&local)?;
         pushed?;
-
-        let (job, shards) = self.conffs_job(executor, master, hosts, &base.manifest_digest);
-        tracing::info!(job = %job.name, tasks = job.tasks, "conffs as tasks");
-        let what = |i: usize| format!("conffs {}: {}", master.name, shards[i].join(","));
-        let logs = self.runner.log_dir().join("tasks");
-        let results = coordinator::run_job(
-            executor.backend.as_mut(),
-            &job,
-            &self.env.events,
-            &logs,
-            &what,
-            &crate::sandbox::pending_signal,
-        )?;
-
-        // Each host's image: the last conffs stage's row its task reported.
-        let last = self
-            .conffs_stages(master)
-            .last()
-            .map(|s| s.to_string())
-            .ok_or_else(|| Error::internal("a conffs without stages"))?;
-        let mut images = BTreeMap::new();
-        for (shard, result) in shards.iter().zip(results) {
-            self.report_rows(&result.events);
-            for host in shard {
-                let row = format!("conffs {}/{host}: {last}", master.name);
-                let digest = result.events.iter().find_map(|e| match e {
-                    Event::StepResult {
-                        step,
-                        outcome,
-                        image: Some(d),
-                        ..
-                    } if *step == row && outcome != "failed" => Some(d.clone()),
-                    _ => None,
-                });
-                let image = match (digest, &result.error) {
-                    (Some(d), _) => self.pull_host(&registry, master, host, &d),
-                    (None, Some(e)) => Err(Error::StageFailed {
-                        stage: last.clone(),
-                        host: host.clone(),
-                        message: e.to_string(),
-                    }),
-                    (None, None) => Err(Error::StageFailed {
-                        stage: last.clone(),
-                        host: host.clone(),
-                        message: "its task ended well but reported no image for it".into(),
-                    }),
-                };
-                images.insert(host.clone(), image);
-            }
-        }
-        Ok(images)
+        Ok(())
     }
 
-    /// `NAMESPACE/<master>/<host>@digest` into the store.
-    fn pull_host(
-        &self,
-        registry: &super::Registry,
-        master: &Master,
-        host: &str,
-        digest: &Digest,
-    ) -> Result<Image> {
+    /// `NAMESPACE/<name>@digest` into the store.
+    fn pull_exact(&self, registry: &super::Registry, name: &str, digest: &Digest) -> Result<Image> {
         let src = vauban_oci::registry::RemoteReference::parse(&format!(
-            "{}/{}/{}/{host}@{digest}",
-            registry.host, registry.namespace, master.name
+            "{}/{}/{name}@{digest}",
+            registry.host, registry.namespace
         ))?;
-        let local = Reference::parse(&format!("vauban-cache/executor-host:{}", digest.hex()))?;
+        let local = Reference::parse(&format!("vauban-cache/executor-result:{}", digest.hex()))?;
         let progress = Arc::new(self.env.events.registry_progress());
         crate::runtime()?.block_on(registry::pull(
             self.store,
@@ -339,6 +410,19 @@ impl Builder<'_> {
             }
         }
     }
+}
+
+/// The image of the row `step` a task reported (not failed), if any.
+fn reported(events: &[Event], step: &str) -> Option<Digest> {
+    events.iter().find_map(|e| match e {
+        Event::StepResult {
+            step: s,
+            outcome,
+            image: Some(d),
+            ..
+        } if s == step && outcome != "failed" => Some(d.clone()),
+        _ => None,
+    })
 }
 
 /// A job's name: `vauban-<build>-<master>-<step>`, lower-case letters,

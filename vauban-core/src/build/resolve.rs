@@ -67,7 +67,7 @@ impl Builder<'_> {
                     .opts
                     .base_digest
                     .clone()
-                    .filter(|_| name == self.opts.name)
+                    .filter(|_| name == self.exact_base_owner())
                 {
                     let image = self.exact_base(&master, &digest, pull)?;
                     found.insert(name, image);
@@ -150,6 +150,16 @@ impl Builder<'_> {
             Fresh::Stale { master, stage, why } => Some((master, stage, why)),
             Fresh::Image(_) | Fresh::Unknown => None,
         })
+    }
+
+    /// The master whose image `--base-digest` names: the parent of the
+    /// master built for a rootfs, the master itself for a conffs.
+    fn exact_base_owner(&self) -> String {
+        let target = self.config.find(&self.opts.name).ok();
+        match (self.opts.part, target.and_then(|t| self.config.parent(t))) {
+            (super::plan::Part::Rootfs, Some(parent)) => parent.name.clone(),
+            _ => self.opts.name.clone(),
+        }
     }
 
     /// `--base-digest`: the master's image, that manifest exactly: the

@@ -21,6 +21,9 @@ impl Builder<'_> {
     /// Builds (or finds in the cache) the rootfs of `master` from `base`
     /// (`None`: a release, from its own base); its image.
     pub(super) fn rootfs(&mut self, master: &Master, base: Option<Image>) -> Result<Image> {
+        if self.executor.is_some() && master.stage_list().next().is_some() {
+            return self.rootfs_remote(master, base.as_ref());
+        }
         let mut image = match base {
             Some(image) => image,
             None => self.release_base(master)?,
