@@ -20,13 +20,6 @@ pub struct Cluster {
     pub conf: PathBuf,
 }
 
-/// Free ports of slurmctld and slurmd on loopback.
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 impl Cluster {
     /// Starts the three daemons under `dir` (made readable to the test
     /// user: the conf and munge's socket), one node of every CPU here.
@@ -52,7 +45,14 @@ impl Cluster {
         let conf = dir.join("slurm.conf");
         std::fs::write(
             &conf,
-            slurm_conf(dir, &node, cpus, free_port()?, free_port()?, &socket),
+            slurm_conf(
+                dir,
+                &node,
+                cpus,
+                util::free_port()?,
+                util::free_port()?,
+                &socket,
+            ),
         )?;
         util::chmod(&conf, 0o644)?;
         let cluster = Cluster {

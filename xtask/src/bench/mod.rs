@@ -11,6 +11,7 @@ mod boot;
 mod build;
 mod rows;
 mod serve;
+mod slurm;
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -77,6 +77,13 @@ pub const ROWS: &[Bench] = &[
         run: super::build::conffs_hosts,
     },
     Bench {
+        name: "build: conffs x60 on Slurm",
+        needs: &["build"],
+        max_ratio: 1.3,
+        max_rss_mib: None,
+        run: super::slurm::conffs_on_slurm,
+    },
+    Bench {
         name: "build: 1 host_vars",
         needs: &["build"],
         max_ratio: 1.5,
@@ -136,6 +143,8 @@ pub struct State {
     pub fleet: Option<super::build::Fleet>,
     /// The boot fixture's build (boot files, the boot route).
     pub boot: Option<super::build::BootBuild>,
+    /// The `--executor slurm` row's fleet, cluster and registry.
+    pub slurm: Option<super::slurm::SlurmFleet>,
 }
 
 struct Umoci {

@@ -1,0 +1,120 @@
+//! The `--executor slurm` row: 60 hosts' conffs as a Slurm job array on a
+//! real one-node cluster of this machine (`crate::slurm`), tasks exchanging
+//! through a throwaway `docker-registry` on loopback, against the same conffs
+//! with `--executor local` in the same run. What the engine costs a task
+//! (submission, `squeue` polls, the base pulled into the task's store, the
+//! images pushed and pulled back) is the difference over the tasks.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, Result};
+
+use super::{measure, Comparison, Ctx};
+use crate::registry::Registry;
+use crate::slurm::Cluster;
+use crate::util;
+
+/// Hosts of the row's fleet.
+pub const HOSTS: usize = 60;
+
+/// The row's fleet, cluster and registry, made on first use.
+pub struct SlurmFleet {
+    dir: PathBuf,
+    registry: Registry,
+    cluster: Cluster,
+}
+
+impl SlurmFleet {
+    /// `vauban build --name master-web --stage conffs --no-cache` with `args`.
+    fn build(&self, vauban: &std::path::Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(vauban);
+        cmd.arg("--store")
+            .arg(self.dir.join("store"))
+            .arg("build")
+            .arg("--config")
+            .arg(self.dir.join("config.yml"))
+            .args(["--name", "master-web", "--quiet", "--stage", "conffs"])
+            .arg("--keystore")
+            .arg(self.dir.join("hostkeys.age"))
+            .env("XDG_CONFIG_HOME", self.dir.join("config-home"))
+            .env_remove("VAUBAN_KEYSTORE_KEY")
+            .env("SLURM_CONF", &self.cluster.conf)
+            .arg("--out")
+            .arg(self.dir.join("out"))
+            .arg("--log-dir")
+            .arg(self.dir.join("logs"))
+            .args(["--registry", &format!("{}/vauban", self.registry.addr)])
+            .arg("--tls-verify=false")
+            .args(args)
+            .current_dir(&self.dir);
+        cmd
+    }
+}
+
+fn fleet(ctx: &mut Ctx) -> Result<&SlurmFleet> {
+    if ctx.state.slurm.is_none() {
+        let dir = ctx.fresh_dir("slurm-fleet")?;
+        util::copy_tree_readable(
+            &util::workspace_root().join("testdata/build/ansible"),
+            &dir.join("ansible"),
+        )?;
+        let mut inventory = String::from("master-base\n\n[web]\nmaster-web\n");
+        for i in 1..=HOSTS {
+            inventory.push_str(&format!("web{i:02}\n"));
+            std::fs::write(
+                dir.join(format!("ansible/host_vars/web{i:02}.yml")),
+                format!("host_value: value-of-web{i:02}\n"),
+            )?;
+        }
+        std::fs::write(dir.join("ansible/inventory"), inventory)?;
+        std::fs::write(
+            dir.join("config.yml"),
+            format!(
+                "configuration:\n  ansible: ansible\n  executor:\n    store: {}\n\
+                 bookworm:\n  name: debian-12\n  tarball: {}\n  sha256: {}\n  master-base:\n    \
+                 stages: [base.yml]\n    master-web:\n      stages: [web.yml]\n      conffs: 'web*'\n",
+                dir.join("task-store").display(),
+                ctx.fixture.display(),
+                util::sha256_file(&ctx.fixture)?
+            ),
+        )?;
+        let registry = Registry::start(&dir.join("registry"))?;
+        let cluster = Cluster::start(&dir.join("slurm"))?;
+        let fleet = SlurmFleet {
+            dir,
+            registry,
+            cluster,
+        };
+        // Untimed: the chain, the keys, and one Slurm conffs (the tasks'
+        // store gets its base once, as a site's nodes keep theirs).
+        util::run(&mut fleet.build(&ctx.vauban, &["--build-parents", "-1"]))
+            .context("preparing the Slurm bench fleet")?;
+        util::run(&mut fleet.build(&ctx.vauban, &["--executor", "slurm"]))
+            .context("a first conffs on the bench's Slurm")?;
+        ctx.state.slurm = Some(fleet);
+    }
+    Ok(ctx.state.slurm.as_ref().expect("just made"))
+}
+
+/// 60 hosts' conffs on Slurm against the same here.
+pub fn conffs_on_slurm(ctx: &mut Ctx) -> Result<Vec<Comparison>> {
+    let vauban = ctx.vauban.clone();
+    let local = fleet(ctx)?.build(&vauban, &["--no-cache", "--executor", "local"]);
+    let local = measure(ctx, &local)?;
+    let slurm = fleet(ctx)?.build(&vauban, &["--no-cache", "--executor", "slurm"]);
+    let slurm = measure(ctx, &slurm)?;
+    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get()) * 2;
+    let tasks = HOSTS.div_ceil(HOSTS.div_ceil(jobs).clamp(4, 50));
+    eprintln!(
+        "    {tasks} tasks: {:.2} s more than local, {:.2} s a task",
+        slurm.wall.as_secs_f64() - local.wall.as_secs_f64(),
+        (slurm.wall.as_secs_f64() - local.wall.as_secs_f64()) / tasks as f64
+    );
+    Ok(vec![Comparison::new(
+        &format!("conffs {HOSTS} hosts, Slurm"),
+        slurm,
+        "--executor local",
+        local,
+    )])
+}
