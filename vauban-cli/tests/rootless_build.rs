@@ -108,7 +108,7 @@ fn build_publishes_conffs_per_host_and_caches_exactly() {
     let w = World::new("");
     let registry = registry_server::Registry::open();
     let reg = format!("{}/vauban", registry.host());
-    let first = w.build_ok(&[
+    let out = w.build_succeeds(&[
         "--name",
         "master-web",
         "--stage",
@@ -119,6 +119,20 @@ fn build_publishes_conffs_per_host_and_caches_exactly() {
         &reg,
         "--tls-verify=false",
     ]);
+    let first = ran(&out);
+    // A conffs gathers each host's facts once, at its first stage (base.yml);
+    // web.yml reads them from the build's fact cache.
+    let gathered: Vec<String> = build_support::events(&out)
+        .iter()
+        .filter(|e| e["event"] == "ansible_task" && e["task"] == "Gathering Facts")
+        .map(|e| e["stage"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(gathered.iter().any(|s| s == "base.yml"), "{gathered:?}");
+    assert_eq!(
+        gathered.iter().filter(|s| *s == "web.yml").count(),
+        1,
+        "web.yml gathers for master-web's rootfs only: {gathered:?}"
+    );
     assert_eq!(
         first,
         pairs(&[
@@ -160,6 +174,10 @@ fn build_publishes_conffs_per_host_and_caches_exactly() {
     assert!(imginfo.contains("web01"), "{imginfo}");
     assert!(a.contains_key("packages"));
     assert_eq!(a["etc/vauban/host-value"].2, b"value-of-web01\n");
+    assert_eq!(
+        a["etc/vauban/facts"].2, b"Debian web01\n",
+        "facts from the cache"
+    );
     assert_eq!(b["etc/vauban/host-value"].2, b"value-of-web02\n");
     for (path, mode) in [
         ("etc/ssh/ssh_host_ed25519_key", 0o600),

@@ -126,6 +126,22 @@ fn nix_uid() -> u32 {
     std::fs::metadata("/proc/self").map_or(0, |m| std::os::unix::fs::MetadataExt::uid(&m))
 }
 
+/// One build on the cluster at a time (the guard), a world of six hosts, a
+/// registry and its `HOST/vauban`.
+fn setup() -> (
+    std::sync::MutexGuard<'static, ()>,
+    World,
+    registry_server::Registry,
+    String,
+) {
+    let one = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    let _ = slurm_conf();
+    let w = world();
+    let registry = registry_server::Registry::open();
+    let reg = format!("{}/vauban", registry.host());
+    (one, w, registry, reg)
+}
+
 /// The masters' rootfs, built here (the conffs is what goes to Slurm).
 fn masters(w: &World, reg: &str) {
     w.build_succeeds(&[
@@ -143,11 +159,7 @@ fn masters(w: &World, reg: &str) {
 
 #[test]
 fn six_hosts_run_as_a_three_task_array_and_hold_what_a_local_build_holds() {
-    let _one = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
-    let _ = slurm_conf();
-    let w = world();
-    let registry = registry_server::Registry::open();
-    let reg = format!("{}/vauban", registry.host());
+    let (_one, w, _registry, reg) = setup();
     masters(&w, &reg);
 
     let out = w.build_succeeds(&[
@@ -285,11 +297,7 @@ fn wait_for(rx: &std::sync::mpsc::Receiver<String>, wanted: &[&str], seen: &mut 
 
 #[test]
 fn a_task_killed_mid_build_is_retried_once() {
-    let _one = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
-    let _ = slurm_conf();
-    let w = world();
-    let registry = registry_server::Registry::open();
-    let reg = format!("{}/vauban", registry.host());
+    let (_one, w, _registry, reg) = setup();
     masters(&w, &reg);
     let (mut child, rx) = spawn_build(&w, &reg, &["--shard-size", "3"]);
     let mut seen = Vec::new();
@@ -339,11 +347,7 @@ fn a_task_killed_mid_build_is_retried_once() {
 
 #[test]
 fn sigint_cancels_the_array_and_leaves_nothing_running() {
-    let _one = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
-    let _ = slurm_conf();
-    let w = world();
-    let registry = registry_server::Registry::open();
-    let reg = format!("{}/vauban", registry.host());
+    let (_one, w, _registry, reg) = setup();
     masters(&w, &reg);
     let (mut child, rx) = spawn_build(&w, &reg, &["--shard-size", "2"]);
     let mut seen = Vec::new();
@@ -388,11 +392,7 @@ fn sigint_cancels_the_array_and_leaves_nothing_running() {
 
 #[test]
 fn a_master_and_its_child_run_in_order_then_their_conffs() {
-    let _one = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
-    let _ = slurm_conf();
-    let w = world();
-    let registry = registry_server::Registry::open();
-    let reg = format!("{}/vauban", registry.host());
+    let (_one, w, _registry, reg) = setup();
     let out = w.build_succeeds(&[
         "--name",
         "master-web",

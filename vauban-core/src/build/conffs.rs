@@ -31,6 +31,23 @@ struct HostState {
     failed: Option<crate::Error>,
 }
 
+impl HostState {
+    /// Every host of `hosts` at the start: on `base`, the image of `master`.
+    fn all(hosts: &[String], master: &Master, base: &Image) -> BTreeMap<String, HostState> {
+        hosts
+            .iter()
+            .map(|h| {
+                let st = HostState {
+                    image: base.clone(),
+                    name: master.name.clone(),
+                    failed: None,
+                };
+                (h.clone(), st)
+            })
+            .collect()
+    }
+}
+
 impl Builder<'_> {
     /// The stages of a conffs of `master`, in order.
     pub(super) fn conffs_stages(&self, master: &Master) -> Vec<Stage> {
@@ -133,17 +150,7 @@ impl Builder<'_> {
             ));
         }
 
-        let mut state: BTreeMap<String, HostState> = hosts
-            .iter()
-            .map(|h| {
-                let st = HostState {
-                    image: base.clone(),
-                    name: master.name.clone(),
-                    failed: None,
-                };
-                (h.clone(), st)
-            })
-            .collect();
+        let mut state = HostState::all(&hosts, master, base);
         if self.executor.is_some() {
             for (host, image) in self.conffs_remote(master, base, &hosts)? {
                 let st = state
@@ -182,7 +189,7 @@ impl Builder<'_> {
             .tempdir_in(self.store.tmp_dir())
             .map_err(|e| Error::io("create a temp dir in", self.store.tmp_dir(), e))?;
         self.runner.facts = Some(facts.path().to_path_buf());
-        let built = self.conffs_stages_over(master, &spec, &label, state);
+        let built = self.conffs_stages_over(master, &spec, &label, state, facts.path());
         self.runner.facts = None;
         drop(facts);
         built
@@ -250,7 +257,9 @@ impl Builder<'_> {
             }
             made.push(host.clone());
             let name = format!("{}/{host}", master.name);
-            self.name(&name, &st.image, false, self.published(master))?;
+            // A task of an executor pushed it already (`latest`, its date).
+            let publish = self.published(master) && self.executor.is_none();
+            self.name(&name, &st.image, false, publish)?;
         }
         drop(keystore);
         self.conffs_made.insert(master.name.clone(), made.clone());
@@ -274,16 +283,40 @@ impl Builder<'_> {
         spec: &crate::stage::StageSpec,
         label: &str,
         state: &mut BTreeMap<String, HostState>,
+        facts: &std::path::Path,
     ) -> Result<()> {
-        for stage in &self.conffs_stages(master) {
+        for (i, stage) in self.conffs_stages(master).iter().enumerate() {
             self.interrupted()?;
-            let targets: Vec<(String, Image, String)> = state
+            let mut targets: Vec<(String, Image, String)> = state
                 .iter()
                 .filter(|(_, st)| st.failed.is_none())
                 .map(|(h, st)| (h.clone(), st.image.clone(), st.name.clone()))
                 .collect();
+            // The first stage: every host on the master's tree. The first
+            // host alone first, whose facts then serve the others.
+            let mut batches = vec![];
+            if i == 0 && targets.len() > 2 && super::facts::cache_in_use() {
+                let rest = targets.split_off(1);
+                batches.push(targets);
+                targets = rest;
+            }
+            batches.push(targets);
             let what = |host: &str| format!("conffs {}/{host}: {stage}", master.name);
-            for (host, result) in self.stage_for(spec, stage, label, &what, targets)? {
+            let mut results = Vec::new();
+            for (n, batch) in batches.into_iter().enumerate() {
+                if n == 1 {
+                    let first = results
+                        .iter()
+                        .find_map(|(h, r): &(String, Result<_>)| r.is_ok().then(|| h.clone()));
+                    if let Some(first) = first {
+                        let others: Vec<String> = batch.iter().map(|(h, _, _)| h.clone()).collect();
+                        let given = super::facts::share(facts, &first, &others)?;
+                        tracing::info!(%first, given, "facts shared");
+                    }
+                }
+                results.extend(self.stage_for(spec, stage, label, &what, batch)?);
+            }
+            for (host, result) in results {
                 let st = state
                     .get_mut(&host)
                     .expect("a result for a host of the build");
@@ -305,17 +338,7 @@ impl Builder<'_> {
     /// each host's image named `<master>/<host>` (pushed with
     /// `--registry`), no archive, no key store.
     fn conffs_images(&mut self, master: &Master, base: &Image, hosts: &[String]) -> Result<()> {
-        let mut state: BTreeMap<String, HostState> = hosts
-            .iter()
-            .map(|h| {
-                let st = HostState {
-                    image: base.clone(),
-                    name: master.name.clone(),
-                    failed: None,
-                };
-                (h.clone(), st)
-            })
-            .collect();
+        let mut state = HostState::all(hosts, master, base);
         self.conffs_here(master, &mut state)?;
         let mut failures = Vec::new();
         for (host, st) in state {

@@ -132,6 +132,30 @@ pub fn pull_latest(
     }
 }
 
+/// Pulls `NAMESPACE/<name>@digest` into the store as `local`: exactly that
+/// manifest (an executor's tasks and coordinator exchange by digest).
+pub fn pull_digest(
+    store: &Store,
+    registry: &Registry,
+    name: &str,
+    digest: &vauban_oci::Digest,
+    local: &Reference,
+    progress: Arc<dyn Progress>,
+) -> Result<Image> {
+    let src = RemoteReference::parse(&format!(
+        "{}/{}/{name}@{digest}",
+        registry.host, registry.namespace
+    ))?;
+    runtime()?.block_on(registry::pull(
+        store,
+        &src,
+        Some(local),
+        &registry.options,
+        progress,
+    ))?;
+    Ok(store.image(local)?)
+}
+
 /// Tags `NAMESPACE/<name>:<from>` as `deployed` in the registry (the image
 /// goes through the store, whose blobs the registry mostly has already).
 pub fn deploy(

@@ -272,8 +272,16 @@ impl Builder<'_> {
                 host: master.name.clone(),
                 message: "its task ended well but reported no image".into(),
             })?;
-            let image = b.pull_exact(&registry, &master.name, &digest)?;
-            b.name(&master.name, &image, false, b.published(master))?;
+            let (_, image) = b
+                .pull_all(
+                    &registry,
+                    vec![(master.name.clone(), master.name.clone(), digest)],
+                )?
+                .pop()
+                .ok_or_else(|| Error::internal("a pull of one image gave none"))?;
+            let image = image?;
+            // Its task pushed it (`latest`, its date): named here, not again.
+            b.name(&master.name, &image, false, false)?;
             Ok(image)
         })
     }
@@ -299,12 +307,14 @@ impl Builder<'_> {
                 .map(|s| s.to_string())
                 .ok_or_else(|| Error::internal("a conffs without stages"))?;
             let mut images = BTreeMap::new();
+            let mut wanted = Vec::new();
             for (shard, result) in shards.iter().zip(results) {
                 for host in shard {
                     let row = format!("conffs {}/{host}: {last}", master.name);
                     let image = match (reported(&result.events, &row), &result.error) {
                         (Some(d), _) => {
-                            b.pull_exact(&registry, &format!("{}/{host}", master.name), &d)
+                            wanted.push((host.clone(), format!("{}/{host}", master.name), d));
+                            continue;
                         }
                         (None, Some(e)) => Err(Error::StageFailed {
                             stage: last.clone(),
@@ -320,6 +330,7 @@ impl Builder<'_> {
                     images.insert(host.clone(), image);
                 }
             }
+            images.extend(b.pull_all(&registry, wanted)?);
             Ok(images)
         })
     }
@@ -364,24 +375,38 @@ impl Builder<'_> {
         Ok(())
     }
 
-    /// `NAMESPACE/<name>@digest` into the store.
-    fn pull_exact(&self, registry: &super::Registry, name: &str, digest: &Digest) -> Result<Image> {
-        let src = vauban_oci::registry::RemoteReference::parse(&format!(
-            "{}/{}/{name}@{digest}",
-            registry.host, registry.namespace
-        ))?;
-        let local = Reference::parse(&format!("vauban-cache/executor-result:{}", digest.hex()))?;
-        let progress = Arc::new(self.env.events.registry_progress());
-        crate::runtime()?.block_on(registry::pull(
-            self.store,
-            &src,
-            Some(&local),
-            &registry.options,
-            progress,
-        ))?;
-        let image = self.store.image(&local)?;
-        self.store.untag(&local)?;
-        Ok(image)
+    /// Each `(host, name, digest)` pulled (`NAMESPACE/<name>@digest`), a few
+    /// at once: each host's image, or why it could not be pulled.
+    fn pull_all(
+        &self,
+        registry: &super::Registry,
+        wanted: Vec<(String, String, Digest)>,
+    ) -> Result<Vec<(String, Result<Image>)>> {
+        use futures_util::stream::{self, StreamExt};
+        let progress: Arc<dyn registry::Progress> = Arc::new(self.env.events.registry_progress());
+        let store = self.store;
+        let pulls = wanted.into_iter().map(|(host, name, digest)| {
+            let progress = progress.clone();
+            async move {
+                let pulled = async {
+                    let local = Reference::parse(&format!(
+                        "vauban-cache/executor-result:{}",
+                        digest.hex()
+                    ))?;
+                    let src = registry::RemoteReference::parse(&format!(
+                        "{}/{}/{name}@{digest}",
+                        registry.host, registry.namespace
+                    ))?;
+                    registry::pull(store, &src, Some(&local), &registry.options, progress).await?;
+                    let image = store.image(&local)?;
+                    store.untag(&local)?;
+                    Ok::<_, Error>(image)
+                }
+                .await;
+                (host, pulled)
+            }
+        });
+        Ok(crate::runtime()?.block_on(stream::iter(pulls).buffer_unordered(8).collect()))
     }
 
     /// The tasks' rows in this build's report (its recap).

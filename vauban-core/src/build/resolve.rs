@@ -185,19 +185,15 @@ impl Builder<'_> {
             (Some(r), true) => r.clone(),
             _ => return Err(self.not_built(master)),
         };
-        let src = vauban_oci::registry::RemoteReference::parse(&format!(
-            "{}/{}/{}@{digest}",
-            registry.host, registry.namespace, master.name
-        ))?;
         let progress = std::sync::Arc::new(self.env.events.registry_progress());
-        publish::runtime()?.block_on(vauban_oci::registry::pull(
+        publish::pull_digest(
             self.store,
-            &src,
-            Some(&local),
-            &registry.options,
+            &registry,
+            &master.name,
+            digest,
+            &local,
             progress,
-        ))?;
-        Ok(self.store.image(&local)?)
+        )
     }
 
     /// The rootfs of `master` as the store names it.

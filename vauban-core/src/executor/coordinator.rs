@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::events::{Event, Events, Stamped};
 
 /// How often the batch system is asked.
-pub const POLL: Duration = Duration::from_secs(1);
+pub const POLL: Duration = Duration::from_millis(500);
 
 /// What one task gave: the events it reported (its Ansible lines left out:
 /// they went to the live view and its log), and why it failed, if it did

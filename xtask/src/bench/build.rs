@@ -60,27 +60,7 @@ impl Fleet {
 pub fn fleet(ctx: &mut Ctx) -> Result<&mut Fleet> {
     if ctx.state.fleet.is_none() {
         let dir = ctx.fresh_dir("fleet")?;
-        util::copy_tree_readable(
-            &util::workspace_root().join("testdata/build/ansible"),
-            &dir.join("ansible"),
-        )?;
-        let mut inventory = String::from("master-base\n\n[web]\nmaster-web\n");
-        for i in 1..=HOSTS {
-            inventory.push_str(&format!("web{i:02}\n"));
-            std::fs::write(
-                dir.join(format!("ansible/host_vars/web{i:02}.yml")),
-                format!("host_value: value-of-web{i:02}\n"),
-            )?;
-        }
-        std::fs::write(dir.join("ansible/inventory"), inventory)?;
-        std::fs::write(
-            dir.join("config.yml"),
-            format!(
-                "configuration:\n  ansible: ansible\nbookworm:\n  name: debian-12\n  tarball: {}\n  sha256: {}\n  master-base:\n    stages: [base.yml]\n    master-web:\n      stages: [web.yml]\n      conffs: 'web*'\n",
-                ctx.fixture.display(),
-                util::sha256_file(&ctx.fixture)?
-            ),
-        )?;
+        write_fleet(&dir, &ctx.fixture, HOSTS, "")?;
         let fleet = Fleet {
             dir,
             one_host: None,
@@ -90,6 +70,41 @@ pub fn fleet(ctx: &mut Ctx) -> Result<&mut Fleet> {
         ctx.state.fleet = Some(fleet);
     }
     Ok(ctx.state.fleet.as_mut().expect("just made"))
+}
+
+/// A fleet's files in `dir`: the build tests' Ansible repository with
+/// `hosts` web hosts, a config over the Debian `fixture` with
+/// `configuration` lines added to its `configuration:`.
+pub fn write_fleet(
+    dir: &std::path::Path,
+    fixture: &std::path::Path,
+    hosts: usize,
+    configuration: &str,
+) -> Result<()> {
+    util::copy_tree_readable(
+        &util::workspace_root().join("testdata/build/ansible"),
+        &dir.join("ansible"),
+    )?;
+    let mut inventory = String::from("master-base\n\n[web]\nmaster-web\n");
+    for i in 1..=hosts {
+        inventory.push_str(&format!("web{i:02}\n"));
+        std::fs::write(
+            dir.join(format!("ansible/host_vars/web{i:02}.yml")),
+            format!("host_value: value-of-web{i:02}\n"),
+        )?;
+    }
+    std::fs::write(dir.join("ansible/inventory"), inventory)?;
+    std::fs::write(
+        dir.join("config.yml"),
+        format!(
+            "configuration:\n  ansible: ansible\n{configuration}bookworm:\n  name: debian-12\n  \
+             tarball: {}\n  sha256: {}\n  master-base:\n    stages: [base.yml]\n    \
+             master-web:\n      stages: [web.yml]\n      conffs: 'web*'\n",
+            fixture.display(),
+            util::sha256_file(fixture)?
+        ),
+    )?;
+    Ok(())
 }
 
 fn one_host(ctx: &mut Ctx) -> Result<Sample> {

@@ -55,30 +55,11 @@ impl SlurmFleet {
 fn fleet(ctx: &mut Ctx) -> Result<&SlurmFleet> {
     if ctx.state.slurm.is_none() {
         let dir = ctx.fresh_dir("slurm-fleet")?;
-        util::copy_tree_readable(
-            &util::workspace_root().join("testdata/build/ansible"),
-            &dir.join("ansible"),
-        )?;
-        let mut inventory = String::from("master-base\n\n[web]\nmaster-web\n");
-        for i in 1..=HOSTS {
-            inventory.push_str(&format!("web{i:02}\n"));
-            std::fs::write(
-                dir.join(format!("ansible/host_vars/web{i:02}.yml")),
-                format!("host_value: value-of-web{i:02}\n"),
-            )?;
-        }
-        std::fs::write(dir.join("ansible/inventory"), inventory)?;
-        std::fs::write(
-            dir.join("config.yml"),
-            format!(
-                "configuration:\n  ansible: ansible\n  executor:\n    store: {}\n\
-                 bookworm:\n  name: debian-12\n  tarball: {}\n  sha256: {}\n  master-base:\n    \
-                 stages: [base.yml]\n    master-web:\n      stages: [web.yml]\n      conffs: 'web*'\n",
-                dir.join("task-store").display(),
-                ctx.fixture.display(),
-                util::sha256_file(&ctx.fixture)?
-            ),
-        )?;
+        let tasks_store = format!(
+            "  executor:\n    store: {}\n",
+            dir.join("task-store").display()
+        );
+        super::build::write_fleet(&dir, &ctx.fixture, HOSTS, &tasks_store)?;
         let registry = Registry::start(&dir.join("registry"))?;
         let cluster = Cluster::start(&dir.join("slurm"))?;
         let fleet = SlurmFleet {
