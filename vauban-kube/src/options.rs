@@ -218,6 +218,22 @@ impl KubeOptions {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn config_keys_are_the_variables_names() {
+        let mut from_vars: Vec<String> = ENV_VARIABLES
+            .iter()
+            .map(|v| v.trim_start_matches("VAUBAN_KUBE_").to_ascii_lowercase())
+            .collect();
+        let mut keys: Vec<String> = vauban_core::config::executor::KUBERNETES_KEYS
+            .iter()
+            .map(|k| k.to_string())
+            .collect();
+        from_vars.sort();
+        keys.sort();
+        assert_eq!(from_vars, keys);
+    }
+
     use super::*;
 
     #[test]

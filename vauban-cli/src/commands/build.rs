@@ -177,7 +177,9 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
     let name = args.name.clone();
     let out = opts.out.clone();
     let log_dir = env.log_dir.clone();
-    let executor = args.executor.executor(&config, &args.config, &log_dir)?;
+    let executor =
+        args.executor
+            .executor(&config, &args.config, &log_dir, opts.registry.is_some())?;
     let mut builder = Builder::new(config, &store, env, opts)?;
     if let Some(executor) = executor {
         builder.set_executor(executor);

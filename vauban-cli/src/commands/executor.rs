@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use vauban_core::build::{Executor, TaskCommand};
 use vauban_core::config::Config;
 use vauban_core::executor::slurm::{Slurm, SlurmOptions};
@@ -14,9 +14,10 @@ use vauban_core::executor::{shard, task_index, ExecutorKind};
 /// Where a conffs's hosts are built.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ExecutorArgs {
-    /// Where the conffs hosts are built: `local`, `slurm` (job arrays) or
-    /// `kubernetes` (Indexed Jobs); needs --registry, the exchange of the
-    /// tasks [default: `executor: kind:` of the config, else local].
+    /// Where the masters' stages and the conffs hosts are built: `local`,
+    /// `slurm` (job arrays) or `kubernetes` (Indexed Jobs); needs --registry,
+    /// the exchange of the tasks [default: `executor: kind:` of the config,
+    /// else local].
     #[arg(long, value_name = "EXECUTOR", env = "VAUBAN_EXECUTOR", value_parser = parse_kind)]
     pub executor: Option<ExecutorKind>,
 
@@ -47,7 +48,7 @@ pub struct ExecutorArgs {
 
     /// Print the Kubernetes Jobs the build would submit (YAML for `kubectl
     /// apply -f -`) and build nothing.
-    #[arg(long, requires = "executor")]
+    #[arg(long)]
     pub dry_run: bool,
 }
 
@@ -83,11 +84,24 @@ impl ExecutorArgs {
         config: &Config,
         config_path: &Path,
         log_dir: &Path,
+        registry: bool,
     ) -> Result<Option<Executor>> {
         let settings = &config.configuration.executor;
         let kind = self.executor.unwrap_or_else(|| settings.kind());
+        if self.dry_run && kind != ExecutorKind::Kubernetes {
+            bail!(
+                "--dry-run prints the Kubernetes Jobs a build would submit: it needs \
+                 --executor kubernetes (or `executor: kind: kubernetes`), not {kind}"
+            );
+        }
         if kind == ExecutorKind::Local || self.images_only {
             return Ok(None);
+        }
+        if !registry {
+            bail!(
+                "--executor {kind} needs --registry HOST[:PORT]/NAMESPACE: the registry is where \
+                 its tasks find the image they start from and leave the images they make"
+            );
         }
         let build_id = build_id();
         let kube = (kind == ExecutorKind::Kubernetes)
@@ -104,9 +118,10 @@ impl ExecutorArgs {
                 }
             },
             config: match &kube {
-                // The ConfigMap's file, where the pod has it.
-                Some(k) if k.config_map.is_some() => Path::new(vauban_kube::manifests::CONFIG_DIR)
-                    .join(config.file_name().unwrap_or_default()),
+                // The ConfigMap's `config.yml`, where the pod has it.
+                Some(k) if k.config_map.is_some() => {
+                    Path::new(vauban_kube::manifests::CONFIG_DIR).join("config.yml")
+                }
                 _ => config,
             },
             // A pod's store is its emptyDir ($VAUBAN_STORE).

@@ -53,8 +53,9 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     pub host_jobs: Option<usize>,
 
-    /// Where each build's conffs hosts are built: `local`, `slurm` or
-    /// `kubernetes` (its `vauban build --executor`; needs --registry)
+    /// Where each build's masters' stages and conffs hosts are built:
+    /// `local`, `slurm` or `kubernetes` (its `vauban build --executor`; needs
+    /// --registry)
     /// [default: `executor:` of the config].
     #[arg(long, value_name = "EXECUTOR", value_parser = ["local", "slurm", "kubernetes"])]
     pub executor: Option<String>,
@@ -182,6 +183,14 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
     }
     if let Some(j) = args.host_jobs {
         push("--jobs", j.to_string());
+    }
+    if let Some(e) = args.executor.as_ref().filter(|e| *e != "local") {
+        if args.registry.is_none() {
+            anyhow::bail!(
+                "--executor {e} needs --registry HOST[:PORT]/NAMESPACE: the registry is where \
+                 the builds' tasks find the image they start from and leave the images they make"
+            );
+        }
     }
     if let Some(e) = &args.executor {
         push("--executor", e.clone());

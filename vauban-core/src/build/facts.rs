@@ -7,11 +7,16 @@
 //! theirs, and the stage runs on them with nothing left to gather (a play's
 //! implicit gathering reads the cache: `gathering = smart`).
 //!
-//! The cache is the controller's to write (it runs what the playbooks say):
-//! its file is read bounded, as JSON, and only ever goes back to the same
-//! build's controller.
+//! The cache is the controller's to write (it runs what the playbooks say,
+//! `delegate_to: localhost` included): its file is opened without following
+//! a link (a link there could name any file of the user), must be a regular
+//! file, is read bounded, as JSON; the other hosts' files are removed and
+//! made anew (`O_EXCL`: a link put there in between is not followed either).
+//! Only the facts the setup module gathers (`ansible_*`) are given: a
+//! `set_fact: cacheable: true` of the first host's tasks stays its own.
 
-use std::io::Read;
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use crate::error::{Error, Result};
@@ -37,23 +42,47 @@ pub(super) fn cache_in_use() -> bool {
 /// from the cache of stages and gathered nothing).
 pub(super) fn share(dir: &Path, first: &str, others: &[String]) -> Result<usize> {
     let path = dir.join(first);
-    let mut text = String::new();
-    match std::fs::File::open(&path) {
-        Ok(f) => f
-            .take(MAX_FACTS)
-            .read_to_string(&mut text)
-            .map_err(|e| Error::io("read", &path, e))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(Error::io("open", &path, e)),
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&path)
+    {
+        Ok(f) => f,
+        // None, or a link (ELOOP): nothing to give, every host gathers.
+        Err(_) => return Ok(0),
     };
-    let Ok(facts) = serde_json::from_str::<serde_json::Value>(&text) else {
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return Ok(0);
+    }
+    let mut text = String::new();
+    if file.take(MAX_FACTS).read_to_string(&mut text).is_err() {
+        return Ok(0);
+    }
+    let Ok(serde_json::Value::Object(all)) = serde_json::from_str::<serde_json::Value>(&text)
+    else {
         // Not facts as the jsonfile cache writes them: every host gathers.
         return Ok(0);
     };
+    let facts: serde_json::Map<String, serde_json::Value> = all
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("ansible_"))
+        .collect();
     for other in others {
-        let theirs = renamed(&facts, first, other);
+        let theirs = renamed(&serde_json::Value::Object(facts.clone()), first, other);
         let dest = dir.join(other);
-        std::fs::write(&dest, theirs.to_string()).map_err(|e| Error::io("write", &dest, e))?;
+        match std::fs::remove_file(&dest) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove", &dest, e)),
+        }
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&dest)
+            .map_err(|e| Error::io("create", &dest, e))?;
+        out.write_all(theirs.to_string().as_bytes())
+            .map_err(|e| Error::io("write", &dest, e))?;
     }
     Ok(others.len())
 }
@@ -93,6 +122,7 @@ mod tests {
             "ansible_env": {"HOSTNAME": "web01", "PATH": "/usr/bin"},
             "ansible_all_ipv4_addresses": ["127.0.0.1"],
             "web010": "web010",
+            "db_password": "of web01 only",
         });
         std::fs::write(dir.path().join("web01"), facts.to_string()).unwrap();
         let given = share(dir.path(), "web01", &["web02".into(), "db1".into()]).unwrap();
@@ -103,7 +133,38 @@ mod tests {
         assert_eq!(web02["ansible_fqdn"], "web02.example.org");
         assert_eq!(web02["ansible_env"]["HOSTNAME"], "web02");
         assert_eq!(web02["ansible_distribution"], "Debian");
-        assert_eq!(web02["web010"], "web010", "another name is left alone");
+        assert_eq!(
+            web02["web010"],
+            serde_json::Value::Null,
+            "setup's facts only"
+        );
+        assert_eq!(
+            web02["db_password"],
+            serde_json::Value::Null,
+            "a cacheable set_fact stays"
+        );
+        assert_eq!(
+            renamed(&"web010".into(), "web01", "web02"),
+            "web010",
+            "another name"
+        );
         assert_eq!(share(dir.path(), "nobody", &["web02".into()]).unwrap(), 0);
+
+        // A link as the first host's file is not read; one as another's is
+        // replaced, not written through.
+        let outside = tempfile::tempdir().unwrap();
+        let secret = outside.path().join("auth.json");
+        std::fs::write(&secret, r#"{"ansible_x": "secret"}"#).unwrap();
+        std::fs::remove_file(dir.path().join("web01")).unwrap();
+        std::os::unix::fs::symlink(&secret, dir.path().join("web01")).unwrap();
+        assert_eq!(share(dir.path(), "web01", &["web03".into()]).unwrap(), 0);
+        std::fs::remove_file(dir.path().join("web01")).unwrap();
+        std::fs::write(dir.path().join("web01"), facts.to_string()).unwrap();
+        let target = outside.path().join("bashrc");
+        std::fs::write(&target, "kept\n").unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join("web04")).unwrap();
+        share(dir.path(), "web01", &["web04".into()]).unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "kept\n");
+        assert!(!dir.path().join("web04").is_symlink());
     }
 }

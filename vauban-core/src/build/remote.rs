@@ -119,6 +119,20 @@ impl Builder<'_> {
         for a in &self.opts.ansible_args {
             argv.push(format!("--ansible-arg={a}"));
         }
+        if let Some(pre) = &self.opts.hooks.pre {
+            argv.push(format!("--hook-pre={pre}"));
+        }
+        if let Some(post) = &self.opts.hooks.post {
+            argv.push(format!("--hook-post={post}"));
+        }
+        match &self.opts.network {
+            Some(crate::sandbox::Network::Host) => argv.push("--network=host".into()),
+            Some(crate::sandbox::Network::Isolated { allow }) => {
+                argv.push("--network=isolated".into());
+                argv.extend(allow.iter().map(|a| format!("--network-allow={a}")));
+            }
+            _ => {}
+        }
         if self.opts.no_cache {
             argv.push("--no-cache".into());
         }
@@ -452,14 +466,23 @@ fn reported(events: &[Event], step: &str) -> Option<Digest> {
 
 /// A job's name: `vauban-<build>-<master>-<step>`, lower-case letters,
 /// digits and `-` only, at most 63 bytes (a Kubernetes name).
+/// A name that had to change (a character replaced, cut to fit) ends with
+/// 8 hex digits of the sha256 of what it names: two masters never share one.
 pub fn job_name(build_id: &str, master: &str, step: &str) -> String {
-    let raw = format!("vauban-{build_id}-{master}-{step}").to_ascii_lowercase();
-    let mut name: String = raw
+    let raw = format!("vauban-{build_id}-{master}-{step}");
+    let name: String = raw
+        .to_ascii_lowercase()
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
-    name.truncate(63);
-    name.trim_end_matches('-').to_owned()
+    if name == raw && name.len() <= 63 {
+        return name;
+    }
+    use sha2::Digest as _;
+    let hash = hex::encode(&sha2::Sha256::digest(raw.as_bytes())[..4]);
+    let mut head = name;
+    head.truncate(63 - 9);
+    format!("{}-{hash}", head.trim_end_matches('-'))
 }
 
 #[cfg(test)]
@@ -469,10 +492,20 @@ mod tests {
     #[test]
     fn job_names_are_kubernetes_names() {
         assert_eq!(
-            job_name("01KB2X", "master_web", "conffs"),
+            job_name("01kb2x", "master-web", "conffs"),
             "vauban-01kb2x-master-web-conffs"
         );
-        let long = job_name("b", &"m".repeat(100), "conffs");
-        assert!(long.len() <= 63 && !long.ends_with('-'));
+        let changed = job_name("01KB2X", "master_web", "conffs");
+        assert!(
+            changed.starts_with("vauban-01kb2x-master-web-conffs-"),
+            "{changed}"
+        );
+        assert_ne!(changed, job_name("01KB2X", "master.web", "conffs"));
+        let long = "master-web-frontend-production-europe-west";
+        let (a, b) = (
+            job_name("6b15029d-5ffd", long, "rootfs"),
+            job_name("6b15029d-5ffd", &format!("{long}-canary"), "rootfs"),
+        );
+        assert!(a.len() <= 63 && b.len() <= 63 && a != b, "{a} {b}");
     }
 }

@@ -42,6 +42,27 @@ const SLURM_KEYS: [&str; 6] = [
     "mem",
 ];
 
+/// The keys of `kubernetes:`: the lower-case names of vauban-kube's
+/// `$VAUBAN_KUBE_*` variables.
+pub const KUBERNETES_KEYS: [&str; 16] = [
+    "namespace",
+    "image",
+    "service_account",
+    "registry_secret",
+    "env_secret",
+    "config_map",
+    "parallelism",
+    "ttl_seconds_after_finished",
+    "active_deadline_seconds",
+    "backoff_limit_per_index",
+    "host_users",
+    "cpu_request",
+    "memory_request",
+    "node_selector",
+    "kubeconfig",
+    "context",
+];
+
 /// `executor:` of `configuration:`.
 #[derive(Debug, Clone, Default, JsonSchema)]
 #[schemars(default, deny_unknown_fields)]
@@ -122,8 +143,18 @@ pub(crate) fn executor(r: &Reader, node: &Node, path: &str) -> Result<ExecutorCo
             "kubernetes" => {
                 for k in r.map(value, &vpath)? {
                     let kpath = Location::child_path(&vpath, &k.key);
-                    c.kubernetes
-                        .insert(k.key.clone(), r.non_empty(&k.value, &kpath)?);
+                    let text = r.non_empty(&k.value, &kpath)?;
+                    if !KUBERNETES_KEYS.contains(&k.key.as_str()) {
+                        return Err(invalid(
+                            &text,
+                            &format!(
+                                "unknown key `{}` in `kubernetes:`; valid keys: {}",
+                                k.key,
+                                KUBERNETES_KEYS.join(", ")
+                            ),
+                        ));
+                    }
+                    c.kubernetes.insert(k.key.clone(), text);
                 }
             }
             _ => r.ignored_key(e, path, KeyContext::Configuration),
@@ -218,5 +249,15 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("absolute path"), "{err}");
+        let err = Config::parse(
+            "configuration:\n  executor:\n    kubernetes:\n      imagee: x\nbookworm:\n  image: x\n",
+            "/t/config.yml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("unknown key `imagee`") && err.contains(":4:"),
+            "{err}"
+        );
     }
 }

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -129,6 +130,7 @@ pub fn run_job(
                     t.tail.clear();
                 }
                 TaskState::Failed(reason) => {
+                    t.tail.extend(backend.error_tail(&t.job, index));
                     let reason = match t.tail.is_empty() {
                         true => reason,
                         false => format!("{reason}: {}", t.tail.join(" / ")),
@@ -168,6 +170,7 @@ fn relay(backend: &mut dyn Backend, t: &mut Task, index: usize, events: &Events)
     let mut log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(&t.log)
         .map_err(|e| Error::io("open", &t.log, e))?;
     for line in lines {

@@ -150,6 +150,12 @@ pub trait Backend: Send {
     /// events, one JSON object a line).
     fn output(&mut self, id: &JobId, index: usize) -> Result<Vec<String>>;
 
+    /// The last lines task `index` of `id` wrote on its stderr, when the
+    /// batch system keeps them apart from its events (Slurm's `--error`).
+    fn error_tail(&mut self, _id: &JobId, _index: usize) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Cancels the job; returns once nothing of it runs any more.
     fn cancel(&mut self, id: &JobId) -> Result<()>;
 }

@@ -89,7 +89,9 @@ impl Slurm {
             "--parsable".to_owned(),
             format!("--job-name={}", job.name),
             format!("--array={array}"),
+            // Events only on stdout: what else a task says goes apart.
             format!("--output={}/%A_%a.out", o.work_dir.display()),
+            format!("--error={}/%A_%a.err", o.work_dir.display()),
             format!("--comment=vauban-job-id={}", job.build_id),
             // What the task needs of the submitter's environment; nothing
             // else (a key store secret, a token) goes to the nodes.
@@ -195,6 +197,29 @@ impl Backend for Slurm {
             .lines()
             .map(str::to_owned)
             .collect())
+    }
+
+    fn error_tail(&mut self, id: &JobId, index: usize) -> Vec<String> {
+        let path = self.opts.work_dir.join(format!("{id}_{index}.err"));
+        let Ok(file) = std::fs::File::open(&path) else {
+            return Vec::new();
+        };
+        let len = file.metadata().map_or(0, |m| m.len());
+        let mut tail = String::new();
+        let mut file = file;
+        if file
+            .seek(SeekFrom::Start(len.saturating_sub(4096)))
+            .is_err()
+            || file.take(4096).read_to_string(&mut tail).is_err()
+        {
+            return Vec::new();
+        }
+        let lines: Vec<String> = tail
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| crate::printable::escape(l).into_owned())
+            .collect();
+        lines[lines.len().saturating_sub(5)..].to_vec()
     }
 
     fn cancel(&mut self, id: &JobId) -> Result<()> {
