@@ -122,6 +122,8 @@ fn the_least_values_render_valid_kubernetes() {
         got,
         [
             "Deployment",
+            // The server's data on a volume by default: its key store.
+            "PersistentVolumeClaim",
             "Role",
             "RoleBinding",
             "Service",
