@@ -152,15 +152,15 @@ impl Builder<'_> {
 
         let mut state = HostState::all(&hosts, master, base);
         if self.executor.is_some() {
+            let last = self.conffs_stages(master).last().cloned();
             for (host, image) in self.conffs_remote(master, base, &hosts)? {
                 let st = state
                     .get_mut(&host)
                     .expect("a result for a host of the build");
                 match image {
                     Ok(image) => {
-                        let stage = self.conffs_stages(master).last().cloned();
-                        if let Some(stage) = stage {
-                            let name = Builder::host_stage_name(master, &host, &stage)?;
+                        if let Some(stage) = &last {
+                            let name = Builder::host_stage_name(master, &host, stage)?;
                             self.name(name.name(), &image, true, false)?;
                         }
                         st.image = image;

@@ -286,7 +286,8 @@ pub(crate) fn configuration(r: &Reader, node: &Node, path: &str) -> Result<Confi
     Ok(c)
 }
 
-fn invalid(value: &Located<String>, message: &str) -> Error {
+/// An [`Error::InvalidValue`] at `value`, saying `message`.
+pub(super) fn invalid(value: &Located<String>, message: &str) -> Error {
     Error::InvalidValue {
         location: value.location.clone(),
         message: message.to_owned(),

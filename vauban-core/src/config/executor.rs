@@ -25,11 +25,12 @@ use std::path::PathBuf;
 
 use schemars::JsonSchema;
 
+use super::configuration::invalid;
 use super::location::{Located, Location};
 use super::read::Reader;
 use super::yaml::Node;
 use super::KeyContext;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::executor::ExecutorKind;
 
 /// The keys of `slurm:`.
@@ -200,13 +201,6 @@ fn absolute(text: &Located<String>) -> Result<PathBuf> {
         return Err(invalid(text, "an absolute path, as the nodes see it"));
     }
     Ok(p)
-}
-
-fn invalid(value: &Located<String>, message: &str) -> Error {
-    Error::InvalidValue {
-        location: value.location.clone(),
-        message: message.to_owned(),
-    }
 }
 
 #[cfg(test)]
