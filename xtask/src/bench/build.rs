@@ -25,6 +25,14 @@ pub struct Fleet {
 }
 
 impl Fleet {
+    /// The fleet whose files are in `dir` ([`write_fleet`]).
+    pub fn at(dir: PathBuf) -> Fleet {
+        Fleet {
+            dir,
+            one_host: None,
+        }
+    }
+
     /// The fleet's dir.
     pub fn dir(&self) -> &std::path::Path {
         &self.dir

@@ -5,11 +5,11 @@
 //! (submission, `squeue` polls, the base pulled into the task's store, the
 //! images pushed and pulled back) is the difference over the tasks.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{Context, Result};
 
+use super::build::Fleet;
 use super::{measure, Comparison, Ctx};
 use crate::registry::Registry;
 use crate::slurm::Cluster;
@@ -20,34 +20,26 @@ pub const HOSTS: usize = 60;
 
 /// The row's fleet, cluster and registry, made on first use.
 pub struct SlurmFleet {
-    dir: PathBuf,
+    fleet: Fleet,
     registry: Registry,
     cluster: Cluster,
 }
 
 impl SlurmFleet {
-    /// `vauban build --name master-web --stage conffs --no-cache` with `args`.
+    /// The fleet's `vauban build` ([`Fleet::build`]) of the conffs, with the
+    /// registry, the cluster and `args`.
     fn build(&self, vauban: &std::path::Path, args: &[&str]) -> Command {
-        let mut cmd = Command::new(vauban);
-        cmd.arg("--store")
-            .arg(self.dir.join("store"))
-            .arg("build")
-            .arg("--config")
-            .arg(self.dir.join("config.yml"))
-            .args(["--name", "master-web", "--quiet", "--stage", "conffs"])
-            .arg("--keystore")
-            .arg(self.dir.join("hostkeys.age"))
-            .env("XDG_CONFIG_HOME", self.dir.join("config-home"))
-            .env_remove("VAUBAN_KEYSTORE_KEY")
-            .env("SLURM_CONF", &self.cluster.conf)
-            .arg("--out")
-            .arg(self.dir.join("out"))
-            .arg("--log-dir")
-            .arg(self.dir.join("logs"))
-            .args(["--registry", &format!("{}/vauban", self.registry.addr)])
-            .arg("--tls-verify=false")
-            .args(args)
-            .current_dir(&self.dir);
+        let registry = format!("{}/vauban", self.registry.addr);
+        let mut all = vec![
+            "--stage",
+            "conffs",
+            "--registry",
+            &registry,
+            "--tls-verify=false",
+        ];
+        all.extend(args);
+        let mut cmd = self.fleet.build(vauban, &all);
+        cmd.env("SLURM_CONF", &self.cluster.conf);
         cmd
     }
 }
@@ -63,7 +55,7 @@ fn fleet(ctx: &mut Ctx) -> Result<&SlurmFleet> {
         let registry = Registry::start(&dir.join("registry"))?;
         let cluster = Cluster::start(&dir.join("slurm"))?;
         let fleet = SlurmFleet {
-            dir,
+            fleet: Fleet::at(dir),
             registry,
             cluster,
         };
