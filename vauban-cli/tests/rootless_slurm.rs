@@ -198,8 +198,10 @@ fn six_hosts_run_as_a_three_task_array_and_hold_what_a_local_build_holds() {
         std::env::temp_dir().join(format!("vauban-slurm-tasks-{}", std::process::id()));
     assert!(task_store.join("index.json").exists(), "the tasks' store");
 
-    // A local build of the same hosts: the same archives, file for file.
-    w.build_succeeds(&[
+    // A local build of the same hosts: the same archives, file for file
+    // (`/etc/vauban/facts` included: the local build's hosts are given the
+    // first one's facts, the tasks' two hosts each gather their own).
+    let local = w.build_succeeds(&[
         "--name",
         "master-web",
         "--stage",
@@ -208,6 +210,17 @@ fn six_hosts_run_as_a_three_task_array_and_hold_what_a_local_build_holds() {
         "--out",
         "out-local",
     ]);
+    let gathered: Vec<String> = events(&local)
+        .iter()
+        .filter(|e| e["event"] == "ansible_task" && e["task"] == "Gathering Facts")
+        .flat_map(|e| e["results"].as_array().cloned().unwrap_or_default())
+        .map(|r| r["host"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        gathered,
+        [HOSTS[0]],
+        "the local build gathers facts once, on its first host"
+    );
     for h in HOSTS {
         let (slurm, local) = (archive(&w, "out", h), archive(&w, "out-local", h));
         assert!(

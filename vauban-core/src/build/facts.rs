@@ -12,14 +12,21 @@
 //! a link (a link there could name any file of the user), must be a regular
 //! file, is read bounded, as JSON; the other hosts' files are removed and
 //! made anew (`O_EXCL`: a link put there in between is not followed either).
-//! Only the facts the setup module gathers (`ansible_*`) are given: a
+//! Only the facts the setup module gathers (`ansible_*`, and the marks
+//! saying they were gathered, [`SETUP_MARKS`]) are given: a
 //! `set_fact: cacheable: true` of the first host's tasks stays its own.
+//! Without `_ansible_facts_gathered`, `gathering = smart` gathers again.
 
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use crate::error::{Error, Result};
+
+/// What the setup module leaves in the cache beside the `ansible_*` facts:
+/// `_ansible_facts_gathered` is what `gathering = smart` reads to skip a
+/// host's gathering.
+const SETUP_MARKS: [&str; 3] = ["_ansible_facts_gathered", "gather_subset", "module_setup"];
 
 /// The largest fact file read (a host's facts are some tens of KiB).
 const MAX_FACTS: u64 = 16 << 20;
@@ -65,7 +72,7 @@ pub(super) fn share(dir: &Path, first: &str, others: &[String]) -> Result<usize>
     };
     let facts: serde_json::Map<String, serde_json::Value> = all
         .into_iter()
-        .filter(|(k, _)| k.starts_with("ansible_"))
+        .filter(|(k, _)| k.starts_with("ansible_") || SETUP_MARKS.contains(&k.as_str()))
         .collect();
     for other in others {
         let theirs = renamed(&serde_json::Value::Object(facts.clone()), first, other);
@@ -123,6 +130,9 @@ mod tests {
             "ansible_all_ipv4_addresses": ["127.0.0.1"],
             "web010": "web010",
             "db_password": "of web01 only",
+            "_ansible_facts_gathered": true,
+            "gather_subset": ["all"],
+            "module_setup": true,
         });
         std::fs::write(dir.path().join("web01"), facts.to_string()).unwrap();
         let given = share(dir.path(), "web01", &["web02".into(), "db1".into()]).unwrap();
@@ -133,6 +143,11 @@ mod tests {
         assert_eq!(web02["ansible_fqdn"], "web02.example.org");
         assert_eq!(web02["ansible_env"]["HOSTNAME"], "web02");
         assert_eq!(web02["ansible_distribution"], "Debian");
+        assert_eq!(
+            web02["_ansible_facts_gathered"], true,
+            "what makes `gathering = smart` skip the host"
+        );
+        assert_eq!(web02["module_setup"], true);
         assert_eq!(
             web02["web010"],
             serde_json::Value::Null,
