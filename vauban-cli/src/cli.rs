@@ -62,6 +62,8 @@ pub enum Command {
     Images(commands::images::Args),
     /// Show an image as JSON: manifest digest, config, layers with sizes.
     Inspect(commands::inspect::Args),
+    /// Show what differs between two images, hosts (MASTER/HOST), trees or archives.
+    Diff(commands::diff::Args),
     /// Extract an image's filesystem (all layers applied) into a directory.
     Unpack(commands::unpack::Args),
     /// Give an image another name.
@@ -164,6 +166,7 @@ impl Cli {
             Command::Import(args) => commands::import::run(&globals, args),
             Command::Images(args) => commands::images::run(&globals, args),
             Command::Inspect(args) => commands::inspect::run(&globals, args),
+            Command::Diff(args) => commands::diff::run(&globals, args),
             Command::Unpack(args) => commands::unpack::run(&globals, args),
             Command::Tag(args) => commands::tag::run(&globals, args),
             Command::Rm(args) => commands::rm::run(&globals, args),

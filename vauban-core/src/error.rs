@@ -1026,6 +1026,16 @@ pub enum Error {
         signal: i32,
     },
 
+    // ---- diffs (module `diff`) ----
+    /// A side of a diff, or something in it, cannot be read as a tree.
+    #[error("{what}: {reason}")]
+    Diff {
+        /// The side, the layer or the entry at fault.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+
     // ---- executors (module `executor`) ----
     /// An argument given to a build cannot be used.
     #[error("{argument}: {reason}")]

@@ -10,6 +10,7 @@
 
 pub mod build;
 pub mod config;
+pub mod diff;
 pub mod error;
 pub mod events;
 pub mod executor;

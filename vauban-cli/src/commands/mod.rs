@@ -18,6 +18,7 @@ pub mod build;
 pub mod config;
 pub mod deploy;
 pub mod deployments;
+pub mod diff;
 pub mod executor;
 pub mod fsck;
 pub mod gc;

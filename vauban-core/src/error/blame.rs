@@ -130,6 +130,9 @@ impl Error {
             Error::InvalidArgument { .. } => Blame::User,
             Error::Executor { blame, .. } => *blame,
             Error::TaskFailed { .. } => Blame::User,
+
+            // ---- diffs ----
+            Error::Diff { .. } => Blame::User,
         }
     }
 }

@@ -25,14 +25,14 @@
 //! `size_limit` bytes or more is refused and never written past the limit.
 
 mod archive;
-mod emit;
+pub(crate) mod emit;
 mod master;
-mod names;
+pub(crate) mod names;
 mod plan;
-mod source;
+pub(crate) mod source;
 mod stack;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::fs::{File, Permissions};
 use std::io::BufWriter;

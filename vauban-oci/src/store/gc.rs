@@ -33,6 +33,9 @@ struct Reachable {
     /// The chain IDs (hex) of every layer of every image: the names of the
     /// layer dirs to keep.
     chains: HashSet<String>,
+    /// The diff_ids (hex) of every layer of every image: the diff indexes
+    /// to keep.
+    diff_ids: HashSet<String>,
 }
 
 impl Store {
@@ -52,6 +55,7 @@ impl Store {
             self.gc_blobs(&reach, &mut report)?;
             self.gc_layer_dirs(&reach, remove_dir, &mut report)?;
             self.gc_layer_locks()?;
+            self.gc_diff_indexes(&reach)?;
             report.tmp_entries = self.gc_tmp(remove_dir)?;
             tracing::info!(
                 blobs = report.blobs.len(),
@@ -99,6 +103,9 @@ impl Store {
                 .iter()
                 .map(|d| Digest::parse(d))
                 .collect::<Result<_>>()?;
+            reach
+                .diff_ids
+                .extend(diff_ids.iter().map(|d| d.hex().to_string()));
             for chain in ChainId::of_stack(&diff_ids) {
                 reach.chains.insert(chain.hex().to_string());
             }
@@ -161,20 +168,15 @@ impl Store {
     /// `STORE/lock` exclusive, nobody holds or waits for one.
     fn gc_layer_locks(&self) -> Result<()> {
         let dir = self.root.join(super::lock::WORK_LOCKS);
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(Error::io("read directory", &dir, e)),
-        };
-        for entry in entries {
-            let entry = entry.at("read directory", &dir)?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(LAYER_LOCK_PREFIX) && name.ends_with(".lock") {
-                let path = entry.path();
-                std::fs::remove_file(&path).at("remove", &path)?;
-            }
-        }
-        Ok(())
+        remove_files_where(&dir, |name| {
+            name.starts_with(LAYER_LOCK_PREFIX) && name.ends_with(".lock")
+        })
+    }
+
+    /// Removes the diff indexes of layers no image has any more.
+    fn gc_diff_indexes(&self, reach: &Reachable) -> Result<()> {
+        let dir = self.root.join(super::layout::DIFF_INDEXES);
+        remove_files_where(&dir, |name| !reach.diff_ids.contains(name))
     }
 
     /// Empties `tmp/`: with `STORE/lock` exclusive nobody else is writing there.
@@ -188,6 +190,24 @@ impl Store {
         }
         Ok(n)
     }
+}
+
+/// Removes the entries of `dir` whose names `remove` picks (files: nobody
+/// else writes there with `STORE/lock` held); a missing `dir` has none.
+fn remove_files_where(dir: &Path, remove: impl Fn(&str) -> bool) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("read directory", dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.at("read directory", dir)?;
+        if remove(&entry.file_name().to_string_lossy()) {
+            let path = entry.path();
+            std::fs::remove_file(&path).at("remove", &path)?;
+        }
+    }
+    Ok(())
 }
 
 /// Removes a file, or a directory with `remove_dir` (an error when it is

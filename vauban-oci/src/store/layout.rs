@@ -15,6 +15,8 @@ pub(super) const BLOBS: &str = "blobs/sha256";
 pub(super) const TMP: &str = "tmp";
 /// `layers`, relative to the root.
 pub(super) const LAYERS: &str = "layers";
+/// `indexes`, relative to the root (made on first use).
+pub(super) const DIFF_INDEXES: &str = "indexes";
 /// The layout marker file.
 pub(super) const OCI_LAYOUT: &str = "oci-layout";
 /// The index of named images.

@@ -116,6 +116,19 @@ impl Store {
             .join(format!("{}{}", chain.hex(), LAYER_RECORD_SUFFIX))
     }
 
+    /// `STORE/indexes/<diff_id hex>`: the index `vauban diff` made of a
+    /// layer (derived from its blob, made again when missing).
+    pub fn diff_index_path(&self, diff_id: &Digest) -> PathBuf {
+        self.root.join(layout::DIFF_INDEXES).join(diff_id.hex())
+    }
+
+    /// Keeps `bytes` as the diff index of the layer `diff_id` (atomically).
+    pub fn write_diff_index(&self, diff_id: &Digest, bytes: &[u8]) -> Result<()> {
+        let dir = self.root.join(layout::DIFF_INDEXES);
+        layout::make_private_dir(&dir)?;
+        layout::write_atomic(self, &self.diff_index_path(diff_id), bytes)
+    }
+
     /// `STORE/layers`.
     pub fn layers_dir(&self) -> PathBuf {
         self.root.join(layout::LAYERS)

@@ -9,6 +9,7 @@
 
 mod boot;
 mod build;
+mod diff;
 mod rows;
 mod serve;
 mod slurm;

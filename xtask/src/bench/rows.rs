@@ -70,6 +70,13 @@ pub const ROWS: &[Bench] = &[
         run: run_network,
     },
     Bench {
+        name: "diff: two 216 MB images",
+        needs: &["import", "run", "unpack", "diff"],
+        max_ratio: 0.5,
+        max_rss_mib: Some(64),
+        run: super::diff::two_images,
+    },
+    Bench {
         name: "build: conffs x20",
         needs: &["build"],
         max_ratio: 5.0,

@@ -31,7 +31,7 @@ pub(super) fn emit<W: Write>(
             if name.is_none() && links.is_none() {
                 return Ok(Flow::Continue);
             }
-            let meta = meta_of(entry, &layer.digest)?;
+            let meta = meta_of(entry, &format_args!("layer {}", layer.digest))?;
             write_with_links(archive, meta, entry, name, links.map(Vec::as_slice), dest)?;
             Ok(Flow::Continue)
         })?;
@@ -74,15 +74,15 @@ pub(super) fn write_with_links<W: Write>(
 
 /// The metadata of a layer entry (its name left empty); PAX `uid`, `gid`,
 /// `mtime` and `SCHILY.xattr.*` records override the header.
-pub(super) fn meta_of<R: Read>(
+pub(crate) fn meta_of<R: Read>(
     entry: &mut tar::Entry<'_, R>,
-    layer: &vauban_oci::Digest,
+    layer: &dyn std::fmt::Display,
 ) -> Result<Entry> {
     let raw = show(&entry.path_bytes());
     let bad = |reason: String| {
         Error::Oci(vauban_oci::Error::UnsafeEntry {
             entry: raw.clone(),
-            reason: format!("{reason} (layer {layer})"),
+            reason: format!("{reason} ({layer})"),
         })
     };
     let h = entry.header();

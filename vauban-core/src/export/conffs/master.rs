@@ -59,7 +59,7 @@ pub(super) fn resolve<W: Write>(
                     if open.contains(&p) && !hidden.is_covered(&p) {
                         open.remove(&p);
                         if let Some(names) = links.get(&p) {
-                            let meta = meta_of(entry, &layer.digest)?;
+                            let meta = meta_of(entry, &format_args!("layer {}", layer.digest))?;
                             // A link to a link of the master: its content is
                             // elsewhere; left out (warned below) rather than
                             // written as a link to a path the archive lacks.

@@ -44,7 +44,7 @@ pub(super) fn sandbox_dir(name: &[u8]) -> bool {
 
 /// What a layer entry's name says.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Named {
+pub(crate) enum Named {
     /// The root itself (`./`): not shipped.
     Root,
     /// An ordinary entry at this path.
@@ -57,7 +57,7 @@ pub(super) enum Named {
 
 /// Normalises a tar name (leading `/` and `./`, `.` and empty components
 /// dropped) and says what it is; `None` for a `..` component or a NUL byte.
-pub(super) fn classify(raw: &[u8]) -> Option<Named> {
+pub(crate) fn classify(raw: &[u8]) -> Option<Named> {
     let mut comps: Vec<&[u8]> = Vec::new();
     for c in raw.split(|&b| b == b'/') {
         match c {
@@ -88,13 +88,13 @@ pub(super) fn classify(raw: &[u8]) -> Option<Named> {
 }
 
 /// Whether `path` is `prefix` or under it.
-pub(super) fn is_at_or_under(path: &[u8], prefix: &[u8]) -> bool {
+pub(crate) fn is_at_or_under(path: &[u8], prefix: &[u8]) -> bool {
     path.strip_prefix(prefix)
         .is_some_and(|rest| rest.is_empty() || rest[0] == b'/')
 }
 
 /// The proper ancestors of `path`, nearest first (`a/b/c` → `a/b`, `a`).
-pub(super) fn ancestors(path: &[u8]) -> impl Iterator<Item = &[u8]> {
+pub(crate) fn ancestors(path: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut cur = path;
     std::iter::from_fn(move || {
         let i = cur.iter().rposition(|&b| b == b'/')?;

@@ -15,19 +15,19 @@ use crate::error::{Error, Result};
 
 /// One layer blob of an image.
 #[derive(Debug, Clone)]
-pub(super) struct LayerBlob {
+pub(crate) struct LayerBlob {
     /// The blob's digest.
-    pub(super) digest: Digest,
+    pub(crate) digest: Digest,
     /// The blob's size.
-    pub(super) size: u64,
+    pub(crate) size: u64,
     /// The uncompressed tar's digest.
-    pub(super) diff_id: Digest,
+    pub(crate) diff_id: Digest,
     /// The blob's media type (its compression).
-    pub(super) media_type: String,
+    pub(crate) media_type: String,
 }
 
 /// The layers of `image`, base first.
-pub(super) fn layers_of(image: &Image) -> Result<Vec<LayerBlob>> {
+pub(crate) fn layers_of(image: &Image) -> Result<Vec<LayerBlob>> {
     image
         .layers_with_diff_ids()?
         .into_iter()
@@ -44,7 +44,7 @@ pub(super) fn layers_of(image: &Image) -> Result<Vec<LayerBlob>> {
 
 /// The host image's own layers, **top first**: those after the master's,
 /// whose diff_ids must start the host image's.
-pub(super) fn host_layers(master: &Image, host: &Image) -> Result<Vec<LayerBlob>> {
+pub(crate) fn host_layers(master: &Image, host: &Image) -> Result<Vec<LayerBlob>> {
     let below = master.diff_ids()?;
     let all = layers_of(host)?;
     let on_top = all.len() >= below.len() && all.iter().zip(&below).all(|(l, d)| l.diff_id == *d);
@@ -59,7 +59,7 @@ pub(super) fn host_layers(master: &Image, host: &Image) -> Result<Vec<LayerBlob>
 
 /// Whether to read on after an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Flow {
+pub(crate) enum Flow {
     /// Read the next entry.
     Continue,
     /// Stop reading this layer (nothing is verified then).
@@ -69,7 +69,7 @@ pub(super) enum Flow {
 /// Reads the tar entries of `layer` in order, calling `visit` with each
 /// entry and its number in the layer; checks digest, size and diff_id when
 /// the stream was read to its end. `visit`'s errors are returned as they are.
-pub(super) fn read_layer(
+pub(crate) fn read_layer(
     store: &Store,
     layer: &LayerBlob,
     mut visit: impl FnMut(&mut tar::Entry<'_, &mut dyn Read>, u64) -> Result<Flow>,

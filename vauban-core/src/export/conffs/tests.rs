@@ -21,7 +21,7 @@ use vauban_oci::tar_writer::pax_record;
 const HOST: &str = "web01";
 
 /// One entry of a test layer: a table of cases, one line each.
-enum E<'a> {
+pub(crate) enum E<'a> {
     Dir(&'a str),
     File(&'a str, &'a [u8]),
     /// A file with mode, uid/gid, mtime and one xattr.
@@ -34,7 +34,7 @@ enum E<'a> {
     Opaque(&'a str),
 }
 
-fn tar_of(entries: &[E<'_>]) -> Vec<u8> {
+pub(crate) fn tar_of(entries: &[E<'_>]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     let header = |ty: tar::EntryType, mode: u32, size: u64| {
         let mut h = tar::Header::new_ustar();
@@ -91,7 +91,7 @@ fn tar_of(entries: &[E<'_>]) -> Vec<u8> {
 }
 
 /// Stores a layer of `entries`, compressed as `compression`.
-fn layer(store: &Store, compression: Compression, entries: &[E<'_>]) -> PackedLayer {
+pub(crate) fn layer(store: &Store, compression: Compression, entries: &[E<'_>]) -> PackedLayer {
     let tar = tar_of(entries);
     if compression == Compression::Zstd {
         // Through vauban's own encoder (it refuses whiteouts: none here).
@@ -122,7 +122,7 @@ fn layer(store: &Store, compression: Compression, entries: &[E<'_>]) -> PackedLa
     }
 }
 
-fn image(store: &Store, base: Option<&Image>, layers: &[PackedLayer]) -> Image {
+pub(crate) fn image(store: &Store, base: Option<&Image>, layers: &[PackedLayer]) -> Image {
     let history = HistoryEntry {
         created_by: "test".into(),
         created: created_now(),

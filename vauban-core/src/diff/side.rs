@@ -1,0 +1,425 @@
+//! The two things a diff compares, each named on the command line: an image
+//! of the store (`NAME[:TAG]`, `NAME@DIGEST`, a conffs host's
+//! `MASTER/HOST`), a tree on disk, or a tar archive (a `conffs-HOST.tgz`,
+//! gzip, zstd or plain). Each is a stack of sources, top first: an image's
+//! layer blobs, or the one tree or archive; every source gives its index
+//! (`LayerIndex`) and, on demand, the bytes of a few of its files.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufReader, Read};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use vauban_oci::store::Store;
+use vauban_oci::{Image, Reference};
+
+use super::index::{content_digest, overlay_internal, LayerIndex, INDEX_LIMIT};
+use super::node::{Kind, Node};
+use crate::error::{Error, Result};
+use crate::export::conffs::source::{layers_of, read_layer, Flow, LayerBlob};
+
+/// One side of a diff.
+#[derive(Debug)]
+pub struct Side {
+    /// As it was named.
+    pub name: String,
+    /// What it is.
+    pub what: SideKind,
+    /// Its sources, top first.
+    pub(super) sources: Vec<Source>,
+}
+
+/// What a side is.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SideKind {
+    /// An image of the store.
+    Image {
+        /// Its manifest digest.
+        digest: String,
+    },
+    /// A directory on disk.
+    Tree {
+        /// Its path.
+        path: PathBuf,
+    },
+    /// A tar archive on disk.
+    Archive {
+        /// Its path.
+        path: PathBuf,
+    },
+}
+
+/// Where entries come from.
+#[derive(Debug, Clone)]
+pub(super) enum Source {
+    /// A layer blob of the store.
+    Layer(LayerBlob),
+    /// A directory on disk.
+    Tree(PathBuf),
+    /// A tar archive on disk.
+    Archive(PathBuf),
+}
+
+impl Side {
+    /// The side named `spec`: an existing directory or file by that path,
+    /// else an image of `store`.
+    pub fn open(store: &Store, spec: &str) -> Result<Side> {
+        let path = Path::new(spec);
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => {
+                return Ok(Side {
+                    name: spec.into(),
+                    what: SideKind::Tree { path: path.into() },
+                    sources: vec![Source::Tree(path.into())],
+                })
+            }
+            Ok(m) if m.is_file() => {
+                return Ok(Side {
+                    name: spec.into(),
+                    what: SideKind::Archive { path: path.into() },
+                    sources: vec![Source::Archive(path.into())],
+                })
+            }
+            _ => {}
+        }
+        let not_found = |reason: String| Error::Diff {
+            what: spec.into(),
+            reason,
+        };
+        let reference = Reference::parse(spec).map_err(|e| {
+            not_found(format!(
+                "no directory or file by that name, and not an image name ({e})"
+            ))
+        })?;
+        let image = store.image(&reference).map_err(|e| {
+            not_found(format!(
+                "no directory or file by that name, and no such image in the store {} ({e})",
+                store.root().display()
+            ))
+        })?;
+        Side::of_image(spec, &image)
+    }
+
+    /// The side of `image`, named `name`.
+    pub fn of_image(name: &str, image: &Image) -> Result<Side> {
+        let mut layers = layers_of(image)?;
+        layers.reverse();
+        Ok(Side {
+            name: name.into(),
+            what: SideKind::Image {
+                digest: image.manifest_digest.to_string(),
+            },
+            sources: layers.into_iter().map(Source::Layer).collect(),
+        })
+    }
+
+    /// How many of the bottom sources `self` and `other` share (the same
+    /// layers, by diff_id, in the same order from the bottom).
+    pub(super) fn shared_with(&self, other: &Side) -> usize {
+        let diff_id = |s: &Source| match s {
+            Source::Layer(l) => Some(l.diff_id.clone()),
+            _ => None,
+        };
+        self.sources
+            .iter()
+            .rev()
+            .zip(other.sources.iter().rev())
+            .take_while(|(a, b)| diff_id(a).is_some() && diff_id(a) == diff_id(b))
+            .count()
+    }
+}
+
+impl Source {
+    /// What this source is, in messages.
+    pub(super) fn describe(&self) -> String {
+        match self {
+            Source::Layer(l) => format!("layer blob {}", l.digest),
+            Source::Tree(p) => format!("tree {}", p.display()),
+            Source::Archive(p) => format!("archive {}", p.display()),
+        }
+    }
+
+    /// The index of this source: a layer's kept one when the store has it
+    /// (else made from its blob and kept), a tree walked, an archive read.
+    pub(super) fn index(&self, store: &Store) -> Result<LayerIndex> {
+        match self {
+            Source::Layer(layer) => {
+                let kept = store.diff_index_path(&layer.diff_id);
+                if let Some(index) = read_bounded(&kept).and_then(|b| LayerIndex::from_text(&b)) {
+                    return Ok(index);
+                }
+                let what = self.describe();
+                let mut index = LayerIndex::default();
+                read_layer(store, layer, |entry, _| {
+                    index.add_entry(entry, &what)?;
+                    Ok(Flow::Continue)
+                })?;
+                // The blob was read to its end and checked: keep its index.
+                if let Err(e) = store.write_diff_index(&layer.diff_id, &index.to_text()) {
+                    tracing::warn!(layer = %layer.diff_id, error = %e, "diff index not kept");
+                }
+                Ok(index)
+            }
+            Source::Archive(path) => {
+                let what = self.describe();
+                let mut index = LayerIndex::default();
+                read_archive(path, |entry| {
+                    index.add_entry(entry, &what)?;
+                    Ok(Flow::Continue)
+                })?;
+                Ok(index)
+            }
+            Source::Tree(root) => walk_tree(root),
+        }
+    }
+
+    /// The first `limit` bytes of each of `wanted` (regular files) in this
+    /// source.
+    pub(super) fn contents(
+        &self,
+        store: &Store,
+        wanted: &BTreeSet<Vec<u8>>,
+        limit: u64,
+    ) -> Result<BTreeMap<Vec<u8>, Vec<u8>>> {
+        let mut found = BTreeMap::new();
+        if wanted.is_empty() {
+            return Ok(found);
+        }
+        let mut take = |entry: &mut dyn Read, path: Vec<u8>| -> Result<Flow> {
+            let mut bytes = Vec::new();
+            entry
+                .take(limit)
+                .read_to_end(&mut bytes)
+                .map_err(|e| Error::Diff {
+                    what: self.describe(),
+                    reason: format!("reading {}: {e}", crate::printable::escape_bytes(&path)),
+                })?;
+            found.insert(path, bytes);
+            Ok(if found.len() == wanted.len() {
+                Flow::Stop
+            } else {
+                Flow::Continue
+            })
+        };
+        let name_of = |raw: &[u8]| match crate::export::conffs::names::classify(raw) {
+            Some(crate::export::conffs::names::Named::Entry(p)) => Some(p),
+            _ => None,
+        };
+        match self {
+            Source::Layer(layer) => {
+                read_layer(store, layer, |entry, _| {
+                    let regular = entry.header().entry_type().is_file();
+                    match name_of(&entry.path_bytes()) {
+                        Some(p) if regular && wanted.contains(&p) => take(entry, p),
+                        _ => Ok(Flow::Continue),
+                    }
+                })?;
+            }
+            Source::Archive(path) => {
+                read_archive(path, |entry| {
+                    let regular = entry.header().entry_type().is_file();
+                    match name_of(&entry.path_bytes()) {
+                        Some(p) if regular && wanted.contains(&p) => take(entry, p),
+                        _ => Ok(Flow::Continue),
+                    }
+                })?;
+            }
+            Source::Tree(root) => {
+                for p in wanted {
+                    let full = root.join(os(p));
+                    let file = open_no_follow(&full).map_err(|e| Error::io("open", &full, e))?;
+                    take(&mut BufReader::new(file), p.clone())?;
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Bytes of a path as a file name.
+fn os(b: &[u8]) -> &std::ffi::OsStr {
+    std::os::unix::ffi::OsStrExt::from_bytes(b)
+}
+
+/// Opens a regular file without following a link at its last component.
+fn open_no_follow(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+}
+
+/// A kept index's bytes; `None` when there is none or it cannot be read.
+fn read_bounded(path: &Path) -> Option<Vec<u8>> {
+    let file = std::fs::File::open(path).ok()?;
+    let mut bytes = Vec::new();
+    file.take(INDEX_LIMIT).read_to_end(&mut bytes).ok()?;
+    Some(bytes)
+}
+
+/// Reads the tar entries of the archive at `path` (gzip, zstd or plain, by
+/// its first bytes).
+fn read_archive(
+    path: &Path,
+    mut visit: impl FnMut(&mut tar::Entry<'_, &mut dyn Read>) -> Result<Flow>,
+) -> Result<()> {
+    let bad = |e: std::io::Error| Error::Diff {
+        what: format!("archive {}", path.display()),
+        reason: e.to_string(),
+    };
+    let mut file =
+        BufReader::new(std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?);
+    let magic = {
+        use std::io::BufRead;
+        file.fill_buf()
+            .map_err(bad)?
+            .get(..4)
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default()
+    };
+    let media_type = if magic.starts_with(&[0x1f, 0x8b]) {
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    } else if magic == [0x28, 0xb5, 0x2f, 0xfd] {
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    } else {
+        "application/vnd.oci.image.layer.v1.tar"
+    };
+    let mut plain = vauban_oci::layer::decompressor(media_type, file)?;
+    let input: &mut dyn Read = &mut plain;
+    let mut archive = tar::Archive::new(input);
+    for entry in archive.entries().map_err(bad)? {
+        let mut entry = entry.map_err(bad)?;
+        if visit(&mut entry)? == Flow::Stop {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The index of the tree at `root`: every entry under it, no link
+/// followed; a file with several names is a file at its first name (in
+/// sorted order) and hard links at the others.
+fn walk_tree(root: &Path) -> Result<LayerIndex> {
+    let mut index = LayerIndex::default();
+    let mut seen: BTreeMap<(u64, u64), Vec<u8>> = BTreeMap::new();
+    let mut todo: Vec<Vec<u8>> = vec![Vec::new()];
+    while let Some(rel) = todo.pop() {
+        let dir = root.join(os(&rel));
+        let mut names: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+            .map_err(|e| Error::io("list", &dir, e))?
+            .map(|e| {
+                e.map(|e| {
+                    std::os::unix::ffi::OsStrExt::as_bytes(e.file_name().as_os_str()).to_vec()
+                })
+                .map_err(|err| Error::io("list", &dir, err))
+            })
+            .collect::<Result<_>>()?;
+        names.sort();
+        let mut subdirs = Vec::new();
+        for name in names {
+            let path = if rel.is_empty() {
+                name
+            } else {
+                [&rel[..], b"/", &name].concat()
+            };
+            let full = root.join(os(&path));
+            let meta = std::fs::symlink_metadata(&full).map_err(|e| Error::io("stat", &full, e))?;
+            let ft = meta.file_type();
+            use std::os::unix::fs::FileTypeExt;
+            let kind = if ft.is_dir() {
+                Kind::Dir
+            } else if ft.is_symlink() {
+                Kind::Symlink
+            } else if ft.is_file() {
+                Kind::File
+            } else if ft.is_char_device() {
+                Kind::Char
+            } else if ft.is_block_device() {
+                Kind::Block
+            } else if ft.is_fifo() {
+                Kind::Fifo
+            } else {
+                // A socket: nothing an image carries.
+                continue;
+            };
+            let mut node = Node {
+                kind,
+                mode: meta.mode() & 0o7777,
+                uid: meta.uid().into(),
+                gid: meta.gid().into(),
+                size: None,
+                sha256: None,
+                target: None,
+                hardlink: None,
+                device: None,
+                xattrs: xattrs_of(&full),
+            };
+            match kind {
+                Kind::File => {
+                    let first = (meta.nlink() > 1)
+                        .then(|| seen.get(&(meta.dev(), meta.ino())).cloned())
+                        .flatten();
+                    if let Some(first) = first {
+                        let target = &index.nodes[&first];
+                        node.size = target.size;
+                        node.sha256 = target.sha256.clone();
+                        node.hardlink = Some(first);
+                    } else {
+                        let file =
+                            open_no_follow(&full).map_err(|e| Error::io("open", &full, e))?;
+                        let (size, digest) = content_digest(BufReader::new(file))
+                            .map_err(|e| Error::io("read", &full, e))?;
+                        node.size = Some(size);
+                        node.sha256 = Some(digest);
+                        if meta.nlink() > 1 {
+                            seen.insert((meta.dev(), meta.ino()), path.clone());
+                        }
+                    }
+                }
+                Kind::Symlink => {
+                    let t =
+                        std::fs::read_link(&full).map_err(|e| Error::io("read link", &full, e))?;
+                    node.target =
+                        Some(std::os::unix::ffi::OsStrExt::as_bytes(t.as_os_str()).to_vec());
+                }
+                Kind::Char | Kind::Block => {
+                    let rdev = meta.rdev();
+                    node.device = Some((rustix::fs::major(rdev), rustix::fs::minor(rdev)));
+                }
+                Kind::Dir => subdirs.push(path.clone()),
+                Kind::Fifo => {}
+            }
+            index.nodes.insert(path, node);
+        }
+        todo.extend(subdirs.into_iter().rev());
+    }
+    Ok(index)
+}
+
+/// The extended attributes of `path` (not followed), values in hex;
+/// overlayfs's own left out; none when they cannot be listed.
+fn xattrs_of(path: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut names = vec![0u8; 4096];
+    let Ok(n) = rustix::fs::llistxattr(path, &mut names) else {
+        return out;
+    };
+    for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        if overlay_internal(name) {
+            continue;
+        }
+        let Ok(cname) = std::ffi::CString::new(name) else {
+            continue;
+        };
+        let mut value = vec![0u8; 65536];
+        if let Ok(len) = rustix::fs::lgetxattr(path, cname.as_c_str(), &mut value) {
+            out.insert(
+                String::from_utf8_lossy(name).into_owned(),
+                hex::encode(&value[..len]),
+            );
+        }
+    }
+    out
+}

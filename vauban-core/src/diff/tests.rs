@@ -1,0 +1,378 @@
+//! Tests of the diff: images made of hand-written layers in a temp store
+//! (a shared base, each side's own layers with whiteouts, opaque
+//! directories, hard links, xattrs), trees on disk and archives.
+
+use std::collections::BTreeMap;
+
+use vauban_oci::layer::Compression;
+use vauban_oci::store::Store;
+
+use super::*;
+use crate::export::conffs::tests::{image, layer, tar_of, E};
+
+fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("store")).unwrap();
+    (dir, store)
+}
+
+fn base_entries() -> Vec<E<'static>> {
+    vec![
+        E::Dir("etc"),
+        E::File("etc/motd", b"welcome\n"),
+        E::File("etc/web.conf", b"port 80\nworkers 4\nlog on\n"),
+        E::Dir("etc/old"),
+        E::File("etc/old/a", b"a\n"),
+        E::File("etc/old/b", b"b\n"),
+        E::Dir("usr"),
+        E::File("usr/blob", b"\x00\x01binary"),
+        E::Dir("var"),
+        E::File("var/lib.db", b"x"),
+    ]
+}
+
+/// The changes of a report as `(letter, path, fields)`.
+fn summary(r: &Report) -> Vec<(char, String, Vec<&'static str>)> {
+    r.changes
+        .iter()
+        .map(|c| (c.status.letter(), c.path.clone(), c.fields.clone()))
+        .collect()
+}
+
+#[test]
+fn two_hosts_on_one_master_differ_by_their_own_layers_only() {
+    let (_d, store) = store();
+    let base = image(
+        &store,
+        None,
+        &[layer(&store, Compression::Gzip, &base_entries())],
+    );
+    let host = |value: &'static [u8]| {
+        let l = layer(
+            &store,
+            Compression::Gzip,
+            &[
+                E::Dir("etc"),
+                E::File("etc/host-value", value),
+                E::File("etc/web.conf", b"port 80\nworkers 8\nlog on\n"),
+            ],
+        );
+        image(&store, Some(&base), &[l])
+    };
+    let (a, b) = (host(b"web01\n"), host(b"web02\n"));
+    let sa = Side::of_image("master-web/web01", &a).unwrap();
+    let sb = Side::of_image("master-web/web02", &b).unwrap();
+    let r = diff(&store, &sa, &sb, &DiffOptions::default()).unwrap();
+    assert_eq!(r.shared_layers, 1);
+    assert!(
+        !r.shared_read,
+        "both hosts touch the same paths: the master is not read"
+    );
+    assert_eq!(
+        summary(&r),
+        [('M', "/etc/host-value".to_string(), vec!["content"])]
+    );
+    let text = r.changes[0].text.as_ref().unwrap();
+    assert!(
+        text.unified.contains("-web01\n+web02\n"),
+        "{}",
+        text.unified
+    );
+    assert_eq!((text.added, text.removed), (1, 1));
+
+    // The master against a host: what the host adds, the master read for it.
+    let sm = Side::of_image("master-web", &base).unwrap();
+    let r = diff(&store, &sm, &sa, &DiffOptions::default()).unwrap();
+    assert!(r.shared_read);
+    assert_eq!(
+        summary(&r),
+        [
+            ('A', "/etc/host-value".to_string(), vec![]),
+            ('M', "/etc/web.conf".to_string(), vec!["content"]),
+        ]
+    );
+    let web = r.changes[1].text.as_ref().unwrap();
+    assert!(
+        web.unified.contains("-workers 4\n+workers 8\n"),
+        "{}",
+        web.unified
+    );
+    assert!(
+        web.unified
+            .starts_with("--- a/etc/web.conf\n+++ b/etc/web.conf\n"),
+        "{}",
+        web.unified
+    );
+
+    // The same image twice: nothing, nothing read.
+    let r = diff(&store, &sa, &sa, &DiffOptions::default()).unwrap();
+    assert!(!r.differs() && r.shared_layers == 2 && !r.shared_read);
+}
+
+#[test]
+fn whiteouts_and_opaque_dirs_are_removals_and_every_field_is_compared() {
+    let (_d, store) = store();
+    let base = image(
+        &store,
+        None,
+        &[layer(&store, Compression::Gzip, &base_entries())],
+    );
+    let top = layer(
+        &store,
+        Compression::None,
+        &[
+            E::Dir("etc"),
+            E::Whiteout("etc/motd"),
+            E::Opaque("etc/old"),
+            E::Dir("etc/old"),
+            E::File("etc/old/new", b"n\n"),
+            E::Rich(
+                "usr/blob",
+                b"\x00\x02binary",
+                0o600,
+                7,
+                0,
+                ("user.tag", "v1"),
+            ),
+            E::Symlink("var/link", "../etc"),
+            E::File("var/one", b"same\n"),
+            E::HardLink("var/two", "var/one"),
+        ],
+    );
+    let changed = image(&store, Some(&base), &[top]);
+    let (sa, sb) = (
+        Side::of_image("a", &base).unwrap(),
+        Side::of_image("b", &changed).unwrap(),
+    );
+    let r = diff(&store, &sa, &sb, &DiffOptions::default()).unwrap();
+    assert_eq!(
+        summary(&r),
+        [
+            ('D', "/etc/motd".to_string(), vec![]),
+            ('D', "/etc/old/a".to_string(), vec![]),
+            ('D', "/etc/old/b".to_string(), vec![]),
+            ('A', "/etc/old/new".to_string(), vec![]),
+            (
+                'M',
+                "/usr/blob".to_string(),
+                vec!["mode", "owner", "content", "xattrs"]
+            ),
+            ('A', "/var/link".to_string(), vec![]),
+            ('A', "/var/one".to_string(), vec![]),
+            ('A', "/var/two".to_string(), vec![]),
+        ]
+    );
+    let blob = &r.changes[4];
+    assert!(blob.text.is_none(), "a binary file has no text diff");
+    assert_eq!(
+        blob.b.as_ref().unwrap().xattrs["user.tag"],
+        hex::encode("v1")
+    );
+    let two = r.changes[7].b.as_ref().unwrap();
+    assert_eq!(two.hardlink.as_deref(), Some(&b"var/one"[..]));
+    let two_text = &r.changes[7].text.as_ref().unwrap().unified;
+    assert!(
+        two_text.starts_with("--- /dev/null\n+++ b/var/two\n") && two_text.ends_with("\n+same\n"),
+        "a hard link's text is its target's: {two_text}"
+    );
+    let motd = &r.changes[0].text.as_ref().unwrap().unified;
+    assert!(
+        motd.starts_with("--- a/etc/motd\n+++ /dev/null\n") && motd.ends_with("\n-welcome\n"),
+        "{motd}"
+    );
+
+    // Paths and exclusions.
+    let only_etc = DiffOptions {
+        paths: vec!["/etc/old".into()],
+        exclude: vec!["new".into()],
+        ..DiffOptions::default()
+    };
+    let r = diff(&store, &sa, &sb, &only_etc).unwrap();
+    assert_eq!(
+        r.changes
+            .iter()
+            .map(|c| c.path.as_str())
+            .collect::<Vec<_>>(),
+        ["/etc/old/a", "/etc/old/b"]
+    );
+    let no_var = DiffOptions {
+        exclude: vec!["var/*".into(), "etc".into()],
+        ..DiffOptions::default()
+    };
+    let r = diff(&store, &sa, &sb, &no_var).unwrap();
+    assert_eq!(
+        r.changes
+            .iter()
+            .map(|c| c.path.as_str())
+            .collect::<Vec<_>>(),
+        ["/usr/blob"]
+    );
+    assert!(Filter::new(&DiffOptions {
+        exclude: vec!["[".into()],
+        ..DiffOptions::default()
+    })
+    .is_err());
+}
+
+#[test]
+fn a_layer_index_is_kept_and_read_back_instead_of_the_layer() {
+    let (_d, store) = store();
+    let l = layer(&store, Compression::Gzip, &base_entries());
+    let base = image(&store, None, std::slice::from_ref(&l));
+    let side = Side::of_image("base", &base).unwrap();
+    let first = side.sources[0].index(&store).unwrap();
+    let kept = store.diff_index_path(&l.diff_id);
+    assert!(kept.is_file());
+    // The blob gone, the kept index still answers.
+    std::fs::remove_file(store.blob_path(&l.digest)).unwrap();
+    assert_eq!(side.sources[0].index(&store).unwrap(), first);
+    // gc keeps the index of a named image's layer, removes an unnamed one's.
+    let other = layer(&store, Compression::Gzip, &[E::File("x", b"x")]);
+    let unnamed = image(&store, None, std::slice::from_ref(&other));
+    Side::of_image("unnamed", &unnamed).unwrap().sources[0]
+        .index(&store)
+        .unwrap();
+    store
+        .tag(
+            &vauban_oci::Reference::parse("base:1").unwrap(),
+            &base.descriptor(),
+        )
+        .unwrap();
+    store.gc().unwrap();
+    assert!(kept.is_file(), "the named image's layer index is kept");
+    assert!(!store.diff_index_path(&other.diff_id).exists());
+
+    // An index that is not one is not believed: the blob is read (and,
+    // gone, fails naming it).
+    std::fs::write(&kept, b"garbage").unwrap();
+    let err = side.sources[0].index(&store).unwrap_err().to_string();
+    assert!(err.contains("sha256:"), "{err}");
+}
+
+#[test]
+fn a_tree_on_disk_and_an_archive_compare_with_an_image() {
+    let (d, store) = store();
+    let img = image(
+        &store,
+        None,
+        &[layer(&store, Compression::Gzip, &base_entries())],
+    );
+    // The same tree on disk, then changed.
+    let tree = d.path().join("tree");
+    let tar = tar_of(&base_entries());
+    tar::Archive::new(&tar[..]).unpack(&tree).unwrap();
+    std::fs::write(tree.join("etc/motd"), "hello\n").unwrap();
+    std::fs::remove_file(tree.join("var/lib.db")).unwrap();
+    std::fs::hard_link(tree.join("etc/old/a"), tree.join("etc/old/z")).unwrap();
+    let si = Side::of_image("img", &img).unwrap();
+    let st = Side::open(&store, tree.to_str().unwrap()).unwrap();
+    let opts = DiffOptions {
+        // The unpacked root dir takes the umask's mode and our owner.
+        exclude: vec![],
+        ..DiffOptions::default()
+    };
+    let r = diff(&store, &si, &st, &opts).unwrap();
+    let by_path: BTreeMap<&str, &Change> = r.changes.iter().map(|c| (c.path.as_str(), c)).collect();
+    assert_eq!(
+        by_path["/etc/motd"].fields,
+        ["owner", "content"]
+            .iter()
+            .filter(|f| {
+                // Unpacked as ourselves: owners differ unless we are root.
+                **f != "owner" || nix::unistd::getuid().as_raw() != 0
+            })
+            .copied()
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(by_path["/var/lib.db"].status, Status::Removed);
+    let z = by_path["/etc/old/z"].b.as_ref().unwrap();
+    assert_eq!(z.hardlink.as_deref(), Some(&b"etc/old/a"[..]));
+
+    // An archive of the image's layer is the image's tree.
+    let archive = d.path().join("layer.tar");
+    std::fs::write(&archive, &tar).unwrap();
+    let sa = Side::open(&store, archive.to_str().unwrap()).unwrap();
+    let r = diff(&store, &si, &sa, &DiffOptions::default()).unwrap();
+    assert!(!r.differs(), "{:?}", summary(&r));
+
+    // A name that is nothing.
+    let err = Side::open(&store, "no-such-image").unwrap_err().to_string();
+    assert!(
+        err.contains("no-such-image") && err.contains("no such image"),
+        "{err}"
+    );
+}
+
+#[test]
+fn packages_are_compared_from_each_sides_dpkg_status() {
+    let (_d, store) = store();
+    let status = |pkgs: &[(&str, &str)]| {
+        pkgs.iter()
+            .map(|(n, v)| {
+                format!("Package: {n}\nStatus: install ok installed\nArchitecture: amd64\nVersion: {v}\n")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+            .into_bytes()
+    };
+    let a_status = status(&[("bash", "5.2-1"), ("curl", "7.88-1"), ("vim", "9.0-1")]);
+    let b_status = status(&[
+        ("bash", "5.2-1"),
+        ("curl", "8.0-1"),
+        ("nano", "7.2-1"),
+        ("vim", "1:8.0-1"),
+    ]);
+    let base = image(
+        &store,
+        None,
+        &[layer(
+            &store,
+            Compression::Gzip,
+            &[
+                E::Dir("var"),
+                E::Dir("var/lib"),
+                E::Dir("var/lib/dpkg"),
+                E::File("var/lib/dpkg/status", &a_status),
+            ],
+        )],
+    );
+    let top = layer(
+        &store,
+        Compression::Gzip,
+        &[E::File("var/lib/dpkg/status", &b_status)],
+    );
+    let newer = image(&store, Some(&base), &[top]);
+    let r = packages(
+        &store,
+        &Side::of_image("a", &base).unwrap(),
+        &Side::of_image("b", &newer).unwrap(),
+    )
+    .unwrap();
+    let got: Vec<(&str, &str)> = r
+        .changes
+        .iter()
+        .map(|c| (c.name.as_str(), c.change))
+        .collect();
+    assert_eq!(
+        got,
+        [("curl", "upgraded"), ("nano", "added"), ("vim", "upgraded")]
+    );
+    assert_eq!((r.a_installed, r.b_installed), (3, 4));
+    let gone = image(
+        &store,
+        Some(&base),
+        &[layer(
+            &store,
+            Compression::Gzip,
+            &[E::Whiteout("var/lib/dpkg/status")],
+        )],
+    );
+    let r = packages(
+        &store,
+        &Side::of_image("a", &base).unwrap(),
+        &Side::of_image("c", &gone).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(r.changes.len(), 3);
+    assert!(r.changes.iter().all(|c| c.change == "removed"));
+}
