@@ -28,9 +28,12 @@ fn main() -> ExitCode {
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            // Help and version go to stdout and succeed; usage errors are user errors.
+            // Help and version go to stdout and succeed; usage errors are user errors
+            // (2 for `diff --exit-code`, whose 1 means "they differ").
             let _ = e.print();
-            return if e.use_stderr() {
+            return if e.use_stderr() && diff_exit_code() {
+                ExitCode::from(2)
+            } else if e.use_stderr() {
                 ExitCode::from(exit::USER_ERROR)
             } else {
                 ExitCode::SUCCESS
@@ -51,6 +54,13 @@ fn main() -> ExitCode {
         // The panic message was already printed by the default hook.
         Err(_) => ExitCode::from(exit::INTERNAL_ERROR),
     }
+}
+
+/// Whether the command line is a `vauban diff --exit-code` (read raw: it
+/// could not be parsed).
+fn diff_exit_code() -> bool {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    args.iter().any(|a| a == "diff") && args.iter().any(|a| a == "--exit-code")
 }
 
 /// Logs to stderr: `RUST_LOG` wins, else `-v` (info), `-vv`/`--debug` (debug), `-vvv` (trace).

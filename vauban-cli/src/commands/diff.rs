@@ -19,7 +19,8 @@ pub struct Args {
     pub a: String,
     /// Side B, as A.
     pub b: String,
-    /// Only these paths and what is under them.
+    /// Only these paths and what is under them (paths from the root, not
+    /// globs).
     #[arg(last = true)]
     pub paths: Vec<String>,
     /// Leave out paths matching GLOB (a name anywhere, or a path from the
@@ -39,7 +40,7 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
     /// Compare the installed packages (dpkg status) instead of the files.
-    #[arg(long, conflicts_with_all = ["stat", "name_only", "name_status"])]
+    #[arg(long, conflicts_with_all = ["stat", "name_only", "name_status", "exclude", "paths"])]
     pub packages: bool,
     /// Exit 1 when the sides differ, 0 when not (2 on an error).
     #[arg(long)]
@@ -49,7 +50,17 @@ pub struct Args {
 /// Compares and prints.
 pub fn run(globals: &Globals, args: Args) -> Result<()> {
     let exit_code = args.exit_code;
-    match compare(globals, args) {
+    let result = compare(globals, args).inspect_err(|e| {
+        // A reader that stopped reading (`| head`) is not an error.
+        let closed = e.chain().any(|c| {
+            c.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        });
+        if closed {
+            std::process::exit(if exit_code { 1 } else { 0 });
+        }
+    });
+    match result {
         Ok(differs) => {
             std::io::stdout().flush()?;
             if exit_code && differs {
@@ -129,18 +140,66 @@ fn what_changed(c: &Change) -> String {
                         format!("type {} -> {}", a.kind.word(), b.kind.word())
                     }
                     ("content", Some(a), Some(b)) if c.text.is_none() => format!(
-                        "content ({} -> {} B, sha256 {} -> {})",
+                        "content ({}{} -> {} B, sha256 {} -> {})",
+                        c.no_text
+                            .as_deref()
+                            .map(|w| format!("{w}, "))
+                            .unwrap_or_default(),
                         a.size.unwrap_or(0),
                         b.size.unwrap_or(0),
                         short(a.sha256.as_deref()),
                         short(b.sha256.as_deref())
                     ),
+                    ("target", Some(a), Some(b)) => format!(
+                        "target {} -> {}",
+                        link_text(a.target.as_deref(), ""),
+                        link_text(b.target.as_deref(), "")
+                    ),
+                    ("hardlink", Some(a), Some(b)) => format!(
+                        "hard link {} -> {}",
+                        link_text(a.hardlink.as_deref(), "/"),
+                        link_text(b.hardlink.as_deref(), "/")
+                    ),
+                    ("xattrs", Some(a), Some(b)) => xattr_changes(a, b),
                     (f, _, _) => f.to_string(),
                 })
                 .collect();
             format!("changed: {}", words.join(", "))
         }
     }
+}
+
+/// A link target or hard link as printed (`none` when there is none).
+fn link_text(t: Option<&[u8]>, prefix: &str) -> String {
+    t.map_or_else(
+        || "none".into(),
+        |t| format!("{prefix}{}", vauban_core::diff::quote_name(t)),
+    )
+}
+
+/// Which extended attributes differ: `xattr user.a added, user.b changed`.
+fn xattr_changes(a: &vauban_core::diff::Node, b: &vauban_core::diff::Node) -> String {
+    let mut words = Vec::new();
+    for (name, value) in &a.xattrs {
+        match b.xattrs.get(name) {
+            None => words.push(format!(
+                "{} removed",
+                vauban_core::diff::quote_name(name.as_bytes())
+            )),
+            Some(v) if v != value => words.push(format!(
+                "{} changed",
+                vauban_core::diff::quote_name(name.as_bytes())
+            )),
+            Some(_) => {}
+        }
+    }
+    for name in b.xattrs.keys().filter(|n| !a.xattrs.contains_key(*n)) {
+        words.push(format!(
+            "{} added",
+            vauban_core::diff::quote_name(name.as_bytes())
+        ));
+    }
+    format!("xattr {}", words.join(", "))
 }
 
 fn short(sha: Option<&str>) -> &str {

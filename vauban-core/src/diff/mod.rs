@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use vauban_oci::store::Store;
 
-pub use node::{Kind, Node};
+pub use node::{quote_name, Kind, Node};
 pub use packages::{packages, PackageChange, PackageReport};
 pub use side::{Side, SideKind};
 use view::{needs_shared, Layer, View};
@@ -108,6 +108,10 @@ pub struct Change {
     /// The text diff, for a text file whose content differs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<TextChange>,
+    /// Why a file whose content differs has no text diff (`binary`, or
+    /// `larger than 1048576 bytes`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_text: Option<String>,
 }
 
 /// A side as the report names it.
@@ -165,16 +169,19 @@ struct Filter {
 impl Filter {
     fn new(opts: &DiffOptions) -> Result<Filter> {
         let mut f = Filter {
-            paths: opts
-                .paths
-                .iter()
-                .map(|p| p.trim_matches('/').as_bytes().to_vec())
-                .collect(),
+            paths: opts.paths.iter().map(|p| normal(p).into_bytes()).collect(),
             names: Vec::new(),
             full: Vec::new(),
         };
         for g in &opts.exclude {
-            let g = g.trim_start_matches('/');
+            let g = normal(g);
+            if g.is_empty() {
+                return Err(Error::InvalidArgument {
+                    argument: "--exclude".into(),
+                    reason: "an empty pattern (it would match nothing)".into(),
+                });
+            }
+            let g = g.as_str();
             let pattern = glob::Pattern::new(g).map_err(|e| Error::InvalidArgument {
                 argument: format!("--exclude {g}"),
                 reason: e.to_string(),
@@ -220,6 +227,25 @@ impl Filter {
     }
 }
 
+/// A path or pattern as the filter compares it: no leading `/` or `./`, no
+/// trailing `/`.
+fn normal(p: &str) -> String {
+    let mut p = p.trim_end_matches('/');
+    loop {
+        let q = p.trim_start_matches('/');
+        let q = q.strip_prefix("./").unwrap_or(q);
+        if q == p {
+            break;
+        }
+        p = q;
+    }
+    if p == "." {
+        String::new()
+    } else {
+        p.to_string()
+    }
+}
+
 /// Compares `a` and `b` (see the module doc).
 pub fn diff(store: &Store, a: &Side, b: &Side, opts: &DiffOptions) -> Result<Report> {
     let filter = Filter::new(opts)?;
@@ -260,6 +286,20 @@ pub fn diff(store: &Store, a: &Side, b: &Side, opts: &DiffOptions) -> Result<Rep
         (_, Layer::Own(p)) => Origin::B(p),
         (_, Layer::Shared(p)) => Origin::Shared(p),
     };
+    let (ga, gb) = (va.link_groups(), vb.link_groups());
+    let gbase = vbase.as_ref().map(View::link_groups).unwrap_or_default();
+    // A value with its hard link named by its group's first path.
+    let settle = |v: &Option<(&Node, Layer)>, own: &BTreeMap<Vec<u8>, Vec<u8>>, path: &[u8]| {
+        v.as_ref().map(|(n, l)| {
+            let groups = match l {
+                Layer::Own(_) => own,
+                Layer::Shared(_) => &gbase,
+            };
+            let mut n = (*n).clone();
+            n.hardlink = groups.get(path).filter(|c| c.as_slice() != path).cloned();
+            n
+        })
+    };
     let mut changes = Vec::new();
     // For the text diffs: the change, where A's and B's contents are.
     let mut texts: Vec<(usize, Option<Place>, Option<Place>)> = Vec::new();
@@ -269,9 +309,10 @@ pub fn diff(store: &Store, a: &Side, b: &Side, opts: &DiffOptions) -> Result<Rep
         }
         let x = va.value(vbase.as_ref(), path);
         let y = vb.value(vbase.as_ref(), path);
-        let (status, fields) = match (&x, &y) {
+        let (sx, sy) = (settle(&x, &ga, path), settle(&y, &gb, path));
+        let (status, fields) = match (&sx, &sy) {
             (None, None) => continue,
-            (Some((n, _)), Some((m, _))) => {
+            (Some(n), Some(m)) => {
                 let fields = n.differences(m);
                 if fields.is_empty() {
                     continue;
@@ -292,21 +333,25 @@ pub fn diff(store: &Store, a: &Side, b: &Side, opts: &DiffOptions) -> Result<Rep
             })
         };
         let wants_text = opts.text && (status != Status::Changed || fields.contains(&"content"));
+        let mut no_text = None;
         if wants_text {
             let (ra, rb) = (readable(&x, 'a'), readable(&y, 'b'));
             let both_files = x.as_ref().is_none_or(|(n, _)| n.kind == Kind::File)
                 && y.as_ref().is_none_or(|(n, _)| n.kind == Kind::File);
             if both_files && (ra.is_some() || x.is_none()) && (rb.is_some() || y.is_none()) {
                 texts.push((changes.len(), ra, rb));
+            } else if both_files {
+                no_text = Some(format!("larger than {} bytes", opts.text_limit));
             }
         }
         changes.push(Change {
-            path: format!("/{}", crate::printable::escape_bytes(path)),
+            path: format!("/{}", node::quote_name(path)),
             status,
-            a: x.map(|(n, _)| n.clone()),
-            b: y.map(|(n, _)| n.clone()),
+            a: sx,
+            b: sy,
             fields,
             text: None,
+            no_text,
         });
     }
 
@@ -339,6 +384,9 @@ pub fn diff(store: &Store, a: &Side, b: &Side, opts: &DiffOptions) -> Result<Rep
             continue;
         };
         changes[i].text = text_change(&changes[i].path, ta, tb);
+        if changes[i].text.is_none() {
+            changes[i].no_text = Some("binary".into());
+        }
     }
     Ok(Report {
         schema: SCHEMA,
@@ -354,6 +402,19 @@ pub fn diff(store: &Store, a: &Side, b: &Side, opts: &DiffOptions) -> Result<Rep
         shared_read,
         changes,
     })
+}
+
+/// `text` with the bidirectional-text controls (which reorder what a
+/// terminal shows: "Trojan Source") written `\u{N}`.
+fn without_bidi(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {
+                format!("\\u{{{:x}}}", c as u32)
+            }
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 /// Whether `bytes` read as text: UTF-8 with no NUL.
@@ -402,7 +463,7 @@ fn text_change(path: &str, a: Option<&[u8]>, b: Option<&[u8]>) -> Option<TextCha
         .header(&old, &new)
         .to_string();
     Some(TextChange {
-        unified: crate::printable::escape(&unified).into_owned(),
+        unified: without_bidi(&crate::printable::escape(&unified)),
         added,
         removed,
     })

@@ -85,8 +85,9 @@ pub struct Node {
     /// A symlink's target.
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "bytes_text")]
     pub target: Option<Vec<u8>>,
-    /// The path this one is a hard link to, in its layer.
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "bytes_text")]
+    /// The path this one is a hard link to (the first of its links, by
+    /// name), from the root.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "path_text")]
     pub hardlink: Option<Vec<u8>>,
     /// A device's major and minor numbers.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -162,9 +163,45 @@ impl Node {
 
 fn bytes_text<S: serde::Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
     match v {
-        Some(b) => s.serialize_str(&crate::printable::escape_bytes(b)),
+        Some(b) => s.serialize_str(&quote_name(b)),
         None => s.serialize_none(),
     }
+}
+
+fn path_text<S: serde::Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(b) => s.serialize_str(&format!("/{}", quote_name(b))),
+        None => s.serialize_none(),
+    }
+}
+
+/// A name as a diff prints it (and puts it in JSON): one line, one name.
+/// `\` is written `\\`, a newline `\n`, a tab `\t`; every other control
+/// character, the bidirectional-text controls (which reorder what a
+/// terminal shows) and every byte that is not UTF-8 as `\xNN` or `\u{N}`.
+pub fn quote_name(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                c if (c as u32) < 0x20 || (0x7f..=0x9f).contains(&(c as u32)) => {
+                    let _ = write!(out, "\\x{:02x}", c as u32);
+                }
+                '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {
+                    let _ = write!(out, "\\u{{{:x}}}", c as u32);
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -184,6 +221,21 @@ mod tests {
             device: None,
             xattrs: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn a_quoted_name_is_one_line_and_one_name() {
+        assert_eq!(quote_name(b"etc/motd"), "etc/motd");
+        assert_eq!(quote_name(b"a\nb\tc"), "a\\nb\\tc");
+        assert_eq!(quote_name(b"q\xff\xfe"), "q\\xff\\xfe");
+        assert_eq!(
+            quote_name(b"q\\xff\\xfe"),
+            "q\\\\xff\\\\xfe",
+            "a backslash in the name is not an escape"
+        );
+        assert_eq!(quote_name(b"x\x1b[31m"), "x\\x1b[31m");
+        assert_eq!(quote_name("a\u{202e}b".as_bytes()), "a\\u{202e}b");
+        assert_eq!(quote_name("caf\u{e9}".as_bytes()), "caf\u{e9}");
     }
 
     #[test]

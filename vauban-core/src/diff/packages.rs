@@ -50,8 +50,14 @@ pub struct PackageReport {
 
 /// Compares the installed packages of `a` and `b`.
 pub fn packages(store: &Store, a: &Side, b: &Side) -> Result<PackageReport> {
-    let pa = installed(&status_of(store, a)?.unwrap_or_default());
-    let pb = installed(&status_of(store, b)?.unwrap_or_default());
+    let status = |side: &Side| -> Result<Vec<u8>> {
+        status_of(store, side)?.ok_or_else(|| Error::Diff {
+            what: side.name.clone(),
+            reason: "it has no /var/lib/dpkg/status: no package list to compare".into(),
+        })
+    };
+    let pa = installed(&status(a)?);
+    let pb = installed(&status(b)?);
     let mut changes = Vec::new();
     for (key, va) in &pa {
         let change = match pb.get(key) {

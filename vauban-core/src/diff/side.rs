@@ -66,27 +66,48 @@ impl Side {
     /// else an image of `store`.
     pub fn open(store: &Store, spec: &str) -> Result<Side> {
         let path = Path::new(spec);
-        match std::fs::metadata(path) {
-            Ok(m) if m.is_dir() => {
-                return Ok(Side {
-                    name: spec.into(),
-                    what: SideKind::Tree { path: path.into() },
-                    sources: vec![Source::Tree(path.into())],
-                })
+        let on_disk = match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => Some((
+                SideKind::Tree { path: path.into() },
+                Source::Tree(path.into()),
+            )),
+            Ok(m) if m.is_file() => Some((
+                SideKind::Archive { path: path.into() },
+                Source::Archive(path.into()),
+            )),
+            _ => None,
+        };
+        if let Some((what, source)) = on_disk {
+            let also_image = Reference::parse(spec)
+                .ok()
+                .is_some_and(|r| store.resolve(&r).is_ok());
+            if also_image {
+                tracing::warn!(
+                    "{spec} is both a path here and an image of the store: the path is \
+                     compared (name the image with its tag, {spec}:TAG, to compare it)"
+                );
             }
-            Ok(m) if m.is_file() => {
-                return Ok(Side {
-                    name: spec.into(),
-                    what: SideKind::Archive { path: path.into() },
-                    sources: vec![Source::Archive(path.into())],
-                })
-            }
-            _ => {}
+            return Ok(Side {
+                name: spec.into(),
+                what,
+                sources: vec![source],
+            });
         }
         let not_found = |reason: String| Error::Diff {
             what: spec.into(),
             reason,
         };
+        if let Some((_, digest)) = spec.split_once('@') {
+            let digest = vauban_oci::Digest::parse(digest)
+                .map_err(|e| not_found(format!("not an image digest ({e})")))?;
+            let image = image_by_digest(store, &digest).map_err(|e| {
+                not_found(format!(
+                    "no image with that manifest digest in the store {} ({e})",
+                    store.root().display()
+                ))
+            })?;
+            return Side::of_image(spec, &image);
+        }
         let reference = Reference::parse(spec).map_err(|e| {
             not_found(format!(
                 "no directory or file by that name, and not an image name ({e})"
@@ -237,6 +258,22 @@ impl Source {
     }
 }
 
+/// The image whose manifest is the blob `digest` of `store` (named or not:
+/// an earlier build's image stays until `vauban gc`).
+fn image_by_digest(store: &Store, digest: &vauban_oci::Digest) -> vauban_oci::Result<Image> {
+    use vauban_oci::oci_spec::image::{DescriptorBuilder, MediaType};
+    let size = std::fs::metadata(store.blob_path(digest))
+        .map_err(|e| vauban_oci::Error::io("stat", store.blob_path(digest), e))?
+        .len();
+    let desc = DescriptorBuilder::default()
+        .media_type(MediaType::ImageManifest)
+        .digest(vauban_oci::image::oci_digest(digest))
+        .size(size)
+        .build()
+        .map_err(|e| vauban_oci::Error::UnsupportedMediaType(e.to_string()))?;
+    Image::from_descriptor(store, &desc)
+}
+
 /// Bytes of a path as a file name.
 fn os(b: &[u8]) -> &std::ffi::OsStr {
     std::os::unix::ffi::OsStrExt::from_bytes(b)
@@ -259,38 +296,32 @@ fn read_bounded(path: &Path) -> Option<Vec<u8>> {
     Some(bytes)
 }
 
-/// Reads the tar entries of the archive at `path` (gzip, zstd or plain, by
-/// its first bytes).
+/// Reads the tar entries of the archive at `path` (plain, gzip, xz or
+/// zstd, by its first bytes); refuses what does not start as a tar does.
 fn read_archive(
     path: &Path,
     mut visit: impl FnMut(&mut tar::Entry<'_, &mut dyn Read>) -> Result<Flow>,
 ) -> Result<()> {
-    let bad = |e: std::io::Error| Error::Diff {
+    let bad = |reason: String| Error::Diff {
         what: format!("archive {}", path.display()),
-        reason: e.to_string(),
+        reason,
     };
-    let mut file =
-        BufReader::new(std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?);
-    let magic = {
+    let plain = vauban_oci::layer::open_tarball(path)?;
+    let mut plain = BufReader::with_capacity(512 << 10, plain);
+    {
         use std::io::BufRead;
-        file.fill_buf()
-            .map_err(bad)?
-            .get(..4)
-            .map(<[u8]>::to_vec)
-            .unwrap_or_default()
-    };
-    let media_type = if magic.starts_with(&[0x1f, 0x8b]) {
-        "application/vnd.oci.image.layer.v1.tar+gzip"
-    } else if magic == [0x28, 0xb5, 0x2f, 0xfd] {
-        "application/vnd.oci.image.layer.v1.tar+zstd"
-    } else {
-        "application/vnd.oci.image.layer.v1.tar"
-    };
-    let mut plain = vauban_oci::layer::decompressor(media_type, file)?;
+        let head = plain.fill_buf().map_err(|e| bad(e.to_string()))?;
+        // POSIX and GNU headers say `ustar` at 257.
+        if head.len() < 512 || &head[257..262] != b"ustar" {
+            return Err(bad(
+                "not a tar archive (plain, gzip, xz or zstd compressed)".into(),
+            ));
+        }
+    }
     let input: &mut dyn Read = &mut plain;
     let mut archive = tar::Archive::new(input);
-    for entry in archive.entries().map_err(bad)? {
-        let mut entry = entry.map_err(bad)?;
+    for entry in archive.entries().map_err(|e| bad(e.to_string()))? {
+        let mut entry = entry.map_err(|e| bad(format!("a damaged tar entry: {e}")))?;
         if visit(&mut entry)? == Flow::Stop {
             break;
         }

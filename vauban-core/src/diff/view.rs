@@ -89,6 +89,34 @@ impl View {
     }
 }
 
+impl View {
+    /// Each path of a group of hard links (a file and its links) → the
+    /// group's first path by name: what a diff compares, since which name
+    /// a tar holds the content under, and which it links, is only the
+    /// order its writer met them in.
+    pub(super) fn link_groups(&self) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        let mut groups: BTreeMap<&[u8], Vec<&[u8]>> = BTreeMap::new();
+        for (path, (node, _)) in &self.nodes {
+            if let Some(target) = &node.hardlink {
+                groups.entry(target).or_default().push(path);
+            }
+        }
+        let mut out = BTreeMap::new();
+        for (target, links) in groups {
+            let first = links
+                .iter()
+                .copied()
+                .chain([target])
+                .min()
+                .unwrap_or(target);
+            for member in links.into_iter().chain([target]) {
+                out.insert(member.to_vec(), first.to_vec());
+            }
+        }
+        out
+    }
+}
+
 /// Where a value comes from: a side's own layer or a shared one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Layer {
