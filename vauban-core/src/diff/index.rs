@@ -2,14 +2,18 @@
 //! while the tar stream goes by, nothing kept), the paths its whiteouts
 //! delete and the directories its opaque markers empty. Made once per layer
 //! from its blob, whose digest and diff_id are checked at the end of the
-//! stream, and kept in the store beside the layer dirs
-//! (`STORE/layers/<diff_id>.diffindex`) so that the next diff of an image
-//! sharing it reads a few lines instead of the layer.
+//! stream, and kept in the store (`STORE/indexes/<blob digest>`) so that
+//! the next diff of an image sharing it reads a few lines instead of the
+//! layer.
 //!
 //! The kept form is text, one entry a line: `KIND PATH MODE UID GID SIZE
 //! SHA256 TARGET HARDLINK DEVICE XATTRS`, `-` for none, every byte outside
-//! `!`..`~` (and `%`) of a name written `%XX`; `w PATH` for a whiteout and
-//! `o PATH` for an opaque marker.
+//! `!`..`~` (and `%`, `;`, `=`, and a name that is `-` itself) written
+//! `%XX`; `w PATH` for a whiteout and `o PATH` for an opaque marker; last,
+//! `end N` with the number of lines before it (a cut file is not believed).
+//!
+//! A name longer than [`NAME_MAX`] is refused: the kernel would refuse it
+//! too, and very deep paths make every lookup of their ancestors slow.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
@@ -23,7 +27,10 @@ use crate::export::conffs::names::{classify, Named};
 use vauban_oci::tar_writer::Kind as TarKind;
 
 /// The first line of a kept index.
-const HEADER: &str = "vauban diff index 1";
+const HEADER: &str = "vauban diff index 2";
+
+/// The longest path an entry may have (the kernel's `PATH_MAX`).
+pub(super) const NAME_MAX: usize = 4096;
 
 /// The largest kept index read back.
 pub(super) const INDEX_LIMIT: u64 = 512 << 20;
@@ -70,17 +77,15 @@ impl LayerIndex {
             }
             Named::Entry(p) => p,
         };
+        if path.len() > NAME_MAX {
+            return Err(bad(format!("a name longer than {NAME_MAX} bytes")));
+        }
         let meta = meta_of(entry, &what)?;
         let xattrs = meta
             .xattrs
             .iter()
             .filter(|(name, _)| !overlay_internal(name))
-            .map(|(name, value)| {
-                (
-                    String::from_utf8_lossy(name).into_owned(),
-                    hex::encode(value),
-                )
-            })
+            .map(|(name, value)| (super::node::quote_name(name), hex::encode(value)))
             .collect();
         let mut node = Node {
             kind: Kind::File,
@@ -168,6 +173,8 @@ impl LayerIndex {
         for o in &self.opaque {
             out.extend_from_slice(format!("o {}\n", encode(o)).as_bytes());
         }
+        let lines = self.nodes.len() + self.whiteouts.len() + self.opaque.len();
+        out.extend_from_slice(format!("end {lines}\n").as_bytes());
         out
     }
 
@@ -180,8 +187,21 @@ impl LayerIndex {
             return None;
         }
         let mut index = LayerIndex::default();
+        let mut read = 0usize;
+        let mut ended = false;
         for line in lines {
+            if ended {
+                return None;
+            }
             let f: Vec<&str> = line.split(' ').collect();
+            if let ["end", n] = f.as_slice() {
+                ended = n.parse::<usize>().ok()? == read;
+                if !ended {
+                    return None;
+                }
+                continue;
+            }
+            read += 1;
             match f.as_slice() {
                 ["w", p] => {
                     index.whiteouts.insert(decode(p)?);
@@ -232,7 +252,7 @@ impl LayerIndex {
                 _ => return None,
             }
         }
-        Some(index)
+        ended.then_some(index)
     }
 }
 
@@ -244,8 +264,12 @@ pub(super) fn content_digest(mut input: impl Read) -> std::io::Result<(u64, Stri
     Ok((size, digest.hex().to_string()))
 }
 
-/// `bytes` with every byte outside `!`..`~`, and `%`, `;`, `=`, as `%XX`.
+/// `bytes` with every byte outside `!`..`~`, and `%`, `;`, `=`, as `%XX`
+/// (and `-` alone, which stands for none).
 fn encode(bytes: &[u8]) -> String {
+    if bytes == b"-" {
+        return "%2D".into();
+    }
     let mut s = String::with_capacity(bytes.len());
     for &b in bytes {
         if (b'!'..=b'~').contains(&b) && !b"%;=".contains(&b) {
@@ -361,7 +385,16 @@ mod tests {
         assert!(index.whiteouts.contains(b"etc/motd".as_slice()));
         assert!(index.opaque.contains(b"var".as_slice()));
         let text = index.to_text();
-        assert_eq!(LayerIndex::from_text(&text), Some(index));
+        assert_eq!(LayerIndex::from_text(&text), Some(index.clone()));
+        // A cut index is not believed.
+        let cut = &text[..text.len() - b"end 7\n".len()];
+        assert_eq!(LayerIndex::from_text(cut), None);
+        // A name that is `-` is not "none".
+        let mut dash = index;
+        let mut n = dash.nodes[&b"etc/shadow-".to_vec()].clone();
+        n.hardlink = Some(b"-".to_vec());
+        dash.nodes.insert(b"-".to_vec(), n);
+        assert_eq!(LayerIndex::from_text(&dash.to_text()), Some(dash));
         assert_eq!(LayerIndex::from_text(b"something else\n"), None);
     }
 

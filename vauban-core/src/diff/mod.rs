@@ -30,6 +30,13 @@ use view::{needs_shared, Layer, View};
 
 use crate::error::{Error, Result};
 
+/// The time one text diff may take (then it is a coarser diff).
+const TEXT_DIFF_TIME: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The bytes of file contents held at once for text diffs; the files past
+/// it get no text diff (a diff of many big text files stays bounded).
+const TEXT_BUDGET: u64 = 64 << 20;
+
 /// The version of the `--json` schema.
 pub const SCHEMA: &str = "vauban.diff/1";
 
@@ -296,13 +303,17 @@ pub fn diff(store: &Store, a: &Side, b: &Side, opts: &DiffOptions) -> Result<Rep
                 Layer::Shared(_) => &gbase,
             };
             let mut n = (*n).clone();
-            n.hardlink = groups.get(path).filter(|c| c.as_slice() != path).cloned();
+            n.hardlink = match groups.get(path) {
+                Some(first) => (first.as_slice() != path).then(|| first.clone()),
+                None => n.hardlink,
+            };
             n
         })
     };
     let mut changes = Vec::new();
     // For the text diffs: the change, where A's and B's contents are.
     let mut texts: Vec<(usize, Option<Place>, Option<Place>)> = Vec::new();
+    let mut budget = TEXT_BUDGET;
     for path in paths {
         if !filter.keeps(path) {
             continue;
@@ -338,10 +349,25 @@ pub fn diff(store: &Store, a: &Side, b: &Side, opts: &DiffOptions) -> Result<Rep
             let (ra, rb) = (readable(&x, 'a'), readable(&y, 'b'));
             let both_files = x.as_ref().is_none_or(|(n, _)| n.kind == Kind::File)
                 && y.as_ref().is_none_or(|(n, _)| n.kind == Kind::File);
+            let size =
+                |v: &Option<(&Node, Layer)>| v.as_ref().and_then(|(n, _)| n.size).unwrap_or(0);
+            let wanted = size(&x) + size(&y);
             if both_files && (ra.is_some() || x.is_none()) && (rb.is_some() || y.is_none()) {
-                texts.push((changes.len(), ra, rb));
+                if budget >= wanted {
+                    budget -= wanted;
+                    texts.push((changes.len(), ra, rb));
+                } else {
+                    no_text = Some(format!("past the {TEXT_BUDGET}-byte budget of text diffs"));
+                }
             } else if both_files {
-                no_text = Some(format!("larger than {} bytes", opts.text_limit));
+                let in_no_layer = [&x, &y]
+                    .iter()
+                    .any(|v| v.as_ref().is_some_and(|(n, _)| n.size.is_none()));
+                no_text = Some(if in_no_layer {
+                    "a hard link whose content is in another layer".into()
+                } else {
+                    format!("larger than {} bytes", opts.text_limit)
+                });
             }
         }
         changes.push(Change {
@@ -436,7 +462,10 @@ fn text_change(path: &str, a: Option<&[u8]>, b: Option<&[u8]>) -> Option<TextCha
         Some(bytes) => as_text(bytes)?,
         None => "",
     };
-    let diff = similar::TextDiff::from_lines(ta, tb);
+    // A pair of files made to be slow to compare stops being compared.
+    let diff = similar::TextDiff::configure()
+        .timeout(TEXT_DIFF_TIME)
+        .diff_lines(ta, tb);
     let (mut added, mut removed) = (0, 0);
     for op in diff.ops() {
         for change in diff.iter_changes(op) {

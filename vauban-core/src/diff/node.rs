@@ -146,13 +146,10 @@ impl Node {
             s.push_str(&format!(", {size} B"));
         }
         if let Some(t) = &self.target {
-            s.push_str(&format!(" -> {}", crate::printable::escape_bytes(t)));
+            s.push_str(&format!(" -> {}", quote_name(t)));
         }
         if let Some(l) = &self.hardlink {
-            s.push_str(&format!(
-                ", hard link to /{}",
-                crate::printable::escape_bytes(l)
-            ));
+            s.push_str(&format!(", hard link to /{}", quote_name(l)));
         }
         if let Some((ma, mi)) = self.device {
             s.push_str(&format!(", {ma}:{mi}"));

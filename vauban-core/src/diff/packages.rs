@@ -116,6 +116,7 @@ fn status_of(store: &Store, side: &Side) -> Result<Option<Vec<u8>>> {
             });
         }
         let deleted = index.whiteouts.contains(STATUS)
+            || index.opaque.contains(&b""[..])
             || ancestors(STATUS).any(|d| index.whiteouts.contains(d) || index.opaque.contains(d));
         if deleted {
             return Ok(None);
@@ -139,19 +140,22 @@ fn installed(status: &[u8]) -> BTreeMap<(String, String), String> {
                 continue;
             };
             let value = value.trim();
-            match key {
-                "Package" => name = Some(value),
-                "Architecture" => arch = Some(value),
-                "Version" => version = Some(value),
-                "Status" => state = Some(value),
+            // dpkg reads field names in any case.
+            match key.to_ascii_lowercase().as_str() {
+                "package" => name = Some(value),
+                "architecture" => arch = Some(value),
+                "version" => version = Some(value),
+                "status" => state = Some(value),
                 _ => {}
             }
         }
         // `install ok installed`, or `hold ok installed`: on disk.
         if let (Some(n), Some(v), Some(s)) = (name, version, state) {
             if s.ends_with(" installed") {
-                let key = (n.to_string(), arch.unwrap_or("all").to_string());
-                out.insert(key, v.to_string());
+                // The image's words, printed: quoted as names are.
+                let quote = |t: &str| super::node::quote_name(t.as_bytes());
+                let key = (quote(n), quote(arch.unwrap_or("all")));
+                out.insert(key, quote(v));
             }
         }
     }
@@ -171,6 +175,12 @@ Package: tzdata\nStatus: hold ok installed\nArchitecture: all\nVersion: 2024a-0+
         assert_eq!(p.len(), 2, "{p:?}");
         assert_eq!(p[&("bash".into(), "amd64".into())], "5.2.15-2+b2");
         assert!(p.contains_key(&("tzdata".to_string(), "all".to_string())));
+        // A hostile status: fields in another case, a name that would
+        // drive the terminal.
+        let hostile = b"package: bash\x1b[2J\rEVIL\nstatus: install ok installed\narchitecture: amd64\nversion: 1\n";
+        let p = installed(hostile);
+        let (name, _) = p.keys().next().unwrap();
+        assert_eq!(name, "bash\\x1b[2J\\x0dEVIL");
     }
 
     #[test]

@@ -138,8 +138,10 @@ impl Side {
     /// How many of the bottom sources `self` and `other` share (the same
     /// layers, by diff_id, in the same order from the bottom).
     pub(super) fn shared_with(&self, other: &Side) -> usize {
+        // The same blob with the same diff_id: a config claiming another
+        // image's diff_ids over other blobs shares nothing.
         let diff_id = |s: &Source| match s {
-            Source::Layer(l) => Some(l.diff_id.clone()),
+            Source::Layer(l) => Some((l.digest.clone(), l.diff_id.clone())),
             _ => None,
         };
         self.sources
@@ -166,7 +168,7 @@ impl Source {
     pub(super) fn index(&self, store: &Store) -> Result<LayerIndex> {
         match self {
             Source::Layer(layer) => {
-                let kept = store.diff_index_path(&layer.diff_id);
+                let kept = store.diff_index_path(&layer.digest);
                 if let Some(index) = read_bounded(&kept).and_then(|b| LayerIndex::from_text(&b)) {
                     return Ok(index);
                 }
@@ -177,7 +179,7 @@ impl Source {
                     Ok(Flow::Continue)
                 })?;
                 // The blob was read to its end and checked: keep its index.
-                if let Err(e) = store.write_diff_index(&layer.diff_id, &index.to_text()) {
+                if let Err(e) = store.write_diff_index(&layer.digest, &index.to_text()) {
                     tracing::warn!(layer = %layer.diff_id, error = %e, "diff index not kept");
                 }
                 Ok(index)
@@ -216,12 +218,10 @@ impl Source {
                     what: self.describe(),
                     reason: format!("reading {}: {e}", crate::printable::escape_bytes(&path)),
                 })?;
+            // The last entry of a path is the one that counts (as in the
+            // index): read on to the end.
             found.insert(path, bytes);
-            Ok(if found.len() == wanted.len() {
-                Flow::Stop
-            } else {
-                Flow::Continue
-            })
+            Ok(Flow::Continue)
         };
         let name_of = |raw: &[u8]| match crate::export::conffs::names::classify(raw) {
             Some(crate::export::conffs::names::Named::Entry(p)) => Some(p),
@@ -288,12 +288,13 @@ fn open_no_follow(path: &Path) -> std::io::Result<std::fs::File> {
         .open(path)
 }
 
-/// A kept index's bytes; `None` when there is none or it cannot be read.
+/// A kept index's bytes; `None` when there is none, it cannot be read or
+/// it is larger than [`INDEX_LIMIT`].
 fn read_bounded(path: &Path) -> Option<Vec<u8>> {
     let file = std::fs::File::open(path).ok()?;
     let mut bytes = Vec::new();
-    file.take(INDEX_LIMIT).read_to_end(&mut bytes).ok()?;
-    Some(bytes)
+    file.take(INDEX_LIMIT + 1).read_to_end(&mut bytes).ok()?;
+    (bytes.len() as u64 <= INDEX_LIMIT).then_some(bytes)
 }
 
 /// Reads the tar entries of the archive at `path` (plain, gzip, xz or
@@ -433,7 +434,8 @@ fn walk_tree(root: &Path) -> Result<LayerIndex> {
 /// overlayfs's own left out; none when they cannot be listed.
 fn xattrs_of(path: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    let mut names = vec![0u8; 4096];
+    // The kernel's limits: a list of 64 KiB, a value of 64 KiB.
+    let mut names = vec![0u8; 65536];
     let Ok(n) = rustix::fs::llistxattr(path, &mut names) else {
         return out;
     };
@@ -446,10 +448,7 @@ fn xattrs_of(path: &Path) -> BTreeMap<String, String> {
         };
         let mut value = vec![0u8; 65536];
         if let Ok(len) = rustix::fs::lgetxattr(path, cname.as_c_str(), &mut value) {
-            out.insert(
-                String::from_utf8_lossy(name).into_owned(),
-                hex::encode(&value[..len]),
-            );
+            out.insert(super::node::quote_name(name), hex::encode(&value[..len]));
         }
     }
     out

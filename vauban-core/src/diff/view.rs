@@ -57,7 +57,10 @@ impl View {
     /// Whether a lower layer's entry at `path` is hidden by this view (not
     /// counting an entry of the view at `path` itself).
     pub(super) fn hidden(&self, path: &[u8]) -> bool {
+        // An opaque marker at the layer's root (`./.wh..wh..opq`) hides
+        // every path below.
         self.removed.contains(path)
+            || (!path.is_empty() && self.opaque.contains(&b""[..]))
             || ancestors(path).any(|a| {
                 self.removed.contains(a)
                     || self.opaque.contains(a)
@@ -90,30 +93,39 @@ impl View {
 }
 
 impl View {
-    /// Each path of a group of hard links (a file and its links) → the
-    /// group's first path by name: what a diff compares, since which name
-    /// a tar holds the content under, and which it links, is only the
-    /// order its writer met them in.
+    /// Each path of a group of hard links (a file and its links, chains
+    /// followed) → the group's first path by name: what a diff compares,
+    /// since which name a tar holds the content under, and which it links,
+    /// is only the order its writer met them in. A link to a path the view
+    /// lacks is in no group (it keeps its own target).
     pub(super) fn link_groups(&self) -> BTreeMap<Vec<u8>, Vec<u8>> {
-        let mut groups: BTreeMap<&[u8], Vec<&[u8]>> = BTreeMap::new();
+        // Union-find, the smaller root winning: a root is its group's first.
+        let mut parent: BTreeMap<&[u8], &[u8]> = BTreeMap::new();
+        fn root<'a>(parent: &BTreeMap<&'a [u8], &'a [u8]>, mut x: &'a [u8]) -> &'a [u8] {
+            while let Some(&p) = parent.get(x) {
+                if p == x {
+                    break;
+                }
+                x = p;
+            }
+            x
+        }
         for (path, (node, _)) in &self.nodes {
-            if let Some(target) = &node.hardlink {
-                groups.entry(target).or_default().push(path);
-            }
+            let Some(target) = &node.hardlink else {
+                continue;
+            };
+            let Some((target, _)) = self.nodes.get_key_value(target.as_slice()) else {
+                continue;
+            };
+            let (a, b) = (root(&parent, path), root(&parent, target));
+            let (low, high) = if a <= b { (a, b) } else { (b, a) };
+            parent.insert(low, low);
+            parent.insert(high, low);
         }
-        let mut out = BTreeMap::new();
-        for (target, links) in groups {
-            let first = links
-                .iter()
-                .copied()
-                .chain([target])
-                .min()
-                .unwrap_or(target);
-            for member in links.into_iter().chain([target]) {
-                out.insert(member.to_vec(), first.to_vec());
-            }
-        }
-        out
+        parent
+            .keys()
+            .map(|&member| (member.to_vec(), root(&parent, member).to_vec()))
+            .collect()
     }
 }
 

@@ -33,9 +33,8 @@ struct Reachable {
     /// The chain IDs (hex) of every layer of every image: the names of the
     /// layer dirs to keep.
     chains: HashSet<String>,
-    /// The diff_ids (hex) of every layer of every image: the diff indexes
-    /// to keep.
-    diff_ids: HashSet<String>,
+    /// The layer blobs (hex) of every image: the diff indexes to keep.
+    layer_blobs: HashSet<String>,
 }
 
 impl Store {
@@ -94,7 +93,9 @@ impl Store {
             let config_digest = digest_of(manifest.config())?;
             reach.blobs.insert(config_digest.clone());
             for l in manifest.layers() {
-                reach.blobs.insert(digest_of(l)?);
+                let digest = digest_of(l)?;
+                reach.layer_blobs.insert(digest.hex().to_string());
+                reach.blobs.insert(digest);
             }
             let config: ImageConfiguration = self.read_json_blob(&config_digest, CONFIG_LIMIT)?;
             let diff_ids: Vec<Digest> = config
@@ -103,9 +104,6 @@ impl Store {
                 .iter()
                 .map(|d| Digest::parse(d))
                 .collect::<Result<_>>()?;
-            reach
-                .diff_ids
-                .extend(diff_ids.iter().map(|d| d.hex().to_string()));
             for chain in ChainId::of_stack(&diff_ids) {
                 reach.chains.insert(chain.hex().to_string());
             }
@@ -176,7 +174,7 @@ impl Store {
     /// Removes the diff indexes of layers no image has any more.
     fn gc_diff_indexes(&self, reach: &Reachable) -> Result<()> {
         let dir = self.root.join(super::layout::DIFF_INDEXES);
-        remove_files_where(&dir, |name| !reach.diff_ids.contains(name))
+        remove_files_where(&dir, |name| !reach.layer_blobs.contains(name))
     }
 
     /// Empties `tmp/`: with `STORE/lock` exclusive nobody else is writing there.

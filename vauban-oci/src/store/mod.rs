@@ -116,17 +116,17 @@ impl Store {
             .join(format!("{}{}", chain.hex(), LAYER_RECORD_SUFFIX))
     }
 
-    /// `STORE/indexes/<diff_id hex>`: the index `vauban diff` made of a
-    /// layer (derived from its blob, made again when missing).
-    pub fn diff_index_path(&self, diff_id: &Digest) -> PathBuf {
-        self.root.join(layout::DIFF_INDEXES).join(diff_id.hex())
+    /// `STORE/indexes/<blob hex>`: the index `vauban diff` made of a
+    /// layer blob it read and checked (made again when missing).
+    pub fn diff_index_path(&self, blob: &Digest) -> PathBuf {
+        self.root.join(layout::DIFF_INDEXES).join(blob.hex())
     }
 
-    /// Keeps `bytes` as the diff index of the layer `diff_id` (atomically).
-    pub fn write_diff_index(&self, diff_id: &Digest, bytes: &[u8]) -> Result<()> {
+    /// Keeps `bytes` as the diff index of the layer blob `blob` (atomically).
+    pub fn write_diff_index(&self, blob: &Digest, bytes: &[u8]) -> Result<()> {
         let dir = self.root.join(layout::DIFF_INDEXES);
         layout::make_private_dir(&dir)?;
-        layout::write_atomic(self, &self.diff_index_path(diff_id), bytes)
+        layout::write_atomic(self, &self.diff_index_path(blob), bytes)
     }
 
     /// `STORE/layers`.
