@@ -64,6 +64,8 @@ pub enum Command {
     Inspect(commands::inspect::Args),
     /// Show what differs between two images, hosts (MASTER/HOST), trees or archives.
     Diff(commands::diff::Args),
+    /// Pack what a live host changed since boot (its overlay's upper dir) as a layer.
+    Drift(commands::drift::Args),
     /// Extract an image's filesystem (all layers applied) into a directory.
     Unpack(commands::unpack::Args),
     /// Give an image another name.
@@ -167,6 +169,7 @@ impl Cli {
             Command::Images(args) => commands::images::run(&globals, args),
             Command::Inspect(args) => commands::inspect::run(&globals, args),
             Command::Diff(args) => commands::diff::run(&globals, args),
+            Command::Drift(args) => commands::drift::run(args),
             Command::Unpack(args) => commands::unpack::run(&globals, args),
             Command::Tag(args) => commands::tag::run(&globals, args),
             Command::Rm(args) => commands::rm::run(&globals, args),

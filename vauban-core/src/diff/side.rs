@@ -48,6 +48,14 @@ pub enum SideKind {
         /// Its path.
         path: PathBuf,
     },
+    /// An archive as a layer on top of another side (`A+ARCHIVE`: a host's
+    /// drift over the image it booted).
+    Stacked {
+        /// The side below.
+        below: Box<SideKind>,
+        /// The archive on top.
+        archive: PathBuf,
+    },
 }
 
 /// Where entries come from.
@@ -97,6 +105,19 @@ impl Side {
             what: spec.into(),
             reason,
         };
+        // `A+ARCHIVE`: the archive as one more layer on top of A.
+        if let Some((below, top)) = spec.rsplit_once('+') {
+            if Path::new(top).is_file() {
+                let mut side = Side::open(store, below)?;
+                side.sources.insert(0, Source::Archive(top.into()));
+                side.name = spec.into();
+                side.what = SideKind::Stacked {
+                    below: Box::new(side.what),
+                    archive: top.into(),
+                };
+                return Ok(side);
+            }
+        }
         if let Some((_, digest)) = spec.split_once('@') {
             let digest = vauban_oci::Digest::parse(digest)
                 .map_err(|e| not_found(format!("not an image digest ({e})")))?;

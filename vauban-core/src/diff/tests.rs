@@ -323,6 +323,31 @@ fn a_tree_on_disk_and_an_archive_compare_with_an_image() {
     let by_digest = Side::open(&store, &format!("img@{}", img.manifest_digest)).unwrap();
     assert_eq!(by_digest.shared_with(&si), 1);
 
+    // An archive stacked on an image: only what it changes.
+    let drift = d.path().join("drift.tar");
+    std::fs::write(
+        &drift,
+        tar_of(&[
+            E::Dir("etc"),
+            E::File("etc/motd", b"changed\n"),
+            E::Whiteout("var/lib.db"),
+        ]),
+    )
+    .unwrap();
+    store
+        .tag(&vauban_oci::Reference::parse("img").unwrap(), &img.descriptor())
+        .unwrap();
+    let stacked = Side::open(&store, &format!("img+{}", drift.display())).unwrap();
+    assert_eq!(stacked.shared_with(&si), 1);
+    let r = diff(&store, &si, &stacked, &DiffOptions::default()).unwrap();
+    assert_eq!(
+        summary(&r),
+        [
+            ('M', "/etc/motd".to_string(), vec!["content"]),
+            ('D', "/var/lib.db".to_string(), vec![]),
+        ]
+    );
+
     // A name that is nothing.
     let err = Side::open(&store, "no-such-image").unwrap_err().to_string();
     assert!(
