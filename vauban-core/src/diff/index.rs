@@ -7,7 +7,8 @@
 //! layer.
 //!
 //! The kept form is text, one entry a line: `KIND PATH MODE UID GID SIZE
-//! SHA256 TARGET HARDLINK DEVICE XATTRS`, `-` for none, every byte outside
+//! SHA256 TARGET HARDLINK DEVICE XATTRS ENTRY` (ENTRY: the entry's number
+//! in the tar stream), `-` for none, every byte outside
 //! `!`..`~` (and `%`, `;`, `=`, and a name that is `-` itself) written
 //! `%XX`; `w PATH` for a whiteout and `o PATH` for an opaque marker; last,
 //! `end N` with the number of lines before it (a cut file is not believed).
@@ -27,7 +28,7 @@ use crate::export::conffs::names::{classify, Named};
 use vauban_oci::tar_writer::Kind as TarKind;
 
 /// The first line of a kept index.
-const HEADER: &str = "vauban diff index 2";
+const HEADER: &str = "vauban diff index 3";
 
 /// The longest path an entry may have (the kernel's `PATH_MAX`).
 pub(super) const NAME_MAX: usize = 4096;
@@ -59,6 +60,7 @@ impl LayerIndex {
         &mut self,
         entry: &mut tar::Entry<'_, R>,
         what: &str,
+        number: u64,
     ) -> Result<()> {
         let raw = entry.path_bytes().into_owned();
         let bad = |reason: String| Error::Diff {
@@ -98,6 +100,7 @@ impl LayerIndex {
             hardlink: None,
             device: None,
             xattrs,
+            entry: Some(number),
         };
         match meta.kind {
             TarKind::File(_) => {
@@ -162,6 +165,7 @@ impl LayerIndex {
                 opt(n.hardlink.as_deref().map(encode)),
                 opt(n.device.map(|(a, b)| format!("{a}:{b}"))),
                 xattrs,
+                opt(n.entry.map(|e| e.to_string())),
             ]
             .join(" ");
             out.extend_from_slice(line.as_bytes());
@@ -209,7 +213,7 @@ impl LayerIndex {
                 ["o", p] => {
                     index.opaque.insert(decode(p)?);
                 }
-                [kind, path, mode, uid, gid, size, sha, target, link, dev, xattrs] => {
+                [kind, path, mode, uid, gid, size, sha, target, link, dev, xattrs, entry] => {
                     let opt = |s: &str| (s != "-").then(|| s.to_string());
                     let node = Node {
                         kind: Kind::from_code(kind)?,
@@ -245,6 +249,10 @@ impl LayerIndex {
                                 m.insert(String::from_utf8(decode(k)?).ok()?, v.to_string());
                             }
                             m
+                        },
+                        entry: match opt(entry) {
+                            Some(e) => Some(e.parse().ok()?),
+                            None => None,
                         },
                     };
                     index.nodes.insert(decode(path)?, node);
@@ -356,8 +364,8 @@ mod tests {
     fn index_of(tar_bytes: &[u8]) -> LayerIndex {
         let mut index = LayerIndex::default();
         let mut a = tar::Archive::new(tar_bytes);
-        for e in a.entries().unwrap() {
-            index.add_entry(&mut e.unwrap(), "test").unwrap();
+        for (n, e) in a.entries().unwrap().enumerate() {
+            index.add_entry(&mut e.unwrap(), "test", n as u64).unwrap();
         }
         index
     }
@@ -412,7 +420,10 @@ mod tests {
         let mut index = LayerIndex::default();
         let mut a = tar::Archive::new(&bytes[..]);
         let mut e = a.entries().unwrap().next().unwrap().unwrap();
-        let err = index.add_entry(&mut e, "layer x").unwrap_err().to_string();
+        let err = index
+            .add_entry(&mut e, "layer x", 0)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("layer x") && err.contains("../escape"),
             "{err}"

@@ -314,6 +314,8 @@ pub fn diff(store: &Store, a: &Side, b: &Side, opts: &DiffOptions) -> Result<Rep
     // For the text diffs: the change, where A's and B's contents are.
     let mut texts: Vec<(usize, Option<Place>, Option<Place>)> = Vec::new();
     let mut budget = TEXT_BUDGET;
+    // For each source read for contents, the last entry to read to.
+    let lasts = std::cell::RefCell::new(BTreeMap::<Origin, Option<u64>>::new());
     for path in paths {
         if !filter.keeps(path) {
             continue;
@@ -336,10 +338,17 @@ pub fn diff(store: &Store, a: &Side, b: &Side, opts: &DiffOptions) -> Result<Rep
         let readable = |v: &Option<(&Node, Layer)>, side: char| {
             v.as_ref().and_then(|(n, l)| {
                 (n.kind == Kind::File && n.size.is_some_and(|s| s <= opts.text_limit)).then(|| {
-                    (
-                        from(side, *l),
-                        n.hardlink.clone().unwrap_or_else(|| path.to_vec()),
-                    )
+                    let origin = from(side, *l);
+                    // A hard link's content is at its target's entry,
+                    // whose number the link does not say: read on.
+                    let at = if n.hardlink.is_some() { None } else { n.entry };
+                    let mut lasts = lasts.borrow_mut();
+                    let reach = lasts.entry(origin).or_insert(Some(0));
+                    *reach = match (*reach, at) {
+                        (Some(r), Some(e)) => Some(r.max(e)),
+                        _ => None,
+                    };
+                    (origin, n.hardlink.clone().unwrap_or_else(|| path.to_vec()))
                 })
             })
         };
@@ -395,7 +404,8 @@ pub fn diff(store: &Store, a: &Side, b: &Side, opts: &DiffOptions) -> Result<Rep
             Origin::B(p) => &b_own[*p],
             Origin::Shared(p) => &base[*p],
         };
-        for (path, bytes) in source.contents(store, paths, opts.text_limit)? {
+        let last = lasts.borrow().get(f).copied().flatten();
+        for (path, bytes) in source.contents(store, paths, opts.text_limit, last)? {
             got.insert((*f, path), bytes);
         }
     }

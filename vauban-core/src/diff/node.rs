@@ -95,6 +95,10 @@ pub struct Node {
     /// Extended attributes, values in hex (overlayfs's own left out).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub xattrs: BTreeMap<String, String>,
+    /// Its entry's number in its layer's tar stream (the last one of its
+    /// path): where its content is read, and where reading may stop.
+    #[serde(skip)]
+    pub(super) entry: Option<u64>,
 }
 
 /// The fields of a [`Node`] a change names, in this order.
@@ -217,6 +221,7 @@ mod tests {
             hardlink: None,
             device: None,
             xattrs: BTreeMap::new(),
+            entry: None,
         }
     }
 

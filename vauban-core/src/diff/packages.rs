@@ -108,7 +108,8 @@ fn status_of(store: &Store, side: &Side) -> Result<Option<Vec<u8>>> {
         if let Some(node) = index.nodes.get(STATUS) {
             let path = node.hardlink.clone().unwrap_or_else(|| STATUS.to_vec());
             let wanted = [path.clone()].into_iter().collect();
-            let mut got = source.contents(store, &wanted, STATUS_LIMIT)?;
+            let last = node.entry.filter(|_| node.hardlink.is_none());
+            let mut got = source.contents(store, &wanted, STATUS_LIMIT, last)?;
             return got.remove(&path).map(Some).ok_or_else(|| Error::Diff {
                 what: source.describe(),
                 reason: "its index names /var/lib/dpkg/status but the layer does not hold it"

@@ -195,8 +195,8 @@ impl Source {
                 }
                 let what = self.describe();
                 let mut index = LayerIndex::default();
-                read_layer(store, layer, |entry, _| {
-                    index.add_entry(entry, &what)?;
+                read_layer(store, layer, |entry, n| {
+                    index.add_entry(entry, &what, n)?;
                     Ok(Flow::Continue)
                 })?;
                 // The blob was read to its end and checked: keep its index.
@@ -208,8 +208,8 @@ impl Source {
             Source::Archive(path) => {
                 let what = self.describe();
                 let mut index = LayerIndex::default();
-                read_archive(path, |entry| {
-                    index.add_entry(entry, &what)?;
+                read_archive(path, |entry, n| {
+                    index.add_entry(entry, &what, n)?;
                     Ok(Flow::Continue)
                 })?;
                 Ok(index)
@@ -219,13 +219,19 @@ impl Source {
     }
 
     /// The first `limit` bytes of each of `wanted` (regular files) in this
-    /// source.
+    /// source, each from its last entry; `last`, when known, is the number
+    /// of the last entry any of them is at: reading stops there.
     pub(super) fn contents(
         &self,
         store: &Store,
         wanted: &BTreeSet<Vec<u8>>,
         limit: u64,
+        last: Option<u64>,
     ) -> Result<BTreeMap<Vec<u8>, Vec<u8>>> {
+        let after = |n: u64, flow: Flow| match last {
+            Some(l) if n >= l => Flow::Stop,
+            _ => flow,
+        };
         let mut found = BTreeMap::new();
         if wanted.is_empty() {
             return Ok(found);
@@ -250,21 +256,23 @@ impl Source {
         };
         match self {
             Source::Layer(layer) => {
-                read_layer(store, layer, |entry, _| {
+                read_layer(store, layer, |entry, n| {
                     let regular = entry.header().entry_type().is_file();
-                    match name_of(&entry.path_bytes()) {
-                        Some(p) if regular && wanted.contains(&p) => take(entry, p),
-                        _ => Ok(Flow::Continue),
-                    }
+                    let flow = match name_of(&entry.path_bytes()) {
+                        Some(p) if regular && wanted.contains(&p) => take(entry, p)?,
+                        _ => Flow::Continue,
+                    };
+                    Ok(after(n, flow))
                 })?;
             }
             Source::Archive(path) => {
-                read_archive(path, |entry| {
+                read_archive(path, |entry, n| {
                     let regular = entry.header().entry_type().is_file();
-                    match name_of(&entry.path_bytes()) {
-                        Some(p) if regular && wanted.contains(&p) => take(entry, p),
-                        _ => Ok(Flow::Continue),
-                    }
+                    let flow = match name_of(&entry.path_bytes()) {
+                        Some(p) if regular && wanted.contains(&p) => take(entry, p)?,
+                        _ => Flow::Continue,
+                    };
+                    Ok(after(n, flow))
                 })?;
             }
             Source::Tree(root) => {
@@ -322,7 +330,7 @@ fn read_bounded(path: &Path) -> Option<Vec<u8>> {
 /// zstd, by its first bytes); refuses what does not start as a tar does.
 fn read_archive(
     path: &Path,
-    mut visit: impl FnMut(&mut tar::Entry<'_, &mut dyn Read>) -> Result<Flow>,
+    mut visit: impl FnMut(&mut tar::Entry<'_, &mut dyn Read>, u64) -> Result<Flow>,
 ) -> Result<()> {
     let bad = |reason: String| Error::Diff {
         what: format!("archive {}", path.display()),
@@ -342,9 +350,13 @@ fn read_archive(
     }
     let input: &mut dyn Read = &mut plain;
     let mut archive = tar::Archive::new(input);
-    for entry in archive.entries().map_err(|e| bad(e.to_string()))? {
+    for (n, entry) in archive
+        .entries()
+        .map_err(|e| bad(e.to_string()))?
+        .enumerate()
+    {
         let mut entry = entry.map_err(|e| bad(format!("a damaged tar entry: {e}")))?;
-        if visit(&mut entry)? == Flow::Stop {
+        if visit(&mut entry, n as u64)? == Flow::Stop {
             break;
         }
     }
@@ -408,6 +420,7 @@ fn walk_tree(root: &Path) -> Result<LayerIndex> {
                 hardlink: None,
                 device: None,
                 xattrs: xattrs_of(&full),
+                entry: None,
             };
             match kind {
                 Kind::File => {

@@ -335,7 +335,10 @@ fn a_tree_on_disk_and_an_archive_compare_with_an_image() {
     )
     .unwrap();
     store
-        .tag(&vauban_oci::Reference::parse("img").unwrap(), &img.descriptor())
+        .tag(
+            &vauban_oci::Reference::parse("img").unwrap(),
+            &img.descriptor(),
+        )
         .unwrap();
     let stacked = Side::open(&store, &format!("img+{}", drift.display())).unwrap();
     assert_eq!(stacked.shared_with(&si), 1);

@@ -171,6 +171,7 @@ mod tests {
             hardlink: None,
             device: None,
             xattrs: BTreeMap::new(),
+            entry: None,
         }
     }
 
