@@ -193,28 +193,40 @@ impl Source {
                 if let Some(index) = read_bounded(&kept).and_then(|b| LayerIndex::from_text(&b)) {
                     return Ok(index);
                 }
-                let what = self.describe();
-                let mut index = LayerIndex::default();
-                read_layer(store, layer, |entry, n| {
-                    index.add_entry(entry, &what, n)?;
-                    Ok(Flow::Continue)
-                })?;
+                let index = self.index_of_stream(store)?;
                 // The blob was read to its end and checked: keep its index.
                 if let Err(e) = store.write_diff_index(&layer.digest, &index.to_text()) {
                     tracing::warn!(layer = %layer.diff_id, error = %e, "diff index not kept");
                 }
                 Ok(index)
             }
-            Source::Archive(path) => {
-                let what = self.describe();
-                let mut index = LayerIndex::default();
-                read_archive(path, |entry, n| {
-                    index.add_entry(entry, &what, n)?;
-                    Ok(Flow::Continue)
-                })?;
-                Ok(index)
-            }
+            Source::Archive(_) => self.index_of_stream(store),
             Source::Tree(root) => walk_tree(root),
+        }
+    }
+
+    /// The index of a layer's or an archive's tar stream, read whole.
+    fn index_of_stream(&self, store: &Store) -> Result<LayerIndex> {
+        let what = self.describe();
+        let mut index = LayerIndex::default();
+        self.read_entries(store, |entry, n| {
+            index.add_entry(entry, &what, n)?;
+            Ok(Flow::Continue)
+        })?;
+        Ok(index)
+    }
+
+    /// Reads the tar entries of a layer (checked at the end of its stream)
+    /// or an archive in order, with their numbers; a tree has none.
+    fn read_entries(
+        &self,
+        store: &Store,
+        visit: impl FnMut(&mut tar::Entry<'_, &mut dyn Read>, u64) -> Result<Flow>,
+    ) -> Result<()> {
+        match self {
+            Source::Layer(layer) => read_layer(store, layer, visit).map(drop),
+            Source::Archive(path) => read_archive(path, visit),
+            Source::Tree(_) => Ok(()),
         }
     }
 
@@ -228,15 +240,11 @@ impl Source {
         limit: u64,
         last: Option<u64>,
     ) -> Result<BTreeMap<Vec<u8>, Vec<u8>>> {
-        let after = |n: u64, flow: Flow| match last {
-            Some(l) if n >= l => Flow::Stop,
-            _ => flow,
-        };
         let mut found = BTreeMap::new();
         if wanted.is_empty() {
             return Ok(found);
         }
-        let mut take = |entry: &mut dyn Read, path: Vec<u8>| -> Result<Flow> {
+        let mut take = |entry: &mut dyn Read, path: Vec<u8>| -> Result<()> {
             let mut bytes = Vec::new();
             entry
                 .take(limit)
@@ -246,42 +254,33 @@ impl Source {
                     reason: format!("reading {}: {e}", crate::printable::escape_bytes(&path)),
                 })?;
             // The last entry of a path is the one that counts (as in the
-            // index): read on to the end.
+            // index): a later one replaces it.
             found.insert(path, bytes);
-            Ok(Flow::Continue)
+            Ok(())
         };
         let name_of = |raw: &[u8]| match crate::export::conffs::names::classify(raw) {
             Some(crate::export::conffs::names::Named::Entry(p)) => Some(p),
             _ => None,
         };
-        match self {
-            Source::Layer(layer) => {
-                read_layer(store, layer, |entry, n| {
-                    let regular = entry.header().entry_type().is_file();
-                    let flow = match name_of(&entry.path_bytes()) {
-                        Some(p) if regular && wanted.contains(&p) => take(entry, p)?,
-                        _ => Flow::Continue,
-                    };
-                    Ok(after(n, flow))
-                })?;
+        if let Source::Tree(root) = self {
+            for p in wanted {
+                let full = root.join(os(p));
+                let file = open_no_follow(&full).map_err(|e| Error::io("open", &full, e))?;
+                take(&mut BufReader::new(file), p.clone())?;
             }
-            Source::Archive(path) => {
-                read_archive(path, |entry, n| {
-                    let regular = entry.header().entry_type().is_file();
-                    let flow = match name_of(&entry.path_bytes()) {
-                        Some(p) if regular && wanted.contains(&p) => take(entry, p)?,
-                        _ => Flow::Continue,
-                    };
-                    Ok(after(n, flow))
-                })?;
-            }
-            Source::Tree(root) => {
-                for p in wanted {
-                    let full = root.join(os(p));
-                    let file = open_no_follow(&full).map_err(|e| Error::io("open", &full, e))?;
-                    take(&mut BufReader::new(file), p.clone())?;
+        } else {
+            self.read_entries(store, |entry, n| {
+                let regular = entry.header().entry_type().is_file();
+                match name_of(&entry.path_bytes()) {
+                    Some(p) if regular && wanted.contains(&p) => take(entry, p)?,
+                    _ => {}
                 }
-            }
+                // Past the last entry wanted, nothing more to read.
+                Ok(match last {
+                    Some(l) if n >= l => Flow::Stop,
+                    _ => Flow::Continue,
+                })
+            })?;
         }
         Ok(found)
     }
