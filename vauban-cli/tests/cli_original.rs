@@ -193,7 +193,7 @@ fn a_sites_config_in_the_originals_shape_gets_a_warning_for_each_thing_ignored()
         ),
         format!(
             "warning: {}: unknown key `description` in a master, ignored; valid keys here: name, \
-             stages, conffs, branch, schedule, schedule_options",
+             stages, conffs, branch, schedule, schedule_options, kernel_args, deploy, drift_report",
             at("41:7", "bookworm.master-12-base.master-12-web.description")
         ),
         format!(

@@ -898,6 +898,74 @@ fn the_page_logs_in_and_shows_a_build_live_in_chromium() {
     }
     assert!(seen_live, "the log never showed up while the build ran");
 
+    // A second build, web01's value changed: its page links to what differs
+    // from the one before; the master is the same, web01's image is not.
+    std::fs::write(
+        w.path("ansible/host_vars/web01.yml"),
+        "host_value: value-of-web01-v2\n",
+    )
+    .unwrap();
+    let second = s.submit(json!({"name": "master-web", "stage": "conffs"}));
+    assert_eq!(s.wait(&second)["status"], "succeeded");
+    browser.go(&format!("{}/ui/builds/{second}", s.url));
+    let compare = browser.find("#compare");
+    browser.session("POST", &format!("/element/{compare}/click"), json!({}));
+    // The diff page loaded (a heading of its own).
+    let loaded = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let h1 = browser
+                .eval("var e = document.querySelector('h1'); return e ? e.textContent : document.body.textContent;")
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if h1.starts_with(what) {
+                return h1;
+            }
+            assert!(Instant::now() < deadline, "no page {what:?}: {h1}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let text = |css: &str| {
+        browser
+            .eval(&format!(
+                "var e = document.querySelector('{css}'); return e ? e.textContent : '';"
+            ))
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    // The master (when the build made it: a conffs build may only have
+    // used it), then web01's image, then web02's, which did not change.
+    let heading = loaded("What differs: master-web");
+    if heading != "What differs: master-web/web01" {
+        assert!(
+            !text("#changes").contains("host-value"),
+            "{heading}: master-web's image changed with a host's value"
+        );
+        let web01 = browser.find("a.image[href$='image=master-web%2Fweb01']");
+        browser.session("POST", &format!("/element/{web01}/click"), json!({}));
+        loaded("What differs: master-web/web01");
+    }
+    let changes = text("#changes");
+    assert!(
+        changes.contains("/etc/vauban/host-value") && changes.contains("changed: content"),
+        "web01's diff page: {changes}"
+    );
+    let patch = text("pre.patch");
+    assert!(
+        patch.contains("-value-of-web01") && patch.contains("+value-of-web01-v2"),
+        "web01's text diff: {patch}"
+    );
+    let web02 = browser.find("a.image[href$='image=master-web%2Fweb02']");
+    browser.session("POST", &format!("/element/{web02}/click"), json!({}));
+    loaded("What differs: master-web/web02");
+    let changes = text("#changes");
+    assert!(
+        !changes.contains("host-value"),
+        "web02's image changed with web01's value: {changes}"
+    );
+
     // A picture of it, for people reading the CI's artifacts.
     let png = browser.session("GET", "/screenshot", json!({}));
     let png = base64::Engine::decode(

@@ -20,6 +20,12 @@ mod import;
 mod unpack;
 
 pub use chain::ChainId;
+
+/// The annotation of a layer descriptor naming, by manifest digest, the
+/// image the layer was made from (the `rootfs.img` of a boot artifact names
+/// its master's image). `Store::gc` keeps that image while the manifest
+/// holding the layer is kept, when the store has it.
+pub const SOURCE_IMAGE_ANNOTATION: &str = "dev.vauban.source.image";
 pub use import::{import, ImportOptions};
 
 /// An image of the store.

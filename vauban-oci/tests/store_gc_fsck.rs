@@ -370,3 +370,84 @@ fn fsck_removes_the_layer_dirs_that_differ_from_their_record() {
     let again = store.fsck_layer_dirs(&check, &remove).unwrap();
     assert_eq!((again.checked, again.removed.len()), (1, 0));
 }
+
+/// A manifest whose layer names its source image (a boot artifact's
+/// `rootfs.img`) keeps that image while it is named, not after; one naming
+/// a blob that is no manifest (anyone can write an annotation) does not
+/// stop the gc.
+#[test]
+fn gc_keeps_the_source_image_a_kept_layer_names() {
+    use vauban_oci::oci_spec::image::{DescriptorBuilder, ImageManifestBuilder, MediaType};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let source = image::build(
+        &store,
+        None,
+        &[layer(&store, b"rootfs tree")],
+        &history("s"),
+    )
+    .unwrap();
+    let stray = layer(&store, b"not a manifest");
+    let artifact = |names: &Digest, tag: &str| {
+        let file = layer(&store, format!("squashfs {tag}").as_bytes());
+        let config = store
+            .write_json_blob(&serde_json::json!({
+                "architecture": "amd64", "os": "linux",
+                "rootfs": {"type": "layers", "diff_ids": [file.diff_id.to_string()]},
+            }))
+            .unwrap();
+        let mut annotations = std::collections::HashMap::new();
+        annotations.insert(
+            image::SOURCE_IMAGE_ANNOTATION.to_string(),
+            names.to_string(),
+        );
+        let manifest = ImageManifestBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageManifest)
+            .config(
+                DescriptorBuilder::default()
+                    .media_type(MediaType::ImageConfig)
+                    .digest(image::oci_digest(&config.0))
+                    .size(config.1)
+                    .build()
+                    .unwrap(),
+            )
+            .layers(vec![DescriptorBuilder::default()
+                .media_type(MediaType::ImageLayer)
+                .digest(image::oci_digest(&file.digest))
+                .size(file.size)
+                .annotations(annotations)
+                .build()
+                .unwrap()])
+            .build()
+            .unwrap();
+        let (digest, size) = store.write_json_blob(&manifest).unwrap();
+        let desc = vauban_oci::oci_spec::image::Descriptor::new(
+            MediaType::ImageManifest,
+            size,
+            image::oci_digest(&digest),
+        );
+        store
+            .tag(&Reference::parse(&format!("m/boot:{tag}")).unwrap(), &desc)
+            .unwrap();
+    };
+    artifact(&source.manifest_digest, "kept");
+    artifact(&stray.digest, "stray");
+    let report = store.gc().unwrap();
+    let left = names(&dir.path().join("blobs/sha256"));
+    for b in blobs_of(&source) {
+        assert!(
+            left.contains(&b),
+            "gc removed {b} of the source image: {report:?}"
+        );
+    }
+    store
+        .untag(&Reference::parse("m/boot:kept").unwrap())
+        .unwrap();
+    store.gc().unwrap();
+    let left = names(&dir.path().join("blobs/sha256"));
+    assert!(
+        !left.contains(source.manifest_digest.hex()),
+        "the source image outlived its artifact"
+    );
+}

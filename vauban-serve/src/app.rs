@@ -209,6 +209,7 @@ pub fn router(app: Arc<App>) -> Router {
             "/boot/blobs/{digest}/{name}",
             get(boot::blob_named).head(boot::blob_named),
         )
+        .route("/hosts/{name}/drift", post(crate::boot::drift::post))
         .with_state(app.clone());
     let operators = Router::new()
         .route("/masters/{name}/deploy", post(boot::deploy))
@@ -216,7 +217,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/masters/{name}/deployments", get(boot::deployments))
         .route("/hosts", get(boot::hosts))
         .route("/hosts/{name}", get(boot::host))
+        .route("/hosts/{name}/drifts", get(crate::boot::drift::list))
+        .route("/hosts/{name}/drift/diff", get(crate::boot::drift::diff))
         .route("/ui/hosts", get(crate::page::hosts))
+        .route("/ui/hosts/{name}/drift", get(crate::boot::drift::page))
         .route("/ui/style.css", get(crate::page::style))
         .route(
             "/login",
@@ -267,6 +271,8 @@ fn build_routes() -> Router<Arc<App>> {
         .route("/ui/builds/{id}", get(crate::page::build))
         .route("/ui/masters", get(crate::page::masters))
         .route("/ui/app.js", get(crate::page::script))
+        .route("/diff", get(crate::diffs::api))
+        .route("/ui/diff", get(crate::diffs::page))
 }
 
 async fn security_headers(mut resp: axum::response::Response) -> axum::response::Response {

@@ -186,6 +186,32 @@ impl Client {
         self.json(self.http.get(&url), &url).await
     }
 
+    /// A diff the server computes: `host`'s drift against what it booted
+    /// (`GET /hosts/{host}/drift/diff`), or two builds (`GET /diff`, when
+    /// `host` is `None`), with `query` (`format`, `exclude`, `path`,
+    /// `drift`, `a`, `b`, `image`, keys repeated as needed); its text and
+    /// whether the sides differ.
+    pub async fn diff(
+        &self,
+        host: Option<&str>,
+        query: &[(&str, String)],
+    ) -> Result<(Vec<u8>, bool), ClientError> {
+        let url = match host {
+            Some(h) => self.url(&format!("/hosts/{}/drift/diff", segment(h)?)),
+            None => self.url("/diff"),
+        };
+        let resp = self.send(self.http.get(&url).query(query), &url).await?;
+        let differs = resp
+            .headers()
+            .get("x-vauban-differs")
+            .is_some_and(|v| v.as_bytes() == b"true");
+        let body = resp.bytes().await.map_err(|e| ClientError::Unreachable {
+            url: url.clone(),
+            source: e.without_url(),
+        })?;
+        Ok((body.to_vec(), differs))
+    }
+
     /// Asks again for what failed or cancelled build `id` asked.
     pub async fn retry(&self, id: &str) -> Result<Submitted, ClientError> {
         let url = self.url(&format!("/builds/{id}/retry"));

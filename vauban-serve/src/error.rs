@@ -40,6 +40,15 @@ pub enum ServeError {
     /// No valid token (or user header).
     #[error("authentication needed: a bearer token (Authorization: Bearer TOKEN)")]
     Unauthorized,
+    /// Too many requests of this kind at once: later.
+    #[error("{0}")]
+    Busy(String),
+    /// Too soon after the last request of this kind.
+    #[error("{0}")]
+    TooSoon(String),
+    /// The body is larger than the route takes.
+    #[error("{0}")]
+    TooLarge(String),
     /// The request is refused whoever makes it.
     #[error("refused: {0}")]
     Forbidden(String),
@@ -139,6 +148,9 @@ impl ServeError {
             ServeError::Over(_) | ServeError::NotRetriable { .. } => StatusCode::CONFLICT,
             ServeError::BrokenConfig(_) => StatusCode::SERVICE_UNAVAILABLE,
             ServeError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ServeError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ServeError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ServeError::TooSoon(_) => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -19,6 +19,7 @@ pub mod boot;
 pub mod client;
 pub mod config_file;
 pub mod db;
+pub mod diffs;
 pub mod error;
 pub mod live;
 pub mod metrics;

@@ -8,7 +8,7 @@ use utoipa::{Modify, OpenApi};
 /// The API's description.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "vauban serve", description = "Builds on request and on schedule, their history and live logs; deployments and the hosts' boots. (The routes firmware calls, /boot/ipxe and /boot/blobs/DIGEST, are told in the README.)"),
+    info(title = "vauban serve", description = "Builds on request and on schedule, their history and live logs; deployments and the hosts' boots. (The routes firmware and hosts call, /boot/ipxe, /boot/blobs/DIGEST and POST /hosts/NAME/drift, are told in the README.)"),
     paths(
         crate::api::submit,
         crate::api::list,
@@ -23,6 +23,9 @@ use utoipa::{Modify, OpenApi};
         crate::boot::routes::deployments,
         crate::boot::routes::hosts,
         crate::boot::routes::host,
+        crate::boot::drift::list,
+        crate::boot::drift::diff,
+        crate::diffs::api,
         crate::metrics::metrics,
     ),
     modifiers(&Bearer),

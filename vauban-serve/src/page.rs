@@ -45,6 +45,10 @@ pre#log { background: #101517; color: #e6e6e6; padding: .8rem; max-height: 70vh;
 dl { display: grid; grid-template-columns: max-content auto; gap: .2rem 1rem; }
 dt { font-weight: 600; }
 button { cursor: pointer; }
+tr.added td:first-child { color: #00a32a; font-weight: 700; }
+tr.removed td:first-child { color: #d63638; font-weight: 700; }
+tr.changed td:first-child { color: #996800; font-weight: 700; }
+pre.patch { background: #fff; border: 1px solid #dcdcde; padding: .6rem; overflow: auto; }
 "#;
 
 const SCRIPT: &str = r#"
@@ -174,6 +178,17 @@ fn build_row(b: &Build) -> Markup {
 /// `/ui/builds/ID`: a build, its steps, its live log.
 pub async fn build(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Markup> {
     let b = load(&app, &id)?;
+    // The succeeded build of the same master before this one, to compare.
+    let previous = (b.status == Status::Succeeded)
+        .then(|| {
+            app.runner.history.list(&Filter {
+                master: Some(b.request.name.clone()),
+                status: Some(Status::Succeeded),
+                limit: 200,
+            })
+        })
+        .transpose()?
+        .and_then(|list| list.into_iter().find(|o| o.id < b.id));
     let r = &b.request;
     let body = html! {
         h1 { "Build " code { (b.id) } " " span #state .state.(b.status.as_str()) { (b.status.as_str()) } }
@@ -198,6 +213,9 @@ pub async fn build(State(app): State<Arc<App>>, Path(id): Path<String>) -> Resul
             @if let Some(e) = &b.error { dt { "Error" } dd.error { (e) } }
             @if let Some(h) = &b.failed_host { dt { "Failed host" } dd.error { (h) } }
             @if let Some(s) = &b.failed_step { dt { "Failed step" } dd.error { (s) } }
+        }
+        @if let Some(p) = previous {
+            p { a #compare href={ "/ui/diff?a=" (p.id) "&b=" (b.id) } { "What differs from the build before" } " (" code { (p.id) } ")" }
         }
         h2 { "Steps" }
         table {
@@ -262,9 +280,11 @@ pub async fn hosts(State(app): State<Arc<App>>) -> Result<Markup> {
         .boot
         .clone()
         .ok_or_else(|| crate::error::ServeError::Missing("no boot service".into()))?;
-    let view = tokio::task::spawn_blocking(move || boot.hosts())
-        .await
-        .map_err(|e| crate::error::ServeError::Setup(e.to_string()))??;
+    let (view, drifts) = tokio::task::spawn_blocking(move || -> Result<_> {
+        Ok((boot.hosts()?, boot.records.last_drifts()?))
+    })
+    .await
+    .map_err(|e| crate::error::ServeError::Setup(e.to_string()))??;
     let build = |id: Option<&str>, artifact: &str| -> Markup {
         match id {
             Some(b) => html! { a href={ "/ui/builds/" (b) } { (b) } },
@@ -274,7 +294,7 @@ pub async fn hosts(State(app): State<Arc<App>>) -> Result<Markup> {
     let body = html! {
         h1 { "Hosts" }
         table {
-            thead { tr { th { "Host" } th { "Master" } th { "MAC" } th { "Deployed" } th { "Last boot" } th { "State" } th { "" } } }
+            thead { tr { th { "Host" } th { "Master" } th { "MAC" } th { "Deployed" } th { "Last boot" } th { "State" } th { "" } th { "Drift" } } }
             tbody {
                 @for h in &view.hosts {
                     tr {
@@ -285,6 +305,7 @@ pub async fn hosts(State(app): State<Arc<App>>) -> Result<Markup> {
                         td { @if let Some(b) = &h.last_boot { (b.started) " " (build(b.build_id.as_deref(), &b.artifact)) } }
                         td { @if let Some(b) = &h.last_boot { (b.state) } }
                         td { @match h.runs_deployed { Some(true) => "runs the deployed build", Some(false) => span.error { "runs an older build" }, None => "" } }
+                        td { @if let Some(d) = drifts.iter().find(|d| d.host == h.host) { a.drift href={ "/ui/hosts/" (h.host) "/drift" } { (d.received) } } }
                     }
                 }
             }
@@ -298,6 +319,55 @@ pub async fn hosts(State(app): State<Arc<App>>) -> Result<Markup> {
         }
     };
     Ok(layout("Hosts", Some(30), body))
+}
+
+/// The page of a diff of two builds (see [`crate::diffs`]).
+pub fn diff_page(report: &vauban_core::diff::Report, image: &str, images: &[String]) -> Markup {
+    layout(
+        &format!("Diff of {image}"),
+        None,
+        crate::diffs::diff_body(report, image, images),
+    )
+}
+
+/// The page of a host's drift (see [`crate::boot::drift`]).
+pub fn drift_page(
+    drift: &crate::boot::drift::Drift,
+    report: &vauban_core::diff::Report,
+    all: &[crate::boot::drift::Drift],
+) -> Markup {
+    let built = |d: &crate::boot::drift::Drift| -> Markup {
+        match &d.build_id {
+            Some(b) => html! { "build " a href={ "/ui/builds/" (b) } { code { (b) } } },
+            None => html! { "artifact " code { (&d.artifact[..d.artifact.len().min(19)]) } },
+        }
+    };
+    let heading = html! {
+        h1 { "What " (drift.host) " changed since it booted" }
+        p {
+            "Drift " code { (drift.id) } " sent " (drift.received) " from " (drift.ip)
+            ", against " (built(drift)) " (boot " code { (drift.boot_id) } ") · "
+            (vauban_core::diff::render::summary(report))
+        }
+        @if all.len() > 1 {
+            p {
+                "Earlier drifts: "
+                @for d in all.iter().filter(|d| d.id != drift.id) {
+                    a href={ "/ui/hosts/" (d.host) "/drift?drift=" (d.id) } { (d.received) } " "
+                }
+            }
+        }
+    };
+    // Host names are plain (letters, digits, `.`, `_`, `-`); ids are ULIDs.
+    let json = format!(
+        "/hosts/{}/drift/diff?drift={}&format=json",
+        drift.host, drift.id
+    );
+    layout(
+        &format!("Drift of {}", drift.host),
+        None,
+        crate::diffs::changes_body(heading, report, &json),
+    )
 }
 
 /// The style sheet.

@@ -57,7 +57,8 @@ fn artifact(store: &Store, dir: &Path, rootfs: &[u8], tag: &str) -> String {
     ]
     .map(String::from)
     .to_vec();
-    let image = vauban_core::build::write_boot_artifact(store, &tree, &files, "m", "6.1").unwrap();
+    let image =
+        vauban_core::build::write_boot_artifact(store, &tree, &files, "m", "6.1", None).unwrap();
     store
         .tag(
             &Reference::parse(&format!("m/boot:{tag}")).unwrap(),
@@ -611,4 +612,265 @@ async fn a_build_is_deployed_when_it_asks_or_its_master_is_auto() {
     assert_eq!(d.len(), 2);
     assert!(d[0].source.contains("deploy: auto"), "{:?}", d[0]);
     assert_eq!(d[0].previous, Some(d[1].id));
+}
+
+/// A tar of `files` (a path ending in `/` is a directory), root's, dated 0.
+fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut t = tar::Builder::new(Vec::new());
+    for (path, bytes) in files {
+        let mut h = tar::Header::new_ustar();
+        if path.ends_with('/') {
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_mode(0o755);
+        } else {
+            h.set_mode(0o644);
+        }
+        h.set_size(bytes.len() as u64);
+        h.set_mtime(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        t.append_data(&mut h, path, *bytes).unwrap();
+    }
+    t.into_inner().unwrap()
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    z.write_all(bytes).unwrap();
+    z.finish().unwrap()
+}
+
+/// A master image (`/etc/motd`, `/etc/issue.net`) and a boot artifact made
+/// from it, web01's conffs a real archive (`/etc/hostname`), named
+/// `m/boot:drift`.
+fn artifact_with_image(store: &Store, dir: &Path) -> String {
+    use vauban_core::vauban_oci::layer::{PackedLayer, MEDIA_TYPE_TAR};
+    let layer = tar_of(&[
+        ("etc/", b""),
+        ("etc/motd", b"welcome\n"),
+        ("etc/issue.net", b"Debian GNU/Linux 12\n"),
+    ]);
+    let (digest, size) = store.write_blob(&layer).unwrap();
+    let packed = PackedLayer {
+        diff_id: digest.clone(),
+        digest,
+        size,
+        media_type: MEDIA_TYPE_TAR.into(),
+        entries: 3,
+    };
+    let history = vauban_core::vauban_oci::image::HistoryEntry {
+        created_by: "test".into(),
+        created: chrono::DateTime::UNIX_EPOCH,
+        comment: None,
+    };
+    let image = vauban_core::vauban_oci::image::build(store, None, &[packed], &history).unwrap();
+    let tree = dir.join("tree-drift");
+    std::fs::create_dir_all(tree.join("linux")).unwrap();
+    std::fs::create_dir_all(tree.join("m")).unwrap();
+    std::fs::write(tree.join("linux/vmlinuz-6.1"), b"kernel").unwrap();
+    std::fs::write(tree.join("linux/initramfs-6.1.img"), b"initramfs").unwrap();
+    std::fs::write(tree.join("m/rootfs.img"), b"squashfs of the image").unwrap();
+    std::fs::write(
+        tree.join("m/conffs-web01.tgz"),
+        gzip(&tar_of(&[("etc/hostname", b"web01\n")])),
+    )
+    .unwrap();
+    let info = json!({
+        "master": "m", "kver": "6.1",
+        "kernel": "linux/vmlinuz-6.1", "initramfs": "linux/initramfs-6.1.img",
+        "rootfs": "m/rootfs.img", "kernel_args": [],
+        "hosts": { "web01": {"conffs": "m/conffs-web01.tgz", "macs": [WEB01]} },
+    });
+    std::fs::write(tree.join("m/boot.json"), info.to_string()).unwrap();
+    let files: Vec<String> = [
+        "linux/vmlinuz-6.1",
+        "linux/initramfs-6.1.img",
+        "m/boot.json",
+        "m/conffs-web01.tgz",
+        "m/rootfs.img",
+    ]
+    .map(String::from)
+    .to_vec();
+    let artifact = vauban_core::build::write_boot_artifact(
+        store,
+        &tree,
+        &files,
+        "m",
+        "6.1",
+        Some(&image.manifest_digest),
+    )
+    .unwrap();
+    store
+        .tag(
+            &Reference::parse("m/boot:drift").unwrap(),
+            &artifact.descriptor(),
+        )
+        .unwrap();
+    artifact.manifest_digest.to_string()
+}
+
+/// A host sends its drift with its boot token: only its own host's, only
+/// a layer, only so large, only while its boot is its last; an operator
+/// sees it against the tree the boot got (the image the artifact's rootfs
+/// names, the host's conffs on top), and `vauban gc` keeps that image as
+/// long as the artifact is named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_sends_its_drift_and_an_operator_sees_it_against_its_boot() {
+    let w = World::new();
+    artifact_with_image(&w.store, w.dir.path());
+    let gc = w.store.gc().unwrap();
+    assert!(
+        gc.blobs.is_empty(),
+        "gc removed what the artifact names: {gc:?}"
+    );
+    let addr = w
+        .serve(
+            "state",
+            BootOptions {
+                max_drift: 4096,
+                ..BootOptions::default()
+            },
+        )
+        .await;
+    let http = reqwest::Client::new();
+    let base = format!("http://{addr}");
+    let (st, d) = api(
+        &http,
+        reqwest::Method::POST,
+        format!("{base}/masters/m/deploy"),
+        Some(json!({"from": "drift"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{d}");
+    let s = script(&http, addr, WEB01).await;
+    let token = arg_url(&s, "root=live:")
+        .split_once("?boot=")
+        .map(|(_, t)| t.to_owned())
+        .unwrap();
+
+    // What web01 changed: /etc/motd, /etc/issue.net removed, a new file.
+    let drift = gzip(&tar_of(&[
+        ("etc/", b""),
+        ("etc/motd", b"welcome\nchanged after boot\n"),
+        ("etc/.wh.issue.net", b""),
+        ("root/", b""),
+        ("root/notes", b"by hand\n"),
+    ]));
+    let post = |host: &str, token: Option<&str>, body: Vec<u8>| {
+        let mut req = http.post(format!("{base}/hosts/{host}/drift")).body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    let r = post("web01", None, drift.clone()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = post("web01", Some(&"0".repeat(64)), drift.clone())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = post("web02", Some(&token), drift.clone()).await.unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::FORBIDDEN,
+        "web01's token sent web02's drift"
+    );
+    let r = post("web01", Some(&token), b"not a layer".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let mut x = 88_172_645_463_325_252u64;
+    let big: Vec<u8> = (0..20_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let r = post("web01", Some(&token), gzip(&tar_of(&[("big", &big)])))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let r = post("web01", Some(&token), drift.clone()).await.unwrap();
+    let status = r.status();
+    let sent: Value = r.json().await.unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{sent}");
+    assert_eq!(sent["host"], "web01");
+    assert_eq!(sent["paths"], 5);
+    let r = post("web01", Some(&token), drift.clone()).await.unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "a second within the minute"
+    );
+    // Nothing of the refused bodies is left in the state dir.
+    let kept: Vec<String> = std::fs::read_dir(w.path("state/drifts"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(kept, [format!("{}.tar.gz", sent["id"].as_str().unwrap())]);
+
+    // An operator's diff: against the image and web01's conffs.
+    let diff = |query: &'static str| {
+        http.get(format!("{base}/hosts/web01/drift/diff?{query}"))
+            .bearer_auth(TOKEN)
+            .send()
+    };
+    let r = diff("format=name-status").await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["x-vauban-differs"], "true");
+    assert_eq!(
+        r.text().await.unwrap(),
+        "D\t/etc/issue.net\nM\t/etc/motd\nA\t/root\nA\t/root/notes\n"
+    );
+    let text = diff("path=/etc/motd").await.unwrap().text().await.unwrap();
+    assert!(text.contains("+changed after boot"), "{text}");
+    let r = diff("format=json&exclude=root").await.unwrap();
+    let report: Value = r.json().await.unwrap();
+    assert_eq!(report["changes"].as_array().unwrap().len(), 2, "{report:#}");
+    assert_eq!(report["a"]["kind"], "served", "{report:#}");
+    let r = http
+        .get(format!("{base}/hosts/web01/drift/diff"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "a diff without a token"
+    );
+    let (st, list) = api(
+        &http,
+        reqwest::Method::GET,
+        format!("{base}/hosts/web01/drifts"),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    // The page: the hosts link to the drift, which shows its paths.
+    let page = |path: &'static str| http.get(format!("{base}{path}")).bearer_auth(TOKEN).send();
+    let hosts = page("/ui/hosts").await.unwrap().text().await.unwrap();
+    assert!(hosts.contains("href=\"/ui/hosts/web01/drift\""), "{hosts}");
+    let r = page("/ui/hosts/web01/drift").await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.unwrap();
+    for wanted in [
+        "/etc/issue.net",
+        "/etc/motd",
+        "+changed after boot",
+        "What web01 changed",
+    ] {
+        assert!(
+            html.contains(wanted),
+            "no {wanted} in the drift page:\n{html}"
+        );
+    }
+
+    // web01 boots again: the first boot's token sends nothing more.
+    script(&http, addr, WEB01).await;
+    let r = post("web01", Some(&token), drift).await.unwrap();
+    assert_eq!(r.status(), StatusCode::GONE);
 }

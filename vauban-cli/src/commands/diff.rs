@@ -3,11 +3,14 @@
 //! path and the unified diffs of text files, or `--stat`, `--name-only`,
 //! `--name-status`, `--json`; `--packages` compares the installed packages.
 //! `--exit-code` exits 1 when they differ (and 2 on an error), for scripts.
+//! With `--server`, `vauban serve` computes it: `--drift HOST` (what a live
+//! host changed since it booted, against that build), or two builds of its
+//! history (`build:ID[/IMAGE]`).
 
 use std::io::Write;
 
-use anyhow::Result;
-use vauban_core::diff::{self, Change, DiffOptions, PackageReport, Report, Side, Status};
+use anyhow::{bail, Context, Result};
+use vauban_core::diff::{self, DiffOptions, Format, Side};
 
 use crate::cli::Globals;
 
@@ -15,10 +18,23 @@ use crate::cli::Globals;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Side A: an image (NAME[:TAG], NAME@DIGEST, MASTER/HOST for a host's
-    /// conffs image), a directory, or a tar archive (a conffs-HOST.tgz).
-    pub a: String,
+    /// conffs image), a directory, a tar archive (a conffs-HOST.tgz), A+ARCHIVE
+    /// (an archive stacked on A), or build:ID[/IMAGE], a build of --server.
+    #[arg(required_unless_present = "drift")]
+    pub a: Option<String>,
     /// Side B, as A.
-    pub b: String,
+    #[arg(required_unless_present = "drift")]
+    pub b: Option<String>,
+    /// What HOST changed since it booted (the last drift it sent to
+    /// --server) against the exact build it booted.
+    #[arg(long, value_name = "HOST", conflicts_with_all = ["a", "b", "packages"])]
+    pub drift: Option<String>,
+    /// With --drift, this drift (an id of `GET /hosts/HOST/drifts`)
+    /// instead of the last.
+    #[arg(long, value_name = "ID", requires = "drift")]
+    pub drift_id: Option<String>,
+    #[command(flatten)]
+    pub server: super::remote::ServerArgs,
     /// Only these paths and what is under them (paths from the root, not
     /// globs).
     #[arg(last = true)]
@@ -78,196 +94,102 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
 
 /// Compares and prints; whether they differ.
 fn compare(globals: &Globals, args: Args) -> Result<bool> {
+    if args.drift.is_some() || args.a.as_deref().is_some_and(|a| a.starts_with(BUILD)) {
+        return compare_at_server(args);
+    }
     let store = globals.open_store()?;
-    let a = Side::open(&store, &args.a)?;
-    let b = Side::open(&store, &args.b)?;
+    let (a, b) = (args.a.as_deref(), args.b.as_deref());
+    let a = Side::open(&store, a.context("side A")?)?;
+    let b = Side::open(&store, b.context("side B")?)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if args.packages {
         let report = diff::packages(&store, &a, &b)?;
-        if args.json {
-            serde_json::to_writer_pretty(&mut out, &report)?;
-            writeln!(out)?;
-        } else {
-            print_packages(&mut out, &report)?;
-        }
+        diff::write_packages(&mut out, &report, args.json)?;
         out.flush()?;
         return Ok(!report.changes.is_empty());
     }
+    let format = args.format();
     let opts = DiffOptions {
         paths: args.paths,
         exclude: args.exclude,
-        text: !(args.name_only || args.name_status),
+        text: format.shows_text(),
         ..DiffOptions::default()
     };
     let report = diff::diff(&store, &a, &b, &opts)?;
-    if args.json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
-    } else if args.name_only {
-        for c in &report.changes {
-            writeln!(out, "{}", c.path)?;
-        }
-    } else if args.name_status {
-        for c in &report.changes {
-            writeln!(out, "{}\t{}", c.status.letter(), c.path)?;
-        }
-    } else if args.stat {
-        print_stat(&mut out, &report)?;
-    } else {
-        print_full(&mut out, &report)?;
-    }
+    diff::write_report(&mut out, &report, format)?;
     out.flush()?;
     Ok(report.differs())
 }
 
-/// What changed in a [`Change`], in words.
-fn what_changed(c: &Change) -> String {
-    let node = |n: &Option<vauban_core::diff::Node>| n.as_ref().map(|n| n.describe());
-    match c.status {
-        Status::Added => format!("added: {}", node(&c.b).unwrap_or_default()),
-        Status::Removed => format!("removed: {}", node(&c.a).unwrap_or_default()),
-        Status::Changed => {
-            let (a, b) = (c.a.as_ref(), c.b.as_ref());
-            let words: Vec<String> = c
-                .fields
-                .iter()
-                .map(|f| match (*f, a, b) {
-                    ("mode", Some(a), Some(b)) => format!("mode {:04o} -> {:04o}", a.mode, b.mode),
-                    ("owner", Some(a), Some(b)) => {
-                        format!("owner {}:{} -> {}:{}", a.uid, a.gid, b.uid, b.gid)
-                    }
-                    ("type", Some(a), Some(b)) => {
-                        format!("type {} -> {}", a.kind.word(), b.kind.word())
-                    }
-                    ("content", Some(a), Some(b)) if c.text.is_none() => format!(
-                        "content ({}{} -> {} B, sha256 {} -> {})",
-                        c.no_text
-                            .as_deref()
-                            .map(|w| format!("{w}, "))
-                            .unwrap_or_default(),
-                        a.size.unwrap_or(0),
-                        b.size.unwrap_or(0),
-                        short(a.sha256.as_deref()),
-                        short(b.sha256.as_deref())
-                    ),
-                    ("target", Some(a), Some(b)) => format!(
-                        "target {} -> {}",
-                        link_text(a.target.as_deref(), ""),
-                        link_text(b.target.as_deref(), "")
-                    ),
-                    ("hardlink", Some(a), Some(b)) => format!(
-                        "hard link {} -> {}",
-                        link_text(a.hardlink.as_deref(), "/"),
-                        link_text(b.hardlink.as_deref(), "/")
-                    ),
-                    ("xattrs", Some(a), Some(b)) => xattr_changes(a, b),
-                    (f, _, _) => f.to_string(),
-                })
-                .collect();
-            format!("changed: {}", words.join(", "))
-        }
+/// How a side names a build of the server.
+const BUILD: &str = "build:";
+
+/// A diff `vauban serve` computes (a host's drift, two builds), printed.
+fn compare_at_server(args: Args) -> Result<bool> {
+    if args.packages {
+        bail!("--packages compares sides of this machine's store, not a server's builds");
     }
-}
-
-/// A link target or hard link as printed (`none` when there is none).
-fn link_text(t: Option<&[u8]>, prefix: &str) -> String {
-    t.map_or_else(
-        || "none".into(),
-        |t| format!("{prefix}{}", vauban_core::diff::quote_name(t)),
-    )
-}
-
-/// Which extended attributes differ: `xattr user.a added, user.b changed`.
-fn xattr_changes(a: &vauban_core::diff::Node, b: &vauban_core::diff::Node) -> String {
-    let mut words = Vec::new();
-    for (name, value) in &a.xattrs {
-        match b.xattrs.get(name) {
-            None => words.push(format!(
-                "{} removed",
-                vauban_core::diff::quote_name(name.as_bytes())
-            )),
-            Some(v) if v != value => words.push(format!(
-                "{} changed",
-                vauban_core::diff::quote_name(name.as_bytes())
-            )),
-            Some(_) => {}
-        }
+    let format = match args.format() {
+        Format::Full => "full",
+        Format::Stat => "stat",
+        Format::NameOnly => "name-only",
+        Format::NameStatus => "name-status",
+        Format::Json => "json",
+    };
+    let mut query: Vec<(&str, String)> = vec![("format", format.into())];
+    query.extend(args.exclude.iter().map(|e| ("exclude", e.clone())));
+    query.extend(args.paths.iter().map(|p| ("path", p.clone())));
+    if let Some(id) = &args.drift_id {
+        query.push(("drift", id.clone()));
     }
-    for name in b.xattrs.keys().filter(|n| !a.xattrs.contains_key(*n)) {
-        words.push(format!(
-            "{} added",
-            vauban_core::diff::quote_name(name.as_bytes())
-        ));
-    }
-    format!("xattr {}", words.join(", "))
-}
-
-fn short(sha: Option<&str>) -> &str {
-    sha.map_or("?", |s| &s[..s.len().min(12)])
-}
-
-fn print_full(out: &mut impl Write, report: &Report) -> Result<()> {
-    for c in &report.changes {
-        writeln!(out, "{} {}  {}", c.status.letter(), c.path, what_changed(c))?;
-        if let Some(t) = &c.text {
-            write!(out, "{}", t.unified)?;
-        }
-    }
-    Ok(())
-}
-
-fn print_stat(out: &mut impl Write, report: &Report) -> Result<()> {
-    let width = report
-        .changes
-        .iter()
-        .map(|c| c.path.chars().count())
-        .max()
-        .unwrap_or(0)
-        .min(60);
-    let (mut plus, mut minus) = (0, 0);
-    for c in &report.changes {
-        let detail = match &c.text {
-            Some(t) => {
-                plus += t.added;
-                minus += t.removed;
-                format!("+{} -{}", t.added, t.removed)
-            }
-            None => match c.status {
-                Status::Changed => c.fields.join(", "),
-                Status::Added => "added".into(),
-                Status::Removed => "removed".into(),
-            },
+    if args.drift.is_none() {
+        let build = |side: &Option<String>| -> Result<(String, Option<String>)> {
+            let side = side.as_deref().unwrap_or_default();
+            let Some(rest) = side.strip_prefix(BUILD) else {
+                bail!("{side}: a build of the server is compared with another (build:ID[/IMAGE] on both sides)");
+            };
+            Ok(match rest.split_once('/') {
+                Some((id, image)) => (id.to_owned(), Some(image.to_owned())),
+                None => (rest.to_owned(), None),
+            })
         };
-        writeln!(out, " {} {:width$} | {detail}", c.status.letter(), c.path)?;
+        let ((a, ia), (b, ib)) = (build(&args.a)?, build(&args.b)?);
+        if ia.is_some() && ib.is_some() && ia != ib {
+            bail!("both sides name an image, and not the same ({} and {}): one image of two builds is compared", ia.unwrap_or_default(), ib.unwrap_or_default());
+        }
+        query.push(("a", a));
+        query.push(("b", b));
+        if let Some(image) = ia.or(ib) {
+            query.push(("image", image));
+        }
     }
-    let count = |s: Status| report.changes.iter().filter(|c| c.status == s).count();
-    writeln!(
-        out,
-        " {} path(s) differ: {} added, {} removed, {} changed; text lines +{plus} -{minus}",
-        report.changes.len(),
-        count(Status::Added),
-        count(Status::Removed),
-        count(Status::Changed),
-    )?;
-    Ok(())
+    let client = args.server.client()?;
+    let what = match &args.drift {
+        Some(h) => format!("the drift of {h}"),
+        None => "the diff of the builds".into(),
+    };
+    let (body, differs) = super::push::runtime()?
+        .block_on(client.diff(args.drift.as_deref(), &query))
+        .with_context(|| what)?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(&body)?;
+    out.flush()?;
+    Ok(differs)
 }
 
-fn print_packages(out: &mut impl Write, report: &PackageReport) -> Result<()> {
-    for c in &report.changes {
-        let versions = match (&c.a, &c.b) {
-            (Some(a), Some(b)) => format!("{a} -> {b}"),
-            (Some(a), None) => a.clone(),
-            (None, Some(b)) => b.clone(),
-            (None, None) => String::new(),
-        };
-        writeln!(out, "{:<10} {}:{} {versions}", c.change, c.name, c.arch)?;
+impl Args {
+    /// The output form asked for.
+    fn format(&self) -> Format {
+        if self.json {
+            Format::Json
+        } else if self.name_only {
+            Format::NameOnly
+        } else if self.name_status {
+            Format::NameStatus
+        } else if self.stat {
+            Format::Stat
+        } else {
+            Format::Full
+        }
     }
-    writeln!(
-        out,
-        "{} package(s) differ ({} installed on A, {} on B)",
-        report.changes.len(),
-        report.a_installed,
-        report.b_installed
-    )?;
-    Ok(())
 }

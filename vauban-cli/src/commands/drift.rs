@@ -1,8 +1,9 @@
 //! `vauban drift [--upper DIR] -o FILE`: what a live host changed since it
 //! booted, packed as one OCI layer (`tar+gzip`): the overlay's upper dir
 //! (dracut's live root keeps it at `/run/overlayfs`), its whiteouts and
-//! opaque directories in OCI form, the secrets left out (`/etc/shadow`, the
-//! sshd host keys, and every `--exclude`), never more than `--max-size`
+//! opaque directories in OCI form, the secrets left out (the password
+//! hashes, private keys and shell histories of `drift_tool::SECRETS`, and
+//! every `--exclude`), never more than `--max-size`
 //! bytes. `vauban diff IMAGE IMAGE+FILE` then shows the changes against the
 //! image the host booted. Written under a temp name beside FILE, 0600, and
 //! renamed when complete: a drift holds whatever the host's users wrote.
@@ -12,18 +13,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
+use vauban_core::build::drift_tool::secrets_in;
 use vauban_core::vauban_oci::layer::{pack, Compression, LayerSource, PackOptions};
-
-/// What is never packed: the host's password hashes and sshd private keys.
-pub const SECRETS: [&str; 7] = [
-    "etc/shadow",
-    "etc/shadow-",
-    "etc/gshadow",
-    "etc/gshadow-",
-    "etc/ssh/ssh_host_ed25519_key",
-    "etc/ssh/ssh_host_ecdsa_key",
-    "etc/ssh/ssh_host_rsa_key",
-];
 
 /// Arguments of `vauban drift`.
 #[derive(Debug, clap::Args)]
@@ -44,7 +35,7 @@ pub struct Args {
 }
 
 /// A size with an optional K, M or G suffix (powers of 1024).
-fn parse_size(s: &str) -> std::result::Result<u64, String> {
+pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
     let (digits, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
         Some((i, _)) => s.split_at(i),
         None => (s, ""),
@@ -90,7 +81,7 @@ pub fn run(args: Args) -> Result<()> {
             args.upper.display()
         );
     }
-    let mut exclude: Vec<PathBuf> = SECRETS.iter().map(PathBuf::from).collect();
+    let mut exclude: Vec<PathBuf> = secrets_in(&args.upper);
     for e in &args.exclude {
         let e = e.trim_matches('/');
         if e.is_empty() || e.split('/').any(|c| c == "..") {

@@ -135,6 +135,11 @@ pub struct Args {
     /// How long the token of a boot opens its files, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 1800)]
     pub boot_token_ttl: u64,
+
+    /// The largest drift a host may send (`vauban-drift`), in bytes (K, M,
+    /// G suffixes).
+    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = super::drift::parse_size)]
+    pub max_drift_size: u64,
 }
 
 /// Runs the server until SIGTERM or Ctrl-C.
@@ -240,6 +245,7 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
             },
             token_ttl: std::time::Duration::from_secs(args.boot_token_ttl.max(60)),
             conffs_from_known_ip: args.conffs_from_known_ip,
+            max_drift: args.max_drift_size,
             registry: match &args.registry {
                 Some(r) => Some(Registry::parse(
                     r,

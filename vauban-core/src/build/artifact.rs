@@ -6,6 +6,9 @@
 //! annotation [`KERNEL_ANNOTATION`]. A boot server fetches exactly what was
 //! built (`oras pull`, `skopeo copy` to a layout).
 //!
+//! The `rootfs.img` layer names the master's image it was made from
+//! ([`SOURCE_IMAGE_ANNOTATION`]).
+//!
 //! The config is a minimal image config (`os`, `architecture`, the files'
 //! digests as `diff_ids`, since they are stored uncompressed), so every tool
 //! that reads images reads it; `artifactType` tells what it is (OCI image
@@ -13,6 +16,7 @@
 
 use std::path::Path;
 
+use vauban_oci::image::SOURCE_IMAGE_ANNOTATION;
 use vauban_oci::store::Store;
 use vauban_oci::{Digest, Image};
 
@@ -46,13 +50,18 @@ pub(crate) fn media_type(rel: &str) -> &'static str {
 }
 
 /// Writes the artifact of the files `files` (paths relative to `tree`) into
-/// the store, unnamed (see [`Store::tag`]); returns it.
+/// the store, unnamed (see [`Store::tag`]); returns it. `rootfs_image`, the
+/// manifest digest of the image `rootfs.img` was made from, is written on
+/// its layer ([`SOURCE_IMAGE_ANNOTATION`]): what a host booted can be
+/// compared file by file (`vauban diff --drift`), and `vauban gc` keeps
+/// that image as long as the artifact.
 pub fn write_boot_artifact(
     store: &Store,
     tree: &Path,
     files: &[String],
     master: &str,
     kver: &str,
+    rootfs_image: Option<&Digest>,
 ) -> Result<Image> {
     let mut layers = Vec::new();
     let mut diff_ids = Vec::new();
@@ -61,11 +70,15 @@ pub fn write_boot_artifact(
         // The big files are hard-linked, not copied (see `Store::link_blob`).
         let (digest, size): (Digest, u64) = store.link_blob(&path)?;
         diff_ids.push(digest.to_string());
+        let mut annotations = serde_json::json!({ "org.opencontainers.image.title": rel });
+        if let Some(image) = rootfs_image.filter(|_| rel.ends_with("/rootfs.img")) {
+            annotations[SOURCE_IMAGE_ANNOTATION] = image.to_string().into();
+        }
         layers.push(serde_json::json!({
             "mediaType": media_type(rel),
             "digest": digest.to_string(),
             "size": size,
-            "annotations": { "org.opencontainers.image.title": rel },
+            "annotations": annotations,
         }));
     }
     let config = serde_json::json!({

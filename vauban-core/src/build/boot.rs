@@ -60,7 +60,7 @@ impl Builder<'_> {
         self.write_sums()?;
         // The files as one artifact in the store (what a boot server
         // deploys), pushed beside the images with --registry.
-        self.boot_artifact(&tree, master, &kernel)?;
+        self.boot_artifact(&tree, master, &kernel, image)?;
         Ok(())
     }
 
@@ -234,8 +234,15 @@ impl Builder<'_> {
     }
 
     /// The master's boot files as an OCI artifact named `<master>/boot`
-    /// (pushed unless the master is of `never_upload`).
-    fn boot_artifact(&mut self, tree: &BootTree, master: &Master, kernel: &Kernel) -> Result<()> {
+    /// (pushed unless the master is of `never_upload`), its `rootfs.img`
+    /// naming `image`, the one it was made from.
+    fn boot_artifact(
+        &mut self,
+        tree: &BootTree,
+        master: &Master,
+        kernel: &Kernel,
+        image: &Image,
+    ) -> Result<()> {
         let mut files = vec![
             format!("linux/{}", kernel.kernel_file),
             format!("linux/{}", kernel.initramfs_file),
@@ -257,6 +264,7 @@ impl Builder<'_> {
             &files,
             &master.name,
             &kernel.kver,
+            Some(&image.manifest_digest),
         )?;
         let publish = super::publish::uploads_boot_files(&self.config, master);
         self.name(&format!("{}/boot", master.name), &image, true, publish)?;

@@ -293,7 +293,7 @@ impl Builder<'_> {
                 )?
                 .pop()
                 .ok_or_else(|| Error::internal("a pull of one image gave none"))?;
-            let image = image?;
+            let image = b.with_drift_tool(master, image?)?;
             // Its task pushed it (`latest`, its date): named here, not again.
             b.name(&master.name, &image, false, false)?;
             Ok(image)

@@ -53,8 +53,18 @@ impl Builder<'_> {
             image = built;
             source = name.name().to_owned();
         }
+        let image = self.with_drift_tool(master, image)?;
         self.name(&master.name, &image, false, self.published(master))?;
         Ok(image)
+    }
+
+    /// `image` with `vauban-drift` on top when `master` asks for it
+    /// (`drift_report:`), else `image`.
+    pub(super) fn with_drift_tool(&self, master: &Master, image: Image) -> Result<Image> {
+        match &master.drift_report {
+            Some(report) => super::drift_tool::with_tool(self.store, &image, &report.value),
+            None => Ok(image),
+        }
     }
 
     /// The base image of the release `root`, made once per recipe.

@@ -19,6 +19,8 @@ pub enum KeyContext {
     Mmdebstrap,
     /// A master's `schedule_options:`.
     ScheduleOptions,
+    /// A master's `drift_report:`.
+    DriftReport,
 }
 
 impl KeyContext {
@@ -30,6 +32,7 @@ impl KeyContext {
             KeyContext::Configuration => CONFIGURATION_KEYS,
             KeyContext::Mmdebstrap => &["suite", "variant", "include", "mirror"],
             KeyContext::ScheduleOptions => &["stage", "build_parents"],
+            KeyContext::DriftReport => &["exclude", "max_size"],
         }
     }
 
@@ -47,6 +50,7 @@ impl std::fmt::Display for KeyContext {
             KeyContext::Configuration => "`configuration`",
             KeyContext::Mmdebstrap => "`mmdebstrap`",
             KeyContext::ScheduleOptions => "`schedule_options`",
+            KeyContext::DriftReport => "`drift_report`",
         })
     }
 }

@@ -32,6 +32,9 @@ pub const MASTER_KEYS: &[&str] = &[
     "branch",
     "schedule",
     "schedule_options",
+    "kernel_args",
+    "deploy",
+    "drift_report",
 ];
 
 /// A master (or, at the top of a release, the release itself).
@@ -69,6 +72,11 @@ pub struct Master {
     /// Whether `vauban serve` deploys each successful build of this master
     /// (`auto`) or only when asked (`manual`, the default).
     pub deploy: Option<Located<DeployPolicy>>,
+    /// Whether this master's image (and so its children's) carries
+    /// `vauban-drift`, the tool a live host runs to send what changed since
+    /// it booted (`drift_report: true`, or a mapping of `exclude` and
+    /// `max_size`).
+    pub drift_report: Option<Located<DriftReport>>,
     /// The child masters, built `FROM` this one, in file order.
     #[schemars(flatten, with = "std::collections::BTreeMap<String, Master>")]
     pub children: Vec<Master>,
@@ -104,6 +112,28 @@ pub enum DeployPolicy {
     Manual,
     /// Every successful build of the master's boot files, by `vauban serve`.
     Auto,
+}
+
+/// `drift_report:` of a master: what its hosts' `vauban-drift` leaves out
+/// and how much it sends at most.
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[schemars(default, deny_unknown_fields)]
+pub struct DriftReport {
+    /// Paths never sent, each with what is under it (from the root), besides
+    /// the password hashes and sshd host keys, which never are.
+    pub exclude: Vec<String>,
+    /// The largest drift sent, compressed (`64MiB` by default).
+    #[schemars(with = "String")]
+    pub max_size: u64,
+}
+
+impl Default for DriftReport {
+    fn default() -> Self {
+        DriftReport {
+            exclude: Vec::new(),
+            max_size: 64 << 20,
+        }
+    }
 }
 
 /// `schedule_options:` of a scheduled master.
@@ -185,6 +215,7 @@ impl MasterReader<'_> {
             schedule_options: None,
             kernel_args: Vec::new(),
             deploy: None,
+            drift_report: None,
             children: Vec::new(),
             parent: parent.map(|p| p.name.clone()),
             release: parent.map_or_else(|| entry.key.clone(), |p| p.release.clone()),
@@ -226,6 +257,7 @@ impl MasterReader<'_> {
                 "schedule_options" => master.schedule_options = schedule_options(r, e, &vpath)?,
                 "kernel_args" => master.kernel_args = r.strings(&e.value, &vpath)?,
                 "deploy" => master.deploy = deploy_policy(r, e, &vpath)?,
+                "drift_report" => master.drift_report = drift_report(r, e, &vpath)?,
                 key if RELEASE_KEYS.contains(&key) => match source.as_deref_mut() {
                     Some(source) => source.read(r, e, &vpath)?,
                     None => {
@@ -321,6 +353,70 @@ fn deploy_policy(r: &Reader, entry: &Entry, path: &str) -> Result<Option<Located
         value: policy,
         location: text.location,
     }))
+}
+
+fn drift_report(r: &Reader, entry: &Entry, path: &str) -> Result<Option<Located<DriftReport>>> {
+    let at = r.at(entry.value.pos, path);
+    let mut report = DriftReport::default();
+    match &entry.value.value {
+        Value::Null => return Ok(None),
+        Value::Str(_) => {
+            let text = r.string(&entry.value, path)?;
+            return match text.value.as_str() {
+                "true" | "yes" | "on" => Ok(Some(Located::new(report, at))),
+                "false" | "no" | "off" => Ok(None),
+                other => Err(Error::InvalidValue {
+                    location: text.location.clone(),
+                    message: format!(
+                        "`drift_report` is true, false, or a mapping of `exclude` and \
+                         `max_size`, not `{other}`"
+                    ),
+                }),
+            };
+        }
+        _ => {}
+    }
+    for e in r.map(&entry.value, path)? {
+        let vpath = Location::child_path(path, &e.key);
+        match e.key.as_str() {
+            "exclude" => {
+                for p in r.strings(&e.value, &vpath)? {
+                    let clean = p.trim_start_matches('/').trim_end_matches('/');
+                    if clean.is_empty()
+                        || clean
+                            .split('/')
+                            .any(|c| c.is_empty() || c == "." || c == "..")
+                    {
+                        return Err(Error::InvalidValue {
+                            location: p.location.clone(),
+                            message: format!(
+                                "`{}` is not a path from the root (no `.`, `..` or empty component)",
+                                p.value
+                            ),
+                        });
+                    }
+                    report.exclude.push(clean.to_owned());
+                }
+            }
+            "max_size" => {
+                let text = r.string(&e.value, &vpath)?;
+                report.max_size = match text.trim().parse::<bytesize::ByteSize>() {
+                    Ok(b) if b.as_u64() > 0 => b.as_u64(),
+                    _ => {
+                        return Err(Error::InvalidValue {
+                            location: text.location.clone(),
+                            message: format!(
+                            "`{}` is not a size: give bytes, or a number with a unit like `64MiB`",
+                            text.value
+                        ),
+                        })
+                    }
+                };
+            }
+            _ => return Err(r.unknown_key(e, path, KeyContext::DriftReport)),
+        }
+    }
+    Ok(Some(Located::new(report, at)))
 }
 
 fn schedule_options(

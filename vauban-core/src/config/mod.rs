@@ -82,7 +82,7 @@ pub use configuration::{Configuration, DracutConf, NetworkMode, SquashfsCompress
 pub use executor::{ExecutorConfig, SlurmConfig};
 pub use key_context::KeyContext;
 pub use location::{Located, Location};
-pub use master::{DeployPolicy, Master, ScheduleOptions, ScheduledStage};
+pub use master::{DeployPolicy, DriftReport, Master, ScheduleOptions, ScheduledStage};
 pub use navigate::Masters;
 pub use playbooks::check_playbook;
 pub use release::{Checksum, Mmdebstrap, Release, ReleaseSource, Sha512Sums, TarballLocation};

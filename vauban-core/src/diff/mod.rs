@@ -15,6 +15,7 @@
 mod index;
 pub mod node;
 mod packages;
+pub mod render;
 pub mod side;
 mod view;
 
@@ -25,7 +26,8 @@ use vauban_oci::store::Store;
 
 pub use node::{quote_name, Kind, Node};
 pub use packages::{packages, PackageChange, PackageReport};
-pub use side::{Side, SideKind};
+pub use render::{write_packages, write_report, Format};
+pub use side::{check_archive, ArchiveLimits, Side, SideKind};
 use view::{needs_shared, Layer, View};
 
 use crate::error::{Error, Result};

@@ -48,6 +48,14 @@ pub enum SideKind {
         /// Its path.
         path: PathBuf,
     },
+    /// Made by `vauban serve` from what its store holds: an image, and the
+    /// blobs stacked on it, bottom first (a host's conffs, its drift).
+    Served {
+        /// The image's manifest digest.
+        image: String,
+        /// What is stacked on it, in words (`conffs of web01 (sha256:…)`).
+        stacked: Vec<String>,
+    },
     /// An archive as a layer on top of another side (`A+ARCHIVE`: a host's
     /// drift over the image it booted).
     Stacked {
@@ -108,26 +116,13 @@ impl Side {
         // `A+ARCHIVE`: the archive as one more layer on top of A.
         if let Some((below, top)) = spec.rsplit_once('+') {
             if Path::new(top).is_file() {
-                let mut side = Side::open(store, below)?;
-                side.sources.insert(0, Source::Archive(top.into()));
-                side.name = spec.into();
-                side.what = SideKind::Stacked {
-                    below: Box::new(side.what),
-                    archive: top.into(),
-                };
-                return Ok(side);
+                return Ok(Side::open(store, below)?.stacked(spec, Path::new(top)));
             }
         }
         if let Some((_, digest)) = spec.split_once('@') {
             let digest = vauban_oci::Digest::parse(digest)
                 .map_err(|e| not_found(format!("not an image digest ({e})")))?;
-            let image = image_by_digest(store, &digest).map_err(|e| {
-                not_found(format!(
-                    "no image with that manifest digest in the store {} ({e})",
-                    store.root().display()
-                ))
-            })?;
-            return Side::of_image(spec, &image);
+            return Side::of_digest(store, spec, &digest);
         }
         let reference = Reference::parse(spec).map_err(|e| {
             not_found(format!(
@@ -141,6 +136,31 @@ impl Side {
             ))
         })?;
         Side::of_image(spec, &image)
+    }
+
+    /// `self` with the archive `top` as one more layer on top, named `name`
+    /// (a host's drift over the tree it booted).
+    pub fn stacked(mut self, name: &str, top: &Path) -> Side {
+        self.sources.insert(0, Source::Archive(top.into()));
+        self.name = name.into();
+        self.what = SideKind::Stacked {
+            below: Box::new(self.what),
+            archive: top.into(),
+        };
+        self
+    }
+
+    /// The image whose manifest is the blob `digest` of `store`, named or
+    /// not (an earlier build's image stays until `vauban gc`), named `name`.
+    pub fn of_digest(store: &Store, name: &str, digest: &vauban_oci::Digest) -> Result<Side> {
+        let image = image_by_digest(store, digest).map_err(|e| Error::Diff {
+            what: name.into(),
+            reason: format!(
+                "no image with the manifest digest {digest} in the store {} ({e})",
+                store.root().display()
+            ),
+        })?;
+        Side::of_image(name, &image)
     }
 
     /// The side of `image`, named `name`.
@@ -286,6 +306,104 @@ impl Source {
     }
 }
 
+/// What an archive taken from someone else (a host's drift sent to the
+/// server) may hold: its bytes once decompressed, its entries, and the
+/// size of one GNU long name or PAX record (the `tar` crate holds each
+/// whole in memory before it yields the entry it belongs to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArchiveLimits {
+    /// Bytes of the tar stream, decompressed.
+    pub bytes: u64,
+    /// Entries.
+    pub entries: u64,
+    /// Bytes of one long name, long link or PAX record.
+    pub record: u64,
+}
+
+/// Reads the archive at `path` whole as a diff would (every entry's name
+/// checked, contents hashed) within `limits`: how many entries it has, or
+/// why it cannot be a side. What a server checks of an archive sent to it.
+/// A first pass reads the entries raw (sizes and counts, nothing held), so
+/// no long name or PAX record past `limits.record` is ever read whole.
+pub fn check_archive(path: &Path, limits: &ArchiveLimits) -> Result<usize> {
+    let bad = |reason: String| Error::Diff {
+        what: format!("archive {}", path.display()),
+        reason,
+    };
+    let input = Capped::new(open_archive(path)?, limits.bytes);
+    let mut archive = tar::Archive::new(input);
+    let raw = archive.entries().map_err(|e| bad(e.to_string()))?.raw(true);
+    let mut count = 0u64;
+    for entry in raw {
+        let entry = entry.map_err(|e| bad(format!("a damaged tar entry: {e}")))?;
+        let kind = entry.header().entry_type();
+        let record = kind.is_gnu_longname()
+            || kind.is_gnu_longlink()
+            || kind.is_pax_local_extensions()
+            || kind.is_pax_global_extensions();
+        let size = entry.header().size().unwrap_or(u64::MAX);
+        if record && size > limits.record {
+            return Err(bad(format!(
+                "a long name or PAX record of {size} bytes (at most {})",
+                limits.record
+            )));
+        }
+        count += 1;
+        if count > limits.entries {
+            return Err(bad(format!("more than {} tar entries", limits.entries)));
+        }
+    }
+    let what = format!("archive {}", path.display());
+    let mut index = LayerIndex::default();
+    let mut entries = 0;
+    read_archive_within(path, Some(limits.bytes), |entry, n| {
+        index.add_entry(entry, &what, n)?;
+        entries += 1;
+        Ok(Flow::Continue)
+    })?;
+    Ok(entries)
+}
+
+/// A reader that fails past `limit` bytes (a decompressed stream that
+/// would grow without end).
+struct Capped<R> {
+    inner: R,
+    left: u64,
+    limit: u64,
+}
+
+impl<R> Capped<R> {
+    fn new(inner: R, limit: u64) -> Self {
+        Capped {
+            inner,
+            left: limit,
+            limit,
+        }
+    }
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            // One byte more tells a stream that ends here from a longer one.
+            let mut probe = [0u8; 1];
+            return match self.inner.read(&mut probe)? {
+                0 => Ok(0),
+                _ => Err(std::io::Error::other(format!(
+                    "more than {} bytes once decompressed",
+                    self.limit
+                ))),
+            };
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
 /// The image whose manifest is the blob `digest` of `store` (named or not:
 /// an earlier build's image stays until `vauban gc`).
 fn image_by_digest(store: &Store, digest: &vauban_oci::Digest) -> vauban_oci::Result<Image> {
@@ -325,28 +443,48 @@ fn read_bounded(path: &Path) -> Option<Vec<u8>> {
     (bytes.len() as u64 <= INDEX_LIMIT).then_some(bytes)
 }
 
-/// Reads the tar entries of the archive at `path` (plain, gzip, xz or
+/// The decompressed stream of the archive at `path` (plain, gzip, xz or
 /// zstd, by its first bytes); refuses what does not start as a tar does.
+fn open_archive(path: &Path) -> Result<BufReader<Box<dyn Read>>> {
+    use std::io::BufRead;
+    let bad = |reason: String| Error::Diff {
+        what: format!("archive {}", path.display()),
+        reason,
+    };
+    let plain: Box<dyn Read> = Box::new(vauban_oci::layer::open_tarball(path)?);
+    let mut plain = BufReader::with_capacity(512 << 10, plain);
+    let head = plain.fill_buf().map_err(|e| bad(e.to_string()))?;
+    // POSIX and GNU headers say `ustar` at 257; an empty archive is its end
+    // marker alone (zeros).
+    let empty = head.len() >= 512 && head[..512].iter().all(|b| *b == 0);
+    if !empty && (head.len() < 512 || &head[257..262] != b"ustar") {
+        return Err(bad(
+            "not a tar archive (plain, gzip, xz or zstd compressed)".into(),
+        ));
+    }
+    Ok(plain)
+}
+
+/// Reads the tar entries of the archive at `path` in order, with their
+/// numbers.
 fn read_archive(
     path: &Path,
+    visit: impl FnMut(&mut tar::Entry<'_, &mut dyn Read>, u64) -> Result<Flow>,
+) -> Result<()> {
+    read_archive_within(path, None, visit)
+}
+
+/// [`read_archive`], failing past `limit` bytes decompressed when given.
+fn read_archive_within(
+    path: &Path,
+    limit: Option<u64>,
     mut visit: impl FnMut(&mut tar::Entry<'_, &mut dyn Read>, u64) -> Result<Flow>,
 ) -> Result<()> {
     let bad = |reason: String| Error::Diff {
         what: format!("archive {}", path.display()),
         reason,
     };
-    let plain = vauban_oci::layer::open_tarball(path)?;
-    let mut plain = BufReader::with_capacity(512 << 10, plain);
-    {
-        use std::io::BufRead;
-        let head = plain.fill_buf().map_err(|e| bad(e.to_string()))?;
-        // POSIX and GNU headers say `ustar` at 257.
-        if head.len() < 512 || &head[257..262] != b"ustar" {
-            return Err(bad(
-                "not a tar archive (plain, gzip, xz or zstd compressed)".into(),
-            ));
-        }
-    }
+    let mut plain = Capped::new(open_archive(path)?, limit.unwrap_or(u64::MAX));
     let input: &mut dyn Read = &mut plain;
     let mut archive = tar::Archive::new(input);
     for (n, entry) in archive

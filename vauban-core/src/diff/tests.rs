@@ -590,3 +590,76 @@ fn hostile_layers_cannot_hide_forge_or_stall_a_diff() {
     let sc = Side::of_image("claims", &claims).unwrap();
     assert_eq!(sb.shared_with(&sc), 0);
 }
+
+/// An archive sent by someone else is read within bounds: a stream that
+/// decompresses past its limit, a long name past its limit (refused from
+/// its header, never read whole), too many entries; an empty archive (its
+/// end marker alone) is a side with nothing in it.
+#[test]
+fn an_archive_from_elsewhere_is_read_within_its_limits() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let gz = |name: &str, tar: &[u8]| {
+        let path = dir.path().join(name);
+        let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        z.write_all(tar).unwrap();
+        std::fs::write(&path, z.finish().unwrap()).unwrap();
+        path
+    };
+    let limits = ArchiveLimits {
+        bytes: 1 << 20,
+        entries: 10,
+        record: 4096,
+    };
+    let reason = |path: &std::path::Path| match check_archive(path, &limits) {
+        Err(Error::Diff { reason, .. }) => reason,
+        other => panic!("{}: {other:?}", path.display()),
+    };
+
+    // 8 MiB of zeros in one file: 8 KiB compressed, refused at 1 MiB.
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(8 << 20);
+    h.set_mode(0o644);
+    h.set_entry_type(tar::EntryType::Regular);
+    b.append_data(
+        &mut h,
+        "zeros",
+        std::io::Read::take(std::io::repeat(0), 8 << 20),
+    )
+    .unwrap();
+    let bomb = gz("bomb.tgz", &b.into_inner().unwrap());
+    assert!(std::fs::metadata(&bomb).unwrap().len() < 256 << 10);
+    assert!(reason(&bomb).contains("decompressed"), "{}", reason(&bomb));
+
+    // A GNU long name of 64 KiB.
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(1);
+    h.set_mode(0o644);
+    let long = format!("d/{}", "n".repeat(64 << 10));
+    b.append_data(&mut h, &long, &b"x"[..]).unwrap();
+    let named = gz("long.tgz", &b.into_inner().unwrap());
+    assert!(
+        reason(&named).contains("long name or PAX record"),
+        "{}",
+        reason(&named)
+    );
+
+    // Eleven entries.
+    let files: Vec<(String, Vec<u8>)> = (0..11).map(|i| (format!("f{i}"), vec![b'x'])).collect();
+    let entries: Vec<E<'_>> = files
+        .iter()
+        .map(|(n, c)| E::File(n.as_str(), c.as_slice()))
+        .collect();
+    let many = gz("many.tgz", &tar_of(&entries));
+    assert!(
+        reason(&many).contains("more than 10 tar entries"),
+        "{}",
+        reason(&many)
+    );
+
+    // The end marker alone: an empty side.
+    let empty = gz("empty.tgz", &[0u8; 1024]);
+    assert_eq!(check_archive(&empty, &limits).unwrap(), 0);
+}

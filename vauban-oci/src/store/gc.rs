@@ -1,4 +1,5 @@
-//! Garbage collection: removes the blobs no named image reaches, the cached
+//! Garbage collection: removes the blobs no named image reaches (an image
+//! a kept layer names as its source counts as reached), the cached
 //! layer directories (and their tree records) whose chain ID no named image
 //! has, the extraction locks, and leftovers in `tmp/`. Runs with `STORE/lock`
 //! exclusive, so no other vauban process is mid-write (nor holds a lock).
@@ -6,12 +7,12 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest, MediaType};
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType};
 
 use super::{Store, CONFIG_LIMIT, LAYER_LOCK_PREFIX, LAYER_RECORD_SUFFIX, MANIFEST_LIMIT};
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
-use crate::image::{digest_of, ChainId};
+use crate::image::{digest_of, ChainId, SOURCE_IMAGE_ANNOTATION};
 
 /// What a gc removed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -96,6 +97,9 @@ impl Store {
                 let digest = digest_of(l)?;
                 reach.layer_blobs.insert(digest.hex().to_string());
                 reach.blobs.insert(digest);
+                if let Some(source) = self.source_image(l) {
+                    todo.push(source);
+                }
             }
             let config: ImageConfiguration = self.read_json_blob(&config_digest, CONFIG_LIMIT)?;
             let diff_ids: Vec<Digest> = config
@@ -109,6 +113,29 @@ impl Store {
             }
         }
         Ok(reach)
+    }
+
+    /// The image a layer names as its source ([`SOURCE_IMAGE_ANNOTATION`]),
+    /// when the store has its manifest (an artifact pulled from a registry
+    /// names images this store may never have held).
+    fn source_image(&self, layer: &Descriptor) -> Option<Descriptor> {
+        let digest = layer
+            .annotations()
+            .as_ref()?
+            .get(SOURCE_IMAGE_ANNOTATION)
+            .and_then(|d| Digest::parse(d).ok())?;
+        let size = std::fs::metadata(self.blob_path(&digest)).ok()?.len();
+        // A manifest, or nothing: a layer naming any other blob (a pulled
+        // manifest is anyone's) must not stop the gc.
+        if let Err(e) = self.read_json_blob::<ImageManifest>(&digest, MANIFEST_LIMIT) {
+            tracing::warn!(%digest, "a layer names as its source image a blob that is none: {e}");
+            return None;
+        }
+        Some(Descriptor::new(
+            MediaType::ImageManifest,
+            size,
+            crate::image::oci_digest(&digest),
+        ))
     }
 
     fn gc_blobs(&self, reach: &Reachable, report: &mut GcReport) -> Result<()> {

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use vauban_core::export::{BootInfo, BOOT_INFO_FILE};
+use vauban_core::vauban_oci::image::SOURCE_IMAGE_ANNOTATION;
 use vauban_core::vauban_oci::store::Store;
 use vauban_core::vauban_oci::Digest;
 
@@ -75,6 +76,9 @@ pub struct Artifact {
     pub files: Vec<BootFile>,
     /// Its `boot.json`.
     pub info: BootInfo,
+    /// The image its `rootfs.img` was made from (the layer's
+    /// `dev.vauban.source.image`), when the build wrote it.
+    pub rootfs_image: Option<Digest>,
 }
 
 impl Artifact {
@@ -201,6 +205,7 @@ fn read(store: &Store, digest: &Digest) -> Result<Artifact> {
         )));
     }
     let mut files = Vec::new();
+    let mut sources = Vec::new();
     for layer in manifest["layers"].as_array().into_iter().flatten() {
         let title = layer["annotations"]["org.opencontainers.image.title"]
             .as_str()
@@ -214,6 +219,12 @@ fn read(store: &Store, digest: &Digest) -> Result<Artifact> {
                 .any(|c| c.is_empty() || c == "." || c == "..")
         {
             continue;
+        }
+        if let Some(source) = layer["annotations"][SOURCE_IMAGE_ANNOTATION]
+            .as_str()
+            .and_then(|d| Digest::parse(d).ok())
+        {
+            sources.push((title.to_owned(), source));
         }
         files.push(BootFile {
             title: title.to_owned(),
@@ -237,7 +248,12 @@ fn read(store: &Store, digest: &Digest) -> Result<Artifact> {
     let info: BootInfo =
         serde_json::from_slice(&store.read_blob(&info_file.digest, JSON_LIMIT)?)
             .map_err(|e| ServeError::Conflict(format!("{info_title} of {digest}: {e}")))?;
+    let rootfs_image = sources
+        .into_iter()
+        .find(|(title, _)| *title == info.rootfs)
+        .map(|(_, d)| d);
     Ok(Artifact {
+        rootfs_image,
         digest: digest.clone(),
         created: manifest["annotations"]["org.opencontainers.image.created"]
             .as_str()

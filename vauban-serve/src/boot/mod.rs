@@ -22,6 +22,7 @@
 //!   last boot, how far it went, and whether it runs the deployed build.
 
 pub mod artifact;
+pub mod drift;
 pub mod files;
 pub mod records;
 pub mod routes;
@@ -60,6 +61,8 @@ pub struct BootOptions {
     pub conffs_from_known_ip: bool,
     /// Where `deploy --from TAG` pulls an artifact the store lacks.
     pub registry: Option<Registry>,
+    /// The largest drift a host may send (`POST /hosts/{name}/drift`).
+    pub max_drift: u64,
 }
 
 impl Default for BootOptions {
@@ -69,6 +72,7 @@ impl Default for BootOptions {
             token_ttl: Duration::from_secs(30 * 60),
             conffs_from_known_ip: false,
             registry: None,
+            max_drift: 64 << 20,
         }
     }
 }
@@ -85,7 +89,14 @@ pub struct BootService {
     pub history: Arc<History>,
     /// The options.
     pub opts: BootOptions,
+    /// Where the drifts hosts send are kept (`drifts/` beside the database).
+    pub drift_dir: std::path::PathBuf,
+    /// The drifts being received at once (at most [`DRIFT_UPLOADS`]).
+    pub drift_uploads: Arc<tokio::sync::Semaphore>,
 }
+
+/// Drifts received at once.
+pub const DRIFT_UPLOADS: usize = 4;
 
 /// A host found by MAC, at its master's deployment.
 #[derive(Debug, Clone)]
@@ -152,13 +163,20 @@ impl BootService {
         history: Arc<History>,
         opts: BootOptions,
     ) -> Result<BootService> {
-        Ok(BootService {
+        let service = BootService {
             store,
+            drift_dir: db
+                .parent()
+                .unwrap_or(std::path::Path::new("."))
+                .join("drifts"),
+            drift_uploads: Arc::new(tokio::sync::Semaphore::new(DRIFT_UPLOADS)),
             records: Records::open(db)?,
             artifacts: Artifacts::default(),
             history,
             opts,
-        })
+        };
+        service.clean_drift_dir()?;
+        Ok(service)
     }
 
     /// The artifact `digest` (of `master`, when given).
@@ -757,7 +775,7 @@ fn new_token() -> Result<String> {
 }
 
 /// What the records keep of a token.
-fn token_hash(token: &str) -> String {
+pub(crate) fn token_hash(token: &str) -> String {
     Sha256::digest(token.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))

@@ -3,7 +3,8 @@
 //! boot next, who moved it and when, what it replaced), each boot (a host's
 //! script fetch, its token's hash, the build, then how far its files went),
 //! each file fetch (host, MAC, IP, file, bytes, complete or not), the MACs
-//! seen, and the MACs bound to `discoverable` hosts.
+//! seen, the MACs bound to `discoverable` hosts, and the drifts hosts sent
+//! (see [`super::drift`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -57,6 +58,20 @@ CREATE TABLE IF NOT EXISTS fetches(
     complete INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS fetches_by_boot ON fetches(boot_id);
+CREATE TABLE IF NOT EXISTS drifts(
+    id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    boot_id TEXT NOT NULL,
+    master TEXT NOT NULL,
+    artifact TEXT NOT NULL,
+    build_id TEXT,
+    received TEXT NOT NULL,
+    ip TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    entries INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS drifts_by_host ON drifts(host, received);
 CREATE TABLE IF NOT EXISTS macs(
     mac TEXT PRIMARY KEY,
     host TEXT,
@@ -207,7 +222,11 @@ impl Records {
         })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T> {
+    /// Runs `f` on the connection.
+    pub(super) fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T> {
         let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut conn).map_err(|e| ServeError::Db {
             path: self.path.clone(),

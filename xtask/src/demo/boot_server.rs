@@ -108,16 +108,18 @@ impl BootServer {
         })
     }
 
-    /// Runs `vauban ARGS --server URL --token-file F` as the demo user; its
-    /// standard output.
+    /// Runs `vauban ARGS --server URL --token-file F` as the demo user (the
+    /// server's options before a `--` of ARGS); its standard output.
     pub fn vauban(&self, args: &[&str]) -> Result<String> {
+        let split = args.iter().position(|a| *a == "--").unwrap_or(args.len());
         let mut inner = Command::new(&self.vauban);
         inner
-            .args(args)
+            .args(&args[..split])
             .arg("--server")
             .arg(&self.url)
             .arg("--token-file")
             .arg(&self.tokens)
+            .args(&args[split..])
             .current_dir(&self.home);
         let mut cmd = user::as_user(&self.runner, &inner, &self.home);
         util::stdout_of(&mut cmd)
@@ -153,6 +155,25 @@ impl BootServer {
         let out = util::output(
             Command::new("curl")
                 .args(["-s", "-o", "-", "-w", "\n%{http_code}", "--"])
+                .arg(url),
+        )?;
+        let (body, code) = out.rsplit_once('\n').unwrap_or(("", &out));
+        Ok((code.trim().parse().unwrap_or(0), body.to_string()))
+    }
+
+    /// `curl -X POST` of `body` to `url` with `Authorization: Bearer
+    /// TOKEN`: status and body.
+    pub fn post(&self, url: &str, token: &str, body: &[u8]) -> Result<(u16, String)> {
+        let file = self.home.join("post-body");
+        std::fs::write(&file, body).with_context(|| format!("write {}", file.display()))?;
+        let out = util::output(
+            Command::new("curl")
+                .args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", "POST"])
+                .arg("-H")
+                .arg(format!("Authorization: Bearer {token}"))
+                .arg("--data-binary")
+                .arg(format!("@{}", file.display()))
+                .arg("--")
                 .arg(url),
         )?;
         let (body, code) = out.rsplit_once('\n').unwrap_or(("", &out));

@@ -147,11 +147,18 @@ pub fn run(runner: &Runner, stage: &Stage) -> Result<()> {
     )?;
     check_conffs_urls_are_spent(&serve, &booted)?;
     check_unknown_mac(&serve)?;
+    check_drift(&serve, "web02", &booted)?;
+    let first_web01_token = boot_token(&booted[0].1)?;
+    check_drift_refused(&serve, &first_web01_token, "web02", 403)?;
 
     // The older build deployed again: web01's next boot is of it.
     serve.vauban(&["deploy", MASTER, "--build", &a])?;
-    boot_hosts(&serve, &[("web01", "conffs-of-web01")])?;
+    let again = boot_hosts(&serve, &[("web01", "conffs-of-web01")])?;
     check_hosts(&serve, &a, &b)?;
+    check_drift(&serve, "web01", &again)?;
+    // The token of web01's first boot sends no drift once it booted again.
+    check_drift_refused(&serve, &first_web01_token, "web01", 410)?;
+    check_builds_diff(&serve, &a, &b)?;
     eprintln!("boot: done in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
 }
@@ -264,6 +271,89 @@ fn check_unknown_mac(serve: &BootServer) -> Result<()> {
         .is_some_and(|u| u.iter().any(|m| m["mac"] == "52:54:00:99:99:99"))
     {
         bail!("the unknown MAC is not in /hosts: {hosts:#}");
+    }
+    Ok(())
+}
+
+/// The boot token on a host's console (the kernel prints its command line).
+fn boot_token(console: &str) -> Result<String> {
+    console
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("live.updates="))
+        .and_then(|u| u.split_once("?boot="))
+        .map(|(_, t)| t.chars().take_while(char::is_ascii_hexdigit).collect())
+        .filter(|t: &String| t.len() == 64)
+        .context("no boot token in live.updates= on the console")
+}
+
+/// `host` changed /etc/motd and removed /etc/issue.net after it booted, and
+/// sent its drift (the demo's marker unit, `vauban-drift` of
+/// `drift_report:`): `vauban diff --drift` shows both against the build it
+/// booted, the line added as text. Another within the minute is refused.
+fn check_drift(serve: &BootServer, host: &str, consoles: &[(String, String)]) -> Result<()> {
+    let console = &consoles
+        .iter()
+        .find(|(h, _)| h == host)
+        .with_context(|| format!("no console of {host}"))?
+        .1;
+    let sent = console
+        .lines()
+        .find(|l| l.contains("VAUBAN-DRIFT"))
+        .with_context(|| format!("{host} printed no VAUBAN-DRIFT line"))?;
+    if !sent.contains("vauban-drift: sent") {
+        bail!("{host} did not send its drift: {sent}");
+    }
+    let status = serve.vauban(&["diff", "--drift", host, "--name-status"])?;
+    for wanted in ["M\t/etc/motd", "D\t/etc/issue.net"] {
+        if !status.lines().any(|l| l == wanted) {
+            bail!("vauban diff --drift {host} has no {wanted:?}:\n{status}");
+        }
+    }
+    let text = serve.vauban(&["diff", "--drift", host, "--", "/etc/motd"])?;
+    if !text.contains(&format!("+changed on {host} after boot")) {
+        bail!("vauban diff --drift {host} -- /etc/motd shows no line added:\n{text}");
+    }
+    // Another within the minute is refused, whatever it holds.
+    let token = boot_token(console)?;
+    let (code, body) = serve.post(
+        &format!("{}/hosts/{host}/drift", serve.url),
+        &token,
+        b"not a layer",
+    )?;
+    if code != 429 {
+        bail!("a second drift within the minute was answered {code}, not 429: {body}");
+    }
+    eprintln!(
+        "boot: {host}'s drift: {} paths differ from its build, /etc/motd changed, /etc/issue.net removed",
+        status.lines().count()
+    );
+    Ok(())
+}
+
+/// A drift sent for `host` with `token` is refused with `code`.
+fn check_drift_refused(serve: &BootServer, token: &str, host: &str, code: u16) -> Result<()> {
+    let (got, body) = serve.post(&format!("{}/hosts/{host}/drift", serve.url), token, b"")?;
+    if got != code {
+        bail!("a drift of {host} with that token was answered {got}, not {code}: {body}");
+    }
+    Ok(())
+}
+
+/// The two builds differ, for web01, by its value and nothing else of the
+/// host (the server's diff of two builds, `build:ID/IMAGE`).
+fn check_builds_diff(serve: &BootServer, a: &str, b: &str) -> Result<()> {
+    let status = serve.vauban(&[
+        "diff",
+        &format!("build:{a}/{MASTER}/web01"),
+        &format!("build:{b}"),
+        "--name-status",
+        "--exclude",
+        "/imginfo",
+    ])?;
+    if status.trim() != "M\t/etc/vauban/host-value" {
+        bail!(
+            "builds {a} and {b} of web01 should differ by /etc/vauban/host-value alone:\n{status}"
+        );
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Prints the demo's boot proof line, which `cargo xtask demo` waits for on the
-# serial console, then powers the machine off:
+# serial console (after sending the host's drift, below), then powers the
+# machine off:
 #   VAUBAN-BOOT-OK host=<hostname> conffs=<the conffs' host value> rootfs=<the
 #   rootfs' value> root=<device(type) mounted on />
 # On a live boot the root is dracut's overlay over the squashfs (LiveOS_rootfs).
@@ -13,6 +14,15 @@ while read -r device mountpoint fstype _rest; do
         root="$device($fstype)"
     fi
 done < /proc/mounts
+# The demo's drift (`drift_report:` on master-base put vauban-drift in the
+# image): a file changed and one removed since boot, then what changed sent
+# to the server this host booted from; `vauban diff --drift HOST` shows it.
+if [ -x /usr/local/sbin/vauban-drift ]; then
+    echo "changed on $(hostname) after boot" >> /etc/motd
+    rm -f /etc/issue.net
+    drift=$(/usr/local/sbin/vauban-drift 2>&1 | tail -n 1)
+    echo "VAUBAN-DRIFT $drift" > /dev/ttyS0 2>/dev/null || true
+fi
 line="VAUBAN-BOOT-OK host=$(hostname) conffs=$conffs rootfs=${rootfs:-none} root=$root"
 echo "$line" > /dev/ttyS0 2>/dev/null || true
 echo "$line"

@@ -24,7 +24,7 @@ fn warnings_of(text: &str) -> Vec<String> {
 #[case::a_stranger(
     "r:\n  image: x\n  m:\n    stages: [a.yml]\n    description: the web servers\n",
     "/t/config.yml:5:5 at `r.m.description`: unknown key `description` in a master, ignored; valid keys \
-     here: name, stages, conffs, branch, schedule, schedule_options"
+     here: name, stages, conffs, branch, schedule, schedule_options, kernel_args, deploy, drift_report"
 )]
 #[case::null_is_no_master(
     "r:\n  image: x\n  web:\n",

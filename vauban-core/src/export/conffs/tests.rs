@@ -460,18 +460,22 @@ fn a_hostname_in_toslash_is_kept() {
     assert_eq!(got["etc/hostname"].data, b"custom\n");
 }
 
-#[test]
-fn an_archive_at_the_limit_is_refused_naming_the_biggest_files_and_leaves_nothing() {
-    // Incompressible content: a simple xorshift stream.
+/// `len` bytes that do not compress: a simple xorshift stream.
+pub(crate) fn noise(len: usize) -> Vec<u8> {
     let mut x: u64 = 88172645463325252;
-    let noise: Vec<u8> = (0..300_000)
+    (0..len)
         .map(|_| {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
             x as u8
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn an_archive_at_the_limit_is_refused_naming_the_biggest_files_and_leaves_nothing() {
+    let noise = noise(300_000);
     let s = scenario(&[
         &[E::File("srv/big.bin", &noise), E::File("srv/small", b"s")],
         &[],

@@ -1,0 +1,347 @@
+#!/usr/bin/python3
+"""vauban-drift: what this live host changed since it booted.
+
+Put into the image by vauban (`drift_report:` on a master). Packs the live
+overlay's upper dir (dracut keeps it at /run/overlayfs) as one OCI layer,
+tar+gzip: a whiteout (a character device 0/0) becomes `.wh.NAME`, an opaque
+directory gets a `.wh..wh..opq` entry. The secrets and the paths
+/etc/vauban/drift.json names (globs from the root: `*` within one name, a
+directory with what is under it) are left out; past its max_size
+(compressed) nothing is sent. Local users can change the tree while it is
+packed: it is walked by directory descriptors, no link followed, and a
+file is read only when what was opened is the regular file that was
+listed.
+
+  vauban-drift              send it to the boot service this host booted
+                            from (its URL and boot token are on the kernel
+                            command line: root=live:URL?boot=TOKEN)
+  vauban-drift -o FILE      write it to FILE (0600) instead, for scp; then
+                            `vauban diff IMAGE IMAGE+FILE`
+
+The operator then runs `vauban diff --drift HOST` to see it against the
+exact build the host booted. Exit status: 0 sent or written, 1 not.
+"""
+
+import argparse
+import fnmatch
+import json
+import shutil
+import os
+import socket
+import stat
+import sys
+import tarfile
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+
+CONFIG = "/etc/vauban/drift.json"
+OVERLAY_XATTRS = ("trusted.overlay.", "user.overlay.")
+
+
+class TooBig(Exception):
+    """The drift is larger than max_size."""
+
+
+class Bounded:
+    """A file written to, refusing to grow past `limit` bytes."""
+
+    def __init__(self, f, limit):
+        self.f, self.limit, self.size = f, limit, 0
+
+    def write(self, data):
+        self.size += len(data)
+        if self.size > self.limit:
+            raise TooBig()
+        return self.f.write(data)
+
+    def flush(self):
+        self.f.flush()
+
+
+def fail(message):
+    print(f"vauban-drift: error: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def load_config(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except FileNotFoundError:
+        config = {}
+    except (OSError, ValueError) as e:
+        fail(f"{path}: {e}")
+    return {
+        "upper": config.get("upper", "/run/overlayfs"),
+        "skip": [p.strip("/") for p in config.get("secrets", []) + config.get("exclude", [])],
+        "max_size": int(config.get("max_size", 64 << 20)),
+    }
+
+
+def left_out(rel, skip):
+    """Whether `rel` (a/b/c) is or is under a path `skip` names (globs,
+    `*` within one name)."""
+    parts = rel.split("/")
+    for pattern in skip:
+        wanted = pattern.split("/")
+        if len(wanted) <= len(parts) and all(
+            fnmatch.fnmatchcase(p, w) for p, w in zip(parts, wanted)
+        ):
+            return True
+    return False
+
+
+def xattrs_of(fd):
+    """The extended attributes of the open file `fd` (overlayfs's own
+    left out), as PAX records."""
+    out = {}
+    try:
+        names = os.listxattr(fd)
+    except OSError:
+        return out
+    for name in names:
+        if name.startswith(OVERLAY_XATTRS):
+            continue
+        try:
+            value = os.getxattr(fd, name)
+        except OSError:
+            continue
+        out["SCHILY.xattr." + name] = value.decode("utf-8", "surrogateescape")
+    return out
+
+
+def is_opaque(fd):
+    for attr in ("trusted.overlay.opaque", "user.overlay.opaque"):
+        try:
+            if os.getxattr(fd, attr) == b"y":
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def empty_file(name):
+    info = tarfile.TarInfo(name)
+    info.mode = 0o600
+    return info
+
+
+class Exactly:
+    """`size` bytes of a file: fewer if it grew, zeros after its end if it
+    shrank while read (said on stderr), so the archive stays whole."""
+
+    def __init__(self, f, size, name):
+        self.f, self.left, self.name = f, size, name
+
+    def read(self, n=-1):
+        if n < 0 or n > self.left:
+            n = self.left
+        data = self.f.read(n)
+        if len(data) < n:
+            print(f"vauban-drift: {self.name} shrank while read: zeros at its end",
+                  file=sys.stderr)
+            data += b"\0" * (n - len(data))
+        self.left -= len(data)
+        return data
+
+
+def open_listed(name, dir_fd, st, flags=0):
+    """`name` of `dir_fd` opened if it is still the one listed (`st`): no
+    link followed, no FIFO or device opened; else None."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | flags, dir_fd=dir_fd)
+    except OSError:
+        return None
+    now = os.fstat(fd)
+    if stat.S_IFMT(now.st_mode) != stat.S_IFMT(st.st_mode) or (
+        now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+        os.close(fd)
+        return None
+    return fd
+
+
+def info_of(rel, st):
+    """The tar header of what `st` describes, at `rel`."""
+    info = tarfile.TarInfo(rel)
+    info.mode = stat.S_IMODE(st.st_mode)
+    info.uid, info.gid = st.st_uid, st.st_gid
+    info.mtime = int(st.st_mtime)
+    return info
+
+
+def pack(upper, out, skip):
+    """Writes the layer of `upper` to `out`; how many entries it holds."""
+    count = 0
+    root_dev = os.stat(upper).st_dev
+    links = {}
+    with tarfile.open(fileobj=out, mode="w|gz", format=tarfile.PAX_FORMAT) as tar:
+        # fwalk opens each directory beneath its parent's descriptor and
+        # checks it is the directory listed: a link swapped in is not taken.
+        # Every entry is looked at beneath its directory's descriptor too.
+        for dirpath, dirnames, filenames, dir_fd in os.fwalk(upper, follow_symlinks=False):
+            rel_dir = os.path.relpath(dirpath, upper)
+            rel_dir = "" if rel_dir == "." else rel_dir + "/"
+            kept_dirs = []
+            for name in sorted(dirnames + filenames):
+                rel = rel_dir + name
+                if left_out(rel, skip):
+                    continue
+                try:
+                    st = os.lstat(name, dir_fd=dir_fd)
+                except FileNotFoundError:
+                    continue  # gone while walking
+                mode = st.st_mode
+                info = info_of(rel, st)
+                if stat.S_ISCHR(mode) and st.st_rdev == 0:
+                    tar.addfile(empty_file(rel_dir + ".wh." + name))
+                    count += 1
+                elif stat.S_ISREG(mode):
+                    key = (st.st_dev, st.st_ino)
+                    if st.st_nlink > 1 and key in links:
+                        info.type, info.linkname = tarfile.LNKTYPE, links[key]
+                        tar.addfile(info)
+                        count += 1
+                        continue
+                    fd = open_listed(name, dir_fd, st)
+                    if fd is None:
+                        continue  # replaced while packed
+                    with os.fdopen(fd, "rb") as f:
+                        info.size = st.st_size
+                        info.pax_headers.update(xattrs_of(fd))
+                        tar.addfile(info, Exactly(f, info.size, rel))
+                    links[key] = rel
+                    count += 1
+                elif stat.S_ISDIR(mode):
+                    if st.st_dev != root_dev:
+                        continue  # another file system mounted in the tree
+                    fd = open_listed(name, dir_fd, st, os.O_DIRECTORY)
+                    if fd is None:
+                        continue
+                    try:
+                        info.type = tarfile.DIRTYPE
+                        info.pax_headers.update(xattrs_of(fd))
+                        tar.addfile(info)
+                        count += 1
+                        if is_opaque(fd):
+                            tar.addfile(empty_file(rel + "/.wh..wh..opq"))
+                            count += 1
+                    finally:
+                        os.close(fd)
+                    kept_dirs.append(name)
+                elif stat.S_ISLNK(mode):
+                    try:
+                        info.linkname = os.readlink(name, dir_fd=dir_fd)
+                    except OSError:
+                        continue
+                    info.type = tarfile.SYMTYPE
+                    tar.addfile(info)
+                    count += 1
+                elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode):
+                    info.type = (tarfile.CHRTYPE if stat.S_ISCHR(mode) else
+                                 tarfile.BLKTYPE if stat.S_ISBLK(mode) else tarfile.FIFOTYPE)
+                    if not stat.S_ISFIFO(mode):
+                        info.devmajor = os.major(st.st_rdev)
+                        info.devminor = os.minor(st.st_rdev)
+                    tar.addfile(info)
+                    count += 1
+            dirnames[:] = [d for d in dirnames if d in kept_dirs]
+    return count
+
+
+def boot_of_cmdline(cmdline):
+    """The boot service's base URL and this boot's token, from root=live:URL."""
+    for word in cmdline.split():
+        if not word.startswith("root=live:"):
+            continue
+        url = urllib.parse.urlsplit(word[len("root=live:"):])
+        token = urllib.parse.parse_qs(url.query).get("boot", [None])[0]
+        prefix, sep, _ = url.path.partition("/boot/blobs/")
+        if token and sep:
+            return f"{url.scheme}://{url.netloc}{prefix}", token
+    return None, None
+
+
+def send(layer, size, host):
+    with open("/proc/cmdline", encoding="utf-8") as f:
+        base, token = boot_of_cmdline(f.read())
+    if not base:
+        fail("no boot token on the kernel command line (root=live:URL?boot=TOKEN): this host "
+             "did not boot from `vauban serve`; write the drift with -o FILE instead")
+    url = f"{base}/hosts/{urllib.parse.quote(host, safe='')}/drift"
+    request = urllib.request.Request(url, data=layer, method="POST", headers={
+        "Authorization": f"Bearer {token}",
+        "Content-Type": "application/vnd.oci.image.layer.v1.tar+gzip",
+        "Content-Length": str(size),
+    })
+    try:
+        with urllib.request.urlopen(request, timeout=120) as reply:
+            body = reply.read(1 << 16).decode("utf-8", "replace")
+    except urllib.error.HTTPError as e:
+        fail(f"{url}: {e.code}: {e.read(4096).decode('utf-8', 'replace').strip()}")
+    except (OSError, urllib.error.URLError) as e:
+        fail(f"{url}: {e}")
+    try:
+        answer = json.loads(body)
+        print(f"vauban-drift: sent {answer.get('paths')} path(s), {size} bytes, as drift "
+              f"{answer.get('id')} of {host} (boot {answer.get('boot_id')})")
+    except ValueError:
+        print(f"vauban-drift: sent {size} bytes to {url}")
+
+
+def main():
+    parser = argparse.ArgumentParser(
+        description="Send what this live host changed since it booted (its overlay's upper "
+                    "dir, as one OCI layer) to the boot service, or write it to a file.")
+    parser.add_argument("-o", "--output", help="write the layer here instead of sending it")
+    parser.add_argument("--config", default=CONFIG, help=f"settings (default {CONFIG})")
+    parser.add_argument("--upper", help="the overlay's upper dir (default /run/overlayfs)")
+    args = parser.parse_args()
+    config = load_config(args.config)
+    upper = args.upper or config["upper"]
+    if not os.path.isdir(upper):
+        fail(f"{upper}: no such directory (is this a live boot with an overlay root?)")
+    host = socket.gethostname()
+    # Packed in /run (its own tmpfs, outside the overlay root): never in
+    # the tree it packs.
+    work = "/run" if os.path.isdir("/run") and os.access("/run", os.W_OK) else None
+    with tempfile.NamedTemporaryFile(dir=work, prefix=".vauban-drift-", delete=False) as tmp:
+        try:
+            os.fchmod(tmp.fileno(), 0o600)
+            count = pack(upper, Bounded(tmp, config["max_size"]), config["skip"])
+            tmp.flush()
+            os.fsync(tmp.fileno())
+            size = tmp.tell()
+            if args.output:
+                write_output(tmp, args.output)
+                print(f"vauban-drift: {count} entries, {size} bytes written to {args.output}")
+                return
+            tmp.seek(0)
+            send(tmp, size, host)
+        except TooBig:
+            fail(f"the drift of {upper} is larger than {config['max_size']} bytes compressed: "
+                 f"nothing sent (exclude the paths that grow in drift_report:)")
+        finally:
+            os.unlink(tmp.name)
+
+
+def write_output(tmp, output):
+    """Copies the packed drift to `output` (0600) under a temp name, then
+    renames it: a reader never sees half of it."""
+    out_dir = os.path.dirname(os.path.abspath(output))
+    tmp.seek(0)
+    fd, part = tempfile.mkstemp(dir=out_dir, prefix=".vauban-drift-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            shutil.copyfileobj(tmp, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(part, output)
+    finally:
+        if os.path.exists(part):
+            os.unlink(part)
+
+
+if __name__ == "__main__":
+    main()
