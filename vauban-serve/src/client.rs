@@ -17,6 +17,9 @@ pub enum ClientError {
     /// The server's URL is not one.
     #[error("--server {0:?}: expected http://HOST:PORT or https://HOST:PORT")]
     BadUrl(String),
+    /// A master or host name that cannot be one (never sent).
+    #[error("{0:?} is not a master or host name (letters, digits, `.`, `_`, `-`)")]
+    BadName(String),
     /// The server cannot be reached (its error follows in the chain).
     #[error("cannot reach {url}")]
     Unreachable {
@@ -120,10 +123,15 @@ impl Client {
             });
         }
         let text = resp.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<serde_json::Value>(&text)
+        let mut message = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
             .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
             .unwrap_or(text);
+        if status == StatusCode::NOT_FOUND && message.trim().is_empty() {
+            message = "the server has no such route (a `vauban serve --boot-only` has no \
+                       builds: no build routes, no diff of builds)"
+                .into();
+        }
         Err(ClientError::Refused {
             url: url.into(),
             status,
@@ -286,8 +294,6 @@ fn segment(name: &str) -> Result<&str, ClientError> {
     if vauban_core::export::is_plain_name(name) {
         Ok(name)
     } else {
-        Err(ClientError::BadUrl(format!(
-            "{name:?} is not a master or host name (letters, digits, `.`, `_`, `-`)"
-        )))
+        Err(ClientError::BadName(name.into()))
     }
 }

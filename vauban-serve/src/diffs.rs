@@ -208,7 +208,7 @@ fn report(app: &App, pair: &Pair) -> Result<(Report, String)> {
 }
 
 /// `GET /diff?a=ID&b=ID[&image=NAME]`.
-#[utoipa::path(get, path = "/diff",
+#[utoipa::path(get, path = "/diff", operation_id = "builds_diff",
     params(Pair),
     responses((status = 200, description = "The diff in the form asked for (text, or JSON of schema vauban.diff/1); header X-Vauban-Differs: true or false", body = String),
         (status = 400, body = crate::api::ErrorBody), (status = 401, body = crate::api::ErrorBody),

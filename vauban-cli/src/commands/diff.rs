@@ -94,6 +94,9 @@ pub fn run(globals: &Globals, args: Args) -> Result<()> {
 
 /// Compares and prints; whether they differ.
 fn compare(globals: &Globals, args: Args) -> Result<bool> {
+    if args.drift_id.is_some() && args.drift.is_none() {
+        bail!("--drift-id ID names a drift of the host --drift HOST: give --drift too");
+    }
     if args.drift.is_some() || args.a.as_deref().is_some_and(|a| a.starts_with(BUILD)) {
         return compare_at_server(args);
     }
@@ -148,10 +151,14 @@ fn compare_at_server(args: Args) -> Result<bool> {
             let Some(rest) = side.strip_prefix(BUILD) else {
                 bail!("{side}: a build of the server is compared with another (build:ID[/IMAGE] on both sides)");
             };
-            Ok(match rest.split_once('/') {
-                Some((id, image)) => (id.to_owned(), Some(image.to_owned())),
-                None => (rest.to_owned(), None),
-            })
+            let (id, image) = match rest.split_once('/') {
+                Some((id, image)) => (id, Some(image.to_owned())),
+                None => (rest, None),
+            };
+            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                bail!("{side}: build:ID[/IMAGE], ID a build id of the server (vauban remote list)");
+            }
+            Ok((id.to_owned(), image))
         };
         let ((a, ia), (b, ib)) = (build(&args.a)?, build(&args.b)?);
         if ia.is_some() && ib.is_some() && ia != ib {

@@ -29,7 +29,7 @@ pub struct Args {
     /// under it); repeatable.
     #[arg(long, value_name = "PATH")]
     pub exclude: Vec<String>,
-    /// The largest layer written, in bytes (K, M, G suffixes).
+    /// The largest layer written, in bytes (K, M, G or KiB, MiB, GiB).
     #[arg(long, default_value = "64M", value_parser = parse_size)]
     pub max_size: u64,
 }
@@ -43,25 +43,31 @@ pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
     let n: u64 = digits
         .parse()
         .map_err(|_| format!("{s}: not a size (a number, then K, M or G)"))?;
-    let unit = match unit {
+    let unit = match unit.to_ascii_lowercase().as_str() {
         "" => 1,
-        "K" | "k" => 1 << 10,
-        "M" | "m" => 1 << 20,
-        "G" | "g" => 1 << 30,
-        _ => return Err(format!("{s}: not a size (a number, then K, M or G)")),
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "{s}: not a size (a number, then K, M, G or KiB, MiB, GiB)"
+            ))
+        }
     };
     n.checked_mul(unit).ok_or_else(|| format!("{s}: too large"))
 }
 
-/// A writer that refuses to go past `left` bytes.
+/// A writer that refuses to go past `left` bytes (and says it did).
 struct Bounded<W> {
     inner: W,
     left: u64,
+    exceeded: bool,
 }
 
 impl<W: Write> Write for Bounded<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         if buf.len() as u64 > self.left {
+            self.exceeded = true;
             return Err(std::io::Error::other("the drift is larger than --max-size"));
         }
         let n = self.inner.write(buf)?;
@@ -89,6 +95,12 @@ pub fn run(args: Args) -> Result<()> {
         }
         exclude.push(e.into());
     }
+    if args.output.is_dir() {
+        bail!(
+            "-o {}: a directory: give the drift's file name",
+            args.output.display()
+        );
+    }
     let dir = match args.output.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -108,15 +120,20 @@ pub fn run(args: Args) -> Result<()> {
     let mut out = Bounded {
         inner: std::io::BufWriter::new(tmp.as_file()),
         left: args.max_size,
+        exceeded: false,
     };
-    let packed = pack(LayerSource::Upper(&args.upper), &opts, &mut out).with_context(|| {
-        format!(
-            "packing {} (at most {} bytes)",
+    let packed = pack(LayerSource::Upper(&args.upper), &opts, &mut out);
+    let flushed = out.flush();
+    if out.exceeded {
+        bail!(
+            "the drift of {} is larger than --max-size ({} bytes compressed): nothing written \
+             (--exclude what grows, or a larger --max-size)",
             args.upper.display(),
             args.max_size
-        )
-    })?;
-    out.flush().context("write the drift")?;
+        );
+    }
+    let packed = packed.with_context(|| format!("packing {}", args.upper.display()))?;
+    flushed.context("write the drift")?;
     drop(out);
     tmp.as_file().sync_all().context("fsync the drift")?;
     tmp.persist(&args.output)
@@ -140,6 +157,7 @@ mod tests {
         assert_eq!(parse_size("64M"), Ok(64 << 20));
         assert_eq!(parse_size("10"), Ok(10));
         assert_eq!(parse_size("2k"), Ok(2048));
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
         assert!(parse_size("1T").is_err());
         assert!(parse_size("M").is_err());
     }

@@ -1,7 +1,8 @@
 //! `vauban hosts [HOST] --server URL`: each host's last boot (which build,
 //! when, complete or where it stalled) and whether it runs its master's
 //! deployed build, then the MACs that asked and are nobody's; with a host,
-//! its boots and each file it fetched (`--json` for the API's answer).
+//! its boots and each file it fetched, and the drifts it sent (`--json`
+//! for the API's answer).
 
 use anyhow::{Context, Result};
 
@@ -63,6 +64,18 @@ pub fn run(_globals: &Globals, args: Args) -> Result<()> {
                     }
                 );
             }
+        }
+        for d in reply["drifts"].as_array().into_iter().flatten() {
+            out!(
+                "drift {} sent {} from {}: {} paths, {} bytes (vauban diff --drift {} --drift-id {})",
+                s(d, "id"),
+                s(d, "received"),
+                s(d, "ip"),
+                d["paths"],
+                d["bytes"],
+                s(d, "host"),
+                s(d, "id")
+            );
         }
         return Ok(());
     }

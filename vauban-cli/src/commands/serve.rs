@@ -137,7 +137,7 @@ pub struct Args {
     pub boot_token_ttl: u64,
 
     /// The largest drift a host may send (`vauban-drift`), in bytes (K, M,
-    /// G suffixes).
+    /// G or KiB, MiB, GiB).
     #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = super::drift::parse_size)]
     pub max_drift_size: u64,
 }

@@ -67,7 +67,6 @@ pub const SETTINGS_PATH: &str = "etc/vauban/drift.json";
 const UNIT_PATH: &str = "etc/systemd/system/vauban-drift.service";
 const UNIT: &str = "[Unit]\n\
 Description=Send what this live host changed since boot to vauban serve\n\
-Documentation=man:vauban-drift\n\
 After=network-online.target\n\
 Wants=network-online.target\n\
 \n\
@@ -158,6 +157,24 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+
+    /// The tool's own list of secrets (applied even without its settings
+    /// file) is this one.
+    #[test]
+    fn the_tool_knows_the_same_secrets() {
+        let start = TOOL
+            .find("SECRETS = [")
+            .expect("the tool lists its secrets");
+        let list = &TOOL[start..];
+        let list = &list[..list.find(']').unwrap()];
+        let theirs: Vec<&str> = list
+            .lines()
+            .skip(1)
+            .map(|l| l.trim().trim_end_matches(',').trim_matches('"'))
+            .filter(|l| !l.is_empty())
+            .collect();
+        assert_eq!(theirs, SECRETS);
+    }
 
     #[test]
     fn the_layer_is_the_same_bytes_for_the_same_settings() {
@@ -269,6 +286,43 @@ mod tests {
             record: 4096,
         };
         assert_eq!(crate::diff::check_archive(&out, &limits).unwrap(), 12);
+
+        // Without its settings file the secrets are left out all the same.
+        let bare = dir.path().join("bare.tgz");
+        let done = std::process::Command::new("python3")
+            .arg(&tool)
+            .args(["--config", "/nonexistent/drift.json", "--upper"])
+            .arg(&upper)
+            .arg("-o")
+            .arg(&bare)
+            .output()
+            .unwrap();
+        assert!(
+            done.status.success(),
+            "{}",
+            String::from_utf8_lossy(&done.stderr)
+        );
+        let listed = std::process::Command::new("tar")
+            .arg("tzf")
+            .arg(&bare)
+            .output()
+            .unwrap();
+        let listed = String::from_utf8_lossy(&listed.stdout);
+        assert!(
+            listed.contains("etc/motd") && listed.contains("etc/app/token"),
+            "{listed}"
+        );
+        for secret in [
+            "etc/shadow",
+            "ssh_host_ed25519_key\n",
+            "ssh_host_dsa_key",
+            "bash_history",
+        ] {
+            assert!(
+                !listed.contains(secret),
+                "{secret} sent without settings:\n{listed}"
+            );
+        }
 
         // Past max_size: refused, nothing written, no temp file left.
         std::fs::write(

@@ -13,8 +13,9 @@ file is read only when what was opened is the regular file that was
 listed.
 
   vauban-drift              send it to the boot service this host booted
-                            from (its URL and boot token are on the kernel
-                            command line: root=live:URL?boot=TOKEN)
+                            from (its URL, boot token and host name are on
+                            the kernel command line: root=live:URL?boot=TOKEN,
+                            live.updates=.../conffs-HOST.tgz)
   vauban-drift -o FILE      write it to FILE (0600) instead, for scp; then
                             `vauban diff IMAGE IMAGE+FILE`
 
@@ -37,6 +38,28 @@ import urllib.parse
 import urllib.request
 
 CONFIG = "/etc/vauban/drift.json"
+# Never sent, whatever the settings say (globs from the root, `*` within one
+# name; a directory with what is under it). vauban's own list, checked equal
+# to it by its tests.
+SECRETS = [
+    "etc/shadow",
+    "etc/shadow-",
+    "etc/gshadow",
+    "etc/gshadow-",
+    "etc/security/opasswd",
+    "etc/ssh/ssh_host_*_key",
+    "etc/ssl/private",
+    "etc/krb5.keytab",
+    "etc/NetworkManager/system-connections",
+    "etc/wpa_supplicant",
+    "root/.ssh/id_*",
+    "home/*/.ssh/id_*",
+    "root/.*_history",
+    "home/*/.*_history",
+]
+UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30,
+         "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30,
+         "kb": 1000, "mb": 1000 ** 2, "gb": 1000 ** 3}
 OVERLAY_XATTRS = ("trusted.overlay.", "user.overlay.")
 
 
@@ -65,6 +88,17 @@ def fail(message):
     sys.exit(1)
 
 
+def size_of(value, path):
+    """Bytes: a number, or a number and a unit (`64M`, `64MiB`, `1GB`)."""
+    text = str(value).strip().replace(" ", "")
+    digits = text.rstrip("KkMmGgIiBb")
+    unit = text[len(digits):].lower()
+    if not digits.isdigit() or unit not in UNITS or int(digits) == 0:
+        fail(f"{path}: max_size {value!r} is not a size (bytes, or a number and K, M, G, "
+             f"KiB, MiB, GiB)")
+    return int(digits) * UNITS[unit]
+
+
 def load_config(path):
     try:
         with open(path, encoding="utf-8") as f:
@@ -73,10 +107,13 @@ def load_config(path):
         config = {}
     except (OSError, ValueError) as e:
         fail(f"{path}: {e}")
+    if not isinstance(config, dict):
+        fail(f"{path}: not a JSON object")
     return {
         "upper": config.get("upper", "/run/overlayfs"),
-        "skip": [p.strip("/") for p in config.get("secrets", []) + config.get("exclude", [])],
-        "max_size": int(config.get("max_size", 64 << 20)),
+        "skip": [p.strip("/") for p in SECRETS + list(config.get("secrets", []))
+                 + list(config.get("exclude", []))],
+        "max_size": size_of(config.get("max_size", 64 << 20), path),
     }
 
 
@@ -152,6 +189,9 @@ def open_listed(name, dir_fd, st, flags=0):
     link followed, no FIFO or device opened; else None."""
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | flags, dir_fd=dir_fd)
+    except PermissionError:
+        print(f"vauban-drift: warning: {name}: permission denied, left out", file=sys.stderr)
+        return None
     except OSError:
         return None
     now = os.fstat(fd)
@@ -251,24 +291,37 @@ def pack(upper, out, skip):
 
 
 def boot_of_cmdline(cmdline):
-    """The boot service's base URL and this boot's token, from root=live:URL."""
+    """The boot service's base URL, this boot's token and the host's name
+    (its conffs is `conffs-HOST.tgz`), from root=live:URL and
+    live.updates=URL."""
+    base = token = host = None
     for word in cmdline.split():
-        if not word.startswith("root=live:"):
-            continue
-        url = urllib.parse.urlsplit(word[len("root=live:"):])
-        token = urllib.parse.parse_qs(url.query).get("boot", [None])[0]
-        prefix, sep, _ = url.path.partition("/boot/blobs/")
-        if token and sep:
-            return f"{url.scheme}://{url.netloc}{prefix}", token
-    return None, None
+        key, _, value = word.partition("=")
+        url = urllib.parse.urlsplit(value[len("live:"):] if key == "root" else value)
+        if key == "root" and value.startswith("live:"):
+            found = urllib.parse.parse_qs(url.query).get("boot", [None])[0]
+            prefix, sep, _ = url.path.partition("/boot/blobs/")
+            if found and sep:
+                base, token = f"{url.scheme}://{url.netloc}{prefix}", found
+        elif key == "live.updates":
+            name = url.path.rsplit("/", 1)[-1]
+            if name.startswith("conffs-") and name.endswith(".tgz"):
+                host = name[len("conffs-"):-len(".tgz")]
+    return base, token, host
 
 
-def send(layer, size, host):
+def the_boot():
+    """Where to send: the server's base URL, the token, the host."""
     with open("/proc/cmdline", encoding="utf-8") as f:
-        base, token = boot_of_cmdline(f.read())
+        base, token, host = boot_of_cmdline(f.read())
     if not base:
         fail("no boot token on the kernel command line (root=live:URL?boot=TOKEN): this host "
              "did not boot from `vauban serve`; write the drift with -o FILE instead")
+    return base, token, host or socket.gethostname()
+
+
+def send(layer, size, boot):
+    base, token, host = boot
     url = f"{base}/hosts/{urllib.parse.quote(host, safe='')}/drift"
     request = urllib.request.Request(url, data=layer, method="POST", headers={
         "Authorization": f"Bearer {token}",
@@ -302,7 +355,18 @@ def main():
     upper = args.upper or config["upper"]
     if not os.path.isdir(upper):
         fail(f"{upper}: no such directory (is this a live boot with an overlay root?)")
-    host = socket.gethostname()
+    if args.output:
+        out_dir = os.path.dirname(os.path.abspath(args.output))
+        if not os.path.isdir(out_dir):
+            fail(f"{out_dir}: no such directory for -o")
+        if os.path.isdir(args.output):
+            fail(f"{args.output}: a directory: give a file name to -o")
+        boot = None
+    else:
+        boot = the_boot()
+    if os.geteuid() != 0:
+        print("vauban-drift: warning: not root: what this user cannot read is left out",
+              file=sys.stderr)
     # Packed in /run (its own tmpfs, outside the overlay root): never in
     # the tree it packs.
     work = "/run" if os.path.isdir("/run") and os.access("/run", os.W_OK) else None
@@ -318,7 +382,7 @@ def main():
                 print(f"vauban-drift: {count} entries, {size} bytes written to {args.output}")
                 return
             tmp.seek(0)
-            send(tmp, size, host)
+            send(tmp, size, boot)
         except TooBig:
             fail(f"the drift of {upper} is larger than {config['max_size']} bytes compressed: "
                  f"nothing sent (exclude the paths that grow in drift_report:)")

@@ -72,10 +72,11 @@ pub struct Master {
     /// Whether `vauban serve` deploys each successful build of this master
     /// (`auto`) or only when asked (`manual`, the default).
     pub deploy: Option<Located<DeployPolicy>>,
-    /// Whether this master's image (and so its children's) carries
-    /// `vauban-drift`, the tool a live host runs to send what changed since
-    /// it booted (`drift_report: true`, or a mapping of `exclude` and
-    /// `max_size`).
+    /// Whether this master's image (and so its children's: a child cannot
+    /// take it out) carries `vauban-drift`, the tool a live host runs to
+    /// send what changed since it booted (`drift_report: true`, or a mapping
+    /// of `exclude` and `max_size`).
+    #[schemars(with = "Option<DriftReportForm>")]
     pub drift_report: Option<Located<DriftReport>>,
     /// The child masters, built `FROM` this one, in file order.
     #[schemars(flatten, with = "std::collections::BTreeMap<String, Master>")]
@@ -117,14 +118,28 @@ pub enum DeployPolicy {
 /// `drift_report:` of a master: what its hosts' `vauban-drift` leaves out
 /// and how much it sends at most.
 #[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
-#[schemars(default, deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct DriftReport {
-    /// Paths never sent, each with what is under it (from the root), besides
-    /// the password hashes and sshd host keys, which never are.
+    /// Paths never sent, globs from the root (`*` within one name; a
+    /// directory with what is under it), besides the secrets (password
+    /// hashes, private keys, shell histories), which never are.
+    #[schemars(default)]
     pub exclude: Vec<String>,
-    /// The largest drift sent, compressed (`64MiB` by default).
-    #[schemars(with = "String")]
+    /// The largest drift sent, compressed: bytes, or a number and a unit
+    /// (`64MiB`, the default).
+    #[schemars(with = "Option<String>")]
     pub max_size: u64,
+}
+
+/// How `drift_report:` is written: `true`/`false`, or its settings.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum DriftReportForm {
+    /// On (with the default settings) or off.
+    On(bool),
+    /// On, with these settings.
+    Settings(DriftReport),
 }
 
 impl Default for DriftReport {
@@ -362,7 +377,7 @@ fn drift_report(r: &Reader, entry: &Entry, path: &str) -> Result<Option<Located<
         Value::Null => return Ok(None),
         Value::Str(_) => {
             let text = r.string(&entry.value, path)?;
-            return match text.value.as_str() {
+            return match text.value.to_ascii_lowercase().as_str() {
                 "true" | "yes" | "on" => Ok(Some(Located::new(report, at))),
                 "false" | "no" | "off" => Ok(None),
                 other => Err(Error::InvalidValue {
@@ -389,10 +404,15 @@ fn drift_report(r: &Reader, entry: &Entry, path: &str) -> Result<Option<Located<
                     {
                         return Err(Error::InvalidValue {
                             location: p.location.clone(),
-                            message: format!(
-                                "`{}` is not a path from the root (no `.`, `..` or empty component)",
-                                p.value
-                            ),
+                            message: if clean.is_empty() {
+                                "the root itself cannot be left out: name paths under it".into()
+                            } else {
+                                format!(
+                                    "`{}` is not a path from the root (no `.`, `..` or empty \
+                                     component)",
+                                    p.value
+                                )
+                            },
                         });
                     }
                     report.exclude.push(clean.to_owned());
@@ -402,7 +422,13 @@ fn drift_report(r: &Reader, entry: &Entry, path: &str) -> Result<Option<Located<
                 let text = r.string(&e.value, &vpath)?;
                 report.max_size = match text.trim().parse::<bytesize::ByteSize>() {
                     Ok(b) if b.as_u64() > 0 => b.as_u64(),
-                    _ => {
+                    Ok(_) => {
+                        return Err(Error::InvalidValue {
+                            location: text.location.clone(),
+                            message: "`max_size` must be more than 0 bytes".into(),
+                        })
+                    }
+                    Err(_) => {
                         return Err(Error::InvalidValue {
                             location: text.location.clone(),
                             message: format!(

@@ -422,15 +422,37 @@ pub async fn post(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Drift>)> {
+    let result = receive_drift(&app, peer, &host, &headers, body).await;
+    if let Err(e) = &result {
+        tracing::warn!(host, ip = %peer.ip(), "a drift refused: {e}");
+    }
+    result
+}
+
+/// [`post`], its refusals logged by the caller.
+async fn receive_drift(
+    app: &Arc<App>,
+    peer: SocketAddr,
+    host: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<Drift>)> {
+    let host = host.to_owned();
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
-        .filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()))
-        .map(str::to_owned)
         .ok_or(ServeError::Unauthorized)?;
-    let svc = service(&app)?.clone();
+    if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ServeError::Forbidden(
+            "this route takes the boot token of the host's current boot (boot= on its kernel \
+             command line, as vauban-drift sends it), not an API token"
+                .into(),
+        ));
+    }
+    let token = token.to_owned();
+    let svc = service(app)?.clone();
     // A few at once: each holds a file of the state dir and, once received,
     // a core for its check.
     let Ok(_permit) = svc.drift_uploads.clone().try_acquire_owned() else {
@@ -567,7 +589,7 @@ async fn receive(body: Body, dir: &FsPath, path: &FsPath, limit: u64) -> Result<
 }
 
 /// `GET /hosts/{name}/drifts` (operators): the drifts kept, newest first.
-#[utoipa::path(get, path = "/hosts/{name}/drifts",
+#[utoipa::path(get, path = "/hosts/{name}/drifts", operation_id = "host_drifts",
     params(("name" = String, Path, description = "The host")),
     responses((status = 200, body = Vec<Drift>), (status = 401, body = crate::api::ErrorBody)),
     security(("bearer" = [])))]
@@ -600,7 +622,7 @@ pub async fn page(
 
 /// `GET /hosts/{name}/drift/diff` (operators): the host's last drift (or
 /// `?drift=ID`) against the tree its boot got.
-#[utoipa::path(get, path = "/hosts/{name}/drift/diff",
+#[utoipa::path(get, path = "/hosts/{name}/drift/diff", operation_id = "host_drift_diff",
     params(("name" = String, Path, description = "The host"), DiffQuery),
     responses((status = 200, description = "The diff in the form asked for (text, or JSON of schema vauban.diff/1); header X-Vauban-Differs: true or false", body = String),
         (status = 400, body = crate::api::ErrorBody), (status = 401, body = crate::api::ErrorBody),

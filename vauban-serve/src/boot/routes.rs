@@ -446,6 +446,7 @@ pub async fn host(
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(HostHistory {
+            drifts: boot.records.drifts(&name)?,
             host: name,
             current,
             boots,
@@ -465,6 +466,9 @@ pub struct HostHistory {
     pub current: Option<super::HostView>,
     /// Its boots, newest first.
     pub boots: Vec<BootWithFetches>,
+    /// The drifts it sent, newest first (`vauban diff --drift HOST
+    /// [--drift-id ID]`).
+    pub drifts: Vec<super::drift::Drift>,
 }
 
 /// A boot and its fetches.

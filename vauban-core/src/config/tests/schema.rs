@@ -154,3 +154,36 @@ fn to_json(node: &Node) -> serde_json::Value {
         ),
     }
 }
+
+/// `drift_report:` as written: `true`, `false`, or its settings; the
+/// loader agrees, and says what is wrong with the rest.
+#[test]
+fn drift_report_is_a_bool_or_its_settings() {
+    let validator = validator();
+    let with =
+        |v: &str| format!("r:\n  image: x\n  m:\n    stages: [a.yml]\n    drift_report: {v}\n");
+    for good in [
+        "true",
+        "false",
+        "{exclude: [/var/cache], max_size: 32MiB}",
+        "{}",
+    ] {
+        let text = with(good);
+        let errors = schema_errors(&validator, &as_json(&text));
+        assert!(errors.is_empty(), "{good}: {errors:#?}");
+        Config::parse(&text, FILE).unwrap();
+    }
+    let on = Config::parse(&with("True"), FILE).unwrap();
+    assert!(on.get("m").unwrap().drift_report.is_some());
+    for (bad, says) in [
+        ("maybe", "`drift_report` is true, false, or a mapping"),
+        ("{exlude: [/x]}", "unknown key `exlude`"),
+        ("{exclude: [../etc]}", "not a path from the root"),
+        ("{exclude: [/]}", "the root itself cannot be left out"),
+        ("{max_size: lots}", "is not a size"),
+        ("{max_size: 0}", "must be more than 0 bytes"),
+    ] {
+        let err = Config::parse(&with(bad), FILE).unwrap_err().to_string();
+        assert!(err.contains(says), "{bad}: {err}");
+    }
+}
