@@ -869,8 +869,16 @@ async fn a_host_sends_its_drift_and_an_operator_sees_it_against_its_boot() {
         );
     }
 
-    // web01 boots again: the first boot's token sends nothing more.
-    script(&http, addr, WEB01).await;
-    let r = post("web01", Some(&token), drift).await.unwrap();
+    // web01 boots again: the first boot's token sends nothing more, and
+    // the new boot's sends at once (one a minute is per boot).
+    let s = script(&http, addr, WEB01).await;
+    let r = post("web01", Some(&token), drift.clone()).await.unwrap();
     assert_eq!(r.status(), StatusCode::GONE);
+    let new_token = arg_url(&s, "root=live:")
+        .split_once("?boot=")
+        .map(|(_, t)| t.to_owned())
+        .unwrap();
+    assert_ne!(new_token, token);
+    let r = post("web01", Some(&new_token), drift).await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "a new boot's first drift");
 }

@@ -334,6 +334,11 @@ def send(layer, size, boot):
     except urllib.error.HTTPError as e:
         fail(f"{url}: {e.code}: {e.read(4096).decode('utf-8', 'replace').strip()}")
     except (OSError, urllib.error.URLError) as e:
+        reason = getattr(e, "reason", e)
+        if isinstance(reason, (BrokenPipeError, ConnectionResetError)):
+            fail(f"{url}: the server closed the connection before the whole drift was sent: "
+                 "it refused it (another sent less than a minute ago, too big, or a token "
+                 "it does not take); its log says which")
         fail(f"{url}: {e}")
     try:
         answer = json.loads(body)

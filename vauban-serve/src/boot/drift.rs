@@ -8,7 +8,7 @@
 //! The body is streamed to a file of the state dir, bounded
 //! (`--max-drift-size`, idle 60 s at most, a few at a time), and read
 //! whole as a diff would (within [`drift_limits`] once decompressed) before
-//! it is kept (temp name, fsync, rename); one a minute per host, the last
+//! it is kept (temp name, fsync, rename); one a minute per boot, the last
 //! [`DRIFTS_KEPT`] of each host kept; what a stopped server left is removed
 //! when it starts.
 //!
@@ -190,19 +190,20 @@ impl BootService {
             )));
         }
         // Any local user of the host can read the token: one drift a
-        // minute keeps the ones kept from being pushed out in a burst.
+        // minute for a boot keeps the ones kept from being pushed out in a
+        // burst. A host that reboots gets a new token and sends at once.
         let recent = self
             .records
             .drifts(host)?
             .into_iter()
-            .next()
+            .find(|d| d.boot_id == tb.boot.id)
             .is_some_and(|d| {
                 chrono::DateTime::parse_from_rfc3339(&d.received)
                     .is_ok_and(|t| chrono::Utc::now() - t.to_utc() < chrono::Duration::seconds(60))
             });
         if recent {
             return Err(ServeError::TooSoon(format!(
-                "{host} sent a drift less than a minute ago: one a minute"
+                "this boot of {host} sent a drift less than a minute ago: one a minute"
             )));
         }
         Ok(tb.boot)
