@@ -66,6 +66,8 @@ pub enum Command {
     Diff(commands::diff::Args),
     /// Pack what a live host changed since boot (its overlay's upper dir) as a layer.
     Drift(commands::drift::Args),
+    /// Make, update or roll back a host's disk image that boots live with no network.
+    Disk(commands::disk::Args),
     /// Extract an image's filesystem (all layers applied) into a directory.
     Unpack(commands::unpack::Args),
     /// Give an image another name.
@@ -170,6 +172,7 @@ impl Cli {
             Command::Inspect(args) => commands::inspect::run(&globals, args),
             Command::Diff(args) => commands::diff::run(&globals, args),
             Command::Drift(args) => commands::drift::run(args),
+            Command::Disk(args) => commands::disk::run(&globals, args),
             Command::Unpack(args) => commands::unpack::run(&globals, args),
             Command::Tag(args) => commands::tag::run(&globals, args),
             Command::Rm(args) => commands::rm::run(&globals, args),

@@ -745,6 +745,7 @@ fn ran_nothing(out: &Output, key: &str) -> bool {
 fn never_upload_pushes_the_images_but_not_the_boot_files() {
     // As the original: never_upload skipped the boot files' upload and
     // `deployed`; every image was pushed all the same (children build on them).
+    // `--stage disk` is `all` and each host's disk image, made rootless.
     let w = World::from_fixture("  never_upload: [master-web]\n", "debian-boot.tar");
     let registry = registry_server::Registry::open();
     let reg = format!("{}/vauban", registry.host());
@@ -752,7 +753,7 @@ fn never_upload_pushes_the_images_but_not_the_boot_files() {
         "--name",
         "master-web",
         "--stage",
-        "all",
+        "disk",
         "--build-parents",
         "-1",
         "--registry",
@@ -760,6 +761,7 @@ fn never_upload_pushes_the_images_but_not_the_boot_files() {
         "--tls-verify=false",
     ]);
     assert!(w.path("out/master-web/rootfs.img").is_file());
+    check_disks(&w);
     for image in ["master-base", "master-web", "master-web/web01"] {
         let tags = skopeo_tags(&format!("{reg}/{image}"));
         assert!(tags.contains(&"latest".to_string()), "{image}: {tags:?}");
@@ -782,4 +784,54 @@ fn never_upload_pushes_the_images_but_not_the_boot_files() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("never_upload"));
     assert!(!skopeo_tags(&format!("{reg}/master-web")).contains(&"deployed".to_string()));
+}
+
+/// Each host's disk image of `--stage disk`: private, out of
+/// `SHA256SUMS`, one entry booting its own conffs from the data partition;
+/// `vauban disk --update` to the same build writes nothing.
+fn check_disks(w: &World) {
+    let sums = std::fs::read_to_string(w.path("out/SHA256SUMS")).unwrap();
+    assert!(!sums.contains("disks/"), "{sums}");
+    for host in ["web01", "web02"] {
+        let disk = w.path(&format!("out/disks/master-web/{host}.raw"));
+        assert_eq!(mode(&disk), 0o600, "{}", disk.display());
+        let list = w
+            .cmd(&["disk", "--list", disk.to_str().unwrap(), "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            list.status.success(),
+            "{}",
+            String::from_utf8_lossy(&list.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+        let entries = report["entries"].as_array().unwrap();
+        assert_eq!(entries.len(), 1, "{report:#}");
+        let options = entries[0]["options"].as_str().unwrap();
+        assert!(options.starts_with("root=live:PARTUUID="), "{options}");
+        assert!(
+            options
+                .split(' ')
+                .any(|w| w.starts_with("vauban.conffs=")
+                    && w.ends_with(&format!("/conffs-{host}.tgz"))),
+            "{options}"
+        );
+        let again = w
+            .cmd(&[
+                "disk",
+                "master-web",
+                host,
+                "--update",
+                disk.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        let printed = String::from_utf8_lossy(&again.stdout);
+        assert!(
+            again.status.success(),
+            "{}",
+            String::from_utf8_lossy(&again.stderr)
+        );
+        assert!(printed.contains("nothing written"), "{printed}");
+    }
 }

@@ -884,6 +884,53 @@ pub enum Error {
         /// What is missing.
         path: PathBuf,
     },
+    /// A disk to update, roll back or list is not one `vauban disk` made.
+    #[error("{disk} is not a vauban disk: {reason}")]
+    NotAVaubanDisk {
+        /// The disk.
+        disk: PathBuf,
+        /// What is missing.
+        reason: String,
+    },
+    /// A disk of one host was asked to boot another's build.
+    #[error("{disk} boots {on_disk}, not {asked}: make a disk for {asked} instead")]
+    DiskOfAnotherHost {
+        /// The disk.
+        disk: PathBuf,
+        /// `MASTER/HOST` of its entries.
+        on_disk: String,
+        /// `MASTER/HOST` asked for.
+        asked: String,
+    },
+    /// A partition of a disk has no room for a new build beside the current one.
+    #[error(
+        "{disk}: its {partition} has {free} bytes free, the new build needs {needed}: \
+         make a bigger disk (vauban disk --size)"
+    )]
+    DiskFull {
+        /// The disk.
+        disk: PathBuf,
+        /// Which partition.
+        partition: &'static str,
+        /// Bytes needed.
+        needed: u64,
+        /// Bytes free.
+        free: u64,
+    },
+    /// The size asked for a disk cannot hold one build.
+    #[error("a disk of {size} bytes cannot hold this build: it needs at least {needed}")]
+    DiskTooSmall {
+        /// The size asked.
+        size: u64,
+        /// The least size.
+        needed: u64,
+    },
+    /// A rollback of a disk with no fallback entry of another build.
+    #[error("{disk} has no fallback entry to roll back to")]
+    NoFallback {
+        /// The disk.
+        disk: PathBuf,
+    },
     /// A master or host name that cannot be part of a file name.
     #[error("invalid {what} name {name:?} for a boot file: use letters, digits, `.`, `_`, `-`")]
     BadName {

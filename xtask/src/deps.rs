@@ -60,6 +60,21 @@ pub const PACKAGES: &[(&str, &str)] = &[
         "the iPXE ROM of QEMU's network card: the boot test PXE-boots from vauban serve",
     ),
     (
+        "ovmf",
+        "UEFI firmware for QEMU: the boot test boots a disk image made by vauban disk",
+    ),
+    (
+        "systemd-boot-efi",
+        "systemd-boot's EFI binary, the boot loader vauban disk puts on a disk",
+    ),
+    ("fdisk", "sfdisk writes a disk image's partition table"),
+    ("dosfstools", "mkfs.fat makes a disk image's EFI system partition"),
+    ("mtools", "mcopy and friends write the EFI system partition without a mount"),
+    (
+        "e2fsprogs",
+        "mkfs.ext4 and debugfs make and write a disk image's data partition",
+    ),
+    (
         "chromium",
         "the page of vauban serve, tested in a real browser",
     ),
@@ -220,6 +235,9 @@ mod tests {
             "openssh-client",
             "chromium",
             "chromium-driver",
+            "ovmf",
+            "systemd-boot-efi",
+            "mtools",
         ] {
             assert!(PACKAGES.iter().any(|(name, _)| *name == p), "{p} missing");
         }

@@ -1,4 +1,4 @@
-//! `vauban build --name MASTER [--stage rootfs|conffs|initramfs|all] ...`:
+//! `vauban build --name MASTER [--stage rootfs|conffs|initramfs|all|disk] ...`:
 //! builds masters and their hosts' conffs and boot files from `config.yml`
 //! (the original's meaning of every option), or with `--check` prints the plan.
 
@@ -19,8 +19,9 @@ pub struct Args {
     #[arg(long, value_name = "MASTER")]
     pub name: String,
 
-    /// What to build: the master's image, its hosts' conffs, its boot files, or all:
-    /// `rootfs`, `conffs`, `initramfs` or `all`.
+    /// What to build: the master's image, its hosts' conffs, its boot files, all, or
+    /// all and each host's disk image (`OUT/disks/MASTER/HOST.raw`, made or updated):
+    /// `rootfs`, `conffs`, `initramfs`, `all` or `disk`.
     #[arg(long, value_name = "STAGE", default_value = "all", value_parser = parse_part)]
     pub stage: Part,
 

@@ -19,6 +19,7 @@ pub mod config;
 pub mod deploy;
 pub mod deployments;
 pub mod diff;
+pub mod disk;
 pub mod drift;
 pub mod executor;
 pub mod fsck;

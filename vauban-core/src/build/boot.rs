@@ -21,13 +21,14 @@ use vauban_oci::Image;
 use super::builder::Builder;
 use super::cache::get_or_build;
 use super::inputs::{hex, private_dir};
+use super::plan::Part;
 use super::report::Outcome;
 use crate::config::{DracutConf, Master, SquashfsCompression};
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::export::{
-    self, BootInfo, BootTree, HostBoot, HostInfo, InitramfsOptions, ResolvConf, SquashCompression,
-    SquashfsOptions, BOOT_INFO_FILE,
+    self, make_disk, update_disk, BootInfo, BootTree, DiskFiles, DiskOptions, HostBoot, HostInfo,
+    InitramfsOptions, ResolvConf, SquashCompression, SquashfsOptions, BOOT_INFO_FILE,
 };
 use crate::sandbox::SandboxOptions;
 
@@ -56,11 +57,49 @@ impl Builder<'_> {
         let kernel = self.boot_initramfs(&tree, master, kernel_image)?;
         self.interrupted()?;
         self.boot_rootfs_img(&tree, master, image)?;
-        self.boot_host_files(&tree, master, image, &kernel)?;
+        let hosts = self.boot_host_files(&tree, master, image, &kernel)?;
         self.write_sums()?;
         // The files as one artifact in the store (what a boot server
         // deploys), pushed beside the images with --registry.
         self.boot_artifact(&tree, master, &kernel, image)?;
+        if self.opts.part == Part::Disk {
+            self.boot_disks(&tree, master, &hosts)?;
+        }
+        Ok(())
+    }
+
+    /// `--stage disk`: each host's disk image of this build,
+    /// `OUT/disks/MASTER/HOST.raw`, made, or updated when it exists (the
+    /// build it booted kept as its fallback entry). Outside the tree's
+    /// `SHA256SUMS`: a disk is the host's own, like its conffs (0600).
+    fn boot_disks(&mut self, tree: &BootTree, master: &Master, hosts: &[String]) -> Result<()> {
+        if hosts.is_empty() {
+            self.warn(format!(
+                "--stage disk: {} has no host with a conffs in this build, so no disk",
+                master.name
+            ));
+            return Ok(());
+        }
+        tree.private_dir(export::DISKS_DIR)?;
+        let dir = tree.private_dir(&format!("{}/{}", export::DISKS_DIR, master.name))?;
+        for host in hosts {
+            self.interrupted()?;
+            let started = std::time::Instant::now();
+            let files = DiskFiles::from_tree(tree.root(), &master.name, host)?;
+            let disk = dir.join(format!("{host}.raw"));
+            let report = if disk.exists() {
+                update_disk(&files, &disk)?
+            } else {
+                make_disk(&files, &DiskOptions::default(), &disk)?
+            };
+            let outcome = if report.changed {
+                Outcome::Built
+            } else {
+                Outcome::Cached
+            };
+            let step = format!("disk {}/{host}", master.name);
+            self.record(step, outcome, None, report.size, started);
+        }
         Ok(())
     }
 
@@ -138,7 +177,7 @@ impl Builder<'_> {
         master: &Master,
         image: &Image,
         kernel: &Kernel,
-    ) -> Result<()> {
+    ) -> Result<Vec<String>> {
         let kver = kernel.kver.as_str();
         let made = self
             .conffs_made
@@ -159,7 +198,7 @@ impl Builder<'_> {
                  the hosts of {}",
                 master.name
             ));
-            return Ok(());
+            return Ok(hosts);
         };
         let args: Vec<String> = self
             .config
@@ -177,7 +216,7 @@ impl Builder<'_> {
                 extra_args: &args,
             })?;
         }
-        Ok(())
+        Ok(hosts)
     }
 
     /// `OUT/<master>/boot.json`: the files and each host's boot facts from
@@ -349,8 +388,12 @@ impl Builder<'_> {
 /// (every layer and the config: dracut copies files from the whole image) and
 /// the whole dracut.conf.
 pub(super) fn initramfs_key(image: &Image, extra_conf: &str) -> String {
+    let local_module: String = export::dracut::LOCAL_MODULE
+        .iter()
+        .map(|(name, text)| format!("{name}\n{text}"))
+        .collect();
     digest_of(&format!(
-        "initramfs {} {} {}",
+        "initramfs {} {} {} {local_module}",
         env!("CARGO_PKG_VERSION"),
         image.manifest_digest,
         export::dracut::dracut_conf(extra_conf)

@@ -27,15 +27,19 @@ pub enum Part {
     Initramfs,
     /// Rootfs, conffs (when the master has hosts) and the boot files.
     All,
+    /// What [`Part::All`] makes, then each host's disk image
+    /// (`OUT/disks/MASTER/HOST.raw`, made or updated).
+    Disk,
 }
 
 impl Part {
     /// The names `--stage` takes.
-    pub const NAMES: [(&'static str, Part); 4] = [
+    pub const NAMES: [(&'static str, Part); 5] = [
         ("rootfs", Part::Rootfs),
         ("conffs", Part::Conffs),
         ("initramfs", Part::Initramfs),
         ("all", Part::All),
+        ("disk", Part::Disk),
     ];
 
     /// The part named `name`.
@@ -179,7 +183,7 @@ fn plan_into(
 ) {
     if build_parents != 0 {
         match part {
-            Part::Rootfs | Part::All => {
+            Part::Rootfs | Part::All | Part::Disk => {
                 if let Some(parent) = config.parent(master) {
                     plan_into(
                         config,
@@ -209,7 +213,7 @@ fn plan_into(
         Part::Rootfs => steps.push(step(StepKind::Rootfs)),
         Part::Conffs => steps.push(step(StepKind::Conffs)),
         Part::Initramfs => steps.push(step(StepKind::Boot)),
-        Part::All => {
+        Part::All | Part::Disk => {
             steps.push(step(StepKind::Rootfs));
             if has_conffs(master) {
                 steps.push(step(StepKind::Conffs));
@@ -317,6 +321,7 @@ bookworm:
         );
         // More parents than the chain has: the chain.
         assert_eq!(steps("master-b", Part::All, 10), whole);
+        assert_eq!(steps("master-b", Part::Disk, -1), whole);
     }
 
     #[test]

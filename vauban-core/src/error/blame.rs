@@ -100,6 +100,11 @@ impl Error {
 
             // ---- boot files ----
             Error::NoKernel { .. } | Error::NoDracut { .. } | Error::BadName { .. } => Blame::User,
+            Error::NotAVaubanDisk { .. }
+            | Error::DiskOfAnotherHost { .. }
+            | Error::DiskFull { .. }
+            | Error::DiskTooSmall { .. }
+            | Error::NoFallback { .. } => Blame::User,
             Error::ProgramFailed { .. } | Error::ScriptFailed { .. } | Error::NotMade { .. } => {
                 Blame::Environment
             }

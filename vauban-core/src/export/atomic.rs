@@ -56,9 +56,14 @@ impl Staged {
     /// Flushes the temp file, makes it mode [`PUBLISHED_MODE`] and renames it
     /// to its destination.
     pub(crate) fn publish(self) -> Result<PathBuf> {
+        self.publish_with_mode(PUBLISHED_MODE)
+    }
+
+    /// [`Staged::publish`] with `mode` (0600 for a file holding a secret).
+    pub(crate) fn publish_with_mode(self, mode: u32) -> Result<PathBuf> {
         let path: &Path = &self.tmp;
         let file = File::open(path).at("open", path)?;
-        file.set_permissions(Permissions::from_mode(PUBLISHED_MODE))
+        file.set_permissions(Permissions::from_mode(mode))
             .at("chmod", path)?;
         file.sync_all().at("fsync", path)?;
         drop(file);

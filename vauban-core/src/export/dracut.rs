@@ -1,4 +1,4 @@
-//! The initramfs of a live boot over the network, made by the image's own
+//! The initramfs of a live boot over the network or from a local disk, made by the image's own
 //! dracut in a sandbox over the image (rootless when vauban is not root), and
 //! the kernel beside it.
 //!
@@ -30,14 +30,42 @@ use super::runlog;
 use crate::error::{Error, IoContext, Result};
 use crate::sandbox::{Io, Program, RunIo, Sandbox, SandboxOptions};
 
-/// dracut modules added for a live boot over the network.
-pub(crate) const MODULES: [&str; 5] = [
+/// dracut modules added for a live boot over the network, and from a
+/// local disk (`vauban-local`, vauban's own: see [`LOCAL_MODULE`]).
+pub(crate) const MODULES: [&str; 6] = [
     "livenet",
     "dmsquash-live",
     "overlayfs",
     "network-legacy",
     "bash",
+    LOCAL_MODULE_NAME,
 ];
+
+/// The name of vauban's dracut module for a disk boot.
+const LOCAL_MODULE_NAME: &str = "vauban-local";
+
+/// vauban's dracut module, put into the image before dracut runs: on a
+/// live boot from a local partition it applies the host's conffs from
+/// that partition (`vauban.conffs=PATH`), which no stock module does
+/// (livenet's `live.updates=` fetches over the network only), then lets
+/// the partition go once the squashfs is in RAM. Its files, by name.
+pub(crate) const LOCAL_MODULE: [(&str, &str); 3] = [
+    (
+        "module-setup.sh",
+        include_str!("vauban-local/module-setup.sh"),
+    ),
+    (
+        "vauban-local-conffs.sh",
+        include_str!("vauban-local/vauban-local-conffs.sh"),
+    ),
+    (
+        "vauban-local-release.sh",
+        include_str!("vauban-local/vauban-local-release.sh"),
+    ),
+];
+
+/// Where dracut looks for [`LOCAL_MODULE`] in the image.
+const LOCAL_MODULE_DIR: &str = "/usr/lib/dracut/modules.d/95vauban-local";
 
 /// dracut modules left out: systemd's (see the module doc) and the storage
 /// stacks a live root does not use.
@@ -57,12 +85,13 @@ pub(crate) const OMITTED_MODULES: [&str; 13] = [
     "plymouth",
 ];
 
-/// Kernel drivers always in the initramfs: the live root's, QEMU's NICs and
-/// disks, and common server NICs.
-pub(crate) const DRIVERS: [&str; 13] = [
+/// Kernel drivers always in the initramfs: the live root's, the disk
+/// boot's file system, QEMU's NICs and disks, and common server NICs.
+pub(crate) const DRIVERS: [&str; 14] = [
     "overlay",
     "loop",
     "squashfs",
+    "ext4",
     "virtio_net",
     "virtio_pci",
     "virtio_blk",
@@ -185,6 +214,18 @@ pub fn make_initramfs(
             0o644,
         )
         .map_err(Error::export_sandbox("put dracut.conf in the image"))?;
+    for (name, text) in LOCAL_MODULE {
+        let mode = if name == "module-setup.sh" {
+            0o755
+        } else {
+            0o644
+        };
+        sandbox
+            .put_file(&format!("{LOCAL_MODULE_DIR}/{name}"), text.as_bytes(), mode)
+            .map_err(Error::export_sandbox(
+                "put vauban's dracut module in the image",
+            ))?;
+    }
     let started = std::time::Instant::now();
     let status = sandbox
         .run_with(
@@ -289,12 +330,13 @@ mod tests {
         let conf = dracut_conf("compress=\"xz\"");
         assert!(conf.contains("hostonly=\"no\"\n"));
         assert!(conf.contains(
-            "add_dracutmodules+=\" livenet dmsquash-live overlayfs network-legacy bash \"\n"
+            "add_dracutmodules+=\" livenet dmsquash-live overlayfs network-legacy bash \
+             vauban-local \"\n"
         ));
         assert!(conf.contains("omit_dracutmodules+=\" systemd systemd-initrd "));
         assert!(conf.contains(" plymouth \"\n"));
         assert!(conf.contains(
-            "add_drivers+=\" overlay loop squashfs virtio_net virtio_pci virtio_blk e1000 e1000e \
+            "add_drivers+=\" overlay loop squashfs ext4 virtio_net virtio_pci virtio_blk e1000 e1000e \
              igb ixgbe r8169 tg3 bnx2 \"\n"
         ));
         // The user's text comes last, so it wins.

@@ -16,6 +16,7 @@ pub(crate) mod atomic;
 pub(crate) mod boot_info;
 pub(crate) mod cmdline;
 pub(crate) mod conffs;
+pub(crate) mod disk;
 pub(crate) mod dracut;
 pub(crate) mod kernel;
 pub(crate) mod runlog;
@@ -26,7 +27,11 @@ pub(crate) mod tree;
 pub use boot_info::{is_kernel_arg, normalize_mac, BootInfo, HostInfo, BOOT_INFO_FILE};
 pub use cmdline::{is_plain_name, live_cmdline, HostBoot};
 pub use conffs::{export_conffs, ConffsOptions, ConffsReport};
+pub use disk::{
+    disk_entries, make_disk, rollback_disk, update_disk, DiskFiles, DiskOptions, DiskReport,
+    Entry as DiskEntry,
+};
 pub use dracut::{make_initramfs, BootKernel, InitramfsOptions};
 pub use kernel::KernelListing;
 pub use squashfs::{make_rootfs, ResolvConf, SquashCompression, SquashfsOptions};
-pub use tree::BootTree;
+pub use tree::{BootTree, DISKS_DIR};

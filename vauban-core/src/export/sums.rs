@@ -44,7 +44,11 @@ pub(crate) fn compute_sums(root: &Path) -> Result<BTreeMap<String, String>> {
             let name = entry.file_name().to_string_lossy().into_owned();
             let rel = rel.join(&name);
             let path = root.join(&rel);
-            if rel == Path::new(SUMS_FILE) || (name.starts_with('.') && name.ends_with(".tmp")) {
+            let disks = rel == Path::new(super::tree::DISKS_DIR);
+            if rel == Path::new(SUMS_FILE)
+                || disks
+                || (name.starts_with('.') && name.ends_with(".tmp"))
+            {
                 continue;
             }
             // Through links, as sha256sum reads them.
@@ -79,7 +83,7 @@ pub(crate) fn write_sums(root: &Path) -> Result<PathBuf> {
     atomic::write_file(&root.join(SUMS_FILE), text.as_bytes())
 }
 
-fn sha256_file(path: &Path) -> Result<String> {
+pub(crate) fn sha256_file(path: &Path) -> Result<String> {
     let mut file = std::fs::File::open(path).at("open", path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

@@ -8,6 +8,7 @@
 //! OUT/MASTER/rootfs.img
 //! OUT/MASTER/conffs-HOST.tgz
 //! OUT/MASTER/cmdline-HOST             OUT/MASTER/boot-HOST.ipxe
+//! OUT/disks/MASTER/HOST.raw           (--stage disk; not in SHA256SUMS)
 //! ```
 //!
 //! The tree is private: its directories are 0700 (made so, or tightened, by
@@ -26,6 +27,11 @@ use super::atomic;
 use super::cmdline::HostBoot;
 use super::sums;
 use crate::error::{IoContext, Result};
+
+/// The directory of the tree holding the hosts' disk images
+/// (`--stage disk`), left out of `SHA256SUMS` and never served: each
+/// holds its host's conffs.
+pub const DISKS_DIR: &str = "disks";
 
 /// A boot tree rooted at a directory.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,7 @@
 //! fixture's build ([`boot_build`]): its boot files row, and the store the
 //! boot route row serves.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -201,6 +201,16 @@ pub struct BootBuild {
 }
 
 impl BootBuild {
+    /// Its directory: `out/` (the boot tree), `store/`, `config.yml`.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// What the build printed on its standard error (its recap).
+    pub fn recap(&self) -> &str {
+        &self.recap
+    }
+
     /// The store: the master's images and its boot artifact
     /// (`debian-boot/boot:latest`).
     pub fn store(&self) -> PathBuf {
@@ -252,6 +262,20 @@ pub fn boot_build(ctx: &mut Ctx) -> Result<&BootBuild> {
     ctx.state.boot.as_ref().context("boot build state")
 }
 
+/// The time of the recap's line starting with `prefix` (its first word
+/// ending in `s` that is a number).
+pub fn recap_seconds(recap: &str, prefix: &str) -> Result<Duration> {
+    recap
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_suffix('s')?.parse::<f64>().ok())
+        })
+        .map(Duration::from_secs_f64)
+        .with_context(|| format!("no `{prefix}` line in the recap:\n{recap}"))
+}
+
 /// The boot step on the boot fixture: `rootfs.img` against `mksquashfs` of an
 /// unpacked copy of the same image (the floor), and the initramfs (dracut)
 /// reported. Times of the build's steps come from its recap.
@@ -260,19 +284,8 @@ pub fn boot_files(ctx: &mut Ctx) -> Result<Vec<Comparison>> {
         let build = boot_build(ctx)?;
         (build.dir.clone(), build.store(), build.recap.clone())
     };
-    let seconds_of = |prefix: &str| -> Result<Duration> {
-        recap
-            .lines()
-            .find(|l| l.starts_with(prefix))
-            .and_then(|l| {
-                l.split_whitespace()
-                    .find_map(|w| w.strip_suffix('s')?.parse::<f64>().ok())
-            })
-            .map(Duration::from_secs_f64)
-            .with_context(|| format!("no `{prefix}` line in the recap:\n{recap}"))
-    };
-    let squash = seconds_of("rootfs.img")?;
-    let dracut = seconds_of("initramfs")?;
+    let squash = recap_seconds(&recap, "rootfs.img")?;
+    let dracut = recap_seconds(&recap, "initramfs")?;
     // The floor: the same image unpacked, then mksquashfs with the same options.
     let tree = dir.join("tree");
     util::run(

@@ -10,6 +10,7 @@
 mod boot;
 mod build;
 mod diff;
+mod disk;
 mod rows;
 mod serve;
 mod slurm;

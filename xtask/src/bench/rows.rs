@@ -112,6 +112,14 @@ pub const ROWS: &[Bench] = &[
         run: super::build::boot_files,
     },
     Bench {
+        name: "build: disk image",
+        needs: &["build"],
+        // A disk is a copy of files already made: a tenth of their build.
+        max_ratio: 0.1,
+        max_rss_mib: None,
+        run: super::disk::host_disk,
+    },
+    Bench {
         name: "boot: rootfs.img to 20 clients",
         needs: &["build", "serve"],
         // Throughput at least 0.9 of nginx's: wall time at most 1/0.9 of it.

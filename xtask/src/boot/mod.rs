@@ -236,6 +236,55 @@ fn firmware_guest(port: u16, mac: &str, label: &str) -> Result<qemu::Guest> {
     })
 }
 
+/// Boots the disk image `disk` under OVMF with no network device (see
+/// [`qemu::Boot::Disk`]) and waits for `marker`; with `fallback` the second
+/// entry of the boot menu is chosen (down, enter) as soon as the menu
+/// shows on the console. The disk is only read.
+pub fn boot_disk(
+    disk: &Path,
+    label: &str,
+    marker: &str,
+    timeout: Duration,
+    fallback: bool,
+) -> Result<Booted> {
+    let dir = logs_dir()?.join(format!("{}-disk", check_label(label)?));
+    fresh_dir(&dir)?;
+    let vars = dir.join("OVMF_VARS.fd");
+    std::fs::copy(qemu::OVMF_VARS, &vars)
+        .with_context(|| format!("copy {} (apt-get install ovmf)", qemu::OVMF_VARS))?;
+    let monitor = dir.join("monitor.sock");
+    let guest = qemu::Guest {
+        boot: qemu::Boot::Disk {
+            disk: disk.to_owned(),
+            vars,
+            monitor: monitor.clone(),
+        },
+        console_log: console_for(label)?,
+        port: 0,
+        kvm: false,
+        memory_mib: 3072,
+    };
+    let mut chosen = !fallback;
+    let mut choose = |console: &str| -> Result<()> {
+        // systemd-boot's menu names each entry's build.
+        if !chosen && console.matches("(build ").count() >= 2 {
+            qemu::send_keys(&monitor, &["down", "ret"])?;
+            chosen = true;
+        }
+        Ok(())
+    };
+    eprintln!(
+        "boot-test: booting {} ({})",
+        disk.display(),
+        guest.console_log.display()
+    );
+    let booted = qemu::boot_watching(&guest, marker, timeout, &mut choose)?;
+    if !chosen {
+        bail!("the boot menu never showed two entries to choose the fallback from");
+    }
+    Ok(booted)
+}
+
 /// The iPXE script the firmware gets over TFTP: fetch the host's own script
 /// from the server, by MAC address.
 pub fn chain_script() -> String {

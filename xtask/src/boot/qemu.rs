@@ -15,6 +15,11 @@
 //! [`BOOT_FILE`] and serves it over TFTP from a directory, which works with
 //! `restrict=on`. iPXE prints on VGA only; the kernel it boots prints on
 //! ttyS0 when its command line says `console=ttyS0,115200`.
+//!
+//! A third way boots a disk image ([`Boot::Disk`]): OVMF (Debian's `ovmf`)
+//! with a fresh copy of its variables, the disk on virtio, no network
+//! device, and the monitor on a socket to press keys at the boot menu
+//! (OVMF shows the menu on the serial console too).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -48,7 +53,22 @@ pub enum Boot {
         /// The network card's MAC address (`52:54:00:xx:xx:xx`).
         mac: String,
     },
+    /// UEFI firmware (OVMF) boots a raw disk image on virtio; the guest
+    /// has no network device at all.
+    Disk {
+        /// The disk image.
+        disk: PathBuf,
+        /// A copy of OVMF's variable store, written by the firmware.
+        vars: PathBuf,
+        /// The QEMU monitor's socket, to send keys at the boot menu.
+        monitor: PathBuf,
+    },
 }
+
+/// OVMF's code, from Debian's `ovmf`.
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+/// OVMF's empty variable store, copied for each boot.
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
 /// One guest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,12 +89,16 @@ pub struct Guest {
 pub fn qemu_argv(g: &Guest) -> Vec<String> {
     let mut argv = machine_argv(g);
     argv.extend(boot_argv(&g.boot));
+    if let Boot::Disk { .. } = &g.boot {
+        argv.extend(["-nic", "none"].map(String::from));
+        return argv;
+    }
     argv.push("-netdev".into());
     argv.push(netdev(g));
     argv.push("-device".into());
     argv.push(match &g.boot {
-        Boot::Kernel { .. } => "virtio-net-pci,netdev=n0".into(),
         Boot::Firmware { mac, .. } => format!("virtio-net-pci,netdev=n0,mac={mac}"),
+        _ => "virtio-net-pci,netdev=n0".into(),
     });
     argv
 }
@@ -114,6 +138,32 @@ fn boot_argv(boot: &Boot) -> Vec<String> {
             format!("{} console=ttyS0,115200", cmdline.trim()),
         ],
         Boot::Firmware { .. } => vec!["-boot".into(), "n".into()],
+        Boot::Disk {
+            disk,
+            vars,
+            monitor,
+        } => vec![
+            "-drive".into(),
+            format!(
+                "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                option_value(OVMF_CODE)
+            ),
+            "-drive".into(),
+            format!(
+                "if=pflash,format=raw,unit=1,file={}",
+                option_value(&vars.display().to_string())
+            ),
+            "-drive".into(),
+            format!(
+                "if=virtio,format=raw,file={}",
+                option_value(&disk.display().to_string())
+            ),
+            "-monitor".into(),
+            format!(
+                "unix:{},server=on,wait=off",
+                option_value(&monitor.display().to_string())
+            ),
+        ],
     }
 }
 
@@ -121,11 +171,11 @@ fn boot_argv(boot: &Boot) -> Vec<String> {
 /// for a firmware boot the TFTP dir and boot file.
 fn netdev(g: &Guest) -> String {
     let tftp = match &g.boot {
-        Boot::Kernel { .. } => String::new(),
         Boot::Firmware { tftp_dir, .. } => format!(
             "tftp={},bootfile={BOOT_FILE},",
             option_value(&tftp_dir.display().to_string())
         ),
+        _ => String::new(),
     };
     format!(
         "user,id=n0,restrict=on,{tftp}guestfwd=tcp:{GUEST_SERVER}:80-cmd:busybox nc 127.0.0.1 {}",
@@ -160,6 +210,17 @@ pub struct Booted {
 /// Starts QEMU, waits for `marker` on the console (polling the log), then
 /// stops QEMU. Fails on timeout or if QEMU exits first, naming the log.
 pub fn boot(guest: &Guest, marker: &str, timeout: Duration) -> Result<Booted> {
+    boot_watching(guest, marker, timeout, &mut |_| Ok(()))
+}
+
+/// [`boot`], `on_console` given the console's text at each poll (to send
+/// keys when a menu shows).
+pub fn boot_watching(
+    guest: &Guest,
+    marker: &str,
+    timeout: Duration,
+    on_console: &mut dyn FnMut(&str) -> Result<()>,
+) -> Result<Booted> {
     let argv = qemu_argv(guest);
     let _ = std::fs::remove_file(&guest.console_log);
     let started = Instant::now();
@@ -168,7 +229,14 @@ pub fn boot(guest: &Guest, marker: &str, timeout: Duration) -> Result<Booted> {
         .stdin(std::process::Stdio::null())
         .spawn()
         .with_context(|| format!("cannot start {} (apt-get install qemu-system-x86)", argv[0]))?;
-    let result = watch(&mut child, &guest.console_log, marker, timeout, started);
+    let result = watch(
+        &mut child,
+        &guest.console_log,
+        marker,
+        timeout,
+        started,
+        on_console,
+    );
     stop(&mut child);
     result
 }
@@ -179,9 +247,11 @@ fn watch(
     marker: &str,
     timeout: Duration,
     started: Instant,
+    on_console: &mut dyn FnMut(&str) -> Result<()>,
 ) -> Result<Booted> {
     loop {
         let console = read_lossy(log);
+        on_console(&console)?;
         if let Some(line) = marker_line(&console, marker) {
             return Ok(Booted {
                 line,
@@ -203,8 +273,21 @@ fn watch(
                 tail(&console)
             );
         }
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Sends `keys` (QEMU key names: `down`, `ret`) to the guest's keyboard
+/// through the monitor's socket.
+pub fn send_keys(monitor: &Path, keys: &[&str]) -> Result<()> {
+    use std::io::Write;
+    let mut sock = std::os::unix::net::UnixStream::connect(monitor)
+        .with_context(|| format!("connect to QEMU's monitor {}", monitor.display()))?;
+    for key in keys {
+        writeln!(sock, "sendkey {key}")?;
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    Ok(())
 }
 
 /// Stops QEMU: SIGTERM, then SIGKILL after 10 s (under TCG it may not exit

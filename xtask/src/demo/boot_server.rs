@@ -108,6 +108,15 @@ impl BootServer {
         })
     }
 
+    /// Runs `vauban ARGS` as the demo user in its home, without the
+    /// server's arguments; its standard output.
+    pub fn vauban_here(&self, args: &[&str]) -> Result<String> {
+        let mut inner = Command::new(&self.vauban);
+        inner.args(args).current_dir(&self.home);
+        let mut cmd = user::as_user(&self.runner, &inner, &self.home);
+        util::stdout_of(&mut cmd)
+    }
+
     /// Runs `vauban ARGS --server URL --token-file F` as the demo user (the
     /// server's options before a `--` of ARGS); its standard output.
     pub fn vauban(&self, args: &[&str]) -> Result<String> {

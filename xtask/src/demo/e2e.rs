@@ -11,7 +11,9 @@
 //! of the newer build. Their conffs URLs are then spent, a token opens no
 //! other host's conffs, an unknown MAC gets the local-disk script; the older
 //! build is deployed again and web01's next boot shows it; `/hosts` tells
-//! both boots and their builds.
+//! both boots and their builds. web01's disk image (`vauban disk`) boots
+//! with no network, and is updated, booted from its fallback entry and
+//! rolled back (`disk`).
 
 use std::path::Path;
 use std::process::Command;
@@ -20,7 +22,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 
 use super::boot_server::{BootServer, ServerSetup};
-use super::{build::MASTER, user};
+use super::{build::MASTER, disk, user};
 use crate::rootless::stage::{Runner, Stage};
 use crate::{boot, util};
 
@@ -132,6 +134,10 @@ pub fn run(runner: &Runner, stage: &Stage) -> Result<()> {
         again.elapsed().as_secs_f64()
     );
 
+    // web01's disk image of this build boots with no network at all.
+    let disk_image = disk::make(&serve, &out, &dir)?;
+    disk::boot_and_check(&disk_image, "web01-disk", "conffs-of-web01", false)?;
+
     // A newer build where web01's value changed, deployed when it succeeds.
     let host_vars = demo.join("ansible/host_vars/web01.yml");
     let vars = std::fs::read_to_string(&host_vars)?;
@@ -159,7 +165,42 @@ pub fn run(runner: &Runner, stage: &Stage) -> Result<()> {
     // The token of web01's first boot sends no drift once it booted again.
     check_drift_refused(&serve, &first_web01_token, "web01", 410)?;
     check_builds_diff(&serve, &a, &b)?;
+
+    // The disk updated to build b boots it; its fallback entry boots a,
+    // where the file the guest wrote on the disk's first boot is gone.
+    check_disk_update(&serve, &out, &disk_image)?;
     eprintln!("boot: done in {:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// `vauban disk --update` to the newer build (in the boot tree now): the
+/// disk boots it, its fallback entry the older one; `--rollback` makes the
+/// older the default again.
+fn check_disk_update(serve: &BootServer, out: &Path, disk_image: &Path) -> Result<()> {
+    let before = disk::builds(serve, disk_image)?;
+    let printed = disk::update(serve, out, disk_image)?;
+    eprintln!("boot: {}", printed.lines().next().unwrap_or_default());
+    let after = disk::builds(serve, disk_image)?;
+    if after.len() != 2 || after[1] != before[0] {
+        bail!(
+            "after the update the disk should boot a new build, {before:?} its fallback: {after:?}"
+        );
+    }
+    let again = disk::update(serve, out, disk_image)?;
+    if !again.contains("nothing written") {
+        bail!("a second update to the same build wrote something:\n{again}");
+    }
+    disk::boot_and_check(disk_image, "web01-disk-updated", NEWER_WEB01, false)?;
+    disk::boot_and_check(disk_image, "web01-disk-fallback", "conffs-of-web01", true)?;
+    serve.vauban_here(&["disk", "--rollback", &disk_image.display().to_string()])?;
+    let rolled = disk::builds(serve, disk_image)?;
+    if rolled != [after[1].clone(), after[0].clone()] {
+        bail!(
+            "after --rollback the disk should boot {} first: {rolled:?}",
+            after[1]
+        );
+    }
+    eprintln!("boot: the disk's update, fallback and rollback hold");
     Ok(())
 }
 
@@ -423,7 +464,7 @@ fn check_hosts(serve: &BootServer, a: &str, b: &str) -> Result<()> {
 }
 
 /// `check_marker` with the conffs value `value`.
-fn check_marker_value(line: &str, host: &str, value: &str) -> Result<()> {
+pub fn check_marker_value(line: &str, host: &str, value: &str) -> Result<()> {
     super::check_marker(&line.replace(value, &format!("conffs-of-{host}")), host)
         .with_context(|| format!("{host} should show conffs={value}"))?;
     if !line.contains(&format!("conffs={value} ")) {

@@ -21,6 +21,7 @@
 
 pub mod boot_server;
 pub mod build;
+pub mod disk;
 pub mod e2e;
 pub mod stage;
 pub mod user;

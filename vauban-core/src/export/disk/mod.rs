@@ -1,0 +1,555 @@
+//! A host's disk image: the boot files of a build on a raw GPT disk that
+//! boots live with no network, and its update to a newer build with the
+//! older one kept as the fallback entry.
+//!
+//! The layout (`layout`): an EFI system partition (`esp`) holding
+//! systemd-boot, its `loader.conf`, one boot entry per generation
+//! (`entry`) and each kept build's kernel and initramfs; a data partition
+//! (`data`) holding each kept build's `rootfs.img` and the host's conffs.
+//! An entry boots with dracut's `dmsquash-live` from the data partition
+//! (`root=live:PARTUUID=`, copied to RAM, tmpfs overlay) and the
+//! `vauban-local` dracut module applies the host's conffs from the same
+//! directory. Everything is made by programs on the file itself (`tools`):
+//! `sfdisk`, `mkfs.fat` and mtools, `mkfs.ext4` and `debugfs`, so a disk is
+//! made and updated rootless, and the same inputs make the same bytes.
+//!
+//! A build's directory is named by its build id, a digest of its kernel,
+//! initramfs, rootfs, conffs and command line: updating to the build a disk
+//! already boots changes nothing.
+//!
+//! An update (`update_disk`) keeps the current build and the new one:
+//! 1. entries other than the current's and the files no entry names are
+//!    removed (the old fallback, or what an update cut short left);
+//! 2. the new build's files are written and flushed to the disk;
+//! 3. its entry is written under a temp name and renamed to
+//!    `vauban-G.conf`, G one above the newest: from then on it is the
+//!    default and the entry below it, the build that ran, the fallback.
+//!
+//! A crash before step 3 leaves the current entry the default; after it,
+//! the new one. `rollback_disk` makes the fallback's build the newest
+//! entry again, the same meaning as `vauban rollback` on the boot service.
+
+mod data;
+mod entry;
+mod esp;
+mod layout;
+mod tools;
+
+pub use entry::Entry;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+
+use self::data::Data;
+use self::entry::{BUILDS_DIR, ENTRIES_DIR, INITRAMFS, KERNEL, ROOTFS};
+use self::esp::Esp;
+use self::layout::{align_up, Layout, ALIGN};
+use super::boot_info::{BootInfo, BOOT_INFO_FILE};
+use crate::error::{Error, IoContext, Result};
+
+/// What a disk boots: one build's files for one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskFiles {
+    /// The master.
+    pub master: String,
+    /// The host.
+    pub host: String,
+    /// The kernel.
+    pub kernel: PathBuf,
+    /// The initramfs (with dracut's `dmsquash-live` and vauban's
+    /// `vauban-local` modules: vauban's own initramfs has both).
+    pub initramfs: PathBuf,
+    /// The squashfs root.
+    pub rootfs: PathBuf,
+    /// The host's conffs.
+    pub conffs: PathBuf,
+    /// Kernel arguments after the live boot's (the config's, the master's,
+    /// the host's).
+    pub kernel_args: Vec<String>,
+}
+
+impl DiskFiles {
+    /// `host`'s files of `master` in the boot tree at `tree` (its
+    /// `MASTER/boot.json` names them).
+    pub fn from_tree(tree: &Path, master: &str, host: &str) -> Result<DiskFiles> {
+        for (what, name) in [("master", master), ("host", host)] {
+            if !super::is_plain_name(name) {
+                return Err(Error::BadName {
+                    what,
+                    name: name.to_owned(),
+                });
+            }
+        }
+        let info_path = tree.join(master).join(BOOT_INFO_FILE);
+        let text = std::fs::read_to_string(&info_path).map_err(|e| {
+            let e = match e.kind() {
+                std::io::ErrorKind::NotFound => std::io::Error::other(format!(
+                    "no boot files of {master} here: build them first (vauban build --name {master} --stage initramfs)"
+                )),
+                _ => e,
+            };
+            Error::io("read", &info_path, e)
+        })?;
+        let info: BootInfo = serde_json::from_str(&text)
+            .map_err(|e| Error::io("parse", &info_path, std::io::Error::other(e)))?;
+        let h = info.hosts.get(host).ok_or_else(|| {
+            let known: Vec<&str> = info.hosts.keys().map(String::as_str).collect();
+            Error::io(
+                "find the host in",
+                &info_path,
+                std::io::Error::other(format!(
+                    "no conffs of {host} in this build of {master}; its hosts: {}",
+                    known.join(", ")
+                )),
+            )
+        })?;
+        let file = |rel: &str| -> Result<PathBuf> {
+            let ok = !rel.is_empty()
+                && !rel.starts_with('/')
+                && rel
+                    .split('/')
+                    .all(|c| !c.is_empty() && c != "." && c != "..");
+            if !ok {
+                return Err(Error::io(
+                    "read",
+                    &info_path,
+                    std::io::Error::other(format!("{rel:?} is not a path in the boot tree")),
+                ));
+            }
+            let path = tree.join(rel);
+            std::fs::metadata(&path).at("stat", &path)?;
+            Ok(path)
+        };
+        let mut kernel_args = info.kernel_args.clone();
+        kernel_args.extend(h.kernel_args.iter().cloned());
+        Ok(DiskFiles {
+            master: master.to_owned(),
+            host: host.to_owned(),
+            kernel: file(&info.kernel)?,
+            initramfs: file(&info.initramfs)?,
+            rootfs: file(&info.rootfs)?,
+            conffs: file(&h.conffs)?,
+            kernel_args,
+        })
+    }
+
+    /// The build id: the first 16 hex digits of a sha256 over the four
+    /// files' sha256 and the kernel arguments.
+    pub fn build_id(&self) -> Result<String> {
+        let mut all = Sha256::new();
+        for path in [&self.kernel, &self.initramfs, &self.rootfs, &self.conffs] {
+            all.update(super::sums::sha256_file(path)?.as_bytes());
+            all.update(b"\n");
+        }
+        all.update(self.kernel_args.join(" ").as_bytes());
+        Ok(hex::encode(all.finalize())[..16].to_owned())
+    }
+
+    /// Bytes of a build in the EFI system partition.
+    fn esp_bytes(&self) -> Result<u64> {
+        Ok(len(&self.kernel)? + len(&self.initramfs)?)
+    }
+
+    /// Bytes of a build in the data partition.
+    fn data_bytes(&self) -> Result<u64> {
+        Ok(len(&self.rootfs)? + len(&self.conffs)?)
+    }
+}
+
+/// How a disk is made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskOptions {
+    /// The disk's size; by default room for two builds of this size with a
+    /// quarter to grow.
+    pub size: Option<u64>,
+    /// systemd-boot's EFI binary (Debian's `systemd-boot-efi`).
+    pub bootloader: PathBuf,
+    /// Seconds the boot menu waits (0: hidden unless a key is held).
+    pub menu_timeout: u32,
+}
+
+impl Default for DiskOptions {
+    fn default() -> Self {
+        DiskOptions {
+            size: None,
+            bootloader: esp::SYSTEMD_BOOT.name.into(),
+            menu_timeout: 5,
+        }
+    }
+}
+
+/// What a disk holds after a change.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DiskReport {
+    /// The disk.
+    pub disk: PathBuf,
+    /// Whether anything was written (an update to the build it boots
+    /// changes nothing).
+    pub changed: bool,
+    /// Its entries, newest (the default) first.
+    pub entries: Vec<Entry>,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The bytes it takes on its file system (a disk image is sparse).
+    pub allocated: u64,
+    /// How long it took.
+    pub seconds: f64,
+}
+
+/// The EFI system partition's least size: FAT32 wants 65525 clusters.
+const ESP_MIN: u64 = 260 << 20;
+/// What ext4 takes of the data partition besides the files (a generous
+/// bound: no journal, an inode per MiB).
+const DATA_SLACK: u64 = 32 << 20;
+
+/// Room for two builds of `bytes`, a quarter more to grow.
+fn two_builds(bytes: u64) -> u64 {
+    bytes * 2 + bytes / 2
+}
+
+/// Makes `dest`, a disk that boots `files`: a temp file beside it, renamed
+/// once whole and flushed. The disk holds the host's conffs (its private
+/// keys): it is made mode 0600.
+pub fn make_disk(files: &DiskFiles, opts: &DiskOptions, dest: &Path) -> Result<DiskReport> {
+    let started = Instant::now();
+    if !opts.bootloader.is_file() {
+        return Err(Error::ToolMissing {
+            tool: opts.bootloader.display().to_string(),
+            hint: esp::SYSTEMD_BOOT.hint,
+        });
+    }
+    let build = files.build_id()?;
+    let esp_size = align_up(two_builds(files.esp_bytes()?)).max(ESP_MIN);
+    let one_build = align_up(files.data_bytes()? + DATA_SLACK);
+    let data_size = match opts.size {
+        None => align_up(two_builds(files.data_bytes()?) + DATA_SLACK),
+        Some(size) => {
+            let data = size.saturating_sub(esp_size + 2 * ALIGN) / ALIGN * ALIGN;
+            if data < one_build {
+                return Err(Error::DiskTooSmall {
+                    size,
+                    needed: esp_size + 2 * ALIGN + one_build,
+                });
+            }
+            data
+        }
+    };
+    let layout = Layout::new(&files.master, &files.host, esp_size, data_size);
+    let staged = super::atomic::Staged::new(dest)?;
+    let path = staged.path().to_owned();
+    {
+        let f = File::options().write(true).open(&path).at("open", &path)?;
+        f.set_len(layout.total).at("size", &path)?;
+    }
+    layout.write(&path)?;
+    let esp = Esp::new(&path, layout.esp.start, layout.esp.size)?;
+    esp.format(&layout.esp.uuid[..8])?;
+    for dir in ["EFI", "EFI/BOOT", "loader", ENTRIES_DIR, BUILDS_DIR] {
+        esp.mkdir(dir)?;
+    }
+    esp.put(&opts.bootloader, "EFI/BOOT/BOOTX64.EFI")?;
+    esp.put_bytes(
+        entry::loader_conf(opts.menu_timeout).as_bytes(),
+        "loader/loader.conf",
+    )?;
+    let data = Data::new(&path, layout.data.start, layout.data.size)?;
+    let seed = |role: &str| layout::uuid_from(&format!("{} {role}", layout.disk_uuid));
+    data.format(&layout.data.uuid, &seed("hash"))?;
+    write_build(&esp, &data, files, &build)?;
+    let first = Entry {
+        generation: 1,
+        options: entry::cmdline(&layout.data.uuid, &build, &files.host, &files.kernel_args),
+        build,
+        master: files.master.clone(),
+        host: files.host.clone(),
+    };
+    commit_entry(&esp, &path, &first)?;
+    let published = staged.publish_with_mode(0o600)?;
+    report(&published, true, vec![first], started)
+}
+
+/// Updates `disk` to boot `files`, the build it booted kept as the
+/// fallback entry (see the module doc). A disk of another host, or one
+/// without room for the new build beside the current one, is refused
+/// before anything is written.
+pub fn update_disk(files: &DiskFiles, disk: &Path) -> Result<DiskReport> {
+    let started = Instant::now();
+    let (_lock, layout, esp, data) = open_disk(disk)?;
+    let mut entries = read_entries(&esp)?;
+    let current = entries
+        .first()
+        .cloned()
+        .ok_or_else(|| not_vauban(disk, "no vauban boot entry in its EFI system partition"))?;
+    if (current.master.as_str(), current.host.as_str())
+        != (files.master.as_str(), files.host.as_str())
+    {
+        return Err(Error::DiskOfAnotherHost {
+            disk: disk.to_owned(),
+            on_disk: format!("{}/{}", current.master, current.host),
+            asked: format!("{}/{}", files.master, files.host),
+        });
+    }
+    let build = files.build_id()?;
+    if current.build == build {
+        return report(disk, false, entries, started);
+    }
+    let present = entries.iter().any(|e| e.build == build);
+    // 1. Room: only the current build (and the new one, if an entry names
+    // it) stays. Checked before anything is removed.
+    let keep = |b: &str| b == current.build || (present && b == build);
+    if !present {
+        let (esp_freed, data_freed) = bytes_of_builds(&esp, &data, &keep)?;
+        let slack = 1 << 20;
+        let (esp_free, data_free) = (esp.free()? + esp_freed, data.free()? + data_freed);
+        check_room(
+            disk,
+            "EFI system partition",
+            esp_free,
+            files.esp_bytes()? + slack,
+        )?;
+        check_room(
+            disk,
+            "data partition",
+            data_free,
+            files.data_bytes()? + slack,
+        )?;
+    }
+    for e in entries.iter().filter(|e| !keep(&e.build)) {
+        esp.remove(&format!("{ENTRIES_DIR}/{}", e.file_name()))?;
+    }
+    entries.retain(|e| keep(&e.build));
+    // An entry an update cut short left under its temp name.
+    for name in esp.list(ENTRIES_DIR)? {
+        if name.starts_with("vauban-") && name.ends_with(".new") {
+            esp.remove(&format!("{ENTRIES_DIR}/{name}"))?;
+        }
+    }
+    remove_unnamed_builds(&esp, &data, &entries)?;
+    sync(disk)?;
+    // 2. The new build's files.
+    if !present {
+        write_build(&esp, &data, files, &build)?;
+        sync(disk)?;
+    }
+    // 3. The switch.
+    let newest = Entry {
+        generation: current.generation + 1,
+        options: entry::cmdline(&layout.data.uuid, &build, &files.host, &files.kernel_args),
+        build: build.clone(),
+        master: files.master.clone(),
+        host: files.host.clone(),
+    };
+    commit_entry(&esp, disk, &newest)?;
+    // An older entry of the same build is the new one's duplicate.
+    for e in entries.iter().filter(|e| e.build == build) {
+        esp.remove(&format!("{ENTRIES_DIR}/{}", e.file_name()))?;
+    }
+    sync(disk)?;
+    report(disk, true, read_entries(&esp)?, started)
+}
+
+/// Makes the fallback entry's build the default again: a new newest entry
+/// for it, the build that was the default now the fallback.
+pub fn rollback_disk(disk: &Path) -> Result<DiskReport> {
+    let started = Instant::now();
+    let (_lock, _layout, esp, _data) = open_disk(disk)?;
+    let entries = read_entries(&esp)?;
+    let (current, fallback) = match entries.as_slice() {
+        [current, fallback, ..] if current.build != fallback.build => (current, fallback),
+        _ => {
+            return Err(Error::NoFallback {
+                disk: disk.to_owned(),
+            })
+        }
+    };
+    let newest = Entry {
+        generation: current.generation + 1,
+        ..fallback.clone()
+    };
+    commit_entry(&esp, disk, &newest)?;
+    esp.remove(&format!("{ENTRIES_DIR}/{}", fallback.file_name()))?;
+    sync(disk)?;
+    report(disk, true, read_entries(&esp)?, started)
+}
+
+/// The entries of `disk`, newest (the default) first.
+pub fn disk_entries(disk: &Path) -> Result<DiskReport> {
+    let started = Instant::now();
+    let (_lock, _layout, esp, _data) = open_disk(disk)?;
+    let entries = read_entries(&esp)?;
+    report(disk, false, entries, started)
+}
+
+/// `disk`, locked against other vauban processes, its layout read.
+fn open_disk(disk: &Path) -> Result<(File, Layout, Esp, Data)> {
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .open(disk)
+        .at("open", disk)?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+        |e| {
+            Error::io(
+                "lock",
+                disk,
+                std::io::Error::other(format!("another vauban is changing it ({e})")),
+            )
+        },
+    )?;
+    check_unmounted(disk)?;
+    let layout = Layout::read(disk)?;
+    let esp = Esp::new(disk, layout.esp.start, layout.esp.size)?;
+    let data = Data::new(disk, layout.data.start, layout.data.size)?;
+    Ok((file, layout, esp, data))
+}
+
+/// A block device with a mounted partition is refused: its file systems
+/// would change under the kernel.
+fn check_unmounted(disk: &Path) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let is_block = std::fs::metadata(disk).is_ok_and(|m| m.file_type().is_block_device());
+    if !is_block {
+        return Ok(());
+    }
+    let canonical = std::fs::canonicalize(disk).at("resolve", disk)?;
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let prefix = canonical.to_string_lossy().into_owned();
+    for line in mounts.lines() {
+        let source = line.split_whitespace().next().unwrap_or("");
+        let source = std::fs::canonicalize(source).unwrap_or_else(|_| source.into());
+        if source.to_string_lossy().starts_with(&prefix) {
+            return Err(Error::io(
+                "update",
+                disk,
+                std::io::Error::other(format!("{} is mounted: unmount it first", source.display())),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// vauban's entries in the EFI system partition, newest first.
+fn read_entries(esp: &Esp) -> Result<Vec<Entry>> {
+    let mut entries = Vec::new();
+    for name in esp.list(ENTRIES_DIR)? {
+        if entry::parse_file_name(&name).is_none() {
+            continue;
+        }
+        let text = esp.read(&format!("{ENTRIES_DIR}/{name}"))?;
+        if let Some(e) = Entry::parse(&name, &text) {
+            entries.push(e);
+        }
+    }
+    entry::newest_first(&mut entries);
+    Ok(entries)
+}
+
+/// Removes the build directories of both partitions that no entry names.
+fn remove_unnamed_builds(esp: &Esp, data: &Data, entries: &[Entry]) -> Result<()> {
+    // Directories named like a build only: vauban leaves anything else alone.
+    let named = |b: &str| entries.iter().any(|e| e.build == b);
+    for dir in esp.list(BUILDS_DIR)? {
+        let id = dir.to_ascii_lowercase();
+        if entry::is_build_id(&id) && !named(&id) {
+            esp.remove_tree(&format!("{BUILDS_DIR}/{dir}"))?;
+        }
+    }
+    for (dir, _) in data.list(&format!("/{BUILDS_DIR}"))? {
+        if entry::is_build_id(&dir) && !named(&dir) {
+            data.remove_dir(&format!("/{BUILDS_DIR}/{dir}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// The bytes of the build directories `keep` refuses, in each partition.
+fn bytes_of_builds(esp: &Esp, data: &Data, keep: &dyn Fn(&str) -> bool) -> Result<(u64, u64)> {
+    let mut esp_bytes = 0;
+    for dir in esp.list(BUILDS_DIR)? {
+        let id = dir.to_ascii_lowercase();
+        if entry::is_build_id(&id) && !keep(&id) {
+            esp_bytes += esp.dir_bytes(&format!("{BUILDS_DIR}/{dir}"))?;
+        }
+    }
+    let mut data_bytes = 0;
+    for (dir, _) in data.list(&format!("/{BUILDS_DIR}"))? {
+        if entry::is_build_id(&dir) && !keep(&dir) {
+            let files = data.list(&format!("/{BUILDS_DIR}/{dir}"))?;
+            data_bytes += files.iter().map(|(_, size)| size).sum::<u64>();
+        }
+    }
+    Ok((esp_bytes, data_bytes))
+}
+
+/// Writes a build's files into both partitions.
+fn write_build(esp: &Esp, data: &Data, files: &DiskFiles, build: &str) -> Result<()> {
+    let dir = format!("{BUILDS_DIR}/{build}");
+    esp.mkdir(&dir)?;
+    esp.put(&files.kernel, &format!("{dir}/{KERNEL}"))?;
+    esp.put(&files.initramfs, &format!("{dir}/{INITRAMFS}"))?;
+    data.put(
+        &format!("/{dir}"),
+        &[
+            (files.rootfs.as_path(), ROOTFS.to_owned()),
+            (files.conffs.as_path(), entry::conffs_name(&files.host)),
+        ],
+    )
+}
+
+/// Writes `e` under a temp name, then renames it to its entry name: the
+/// commit point of a change.
+fn commit_entry(esp: &Esp, disk: &Path, e: &Entry) -> Result<()> {
+    let tmp = format!("{ENTRIES_DIR}/vauban-{}.new", e.generation);
+    esp.put_bytes(e.render().as_bytes(), &tmp)?;
+    sync(disk)?;
+    esp.rename(&tmp, &format!("{ENTRIES_DIR}/{}", e.file_name()))?;
+    sync(disk)
+}
+
+/// Flushes what was written to `disk` (a file or a block device).
+fn sync(disk: &Path) -> Result<()> {
+    File::open(disk)
+        .and_then(|f| f.sync_all())
+        .at("fsync", disk)
+}
+
+/// Fails with [`Error::DiskFull`] when `free` bytes cannot hold `needed`.
+fn check_room(disk: &Path, partition: &'static str, free: u64, needed: u64) -> Result<()> {
+    if free < needed {
+        return Err(Error::DiskFull {
+            disk: disk.to_owned(),
+            partition,
+            needed,
+            free,
+        });
+    }
+    Ok(())
+}
+
+fn report(disk: &Path, changed: bool, entries: Vec<Entry>, started: Instant) -> Result<DiskReport> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(disk).at("stat", disk)?;
+    Ok(DiskReport {
+        disk: disk.to_owned(),
+        changed,
+        entries,
+        size: meta.len(),
+        allocated: meta.blocks() * 512,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// [`Error::NotAVaubanDisk`].
+pub(crate) fn not_vauban(disk: &Path, reason: impl Into<String>) -> Error {
+    Error::NotAVaubanDisk {
+        disk: disk.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn len(path: &Path) -> Result<u64> {
+    Ok(std::fs::metadata(path).at("stat", path)?.len())
+}
