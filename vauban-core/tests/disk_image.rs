@@ -347,3 +347,99 @@ fn names_on_a_disk_that_vauban_did_not_write_are_left_alone() {
     assert!(listing.contains("/x y/"), "{listing}");
     check_filesystems(&disk);
 }
+
+/// `mcopy` of `content` to `path` in the EFI system partition.
+fn esp_put(disk: &Path, path: &str, content: &str) {
+    let (start, _, _) = partitions(disk)[0].clone();
+    let src = disk.with_extension("put");
+    std::fs::write(&src, content).unwrap();
+    run(Command::new("mcopy")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .args(["-D", "o", "-i"])
+        .arg(format!("{}@@{start}", disk.display()))
+        .arg(&src)
+        .arg(format!("::/{path}")));
+}
+
+#[test]
+fn entries_changed_by_hand_are_foreign_and_an_update_removes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("web01.raw");
+    let first = DiskFiles::from_tree(&tree(&dir.path().join("a"), 20, 1), "m", "web01").unwrap();
+    make_disk(&first, &opts(), &disk).unwrap();
+    let second = DiskFiles::from_tree(&tree(&dir.path().join("b"), 20, 2), "m", "web01").unwrap();
+    update_disk(&second, &disk).unwrap();
+    // An entry of someone's that systemd-boot would boot first, vauban's
+    // fallback edited to sort first, one read-only, and a loader.conf of
+    // theirs.
+    let evil = "title evil\nsort-key vauban\nversion 999999\nlinux /EFI/evil/vmlinuz\n";
+    esp_put(&disk, "loader/entries/vauban-evil.conf", evil);
+    let one = String::from_utf8(esp_file(&disk, "loader/entries/vauban-1.conf")).unwrap();
+    esp_put(
+        &disk,
+        "loader/entries/vauban-1.conf",
+        &one.replace("version 1", "version 5000"),
+    );
+    esp_put(&disk, "loader/entries/vauban-07.conf", &one);
+    let (start, _, _) = partitions(&disk)[0].clone();
+    run(Command::new("mattrib")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .args(["+r", "-i"])
+        .arg(format!("{}@@{start}", disk.display()))
+        .arg("::/loader/entries/vauban-07.conf"));
+    esp_put(
+        &disk,
+        "loader/loader.conf",
+        "default vauban-evil*\ntimeout 0\n",
+    );
+
+    let listed = disk_entries(&disk).unwrap();
+    let mut foreign = listed.foreign.clone();
+    foreign.sort();
+    assert_eq!(
+        foreign,
+        ["vauban-07.conf", "vauban-1.conf", "vauban-evil.conf"]
+    );
+    assert_eq!(listed.entries.len(), 1, "{listed:?}");
+    assert_eq!(listed.entries[0].generation, 2);
+
+    let third = DiskFiles::from_tree(&tree(&dir.path().join("c"), 20, 3), "m", "web01").unwrap();
+    let updated = update_disk(&third, &disk).unwrap();
+    assert!(updated.foreign.is_empty(), "{updated:?}");
+    let generations: Vec<u64> = updated.entries.iter().map(|e| e.generation).collect();
+    assert_eq!(generations, [3, 2]);
+    let loader = String::from_utf8(esp_file(&disk, "loader/loader.conf")).unwrap();
+    assert!(loader.contains("default vauban-*\n"), "{loader}");
+    assert!(esp_file(&disk, "loader/entries/vauban-evil.conf").is_empty());
+    check_filesystems(&disk);
+}
+
+#[test]
+fn an_update_cut_short_is_repaired_by_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("web01.raw");
+    let first = DiskFiles::from_tree(&tree(&dir.path().join("a"), 20, 1), "m", "web01").unwrap();
+    make_disk(&first, &opts(), &disk).unwrap();
+    // What a debugfs killed in the middle of a write leaves: an inode in a
+    // directory that the bitmaps do not count (its inode and blocks freed
+    // under it).
+    let (start, _, _) = partitions(&disk)[1].clone();
+    let dev = format!("{}?offset={start}", disk.display());
+    let build = first.build_id().unwrap();
+    run(Command::new("debugfs")
+        .args(["-w", "-R"])
+        .arg(format!("freei /vauban/{build}/conffs-web01.tgz"))
+        .arg(&dev));
+    let broken = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(&dev)
+        .output()
+        .unwrap();
+    assert!(
+        !broken.status.success(),
+        "the file system should be inconsistent"
+    );
+    let second = DiskFiles::from_tree(&tree(&dir.path().join("b"), 20, 2), "m", "web01").unwrap();
+    update_disk(&second, &disk).unwrap();
+    check_filesystems(&disk);
+}

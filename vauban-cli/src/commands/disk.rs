@@ -141,6 +141,12 @@ fn print_report(r: &DiskReport, args: &Args) {
         r.allocated >> 20,
         r.seconds
     );
+    for name in &r.foreign {
+        out!(
+            "  warning: loader/entries/{} is not an entry vauban wrote: --update or --rollback removes it",
+            vauban_core::printable::escape(name)
+        );
+    }
     for (i, e) in r.entries.iter().enumerate() {
         let role = match i {
             0 => "default ",

@@ -146,8 +146,18 @@ impl Data {
         Ok(())
     }
 
-    /// Removes the directory `dir` and the files in it.
+    /// Removes the directory `dir` and the files in it, or the file `dir`
+    /// if it is none.
     pub(crate) fn remove_dir(&self, dir: &str) -> Result<()> {
+        let (parent, name) = dir.rsplit_once('/').unwrap_or(("", dir));
+        let parent = if parent.is_empty() { "/" } else { parent };
+        let is_dir = self
+            .list_kinds(parent)?
+            .iter()
+            .any(|(n, _, d)| n == name && *d);
+        if !is_dir {
+            return self.commands(&[format!("rm {dir}")]);
+        }
         let mut commands: Vec<String> = self
             .list(dir)?
             .into_iter()
@@ -157,9 +167,44 @@ impl Data {
         self.commands(&commands)
     }
 
+    /// Repairs the file system (`e2fsck -fy`): what an update cut short by
+    /// a crash left half-written (an inode in a directory but not in the
+    /// bitmaps) is set right before anything else is written.
+    /// A clean one is only read (`-fn` first): a repair writes its
+    /// superblock even when it finds nothing.
+    pub(crate) fn repair(&self) -> Result<()> {
+        let device = self.device();
+        let check: [&OsStr; 2] = ["-fn".as_ref(), device.as_os_str()];
+        if tools::run(tools::E2FSCK, &check, None).is_ok() {
+            return Ok(());
+        }
+        let args: [&OsStr; 2] = ["-fy".as_ref(), device.as_os_str()];
+        match tools::run(tools::E2FSCK, &args, None) {
+            Ok(_) => Ok(()),
+            // 1: errors corrected; 2: corrected, the system should reboot
+            // (it is not mounted). 4 and up: left uncorrected, or worse.
+            Err(Error::Command { status, .. })
+                if status.ends_with("exit status: 1") || status.ends_with("exit status: 2") =>
+            {
+                tracing::warn!(disk = %self.disk.display(), "the data partition was repaired");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// The names in `dir` (no `.`, `..`) and their sizes; none when it does
     /// not exist.
     pub(crate) fn list(&self, dir: &str) -> Result<Vec<(String, u64)>> {
+        Ok(self
+            .list_kinds(dir)?
+            .into_iter()
+            .map(|(n, s, _)| (n, s))
+            .collect())
+    }
+
+    /// [`Data::list`] with whether each is a directory.
+    pub(crate) fn list_kinds(&self, dir: &str) -> Result<Vec<(String, u64, bool)>> {
         Ok(parse_ls(&self.query(&format!("ls -p {dir}"))?))
     }
 
@@ -203,7 +248,7 @@ fn quoted(path: &Path) -> Result<String> {
 /// plain names (letters, digits, `.`, `_`, `-`: every name vauban writes)
 /// are taken: a name read from a disk goes back into debugfs commands, and
 /// one holding a space or a line break could add commands of its own.
-fn parse_ls(text: &str) -> Vec<(String, u64)> {
+fn parse_ls(text: &str) -> Vec<(String, u64, bool)> {
     text.lines()
         .filter_map(|l| {
             let fields: Vec<&str> = l.trim().split('/').collect();
@@ -215,7 +260,8 @@ fn parse_ls(text: &str) -> Vec<(String, u64)> {
                 return None;
             }
             // A directory has no size.
-            Some((name.to_string(), size.parse().unwrap_or(0)))
+            let dir = fields[2].starts_with("04");
+            Some((name.to_string(), size.parse().unwrap_or(0), dir))
         })
         .collect()
 }
@@ -228,12 +274,15 @@ mod tests {
     fn ls_lines_give_names_and_sizes() {
         let out =
             "/13/040755/0/0/.//\n/12/040755/0/0/..//\n/14/100644/0/0/rootfs.img/31457280/\n\n";
-        assert_eq!(parse_ls(out), [("rootfs.img".to_string(), 31_457_280)]);
+        assert_eq!(
+            parse_ls(out),
+            [("rootfs.img".to_string(), 31_457_280, false)]
+        );
         // A name with a space or a line break is never read back.
         let hostile = "/15/100644/0/0/a b/1/\n/16/100644/0/0/x\n/17/100644/0/0/ok/2/\n";
-        assert_eq!(parse_ls(hostile), [("ok".to_string(), 2)]);
+        assert_eq!(parse_ls(hostile), [("ok".to_string(), 2, false)]);
         let dirs = "/12/040755/0/0/.//\n/13/040755/0/0/ac7b3f2a39c7921f//\n";
-        assert_eq!(parse_ls(dirs), [("ac7b3f2a39c7921f".to_string(), 0)]);
+        assert_eq!(parse_ls(dirs), [("ac7b3f2a39c7921f".to_string(), 0, true)]);
         assert_eq!(quoted(Path::new("/a b/c")).unwrap(), "\"/a b/c\"");
         assert!(quoted(Path::new("/a\"b")).is_err());
     }

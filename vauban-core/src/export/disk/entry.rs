@@ -114,7 +114,11 @@ impl Entry {
             }
         }
         let plain = crate::export::is_plain_name;
-        (is_build_id(&entry.build) && plain(&entry.master) && plain(&entry.host)).then_some(entry)
+        let ours = is_build_id(&entry.build) && plain(&entry.master) && plain(&entry.host);
+        // Exactly what vauban writes, or not vauban's: an entry changed by
+        // hand (another `version`, a second `linux`) would boot otherwise
+        // than vauban reads it.
+        (ours && entry.render() == text).then_some(entry)
     }
 }
 
@@ -123,13 +127,16 @@ pub(crate) fn file_name(generation: u64) -> String {
     format!("vauban-{generation}.conf")
 }
 
-/// The generation of an entry file named `vauban-G.conf`.
+/// The highest generation vauban reads or writes: an entry file beyond it
+/// is not vauban's (and `G + 1` never overflows).
+pub(crate) const MAX_GENERATION: u64 = 1_000_000_000;
+
+/// The generation of an entry file named `vauban-G.conf` (G written as
+/// vauban writes it: no leading zero, at most [`MAX_GENERATION`]).
 pub(crate) fn parse_file_name(name: &str) -> Option<u64> {
     let digits = name.strip_prefix("vauban-")?.strip_suffix(".conf")?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
+    let generation: u64 = digits.parse().ok()?;
+    (generation.to_string() == digits && generation <= MAX_GENERATION).then_some(generation)
 }
 
 /// Whether `id` is a build id: 16 lower-case hex digits.
@@ -212,6 +219,13 @@ mod tests {
         assert_eq!(Entry::parse("debian-7.conf", &text), None);
         assert_eq!(Entry::parse("vauban-x.conf", &text), None);
         assert_eq!(Entry::parse("vauban-7.conf.tmp", &text), None);
+        assert_eq!(Entry::parse("vauban-07.conf", &text), None);
+        assert_eq!(parse_file_name("vauban-18446744073709551615.conf"), None);
+        // Changed by hand: not vauban's any more.
+        let newer = text.replace("version 7", "version 5000");
+        assert_eq!(Entry::parse("vauban-7.conf", &newer), None);
+        let second_linux = format!("{text}linux /EFI/evil/vmlinuz\n");
+        assert_eq!(Entry::parse("vauban-7.conf", &second_linux), None);
         let other_linux = text.replace("/vauban/0123456789abcdef/vmlinuz", "/EFI/debian/vmlinuz");
         assert_eq!(Entry::parse("vauban-7.conf", &other_linux), None);
         let bad_host = text.replace("master-web/web01,", "master-web/../x,");

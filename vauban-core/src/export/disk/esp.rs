@@ -113,6 +113,17 @@ impl Esp {
         self.mtool("mdel", &[fat_path(path).as_os_str()]).map(drop)
     }
 
+    /// Removes the file `path` whatever its attributes (read-only, hidden,
+    /// system: mdel refuses a read-only one).
+    pub(crate) fn remove_forced(&self, path: &str) -> Result<()> {
+        let fat = fat_path(path);
+        self.mtool(
+            "mattrib",
+            &["-r".as_ref(), "-h".as_ref(), "-s".as_ref(), fat.as_os_str()],
+        )?;
+        self.remove(path)
+    }
+
     /// Removes the directory `path` and all it holds.
     pub(crate) fn remove_tree(&self, path: &str) -> Result<()> {
         self.mtool("mdeltree", &[fat_path(path).as_os_str()])
@@ -139,9 +150,10 @@ impl Esp {
             Ok(out) => Ok(String::from_utf8_lossy(&out)
                 .lines()
                 .filter_map(|l| l.trim_end_matches('/').rsplit('/').next())
-                // Plain names only, as vauban writes them: a name read from
-                // a disk goes back into mtools paths.
-                .filter(|n| crate::export::is_plain_name(n))
+                // A FAT name holds no `/`, control character, `*` or `?`:
+                // any goes back into mtools' arguments as it is (no shell,
+                // no wildcard).
+                .filter(|n| !n.is_empty() && *n != "." && *n != "..")
                 .map(str::to_owned)
                 .collect()),
             Err(Error::Command { stderr, .. }) if stderr.contains("not found") => Ok(Vec::new()),
@@ -154,7 +166,7 @@ impl Esp {
         self.mdir_total("/", "bytes free")
     }
 
-    /// The bytes of the files in the directory `path`.
+    /// The bytes of the file, or of the files in the directory, `path`.
     pub(crate) fn dir_bytes(&self, path: &str) -> Result<u64> {
         self.mdir_total(path, "bytes")
     }
@@ -183,7 +195,10 @@ fn parse_total(text: &str, suffix: &str) -> Option<u64> {
         l.ends_with(suffix) && (suffix != "bytes" || !l.ends_with("bytes free"))
     })?;
     let number = line.trim_end().strip_suffix(suffix)?;
-    let number = number.rsplit_once("files").map_or(number, |(_, n)| n);
+    // `N files  B bytes`, or `1 file  B bytes`.
+    let number = number
+        .rsplit_once("file")
+        .map_or(number, |(_, n)| n.strip_prefix('s').unwrap_or(n));
     let digits: String = number.chars().filter(|c| !c.is_whitespace()).collect();
     digits.parse().ok()
 }
@@ -206,6 +221,8 @@ mod tests {
         assert_eq!(parse_total(out, "bytes"), Some(0));
         let dir = "Directory for ::/EFI/BOOT\n\nBOOTX64  EFI    140891 2000-01-01   0:00\n        3 files             140 891 bytes\n";
         assert_eq!(parse_total(dir, "bytes"), Some(140_891));
+        let one = "vauban~1 con       462 2000-01-01   0:00  vauban-6.conf\n        1 file                  462 bytes\n                        171 225 088 bytes free\n";
+        assert_eq!(parse_total(one, "bytes"), Some(462));
         assert_eq!(parse_total("nothing", "bytes free"), None);
         assert_eq!(
             fat_path("/loader/entries"),

@@ -161,9 +161,14 @@ impl Layout {
                     format!("partition {name} has type {}, not {kind}", p.kind),
                 ));
             }
+            let bytes = |n: u64| {
+                n.checked_mul(sector).ok_or_else(|| {
+                    super::not_vauban(disk, format!("partition {name} is out of range"))
+                })
+            };
             Ok(Part {
-                start: p.start * sector,
-                size: p.size * sector,
+                start: bytes(p.start)?,
+                size: bytes(p.size)?,
                 uuid: p.uuid.clone().unwrap_or_default().to_ascii_lowercase(),
             })
         };

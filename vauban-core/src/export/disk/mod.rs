@@ -26,7 +26,12 @@
 //!    default and the entry below it, the build that ran, the fallback.
 //!
 //! A crash before step 3 leaves the current entry the default; after it,
-//! the new one. `rollback_disk` makes the fallback's build the newest
+//! the new one. Before step 1 the data partition is checked, and repaired
+//! when a crash left it half-written, and `vauban-*` files of the entries'
+//! directory that are not exactly what vauban writes are removed, with a
+//! `loader.conf` that is not vauban's: what boots is what the entries say.
+//! The programs run in a session of their own and inherit the disk's lock
+//! (`tools`, `open_disk`). `rollback_disk` makes the fallback's build the newest
 //! entry again, the same meaning as `vauban rollback` on the boot service.
 
 mod data;
@@ -120,11 +125,29 @@ impl DiskFiles {
                 ));
             }
             let path = tree.join(rel);
-            std::fs::metadata(&path).at("stat", &path)?;
+            // The file the build wrote, not one a link leads to.
+            let meta = std::fs::symlink_metadata(&path).at("stat", &path)?;
+            if !meta.is_file() {
+                return Err(Error::io(
+                    "read",
+                    &path,
+                    std::io::Error::other("not a regular file of the boot tree (a link?)"),
+                ));
+            }
             Ok(path)
         };
         let mut kernel_args = info.kernel_args.clone();
         kernel_args.extend(h.kernel_args.iter().cloned());
+        // Each becomes a word of a boot entry's `options` line.
+        if let Some(bad) = kernel_args.iter().find(|a| !super::is_kernel_arg(a)) {
+            return Err(Error::io(
+                "read",
+                &info_path,
+                std::io::Error::other(format!(
+                    "kernel argument {bad:?}: printable ASCII without spaces or `$` only"
+                )),
+            ));
+        }
         Ok(DiskFiles {
             master: master.to_owned(),
             host: host.to_owned(),
@@ -191,6 +214,10 @@ pub struct DiskReport {
     pub changed: bool,
     /// Its entries, newest (the default) first.
     pub entries: Vec<Entry>,
+    /// Files of `loader/entries/` named `vauban-*` that are not entries as
+    /// vauban writes them (changed by hand, or left by an update cut
+    /// short): an update or a rollback removes them.
+    pub foreign: Vec<String>,
     /// Its size in bytes.
     pub size: u64,
     /// The bytes it takes on its file system (a disk image is sparse).
@@ -268,7 +295,7 @@ pub fn make_disk(files: &DiskFiles, opts: &DiskOptions, dest: &Path) -> Result<D
     };
     commit_entry(&esp, &path, &first)?;
     let published = staged.publish_with_mode(0o600)?;
-    report(&published, true, vec![first], started)
+    report(&published, true, (vec![first], Vec::new()), started)
 }
 
 /// Updates `disk` to boot `files`, the build it booted kept as the
@@ -277,8 +304,9 @@ pub fn make_disk(files: &DiskFiles, opts: &DiskOptions, dest: &Path) -> Result<D
 /// before anything is written.
 pub fn update_disk(files: &DiskFiles, disk: &Path) -> Result<DiskReport> {
     let started = Instant::now();
-    let (_lock, layout, esp, data) = open_disk(disk)?;
-    let mut entries = read_entries(&esp)?;
+    let (_lock, layout, esp, data) = open_disk(disk, true)?;
+    data.repair()?;
+    let (mut entries, foreign) = read_entries(&esp)?;
     let current = entries
         .first()
         .cloned()
@@ -293,8 +321,13 @@ pub fn update_disk(files: &DiskFiles, disk: &Path) -> Result<DiskReport> {
         });
     }
     let build = files.build_id()?;
+    if current.build == build && foreign.is_empty() && loader_is_ours(&esp)? {
+        return report(disk, false, (entries, foreign), started);
+    }
     if current.build == build {
-        return report(disk, false, entries, started);
+        tidy_loader(&esp, &foreign)?;
+        sync(disk)?;
+        return report(disk, true, read_entries(&esp)?, started);
     }
     let present = entries.iter().any(|e| e.build == build);
     // 1. Room: only the current build (and the new one, if an entry names
@@ -317,16 +350,11 @@ pub fn update_disk(files: &DiskFiles, disk: &Path) -> Result<DiskReport> {
             files.data_bytes()? + slack,
         )?;
     }
+    tidy_loader(&esp, &foreign)?;
     for e in entries.iter().filter(|e| !keep(&e.build)) {
         esp.remove(&format!("{ENTRIES_DIR}/{}", e.file_name()))?;
     }
     entries.retain(|e| keep(&e.build));
-    // An entry an update cut short left under its temp name.
-    for name in esp.list(ENTRIES_DIR)? {
-        if name.starts_with("vauban-") && name.ends_with(".new") {
-            esp.remove(&format!("{ENTRIES_DIR}/{name}"))?;
-        }
-    }
     remove_unnamed_builds(&esp, &data, &entries)?;
     sync(disk)?;
     // 2. The new build's files.
@@ -355,8 +383,9 @@ pub fn update_disk(files: &DiskFiles, disk: &Path) -> Result<DiskReport> {
 /// for it, the build that was the default now the fallback.
 pub fn rollback_disk(disk: &Path) -> Result<DiskReport> {
     let started = Instant::now();
-    let (_lock, _layout, esp, _data) = open_disk(disk)?;
-    let entries = read_entries(&esp)?;
+    let (_lock, _layout, esp, _data) = open_disk(disk, true)?;
+    let (entries, foreign) = read_entries(&esp)?;
+    tidy_loader(&esp, &foreign)?;
     let (current, fallback) = match entries.as_slice() {
         [current, fallback, ..] if current.build != fallback.build => (current, fallback),
         _ => {
@@ -378,27 +407,36 @@ pub fn rollback_disk(disk: &Path) -> Result<DiskReport> {
 /// The entries of `disk`, newest (the default) first.
 pub fn disk_entries(disk: &Path) -> Result<DiskReport> {
     let started = Instant::now();
-    let (_lock, _layout, esp, _data) = open_disk(disk)?;
+    let (_lock, _layout, esp, _data) = open_disk(disk, false)?;
     let entries = read_entries(&esp)?;
     report(disk, false, entries, started)
 }
 
-/// `disk`, locked against other vauban processes, its layout read.
-fn open_disk(disk: &Path) -> Result<(File, Layout, Esp, Data)> {
+/// `disk`, locked against other vauban processes (shared to read it,
+/// exclusive to change it), its layout read. The lock's descriptor is
+/// inherited by the programs run on the disk, so a program that outlives a
+/// killed vauban still holds it.
+fn open_disk(disk: &Path, write: bool) -> Result<(File, Layout, Esp, Data)> {
     let file = File::options()
         .read(true)
-        .write(true)
+        .write(write)
         .open(disk)
         .at("open", disk)?;
-    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
-        |e| {
-            Error::io(
-                "lock",
-                disk,
-                std::io::Error::other(format!("another vauban is changing it ({e})")),
-            )
-        },
-    )?;
+    let how = if write {
+        rustix::fs::FlockOperation::NonBlockingLockExclusive
+    } else {
+        rustix::fs::FlockOperation::NonBlockingLockShared
+    };
+    rustix::fs::flock(&file, how).map_err(|e| {
+        Error::io(
+            "lock",
+            disk,
+            std::io::Error::other(format!("another vauban is changing it ({e})")),
+        )
+    })?;
+    rustix::io::fcntl_setfd(&file, rustix::io::FdFlags::empty())
+        .map_err(std::io::Error::from)
+        .at("lock", disk)?;
     check_unmounted(disk)?;
     let layout = Layout::read(disk)?;
     let esp = Esp::new(disk, layout.esp.start, layout.esp.size)?;
@@ -406,45 +444,117 @@ fn open_disk(disk: &Path) -> Result<(File, Layout, Esp, Data)> {
     Ok((file, layout, esp, data))
 }
 
-/// A block device with a mounted partition is refused: its file systems
-/// would change under the kernel.
+/// A disk in use is refused: a block device with a mounted partition, an
+/// image attached to a loop device. (Mounts of other mount namespaces and
+/// device-mapper stacks are not seen.)
 fn check_unmounted(disk: &Path) -> Result<()> {
     use std::os::unix::fs::FileTypeExt;
-    let is_block = std::fs::metadata(disk).is_ok_and(|m| m.file_type().is_block_device());
-    if !is_block {
+    let canonical = std::fs::canonicalize(disk).at("resolve", disk)?;
+    let in_use = |what: String| {
+        Err(Error::io(
+            "change",
+            disk,
+            std::io::Error::other(format!("{what}: it is in use")),
+        ))
+    };
+    let is_block = std::fs::metadata(&canonical).is_ok_and(|m| m.file_type().is_block_device());
+    if is_block {
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        for line in mounts.lines() {
+            let source = line.split_whitespace().next().unwrap_or("");
+            let source = std::fs::canonicalize(source).unwrap_or_else(|_| source.into());
+            if is_part_of(&source, &canonical) {
+                return in_use(format!("{} is mounted", source.display()));
+            }
+        }
         return Ok(());
     }
-    let canonical = std::fs::canonicalize(disk).at("resolve", disk)?;
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    let prefix = canonical.to_string_lossy().into_owned();
-    for line in mounts.lines() {
-        let source = line.split_whitespace().next().unwrap_or("");
-        let source = std::fs::canonicalize(source).unwrap_or_else(|_| source.into());
-        if source.to_string_lossy().starts_with(&prefix) {
-            return Err(Error::io(
-                "update",
-                disk,
-                std::io::Error::other(format!("{} is mounted: unmount it first", source.display())),
-            ));
+    for dev in std::fs::read_dir("/sys/block")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let backing = dev.path().join("loop/backing_file");
+        let Ok(file) = std::fs::read_to_string(&backing) else {
+            continue;
+        };
+        if Path::new(file.trim_end()) == canonical {
+            let name = dev.file_name().to_string_lossy().into_owned();
+            return in_use(format!("it is attached to /dev/{name}"));
         }
     }
     Ok(())
 }
 
-/// vauban's entries in the EFI system partition, newest first.
-fn read_entries(esp: &Esp) -> Result<Vec<Entry>> {
+/// Whether `source` is the block device `disk` or one of its partitions
+/// (`/dev/sda1` of `/dev/sda`, `/dev/nvme0n1p1` of `/dev/nvme0n1`).
+fn is_part_of(source: &Path, disk: &Path) -> bool {
+    let (source, disk) = (source.to_string_lossy(), disk.to_string_lossy());
+    let Some(rest) = source.strip_prefix(disk.as_ref()) else {
+        return false;
+    };
+    let rest = rest.strip_prefix('p').unwrap_or(rest);
+    rest.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The largest entry file read: vauban's are under 1 KiB.
+const ENTRY_MAX: u64 = 64 << 10;
+
+/// vauban's entries in the EFI system partition, newest first, and the
+/// names of the other `vauban-*` files there.
+fn read_entries(esp: &Esp) -> Result<(Vec<Entry>, Vec<String>)> {
     let mut entries = Vec::new();
+    let mut foreign = Vec::new();
     for name in esp.list(ENTRIES_DIR)? {
-        if entry::parse_file_name(&name).is_none() {
+        if !name.starts_with("vauban-") {
             continue;
         }
-        let text = esp.read(&format!("{ENTRIES_DIR}/{name}"))?;
-        if let Some(e) = Entry::parse(&name, &text) {
-            entries.push(e);
+        let path = format!("{ENTRIES_DIR}/{name}");
+        let parsed = match entry::parse_file_name(&name) {
+            Some(_) if esp.dir_bytes(&path)? <= ENTRY_MAX => Entry::parse(&name, &esp.read(&path)?),
+            _ => None,
+        };
+        match parsed {
+            Some(e) => entries.push(e),
+            None => foreign.push(name),
         }
     }
     entry::newest_first(&mut entries);
-    Ok(entries)
+    Ok((entries, foreign))
+}
+
+/// Whether `loader/loader.conf` is one vauban writes.
+fn loader_is_ours(esp: &Esp) -> Result<bool> {
+    Ok(loader_timeout(esp)?.is_some())
+}
+
+/// The menu timeout of a `loader.conf` vauban wrote, if it is one.
+fn loader_timeout(esp: &Esp) -> Result<Option<u32>> {
+    const LOADER: &str = "loader/loader.conf";
+    if esp.dir_bytes(LOADER).unwrap_or(u64::MAX) > ENTRY_MAX {
+        return Ok(None);
+    }
+    let text = esp.read(LOADER)?;
+    let timeout = text
+        .lines()
+        .find_map(|l| l.strip_prefix("timeout "))
+        .and_then(|t| t.trim().parse().ok());
+    Ok(timeout.filter(|t| entry::loader_conf(*t) == text))
+}
+
+/// Removes the `foreign` entry files and rewrites `loader.conf` when it is
+/// not vauban's: what boots is then what `--list` says.
+fn tidy_loader(esp: &Esp, foreign: &[String]) -> Result<()> {
+    for name in foreign {
+        tracing::warn!(entry = %name, "removing a boot entry vauban did not write");
+        esp.remove_forced(&format!("{ENTRIES_DIR}/{name}"))?;
+    }
+    if !loader_is_ours(esp)? {
+        tracing::warn!("rewriting loader/loader.conf, which vauban did not write");
+        let conf = entry::loader_conf(DiskOptions::default().menu_timeout);
+        esp.put_bytes(conf.as_bytes(), "loader/loader.conf")?;
+    }
+    Ok(())
 }
 
 /// Removes the build directories of both partitions that no entry names.
@@ -529,13 +639,19 @@ fn check_room(disk: &Path, partition: &'static str, free: u64, needed: u64) -> R
     Ok(())
 }
 
-fn report(disk: &Path, changed: bool, entries: Vec<Entry>, started: Instant) -> Result<DiskReport> {
+fn report(
+    disk: &Path,
+    changed: bool,
+    (entries, foreign): (Vec<Entry>, Vec<String>),
+    started: Instant,
+) -> Result<DiskReport> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(disk).at("stat", disk)?;
     Ok(DiskReport {
         disk: disk.to_owned(),
         changed,
         entries,
+        foreign,
         size: meta.len(),
         allocated: meta.blocks() * 512,
         seconds: started.elapsed().as_secs_f64(),

@@ -1,6 +1,7 @@
 //! The host programs a disk is made and changed with, run with their
-//! arguments (never through a shell) and a fixed environment: `C` messages,
-//! no user configuration of mtools, and the times of everything written
+//! arguments (never through a shell), each in a session of its own (no
+//! terminal to ask on), and a fixed environment: `C` messages, no user
+//! configuration of mtools (`~/.mtoolsrc`), and the times of everything written
 //! taken from `SOURCE_DATE_EPOCH` (mtools, mkfs.fat) and
 //! `E2FSPROGS_FAKE_TIME` (mkfs.ext4, debugfs), so the same inputs make the
 //! same disk.
@@ -40,6 +41,11 @@ pub(crate) const DEBUGFS: Tool = Tool {
     name: "debugfs",
     hint: "apt-get install e2fsprogs",
 };
+/// Repairs the data partition before an update.
+pub(crate) const E2FSCK: Tool = Tool {
+    name: "e2fsck",
+    hint: "apt-get install e2fsprogs",
+};
 
 /// An mtools command (`mcopy`, `mmd`...).
 pub(crate) const fn mtools(name: &'static str) -> Tool {
@@ -68,9 +74,17 @@ pub(crate) fn run_both(
     args: &[&OsStr],
     stdin: Option<&[u8]>,
 ) -> Result<(Vec<u8>, String)> {
-    let mut cmd = Command::new(tool.name);
-    cmd.args(args)
+    // `setsid --wait`: the program runs in a session of its own, with no
+    // terminal (mtools asks on /dev/tty when a name clashes or a file is
+    // read-only: it fails instead), and a Ctrl-C meant for vauban lets the
+    // program finish its step rather than cut debugfs before it writes its
+    // bitmaps. The disk's lock is inherited: held while any of them runs.
+    let mut cmd = Command::new("setsid");
+    cmd.arg("--wait")
+        .arg(tool.name)
+        .args(args)
         .env("LC_ALL", "C")
+        .env("HOME", "/nonexistent/vauban-disk")
         .env("MTOOLSRC", "/dev/null")
         .env("MTOOLS_SKIP_CHECK", "1")
         .env("SOURCE_DATE_EPOCH", EPOCH.to_string())
@@ -107,6 +121,12 @@ pub(crate) fn run_both(
         .wait_with_output()
         .map_err(|e| Error::io("wait for", tool.name, e))?;
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    if out.status.code() == Some(127) && stderr.contains("failed to execute") {
+        return Err(Error::ToolMissing {
+            tool: tool.name.to_owned(),
+            hint: tool.hint,
+        });
+    }
     if !out.status.success() {
         return Err(Error::Command {
             command: command_line(),
