@@ -885,7 +885,7 @@ pub enum Error {
         path: PathBuf,
     },
     /// A disk to update, roll back or list is not one `vauban disk` made.
-    #[error("{disk} is not a vauban disk: {reason}")]
+    #[error("{} is not a vauban disk: {reason}", .disk.display())]
     NotAVaubanDisk {
         /// The disk.
         disk: PathBuf,
@@ -893,7 +893,7 @@ pub enum Error {
         reason: String,
     },
     /// A disk of one host was asked to boot another's build.
-    #[error("{disk} boots {on_disk}, not {asked}: make a disk for {asked} instead")]
+    #[error("{} boots {on_disk}, not {asked}: make a disk for {asked} instead", .disk.display())]
     DiskOfAnotherHost {
         /// The disk.
         disk: PathBuf,
@@ -904,8 +904,10 @@ pub enum Error {
     },
     /// A partition of a disk has no room for a new build beside the current one.
     #[error(
-        "{disk}: its {partition} has {free} bytes free, the new build needs {needed}: \
-         make a bigger disk (vauban disk --size)"
+        "{disk}: its {partition} has {} MiB free, the new build needs {} MiB: \
+         make a bigger disk (vauban disk --size)",
+        .free >> 20,
+        .needed.div_ceil(1 << 20)
     )]
     DiskFull {
         /// The disk.
@@ -918,7 +920,11 @@ pub enum Error {
         free: u64,
     },
     /// The size asked for a disk cannot hold one build.
-    #[error("a disk of {size} bytes cannot hold this build: it needs at least {needed}")]
+    #[error(
+        "a disk of {} MiB cannot hold this build: it needs at least {} MiB",
+        .size >> 20,
+        .needed.div_ceil(1 << 20)
+    )]
     DiskTooSmall {
         /// The size asked.
         size: u64,
@@ -926,7 +932,7 @@ pub enum Error {
         needed: u64,
     },
     /// A rollback of a disk with no fallback entry of another build.
-    #[error("{disk} has no fallback entry to roll back to")]
+    #[error("{} has no fallback entry to roll back to", .disk.display())]
     NoFallback {
         /// The disk.
         disk: PathBuf,

@@ -54,6 +54,22 @@ fn tree(dir: &Path, rootfs_mib: usize, seed: u8) -> PathBuf {
     out
 }
 
+/// A temp dir with web01's disk made from a first build (`a/out`): the
+/// dir, the disk and the build's files.
+fn web01_disk() -> (tempfile::TempDir, PathBuf, DiskFiles) {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("web01.raw");
+    let first = DiskFiles::from_tree(&tree(&dir.path().join("a"), 20, 1), "m", "web01").unwrap();
+    make_disk(&first, &opts(), &disk).unwrap();
+    (dir, disk, first)
+}
+
+/// The data partition as e2fsprogs names it: `DISK?offset=N`.
+fn data_dev(disk: &Path) -> String {
+    let (start, _, _) = partitions(disk)[1].clone();
+    format!("{}?offset={start}", disk.display())
+}
+
 fn opts() -> DiskOptions {
     DiskOptions {
         bootloader: bootloader(),
@@ -219,10 +235,7 @@ fn a_disk_holds_the_files_of_its_build_and_is_made_the_same_twice() {
 
 #[test]
 fn an_update_keeps_the_build_it_replaces_as_the_fallback() {
-    let dir = tempfile::tempdir().unwrap();
-    let disk = dir.path().join("web01.raw");
-    let first = DiskFiles::from_tree(&tree(&dir.path().join("a"), 20, 1), "m", "web01").unwrap();
-    make_disk(&first, &opts(), &disk).unwrap();
+    let (dir, disk, first) = web01_disk();
     let a = first.build_id().unwrap();
 
     let second = DiskFiles::from_tree(&tree(&dir.path().join("b"), 20, 2), "m", "web01").unwrap();
@@ -263,10 +276,7 @@ fn an_update_keeps_the_build_it_replaces_as_the_fallback() {
 
 #[test]
 fn an_update_that_cannot_be_done_touches_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let disk = dir.path().join("web01.raw");
-    let first = DiskFiles::from_tree(&tree(&dir.path().join("a"), 20, 1), "m", "web01").unwrap();
-    make_disk(&first, &opts(), &disk).unwrap();
+    let (dir, disk, first) = web01_disk();
     let second = DiskFiles::from_tree(&tree(&dir.path().join("b"), 20, 2), "m", "web01").unwrap();
     update_disk(&second, &disk).unwrap();
     let before = std::fs::read(&disk).unwrap();
@@ -304,18 +314,28 @@ fn an_update_that_cannot_be_done_touches_nothing() {
     .to_string();
     assert!(err.contains("cannot hold this build"), "{err}");
     assert!(!dir.path().join("small.raw").exists());
+    // Room for this build but not a second: made, with a warning.
+    let one = make_disk(
+        &first,
+        &DiskOptions {
+            size: Some(330 << 20),
+            ..opts()
+        },
+        &dir.path().join("one.raw"),
+    )
+    .unwrap();
+    assert!(
+        one.warnings.iter().any(|w| w.contains("not a second")),
+        "{one:?}"
+    );
 }
 
 #[test]
 fn names_on_a_disk_that_vauban_did_not_write_are_left_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let disk = dir.path().join("web01.raw");
-    let first = DiskFiles::from_tree(&tree(&dir.path().join("a"), 20, 1), "m", "web01").unwrap();
-    make_disk(&first, &opts(), &disk).unwrap();
+    let (dir, disk, _) = web01_disk();
     // Someone put a directory with a hostile name and a file of theirs
     // under vauban/ of the data partition.
-    let (start, _, _) = partitions(&disk)[1].clone();
-    let dev = format!("{}?offset={start}", disk.display());
+    let dev = data_dev(&disk);
     let mine = dir.path().join("mine");
     std::fs::write(&mine, b"keep me").unwrap();
     run(Command::new("debugfs")
@@ -363,10 +383,7 @@ fn esp_put(disk: &Path, path: &str, content: &str) {
 
 #[test]
 fn entries_changed_by_hand_are_foreign_and_an_update_removes_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let disk = dir.path().join("web01.raw");
-    let first = DiskFiles::from_tree(&tree(&dir.path().join("a"), 20, 1), "m", "web01").unwrap();
-    make_disk(&first, &opts(), &disk).unwrap();
+    let (dir, disk, _) = web01_disk();
     let second = DiskFiles::from_tree(&tree(&dir.path().join("b"), 20, 2), "m", "web01").unwrap();
     update_disk(&second, &disk).unwrap();
     // An entry of someone's that systemd-boot would boot first, vauban's
@@ -416,15 +433,11 @@ fn entries_changed_by_hand_are_foreign_and_an_update_removes_them() {
 
 #[test]
 fn an_update_cut_short_is_repaired_by_the_next() {
-    let dir = tempfile::tempdir().unwrap();
-    let disk = dir.path().join("web01.raw");
-    let first = DiskFiles::from_tree(&tree(&dir.path().join("a"), 20, 1), "m", "web01").unwrap();
-    make_disk(&first, &opts(), &disk).unwrap();
+    let (dir, disk, first) = web01_disk();
     // What a debugfs killed in the middle of a write leaves: an inode in a
     // directory that the bitmaps do not count (its inode and blocks freed
     // under it).
-    let (start, _, _) = partitions(&disk)[1].clone();
-    let dev = format!("{}?offset={start}", disk.display());
+    let dev = data_dev(&disk);
     let build = first.build_id().unwrap();
     run(Command::new("debugfs")
         .args(["-w", "-R"])

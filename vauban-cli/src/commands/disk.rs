@@ -25,7 +25,8 @@ pub struct Args {
     /// The master whose build the disk boots.
     pub master: Option<String>,
 
-    /// The host whose conffs the disk applies.
+    /// The host whose conffs the disk applies (with --update, both default
+    /// to those the disk boots).
     pub host: Option<String>,
 
     /// Make a new disk image here (mode 0600: it holds the host's conffs).
@@ -49,23 +50,21 @@ pub struct Args {
     #[arg(long, value_name = "DIR", default_value = "out")]
     pub out: PathBuf,
 
-    /// The disk's size (`8G`, `4096M`) [default: room for two builds and a
+    /// The disk's size, with -o (`8G`, `4096M`: K, M, G are KiB, MiB, GiB;
+    /// the target drive's size or less) [default: room for two builds and a
     /// quarter more].
     #[arg(long, value_name = "SIZE", value_parser = super::drift::parse_size)]
     pub size: Option<u64>,
 
-    /// systemd-boot's EFI binary.
-    #[arg(
-        long,
-        value_name = "FILE",
-        default_value = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi"
-    )]
-    pub bootloader: PathBuf,
+    /// systemd-boot's EFI binary, with -o [default:
+    /// /usr/lib/systemd/boot/efi/systemd-bootx64.efi].
+    #[arg(long, value_name = "FILE")]
+    pub bootloader: Option<PathBuf>,
 
-    /// Seconds the boot menu waits for a choice (0: shown only while a key
-    /// is held).
-    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
-    pub menu_timeout: u32,
+    /// Seconds the boot menu waits for a choice, with -o (0: shown only
+    /// while a key is held) [default: 5].
+    #[arg(long, value_name = "SECONDS")]
+    pub menu_timeout: Option<u32>,
 
     /// Print the result as JSON.
     #[arg(long)]
@@ -74,17 +73,34 @@ pub struct Args {
 
 /// Runs `vauban disk`.
 pub fn run(_globals: &Globals, args: Args) -> Result<()> {
-    let files = || -> Result<DiskFiles> {
-        let (Some(master), Some(host)) = (&args.master, &args.host) else {
-            bail!("name the master and the host: vauban disk MASTER HOST ...");
+    let files = |disk: Option<&PathBuf>| -> Result<DiskFiles> {
+        let (master, host) = match (&args.master, &args.host, disk) {
+            (Some(m), Some(h), _) => (m.clone(), h.clone()),
+            (None, None, Some(disk)) => {
+                // The disk says whose it is.
+                let listed =
+                    disk_entries(disk).with_context(|| format!("reading {}", disk.display()))?;
+                let Some(e) = listed.entries.first() else {
+                    bail!(
+                        "{} has no vauban entry to take its master and host from: name them",
+                        disk.display()
+                    );
+                };
+                (e.master.clone(), e.host.clone())
+            }
+            _ => bail!("name the master and the host: vauban disk MASTER HOST ..."),
         };
-        DiskFiles::from_tree(&args.out, master, host).with_context(|| {
+        DiskFiles::from_tree(&args.out, &master, &host).with_context(|| {
             format!(
                 "the boot files of {master}/{host} in {}",
                 args.out.display()
             )
         })
     };
+    let made_only = args.size.is_some() || args.bootloader.is_some() || args.menu_timeout.is_some();
+    if made_only && args.output.is_none() {
+        bail!("--size, --bootloader and --menu-timeout make a new disk: they go with -o FILE");
+    }
     let only_disk = |what: &str| -> Result<()> {
         if args.master.is_some() {
             bail!("--{what} takes the disk alone: vauban disk --{what} DISK");
@@ -92,20 +108,30 @@ pub fn run(_globals: &Globals, args: Args) -> Result<()> {
         Ok(())
     };
     let report = if let Some(dest) = &args.output {
-        if dest.exists() {
+        if dest.is_dir() {
             bail!(
-                "{} exists: update it with --update, or remove it first",
+                "{} is a directory: -o takes the disk image's file name",
                 dest.display()
             );
         }
+        if dest.exists() {
+            bail!(
+                "{} exists: update it with --update, or remove it first \
+                 (a drive is written with dd from an image)",
+                dest.display()
+            );
+        }
+        let defaults = DiskOptions::default();
         let opts = DiskOptions {
             size: args.size,
-            bootloader: args.bootloader.clone(),
-            menu_timeout: args.menu_timeout,
+            bootloader: args.bootloader.clone().unwrap_or(defaults.bootloader),
+            menu_timeout: args.menu_timeout.unwrap_or(defaults.menu_timeout),
         };
-        make_disk(&files()?, &opts, dest).with_context(|| format!("making {}", dest.display()))?
+        make_disk(&files(None)?, &opts, dest)
+            .with_context(|| format!("making {}", dest.display()))?
     } else if let Some(disk) = &args.update {
-        update_disk(&files()?, disk).with_context(|| format!("updating {}", disk.display()))?
+        update_disk(&files(Some(disk))?, disk)
+            .with_context(|| format!("updating {}", disk.display()))?
     } else if let Some(disk) = &args.rollback {
         only_disk("rollback")?;
         rollback_disk(disk).with_context(|| format!("rolling {} back", disk.display()))?
@@ -132,7 +158,7 @@ fn print_report(r: &DiskReport, args: &Args) {
     } else if r.changed {
         "updated"
     } else {
-        "holds"
+        "entries"
     };
     out!(
         "{}: {what} ({} MiB, {} MiB on disk, {:.1} s)",
@@ -141,16 +167,21 @@ fn print_report(r: &DiskReport, args: &Args) {
         r.allocated >> 20,
         r.seconds
     );
+    for w in &r.warnings {
+        out!("  warning: {w}");
+    }
     for name in &r.foreign {
         out!(
-            "  warning: loader/entries/{} is not an entry vauban wrote: --update or --rollback removes it",
+            "  warning: loader/entries/{} is not an entry vauban wrote: systemd-boot may boot it \
+             first; --update or --rollback removes it",
             vauban_core::printable::escape(name)
         );
     }
+    let sure = r.foreign.is_empty();
     for (i, e) in r.entries.iter().enumerate() {
         let role = match i {
-            0 => "default ",
-            1 => "fallback",
+            0 if sure => "default ",
+            1 if sure => "fallback",
             _ => "        ",
         };
         out!(

@@ -212,7 +212,9 @@ impl<'a> Builder<'a> {
         if self.opts.registry.is_some() {
             self.publish()?;
         }
-        Ok(())
+        // A signal that came while the images were named or pushed (no
+        // sandbox ran to see it) still ends the build as asked.
+        self.interrupted()
     }
 
     fn run_steps(&mut self, resolved: &Resolved) -> Result<()> {
@@ -258,7 +260,10 @@ impl<'a> Builder<'a> {
                 other => other,
             })?;
         }
-        Ok(())
+        // A signal that came during the last step (an executor's tasks may
+        // all be done by the round that would have seen it) still ends the
+        // build as asked, before anything is named.
+        self.interrupted()
     }
 
     /// An error if a signal came.

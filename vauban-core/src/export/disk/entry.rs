@@ -77,7 +77,10 @@ impl Entry {
         } = self;
         let mut text = String::new();
         let _ = writeln!(text, "# vauban: {master}/{host}, build {build}");
-        let _ = writeln!(text, "title vauban {master}/{host} (build {build})");
+        let _ = writeln!(
+            text,
+            "title vauban {master}/{host} (build {build}, generation {generation})"
+        );
         let _ = writeln!(text, "sort-key {SORT_KEY}");
         let _ = writeln!(text, "version {generation}");
         let _ = writeln!(text, "linux /{BUILDS_DIR}/{build}/{KERNEL}");
@@ -199,7 +202,7 @@ mod tests {
         assert_eq!(
             text,
             "# vauban: master-web/web01, build 0123456789abcdef\n\
-             title vauban master-web/web01 (build 0123456789abcdef)\n\
+             title vauban master-web/web01 (build 0123456789abcdef, generation 7)\n\
              sort-key vauban\n\
              version 7\n\
              linux /vauban/0123456789abcdef/vmlinuz\n\

@@ -91,9 +91,13 @@ impl DiskFiles {
         let info_path = tree.join(master).join(BOOT_INFO_FILE);
         let text = std::fs::read_to_string(&info_path).map_err(|e| {
             let e = match e.kind() {
-                std::io::ErrorKind::NotFound => std::io::Error::other(format!(
-                    "no boot files of {master} here: build them first (vauban build --name {master} --stage initramfs)"
-                )),
+                std::io::ErrorKind::NotFound => std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!(
+                        "no boot files of {master} here: build them first \
+                         (vauban build --name {master} --stage initramfs), or name the tree with --out"
+                    ),
+                ),
                 _ => e,
             };
             Error::io("read", &info_path, e)
@@ -105,10 +109,13 @@ impl DiskFiles {
             Error::io(
                 "find the host in",
                 &info_path,
-                std::io::Error::other(format!(
-                    "no conffs of {host} in this build of {master}; its hosts: {}",
-                    known.join(", ")
-                )),
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!(
+                        "no conffs of {host} in this build of {master}; its hosts: {}",
+                        known.join(", ")
+                    ),
+                ),
             )
         })?;
         let file = |rel: &str| -> Result<PathBuf> {
@@ -121,7 +128,10 @@ impl DiskFiles {
                 return Err(Error::io(
                     "read",
                     &info_path,
-                    std::io::Error::other(format!("{rel:?} is not a path in the boot tree")),
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        format!("{rel:?} is not a path in the boot tree"),
+                    ),
                 ));
             }
             let path = tree.join(rel);
@@ -131,7 +141,10 @@ impl DiskFiles {
                 return Err(Error::io(
                     "read",
                     &path,
-                    std::io::Error::other("not a regular file of the boot tree (a link?)"),
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        "not a regular file of the boot tree (a link?)",
+                    ),
                 ));
             }
             Ok(path)
@@ -143,9 +156,10 @@ impl DiskFiles {
             return Err(Error::io(
                 "read",
                 &info_path,
-                std::io::Error::other(format!(
-                    "kernel argument {bad:?}: printable ASCII without spaces or `$` only"
-                )),
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("kernel argument {bad:?}: printable ASCII without spaces or `$` only"),
+                ),
             ));
         }
         Ok(DiskFiles {
@@ -218,6 +232,8 @@ pub struct DiskReport {
     /// vauban writes them (changed by hand, or left by an update cut
     /// short): an update or a rollback removes them.
     pub foreign: Vec<String>,
+    /// What the user should know (a disk with room for one build only).
+    pub warnings: Vec<String>,
     /// Its size in bytes.
     pub size: u64,
     /// The bytes it takes on its file system (a disk image is sparse).
@@ -295,7 +311,17 @@ pub fn make_disk(files: &DiskFiles, opts: &DiskOptions, dest: &Path) -> Result<D
     };
     commit_entry(&esp, &path, &first)?;
     let published = staged.publish_with_mode(0o600)?;
-    report(&published, true, (vec![first], Vec::new()), started)
+    let mut made = report(&published, true, (vec![first], Vec::new()), started)?;
+    let room_for_two = align_up(files.data_bytes()? * 2 + DATA_SLACK);
+    if data_size < room_for_two {
+        made.warnings.push(format!(
+            "its data partition ({} MiB) holds this build but not a second beside it: \
+             an --update of a build this size will fail; --size {} MiB or more keeps room",
+            data_size >> 20,
+            (esp_size + 2 * ALIGN + room_for_two) >> 20
+        ));
+    }
+    Ok(made)
 }
 
 /// Updates `disk` to boot `files`, the build it booted kept as the
@@ -383,7 +409,7 @@ pub fn update_disk(files: &DiskFiles, disk: &Path) -> Result<DiskReport> {
 /// for it, the build that was the default now the fallback.
 pub fn rollback_disk(disk: &Path) -> Result<DiskReport> {
     let started = Instant::now();
-    let (_lock, _layout, esp, _data) = open_disk(disk, true)?;
+    let (_lock, _layout, esp, data) = open_disk(disk, true)?;
     let (entries, foreign) = read_entries(&esp)?;
     tidy_loader(&esp, &foreign)?;
     let (current, fallback) = match entries.as_slice() {
@@ -399,7 +425,14 @@ pub fn rollback_disk(disk: &Path) -> Result<DiskReport> {
         ..fallback.clone()
     };
     commit_entry(&esp, disk, &newest)?;
-    esp.remove(&format!("{ENTRIES_DIR}/{}", fallback.file_name()))?;
+    // Two entries stay: the new default and the build it replaces.
+    let kept = [newest.clone(), current.clone()];
+    for e in &entries[1..] {
+        if e.generation != current.generation {
+            esp.remove(&format!("{ENTRIES_DIR}/{}", e.file_name()))?;
+        }
+    }
+    remove_unnamed_builds(&esp, &data, &kept)?;
     sync(disk)?;
     report(disk, true, read_entries(&esp)?, started)
 }
@@ -431,7 +464,10 @@ fn open_disk(disk: &Path, write: bool) -> Result<(File, Layout, Esp, Data)> {
         Error::io(
             "lock",
             disk,
-            std::io::Error::other(format!("another vauban is changing it ({e})")),
+            std::io::Error::new(
+                std::io::ErrorKind::ResourceBusy,
+                format!("another vauban is changing it ({e})"),
+            ),
         )
     })?;
     rustix::io::fcntl_setfd(&file, rustix::io::FdFlags::empty())
@@ -652,6 +688,7 @@ fn report(
         changed,
         entries,
         foreign,
+        warnings: Vec::new(),
         size: meta.len(),
         allocated: meta.blocks() * 512,
         seconds: started.elapsed().as_secs_f64(),
