@@ -80,14 +80,8 @@ impl DiskFiles {
     /// `host`'s files of `master` in the boot tree at `tree` (its
     /// `MASTER/boot.json` names them).
     pub fn from_tree(tree: &Path, master: &str, host: &str) -> Result<DiskFiles> {
-        for (what, name) in [("master", master), ("host", host)] {
-            if !super::is_plain_name(name) {
-                return Err(Error::BadName {
-                    what,
-                    name: name.to_owned(),
-                });
-            }
-        }
+        super::cmdline::check_name("master", master)?;
+        super::cmdline::check_name("host", host)?;
         let info_path = tree.join(master).join(BOOT_INFO_FILE);
         let text = std::fs::read_to_string(&info_path).map_err(|e| {
             let e = match e.kind() {
@@ -347,11 +341,12 @@ pub fn update_disk(files: &DiskFiles, disk: &Path) -> Result<DiskReport> {
         });
     }
     let build = files.build_id()?;
-    if current.build == build && foreign.is_empty() && loader_is_ours(&esp)? {
+    let loader_ours = loader_is_ours(&esp)?;
+    if current.build == build && foreign.is_empty() && loader_ours {
         return report(disk, false, (entries, foreign), started);
     }
     if current.build == build {
-        tidy_loader(&esp, &foreign)?;
+        tidy_loader(&esp, &foreign, loader_ours)?;
         sync(disk)?;
         return report(disk, true, read_entries(&esp)?, started);
     }
@@ -376,7 +371,7 @@ pub fn update_disk(files: &DiskFiles, disk: &Path) -> Result<DiskReport> {
             files.data_bytes()? + slack,
         )?;
     }
-    tidy_loader(&esp, &foreign)?;
+    tidy_loader(&esp, &foreign, loader_ours)?;
     for e in entries.iter().filter(|e| !keep(&e.build)) {
         esp.remove(&format!("{ENTRIES_DIR}/{}", e.file_name()))?;
     }
@@ -411,7 +406,7 @@ pub fn rollback_disk(disk: &Path) -> Result<DiskReport> {
     let started = Instant::now();
     let (_lock, _layout, esp, data) = open_disk(disk, true)?;
     let (entries, foreign) = read_entries(&esp)?;
-    tidy_loader(&esp, &foreign)?;
+    tidy_loader(&esp, &foreign, loader_is_ours(&esp)?)?;
     let (current, fallback) = match entries.as_slice() {
         [current, fallback, ..] if current.build != fallback.build => (current, fallback),
         _ => {
@@ -578,14 +573,14 @@ fn loader_timeout(esp: &Esp) -> Result<Option<u32>> {
     Ok(timeout.filter(|t| entry::loader_conf(*t) == text))
 }
 
-/// Removes the `foreign` entry files and rewrites `loader.conf` when it is
-/// not vauban's: what boots is then what `--list` says.
-fn tidy_loader(esp: &Esp, foreign: &[String]) -> Result<()> {
+/// Removes the `foreign` entry files and rewrites `loader.conf` unless
+/// `loader_ours` (it is vauban's): what boots is then what `--list` says.
+fn tidy_loader(esp: &Esp, foreign: &[String], loader_ours: bool) -> Result<()> {
     for name in foreign {
         tracing::warn!(entry = %name, "removing a boot entry vauban did not write");
         esp.remove_forced(&format!("{ENTRIES_DIR}/{name}"))?;
     }
-    if !loader_is_ours(esp)? {
+    if !loader_ours {
         tracing::warn!("rewriting loader/loader.conf, which vauban did not write");
         let conf = entry::loader_conf(DiskOptions::default().menu_timeout);
         esp.put_bytes(conf.as_bytes(), "loader/loader.conf")?;
