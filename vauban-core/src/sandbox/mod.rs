@@ -58,6 +58,22 @@ pub(crate) use program::host_env;
 pub(crate) fn own_group_dying_with_us(cmd: &mut std::process::Command) {
     helper::before_exec::BeforeExec::own_group_dying_with_us().install(cmd);
 }
+
+/// Spawns `cmd` in a session of its own (no controlling terminal, so no
+/// Ctrl-C meant for vauban, and a program that asks on `/dev/tty` fails
+/// instead) with `held` as its descriptor 3 and no descriptor beyond its
+/// standard streams and that one. `held` stays close-on-exec in vauban:
+/// a lock it is stays with this program only, never with what another
+/// thread spawns meanwhile, and is held while the program runs, even past
+/// a killed vauban. The borrow spans the spawn, so the descriptor placed
+/// is the one given.
+pub(crate) fn spawn_holding(
+    cmd: &mut std::process::Command,
+    held: std::os::fd::BorrowedFd<'_>,
+) -> std::io::Result<std::process::Child> {
+    helper::before_exec::BeforeExec::own_session_holding(held).install(cmd);
+    cmd.spawn()
+}
 pub use program::{Io, Program, RunIo, DEFAULT_ENV, HOST_ENV_KEPT};
 pub use sandbox::{run_controller_alone, Sandbox, SandboxOptions};
 pub use signals::{pending as pending_signal, SignalGuard};

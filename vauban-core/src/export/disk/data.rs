@@ -15,7 +15,7 @@
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
-use super::tools;
+use super::tools::{self, DiskLock};
 use crate::error::{Error, Result};
 
 /// The ext4 file system of a partition.
@@ -24,6 +24,7 @@ pub(crate) struct Data {
     disk: PathBuf,
     start: u64,
     size: u64,
+    lock: DiskLock,
 }
 
 /// The block size: a few large files.
@@ -31,7 +32,7 @@ const BLOCK: u64 = 4096;
 
 impl Data {
     /// The partition at `start` (bytes) of `size` bytes of `disk`.
-    pub(crate) fn new(disk: &Path, start: u64, size: u64) -> Result<Data> {
+    pub(crate) fn new(disk: &Path, start: u64, size: u64, lock: DiskLock) -> Result<Data> {
         if disk.to_string_lossy().contains('?') {
             return Err(Error::io(
                 "use",
@@ -43,6 +44,7 @@ impl Data {
             disk: disk.to_owned(),
             start,
             size,
+            lock,
         })
     }
 
@@ -80,7 +82,7 @@ impl Data {
             self.disk.as_os_str(),
             blocks.as_ref(),
         ];
-        tools::run(tools::MKFS_EXT4, &args, None)?;
+        tools::run(tools::MKFS_EXT4, &self.lock, &args, None)?;
         self.commands(&[format!("mkdir /{}", super::entry::BUILDS_DIR)])
     }
 
@@ -94,7 +96,8 @@ impl Data {
             "-".as_ref(),
             device.as_os_str(),
         ];
-        let (_, stderr) = tools::run_both(tools::DEBUGFS, &args, Some(script.as_bytes()))?;
+        let (_, stderr) =
+            tools::run_both(tools::DEBUGFS, &self.lock, &args, Some(script.as_bytes()))?;
         let complaints: Vec<&str> = stderr
             .lines()
             .filter(|l| !l.trim().is_empty() && !l.starts_with("debugfs "))
@@ -117,7 +120,7 @@ impl Data {
     fn query(&self, command: &str) -> Result<String> {
         let device = self.device();
         let args: [&OsStr; 3] = ["-R".as_ref(), command.as_ref(), device.as_os_str()];
-        let out = tools::run(tools::DEBUGFS, &args, None)?;
+        let out = tools::run(tools::DEBUGFS, &self.lock, &args, None)?;
         Ok(String::from_utf8_lossy(&out).into_owned())
     }
 
@@ -175,11 +178,11 @@ impl Data {
     pub(crate) fn repair(&self) -> Result<()> {
         let device = self.device();
         let check: [&OsStr; 2] = ["-fn".as_ref(), device.as_os_str()];
-        if tools::run(tools::E2FSCK, &check, None).is_ok() {
+        if tools::run(tools::E2FSCK, &self.lock, &check, None).is_ok() {
             return Ok(());
         }
         let args: [&OsStr; 2] = ["-fy".as_ref(), device.as_os_str()];
-        match tools::run(tools::E2FSCK, &args, None) {
+        match tools::run(tools::E2FSCK, &self.lock, &args, None) {
             Ok(_) => Ok(()),
             // 1: errors corrected; 2: corrected, the system should reboot
             // (it is not mounted). 4 and up: left uncorrected, or worse.

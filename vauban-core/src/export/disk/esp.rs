@@ -5,7 +5,7 @@
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
-use super::tools::{self, Tool};
+use super::tools::{self, DiskLock, Tool};
 use crate::error::{Error, Result};
 
 /// The FAT file system of a partition.
@@ -14,6 +14,7 @@ pub(crate) struct Esp {
     disk: PathBuf,
     start: u64,
     size: u64,
+    lock: DiskLock,
 }
 
 /// A path in the partition, as mtools names it (`::/loader/entries`).
@@ -23,7 +24,7 @@ fn fat_path(path: &str) -> OsString {
 
 impl Esp {
     /// The partition at `start` (bytes) of `size` bytes of `disk`.
-    pub(crate) fn new(disk: &Path, start: u64, size: u64) -> Result<Esp> {
+    pub(crate) fn new(disk: &Path, start: u64, size: u64, lock: DiskLock) -> Result<Esp> {
         if disk.to_string_lossy().contains("@@") {
             return Err(Error::io(
                 "use",
@@ -35,6 +36,7 @@ impl Esp {
             disk: disk.to_owned(),
             start,
             size,
+            lock,
         })
     }
 
@@ -49,7 +51,7 @@ impl Esp {
         let image = self.image();
         let mut all: Vec<&OsStr> = vec!["-i".as_ref(), image.as_os_str()];
         all.extend_from_slice(args);
-        tools::run(tools::mtools(name), &all, None)
+        tools::run(tools::mtools(name), &self.lock, &all, None)
     }
 
     /// Makes a FAT32 file system over the whole partition.
@@ -71,7 +73,7 @@ impl Esp {
             disk,
             kib.as_ref(),
         ];
-        tools::run(tools::MKFS_FAT, &args, None).map(drop)
+        tools::run(tools::MKFS_FAT, &self.lock, &args, None).map(drop)
     }
 
     /// Makes the directory `path` (its parent must exist).
@@ -146,7 +148,7 @@ impl Esp {
             "-b".as_ref(),
             fat.as_os_str(),
         ];
-        match tools::run(tools::mtools("mdir"), &args, None) {
+        match tools::run(tools::mtools("mdir"), &self.lock, &args, None) {
             Ok(out) => Ok(String::from_utf8_lossy(&out)
                 .lines()
                 .filter_map(|l| l.trim_end_matches('/').rsplit('/').next())
@@ -176,7 +178,7 @@ impl Esp {
         let image = self.image();
         let fat = fat_path(path);
         let args: [&OsStr; 3] = ["-i".as_ref(), image.as_os_str(), fat.as_os_str()];
-        let out = tools::run(tools::mtools("mdir"), &args, None)?;
+        let out = tools::run(tools::mtools("mdir"), &self.lock, &args, None)?;
         parse_total(&String::from_utf8_lossy(&out), suffix).ok_or_else(|| {
             Error::io(
                 "read the sizes of",

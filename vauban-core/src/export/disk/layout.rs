@@ -18,7 +18,7 @@ use std::path::Path;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::tools;
+use super::tools::{self, DiskLock};
 use crate::error::Result;
 
 /// Partitions start and end on this boundary.
@@ -125,9 +125,10 @@ impl Layout {
     }
 
     /// Writes the table on `disk` (a file of [`Layout::total`] bytes).
-    pub(crate) fn write(&self, disk: &Path) -> Result<()> {
+    pub(crate) fn write(&self, disk: &Path, lock: &DiskLock) -> Result<()> {
         tools::run(
             tools::SFDISK,
+            lock,
             &["--quiet".as_ref(), "--no-reread".as_ref(), disk.as_os_str()],
             Some(self.sfdisk_script().as_bytes()),
         )?;
@@ -136,9 +137,14 @@ impl Layout {
 
     /// Reads the layout of a vauban disk: its two partitions, found by name
     /// and type.
-    pub(crate) fn read(disk: &Path) -> Result<Layout> {
-        let out = tools::run(tools::SFDISK, &["--json".as_ref(), disk.as_os_str()], None)
-            .map_err(|_| super::not_vauban(disk, "no partition table sfdisk can read"))?;
+    pub(crate) fn read(disk: &Path, lock: &DiskLock) -> Result<Layout> {
+        let out = tools::run(
+            tools::SFDISK,
+            lock,
+            &["--json".as_ref(), disk.as_os_str()],
+            None,
+        )
+        .map_err(|_| super::not_vauban(disk, "no partition table sfdisk can read"))?;
         let table: SfdiskOutput = serde_json::from_slice(&out)
             .map_err(|e| super::not_vauban(disk, format!("sfdisk --json: {e}")))?;
         let t = table.partitiontable;

@@ -30,8 +30,8 @@
 //! when a crash left it half-written, and `vauban-*` files of the entries'
 //! directory that are not exactly what vauban writes are removed, with a
 //! `loader.conf` that is not vauban's: what boots is what the entries say.
-//! The programs run in a session of their own and inherit the disk's lock
-//! (`tools`, `open_disk`). `rollback_disk` makes the fallback's build the newest
+//! The programs run in a session of their own and are given the disk's
+//! lock (`tools::DiskLock`). `rollback_disk` makes the fallback's build the newest
 //! entry again, the same meaning as `vauban rollback` on the boot service.
 
 mod data;
@@ -52,6 +52,7 @@ use self::data::Data;
 use self::entry::{BUILDS_DIR, ENTRIES_DIR, INITRAMFS, KERNEL, ROOTFS};
 use self::esp::Esp;
 use self::layout::{align_up, Layout, ALIGN};
+use self::tools::DiskLock;
 use super::boot_info::{BootInfo, BOOT_INFO_FILE};
 use crate::error::{Error, IoContext, Result};
 
@@ -277,12 +278,14 @@ pub fn make_disk(files: &DiskFiles, opts: &DiskOptions, dest: &Path) -> Result<D
     let layout = Layout::new(&files.master, &files.host, esp_size, data_size);
     let staged = super::atomic::Staged::new(dest)?;
     let path = staged.path().to_owned();
-    {
-        let f = File::options().write(true).open(&path).at("open", &path)?;
-        f.set_len(layout.total).at("size", &path)?;
-    }
-    layout.write(&path)?;
-    let esp = Esp::new(&path, layout.esp.start, layout.esp.size)?;
+    File::options()
+        .write(true)
+        .open(&path)
+        .and_then(|f| f.set_len(layout.total))
+        .at("size", &path)?;
+    let lock = DiskLock::take(&path, true)?;
+    layout.write(&path, &lock)?;
+    let esp = Esp::new(&path, layout.esp.start, layout.esp.size, lock.clone())?;
     esp.format(&layout.esp.uuid[..8])?;
     for dir in ["EFI", "EFI/BOOT", "loader", ENTRIES_DIR, BUILDS_DIR] {
         esp.mkdir(dir)?;
@@ -292,7 +295,7 @@ pub fn make_disk(files: &DiskFiles, opts: &DiskOptions, dest: &Path) -> Result<D
         entry::loader_conf(opts.menu_timeout).as_bytes(),
         "loader/loader.conf",
     )?;
-    let data = Data::new(&path, layout.data.start, layout.data.size)?;
+    let data = Data::new(&path, layout.data.start, layout.data.size, lock)?;
     let seed = |role: &str| layout::uuid_from(&format!("{} {role}", layout.disk_uuid));
     data.format(&layout.data.uuid, &seed("hash"))?;
     write_build(&esp, &data, files, &build)?;
@@ -324,7 +327,7 @@ pub fn make_disk(files: &DiskFiles, opts: &DiskOptions, dest: &Path) -> Result<D
 /// before anything is written.
 pub fn update_disk(files: &DiskFiles, disk: &Path) -> Result<DiskReport> {
     let started = Instant::now();
-    let (_lock, layout, esp, data) = open_disk(disk, true)?;
+    let (layout, esp, data) = open_disk(disk, true)?;
     data.repair()?;
     let (mut entries, foreign) = read_entries(&esp)?;
     let current = entries
@@ -404,7 +407,7 @@ pub fn update_disk(files: &DiskFiles, disk: &Path) -> Result<DiskReport> {
 /// for it, the build that was the default now the fallback.
 pub fn rollback_disk(disk: &Path) -> Result<DiskReport> {
     let started = Instant::now();
-    let (_lock, _layout, esp, data) = open_disk(disk, true)?;
+    let (_layout, esp, data) = open_disk(disk, true)?;
     let (entries, foreign) = read_entries(&esp)?;
     tidy_loader(&esp, &foreign, loader_is_ours(&esp)?)?;
     let (current, fallback) = match entries.as_slice() {
@@ -435,44 +438,20 @@ pub fn rollback_disk(disk: &Path) -> Result<DiskReport> {
 /// The entries of `disk`, newest (the default) first.
 pub fn disk_entries(disk: &Path) -> Result<DiskReport> {
     let started = Instant::now();
-    let (_lock, _layout, esp, _data) = open_disk(disk, false)?;
+    let (_layout, esp, _data) = open_disk(disk, false)?;
     let entries = read_entries(&esp)?;
     report(disk, false, entries, started)
 }
 
 /// `disk`, locked against other vauban processes (shared to read it,
-/// exclusive to change it), its layout read. The lock's descriptor is
-/// inherited by the programs run on the disk, so a program that outlives a
-/// killed vauban still holds it.
-fn open_disk(disk: &Path, write: bool) -> Result<(File, Layout, Esp, Data)> {
-    let file = File::options()
-        .read(true)
-        .write(write)
-        .open(disk)
-        .at("open", disk)?;
-    let how = if write {
-        rustix::fs::FlockOperation::NonBlockingLockExclusive
-    } else {
-        rustix::fs::FlockOperation::NonBlockingLockShared
-    };
-    rustix::fs::flock(&file, how).map_err(|e| {
-        Error::io(
-            "lock",
-            disk,
-            std::io::Error::new(
-                std::io::ErrorKind::ResourceBusy,
-                format!("another vauban is changing it ({e})"),
-            ),
-        )
-    })?;
-    rustix::io::fcntl_setfd(&file, rustix::io::FdFlags::empty())
-        .map_err(std::io::Error::from)
-        .at("lock", disk)?;
+/// exclusive to change it; see [`DiskLock`]), its layout read.
+fn open_disk(disk: &Path, write: bool) -> Result<(Layout, Esp, Data)> {
+    let lock = DiskLock::take(disk, write)?;
     check_unmounted(disk)?;
-    let layout = Layout::read(disk)?;
-    let esp = Esp::new(disk, layout.esp.start, layout.esp.size)?;
-    let data = Data::new(disk, layout.data.start, layout.data.size)?;
-    Ok((file, layout, esp, data))
+    let layout = Layout::read(disk, &lock)?;
+    let esp = Esp::new(disk, layout.esp.start, layout.esp.size, lock.clone())?;
+    let data = Data::new(disk, layout.data.start, layout.data.size, lock)?;
+    Ok((layout, esp, data))
 }
 
 /// A disk in use is refused: a block device with a mounted partition, an

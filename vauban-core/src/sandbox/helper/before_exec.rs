@@ -78,6 +78,23 @@ impl BeforeExec {
         }
     }
 
+    /// A session of its own and `held` as descriptor 3, every other one
+    /// from 4 up closed (see `sandbox::spawn_holding`).
+    pub(crate) fn own_session_holding(held: std::os::fd::BorrowedFd<'_>) -> Self {
+        use std::os::fd::AsRawFd;
+        let mut sources = [-1; MAX_PLACED_FDS];
+        sources[0] = held.as_raw_fd();
+        BeforeExec {
+            new_session: true,
+            placed: Some(PlacedFds {
+                sources,
+                count: 1,
+                first: 3,
+            }),
+            ..BeforeExec::closing_from(4)
+        }
+    }
+
     /// Makes `cmd` take these steps in its child.
     pub(crate) fn install(self, cmd: &mut Command) {
         let BeforeExec {
