@@ -346,7 +346,12 @@ pub fn drift_page(
         h1 { "What " (drift.host) " changed since it booted" }
         p {
             "Drift " code { (drift.id) } " sent " (drift.received) " from " (drift.ip)
-            ", against " (built(drift)) " (boot " code { (drift.boot_id) } ") · "
+            ", against " (built(drift)) " (boot " code { (drift.boot_id) } "), "
+            @match &drift.signer {
+                Some(k) => { "signed by its sshd key " code { (k) } }
+                None => { "unsigned (its conffs has no sshd key: its boot token sent it)" }
+            }
+            " · "
             (vauban_core::diff::render::summary(report))
         }
         @if all.len() > 1 {

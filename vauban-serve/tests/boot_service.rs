@@ -645,6 +645,11 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 /// from it, web01's conffs a real archive (`/etc/hostname`), named
 /// `m/boot:drift`.
 fn artifact_with_image(store: &Store, dir: &Path) -> String {
+    artifact_with_conffs(store, dir, &[("etc/hostname", b"web01\n")])
+}
+
+/// [`artifact_with_image`], web01's conffs holding `conffs`.
+fn artifact_with_conffs(store: &Store, dir: &Path, conffs: &[(&str, &[u8])]) -> String {
     use vauban_core::vauban_oci::layer::{PackedLayer, MEDIA_TYPE_TAR};
     let layer = tar_of(&[
         ("etc/", b""),
@@ -671,11 +676,7 @@ fn artifact_with_image(store: &Store, dir: &Path) -> String {
     std::fs::write(tree.join("linux/vmlinuz-6.1"), b"kernel").unwrap();
     std::fs::write(tree.join("linux/initramfs-6.1.img"), b"initramfs").unwrap();
     std::fs::write(tree.join("m/rootfs.img"), b"squashfs of the image").unwrap();
-    std::fs::write(
-        tree.join("m/conffs-web01.tgz"),
-        gzip(&tar_of(&[("etc/hostname", b"web01\n")])),
-    )
-    .unwrap();
+    std::fs::write(tree.join("m/conffs-web01.tgz"), gzip(&tar_of(conffs))).unwrap();
     let info = json!({
         "master": "m", "kver": "6.1",
         "kernel": "linux/vmlinuz-6.1", "initramfs": "linux/initramfs-6.1.img",
@@ -710,6 +711,26 @@ fn artifact_with_image(store: &Store, dir: &Path) -> String {
     artifact.manifest_digest.to_string()
 }
 
+/// Deploys `m/boot:drift` (see [`artifact_with_image`]).
+async fn deploy_drift_artifact(http: &reqwest::Client, base: &str) {
+    let (st, d) = api(
+        http,
+        reqwest::Method::POST,
+        format!("{base}/masters/m/deploy"),
+        Some(json!({"from": "drift"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{d}");
+}
+
+/// The boot token of an iPXE script.
+fn boot_token(script: &str) -> String {
+    arg_url(script, "root=live:")
+        .split_once("?boot=")
+        .map(|(_, t)| t.to_owned())
+        .unwrap()
+}
+
 /// A host sends its drift with its boot token: only its own host's, only
 /// a layer, only so large, only while its boot is its last; an operator
 /// sees it against the tree the boot got (the image the artifact's rootfs
@@ -735,19 +756,8 @@ async fn a_host_sends_its_drift_and_an_operator_sees_it_against_its_boot() {
         .await;
     let http = reqwest::Client::new();
     let base = format!("http://{addr}");
-    let (st, d) = api(
-        &http,
-        reqwest::Method::POST,
-        format!("{base}/masters/m/deploy"),
-        Some(json!({"from": "drift"})),
-    )
-    .await;
-    assert_eq!(st, StatusCode::CREATED, "{d}");
-    let s = script(&http, addr, WEB01).await;
-    let token = arg_url(&s, "root=live:")
-        .split_once("?boot=")
-        .map(|(_, t)| t.to_owned())
-        .unwrap();
+    deploy_drift_artifact(&http, &base).await;
+    let token = boot_token(&script(&http, addr, WEB01).await);
 
     // What web01 changed: /etc/motd, /etc/issue.net removed, a new file.
     let drift = gzip(&tar_of(&[
@@ -871,14 +881,151 @@ async fn a_host_sends_its_drift_and_an_operator_sees_it_against_its_boot() {
 
     // web01 boots again: the first boot's token sends nothing more, and
     // the new boot's sends at once (one a minute is per boot).
-    let s = script(&http, addr, WEB01).await;
+    let new_token = boot_token(&script(&http, addr, WEB01).await);
     let r = post("web01", Some(&token), drift.clone()).await.unwrap();
     assert_eq!(r.status(), StatusCode::GONE);
-    let new_token = arg_url(&s, "root=live:")
-        .split_once("?boot=")
-        .map(|(_, t)| t.to_owned())
-        .unwrap();
     assert_ne!(new_token, token);
     let r = post("web01", Some(&new_token), drift).await.unwrap();
     assert_eq!(r.status(), StatusCode::CREATED, "a new boot's first drift");
+}
+
+/// `(private key, public key line)` made by OpenSSH's ssh-keygen.
+fn ssh_keygen(dir: &Path, name: &str) -> (std::path::PathBuf, String) {
+    let key = dir.join(name);
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&key)
+        .status()
+        .expect("ssh-keygen (openssh-client)");
+    assert!(made.success());
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    (key, public)
+}
+
+/// What `vauban-drift` sends in `X-Vauban-Signature`: `body` of `host`'s
+/// boot `token` signed with `key` by ssh-keygen.
+fn ssh_sign(key: &Path, host: &str, token: &str, body: &[u8]) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    use std::io::Write as _;
+    let sha: String = sha2::Sha256::digest(body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let message = vauban_core::build::drift_signature::signed_message(host, token, &sha);
+    let mut child = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-Y", "sign", "-n", "drift@vauban", "-f"])
+        .arg(key)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&message).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    base64::engine::general_purpose::STANDARD.encode(out.stdout)
+}
+
+/// A host whose conffs holds an sshd ed25519 key sends its drift signed
+/// with it. The attack: a local user of the host reads the boot token on
+/// `/proc/cmdline` and sends a drift of their own, unsigned, signed with
+/// their own key, or with a signature the host made for another body or
+/// another boot: each is refused, and nothing of it kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_boot_token_alone_sends_no_drift_of_a_host_with_an_sshd_key() {
+    let w = World::new();
+    let (host_key, host_pub) = ssh_keygen(w.dir.path(), "web01");
+    let (user_key, _) = ssh_keygen(w.dir.path(), "local-user");
+    artifact_with_conffs(
+        &w.store,
+        w.dir.path(),
+        &[
+            ("etc/hostname", b"web01\n"),
+            ("etc/ssh/ssh_host_ed25519_key.pub", host_pub.as_bytes()),
+        ],
+    );
+    let addr = w.serve("state", BootOptions::default()).await;
+    let http = reqwest::Client::new();
+    let base = format!("http://{addr}");
+    deploy_drift_artifact(&http, &base).await;
+    let token = boot_token(&script(&http, addr, WEB01).await);
+    let drift = gzip(&tar_of(&[("etc/", b""), ("etc/motd", b"the host's\n")]));
+    let forged = gzip(&tar_of(&[("etc/", b""), ("etc/motd", b"a user's\n")]));
+    let post = |token: &str, signature: Option<String>, body: Vec<u8>| {
+        let mut req = http
+            .post(format!("{base}/hosts/web01/drift"))
+            .bearer_auth(token)
+            .body(body);
+        if let Some(s) = signature {
+            req = req.header("X-Vauban-Signature", s);
+        }
+        req.send()
+    };
+    let refused = |why: &'static str| {
+        move |r: reqwest::Response| {
+            assert_eq!(r.status(), StatusCode::FORBIDDEN, "{why}");
+            r
+        }
+    };
+    let r = refused("unsigned")(post(&token, None, forged.clone()).await.unwrap());
+    let text = r.text().await.unwrap();
+    assert!(text.contains("must be signed"), "{text}");
+    let by_user = ssh_sign(&user_key, "web01", &token, &forged);
+    let r = refused("signed by the user's key")(
+        post(&token, Some(by_user), forged.clone()).await.unwrap(),
+    );
+    let text = r.text().await.unwrap();
+    assert!(text.contains("not by this host's sshd key"), "{text}");
+    let for_drift = ssh_sign(&host_key, "web01", &token, &drift);
+    refused("the host's signature of another body")(
+        post(&token, Some(for_drift.clone()), forged.clone())
+            .await
+            .unwrap(),
+    );
+    refused("garbage")(
+        post(&token, Some("bm90IGEgc2lnbmF0dXJl".into()), drift.clone())
+            .await
+            .unwrap(),
+    );
+    let kept = std::fs::read_dir(w.path("state/drifts")).map_or(0, |d| d.count());
+    assert_eq!(kept, 0, "a refused drift left a file");
+
+    // The host's own: taken, its signer told.
+    let r = post(&token, Some(for_drift.clone()), drift.clone())
+        .await
+        .unwrap();
+    let status = r.status();
+    let sent: Value = r.json().await.unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{sent}");
+    let fingerprint = String::from_utf8(
+        std::process::Command::new("ssh-keygen")
+            .arg("-lf")
+            .arg(host_key.with_extension("pub"))
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let signer = sent["signer"].as_str().unwrap();
+    assert!(
+        fingerprint.contains(signer),
+        "{signer} is not in {fingerprint}"
+    );
+
+    // web01 boots again: the old boot's signature is no good for the new
+    // token, even over the same body.
+    let new_token = boot_token(&script(&http, addr, WEB01).await);
+    refused("a signature of the last boot")(
+        post(&new_token, Some(for_drift), drift.clone())
+            .await
+            .unwrap(),
+    );
+    let r = post(
+        &new_token,
+        Some(ssh_sign(&host_key, "web01", &new_token, &drift)),
+        drift,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
 }

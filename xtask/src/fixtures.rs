@@ -56,7 +56,7 @@ pub fn ensure() -> Result<Vec<PathBuf>> {
 /// live modules need (without `dbus` dracut's postinst fails; without
 /// `procps` dracut drops `network-legacy`, without `curl` `livenet`).
 pub const BOOT_PACKAGES: &str = "linux-image-amd64,dracut,dracut-live,dracut-network,curl,\
-isc-dhcp-client,procps,systemd-sysv,dbus,python3";
+isc-dhcp-client,procps,systemd-sysv,dbus,python3,openssh-client";
 
 /// The Debian base with a kernel and dracut, cached by its command line.
 fn debian_boot(dir: &Path) -> Result<PathBuf> {
@@ -239,7 +239,7 @@ mod tests {
         assert_eq!(
             debian_boot_args("x.tar").join(" "),
             "mmdebstrap --variant=minbase --include=linux-image-amd64,dracut,dracut-live,\
-             dracut-network,curl,isc-dhcp-client,procps,systemd-sysv,dbus,python3 --format=tar \
+             dracut-network,curl,isc-dhcp-client,procps,systemd-sysv,dbus,python3,openssh-client --format=tar \
              bookworm x.tar"
         );
     }

@@ -67,12 +67,16 @@ pub fn run(_globals: &Globals, args: Args) -> Result<()> {
         }
         for d in reply["drifts"].as_array().into_iter().flatten() {
             out!(
-                "drift {} sent {} from {}: {} paths, {} bytes (vauban diff --drift {} --drift-id {})",
+                "drift {} sent {} from {}: {} paths, {} bytes, {} (vauban diff --drift {} --drift-id {})",
                 s(d, "id"),
                 s(d, "received"),
                 s(d, "ip"),
                 d["paths"],
                 d["bytes"],
+                match d["signer"].as_str() {
+                    Some(k) => format!("signed by {k}"),
+                    None => "unsigned".into(),
+                },
                 s(d, "host"),
                 s(d, "id")
             );

@@ -41,6 +41,7 @@ mod builder;
 pub(crate) mod cache;
 pub(crate) mod check;
 mod conffs;
+pub mod drift_signature;
 pub mod drift_tool;
 mod facts;
 pub(crate) mod inputs;

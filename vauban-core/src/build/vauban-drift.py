@@ -19,17 +19,25 @@ listed.
   vauban-drift -o FILE      write it to FILE (0600) instead, for scp; then
                             `vauban diff IMAGE IMAGE+FILE`
 
+A host whose conffs gave it an sshd ed25519 key signs what it sends with
+that key (`ssh-keygen -Y sign`, so as root): the boot service takes its
+drift with that signature only, as the boot token on /proc/cmdline is
+readable by every local user.
+
 The operator then runs `vauban diff --drift HOST` to see it against the
 exact build the host booted. Exit status: 0 sent or written, 1 not.
 """
 
 import argparse
+import base64
 import fnmatch
+import hashlib
 import json
 import shutil
 import os
 import socket
 import stat
+import subprocess
 import sys
 import tarfile
 import tempfile
@@ -38,6 +46,10 @@ import urllib.parse
 import urllib.request
 
 CONFIG = "/etc/vauban/drift.json"
+# The key a drift is signed with, and the signature's namespace (vauban's
+# `drift_signature`).
+HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"
+NAMESPACE = "drift@vauban"
 # Never sent, whatever the settings say (globs from the root, `*` within one
 # name; a directory with what is under it). vauban's own list, checked equal
 # to it by its tests.
@@ -320,14 +332,48 @@ def the_boot():
     return base, token, host or socket.gethostname()
 
 
+def signed_message(host, token, sha256_hex):
+    """What is signed: the host, the boot's token, the body's sha256 (a
+    signature is good for one body of one boot of one host)."""
+    return f"vauban-drift 1\nhost {host}\ntoken {token}\nsha256 {sha256_hex}\n".encode()
+
+
+def signature(layer, host, token, key=HOST_KEY):
+    """The base64 of the signature of the drift in `layer` (a file) with
+    this host's sshd ed25519 key, or None when the host has none."""
+    if not os.path.lexists(key):
+        return None
+    digest = hashlib.sha256()
+    layer.seek(0)
+    for chunk in iter(lambda: layer.read(1 << 20), b""):
+        digest.update(chunk)
+    layer.seek(0)
+    try:
+        signed = subprocess.run(["ssh-keygen", "-q", "-Y", "sign", "-n", NAMESPACE, "-f", key],
+                                input=signed_message(host, token, digest.hexdigest()),
+                                capture_output=True, timeout=120, check=False)
+    except FileNotFoundError:
+        fail("ssh-keygen not found: this host's drift is signed with its sshd key (the image "
+             "needs openssh-client); or write the drift with -o FILE")
+    if signed.returncode != 0:
+        fail(f"ssh-keygen -Y sign -f {key}: "
+             f"{signed.stderr.decode('utf-8', 'replace').strip()} (the drift is signed with "
+             "the host's sshd key: run vauban-drift as root)")
+    return base64.b64encode(signed.stdout).decode("ascii")
+
+
 def send(layer, size, boot):
     base, token, host = boot
     url = f"{base}/hosts/{urllib.parse.quote(host, safe='')}/drift"
-    request = urllib.request.Request(url, data=layer, method="POST", headers={
+    headers = {
         "Authorization": f"Bearer {token}",
         "Content-Type": "application/vnd.oci.image.layer.v1.tar+gzip",
         "Content-Length": str(size),
-    })
+    }
+    signed = signature(layer, host, token)
+    if signed:
+        headers["X-Vauban-Signature"] = signed
+    request = urllib.request.Request(url, data=layer, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=120) as reply:
             body = reply.read(1 << 16).decode("utf-8", "replace")

@@ -2,7 +2,10 @@
 //! (`vauban-drift` in images of a master with `drift_report:`): its
 //! overlay's upper dir as one OCI layer, `POST /hosts/{name}/drift` with
 //! `Authorization: Bearer BOOT_TOKEN`, the token of the boot it runs (on
-//! its kernel command line). A token opens the drift route of its own host
+//! its kernel command line, which any local user can read), and signed
+//! with the host's sshd ed25519 key (root's alone) when the conffs of the
+//! boot has one ([`drift_signature`]: a token alone sends no drift of such
+//! a host). A token opens the drift route of its own host
 //! only, and only while its boot is the host's last (a later boot ends it;
 //! the 30 minutes of file fetches do not apply: drift comes hours later).
 //! The body is streamed to a file of the state dir, bounded
@@ -30,6 +33,7 @@ use futures_util::StreamExt;
 use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
+use vauban_core::build::drift_signature;
 use vauban_core::diff::{self, DiffOptions, Format, Report, Side, SideKind};
 
 use super::records::{Boot, Records};
@@ -65,10 +69,13 @@ pub struct Drift {
     pub sha256: String,
     /// Its tar entries (paths, whiteouts included).
     pub paths: u64,
+    /// The fingerprint of the host's sshd key that signed it; none when the
+    /// conffs of its boot has no ed25519 key, and its token alone sent it.
+    pub signer: Option<String>,
 }
 
 const DRIFT_COLUMNS: &str =
-    "id, host, boot_id, master, artifact, build_id, received, ip, bytes, sha256, entries";
+    "id, host, boot_id, master, artifact, build_id, received, ip, bytes, sha256, entries, signer";
 
 fn drift_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Drift> {
     Ok(Drift {
@@ -83,6 +90,7 @@ fn drift_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Drift> {
         bytes: r.get::<_, i64>(8)? as u64,
         sha256: r.get(9)?,
         paths: r.get::<_, i64>(10)? as u64,
+        signer: r.get(11)?,
     })
 }
 
@@ -93,7 +101,7 @@ impl Records {
             let tx = c.transaction()?;
             tx.execute(
                 &format!(
-                    "INSERT INTO drifts({DRIFT_COLUMNS}) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)"
+                    "INSERT INTO drifts({DRIFT_COLUMNS}) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)"
                 ),
                 params![
                     d.id,
@@ -106,7 +114,8 @@ impl Records {
                     d.ip,
                     d.bytes as i64,
                     d.sha256,
-                    d.paths as i64
+                    d.paths as i64,
+                    d.signer
                 ],
             )?;
             let old: Vec<String> = {
@@ -172,7 +181,8 @@ impl Records {
 
 impl BootService {
     /// The boot whose token is `token`, if it may send `host`'s drift: its
-    /// own host's, and still the host's last boot.
+    /// own host's, and still the host's last boot (then its signature,
+    /// [`Self::drift_key`], and its rate, [`Self::check_drift_rate`]).
     pub fn authorize_drift(&self, token: &str, host: &str) -> Result<Boot> {
         let refused =
             || ServeError::Forbidden("this boot token sends no drift of this host".into());
@@ -189,14 +199,20 @@ impl BootService {
                 "{host} booted again since this token's boot: send the drift of the boot it runs"
             )));
         }
-        // Any local user of the host can read the token: one drift a
-        // minute for a boot keeps the ones kept from being pushed out in a
-        // burst. A host that reboots gets a new token and sends at once.
+        Ok(tb.boot)
+    }
+
+    /// One drift a minute for a boot: what any local user of a host
+    /// without an sshd key can send (its token on `/proc/cmdline`) never
+    /// pushes the drifts kept out in a burst. A host that reboots gets a
+    /// new token and sends at once.
+    pub fn check_drift_rate(&self, boot: &Boot) -> Result<()> {
+        let host = &boot.host;
         let recent = self
             .records
             .drifts(host)?
             .into_iter()
-            .find(|d| d.boot_id == tb.boot.id)
+            .find(|d| d.boot_id == boot.id)
             .is_some_and(|d| {
                 chrono::DateTime::parse_from_rfc3339(&d.received)
                     .is_ok_and(|t| chrono::Utc::now() - t.to_utc() < chrono::Duration::seconds(60))
@@ -206,7 +222,29 @@ impl BootService {
                 "this boot of {host} sent a drift less than a minute ago: one a minute"
             )));
         }
-        Ok(tb.boot)
+        Ok(())
+    }
+
+    /// The public key `boot`'s drift must be signed with: the ed25519 key
+    /// of the conffs its artifact gave the host (see
+    /// [`drift_signature`]). None when that conffs has none: the host has
+    /// no sshd key to sign with, and its token alone sends a drift.
+    pub fn drift_key(&self, boot: &Boot) -> Result<Option<String>> {
+        let artifact = self.artifact(&boot.artifact, Some(&boot.master))?;
+        let Some(conffs) = artifact
+            .info
+            .hosts
+            .get(&boot.host)
+            .and_then(|h| artifact.file(&h.conffs))
+        else {
+            return Ok(None);
+        };
+        drift_signature::host_key_of_conffs(&self.store.blob_path(&conffs.digest)).map_err(|e| {
+            ServeError::Conflict(format!(
+                "the conffs {} of {}'s boot: {e}",
+                conffs.digest, boot.host
+            ))
+        })
     }
 
     /// Removes what a server that stopped midway left in the drift dir:
@@ -461,12 +499,40 @@ async fn receive_drift(
             "the server takes a few drifts at a time: send it again in a minute".into(),
         ));
     };
-    let (s, h) = (svc.clone(), host.clone());
-    let boot = blocking(move || s.authorize_drift(&token, &h)).await?;
+    let (s, h, t) = (svc.clone(), host.clone(), token.clone());
+    let boot = blocking(move || s.authorize_drift(&t, &h)).await?;
+    // Signed by the host's sshd key when its conffs has one: refused
+    // before the body is read when the signature is missing.
+    let (s, b) = (svc.clone(), boot.clone());
+    let host_key = blocking(move || s.drift_key(&b)).await?;
+    let signature = headers
+        .get(drift_signature::HEADER)
+        .map(|v| v.to_str().unwrap_or_default().to_owned());
+    if host_key.is_some() && signature.is_none() {
+        return Err(ServeError::Forbidden(format!(
+            "{host}'s conffs has an sshd ed25519 key: its drift must be signed with it \
+             (vauban-drift, run as root, signs it with ssh-keygen -Y sign and sends {}); \
+             a boot token alone sends none",
+            drift_signature::HEADER
+        )));
+    }
+    let (s, b) = (svc.clone(), boot.clone());
+    blocking(move || s.check_drift_rate(&b)).await?;
     let id = ulid::Ulid::new().to_string();
     let tmp_path = svc.drift_dir.join(format!(".tmp-{id}"));
     let tmp = TempFile(Some(tmp_path.clone()));
     let (bytes, sha256) = receive(body, &svc.drift_dir, &tmp_path, svc.opts.max_drift).await?;
+    let signer = match (&host_key, &signature) {
+        (Some(key), Some(signature)) => {
+            let hex = sha256.trim_start_matches("sha256:");
+            let message = drift_signature::signed_message(&host, &token, hex);
+            Some(
+                drift_signature::verify(key, signature, &message)
+                    .map_err(|e| ServeError::Forbidden(format!("the drift's signature: {e}")))?,
+            )
+        }
+        _ => None,
+    };
     let checked = tmp_path.clone();
     let limits = drift_limits(svc.opts.max_drift);
     let entries = blocking(move || {
@@ -496,6 +562,7 @@ async fn receive_drift(
         bytes,
         sha256,
         paths: entries as u64,
+        signer,
     };
     let (s, d) = (svc.clone(), drift.clone());
     blocking(move || {
@@ -516,7 +583,7 @@ async fn receive_drift(
         }
     })
     .await?;
-    tracing::info!(host, id, boot = %boot.id, bytes, paths = entries, "drift received");
+    tracing::info!(host, id, boot = %boot.id, bytes, paths = entries, signer = drift.signer.as_deref().unwrap_or("none"), "drift received");
     Ok((StatusCode::CREATED, Json(drift)))
 }
 

@@ -69,7 +69,8 @@ CREATE TABLE IF NOT EXISTS drifts(
     ip TEXT NOT NULL,
     bytes INTEGER NOT NULL,
     sha256 TEXT NOT NULL,
-    entries INTEGER NOT NULL
+    entries INTEGER NOT NULL,
+    signer TEXT
 );
 CREATE INDEX IF NOT EXISTS drifts_by_host ON drifts(host, received);
 CREATE TABLE IF NOT EXISTS macs(
@@ -216,6 +217,15 @@ impl Records {
         )
         .map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
+        // Records made before drifts were signed get the column.
+        let has_signer = conn
+            .prepare("SELECT 1 FROM pragma_table_info('drifts') WHERE name='signer'")
+            .and_then(|mut s| s.exists([]))
+            .map_err(db)?;
+        if !has_signer {
+            conn.execute_batch("ALTER TABLE drifts ADD COLUMN signer TEXT")
+                .map_err(db)?;
+        }
         Ok(Records {
             path: path.to_owned(),
             conn: Mutex::new(conn),

@@ -354,24 +354,25 @@ fn check_drift(serve: &BootServer, host: &str, consoles: &[(String, String)]) ->
     if !text.contains(&format!("+changed on {host} after boot")) {
         bail!("vauban diff --drift {host} -- /etc/motd shows no line added:\n{text}");
     }
-    // One a minute: an empty drift is taken unless the host's own came
-    // less than a minute ago; either way, the next right after is refused,
-    // whatever it holds.
+    // The guest signed it with its sshd key, the one of its conffs.
+    let hosts: serde_json::Value =
+        serde_json::from_str(&serve.vauban(&["hosts", host, "--json"])?)?;
+    let signer = hosts["drifts"][0]["signer"].as_str().unwrap_or_default();
+    if !signer.starts_with("SHA256:") {
+        bail!("{host}'s drift was not signed by its sshd key: {hosts:#}");
+    }
+    // A local user of the guest reads its token on /proc/cmdline and
+    // sends a drift of their own: without the host key's signature, it is
+    // refused.
     let token = boot_token(console)?;
     let url = format!("{}/hosts/{host}/drift", serve.url);
     let (code, body) = serve.post(&url, &token, &empty_drift()?)?;
-    match code {
-        201 => {
-            let (code, body) = serve.post(&url, &token, b"not a layer")?;
-            if code != 429 {
-                bail!("a drift right after another was answered {code}, not 429: {body}");
-            }
-        }
-        429 => {}
-        _ => bail!("an empty drift was answered {code}: {body}"),
+    if code != 403 || !body.contains("must be signed") {
+        bail!("a drift sent with {host}'s boot token alone was answered {code}, not 403: {body}");
     }
     eprintln!(
-        "boot: {host}'s drift: {} paths differ from its build, /etc/motd changed, /etc/issue.net removed",
+        "boot: {host}'s drift: {} paths differ from its build, /etc/motd changed, /etc/issue.net \
+         removed; signed by {signer}; the token alone sends none (403)",
         status.lines().count()
     );
     Ok(())
