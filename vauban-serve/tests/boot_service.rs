@@ -902,9 +902,10 @@ fn ssh_keygen(dir: &Path, name: &str) -> (std::path::PathBuf, String) {
     (key, public)
 }
 
-/// What `vauban-drift` sends in `X-Vauban-Signature`: `body` of `host`'s
-/// boot `token` signed with `key` by ssh-keygen.
-fn ssh_sign(key: &Path, host: &str, token: &str, body: &[u8]) -> String {
+/// What `vauban-drift` sends in `X-Vauban-Signed-At` and
+/// `X-Vauban-Signature`: `body` of `host`'s boot `token` signed at `at` with
+/// `key` by ssh-keygen.
+fn ssh_sign(key: &Path, host: &str, token: &str, at: u64, body: &[u8]) -> (u64, String) {
     use base64::Engine as _;
     use sha2::Digest as _;
     use std::io::Write as _;
@@ -912,7 +913,7 @@ fn ssh_sign(key: &Path, host: &str, token: &str, body: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    let message = vauban_core::build::drift_signature::signed_message(host, token, &sha);
+    let message = vauban_core::build::drift_signature::signed_message(host, token, at, &sha);
     let mut child = std::process::Command::new("ssh-keygen")
         .args(["-q", "-Y", "sign", "-n", "drift@vauban", "-f"])
         .arg(key)
@@ -923,14 +924,19 @@ fn ssh_sign(key: &Path, host: &str, token: &str, body: &[u8]) -> String {
     child.stdin.take().unwrap().write_all(&message).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
-    base64::engine::general_purpose::STANDARD.encode(out.stdout)
+    (
+        at,
+        base64::engine::general_purpose::STANDARD.encode(out.stdout),
+    )
 }
 
 /// A host whose conffs holds an sshd ed25519 key sends its drift signed
-/// with it. The attack: a local user of the host reads the boot token on
+/// with it. The attacks: a local user of the host reads the boot token on
 /// `/proc/cmdline` and sends a drift of their own, unsigned, signed with
-/// their own key, or with a signature the host made for another body or
-/// another boot: each is refused, and nothing of it kept.
+/// their own key, or garbage; someone who saw a signed drift on the wire
+/// sends it again, or with the next boot's token: each is refused, nothing
+/// of it kept, and a signature that fails its check costs the boot a
+/// minute.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_boot_token_alone_sends_no_drift_of_a_host_with_an_sshd_key() {
     let w = World::new();
@@ -951,47 +957,57 @@ async fn a_boot_token_alone_sends_no_drift_of_a_host_with_an_sshd_key() {
     let token = boot_token(&script(&http, addr, WEB01).await);
     let drift = gzip(&tar_of(&[("etc/", b""), ("etc/motd", b"the host's\n")]));
     let forged = gzip(&tar_of(&[("etc/", b""), ("etc/motd", b"a user's\n")]));
-    let post = |token: &str, signature: Option<String>, body: Vec<u8>| {
+    let post = |token: &str, signed: Option<(u64, String)>, body: Vec<u8>| {
         let mut req = http
             .post(format!("{base}/hosts/web01/drift"))
             .bearer_auth(token)
             .body(body);
-        if let Some(s) = signature {
-            req = req.header("X-Vauban-Signature", s);
+        if let Some((at, signature)) = signed {
+            req = req
+                .header("X-Vauban-Signed-At", at.to_string())
+                .header("X-Vauban-Signature", signature);
         }
         req.send()
     };
-    let refused = |why: &'static str| {
-        move |r: reqwest::Response| {
-            assert_eq!(r.status(), StatusCode::FORBIDDEN, "{why}");
-            r
-        }
+    let answer = |r: reqwest::Response| async move {
+        let status = r.status();
+        (status, r.text().await.unwrap())
     };
-    let r = refused("unsigned")(post(&token, None, forged.clone()).await.unwrap());
-    let text = r.text().await.unwrap();
+    let refused = |(status, text): (StatusCode, String), code: StatusCode, why: &str| {
+        assert_eq!(status, code, "{why}: {text}");
+        text
+    };
+    let text = refused(
+        answer(post(&token, None, forged.clone()).await.unwrap()).await,
+        StatusCode::FORBIDDEN,
+        "unsigned",
+    );
     assert!(text.contains("must be signed"), "{text}");
-    let by_user = ssh_sign(&user_key, "web01", &token, &forged);
-    let r = refused("signed by the user's key")(
-        post(&token, Some(by_user), forged.clone()).await.unwrap(),
+    let by_user = ssh_sign(&user_key, "web01", &token, 1000, &forged);
+    let text = refused(
+        answer(post(&token, Some(by_user), forged.clone()).await.unwrap()).await,
+        StatusCode::FORBIDDEN,
+        "signed by the user's key",
     );
-    let text = r.text().await.unwrap();
     assert!(text.contains("not by this host's sshd key"), "{text}");
-    let for_drift = ssh_sign(&host_key, "web01", &token, &drift);
-    refused("the host's signature of another body")(
-        post(&token, Some(for_drift.clone()), forged.clone())
+    refused(
+        answer(
+            post(
+                &token,
+                Some((1000, "bm90IGEgc2lnbmF0dXJl".into())),
+                drift.clone(),
+            )
             .await
             .unwrap(),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "garbage",
     );
-    refused("garbage")(
-        post(&token, Some("bm90IGEgc2lnbmF0dXJl".into()), drift.clone())
-            .await
-            .unwrap(),
-    );
-    let kept = std::fs::read_dir(w.path("state/drifts")).map_or(0, |d| d.count());
-    assert_eq!(kept, 0, "a refused drift left a file");
 
     // The host's own: taken, its signer told.
-    let r = post(&token, Some(for_drift.clone()), drift.clone())
+    let by_host = ssh_sign(&host_key, "web01", &token, 1000, &drift);
+    let r = post(&token, Some(by_host.clone()), drift.clone())
         .await
         .unwrap();
     let status = r.status();
@@ -1011,21 +1027,45 @@ async fn a_boot_token_alone_sends_no_drift_of_a_host_with_an_sshd_key() {
         fingerprint.contains(signer),
         "{signer} is not in {fingerprint}"
     );
+    assert_eq!(sent["signed_at"], 1000);
+    // Seen on the wire and sent again: taken once.
+    let text = refused(
+        answer(
+            post(&token, Some(by_host.clone()), drift.clone())
+                .await
+                .unwrap(),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "a replay",
+    );
+    assert!(text.contains("taken once"), "{text}");
 
     // web01 boots again: the old boot's signature is no good for the new
-    // token, even over the same body.
+    // token, even over the same body, and its failure costs the new boot a
+    // minute.
     let new_token = boot_token(&script(&http, addr, WEB01).await);
-    refused("a signature of the last boot")(
-        post(&new_token, Some(for_drift), drift.clone())
-            .await
-            .unwrap(),
+    let text = refused(
+        answer(
+            post(&new_token, Some(by_host), drift.clone())
+                .await
+                .unwrap(),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "a signature of the last boot",
     );
-    let r = post(
-        &new_token,
-        Some(ssh_sign(&host_key, "web01", &new_token, &drift)),
-        drift,
-    )
-    .await
-    .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
+    assert!(text.contains("does not match"), "{text}");
+    let good = ssh_sign(&host_key, "web01", &new_token, 1001, &drift);
+    let text = refused(
+        answer(post(&new_token, Some(good), drift).await.unwrap()).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "right after a signature failed",
+    );
+    assert!(text.contains("failed its signature check"), "{text}");
+    let kept: Vec<String> = std::fs::read_dir(w.path("state/drifts"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(kept, [format!("{}.tar.gz", sent["id"].as_str().unwrap())]);
 }

@@ -4,9 +4,15 @@
 //! got. The boot token is on `/proc/cmdline`, which every local user of the
 //! host can read: with the signature, a token alone sends no drift.
 //!
-//! What is signed is a short text naming the host, the boot's token and the
-//! body's sha256 ([`signed_message`]): a signature is good for one body of
-//! one boot of one host, never replayed on another.
+//! What is signed is a short text naming the host, the boot's token, the
+//! time the host signed at and the body's sha256 ([`signed_message`]): a
+//! signature is good for one body of one boot of one host, and the server
+//! takes a boot's signed times increasing only, so a drift seen on the
+//! wire (the boot service speaks plain HTTP) is not taken twice.
+//!
+//! The server checks what it can before it reads a body ([`precheck`]: the
+//! header parses, names the host's key and the namespace), the signature
+//! itself once the body's sha256 is known ([`Prechecked::verify`]).
 
 use std::io::Read;
 use std::path::Path;
@@ -21,6 +27,8 @@ pub const HOST_KEY_PUB: &str = "etc/ssh/ssh_host_ed25519_key.pub";
 pub const MAX_SIGNATURE: usize = 4096;
 /// The request header that carries it: the base64 of the PEM.
 pub const HEADER: &str = "x-vauban-signature";
+/// The request header that carries the time signed at (Unix seconds).
+pub const TIME_HEADER: &str = "x-vauban-signed-at";
 
 /// Why a drift's signature is refused.
 #[derive(Debug, thiserror::Error)]
@@ -56,18 +64,50 @@ pub enum SignatureError {
 }
 
 /// The text `vauban-drift` signs for a drift of `host` sent with boot
-/// token `token`, whose body's sha256 is `sha256_hex` (64 hex digits).
-pub fn signed_message(host: &str, token: &str, sha256_hex: &str) -> Vec<u8> {
-    format!("vauban-drift 1\nhost {host}\ntoken {token}\nsha256 {sha256_hex}\n").into_bytes()
+/// token `token` at `time` (Unix seconds, the host's clock), whose body's
+/// sha256 is `sha256_hex` (64 hex digits).
+pub fn signed_message(host: &str, token: &str, time: u64, sha256_hex: &str) -> Vec<u8> {
+    format!("vauban-drift 2\nhost {host}\ntoken {token}\ntime {time}\nsha256 {sha256_hex}\n")
+        .into_bytes()
+}
+
+/// A signature whose form, key and namespace are right: what is left is
+/// to check it over the message.
+#[derive(Debug)]
+pub struct Prechecked {
+    key: PublicKey,
+    sig: SshSig,
+}
+
+impl Prechecked {
+    /// Checks the signature over `message`; the key's fingerprint.
+    pub fn verify(&self, message: &[u8]) -> Result<String, SignatureError> {
+        self.key
+            .verify(NAMESPACE, message, &self.sig)
+            .map_err(|_| SignatureError::Mismatch)?;
+        Ok(self.key.fingerprint(HashAlg::Sha256).to_string())
+    }
 }
 
 /// Checks `signature` ([`HEADER`]'s value: the base64 of the PEM
 /// `ssh-keygen -Y sign` writes) over `message` with `host_key` (an OpenSSH
 /// public key line); the key's fingerprint.
 pub fn verify(host_key: &str, signature: &str, message: &[u8]) -> Result<String, SignatureError> {
+    precheck(host_key, signature)?.verify(message)
+}
+
+/// What can be checked of `signature` without the message: it parses, it
+/// is by `host_key` (which must be an ed25519 key) and for [`NAMESPACE`].
+pub fn precheck(host_key: &str, signature: &str) -> Result<Prechecked, SignatureError> {
     use base64::Engine as _;
     let key = PublicKey::from_openssh(host_key.trim())
         .map_err(|e| SignatureError::HostKey(e.to_string()))?;
+    if key.algorithm() != ssh_key::Algorithm::Ed25519 {
+        return Err(SignatureError::HostKey(format!(
+            "an {} key, not ssh-ed25519",
+            key.algorithm()
+        )));
+    }
     if signature.len() > MAX_SIGNATURE {
         return Err(SignatureError::Malformed(format!(
             "over {MAX_SIGNATURE} bytes"
@@ -88,9 +128,7 @@ pub fn verify(host_key: &str, signature: &str, message: &[u8]) -> Result<String,
     if sig.namespace() != NAMESPACE {
         return Err(SignatureError::Namespace(sig.namespace().to_owned()));
     }
-    key.verify(NAMESPACE, message, &sig)
-        .map_err(|_| SignatureError::Mismatch)?;
-    Ok(key.fingerprint(HashAlg::Sha256).to_string())
+    Ok(Prechecked { key, sig })
 }
 
 /// The host's ed25519 public key line in `conffs` (a gzip tar, as vauban
@@ -163,16 +201,17 @@ mod tests {
         let (other, _) = keygen(dir.path(), "other");
         let sha = "ab".repeat(32);
         let token = "cd".repeat(32);
-        let message = signed_message("web01", &token, &sha);
+        let message = signed_message("web01", &token, 1_800_000_000, &sha);
         let good = sign(&host, NAMESPACE, &message);
         let fingerprint = verify(&host_pub, &good, &message).unwrap();
         assert!(fingerprint.starts_with("SHA256:"), "{fingerprint}");
 
         // Another body, another boot's token, another host: refused.
         for other_message in [
-            signed_message("web01", &token, &"ef".repeat(32)),
-            signed_message("web01", &"00".repeat(32), &sha),
-            signed_message("web02", &token, &sha),
+            signed_message("web01", &token, 1_800_000_000, &"ef".repeat(32)),
+            signed_message("web01", &"00".repeat(32), 1_800_000_000, &sha),
+            signed_message("web02", &token, 1_800_000_000, &sha),
+            signed_message("web01", &token, 1_800_000_001, &sha),
         ] {
             assert!(matches!(
                 verify(&host_pub, &good, &other_message),
@@ -191,6 +230,20 @@ mod tests {
         assert!(matches!(
             verify(&host_pub, "LS0tLS1CRUdJTiBTU0ggU0lHTkFUVVJFLS0tLS0KQUFBQQotLS0tLUVORCBTU0ggU0lHTkFUVVJFLS0tLS0K", &message),
             Err(SignatureError::Malformed(_))
+        ));
+        // The host's key must be ed25519.
+        let rsa = dir.path().join("rsa");
+        let made = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "rsa", "-b", "2048", "-N", "", "-f"])
+            .arg(&rsa)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let rsa_pub = std::fs::read_to_string(rsa.with_extension("pub")).unwrap();
+        let by_rsa = sign(&rsa, NAMESPACE, &message);
+        assert!(matches!(
+            verify(&rsa_pub, &by_rsa, &message),
+            Err(SignatureError::HostKey(_))
         ));
         assert!(matches!(
             verify(&host_pub, "not base64!", &message),
@@ -215,7 +268,7 @@ mod tests {
         let token = "5e".repeat(32);
         let script = format!(
             "import sys; sys.path.insert(0, {dir:?}); import vauban_drift as t\n\
-             with open({body:?}, 'rb') as f: print(t.signature(f, 'web01', {token:?}, key={key:?}))\n\
+             with open({body:?}, 'rb') as f: print(*t.signature(f, 'web01', {token:?}, key={key:?}))\n\
              print(t.signature(None, 'web01', {token:?}, key={none:?}))",
             dir = dir.path().to_str().unwrap(),
             body = body.to_str().unwrap(),
@@ -233,6 +286,8 @@ mod tests {
         );
         let out = String::from_utf8(out.stdout).unwrap();
         let (signed, none) = out.trim().split_once('\n').unwrap();
+        let (time, signed) = signed.split_once(' ').unwrap();
+        let time: u64 = time.parse().unwrap();
         assert_eq!(none, "None", "a host without the key signs nothing");
         let sha: String = {
             use sha2::Digest as _;
@@ -241,7 +296,12 @@ mod tests {
                 .map(|b| format!("{b:02x}"))
                 .collect()
         };
-        verify(&host_pub, signed, &signed_message("web01", &token, &sha)).unwrap();
+        verify(
+            &host_pub,
+            signed,
+            &signed_message("web01", &token, time, &sha),
+        )
+        .unwrap();
     }
 
     #[test]

@@ -215,6 +215,8 @@ mod tests {
         std::os::unix::fs::symlink("notes", upper.join("root/link")).unwrap();
         std::fs::write(upper.join("etc/ssh/ssh_host_dsa_key"), "PRIVATE").unwrap();
         std::fs::write(upper.join("root/.bash_history"), "mysql -p hunter2").unwrap();
+        // A user's file named as a whiteout would read as a removal.
+        std::fs::write(upper.join("root/.wh.notes"), "").unwrap();
         // A FIFO is packed as one, never opened (the tool would block).
         let made = std::process::Command::new("mkfifo")
             .arg(upper.join("root/pipe"))
@@ -243,6 +245,8 @@ mod tests {
             "{}",
             String::from_utf8_lossy(&done.stderr)
         );
+        let warned = String::from_utf8_lossy(&done.stderr);
+        assert!(warned.contains("root/.wh.notes left out"), "{warned}");
         assert_eq!(
             std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
             0o600

@@ -41,6 +41,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -240,6 +241,11 @@ def pack(upper, out, skip):
                 rel = rel_dir + name
                 if left_out(rel, skip):
                     continue
+                if name.startswith(".wh."):
+                    # A file a user named so would read as a removal.
+                    print(f"vauban-drift: warning: {rel} left out: a name the layer "
+                          "format keeps for removals", file=sys.stderr)
+                    continue
                 try:
                     st = os.lstat(name, dir_fd=dir_fd)
                 except FileNotFoundError:
@@ -332,17 +338,21 @@ def the_boot():
     return base, token, host or socket.gethostname()
 
 
-def signed_message(host, token, sha256_hex):
-    """What is signed: the host, the boot's token, the body's sha256 (a
-    signature is good for one body of one boot of one host)."""
-    return f"vauban-drift 1\nhost {host}\ntoken {token}\nsha256 {sha256_hex}\n".encode()
+def signed_message(host, token, signed_at, sha256_hex):
+    """What is signed: the host, the boot's token, the time, the body's
+    sha256 (a signature is good for one body of one boot of one host, and
+    the server takes a boot's times increasing only: no replay)."""
+    return (f"vauban-drift 2\nhost {host}\ntoken {token}\ntime {signed_at}\n"
+            f"sha256 {sha256_hex}\n").encode()
 
 
 def signature(layer, host, token, key=HOST_KEY):
-    """The base64 of the signature of the drift in `layer` (a file) with
-    this host's sshd ed25519 key, or None when the host has none."""
+    """(the time signed at, the base64 of the signature of the drift in
+    `layer`, a file, with this host's sshd ed25519 key), or None when the
+    host has no such key."""
     if not os.path.lexists(key):
         return None
+    signed_at = int(time.time())
     digest = hashlib.sha256()
     layer.seek(0)
     for chunk in iter(lambda: layer.read(1 << 20), b""):
@@ -350,7 +360,8 @@ def signature(layer, host, token, key=HOST_KEY):
     layer.seek(0)
     try:
         signed = subprocess.run(["ssh-keygen", "-q", "-Y", "sign", "-n", NAMESPACE, "-f", key],
-                                input=signed_message(host, token, digest.hexdigest()),
+                                input=signed_message(host, token, signed_at,
+                                                     digest.hexdigest()),
                                 capture_output=True, timeout=120, check=False)
     except FileNotFoundError:
         fail("ssh-keygen not found: this host's drift is signed with its sshd key (the image "
@@ -359,7 +370,7 @@ def signature(layer, host, token, key=HOST_KEY):
         fail(f"ssh-keygen -Y sign -f {key}: "
              f"{signed.stderr.decode('utf-8', 'replace').strip()} (the drift is signed with "
              "the host's sshd key: run vauban-drift as root)")
-    return base64.b64encode(signed.stdout).decode("ascii")
+    return signed_at, base64.b64encode(signed.stdout).decode("ascii")
 
 
 def send(layer, size, boot):
@@ -372,7 +383,8 @@ def send(layer, size, boot):
     }
     signed = signature(layer, host, token)
     if signed:
-        headers["X-Vauban-Signature"] = signed
+        headers["X-Vauban-Signed-At"] = str(signed[0])
+        headers["X-Vauban-Signature"] = signed[1]
     request = urllib.request.Request(url, data=layer, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=120) as reply:

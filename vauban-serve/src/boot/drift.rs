@@ -5,15 +5,16 @@
 //! its kernel command line, which any local user can read), and signed
 //! with the host's sshd ed25519 key (root's alone) when the conffs of the
 //! boot has one ([`drift_signature`]: a token alone sends no drift of such
-//! a host). A token opens the drift route of its own host
-//! only, and only while its boot is the host's last (a later boot ends it;
-//! the 30 minutes of file fetches do not apply: drift comes hours later).
-//! The body is streamed to a file of the state dir, bounded
-//! (`--max-drift-size`, idle 60 s at most, a few at a time), and read
-//! whole as a diff would (within [`drift_limits`] once decompressed) before
-//! it is kept (temp name, fsync, rename); one a minute per boot, the last
-//! [`DRIFTS_KEPT`] of each host kept; what a stopped server left is removed
-//! when it starts.
+//! a host, and a boot's signed times only increase: no replay). A token
+//! opens the drift route of its own host only, and only while its boot is
+//! the host's last (a later boot ends it; the 30 minutes of file fetches
+//! do not apply: drift comes hours later). The body is streamed to a file
+//! of the state dir, bounded (`--max-drift-size`, idle 60 s and 10 minutes
+//! in all at most, a few at a time, one per boot), and read whole as a
+//! diff would (within [`drift_limits`] once decompressed) before it is
+//! kept (temp name, fsync, rename); one a minute per boot (and a minute's
+//! wait after a signature that failed), the last [`DRIFTS_KEPT`] of each
+//! host kept; what a stopped server left is removed when it starts.
 //!
 //! Operators read them: `GET /hosts/{name}/drifts`, and `GET
 //! /hosts/{name}/drift/diff` (`vauban diff --drift HOST`): the drift over
@@ -72,10 +73,14 @@ pub struct Drift {
     /// The fingerprint of the host's sshd key that signed it; none when the
     /// conffs of its boot has no ed25519 key, and its token alone sent it.
     pub signer: Option<String>,
+    /// When the host signed it (Unix seconds, the host's clock): a boot's
+    /// signed drifts are taken with increasing times only.
+    pub signed_at: Option<i64>,
 }
 
 const DRIFT_COLUMNS: &str =
-    "id, host, boot_id, master, artifact, build_id, received, ip, bytes, sha256, entries, signer";
+    "id, host, boot_id, master, artifact, build_id, received, ip, bytes, sha256, entries, signer, \
+     signed_at";
 
 fn drift_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Drift> {
     Ok(Drift {
@@ -91,6 +96,7 @@ fn drift_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Drift> {
         sha256: r.get(9)?,
         paths: r.get::<_, i64>(10)? as u64,
         signer: r.get(11)?,
+        signed_at: r.get(12)?,
     })
 }
 
@@ -101,7 +107,7 @@ impl Records {
             let tx = c.transaction()?;
             tx.execute(
                 &format!(
-                    "INSERT INTO drifts({DRIFT_COLUMNS}) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)"
+                    "INSERT INTO drifts({DRIFT_COLUMNS}) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)"
                 ),
                 params![
                     d.id,
@@ -115,7 +121,8 @@ impl Records {
                     d.bytes as i64,
                     d.sha256,
                     d.paths as i64,
-                    d.signer
+                    d.signer,
+                    d.signed_at
                 ],
             )?;
             let old: Vec<String> = {
@@ -202,24 +209,43 @@ impl BootService {
         Ok(tb.boot)
     }
 
-    /// One drift a minute for a boot: what any local user of a host
-    /// without an sshd key can send (its token on `/proc/cmdline`) never
-    /// pushes the drifts kept out in a burst. A host that reboots gets a
-    /// new token and sends at once.
-    pub fn check_drift_rate(&self, boot: &Boot) -> Result<()> {
+    /// One drift a minute for a boot, and none for a minute after one
+    /// failed its signature check: what any local user of a host without
+    /// an sshd key can send (its token on `/proc/cmdline`), or anyone who
+    /// saw a signed drift on the wire, never pushes the drifts kept out in
+    /// a burst. A host that reboots gets a new token and sends at once. A
+    /// drift signed at `signed_at` must be signed after the boot's last
+    /// one: a drift seen on the wire is not taken again.
+    pub fn check_drift_rate(&self, boot: &Boot, signed_at: Option<i64>) -> Result<()> {
         let host = &boot.host;
-        let recent = self
+        let of_boot: Vec<Drift> = self
             .records
             .drifts(host)?
             .into_iter()
-            .find(|d| d.boot_id == boot.id)
-            .is_some_and(|d| {
-                chrono::DateTime::parse_from_rfc3339(&d.received)
-                    .is_ok_and(|t| chrono::Utc::now() - t.to_utc() < chrono::Duration::seconds(60))
-            });
+            .filter(|d| d.boot_id == boot.id)
+            .collect();
+        let last = of_boot.iter().filter_map(|d| d.signed_at).max();
+        if let (Some(at), Some(last)) = (signed_at, last) {
+            if at <= last {
+                return Err(ServeError::Forbidden(format!(
+                    "signed at {at}, not after the last drift this boot of {host} sent \
+                     (signed at {last}): a drift is taken once"
+                )));
+            }
+        }
+        let recent = of_boot.first().is_some_and(|d| {
+            chrono::DateTime::parse_from_rfc3339(&d.received)
+                .is_ok_and(|t| chrono::Utc::now() - t.to_utc() < chrono::Duration::seconds(60))
+        });
         if recent {
             return Err(ServeError::TooSoon(format!(
                 "this boot of {host} sent a drift less than a minute ago: one a minute"
+            )));
+        }
+        if self.drift_attempts.failed_recently(&boot.id) {
+            return Err(ServeError::TooSoon(format!(
+                "a drift of this boot of {host} failed its signature check less than a minute \
+                 ago: one try a minute"
             )));
         }
         Ok(())
@@ -237,12 +263,17 @@ impl BootService {
             .get(&boot.host)
             .and_then(|h| artifact.file(&h.conffs))
         else {
-            return Ok(None);
+            // Never so for a boot the service started: refused all the same.
+            return Err(ServeError::Conflict(format!(
+                "the boot artifact of this boot has no conffs of {}: it sends no drift",
+                boot.host
+            )));
         };
         drift_signature::host_key_of_conffs(&self.store.blob_path(&conffs.digest)).map_err(|e| {
+            tracing::warn!(host = %boot.host, conffs = %conffs.digest, "a drift refused: {e}");
             ServeError::Conflict(format!(
-                "the conffs {} of {}'s boot: {e}",
-                conffs.digest, boot.host
+                "the sshd key of {}'s conffs cannot be read: the server's log says why",
+                boot.host
             ))
         })
     }
@@ -435,6 +466,63 @@ fn service(app: &App) -> Result<&Arc<BootService>> {
         .ok_or_else(|| ServeError::Missing("this server has no boot service".into()))
 }
 
+/// What the service remembers of drifts being sent (in memory: a restart
+/// forgets it): the boots whose drift is being received, one at a time
+/// each, and the boots whose last drift failed its signature check, when.
+#[derive(Debug, Default)]
+pub struct DriftAttempts {
+    receiving: std::sync::Mutex<std::collections::HashSet<String>>,
+    failed: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+}
+
+/// How long a boot whose drift failed its signature check waits.
+const FAILED_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl DriftAttempts {
+    /// Marks a drift of `boot` being received, until the guard drops;
+    /// None when one is already.
+    fn begin(self: &Arc<Self>, boot: &str) -> Option<Receiving> {
+        let mut receiving = self.receiving.lock().unwrap_or_else(|e| e.into_inner());
+        receiving.insert(boot.to_owned()).then(|| Receiving {
+            attempts: self.clone(),
+            boot: boot.to_owned(),
+        })
+    }
+
+    /// A drift of `boot` failed its signature check.
+    fn failed(&self, boot: &str) {
+        let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        failed.retain(|_, at| at.elapsed() < FAILED_WAIT);
+        failed.insert(boot.to_owned(), std::time::Instant::now());
+    }
+
+    /// Whether a drift of `boot` failed its signature check within the
+    /// minute.
+    fn failed_recently(&self, boot: &str) -> bool {
+        let failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        failed
+            .get(boot)
+            .is_some_and(|at| at.elapsed() < FAILED_WAIT)
+    }
+}
+
+/// A drift of a boot being received (see [`DriftAttempts::begin`]).
+struct Receiving {
+    attempts: Arc<DriftAttempts>,
+    boot: String,
+}
+
+impl Drop for Receiving {
+    fn drop(&mut self) {
+        let mut receiving = self
+            .attempts
+            .receiving
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        receiving.remove(&self.boot);
+    }
+}
+
 /// Removes a file when dropped, unless kept: a body cut off midway leaves
 /// nothing behind.
 struct TempFile(Option<PathBuf>);
@@ -501,37 +589,67 @@ async fn receive_drift(
     };
     let (s, h, t) = (svc.clone(), host.clone(), token.clone());
     let boot = blocking(move || s.authorize_drift(&t, &h)).await?;
-    // Signed by the host's sshd key when its conffs has one: refused
-    // before the body is read when the signature is missing.
+    // Signed by the host's sshd key when its conffs has one: a signature
+    // missing, malformed, by another key or replayed is refused before the
+    // body is read.
     let (s, b) = (svc.clone(), boot.clone());
     let host_key = blocking(move || s.drift_key(&b)).await?;
-    let signature = headers
-        .get(drift_signature::HEADER)
-        .map(|v| v.to_str().unwrap_or_default().to_owned());
-    if host_key.is_some() && signature.is_none() {
-        return Err(ServeError::Forbidden(format!(
-            "{host}'s conffs has an sshd ed25519 key: its drift must be signed with it \
-             (vauban-drift, run as root, signs it with ssh-keygen -Y sign and sends {}); \
-             a boot token alone sends none",
-            drift_signature::HEADER
+    let signed = match &host_key {
+        None => None,
+        Some(key) => {
+            let header = |name: &str| {
+                headers
+                    .get(name)
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            };
+            let (Some(signature), Some(at)) = (
+                header(drift_signature::HEADER),
+                header(drift_signature::TIME_HEADER),
+            ) else {
+                return Err(ServeError::Forbidden(format!(
+                    "{host}'s conffs has an sshd ed25519 key: its drift must be signed with it \
+                     (vauban-drift, run as root, signs it with ssh-keygen -Y sign and sends {} \
+                     and {}); a boot token alone sends none",
+                    drift_signature::HEADER,
+                    drift_signature::TIME_HEADER
+                )));
+            };
+            let at: i64 = at.trim().parse().map_err(|_| ServeError::BadRequest {
+                field: "X-Vauban-Signed-At",
+                message: "the time the drift was signed at, in Unix seconds".into(),
+            })?;
+            let prechecked = drift_signature::precheck(key, &signature)
+                .map_err(|e| ServeError::Forbidden(format!("the drift's signature: {e}")))?;
+            Some((prechecked, at))
+        }
+    };
+    let (s, b, at) = (
+        svc.clone(),
+        boot.clone(),
+        signed.as_ref().map(|(_, at)| *at),
+    );
+    blocking(move || s.check_drift_rate(&b, at)).await?;
+    let Some(_receiving) = svc.drift_attempts.begin(&boot.id) else {
+        return Err(ServeError::TooSoon(format!(
+            "a drift of this boot of {host} is being received: one at a time"
         )));
-    }
-    let (s, b) = (svc.clone(), boot.clone());
-    blocking(move || s.check_drift_rate(&b)).await?;
+    };
     let id = ulid::Ulid::new().to_string();
     let tmp_path = svc.drift_dir.join(format!(".tmp-{id}"));
     let tmp = TempFile(Some(tmp_path.clone()));
     let (bytes, sha256) = receive(body, &svc.drift_dir, &tmp_path, svc.opts.max_drift).await?;
-    let signer = match (&host_key, &signature) {
-        (Some(key), Some(signature)) => {
+    let signer = match &signed {
+        Some((prechecked, at)) => {
             let hex = sha256.trim_start_matches("sha256:");
-            let message = drift_signature::signed_message(&host, &token, hex);
-            Some(
-                drift_signature::verify(key, signature, &message)
-                    .map_err(|e| ServeError::Forbidden(format!("the drift's signature: {e}")))?,
-            )
+            let at = u64::try_from(*at).unwrap_or_default();
+            let message = drift_signature::signed_message(&host, &token, at, hex);
+            let fingerprint = prechecked.verify(&message).map_err(|e| {
+                svc.drift_attempts.failed(&boot.id);
+                ServeError::Forbidden(format!("the drift's signature: {e}"))
+            })?;
+            Some(fingerprint)
         }
-        _ => None,
+        None => None,
     };
     let checked = tmp_path.clone();
     let limits = drift_limits(svc.opts.max_drift);
@@ -563,6 +681,7 @@ async fn receive_drift(
         sha256,
         paths: entries as u64,
         signer,
+        signed_at: signed.as_ref().map(|(_, at)| *at),
     };
     let (s, d) = (svc.clone(), drift.clone());
     blocking(move || {
@@ -607,6 +726,8 @@ pub fn drift_limits(max: u64) -> diff::ArchiveLimits {
 
 /// How long a drift's body may pause before it is given up.
 const BODY_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long a drift's body may take in all.
+const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Streams `body` into `path` (0600, in `dir`), at most `limit` bytes,
 /// synced; its size and sha256.
@@ -625,12 +746,18 @@ async fn receive(body: Body, dir: &FsPath, path: &FsPath, limit: u64) -> Result<
     let mut hash = Sha256::new();
     let mut size = 0u64;
     let mut stream = body.into_data_stream();
+    let deadline = tokio::time::Instant::now() + BODY_DEADLINE;
     loop {
-        let next = tokio::time::timeout(BODY_IDLE, stream.next())
+        let idle = tokio::time::Instant::now() + BODY_IDLE;
+        let next = tokio::time::timeout_at(idle.min(deadline), stream.next())
             .await
             .map_err(|_| ServeError::BadRequest {
                 field: "body",
-                message: format!("nothing came for {} s: given up", BODY_IDLE.as_secs()),
+                message: if idle < deadline {
+                    format!("nothing came for {} s: given up", BODY_IDLE.as_secs())
+                } else {
+                    format!("not over in {} s: given up", BODY_DEADLINE.as_secs())
+                },
             })?;
         let Some(chunk) = next else { break };
         let chunk = chunk.map_err(|e| ServeError::BadRequest {
@@ -712,4 +839,24 @@ pub async fn diff(
     .await
     .map_err(|e| ServeError::Setup(e.to_string()))??;
     Ok(diff_response(body, differs, format))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_drift_of_a_boot_at_a_time_and_a_failed_signature_waits() {
+        let attempts = Arc::new(DriftAttempts::default());
+        let first = attempts.begin("boot-1").expect("none being received");
+        assert!(attempts.begin("boot-1").is_none(), "a second at once");
+        let other = attempts.begin("boot-2").expect("another boot's");
+        drop(first);
+        assert!(attempts.begin("boot-1").is_some(), "once the first is over");
+        drop(other);
+        assert!(!attempts.failed_recently("boot-1"));
+        attempts.failed("boot-1");
+        assert!(attempts.failed_recently("boot-1"));
+        assert!(!attempts.failed_recently("boot-2"));
+    }
 }

@@ -93,6 +93,8 @@ pub struct BootService {
     pub drift_dir: std::path::PathBuf,
     /// The drifts being received at once (at most [`DRIFT_UPLOADS`]).
     pub drift_uploads: Arc<tokio::sync::Semaphore>,
+    /// The drifts being received per boot, the signatures that failed.
+    pub drift_attempts: Arc<drift::DriftAttempts>,
 }
 
 /// Drifts received at once.
@@ -170,6 +172,7 @@ impl BootService {
                 .unwrap_or(std::path::Path::new("."))
                 .join("drifts"),
             drift_uploads: Arc::new(tokio::sync::Semaphore::new(DRIFT_UPLOADS)),
+            drift_attempts: Arc::default(),
             records: Records::open(db)?,
             artifacts: Artifacts::default(),
             history,

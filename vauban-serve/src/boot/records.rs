@@ -70,7 +70,8 @@ CREATE TABLE IF NOT EXISTS drifts(
     bytes INTEGER NOT NULL,
     sha256 TEXT NOT NULL,
     entries INTEGER NOT NULL,
-    signer TEXT
+    signer TEXT,
+    signed_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS drifts_by_host ON drifts(host, received);
 CREATE TABLE IF NOT EXISTS macs(
@@ -217,14 +218,16 @@ impl Records {
         )
         .map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
-        // Records made before drifts were signed get the column.
-        let has_signer = conn
-            .prepare("SELECT 1 FROM pragma_table_info('drifts') WHERE name='signer'")
-            .and_then(|mut s| s.exists([]))
-            .map_err(db)?;
-        if !has_signer {
-            conn.execute_batch("ALTER TABLE drifts ADD COLUMN signer TEXT")
+        // Records made before drifts were signed get the columns.
+        for (column, kind) in [("signer", "TEXT"), ("signed_at", "INTEGER")] {
+            let has_column = conn
+                .prepare("SELECT 1 FROM pragma_table_info('drifts') WHERE name=?1")
+                .and_then(|mut s| s.exists([column]))
                 .map_err(db)?;
+            if !has_column {
+                conn.execute_batch(&format!("ALTER TABLE drifts ADD COLUMN {column} {kind}"))
+                    .map_err(db)?;
+            }
         }
         Ok(Records {
             path: path.to_owned(),
