@@ -242,7 +242,8 @@ fn six_hosts_run_as_a_three_task_array_and_hold_what_a_local_build_holds() {
     std::fs::remove_dir_all(&task_store).ok();
 }
 
-/// Starts a Slurm conffs build of `w` in the background; its stdout lines.
+/// Starts a Slurm conffs build of `w` in the background; its stdout lines,
+/// and its stderr lines after `stderr: `.
 fn spawn_build(
     w: &World,
     reg: &str,
@@ -269,6 +270,20 @@ fn spawn_build(
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    // Its standard error too (read, so it never fills its pipe), for what
+    // a failure says.
+    let stderr = child.stderr.take().unwrap();
+    let tx_err = tx.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx_err.send(format!("stderr: {line}")).is_err() {
+                break;
+            }
+        }
+    });
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stdout)
             .lines()
@@ -335,14 +350,11 @@ fn a_task_killed_mid_build_is_retried_once() {
     let mut rest: Vec<String> = rx.iter().collect();
     seen.append(&mut rest);
     let status = child.wait().unwrap();
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    assert!(status.success(), "the build failed:\n{stderr}");
+    let stderr: Vec<&str> = seen
+        .iter()
+        .filter_map(|l| l.strip_prefix("stderr: "))
+        .collect();
+    assert!(status.success(), "the build failed:\n{}", stderr.join("\n"));
     let submitted: Vec<serde_json::Value> = seen
         .iter()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())

@@ -427,6 +427,9 @@ def main():
         boot = None
     else:
         boot = the_boot()
+        if os.path.lexists(HOST_KEY) and not os.access(HOST_KEY, os.R_OK):
+            fail(f"{HOST_KEY}: not readable by this user, and this host's drift is signed with "
+                 "it: run vauban-drift as root, or write the drift with -o FILE")
     if os.geteuid() != 0:
         print("vauban-drift: warning: not root: what this user cannot read is left out",
               file=sys.stderr)

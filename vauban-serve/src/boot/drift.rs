@@ -614,26 +614,30 @@ async fn receive_drift(
                     drift_signature::TIME_HEADER
                 )));
             };
-            let at: i64 = at.trim().parse().map_err(|_| ServeError::BadRequest {
-                field: "X-Vauban-Signed-At",
-                message: "the time the drift was signed at, in Unix seconds".into(),
-            })?;
+            let at = at
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|&t| i64::try_from(t).is_ok())
+                .ok_or_else(|| ServeError::BadRequest {
+                    field: "X-Vauban-Signed-At",
+                    message: "the time the drift was signed at, in Unix seconds".into(),
+                })?;
             let prechecked = drift_signature::precheck(key, &signature)
                 .map_err(|e| ServeError::Forbidden(format!("the drift's signature: {e}")))?;
             Some((prechecked, at))
         }
     };
-    let (s, b, at) = (
-        svc.clone(),
-        boot.clone(),
-        signed.as_ref().map(|(_, at)| *at),
-    );
-    blocking(move || s.check_drift_rate(&b, at)).await?;
+    // One at a time for a boot, then its rate and replay checked: a second
+    // sent at once sees the first recorded.
     let Some(_receiving) = svc.drift_attempts.begin(&boot.id) else {
         return Err(ServeError::TooSoon(format!(
             "a drift of this boot of {host} is being received: one at a time"
         )));
     };
+    let signed_at = signed.as_ref().and_then(|(_, at)| i64::try_from(*at).ok());
+    let (s, b) = (svc.clone(), boot.clone());
+    blocking(move || s.check_drift_rate(&b, signed_at)).await?;
     let id = ulid::Ulid::new().to_string();
     let tmp_path = svc.drift_dir.join(format!(".tmp-{id}"));
     let tmp = TempFile(Some(tmp_path.clone()));
@@ -641,8 +645,7 @@ async fn receive_drift(
     let signer = match &signed {
         Some((prechecked, at)) => {
             let hex = sha256.trim_start_matches("sha256:");
-            let at = u64::try_from(*at).unwrap_or_default();
-            let message = drift_signature::signed_message(&host, &token, at, hex);
+            let message = drift_signature::signed_message(&host, &token, *at, hex);
             let fingerprint = prechecked.verify(&message).map_err(|e| {
                 svc.drift_attempts.failed(&boot.id);
                 ServeError::Forbidden(format!("the drift's signature: {e}"))
@@ -681,7 +684,7 @@ async fn receive_drift(
         sha256,
         paths: entries as u64,
         signer,
-        signed_at: signed.as_ref().map(|(_, at)| *at),
+        signed_at,
     };
     let (s, d) = (svc.clone(), drift.clone());
     blocking(move || {
