@@ -108,6 +108,7 @@ pub fn run_job(
                     })
                 }
                 TaskState::Failed(reason) if t.tries == 0 && !backend.retries_itself() => {
+                    let reason = with_tail(backend, t, index, reason);
                     events.emit(Event::Warning {
                         message: format!(
                             "{} job {}: task {index} ({}) failed: {reason}; retried once",
@@ -130,11 +131,7 @@ pub fn run_job(
                     t.tail.clear();
                 }
                 TaskState::Failed(reason) => {
-                    t.tail.extend(backend.error_tail(&t.job, index));
-                    let reason = match t.tail.is_empty() {
-                        true => reason,
-                        false => format!("{reason}: {}", t.tail.join(" / ")),
-                    };
+                    let reason = with_tail(backend, t, index, reason);
                     t.done = Some(TaskResult {
                         events: std::mem::take(&mut t.events),
                         error: Some(Error::TaskFailed {
@@ -157,6 +154,16 @@ pub fn run_job(
                 .collect());
         }
         std::thread::sleep(POLL);
+    }
+}
+
+/// `reason` a task failed for, with the last lines it wrote that were no
+/// event and its standard error's last lines.
+fn with_tail(backend: &mut dyn Backend, t: &mut Task, index: usize, reason: String) -> String {
+    t.tail.extend(backend.error_tail(&t.job, index));
+    match t.tail.is_empty() {
+        true => reason,
+        false => format!("{reason}: {}", t.tail.join(" / ")),
     }
 }
 
