@@ -239,7 +239,14 @@ fn six_hosts_run_as_a_three_task_array_and_hold_what_a_local_build_holds() {
         );
     }
     assert!(queued().trim().is_empty(), "still queued: {}", queued());
-    std::fs::remove_dir_all(&task_store).ok();
+    // The other tests of this process share the tasks' store: renamed
+    // aside first, so none of them ever sees it half removed (its layer
+    // dirs hold files of the subordinate ids, which this user cannot
+    // remove: a half-removed layer dir, missing /bin/sh, failed the next
+    // test's stages).
+    let aside = task_store.with_extension("removed");
+    std::fs::rename(&task_store, &aside).unwrap();
+    std::fs::remove_dir_all(&aside).ok();
 }
 
 /// Starts a Slurm conffs build of `w` in the background; its stdout lines,
