@@ -81,6 +81,26 @@ pub struct Filter {
     pub limit: usize,
 }
 
+/// Adds to `table` each of `columns` (name, declaration) it lacks: a
+/// database made by an older vauban gets the columns added since.
+pub(crate) fn add_missing_columns(
+    conn: &Connection,
+    table: &str,
+    columns: &[(&str, &str)],
+) -> rusqlite::Result<()> {
+    for (column, declaration) in columns {
+        let has_column = conn
+            .prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name=?2")
+            .and_then(|mut s| s.exists([table, column]))?;
+        if !has_column {
+            conn.execute_batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN {column} {declaration}"
+            ))?;
+        }
+    }
+    Ok(())
+}
+
 impl History {
     /// Opens (creating) the database at `path`.
     pub fn open(path: &Path) -> Result<History> {
@@ -95,18 +115,15 @@ impl History {
         .map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
         // A history made before a column existed gets it.
-        for column in ["rebuild_stale", "deploy"] {
-            let has_column = conn
-                .prepare("SELECT 1 FROM pragma_table_info('builds') WHERE name=?1")
-                .and_then(|mut s| s.exists([column]))
-                .map_err(db)?;
-            if !has_column {
-                conn.execute_batch(&format!(
-                    "ALTER TABLE builds ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0"
-                ))
-                .map_err(db)?;
-            }
-        }
+        add_missing_columns(
+            &conn,
+            "builds",
+            &[
+                ("rebuild_stale", "INTEGER NOT NULL DEFAULT 0"),
+                ("deploy", "INTEGER NOT NULL DEFAULT 0"),
+            ],
+        )
+        .map_err(db)?;
         Ok(History {
             path: path.to_owned(),
             conn: Mutex::new(conn),

@@ -165,11 +165,18 @@ pub fn host_key_of_conffs(conffs: &Path) -> Result<Option<String>, SignatureErro
 mod tests {
     use super::*;
 
-    /// A key and a signature made by OpenSSH's own `ssh-keygen`.
+    /// An ed25519 key made by OpenSSH's own `ssh-keygen`: its file and
+    /// its public line.
     fn keygen(dir: &Path, name: &str) -> (std::path::PathBuf, String) {
+        keygen_of(dir, name, &["-t", "ed25519"])
+    }
+
+    /// A key of the type `kind` asks for (`-t TYPE`, `-b BITS`).
+    fn keygen_of(dir: &Path, name: &str, kind: &[&str]) -> (std::path::PathBuf, String) {
         let key = dir.join(name);
         let status = std::process::Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", "", "-f"])
+            .args(kind)
+            .args(["-q", "-N", "", "-C", "", "-f"])
             .arg(&key)
             .status()
             .expect("ssh-keygen (openssh-client)");
@@ -232,14 +239,7 @@ mod tests {
             Err(SignatureError::Malformed(_))
         ));
         // The host's key must be ed25519.
-        let rsa = dir.path().join("rsa");
-        let made = std::process::Command::new("ssh-keygen")
-            .args(["-q", "-t", "rsa", "-b", "2048", "-N", "", "-f"])
-            .arg(&rsa)
-            .status()
-            .unwrap();
-        assert!(made.success());
-        let rsa_pub = std::fs::read_to_string(rsa.with_extension("pub")).unwrap();
+        let (rsa, rsa_pub) = keygen_of(dir.path(), "rsa", &["-t", "rsa", "-b", "2048"]);
         let by_rsa = sign(&rsa, NAMESPACE, &message);
         assert!(matches!(
             verify(&rsa_pub, &by_rsa, &message),

@@ -219,16 +219,12 @@ impl Records {
         .map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
         // Records made before drifts were signed get the columns.
-        for (column, kind) in [("signer", "TEXT"), ("signed_at", "INTEGER")] {
-            let has_column = conn
-                .prepare("SELECT 1 FROM pragma_table_info('drifts') WHERE name=?1")
-                .and_then(|mut s| s.exists([column]))
-                .map_err(db)?;
-            if !has_column {
-                conn.execute_batch(&format!("ALTER TABLE drifts ADD COLUMN {column} {kind}"))
-                    .map_err(db)?;
-            }
-        }
+        crate::db::add_missing_columns(
+            &conn,
+            "drifts",
+            &[("signer", "TEXT"), ("signed_at", "INTEGER")],
+        )
+        .map_err(db)?;
         Ok(Records {
             path: path.to_owned(),
             conn: Mutex::new(conn),
@@ -705,5 +701,31 @@ mod tests {
         let macs = r.macs().unwrap();
         assert_eq!(macs[0].host.as_deref(), Some("new01"));
         assert_eq!(macs[1].host, None);
+    }
+
+    /// Records from before drifts were signed get the columns and keep
+    /// their drifts (unsigned).
+    #[test]
+    fn records_from_before_signed_drifts_get_the_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("boot.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE drifts(id TEXT PRIMARY KEY, host TEXT NOT NULL, \
+                 boot_id TEXT NOT NULL, master TEXT NOT NULL, artifact TEXT NOT NULL, \
+                 build_id TEXT, received TEXT NOT NULL, ip TEXT NOT NULL, \
+                 bytes INTEGER NOT NULL, sha256 TEXT NOT NULL, entries INTEGER NOT NULL);
+                 INSERT INTO drifts VALUES('01OLD', 'web01', 'b1', 'm', 'sha256:a', NULL, \
+                 '2026-01-01T00:00:00Z', '127.0.0.1', 10, 'sha256:b', 1);",
+            )
+            .unwrap();
+        }
+        let records = Records::open(&path).unwrap();
+        let old = records.drift("web01", "01OLD").unwrap().unwrap();
+        assert_eq!((old.signer, old.signed_at), (None, None));
+        // Opened again: nothing added twice.
+        drop(records);
+        Records::open(&path).unwrap();
     }
 }
